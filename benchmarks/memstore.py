@@ -1,0 +1,59 @@
+"""An in-memory store with the storage contract's semantics, so benchmarks measure policies, not
+disks. (Not a backend users can select: state in a process's memory is not object storage.)"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from handlers.errors import ConflictError, StorageError
+from handlers.storage import Versioned
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    url = "memory://"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, int]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, key: str) -> Versioned | None:
+        found = self.objects.get(key)
+        return Versioned(found[0], str(found[1])) if found else None
+
+    def write(self, key: str, data: bytes, *, etag: str | None) -> str:
+        with self._lock:
+            current = self.objects.get(key)
+            if (current is None) != (etag is None) or (current is not None and str(current[1]) != etag):
+                raise ConflictError(f"{key}: changed since it was read")
+            version = current[1] + 1 if current else 1
+            self.objects[key] = (data, version)
+            return str(version)
+
+    def put_once(self, key: str, data: bytes, *, content_type: str = "") -> bool:
+        with self._lock:
+            if key in self.objects:
+                return False
+            self.objects[key] = (data, 1)
+            return True
+
+    def replace(self, key: str, data: bytes, *, content_type: str = "") -> None:
+        self.objects[key] = (data, 1)
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise StorageError(f"{key}: no such object")
+        return self.objects[key][0]
+
+    def list(self, prefix: str) -> Iterator[str]:
+        yield from sorted(k for k in self.objects if k.startswith(prefix))
+
+    def copy(self) -> MemoryStore:
+        twin = MemoryStore()
+        twin.objects = dict(self.objects)
+        return twin

@@ -1,0 +1,248 @@
+"""Replenishment benchmark: this project's forecast + reorder policy against the original system's,
+over the same 30 simulated days and the same demand, through the real handlers.
+
+    python benchmarks/replenishment.py [--days 30] [--warm-up-days 14] [--catalog FILE]
+
+Both policies start from one state: a warm-up under this project's policy builds two weeks of
+demand history, then the store is forked and each policy runs the same schedule (order tick every
+minute, restock every 5 min, forecast hourly, alert every 15 min). Demand is a function of (seed,
+minute) only, so both see exactly the same customers.
+
+Predictors are scored at every hourly forecast of both runs against the *realised* stockout time:
+when the simulation's actual demand, minute by minute, empties the shelf given the stock and open
+orders at the moment of the prediction (orders placed later are excluded: no predictor can know
+them). "None within 168 h" is scored as 168 h for both predictors (the original's 999/9999 and
+this project's "no stockout within the horizon").
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.memstore import MemoryStore  # noqa: E402
+from benchmarks.original import heuristic_stockout_hours, original_cores  # noqa: E402
+from handlers.catalog import Catalog, load_catalog  # noqa: E402
+from handlers.demand import minute_demand, minute_rates  # noqa: E402
+from handlers.events import scheduled_event  # noqa: E402
+from handlers.planning import daily_forecast, hour_shares, intraday_update, outlook  # noqa: E402
+from handlers.policy import Policy  # noqa: E402
+from handlers.projection import HORIZON_HOURS  # noqa: E402
+from handlers.purchasing import arrivals  # noqa: E402
+from handlers.runtime import CORES, Runtime, invoke, load_state  # noqa: E402
+from handlers.state import State  # noqa: E402
+from jobs.schedule import Schedule  # noqa: E402
+
+START = datetime(2026, 1, 5, tzinfo=timezone.utc)
+THRESHOLD = 24.0
+
+
+@dataclass
+class RunStats:
+    name: str
+    on_hand_minutes: float = 0.0
+    minutes: int = 0
+    predictions: list[tuple[float, int, float, float]] = field(default_factory=list)  # (t, series, ours, heuristic)
+    snapshots: list[tuple[float, np.ndarray, object]] = field(default_factory=list)  # (t, on_hand, arrivals)
+    final: State | None = None
+    start: State | None = None
+    seconds: float = 0.0
+
+
+def demand_matrix(catalog: Catalog, first_minute_end: float, minutes: int) -> np.ndarray:
+    """Units demanded in each minute [M, S], exactly as order_tick draws them."""
+    ends = first_minute_end + 60.0 * np.arange(minutes)
+    out = np.empty((minutes, catalog.num_series), dtype=np.int64)
+    for chunk in range(0, minutes, 1440):
+        block = ends[chunk:chunk + 1440]
+        rates = minute_rates(catalog, block)
+        for j, end in enumerate(block):
+            out[chunk + j] = minute_demand(catalog, float(end), rates[j])
+    return out
+
+
+def run_policy(name: str, store: MemoryStore, catalog: Catalog, cores, begin: float, days: float,
+               schedule: Schedule, progress: bool) -> RunStats:
+    runtime = Runtime(store=store, catalog=catalog, cores=cores)
+    stats = RunStats(name)
+    stats.start, _ = load_state(store)
+    started = time.perf_counter()
+    end = int(begin + days * 86400)
+    for minute_end in range(int(begin) + 60, end + 1, 60):
+        moment = datetime.fromtimestamp(minute_end, timezone.utc)
+        for handler in schedule.due(minute_end):
+            invoke(handler, scheduled_event(moment, handler, event_id=f"{name}-{minute_end}"), runtime)
+            if handler == "order_tick":
+                state, _ = load_state(store)
+                stats.on_hand_minutes += float(state.on_hand.sum()) * (schedule.intervals["order_tick"] / 60)
+                stats.minutes += schedule.intervals["order_tick"] // 60
+            if handler == "forecast":
+                state, _ = load_state(store)
+                record_predictions(stats, state, catalog, float(minute_end))
+        if progress and minute_end % 86400 == 0:
+            print(f"  {name}: day {(minute_end - begin) / 86400:.0f}/{days:g}", file=sys.stderr, flush=True)
+    stats.final, _ = load_state(store)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def record_predictions(stats: RunStats, state: State, catalog: Catalog, now: float) -> None:
+    """Both predictors on the same state: this project's projection and the original heuristic."""
+    mean, std = daily_forecast(state, catalog, now)  # as the forecast handler makes it, on any policy's state
+    shares = hour_shares(state, catalog)
+    ours_state = state.replace(forecast_at=now, forecast_mean=intraday_update(state, mean, shares, now),
+                               forecast_std=std, hour_share=shares)
+    ours = outlook(ours_state, now, Policy()).stockout_in
+    heuristic = heuristic_stockout_hours(state)
+    for i in range(state.num_series):
+        stats.predictions.append((now, i, float(ours[i]), float(heuristic[i])))
+    stats.snapshots.append((now, state.on_hand.copy(), arrivals(state, now)))
+
+
+def realised_hours(cumulative: np.ndarray, origin: float, minute_index0: float, on_hand: np.ndarray,
+                   inbound, *, unmet: bool = False) -> np.ndarray:
+    """Hours until actual demand empties the shelf from ``origin`` [S]; NaN if not within 168 h.
+
+    ``unmet=True``: until the first demand that cannot be served (the shelf is empty when a
+    customer comes), instead of the moment the last unit sells."""
+    m0 = int((origin - minute_index0) // 60)  # minutes already simulated before origin
+    s = on_hand.shape[0]
+    result = np.full(s, np.nan)
+    horizon_minutes = HORIZON_HOURS * 60
+    for i in range(s):
+        level = float(on_hand[i])
+        rows = np.flatnonzero(inbound.series == i)
+        etas = sorted((max(0.0, float(inbound.eta_hours[r])) * 60, float(inbound.quantity[r])) for r in rows)
+        level += sum(q for eta, q in etas if eta <= 0)
+        etas = [(eta, q) for eta, q in etas if eta > 0] + [(math.inf, 0.0)]
+        base = cumulative[m0, i]
+        start = 0.0
+        for eta, quantity in etas:
+            if level <= 0:
+                result[i] = start / 60
+                break
+            m = int(np.searchsorted(cumulative[m0:, i], base + level, side="right" if unmet else "left"))
+            if m < eta and m <= horizon_minutes and m0 + m < cumulative.shape[0]:
+                result[i] = max(m, start) / 60
+                break
+            if eta > horizon_minutes:
+                break
+            level += quantity
+            start = eta
+    return result
+
+
+def score(stats_runs: list[RunStats], cumulative: np.ndarray, minute0: float, *,
+          unmet: bool = False) -> dict[str, dict[str, float]]:
+    ours, heur, real = [], [], []
+    for stats in stats_runs:
+        truth = {t: realised_hours(cumulative, t, minute0, on_hand, inbound, unmet=unmet)
+                 for t, on_hand, inbound in stats.snapshots}
+        for t, i, o, h in stats.predictions:
+            ours.append(o)
+            heur.append(h)
+            real.append(truth[t][i])
+    ours_a, heur_a, real_a = (np.array(x) for x in (ours, heur, real))
+    cap = float(HORIZON_HOURS)
+    capped = {"stockpulse": np.minimum(np.nan_to_num(ours_a, nan=cap), cap), "original": np.minimum(heur_a, cap)}
+    real_capped = np.minimum(np.nan_to_num(real_a, nan=cap), cap)
+    has_stockout = np.isfinite(real_a)
+    actual_soon = real_capped <= THRESHOLD
+    out = {}
+    for name, predicted in capped.items():
+        said_soon = predicted <= THRESHOLD
+        tp = int((said_soon & actual_soon).sum())
+        out[name] = {
+            "mae_hours": float(np.abs(predicted - real_capped)[has_stockout].mean()),
+            "mae_hours_all": float(np.abs(predicted - real_capped).mean()),
+            "precision": tp / max(int(said_soon.sum()), 1),
+            "recall": tp / max(int(actual_soon.sum()), 1),
+            "pairs": int(has_stockout.sum()),
+        }
+    return out
+
+
+def policy_row(stats: RunStats) -> dict[str, float]:
+    final, start = stats.final, stats.start
+    sold = int((final.shipped - start.shipped).sum())
+    lost = int((final.lost_sales - start.lost_sales).sum())
+    return {"fill_rate": sold / max(sold + lost, 1), "lost_sales": lost,
+            "mean_on_hand": stats.on_hand_minutes / max(stats.minutes, 1),
+            "alerts": int((final.reorders - start.reorders).sum()),
+            "purchase_orders": int((final.po_count - start.po_count).sum()), "seconds": stats.seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=float, default=30)
+    parser.add_argument("--warm-up-days", type=float, default=14)
+    parser.add_argument("--catalog", help="catalog YAML (default: the built-in 5 x 3)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    catalog = load_catalog(args.catalog)
+    schedule = Schedule.parse()
+    progress = not args.quiet
+
+    warm = MemoryStore()
+    if progress:
+        print(f"warm-up: {args.warm_up_days:g} days under the stockpulse policy", file=sys.stderr)
+    run_policy("warm-up", warm, catalog, CORES, START.timestamp(), args.warm_up_days, schedule, progress)
+    begin = START.timestamp() + args.warm_up_days * 86400
+    runs = []
+    for name, cores in (("stockpulse", CORES),
+                        ("original", original_cores(every_alert_orders=True)),
+                        ("original, one open order", original_cores(every_alert_orders=False))):
+        runs.append(run_policy(name, warm.copy(), catalog, cores, begin, args.days, schedule, progress))
+
+    minutes = int((args.days + 8) * 1440) + 1
+    demand = demand_matrix(catalog, begin + 60, minutes)
+    cumulative = np.vstack([np.zeros((1, catalog.num_series), dtype=np.int64), np.cumsum(demand, axis=0)])
+    predictors = score(runs, cumulative, begin)
+    predictors_unmet = score(runs, cumulative, begin, unmet=True)
+
+    rows = {r.name: policy_row(r) for r in runs}
+    base = rows["original"]
+    print(f"Replenishment benchmark — {catalog.num_series} series ({catalog.source}), {args.days:g} days after a "
+          f"{args.warm_up_days:g}-day warm-up, same demand for every policy")
+    print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+          f"{platform.machine()}\n")
+    print("| policy | fill rate | lost sales | mean on-hand | on-hand vs original | alerts | purchase orders | run s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['fill_rate']:.2%} | {r['lost_sales']:,} | {r['mean_on_hand']:,.0f} | "
+              f"{r['mean_on_hand'] / base['mean_on_hand']:.2f}x | {r['alerts']:,} | {r['purchase_orders']:,} | "
+              f"{r['seconds']:.0f} |")
+    ours, heur = predictors["stockpulse"], predictors["original"]
+    print(f"\nPredicted hours to stockout vs realised ({ours['pairs']:,} predictions with a realised stockout "
+          f"within 168 h, from all three runs):\n")
+    print("| predictor | stockout = | MAE h (stockout within 168 h) | MAE h (all) | precision <=24 h | recall <=24 h |")
+    print("|---|---|---|---|---|---|")
+    for table, definition in ((predictors, "last unit sold"), (predictors_unmet, "first unmet demand")):
+        for name, label in (("stockpulse", "stockpulse projection"), ("original", "original heuristic")):
+            p = table[name]
+            print(f"| {label} | {definition} | {p['mae_hours']:.1f} | {p['mae_hours_all']:.1f} | {p['precision']:.3f} | "
+                  f"{p['recall']:.3f} |")
+    ok = {
+        "fill rate >= 98 %": rows["stockpulse"]["fill_rate"] >= 0.98,
+        "mean on-hand <= 0.8 x original": rows["stockpulse"]["mean_on_hand"] <= 0.8 * base["mean_on_hand"],
+        "stockout MAE <= 1/3 of the heuristic's": ours["mae_hours"] <= heur["mae_hours"] / 3,
+        "precision >= 0.9": ours["precision"] >= 0.9,
+        "recall >= 0.9": ours["recall"] >= 0.9,
+    }
+    print("\nGoals: " + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in ok.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,11 @@
+"""Lambda entry point `handlers.alert.handler`: Raise reorder alerts and place purchase orders where the reorder policy says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .app import handle
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    return handle("alert", event, context)

@@ -1,0 +1,40 @@
+"""The Lambda adapter: settings from the environment, clients built once per process (on first
+use, never at import time), then :func:`handlers.runtime.invoke`."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .catalog import load_catalog
+from .runtime import Runtime, invoke
+from .settings import Settings
+from .storage import open_store
+
+__all__ = ["build_runtime", "handle"]
+
+_cached: Runtime | None = None
+_lock = threading.Lock()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    from .metrics import publisher  # prometheus_client only when a runtime is built
+
+    store = open_store(settings.store_url)
+    return Runtime(store=store, catalog=load_catalog(settings.catalog_path), policy=settings.policy,
+                   publish=publisher(settings, store=store))
+
+
+def _runtime(environ: Mapping[str, str]) -> Runtime:
+    global _cached
+    with _lock:
+        if _cached is None:
+            _cached = build_runtime(Settings.from_env(environ))
+        return _cached
+
+
+def handle(name: str, event: Any, context: Any = None, *, environ: Mapping[str, str] | None = None) -> dict:
+    """Run handler ``name`` for one EventBridge event (``context`` is unused)."""
+    return invoke(name, event, _runtime(os.environ if environ is None else environ))

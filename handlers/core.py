@@ -1,0 +1,118 @@
+"""The pure core of the order-tick and restock handlers: (state, tick, catalog) -> outcome.
+
+No clock, no environment, no I/O: business time comes from the tick and random draws from
+(seed, minute), so every run is reproducible. Every per-series step is a numpy operation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from .catalog import Catalog
+from .demand import minute_demand, minute_rates
+from .events import Tick
+from .logs import event, series_events
+from .purchasing import order_ids, receive_due
+from .state import HISTORY_DAYS, State
+
+__all__ = ["Outcome", "order_tick", "restock", "RATE_DECAY", "PROFILE_DECAY"]
+
+RATE_DECAY = math.exp(-1 / 60)  # per-minute decay of the order-rate EWMA (time constant 1 h)
+PROFILE_DECAY = 0.9  # per-day decay of the hour-of-day demand profile (~10 days of memory)
+_CHUNK_MINUTES = 240  # catch-up ticks are simulated in chunks to bound memory
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: State
+    events: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class _History:
+    """Working copy of the demand history while minutes are added."""
+
+    def __init__(self, state: State) -> None:
+        self.created_at = state.created_at
+        self.day = state.history_day
+        self.daily = state.daily_demand
+        self.today = state.today_hours.copy()
+        self.hours = state.hour_profile
+
+    def add(self, minute_start: float, demand: np.ndarray) -> None:
+        day = int(minute_start // 86400)
+        if day > self.day:
+            self._close_days(day)
+        self.today[:, int(minute_start % 86400 // 3600)] += demand
+
+    def _close_days(self, day: int) -> None:
+        gap = day - self.day
+        # the day the state was created in is partial: unknown, not a low-demand day
+        complete = self.day * 86400 >= self.created_at - 60
+        fresh = np.zeros((self.today.shape[0], min(gap, HISTORY_DAYS)))
+        fresh[:, 0] = self.today.sum(axis=1) if complete else np.nan
+        self.daily = np.concatenate([self.daily, fresh], axis=1)[:, -HISTORY_DAYS:]
+        self.hours = self.hours * PROFILE_DECAY ** gap + (self.today if complete else 0.0)
+        self.today = np.zeros_like(self.today)
+        self.day = day
+
+    def changes(self) -> dict[str, Any]:
+        return {"history_day": self.day, "daily_demand": self.daily, "today_hours": self.today,
+                "hour_profile": self.hours}
+
+
+def order_tick(state: State, tick: Tick, catalog: Catalog) -> Outcome:
+    """Simulate the orders of every business minute since the last tick, fulfil them from stock.
+
+    Unmet demand is lost (never backordered): on-hand never goes below zero.
+    """
+    end = math.floor(tick.epoch / 60) * 60
+    minute_ends = np.arange(state.orders_through + 60, end + 1, 60, dtype=float)
+    on_hand = state.on_hand.copy()
+    shipped, lost = state.shipped.copy(), state.lost_sales.copy()
+    rate = state.order_rate.copy()
+    history = _History(state)
+    events: list[dict[str, Any]] = []
+    units = {"shipped": 0, "lost": 0}
+    for chunk in range(0, len(minute_ends), _CHUNK_MINUTES):
+        ends = minute_ends[chunk:chunk + _CHUNK_MINUTES]
+        rates = minute_rates(catalog, ends)
+        for j, minute_end in enumerate(ends):
+            demand = minute_demand(catalog, float(minute_end), rates[j])
+            filled = np.minimum(demand, on_hand)
+            missed = demand - filled
+            on_hand -= filled
+            shipped += filled
+            lost += missed
+            rate = rate * RATE_DECAY + filled * (1 - RATE_DECAY)
+            history.add(float(minute_end) - 60, demand)
+            moment = datetime.fromtimestamp(float(minute_end), timezone.utc)
+            events += series_events("order", "order_tick", moment, catalog, np.flatnonzero(filled),
+                                    {"quantity": filled, "remaining_inventory": on_hand})
+            events += series_events("lost_sale", "order_tick", moment, catalog, np.flatnonzero(missed),
+                                    {"lost_quantity": missed, "remaining_inventory": on_hand})
+            units["shipped"] += int(filled.sum())
+            units["lost"] += int(missed.sum())
+    new_state = state.replace(on_hand=on_hand, shipped=shipped, lost_sales=lost, order_rate=rate,
+                              orders_through=max(state.orders_through, float(end)), **history.changes())
+    summary = {"minutes": len(minute_ends), "units_shipped": units["shipped"], "units_lost": units["lost"]}
+    return Outcome(new_state, events, summary)
+
+
+def restock(state: State, tick: Tick, catalog: Catalog) -> Outcome:
+    """Receive every open purchase order due by the tick time."""
+    changes, got = receive_due(state, tick.epoch)
+    products, warehouses = catalog.series_product_ids, catalog.series_warehouse_ids
+    ids = order_ids(catalog, got["series"], got["number"])
+    events = [event("restock", "restock", tick.time, f"{products[i]}:{warehouses[i]}:{n}",
+                    product_id=products[i], warehouse_id=warehouses[i], restocked_quantity=q,
+                    new_inventory=after, purchase_order_id=po)
+              for i, n, q, after, po in zip(got["series"].tolist(), got["number"].tolist(),
+                                            got["quantity"].tolist(), got["new_inventory"].tolist(), ids)]
+    return Outcome(state.replace(**changes), events, {"purchase_orders_received": len(events),
+                                                      "units_received": int(got["quantity"].sum())})

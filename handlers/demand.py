@@ -1,0 +1,85 @@
+"""Simulated customer demand: deterministic from (catalog seed, business minute).
+
+Units ordered in the minute ending at ``t`` for series ``i`` are Poisson with rate
+
+    base_demand_per_day[i] / 1440 * DIURNAL[local hour] * WEEKLY[local weekday]
+        * exp(trend_per_year[i] * years since TREND_ORIGIN) * promotion lift
+
+where local time is the warehouse's time zone and a promotion is a whole UTC day on which a
+product's demand is lifted in every warehouse (drawn from the seed and the day). Each minute has
+its own random stream seeded by ``(seed, minute number)``, so the demand of a minute is the same
+however the minutes are split into ticks, and a replay is identical.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+
+from .catalog import Catalog
+
+__all__ = ["DIURNAL", "WEEKLY", "minute_rates", "minute_demand", "promotion_lift", "promotion_calendar"]
+
+# Relative demand by local hour of day (mean 1): quiet nights, a lunch peak, an evening peak.
+_DIURNAL_RAW = np.array([0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.30, 0.60, 0.90, 1.10, 1.25, 1.40,
+                         1.55, 1.50, 1.35, 1.30, 1.35, 1.50, 1.75, 1.95, 1.90, 1.60, 1.05, 0.55])
+DIURNAL = _DIURNAL_RAW / _DIURNAL_RAW.mean()
+# Relative demand by local weekday, Monday first (mean 1).
+_WEEKLY_RAW = np.array([0.92, 0.95, 0.97, 1.00, 1.08, 1.12, 0.96])
+WEEKLY = _WEEKLY_RAW / _WEEKLY_RAW.mean()
+TREND_ORIGIN = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+_YEAR = 365.25 * 86400
+_DEMAND_STREAM = 0xD3AD  # stream ids keep the demand and promotion draws independent
+_PROMO_STREAM = 0x9207
+
+
+def _local_hour_weekday(catalog: Catalog, moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Local hour [M, W] and weekday [M, W] of each moment in each warehouse."""
+    hours = np.empty((len(moments), len(catalog.warehouses)), dtype=np.int64)
+    weekdays = np.empty_like(hours)
+    for w, zone in enumerate(catalog.zones):
+        for m, moment in enumerate(moments):
+            local = datetime.fromtimestamp(float(moment), zone)
+            hours[m, w] = local.hour
+            weekdays[m, w] = local.weekday()
+    return hours, weekdays
+
+
+def promotion_lift(catalog: Catalog, day: int) -> np.ndarray:
+    """Demand multiplier of every product on UTC day number ``day`` [P]."""
+    draws = np.random.default_rng([catalog.seed, _PROMO_STREAM, day]).random(len(catalog.products))
+    probability = np.array([p.promo_probability_per_day for p in catalog.products])
+    lift = np.array([p.promo_lift for p in catalog.products])
+    return np.where(draws < probability, lift, 1.0)
+
+
+def promotion_calendar(catalog: Catalog, first_day: int, days: int) -> np.ndarray:
+    """Planned promotion lift of every series on each UTC day from ``first_day`` [S, days].
+
+    Promotions are planned: the simulation draws them from the seed, and the forecast reads the
+    same calendar, as a shop's forecasting reads its marketing calendar.
+    """
+    lifts = np.stack([promotion_lift(catalog, day) for day in range(first_day, first_day + days)], axis=1)
+    return lifts[catalog.product_index]
+
+
+def minute_rates(catalog: Catalog, minute_ends: np.ndarray) -> np.ndarray:
+    """Expected units [M, S] in each minute (given by its end, epoch seconds) for each series."""
+    starts = np.asarray(minute_ends, dtype=float) - 60.0
+    hours, weekdays = _local_hour_weekday(catalog, starts)
+    wh = catalog.warehouse_index
+    shape = DIURNAL[hours[:, wh]] * WEEKLY[weekdays[:, wh]]  # [M, S]
+    years = (starts - TREND_ORIGIN) / _YEAR
+    trend = np.exp(np.outer(years, catalog.trend_per_year))
+    days = (starts // 86400).astype(np.int64)
+    unique_days, which = np.unique(days, return_inverse=True)
+    lifts = np.stack([promotion_lift(catalog, int(d)) for d in unique_days])
+    promo = lifts[which][:, catalog.product_index]
+    return (catalog.base_demand_per_day / 1440.0) * shape * trend * promo
+
+
+def minute_demand(catalog: Catalog, minute_end: float, rates: np.ndarray) -> np.ndarray:
+    """Units ordered in one minute [S]: Poisson draws from that minute's own random stream."""
+    rng = np.random.default_rng([catalog.seed, _DEMAND_STREAM, int(minute_end // 60)])
+    return rng.poisson(rates).astype(np.int64)

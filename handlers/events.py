@@ -1,0 +1,88 @@
+"""The invocation event: an EventBridge "Scheduled Event" whose ``time`` is the business clock."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import InputError
+
+__all__ = ["Tick", "parse_event", "scheduled_event", "format_time", "format_epoch", "parse_time"]
+
+ALLOWED_DETAIL_KEYS: frozenset[str] = frozenset()  # overrides (shard, num_shards) come with sharding
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What a handler needs from its event: the business time, and the delivery id for the logs."""
+
+    time: datetime  # timezone-aware, UTC
+    event_id: str
+
+    @property
+    def epoch(self) -> float:
+        return self.time.timestamp()
+
+
+def parse_time(value: Any, field: str = "time") -> datetime:
+    """Parse an ISO-8601 timestamp; naive values are taken as UTC. Raises InputError naming ``field``."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{field}: must be an ISO-8601 timestamp string, got {value!r}")
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise InputError(f"{field}: not an ISO-8601 timestamp: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    """ISO-8601 UTC with a ``Z`` and no sub-second digits unless present."""
+    text = moment.astimezone(timezone.utc).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def format_epoch(epoch: float) -> str:
+    return format_time(datetime.fromtimestamp(epoch, timezone.utc))
+
+
+def parse_event(event: Any) -> Tick:
+    """Validate a Scheduled Event; every error names the offending field as ``event.<field>``."""
+    if not isinstance(event, dict):
+        raise InputError(f"event: must be a JSON object, got {type(event).__name__}")
+    if "time" not in event:
+        raise InputError("event.time: missing (the business time of the tick, ISO-8601)")
+    moment = parse_time(event["time"], "event.time")
+    detail = event.get("detail", {})
+    if detail is None:
+        detail = {}
+    if not isinstance(detail, dict):
+        raise InputError(f"event.detail: must be an object, got {type(detail).__name__}")
+    unknown = sorted(set(detail) - ALLOWED_DETAIL_KEYS)
+    if unknown:
+        allowed = ", ".join(sorted(ALLOWED_DETAIL_KEYS)) or "none"
+        raise InputError(f"event.detail.{unknown[0]}: unknown key (allowed: {allowed})")
+    event_id = event.get("id", "")
+    if not isinstance(event_id, str):
+        raise InputError(f"event.id: must be a string, got {type(event_id).__name__}")
+    return Tick(time=moment, event_id=event_id)
+
+
+def scheduled_event(moment: datetime, rule: str, *, event_id: str | None = None,
+                    account: str = "000000000000", region: str = "us-east-1") -> dict[str, Any]:
+    """Build the event EventBridge would deliver for ``rule`` firing at ``moment``."""
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": format_time(moment),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{account}:rule/{rule}"],
+        "detail": {},
+    }

@@ -1,0 +1,98 @@
+"""Log events and log objects: gzip NDJSON, one object per invocation, write-once keys.
+
+Every event has ``@timestamp`` (ISO-8601 UTC, business time), ``type``, ``handler`` and a
+deterministic ``event_id`` (handler, type, series and time), so re-ingesting an object can't
+duplicate documents. Keys are time-ordered so Filebeat lists them by prefix:
+``logs/<handler>/YYYY/MM/DD/HH/<handler>-<YYYYMMDDTHHMMSSZ>.ndjson.gz``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from .catalog import Catalog
+from .events import format_time
+
+__all__ = ["EVENT_FIELDS", "log_key", "encode_events", "decode_events", "series_events", "event",
+           "stamp", "LOG_PREFIX", "CONTENT_TYPE"]
+
+LOG_PREFIX = "logs/"
+CONTENT_TYPE = "application/x-ndjson"
+
+#: The fields each event type carries (beyond @timestamp, type, handler, event_id). The first
+#: four types and their first fields are the original system's contract; Kibana, Filebeat and the
+#: tests read this table.
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "order": ("product_id", "warehouse_id", "quantity", "remaining_inventory"),
+    "inventory": ("product_id", "warehouse_id", "inventory_units", "orders_per_hour",
+                  "predicted_stockout_hours", "low_stock_warning", "stockout_within_horizon",
+                  "stockout_probability", "inbound_units", "forecast_7d_units", "reorder_point"),
+    "reorder_alert": ("product_id", "warehouse_id", "current_inventory", "predicted_stockout_hours",
+                      "recommended_reorder_quantity", "reason", "reorder_point", "inventory_position",
+                      "service_level", "stockout_probability", "purchase_order_id", "expected_arrival"),
+    "restock": ("product_id", "warehouse_id", "restocked_quantity", "new_inventory", "purchase_order_id"),
+    "lost_sale": ("product_id", "warehouse_id", "lost_quantity", "remaining_inventory"),
+    "forecast_score": ("product_id", "warehouse_id", "day", "forecast_units", "actual_units", "abs_error",
+                       "seasonal_naive_abs_error"),
+    "job_run": ("tick_id", "status", "events", "duration_ms"),
+}
+
+
+def stamp(moment: datetime) -> str:
+    """Compact sortable UTC timestamp for keys and ids: 20261123T100500Z (with .ffffff if needed)."""
+    moment = moment.astimezone(timezone.utc)
+    text = moment.strftime("%Y%m%dT%H%M%S")
+    return (text + f".{moment.microsecond:06d}" if moment.microsecond else text) + "Z"
+
+
+def log_key(handler: str, moment: datetime) -> str:
+    moment = moment.astimezone(timezone.utc)
+    return f"{LOG_PREFIX}{handler}/{moment:%Y/%m/%d/%H}/{handler}-{stamp(moment)}.ndjson.gz"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> JSON-safe Python values; NaN -> None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def event(kind: str, handler: str, moment: datetime, ident: str, **fields: Any) -> dict[str, Any]:
+    doc = {"@timestamp": format_time(moment), "type": kind, "handler": handler,
+           "event_id": f"{handler}:{kind}:{ident}:{stamp(moment)}"}
+    doc.update({k: _plain(v) for k, v in fields.items()})
+    return doc
+
+
+def series_events(kind: str, handler: str, moment: datetime, catalog: Catalog, index: np.ndarray,
+                  columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """One event per series in ``index``; ``columns`` are full-length arrays over the series."""
+    picked = {name: np.asarray(values)[index].tolist() for name, values in columns.items()}
+    products, warehouses = catalog.series_product_ids, catalog.series_warehouse_ids
+    out = []
+    for row, i in enumerate(index.tolist()):
+        out.append(event(kind, handler, moment, f"{products[i]}:{warehouses[i]}",
+                         product_id=products[i], warehouse_id=warehouses[i],
+                         **{name: values[row] for name, values in picked.items()}))
+    return out
+
+
+def encode_events(events: Iterable[dict[str, Any]]) -> bytes:
+    """gzip NDJSON; byte-identical for identical events (gzip mtime fixed at 0)."""
+    lines = "".join(json.dumps(e, separators=(",", ":"), allow_nan=False) + "\n" for e in events)
+    return gzip.compress(lines.encode(), compresslevel=6, mtime=0)
+
+
+def decode_events(data: bytes) -> Iterator[dict[str, Any]]:
+    for line in gzip.decompress(data).decode().splitlines():
+        if line:
+            yield json.loads(line)

@@ -1,0 +1,157 @@
+"""One invocation, exactly once: read state, run the pure core, commit, write the log, publish.
+
+The commit protocol (every step may crash; the retry of the same tick repairs it):
+
+1. read ``state/state.bin`` and its ETag (none yet: a fresh state at the tick time);
+2. write out the *outbox* of the previous commit (write-once log objects; "already exists" is
+   success) — this repairs a crash between a commit and its log write;
+3. if this handler already applied a tick at or after this time, stop: nothing is written;
+4. run the pure core; encode its events as one gzip NDJSON object;
+5. compare-and-swap the new state, which carries the new log object in its outbox (conflict:
+   someone else committed first — start again from 1);
+6. write the log object (write-once);
+7. publish metrics (never fatal).
+
+The state write in step 5 is the single commit point: before it nothing is visible, after it the
+log object is guaranteed to be written by this or a later invocation. No event is lost, none is
+duplicated, no order is applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import core, planning
+from .catalog import Catalog
+from .errors import ConfigError, ConflictError, InputError, StorageError
+from .events import Tick, format_epoch, format_time, parse_event
+from .logs import CONTENT_TYPE, encode_events, event, log_key
+from .policy import Policy
+from .state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State, initial_state
+from .storage import Store
+
+__all__ = ["Runtime", "invoke", "load_state", "flush_outbox", "CORES", "Core", "Publisher"]
+
+log = logging.getLogger("stockpulse")
+
+Core = Callable[[State, Tick, Catalog, Policy], core.Outcome]
+CORES: dict[str, Core] = {
+    "order_tick": lambda state, tick, catalog, policy: core.order_tick(state, tick, catalog),
+    "restock": lambda state, tick, catalog, policy: core.restock(state, tick, catalog),
+    "forecast": planning.forecast,
+    "alert": planning.alert,
+}
+assert tuple(CORES) == HANDLERS
+
+
+class Publisher(Protocol):
+    """Publishes a committed state's metrics; returns an error text on failure, None on success."""
+
+    def __call__(self, handler: str, state: State, catalog: Catalog) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Runtime:
+    store: Store
+    catalog: Catalog
+    policy: Policy = Policy()
+    publish: Publisher | None = None
+    clock: Callable[[], float] = time.perf_counter
+    max_attempts: int = 25
+    cores: Mapping[str, Core] = field(default_factory=lambda: CORES)  # swap a policy in benchmarks
+
+
+def load_state(store: Store, catalog: Catalog | None = None) -> tuple[State | None, str | None]:
+    """The current state and its ETag (``None, None`` when the store is empty)."""
+    current = store.read(STATE_KEY)
+    if current is None:
+        return None, None
+    state = State.from_bytes(current.data)
+    if catalog is not None and state.catalog_fingerprint != catalog.fingerprint:
+        raise ConfigError(f"--catalog: {store.url} was started with another catalog "
+                          f"({state.catalog_fingerprint}); this one ({catalog.source}) is "
+                          f"{catalog.fingerprint} — use the same catalog or a new --store")
+    return state, current.etag
+
+
+def flush_outbox(store: Store, state: State) -> int:
+    """Write the log objects a commit promised; returns how many were missing."""
+    written = 0
+    for key, payload in state.outbox:
+        if not store.exists(key) and store.put_once(key, payload, content_type=CONTENT_TYPE):
+            written += 1
+    return written
+
+
+def _record(state: State, handler: str, tick: Tick, seconds: float, key: str, payload: bytes) -> State:
+    h = HANDLERS.index(handler)
+    buckets = state.latency_buckets.copy()
+    buckets[h, np.searchsorted(np.array(LATENCY_BUCKETS), seconds, side="left"):] += 1
+    latency_sum, invocations = state.latency_sum.copy(), state.invocations.copy()
+    latency_sum[h] += seconds
+    invocations[h] += 1
+    return state.replace(applied={**state.applied, handler: tick.epoch}, latency_buckets=buckets,
+                         latency_sum=latency_sum, invocations=invocations, outbox=((key, payload),))
+
+
+def count_push_failure(store: Store, handler: str, attempts: int = 10) -> None:
+    """Add one to the handler's push-failure counter (best effort, compare-and-swap)."""
+    for _ in range(attempts):
+        state, etag = load_state(store)
+        if state is None:
+            return
+        failures = state.push_failures.copy()
+        failures[HANDLERS.index(handler)] += 1
+        try:
+            store.write(STATE_KEY, state.replace(push_failures=failures).to_bytes(), etag=etag)
+            return
+        except ConflictError:
+            continue
+
+
+def invoke(handler: str, event_doc: Any, runtime: Runtime) -> dict[str, Any]:
+    """Apply one tick of ``handler``; returns a small JSON-safe summary."""
+    if handler not in runtime.cores:
+        raise InputError(f"handler: unknown {handler!r} (one of {', '.join(HANDLERS)})")
+    tick = parse_event(event_doc)
+    started = runtime.clock()
+    result: dict[str, Any] = {"handler": handler, "time": format_time(tick.time)}
+    for attempt in range(runtime.max_attempts):
+        state, etag = load_state(runtime.store, runtime.catalog)
+        if state is None:
+            state = initial_state(runtime.catalog, tick.epoch)
+        repaired = flush_outbox(runtime.store, state)
+        if repaired:
+            log.warning("wrote %d log object(s) left over by an interrupted invocation", repaired)
+        if tick.epoch <= state.applied[handler]:
+            last = format_epoch(state.applied[handler])
+            return {**result, "status": "skipped", "reason": f"already applied (last applied tick {last})"}
+        outcome = runtime.cores[handler](state, tick, runtime.catalog, runtime.policy)
+        seconds = runtime.clock() - started
+        run = event("job_run", handler, tick.time, "run", tick_id=tick.event_id, status="applied",
+                    events=len(outcome.events), duration_ms=round(seconds * 1000, 3))
+        payload = encode_events([*outcome.events, run])
+        key = log_key(handler, tick.time)
+        new_state = _record(outcome.state, handler, tick, seconds, key, payload)
+        try:
+            runtime.store.write(STATE_KEY, new_state.to_bytes(), etag=etag)
+        except ConflictError:
+            time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+            continue
+        runtime.store.put_once(key, payload, content_type=CONTENT_TYPE)
+        result.update(status="applied", events=len(outcome.events), log_key=key, **outcome.summary)
+        if runtime.publish is not None:
+            error = runtime.publish(handler, new_state, runtime.catalog)
+            if error is not None:
+                log.warning("metrics for %s not published: %s", handler, error)
+                count_push_failure(runtime.store, handler)
+                result["metrics_error"] = error
+        return result
+    raise StorageError(f"{STATE_KEY}: gave up after {runtime.max_attempts} conflicting writes")

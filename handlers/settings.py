@@ -1,0 +1,91 @@
+"""Settings: one frozen object built from the environment in one place.
+
+Every value has a ``STOCKPULSE_*`` environment variable (the Lambda configuration) and most have a
+command-line flag that overrides it; invalid values fail at start-up naming both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import ConfigError
+from .policy import Policy
+
+__all__ = ["Settings", "ENV"]
+
+
+def _url(value: str) -> str:
+    if "://" not in value:
+        raise ValueError("must be a URL")
+    return value.rstrip("/") if not value.startswith("file://") else value
+
+
+def _optional_url(value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _bounded(low: float, high: float, *, inclusive: bool = False) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        number = float(value)
+        ok = math.isfinite(number) and (low <= number <= high if inclusive else low < number < high)
+        if not ok:
+            raise ValueError(f"must be a number in {'[' if inclusive else '('}{low:g}, {high:g}"
+                             f"{']' if inclusive else ')'}")
+        return number
+    return parse
+
+
+def _optional_path(value: str) -> str | None:
+    return value.strip() or None
+
+
+#: field -> (environment variable, command-line flag, parser, default as text)
+ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
+    "store_url": ("STOCKPULSE_STORE_URL", "--store", _url, "file://./data"),
+    "catalog_path": ("STOCKPULSE_CATALOG", "--catalog", _optional_path, ""),
+    "pushgateway_url": ("STOCKPULSE_PUSHGATEWAY_URL", "--pushgateway", _optional_url, ""),
+    "push_timeout_seconds": ("STOCKPULSE_PUSH_TIMEOUT_SECONDS", "--push-timeout", _bounded(0, 300), "5"),
+    "alert_threshold_hours": ("STOCKPULSE_ALERT_THRESHOLD_HOURS", "--alert-threshold-hours",
+                              _bounded(0, 168, inclusive=True), "24"),
+    "service_level": ("STOCKPULSE_SERVICE_LEVEL", "--service-level", _bounded(0.5, 1.0), "0.98"),
+    "cover_days": ("STOCKPULSE_COVER_DAYS", "--cover-days", _bounded(0, 60), "2"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    store_url: str = "file://./data"
+    catalog_path: str | None = None
+    pushgateway_url: str | None = None
+    push_timeout_seconds: float = 5.0
+    alert_threshold_hours: float = 24.0
+    service_level: float = 0.98
+    cover_days: float = 2.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build from ``environ``; ``overrides`` (from flags, ``None`` = not given) win."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            variable, flag, parse, default = ENV[f.name]
+            override = overrides.get(f.name)
+            raw = str(override) if override is not None else environ.get(variable, default)
+            try:
+                values[f.name] = parse(raw)
+            except ValueError as exc:
+                reason = str(exc) if "must" in str(exc) else "must be a number"
+                raise ConfigError(f"{flag} / {variable}: {reason}, got {raw!r}") from None
+        return cls(**values)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(alert_threshold_hours=self.alert_threshold_hours, service_level=self.service_level,
+                      cover_days=self.cover_days)

@@ -1,0 +1,199 @@
+"""The inventory state: every per-series quantity is a numpy array over the catalog's series.
+
+A ``State`` is immutable: the core builds a new one with :func:`dataclasses.replace` and new
+arrays (loaded arrays are read-only, so an accidental in-place update fails loudly). It is stored
+as one object (a JSON header and the raw arrays, zlib-compressed) under ``state/state.bin`` and updated by
+compare-and-swap. It also carries the *outbox*: the log objects of the last committed invocation,
+so a crash between the state write and the log write is repaired by the next invocation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import HANDLERS
+from .catalog import Catalog
+from .errors import StorageError
+
+__all__ = ["State", "initial_state", "HANDLERS", "LATENCY_BUCKETS", "HISTORY_DAYS", "FORECAST_DAYS",
+           "STATE_KEY", "SCHEMA"]
+
+SCHEMA = 1
+_MAGIC = b"STOCKPULSE-STATE\x00"
+STATE_KEY = "state/state.bin"
+LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                                      2.5, 5.0, 10.0)  # seconds; +Inf is implicit
+HISTORY_DAYS = 112  # complete days of demand kept for the forecaster
+FORECAST_DAYS = 8  # today + the next 7 days
+
+
+@dataclass(frozen=True)
+class State:
+    # -- identity and clocks (business time, epoch seconds) ---------------------------------
+    catalog_fingerprint: str
+    created_at: float
+    orders_through: float  # end of the last simulated business minute
+    applied: dict[str, float]  # handler -> business time of its last applied tick
+
+    # -- the stock ledger: on_hand == initial + received - shipped, always -----------------
+    initial: np.ndarray
+    on_hand: np.ndarray
+    received: np.ndarray
+    shipped: np.ndarray
+    lost_sales: np.ndarray
+    order_rate: np.ndarray  # EWMA of shipped units per minute (time constant 60 min)
+
+    # -- demand history (demand = shipped + lost), UTC days ---------------------------------
+    history_day: int  # UTC day number of ``today_demand``
+    daily_demand: np.ndarray  # [S, HISTORY_DAYS] complete days, oldest first; NaN before creation
+    today_hours: np.ndarray  # [S, 24] today's demand so far by UTC hour
+    hour_profile: np.ndarray  # [S, 24] demand by UTC hour of complete days, decayed daily
+
+    # -- open purchase orders, one row each (handlers/purchasing.py) ------------------------
+    po_series: np.ndarray  # [N] series index
+    po_quantity: np.ndarray  # [N] units
+    po_due: np.ndarray  # [N] epoch seconds
+    po_placed: np.ndarray  # [N] epoch seconds
+    po_number: np.ndarray  # [N] n-th order of its series (its id)
+    po_count: np.ndarray  # [S] purchase orders placed so far
+    reorders: np.ndarray  # [S] reorder alerts raised, cumulative
+
+    # -- the last forecast ------------------------------------------------------------------
+    forecast_at: float  # NaN before the first forecast
+    forecast_mean: np.ndarray  # [S, FORECAST_DAYS] day 0 = the UTC day of forecast_at
+    forecast_std: np.ndarray
+    hour_share: np.ndarray  # [S, 24] share of a day's demand in each UTC hour
+
+    # -- forecast quality, after the fact: each day's forecast (made at the day's first forecast
+    #    run) against what happened, beside seasonal naive (the same weekday a week earlier) ----
+    score_day: int  # UTC day whose forecast waits to be scored; -1 when none
+    score_forecast: np.ndarray  # [S] that day's forecast
+    score_abs_error: np.ndarray  # [S] cumulative |forecast - actual|
+    score_actual: np.ndarray  # [S] cumulative actual demand of the scored days
+    score_days: np.ndarray  # [S] days scored
+    score_paired_abs_error: np.ndarray  # [S] |forecast - actual| on days seasonal naive could forecast
+    score_naive_abs_error: np.ndarray  # [S] |seasonal naive - actual| on those days
+
+    # -- operations (cumulative, pushed as absolute values) ---------------------------------
+    latency_buckets: np.ndarray  # [handlers, buckets + 1] cumulative counts (Prometheus "le")
+    latency_sum: np.ndarray  # [handlers]
+    invocations: np.ndarray  # [handlers] applied invocations
+    push_failures: np.ndarray  # [handlers]
+
+    outbox: tuple[tuple[str, bytes], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    @property
+    def num_series(self) -> int:
+        return int(self.on_hand.shape[0])
+
+    def replace(self, **changes: Any) -> State:
+        return dataclasses.replace(self, **changes)
+
+    # -- (de)serialisation ------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """One zlib-compressed blob: a JSON header (scalars, array layout) then the raw arrays."""
+        header: dict[str, Any] = {"schema": SCHEMA, "arrays": [], "outbox": []}
+        chunks: list[bytes] = []
+        offset = 0
+
+        def add(data: bytes) -> tuple[int, int]:
+            nonlocal offset
+            chunks.append(data)
+            offset += len(data)
+            return offset - len(data), len(data)
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                array = np.ascontiguousarray(value)
+                header["arrays"].append([f.name, array.dtype.str, list(array.shape), *add(array.tobytes())])
+            elif f.name == "outbox":
+                header["outbox"] = [[key, *add(payload)] for key, payload in value]
+            else:
+                header[f.name] = None if isinstance(value, float) and math.isnan(value) else value
+        head = json.dumps(header).encode()
+        return _MAGIC + zlib.compress(struct.pack("<I", len(head)) + head + b"".join(chunks), 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, key: str = STATE_KEY) -> State:
+        try:
+            if not data.startswith(_MAGIC):
+                raise ValueError("magic")
+            raw = zlib.decompress(data[len(_MAGIC):])
+            (size,) = struct.unpack_from("<I", raw)
+            header = json.loads(raw[4:4 + size])
+            body = memoryview(raw)[4 + size:]
+        except (ValueError, zlib.error, struct.error) as exc:
+            raise StorageError(f"{key}: not a stockpulse state object ({exc})") from None
+        if header.get("schema") != SCHEMA:
+            raise StorageError(f"{key}: state schema {header.get('schema')!r}, this stockpulse reads "
+                               f"{SCHEMA}; use a new --store")
+        values: dict[str, Any] = {}
+        for name, dtype, shape, start, length in header.pop("arrays"):
+            values[name] = np.frombuffer(body[start:start + length], dtype=np.dtype(dtype)).reshape(shape)
+        outbox = tuple((k, bytes(body[start:start + length])) for k, start, length in header.pop("outbox"))
+        for f in dataclasses.fields(cls):
+            if f.name not in values and f.name != "outbox":
+                value = header[f.name]
+                values[f.name] = math.nan if value is None and f.type == "float" else value
+        return cls(outbox=outbox, **values)
+
+
+def initial_state(catalog: Catalog, created_at: float) -> State:
+    """A fresh state at business time ``created_at``: initial stock, no history, no orders."""
+    s = catalog.num_series
+    zeros_i = np.zeros(s, dtype=np.int64)
+    h = len(HANDLERS)
+    start_minute = math.floor(created_at / 60) * 60
+    return State(
+        catalog_fingerprint=catalog.fingerprint,
+        created_at=created_at,
+        orders_through=start_minute - 60.0,
+        applied={name: -math.inf for name in HANDLERS},
+        initial=catalog.initial_stock.copy(),
+        on_hand=catalog.initial_stock.copy(),
+        received=zeros_i.copy(),
+        shipped=zeros_i.copy(),
+        lost_sales=zeros_i.copy(),
+        order_rate=np.zeros(s),
+        history_day=int((start_minute - 60) // 86400),
+        daily_demand=np.full((s, HISTORY_DAYS), np.nan),
+        today_hours=np.zeros((s, 24)),
+        hour_profile=np.zeros((s, 24)),
+        po_series=np.zeros(0, dtype=np.int64),
+        po_quantity=np.zeros(0, dtype=np.int64),
+        po_due=np.zeros(0),
+        po_placed=np.zeros(0),
+        po_number=np.zeros(0, dtype=np.int64),
+        po_count=zeros_i.copy(),
+        reorders=zeros_i.copy(),
+        forecast_at=math.nan,
+        forecast_mean=np.zeros((s, FORECAST_DAYS)),
+        forecast_std=np.zeros((s, FORECAST_DAYS)),
+        hour_share=np.full((s, 24), 1 / 24),
+        score_day=-1,
+        score_forecast=np.zeros(s),
+        score_abs_error=np.zeros(s),
+        score_actual=np.zeros(s),
+        score_days=zeros_i.copy(),
+        score_paired_abs_error=np.zeros(s),
+        score_naive_abs_error=np.zeros(s),
+        latency_buckets=np.zeros((h, len(LATENCY_BUCKETS) + 1), dtype=np.int64),
+        latency_sum=np.zeros(h),
+        invocations=np.zeros(h, dtype=np.int64),
+        push_failures=np.zeros(h, dtype=np.int64),
+    )

@@ -1,0 +1,314 @@
+"""Object storage behind one location URL: ``file://<dir>`` or ``s3://<bucket>/<prefix>``.
+
+Both backends offer the same three operations on the same keys, with the same guarantees:
+
+``read(key)``                    -> ``Versioned(data, etag)`` or ``None``
+``write(key, data, etag=...)``   compare-and-swap: succeeds only if the key is still at ``etag``
+                                 (``None``: only if the key does not exist); else ``ConflictError``
+``put_once(key, data)``          write-once: ``True`` if written, ``False`` if the key already existed
+``replace(key, data)``           unconditional overwrite (metrics text files only)
+
+S3 implements them with ``If-Match`` / ``If-None-Match: *`` (412 -> conflict). The file backend is
+lock-free: a CAS key is a chain of immutable version files ``<key>.versions/<n>`` created with
+``link(2)`` (which fails if the name exists), so exactly one writer can create version ``n + 1``;
+old versions are truncated to empty tombstones (never unlinked, so a stale writer can never
+re-create one) and a hint file (refreshed every 64 versions) bounds the probing for the newest one. Write-once objects are
+created the same way. A crash leaves at worst a stray temporary file, never a torn object.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from .errors import ConfigError, ConflictError, StorageError
+
+__all__ = ["Versioned", "Store", "FileStore", "S3Store", "open_store"]
+
+KEEP_VERSIONS = 3  # full versions kept behind the newest (for readers still loading one)
+_HINT_EVERY = 64  # the hint file is refreshed every this many versions (probing covers the rest)
+
+
+@dataclass(frozen=True)
+class Versioned:
+    data: bytes
+    etag: str
+
+
+class Store(Protocol):
+    url: str
+
+    def read(self, key: str) -> Versioned | None: ...
+    def write(self, key: str, data: bytes, *, etag: str | None) -> str: ...
+    def put_once(self, key: str, data: bytes, *, content_type: str = ...) -> bool: ...
+    def exists(self, key: str) -> bool: ...
+    def replace(self, key: str, data: bytes, *, content_type: str = ...) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def list(self, prefix: str) -> Iterator[str]: ...
+
+
+def open_store(url: str, *, s3_client: Any = None) -> Store:
+    """Open the store a location URL names. Errors name the setting (``--store``)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        path = (parsed.netloc + parsed.path) if parsed.netloc not in ("", "localhost") else parsed.path
+        if not path:
+            raise ConfigError(f"store URL {url!r}: file:// needs a directory (file://./data or file:///abs/dir)")
+        return FileStore(path, url=url)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ConfigError(f"store URL {url!r}: s3:// needs a bucket (s3://BUCKET/PREFIX)")
+        return S3Store(parsed.netloc, parsed.path.strip("/"), client=s3_client, url=url)
+    raise ConfigError(f"store URL {url!r}: unsupported scheme {parsed.scheme or '(none)'!r} "
+                      "(use file://DIR or s3://BUCKET/PREFIX)")
+
+
+# ---------------------------------------------------------------------------------------------
+# file://
+
+
+class FileStore:
+    def __init__(self, root: str | os.PathLike[str], *, url: str | None = None) -> None:
+        self.root = Path(root)
+        self.url = url or f"file://{self.root}"
+        self._seen: dict[Path, int] = {}  # newest version seen per key: where probing starts
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise StorageError(f"{key}: invalid key")
+        return self.root / key
+
+    def _link_new(self, path: Path, data: bytes) -> bool:
+        """Create ``path`` holding ``data`` atomically; False if it already exists."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            os.unlink(tmp)
+
+    def _versions_dir(self, key: str) -> Path:
+        return self._path(key + ".versions")
+
+    def _newest(self, vdir: Path) -> int:
+        """Newest version number (0 if none): start at the last one seen or the hint, probe forward."""
+        n = self._seen.get(vdir, 0)
+        if n == 0:
+            try:
+                n = int((vdir / "HEAD").read_text() or 0)
+            except (FileNotFoundError, ValueError):
+                n = 0
+        while (vdir / f"{n + 1:012d}").exists():
+            n += 1
+        while n > 0 and not (vdir / f"{n:012d}").exists():  # hint ahead of a wiped dir
+            n -= 1
+        self._seen[vdir] = n
+        return n
+
+    # -- compare-and-swap keys -------------------------------------------------------------
+    def read(self, key: str) -> Versioned | None:
+        vdir = self._versions_dir(key)
+        for _ in range(100):
+            n = self._newest(vdir)
+            if n == 0:
+                return None
+            try:
+                data = (vdir / f"{n:012d}").read_bytes()
+            except FileNotFoundError:
+                continue
+            if data or self._newest(vdir) == n:
+                return Versioned(data, str(n))
+            # truncated by the collector after newer versions landed: read again
+        raise StorageError(f"{key}: could not read a stable version (too many concurrent writers)")
+
+    def write(self, key: str, data: bytes, *, etag: str | None) -> str:
+        vdir = self._versions_dir(key)
+        current = int(etag) if etag is not None else 0
+        target = current + 1
+        if etag is not None and not (vdir / f"{current:012d}").exists():
+            raise ConflictError(f"{key}: version {etag} does not exist")
+        if not self._link_new(vdir / f"{target:012d}", data):
+            raise ConflictError(f"{key}: changed since version {current} was read")
+        if target % _HINT_EVERY == 0:
+            self._publish_hint(vdir, target)
+        self._collect(vdir, target)
+        return str(target)
+
+    def _publish_hint(self, vdir: Path, n: int) -> None:
+        fd, tmp = tempfile.mkstemp(dir=vdir, prefix=".tmp-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(n))
+        os.replace(tmp, vdir / "HEAD")
+
+    def _collect(self, vdir: Path, newest: int) -> None:
+        """Empty versions older than KEEP_VERSIONS behind ``newest`` (tombstones stay)."""
+        for n in range(max(1, newest - KEEP_VERSIONS - 8), newest - KEEP_VERSIONS):
+            path = vdir / f"{n:012d}"
+            try:
+                if path.stat().st_size:
+                    os.truncate(path, 0)
+            except FileNotFoundError:
+                pass
+
+    # -- write-once objects ----------------------------------------------------------------
+    def put_once(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> bool:
+        try:
+            return self._link_new(self._path(key), data)
+        except OSError as exc:
+            raise StorageError(f"{key}: cannot write ({exc.strerror})") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def replace(self, key: str, data: bytes, *, content_type: str = "text/plain") -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"{key}: no such object in {self.url}") from None
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self.root
+        start = self._path(prefix.rstrip("/")) if prefix.strip("/") else base
+        if not start.exists():
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = sorted(d for d in dirnames if not d.endswith(".versions"))
+            for name in sorted(filenames):
+                if not name.startswith(".tmp-"):
+                    rel = Path(dirpath, name).relative_to(base).as_posix()
+                    if rel.startswith(prefix):
+                        yield rel
+
+
+# ---------------------------------------------------------------------------------------------
+# s3://
+
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+
+
+class S3Store:
+    def __init__(self, bucket: str, prefix: str = "", *, client: Any = None, url: str | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.url = url or f"s3://{bucket}/{self.prefix}"
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """boto3 S3 client, built on first use (never at import: cold starts and moto care)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3
+                    from botocore.config import Config
+
+                    config = Config(retries={"mode": "standard", "max_attempts": 5},
+                                    connect_timeout=5, read_timeout=30)
+                    self._client = boto3.client("s3", config=config)
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _fail(self, key: str, exc: Exception) -> StorageError:
+        code = _error_code(exc)
+        if code in _CONFLICT_CODES:
+            return ConflictError(f"{self._key(key)}: conditional write lost ({code})")
+        if code == "NoSuchBucket":
+            return StorageError(f"s3://{self.bucket}: no such bucket (create it first)")
+        return StorageError(f"s3://{self.bucket}/{self._key(key)}: {code or type(exc).__name__}: {exc}")
+
+    def read(self, key: str) -> Versioned | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return Versioned(response["Body"].read(), response["ETag"])
+        except Exception as exc:  # botocore raises ClientError and connection errors
+            if _error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise self._fail(key, exc) from None
+
+    def write(self, key: str, data: bytes, *, etag: str | None) -> str:
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            response = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+        except Exception as exc:
+            raise self._fail(key, exc) from None
+        return response["ETag"]
+
+    def put_once(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> bool:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                   ContentType=content_type, IfNoneMatch="*")
+        except Exception as exc:
+            failure = self._fail(key, exc)
+            if isinstance(failure, ConflictError):
+                return False
+            raise failure from None
+        return True
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except Exception as exc:
+            if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise self._fail(key, exc) from None
+
+    def replace(self, key: str, data: bytes, *, content_type: str = "text/plain") -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+        except Exception as exc:
+            raise self._fail(key, exc) from None
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except Exception as exc:
+            raise self._fail(key, exc) from None
+
+    def list(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for item in page.get("Contents", []):
+                    yield item["Key"][len(self.prefix):]
+        except Exception as exc:
+            raise self._fail(prefix, exc) from None
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("", "None") and status:
+            return str(status)
+        return code
+    if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+        return "404"
+    return ""

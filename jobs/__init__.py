@@ -1,0 +1,1 @@
+"""stockpulse jobs: local scheduling and the command line (``python -m jobs``)."""

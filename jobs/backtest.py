@@ -1,0 +1,280 @@
+"""``python -m jobs backtest FILE`` — forecast accuracy of the stockpulse model and the baselines.
+
+Protocol: read a long sales table (one row per series and period, optionally gzipped), lay it out on a
+regular calendar, hold out the last ``--horizon`` periods of every series, fit every model on the rest,
+forecast, and score RMSSE (mean over series, M5 style) and WAPE. All models run in the same process on
+the same matrix, and each one's fit + predict time is reported.
+
+Calendar rules: rows in the same period (day, or hour with ``--freq H``) are summed; a period missing
+after a series' first row counts as 0 sales; periods before its first row are "not started" (NaN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from handlers.baselines import baselines_for
+from handlers.errors import InputError
+from handlers.scores import mean_rmsse, wape
+
+if TYPE_CHECKING:  # pandas and the model (scikit-learn) load when a backtest runs, not with the CLI
+    import pandas as pd
+
+    from handlers import forecasting
+
+__all__ = ["FREQUENCIES", "load_matrix", "register", "run", "run_backtest"]
+
+FREQUENCIES = {"D": ("D", 7), "H": ("h", 24)}  # --freq -> (pandas period, season)
+MAX_CELLS = 200_000_000  # series x periods held in memory (1.6 GB of float64)
+Progress = Callable[[str], None]
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Read only ``columns`` of a CSV (gzip by extension) as text; errors name the file or column."""
+    import pandas as pd
+
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+        missing = [name for name in columns if name not in header]
+        if missing:
+            raise InputError(f"{path}: no column {missing[0]!r} (columns: {', '.join(map(str, header))})")
+        return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False, na_values=[""])
+    except InputError:
+        raise
+    except (OSError, EOFError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot read {path}: {reason}") from None
+
+
+def _first_bad(mask: np.ndarray, raw: pd.Series, what: str, column: str) -> None:
+    """Raise naming the first row where ``mask`` is True (line numbers count the header as line 1)."""
+    if mask.any():
+        row = int(np.argmax(mask))
+        value = raw.iloc[row]
+        shown = "" if isinstance(value, float) and math.isnan(value) else value
+        raise InputError(f"column {column!r}: {what} {shown!r} at line {row + 2}")
+
+
+def load_matrix(
+    frame: pd.DataFrame, *, id_cols: Sequence[str], date_col: str, value_col: str, freq: str
+) -> tuple[np.ndarray, list[str], pd.DatetimeIndex]:
+    """Validate a long table and lay it out as ``[series, periods]`` on a regular calendar.
+
+    Returns the matrix (NaN before each series' first row, 0 for missing periods after it), the
+    series ids (several id columns joined by ``|``) and the calendar.
+    """
+    import pandas as pd
+
+    if freq not in FREQUENCIES:
+        raise InputError(f"--freq must be one of {', '.join(FREQUENCIES)}, got {freq!r}")
+    for name in [*id_cols, date_col, value_col]:
+        if name not in frame.columns:
+            raise InputError(f"no column {name!r} (columns: {', '.join(map(str, frame.columns))})")
+    if frame.empty:
+        raise InputError("the sales table has no rows")
+    period, _ = FREQUENCIES[freq]
+    values = pd.to_numeric(frame[value_col], errors="coerce").to_numpy(dtype=float)
+    _first_bad(~np.isfinite(values), frame[value_col], "non-numeric value", value_col)
+    raw_dates = frame[date_col]
+    try:
+        dates = raw_dates if _is_datetime(raw_dates) else pd.to_datetime(raw_dates, errors="coerce")
+    except (ValueError, TypeError) as exc:  # e.g. mixed time-zone offsets
+        raise InputError(f"column {date_col!r}: cannot parse the dates ({str(exc).splitlines()[0]})") from None
+    _first_bad(dates.isna().to_numpy(), raw_dates, "unparseable date", date_col)
+    dates = pd.DatetimeIndex(dates)
+    dates = dates.tz_convert(None) if dates.tz is not None else dates
+    dates = dates.floor(period)
+    joined = frame[id_cols[0]].astype(str)
+    for name in id_cols[1:]:
+        joined = joined + "|" + frame[name].astype(str)
+    codes, uniques = pd.factorize(joined, sort=True)
+    names = [str(name) for name in uniques]
+    start = dates.min()
+    step = pd.Timedelta(1, unit="D" if freq == "D" else "h")
+    index = np.asarray((dates - start) // step, dtype=np.int64)
+    length = int(index.max()) + 1
+    if len(names) * length > MAX_CELLS:
+        raise InputError(
+            f"{len(names)} series x {length} periods ({freq}) is more than {MAX_CELLS:,} cells; "
+            "cut the file to recent dates or fewer series"
+        )
+    flat = codes * length + index
+    matrix = np.bincount(flat, weights=values, minlength=len(names) * length).reshape(len(names), length)
+    first = np.full(len(names), length, dtype=np.int64)
+    np.minimum.at(first, codes, index)
+    matrix[np.arange(length)[None, :] < first[:, None]] = np.nan
+    return matrix, names, pd.date_range(start, periods=length, freq=period)
+
+
+def _is_datetime(column: pd.Series) -> bool:
+    """True if ``column`` already holds timestamps."""
+    import pandas as pd
+
+    return pd.api.types.is_datetime64_any_dtype(column)
+
+
+def _check_horizon(matrix: np.ndarray, names: list[str], calendar: pd.DatetimeIndex, horizon: int) -> None:
+    """Every series needs at least one period of history before the held-out ``horizon``."""
+    lengths = np.isfinite(matrix).sum(axis=1)
+    short = np.flatnonzero(lengths <= horizon)
+    if short.size:
+        s = int(short[0])
+        first = calendar[matrix.shape[1] - int(lengths[s])]
+        since = first.strftime("%Y-%m-%d" if calendar.freqstr == "D" else "%Y-%m-%d %H:%M")
+        raise InputError(
+            f"--horizon {horizon} must be shorter than every series: {names[s]!r} has only "
+            f"{int(lengths[s])} periods (from {since}); {short.size} series are too short"
+        )
+
+
+def run_backtest(
+    frame_or_path: pd.DataFrame | str | Path,
+    *,
+    id_cols: Sequence[str] = ("unique_id",),
+    date_col: str = "ds",
+    value_col: str = "y",
+    horizon: int = 28,
+    freq: str = "D",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Hold out the last ``horizon`` periods, fit and score every model; return the JSON structure.
+
+    Args:
+        frame_or_path: a long table, or the path of a CSV (``.gz`` allowed) holding one.
+        id_cols: columns whose values, joined, identify a series.
+        date_col, value_col: the period and the sales columns.
+        horizon: periods held out per series (must be shorter than every series).
+        freq: ``"D"`` (daily, season 7) or ``"H"`` (hourly, season 24).
+        progress: called with a short message before each long step (the CLI shows it on stderr).
+
+    Raises:
+        InputError: a missing column, non-numeric value, unparseable date, unreadable file or a horizon
+            that leaves a series without history; the message names it in one line.
+    """
+    import pandas as pd
+    from handlers import forecasting
+
+    say = progress or (lambda message: None)
+    freq = freq.upper()
+    if freq not in FREQUENCIES:
+        raise InputError(f"--freq must be one of {', '.join(FREQUENCIES)}, got {freq!r}")
+    if horizon < 1:
+        raise InputError(f"--horizon must be >= 1, got {horizon}")
+    id_cols = list(id_cols)
+    if isinstance(frame_or_path, pd.DataFrame):
+        frame, file = frame_or_path, None
+    else:
+        file = str(frame_or_path)
+        say(f"reading {file}")
+        frame = _read_csv(Path(frame_or_path), list(dict.fromkeys([*id_cols, date_col, value_col])))
+    say("building the series matrix")
+    matrix, names, calendar = load_matrix(
+        frame, id_cols=id_cols, date_col=date_col, value_col=value_col, freq=freq
+    )
+    _check_horizon(matrix, names, calendar, horizon)
+    train, test = matrix[:, :-horizon], matrix[:, -horizon:]
+    season = FREQUENCIES[freq][1]
+    models: dict[str, Callable[..., forecasting.Forecast]] = {forecasting.MODEL_NAME: forecasting.forecast}
+    models.update(baselines_for(season))
+    rows = []
+    for name, model in models.items():
+        say(f"fitting {name} on {len(names)} series")
+        started = time.perf_counter()
+        result = model(train, horizon, season=season)
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "model": name,
+                "rmsse": _finite(mean_rmsse(train, test, result.mean)),
+                "wape": _finite(wape(test, result.mean)),
+                "seconds": round(seconds, 4),
+            }
+        )
+    return {"models": rows, "series": len(names), "horizon": horizon, "freq": freq, "file": file}
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undefined score becomes ``null``."""
+    return None if math.isnan(value) else round(float(value), 6)
+
+
+def _table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    title = (
+        f"backtest: {result['series']} series, last {result['horizon']} periods held out "
+        f"(freq {result['freq']})"
+    )
+    table = Table(title=title)
+    for column in ("model", "RMSSE", "WAPE", "seconds"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in result["models"]:
+        cells = [row["rmsse"], row["wape"]]
+        shown = ["n/a" if cell is None else f"{cell:.3f}" for cell in cells]
+        table.add_row(row["model"], *shown, f"{row['seconds']:.2f}")
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``backtest`` subcommand; print the table (or JSON) and return the exit code.
+
+    Bad input raises :class:`~handlers.errors.InputError`; the CLI (``jobs.cli.main``) prints it as one
+    line and exits 2.
+    """
+    from rich.console import Console
+
+    out, err = Console(), Console(stderr=True)
+    with err.status("backtest") as status:
+        result = run_backtest(
+            args.file,
+            id_cols=args.id_col or ["unique_id"],
+            date_col=args.date_col,
+            value_col=args.value_col,
+            horizon=args.horizon,
+            freq=args.freq,
+            progress=lambda message: status.update(message),
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        out.print(_table(result))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``backtest`` subcommand to an argparse ``subparsers`` object."""
+    parser = subparsers.add_parser(
+        "backtest",
+        help="forecast accuracy of the model and the baselines on a sales CSV",
+        description=(
+            "Hold out the last --horizon periods of every series in a long sales CSV (optionally .gz), "
+            "fit the stockpulse model and the baselines on the rest, and report RMSSE, WAPE and seconds."
+        ),
+    )
+    parser.add_argument("file", help="long CSV: one row per series and period (.csv or .csv.gz)")
+    parser.add_argument(
+        "--id-col",
+        action="append",
+        metavar="COLUMN",
+        help="series id column; repeat to join several (default: unique_id)",
+    )
+    parser.add_argument("--date-col", default="ds", metavar="COLUMN", help="date column (default: ds)")
+    parser.add_argument("--value-col", default="y", metavar="COLUMN", help="sales column (default: y)")
+    parser.add_argument("--horizon", type=int, default=28, help="periods held out (default: 28)")
+    parser.add_argument(
+        "--freq",
+        default="D",
+        type=str.upper,
+        choices=sorted(FREQUENCIES),
+        help="D = daily, season 7 (default); H = hourly, season 24",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run)

@@ -1,0 +1,213 @@
+"""``python -m jobs`` / ``stockpulse``: invoke, simulate, status, run, backtest.
+
+Every command exits 0 on success, 2 with one line ``stockpulse: error: <reason>`` on bad input
+or configuration, 1 when the thing asked for is not there (e.g. ``status`` on an empty store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, NoReturn
+
+from handlers import HANDLERS
+from handlers.app import build_runtime
+from handlers.errors import InputError, StockpulseError
+from handlers.events import parse_time, scheduled_event
+from handlers.runtime import invoke, load_state
+from handlers.settings import ENV, Settings
+
+from . import backtest, console
+from .schedule import Schedule
+from .simulate import DEFAULT_START, series_table, simulate
+from .status import status_report
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + line
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
+    for name in names:
+        variable, flag, _, default = ENV[name]
+        shown = default or "unset"
+        parser.add_argument(flag, dest=name, metavar=name.split("_")[0].upper(),
+                            help=f"overrides ${variable} (default {shown})")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(os.environ, **{name: getattr(args, name, None) for name in ENV})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stockpulse", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the handlers do")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    common = ("store_url", "catalog_path", "pushgateway_url", "push_timeout_seconds",
+              "alert_threshold_hours", "service_level", "cover_days")
+
+    p = sub.add_parser("invoke", help="run one handler invocation and print its result as JSON",
+                       description="Run one invocation of a handler with an EventBridge Scheduled Event.")
+    p.add_argument("handler", help=f"one of {', '.join(HANDLERS)}")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--time", help="business time of the tick, ISO-8601 (default: now, whole minute)")
+    source.add_argument("--event", metavar="FILE", help="the event as a JSON file, or - for stdin")
+    _add_settings(p, *common)
+    p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("simulate", help="replay N business days as fast as possible and print a summary",
+                       description="Replay the schedule in business time on the store, then print per "
+                                   "product x warehouse: units sold, lost sales, fill rate, reorders, end inventory.")
+    p.add_argument("--days", type=float, required=True, help="business days to replay")
+    p.add_argument("--start", help=f"business start time, ISO-8601 (default: continue the store's clock, "
+                                   f"or {DEFAULT_START} on an empty store)")
+    p.add_argument("--every", action="append", default=[], metavar="HANDLER=DURATION",
+                   help="schedule override, repeatable (default order_tick=1m restock=5m forecast=1h alert=15m)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_settings(p, *common)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("status", help="current state per product x warehouse",
+                       description="Show on hand, initial, received, shipped, lost sales, open purchase "
+                                   "orders, cumulative counters and the last applied tick of each handler.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_settings(p, "store_url", "catalog_path")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("run", help="run the handlers on APScheduler in real time (business time x --speed)",
+                       description="Run every handler on its schedule in real time; business time runs "
+                                   "--speed times faster than wall time. Stops on Ctrl-C/SIGTERM or after --for.")
+    p.add_argument("--speed", type=float, default=1.0, help="business seconds per wall second (default 1)")
+    p.add_argument("--for", dest="duration", metavar="DURATION", help="stop after this wall time (e.g. 10s, 5m)")
+    p.add_argument("--start", help="business start time, ISO-8601 (default: now, or the store's clock if ahead)")
+    p.add_argument("--every", action="append", default=[], metavar="HANDLER=DURATION",
+                   help="schedule override in business time, repeatable (default order_tick=1m restock=5m "
+                        "forecast=1h alert=15m)")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
+    _add_settings(p, *common)
+    p.set_defaults(func=cmd_run)
+
+    backtest.register(sub)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_event(source: str) -> Any:
+    try:
+        text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
+    except OSError as exc:
+        raise InputError(f"--event {source}: cannot read ({exc.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--event {source}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}") from None
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    if args.handler not in HANDLERS:
+        raise InputError(f"handler: unknown {args.handler!r} (one of {', '.join(HANDLERS)})")
+    if args.event is not None:
+        event = _read_event(args.event)
+    else:
+        moment = (parse_time(args.time, "--time") if args.time is not None
+                  else datetime.now(timezone.utc).replace(second=0, microsecond=0))
+        event = scheduled_event(moment, args.handler.replace("_", "-"))
+    from handlers.events import parse_event
+
+    parse_event(event)  # validate before any store is touched
+    result = invoke(args.handler, event, build_runtime(_settings(args)))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    if not args.days > 0:
+        raise InputError(f"--days: must be a positive number, got {args.days:g}")
+    schedule = Schedule.parse(args.every)
+    start = parse_time(args.start, "--start") if args.start is not None else None
+    runtime = build_runtime(_settings(args))
+    with console.progress_bar("simulating", enabled=not args.quiet and not args.json) as advance:
+        # metrics are published once at the end, not after each of thousands of invocations
+        result = simulate(replace(runtime, publish=None), start=start, days=args.days, schedule=schedule,
+                          progress=advance)
+    if runtime.publish is not None:
+        for name in HANDLERS:
+            error = runtime.publish(name, result.after, runtime.catalog)
+            if error is not None:
+                print(f"stockpulse: warning: metrics for {name} not published: {error}", file=sys.stderr)
+    rows = series_table(result, runtime.catalog)
+    if args.json:
+        print(json.dumps(console.simulation_json(result, rows, runtime.store.url, schedule), indent=2))
+    else:
+        console.print_simulation(result, rows, runtime.store.url, schedule)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    runtime = build_runtime(settings)
+    state, _ = load_state(runtime.store, runtime.catalog)
+    if state is None:
+        print(f"stockpulse: {runtime.store.url} holds no state yet (run `simulate` or `invoke` first)",
+              file=sys.stderr)
+        return 1
+    report = status_report(state, runtime.catalog, runtime.store)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        console.print_status(report)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import describe_start, run_scheduler
+    from .schedule import parse_duration
+
+    if not (args.speed > 0 and math.isfinite(args.speed)):
+        raise InputError(f"--speed: must be a positive number, got {args.speed:g}")
+    duration = parse_duration(args.duration, "--for") if args.duration is not None else None
+    schedule = Schedule.parse(args.every)
+    start = parse_time(args.start, "--start").timestamp() if args.start is not None else None
+    runtime = build_runtime(_settings(args))
+
+    def status(report: Any) -> None:
+        counts = " ".join(f"{k}={v}" for k, v in sorted(report.invocations.items()))
+        print(f"stockpulse run: {counts or 'no invocations yet'}; errors {len(report.errors)}", file=sys.stderr)
+
+    print(f"stockpulse run: {schedule.describe()}", file=sys.stderr)
+    report = run_scheduler(runtime, schedule, speed=args.speed, duration=duration, business_start=start,
+                           on_status=None if args.json else status)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(describe_start(report, args.speed))
+        status(report)
+    return 1 if report.errors else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except StockpulseError as exc:
+        print(f"stockpulse: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stockpulse: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,156 @@
+"""``run``: the handlers on APScheduler 3.x in real time, with business time ``speed`` x faster.
+
+Business time ``b`` and wall time ``w`` are tied by ``b = b0 + (w - w0) * speed``. Each handler
+is one interval job whose wall-clock fire times are the moments business time crosses a multiple
+of its interval (the same ticks EventBridge ``rate(...)`` rules and ``simulate`` produce); each
+run invokes the handler with the business time of the latest boundary passed. ``coalesce`` folds
+missed runs into one (order_tick catches up every elapsed minute anyway), ``max_instances=1``
+keeps one run per handler at a time, and a late run still runs within ``misfire_grace_time``
+(two intervals, at least 30 s). Job errors are printed as they happen and make the exit code 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from handlers.events import format_epoch, scheduled_event
+from handlers.runtime import Runtime, invoke, load_state
+
+from .schedule import RUN_ORDER, Schedule
+
+__all__ = ["BusinessClock", "RunReport", "run_scheduler", "describe_start"]
+
+log = logging.getLogger("stockpulse.run")
+_EPSILON_WALL = 0.002  # fire times are exact to the millisecond; absorb float error
+
+
+@dataclass(frozen=True)
+class BusinessClock:
+    business_start: float  # epoch seconds
+    wall_start: float
+    speed: float
+
+    def now(self, wall: float) -> float:
+        return self.business_start + (wall - self.wall_start) * self.speed
+
+    def wall_at(self, business: float) -> float:
+        return self.wall_start + (business - self.business_start) / self.speed
+
+
+@dataclass
+class RunReport:
+    business_start: float
+    business_end: float = math.nan
+    invocations: Counter = field(default_factory=Counter)
+    applied: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    missed: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"business_start": format_epoch(self.business_start), "business_end": format_epoch(self.business_end),
+                "invocations": dict(self.invocations), "applied": dict(self.applied),
+                "errors": list(self.errors), "missed": dict(self.missed)}
+
+
+def _default_start(runtime: Runtime, wall: float) -> float:
+    """Now (whole minute), or the store's clock if a faster run already took it further."""
+    state, _ = load_state(runtime.store, runtime.catalog)
+    start = math.floor(wall / 60) * 60
+    return max(start, state.orders_through) if state is not None else start
+
+
+def run_scheduler(runtime: Runtime, schedule: Schedule, *, speed: float = 1.0, duration: float | None = None,
+                  business_start: float | None = None, stop: threading.Event | None = None,
+                  wall_clock: Callable[[], float] = time.time,
+                  on_status: Callable[[RunReport], None] | None = None, status_every: float = 30.0) -> RunReport:
+    """Run until ``stop`` is set, SIGINT/SIGTERM (main thread only) or ``duration`` wall seconds."""
+    stop = stop or threading.Event()
+    wall0 = wall_clock()
+    clock = BusinessClock(business_start if business_start is not None else _default_start(runtime, wall0),
+                          wall0, speed)
+    report = RunReport(business_start=clock.business_start)
+    lock = threading.Lock()
+
+    def tick(name: str) -> None:
+        interval = schedule.intervals[name]
+        business = math.floor((clock.now(wall_clock()) + _EPSILON_WALL * speed) / interval) * interval
+        moment = datetime.fromtimestamp(business, timezone.utc)
+        result = invoke(name, scheduled_event(moment, name.replace("_", "-")), runtime)
+        with lock:
+            report.invocations[name] += 1
+            if result.get("status") == "applied":
+                report.applied[name] += 1
+        log.info("%s %s: %s", name, result["time"], result.get("status"))
+
+    def on_event(event: JobExecutionEvent) -> None:
+        with lock:
+            if event.code == EVENT_JOB_MISSED:
+                report.missed[event.job_id] += 1
+                return
+            message = f"{event.job_id} failed: {type(event.exception).__name__}: {event.exception}"
+            report.errors.append(message)
+        print(f"stockpulse run: error: {message}", file=sys.stderr, flush=True)
+
+    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(len(RUN_ORDER))}, timezone=timezone.utc)
+    scheduler.add_listener(on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    for name in RUN_ORDER:
+        interval = schedule.intervals[name]
+        first = (math.floor(clock.business_start / interval) + 1) * interval
+        wall_interval = interval / speed
+        trigger = IntervalTrigger(seconds=wall_interval, timezone=timezone.utc,
+                                  start_date=datetime.fromtimestamp(clock.wall_at(first), timezone.utc))
+        scheduler.add_job(tick, trigger, args=[name], id=name, name=name, coalesce=True, max_instances=1,
+                          misfire_grace_time=max(30, math.ceil(2 * wall_interval)))
+
+    previous = _install_signal_handlers(stop)
+    deadline = wall0 + duration if duration is not None else math.inf
+    scheduler.start()
+    try:
+        next_status = wall0 + status_every
+        while not stop.is_set():
+            now = wall_clock()
+            if now >= deadline:
+                break
+            stop.wait(min(0.05, max(0.0, deadline - now)))
+            if on_status is not None and wall_clock() >= next_status:
+                next_status += status_every
+                on_status(report)
+    finally:
+        scheduler.shutdown(wait=True)  # lets running invocations finish: none is cut in half
+        _restore_signal_handlers(previous)
+    report.business_end = clock.now(min(wall_clock(), deadline))
+    return report
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def describe_start(report: RunReport, speed: float) -> str:
+    return (f"business time starts {format_epoch(report.business_start)}, running {speed:g}x wall time; "
+            f"Ctrl-C stops cleanly")

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The project's test command:  bash scripts/test.sh [pytest arguments...]
+#
+# From any directory, on a fresh Debian 12 machine (root, or sudo; PyPI and Debian reachable)
+# as on a prepared one:
+#   1. apt-installs the servers the integration tests run (only when a binary is missing);
+#   2. creates or updates the virtualenv .venv and installs the project with its test extra;
+#   3. runs pytest in it, passing this script's arguments through.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON="${PYTHON:-python3}"
+APT_PACKAGES=(prometheus prometheus-pushgateway prometheus-alertmanager docker-compose)
+# What the tests call: prometheus, promtool (package prometheus), the Pushgateway, Alertmanager,
+# and docker-compose (validates compose files offline; no Docker engine needed).
+REQUIRED_BINARIES=(prometheus promtool prometheus-pushgateway prometheus-alertmanager docker-compose)
+# Services the packages above ship; tests start their own servers on free loopback ports.
+PACKAGE_SERVICES=(prometheus prometheus-pushgateway prometheus-alertmanager prometheus-node-exporter)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        log "need root (or sudo) to run: $*"
+        exit 1
+    fi
+}
+
+POLICY_RC=/usr/sbin/policy-rc.d
+REMOVE_POLICY_RC=false
+remove_policy_rc() {
+    if [ "$REMOVE_POLICY_RC" = true ]; then
+        as_root rm -f "$POLICY_RC"
+        REMOVE_POLICY_RC=false
+    fi
+}
+
+stop_package_services() {
+    local service
+    for service in "${PACKAGE_SERVICES[@]}"; do
+        if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+            as_root systemctl stop "$service" >/dev/null 2>&1 || true
+        elif [ -x "/etc/init.d/$service" ]; then
+            as_root "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+        fi
+    done
+}
+
+install_apt_packages() {
+    local packages=("$@")
+    log "apt-get install ${packages[*]}"
+    # Keep the packages' own services from starting while they install (exit 101 = "not
+    # allowed", honoured by invoke-rc.d and deb-systemd-invoke)...
+    if [ ! -e "$POLICY_RC" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$POLICY_RC" >/dev/null
+        as_root chmod 755 "$POLICY_RC"
+        REMOVE_POLICY_RC=true
+        trap remove_policy_rc EXIT
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${packages[@]}"
+    remove_policy_rc
+    # ...and stop any that started all the same (no test depends on them either way).
+    stop_package_services
+}
+
+missing_binaries() {
+    local binary
+    for binary in "${REQUIRED_BINARIES[@]}"; do
+        command -v "$binary" >/dev/null 2>&1 || printf '%s\n' "$binary"
+    done
+}
+
+mapfile -t missing < <(missing_binaries)
+apt_packages=()
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "missing: ${missing[*]}"
+    apt_packages+=("${APT_PACKAGES[@]}")
+fi
+if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    apt_packages+=(python3-venv)  # Debian's python3 makes no virtualenv without it
+fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+    install_apt_packages "${apt_packages[@]}"
+    mapfile -t missing < <(missing_binaries)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "still missing after apt-get install: ${missing[*]}"
+        exit 1
+    fi
+fi
+
+if ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
+    log "creating .venv with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv --clear .venv
+fi
+log "pip install -e '.[test]'"
+PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+    .venv/bin/python -m pip install --quiet --editable '.[test]'
+
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,210 @@
+"""The ``backtest`` command: protocol, calendar rules, output and one-line errors (seeded data only)."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from handlers.errors import InputError
+from jobs import backtest
+from jobs.backtest import load_matrix, register, run_backtest
+
+PATTERN = np.array([3.0, 1.0, 1.0, 2.0, 4.0, 8.0, 6.0])
+
+
+def periodic_frame(n_series: int = 6, n_days: int = 84) -> pd.DataFrame:
+    """Series that repeat the same week exactly, each at its own multiple."""
+    days = pd.date_range("2024-01-01", periods=n_days, freq="D")
+    rows = [
+        {"store": f"S{i % 2}", "item": f"I{i}", "day": day.strftime("%Y-%m-%d"), "units": (i + 1) * PATTERN[t % 7]}
+        for i in range(n_series)
+        for t, day in enumerate(days)
+    ]
+    return pd.DataFrame(rows)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt") as handle:
+            frame.to_csv(handle, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def by_model(result: dict) -> dict[str, dict]:
+    return {row["model"]: row for row in result["models"]}
+
+
+def cli_args(file: Path, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs")
+    register(parser.add_subparsers(dest="command"))
+    base = ["backtest", str(file), "--id-col", "store", "--id-col", "item", "--date-col", "day", "--value-col", "units"]
+    return parser.parse_args([*base, *extra])
+
+
+def test_seasonal_naive_is_perfect_on_a_perfectly_periodic_series(tmp_path: Path) -> None:
+    """GIVEN a gzipped CSV of series that repeat one week exactly
+    WHEN the backtest holds out the last 14 days
+    THEN seasonal naive scores RMSSE 0 and WAPE 0, and the model beats the moving average."""
+    path = write_csv(periodic_frame(), tmp_path / "sales.csv.gz")
+    result = run_backtest(path, id_cols=["store", "item"], date_col="day", value_col="units", horizon=14)
+    models = by_model(result)
+    assert models["seasonal_naive_7"]["rmsse"] == 0.0 and models["seasonal_naive_7"]["wape"] == 0.0
+    assert models["stockpulse"]["rmsse"] < models["moving_average_28"]["rmsse"]
+    assert (result["series"], result["horizon"], result["freq"]) == (6, 14, "D")
+
+
+def test_every_model_is_reported_with_its_timing() -> None:
+    """GIVEN a long table in a DataFrame with the default column names
+    WHEN the backtest runs
+    THEN the project model and every baseline appear, each with finite scores and seconds."""
+    frame = periodic_frame().rename(columns={"item": "unique_id", "day": "ds", "units": "y"})
+    result = run_backtest(frame, horizon=7)
+    assert [row["model"] for row in result["models"]] == [
+        "stockpulse", "naive", "seasonal_naive_7", "moving_average_28", "linear_trend_7"
+    ]
+    assert all(row["seconds"] >= 0 and row["rmsse"] is not None for row in result["models"])
+    assert result["file"] is None
+
+
+def test_missing_days_are_zero_sales_and_days_before_the_first_row_are_nan() -> None:
+    """GIVEN series A with a gap on day 3 and series B whose first row is day 2
+    WHEN the table is laid out on the calendar
+    THEN A's gap is 0 and B is NaN before day 2."""
+    frame = pd.DataFrame(
+        {"unique_id": ["A", "A", "A", "B", "B"],
+         "ds": ["2024-01-01", "2024-01-02", "2024-01-04", "2024-01-02", "2024-01-04"],
+         "y": [1, 2, 4, 5, 7]}
+    )
+    matrix, names, calendar = load_matrix(frame, id_cols=["unique_id"], date_col="ds", value_col="y", freq="D")
+    assert names == ["A", "B"] and len(calendar) == 4
+    np.testing.assert_array_equal(matrix[0], [1.0, 2.0, 0.0, 4.0])
+    np.testing.assert_array_equal(matrix[1], [np.nan, 5.0, 0.0, 7.0])
+
+
+def test_hourly_data_uses_a_24_hour_season() -> None:
+    """GIVEN hourly sales that repeat every 24 hours
+    WHEN the backtest runs with freq H
+    THEN the seasonal naive is named for 24 hours and is perfect."""
+    hours = pd.date_range("2024-03-01", periods=24 * 10, freq="h")
+    values = np.where((hours.hour >= 9) & (hours.hour < 18), 5.0, 1.0)
+    frame = pd.DataFrame({"unique_id": "X", "ds": hours.astype(str), "y": values})
+    models = by_model(run_backtest(frame, horizon=24, freq="H"))
+    assert models["seasonal_naive_24"]["rmsse"] == 0.0
+
+
+def test_the_cli_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN a CSV and the --json flag
+    WHEN the backtest subcommand runs
+    THEN it exits 0 and prints the documented JSON structure."""
+    path = write_csv(periodic_frame(), tmp_path / "sales.csv")
+    args = cli_args(path, "--horizon", "7", "--json")
+    assert args.func is backtest.run
+    assert args.func(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"models", "series", "horizon", "freq", "file"}
+    assert set(result["models"][0]) == {"model", "rmsse", "wape", "seconds"}
+    assert result["file"] == str(path)
+
+
+def test_the_cli_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN a CSV and no --json flag
+    WHEN the backtest subcommand runs
+    THEN the table lists every model with RMSSE and WAPE columns."""
+    path = write_csv(periodic_frame(), tmp_path / "sales.csv")
+    args = cli_args(path, "--horizon", "7")
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "RMSSE" in out and "WAPE" in out and "stockpulse" in out and "linear_trend_7" in out
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN a CSV without the requested value column
+    WHEN ``python -m jobs backtest`` runs on it
+    THEN it exits 2 and prints one line on stderr naming the column, no traceback."""
+    from jobs.cli import main
+
+    path = write_csv(periodic_frame().rename(columns={"units": "qty"}), tmp_path / "sales.csv")
+    argv = ["backtest", str(path), "--id-col", "item", "--date-col", "day", "--value-col", "units"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'units'" in err and "Traceback" not in err
+
+
+def _bad(frame: pd.DataFrame, tmp_path: Path, **options: object) -> str:
+    path = write_csv(frame, tmp_path / "bad.csv")
+    settings = {"id_cols": ["store", "item"], "date_col": "day", "value_col": "units", "horizon": 7, **options}
+    with pytest.raises(InputError) as caught:
+        run_backtest(path, **settings)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_missing_column_is_named(tmp_path: Path) -> None:
+    """GIVEN a CSV without the id column asked for
+    WHEN the backtest runs
+    THEN the InputError names the missing column."""
+    assert "'sku'" in _bad(periodic_frame(), tmp_path, id_cols=["sku"])
+
+
+def test_a_non_numeric_value_is_named_with_its_line(tmp_path: Path) -> None:
+    """GIVEN a sales value "lots" on the fifth data row
+    WHEN the backtest runs
+    THEN the InputError names the value column, the value and the file line (6)."""
+    frame = periodic_frame().astype({"units": object})
+    frame.loc[4, "units"] = "lots"
+    message = _bad(frame, tmp_path)
+    assert "'units'" in message and "'lots'" in message and "line 6" in message
+
+
+def test_an_unparseable_date_is_named_with_its_line(tmp_path: Path) -> None:
+    """GIVEN a date "soon" on the third data row
+    WHEN the backtest runs
+    THEN the InputError names the date column, the value and the file line (4)."""
+    frame = periodic_frame()
+    frame.loc[2, "day"] = "soon"
+    message = _bad(frame, tmp_path)
+    assert "'day'" in message and "'soon'" in message and "line 4" in message
+
+
+def test_a_horizon_as_long_as_a_series_is_rejected(tmp_path: Path) -> None:
+    """GIVEN series of 84 days
+    WHEN the backtest is asked to hold out 84 days
+    THEN the InputError names --horizon and the series that is too short."""
+    message = _bad(periodic_frame(), tmp_path, horizon=84)
+    assert "--horizon 84" in message and "S0|I0" in message
+
+
+def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
+    """GIVEN a path with no file behind it
+    WHEN the backtest runs
+    THEN the InputError names the file."""
+    missing = tmp_path / "nowhere.csv.gz"
+    with pytest.raises(InputError, match="nowhere.csv.gz"):
+        run_backtest(missing, horizon=7)
+
+
+def test_a_corrupt_gzip_is_named(tmp_path: Path) -> None:
+    """GIVEN a .gz file that is not gzip data
+    WHEN the backtest runs
+    THEN the InputError names the file instead of leaking a decompression traceback."""
+    path = tmp_path / "sales.csv.gz"
+    path.write_bytes(b"this is not gzip")
+    with pytest.raises(InputError, match="sales.csv.gz"):
+        run_backtest(path, horizon=7)
+
+
+def test_an_unknown_frequency_is_named() -> None:
+    """GIVEN a frequency the backtest does not support
+    WHEN the backtest runs
+    THEN the InputError names --freq."""
+    with pytest.raises(InputError, match="--freq"):
+        run_backtest(periodic_frame(), id_cols=["item"], date_col="day", value_col="units", freq="W")

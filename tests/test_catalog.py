@@ -1,0 +1,92 @@
+"""The catalog: the default 5 x 3, custom files, and one-line errors naming row and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from handlers.catalog import default_catalog, load_catalog, parse_catalog
+from handlers.errors import CatalogError
+
+
+def test_default_catalog_is_the_original_five_products_in_three_warehouses():
+    """GIVEN no catalog file WHEN the default loads THEN it is the original 5 x 3 with its ids and zones."""
+    catalog = default_catalog()
+    assert [p.id for p in catalog.products] == ["LAPTOP-001", "PHONE-002", "HEADPHONES-003", "MOUSE-004",
+                                                "KEYBOARD-005"]
+    assert [(w.id, w.timezone) for w in catalog.warehouses] == [
+        ("WH-NYC", "America/New_York"), ("WH-LDN", "Europe/London"), ("WH-TYO", "Asia/Tokyo")]
+    assert catalog.num_series == 15
+    assert catalog.series_product_ids[4] == "PHONE-002" and catalog.series_warehouse_ids[4] == "WH-LDN"
+
+
+def test_series_parameters_are_arrays_over_product_x_warehouse(small_catalog):
+    """GIVEN 2 products x 2 warehouses WHEN per-series arrays are read THEN they follow product-major order."""
+    np.testing.assert_array_equal(small_catalog.base_demand_per_day, [240, 120, 60, 30])
+    np.testing.assert_array_equal(small_catalog.lead_time_hours, [12, 12, 30, 30])
+    np.testing.assert_array_equal(small_catalog.pack_size, [10, 10, 25, 25])
+    np.testing.assert_array_equal(small_catalog.initial_stock, [60, 60, 60, 60])
+
+
+def test_initial_stock_per_product_and_warehouse_with_default_days_of_demand():
+    """GIVEN initial stock for one cell only WHEN parsed THEN the others default to 5 days of demand in packs."""
+    catalog = parse_catalog("""
+products: [{id: A, base_demand_per_day: 9, lead_time_hours: 24, pack_size: 10}]
+warehouses: [{id: X, timezone: UTC}, {id: Y, timezone: UTC}]
+initial_stock: {A: {Y: 3}}
+""")
+    np.testing.assert_array_equal(catalog.initial_stock, [50, 3])  # ceil(45 / 10) * 10
+
+
+def test_catalog_file_loads_from_disk(tmp_path: Path):
+    """GIVEN a YAML file WHEN loaded THEN its seed and source are kept."""
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 3\nproducts: [{id: A, base_demand_per_day: 1, lead_time_hours: 1, pack_size: 1}]\n"
+                    "warehouses: [{id: X, timezone: Europe/Paris}]\n")
+    catalog = load_catalog(path)
+    assert catalog.seed == 3 and catalog.source == str(path)
+
+
+def test_fingerprint_changes_with_the_catalog(small_catalog):
+    """GIVEN two catalogs differing in one number WHEN fingerprinted THEN the digests differ."""
+    other = parse_catalog(SMALL.replace("pack_size: 10", "pack_size: 20"))
+    assert other.fingerprint != small_catalog.fingerprint
+
+
+SMALL = """
+products: [{id: A, base_demand_per_day: 1, lead_time_hours: 1, pack_size: 10}]
+warehouses: [{id: X, timezone: UTC}]
+"""
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("products: [}", "not valid YAML at line 1"),
+    ("[]", "must be a mapping"),
+    ("products: []\nwarehouses: [{id: X, timezone: UTC}]", "products: must be a non-empty list"),
+    (SMALL.replace("pack_size: 10", "pack_size: 2.5"), "products[0].pack_size: must be an integer"),
+    (SMALL.replace("base_demand_per_day: 1", "base_demand_per_day: -4"), "products[0].base_demand_per_day"),
+    (SMALL.replace("lead_time_hours: 1, ", ""), "products[0].lead_time_hours: missing"),
+    (SMALL.replace("id: A,", "id: A, colour: red,"), "products[0].colour: unknown field"),
+    (SMALL.replace("timezone: UTC", "timezone: Mars/Olympus"), "warehouses[0].timezone: must be an IANA"),
+    (SMALL + "initial_stock: {B: 3}", "initial_stock.B: not a product id"),
+    (SMALL + "initial_stock: {A: {Z: 3}}", "initial_stock.A.Z: not a warehouse id"),
+    (SMALL + "initial_stock: many", "initial_stock: must be an integer"),
+    (SMALL + "seed: yes", "seed: must be a non-negative integer"),
+    (SMALL.replace("warehouses: [{id: X, timezone: UTC}]", "warehouses: [{id: X, timezone: UTC}, {id: X, timezone: UTC}]"),
+     "warehouses[1].id: duplicate id 'X'"),
+])
+def test_invalid_catalog_is_one_line_naming_the_field(text, expected):
+    """GIVEN an invalid catalog WHEN parsed THEN one CatalogError line names the row and field."""
+    with pytest.raises(CatalogError) as info:
+        parse_catalog(text, source="bad.yaml")
+    message = str(info.value)
+    assert message.startswith("bad.yaml: ") and expected in message
+    assert "\n" not in message
+
+
+def test_missing_catalog_file_names_the_path(tmp_path: Path):
+    """GIVEN a path that does not exist WHEN loaded THEN the error names the path."""
+    with pytest.raises(CatalogError, match="nope.yaml"):
+        load_catalog(tmp_path / "nope.yaml")

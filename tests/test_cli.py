@@ -1,0 +1,143 @@
+"""The command line: one-line errors naming the field, non-zero exits, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import main
+from tests.conftest import load_event
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jobs", *args], input=stdin, capture_output=True, text=True,
+                          cwd=cwd or REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_invoke_with_time_prints_the_result_and_writes_state(tmp_path: Path):
+    """GIVEN an empty store WHEN `invoke order_tick --time T` runs THEN it prints JSON and writes one log object."""
+    proc = cli("invoke", "order_tick", "--time", "2026-11-23T10:05:00Z", "--store", f"file://{tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "applied" and result["time"] == "2026-11-23T10:05:00Z"
+    assert (tmp_path / result["log_key"]).is_file()
+
+
+def test_invoke_reads_the_event_from_stdin(tmp_path: Path):
+    """GIVEN an EventBridge event on stdin WHEN `invoke restock --event -` runs THEN it is applied."""
+    proc = cli("invoke", "restock", "--event", "-", "--store", f"file://{tmp_path}", stdin=json.dumps(load_event()))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "applied"
+
+
+@pytest.mark.parametrize(("event", "fragments"), [
+    ({k: v for k, v in load_event().items() if k != "time"}, ["event.time", "missing"]),
+    (load_event(time="23/11/2026 10:05"), ["event.time", "ISO-8601"]),
+    (load_event(detail={"shard": 1, "speed": 2}), ["event.detail.shard", "unknown key"]),
+])
+def test_bad_event_is_rejected_with_nothing_written(tmp_path: Path, event, fragments):
+    """GIVEN a bad event file WHEN invoked THEN one line names the field, exit 2, the store stays empty."""
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    store = tmp_path / "store"
+    proc = cli("invoke", "order_tick", "--event", str(path), "--store", f"file://{store}")
+    assert_one_line_error(proc, *fragments)
+    assert not store.exists()
+
+
+def test_event_file_that_is_not_json_names_the_file(tmp_path: Path):
+    path = tmp_path / "event.json"
+    path.write_text("{nope")
+    assert_one_line_error(cli("invoke", "alert", "--event", str(path), "--store", f"file://{tmp_path}/s"),
+                          "--event", "not valid JSON")
+
+
+def test_unknown_handler_is_rejected(tmp_path: Path):
+    """GIVEN a handler name that does not exist WHEN invoked THEN the error lists the real ones."""
+    proc = cli("invoke", "reorder", "--time", "2026-11-23T10:05:00Z", "--store", f"file://{tmp_path}/s")
+    assert_one_line_error(proc, "handler: unknown 'reorder'", "order_tick, restock, forecast, alert")
+    assert not (tmp_path / "s").exists()
+
+
+def test_bad_catalog_is_rejected_with_nothing_written(tmp_path: Path):
+    """GIVEN a catalog with a bad field WHEN simulate runs THEN one line names row and field, nothing written."""
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("products: [{id: A, base_demand_per_day: ten, lead_time_hours: 1, pack_size: 1}]\n"
+                       "warehouses: [{id: X, timezone: UTC}]\n")
+    proc = cli("simulate", "--days", "1", "--catalog", str(catalog), "--store", f"file://{tmp_path}/s")
+    assert_one_line_error(proc, "products[0].base_demand_per_day", "'ten'")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["simulate", "--days", "0"], ["--days"]),
+    (["simulate", "--days", "1", "--start", "soon"], ["--start", "ISO-8601"]),
+    (["simulate", "--days", "1", "--every", "order_tick=90s"], ["--every order_tick", "whole minutes"]),
+    (["simulate", "--days", "1", "--every", "tick=1m"], ["--every", "HANDLER=DURATION"]),
+    (["simulate", "--days", "1", "--service-level", "1.5"], ["--service-level / STOCKPULSE_SERVICE_LEVEL"]),
+    (["simulate", "--days", "1", "--store", "ftp://x"], ["store URL 'ftp://x'"]),
+    (["simulate", "--days", "x"], ["--days", "invalid float value"]),
+])
+def test_bad_options_are_one_line_errors(tmp_path: Path, args, fragments):
+    """GIVEN a bad option WHEN the command runs THEN one line names it, exit 2, nothing written."""
+    proc = cli(*args, cwd=tmp_path) if "--store" in args else cli(*args, "--store", f"file://{tmp_path}/s")
+    assert_one_line_error(proc, *fragments)
+    assert not (tmp_path / "s").exists()
+
+
+def test_catalog_mismatch_with_the_store_is_refused(tmp_path: Path, capsys):
+    """GIVEN a store started with the default catalog WHEN another catalog is used on it THEN it is refused."""
+    store = f"file://{tmp_path}/s"
+    assert main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", store]) == 0
+    other = tmp_path / "other.yaml"
+    other.write_text("products: [{id: A, base_demand_per_day: 1, lead_time_hours: 1, pack_size: 1}]\n"
+                     "warehouses: [{id: X, timezone: UTC}]\n")
+    capsys.readouterr()
+    assert main(["invoke", "order_tick", "--time", "2026-01-05T00:02:00Z", "--store", store,
+                 "--catalog", str(other)]) == 2
+    assert "--catalog" in capsys.readouterr().err
+
+
+def test_status_on_an_empty_store_says_so(tmp_path: Path):
+    proc = cli("status", "--store", f"file://{tmp_path}/s")
+    assert proc.returncode == 1 and "holds no state yet" in proc.stderr
+
+
+def test_simulate_prints_the_table_per_product_and_warehouse(tmp_path: Path):
+    """GIVEN an empty store WHEN `simulate --days 0.25` runs THEN it prints a row per series and totals."""
+    proc = cli("simulate", "--days", "0.25", "--store", f"file://{tmp_path}/s", "--every", "order_tick=5m")
+    assert proc.returncode == 0, proc.stderr
+    for word in ("LAPTOP-001", "KEYBOARD-005", "WH-TYO", "fill rate", "lost sales", "end inventory", "total"):
+        assert word in proc.stdout
+
+
+def test_simulate_continues_the_store_clock(tmp_path: Path, capsys):
+    """GIVEN a store simulated for 2 hours WHEN simulate runs again without --start THEN it continues from there."""
+    store = f"file://{tmp_path}/s"
+    assert main(["simulate", "--days", "0.0833333", "--store", store, "--json", "-q"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["simulate", "--days", "0.0833333", "--store", store, "--json", "-q"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["start"] == first["end"] == "2026-01-05T02:00:00Z"
+    assert main(["simulate", "--days", "1", "--store", store, "--start", "2026-01-05T00:00:00Z"]) == 2
+
+
+def test_every_command_has_help():
+    for command in ("invoke", "simulate", "status", "backtest"):
+        proc = cli(command, "--help")
+        assert proc.returncode == 0 and "usage:" in proc.stdout

@@ -1,0 +1,117 @@
+"""Metrics built from the state: absolute counters, one group per handler, never fatal."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from handlers import HANDLERS
+from handlers.metrics import METRICS, build_registry, metrics_key, publisher
+from handlers.policy import Policy
+from handlers.runtime import Runtime, invoke, load_state
+from handlers.settings import Settings
+from handlers.storage import FileStore
+from prometheus_client import generate_latest
+from tests.conftest import START, event_at, run, schedule
+
+
+@pytest.fixture(scope="module")
+def worked_store(tmp_path_factory, ) -> FileStore:
+    """Three business hours of every handler on the small catalog."""
+    from handlers.catalog import parse_catalog
+    from tests.conftest import SMALL_CATALOG
+
+    store = FileStore(tmp_path_factory.mktemp("metrics"))
+    run(Runtime(store=store, catalog=parse_catalog(SMALL_CATALOG)), schedule(START, 180))
+    return store
+
+
+def families(handler: str, store: FileStore, small_catalog) -> dict:
+    state, _ = load_state(store)
+    text = generate_latest(build_registry(handler, state, small_catalog, Policy(), wall_time=1234.5)).decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_each_group_holds_exactly_the_metrics_its_handler_owns(handler, worked_store, small_catalog):
+    """GIVEN a worked state WHEN a handler's registry is built THEN it holds its own metrics and the
+    operations metrics, and none owned by another handler (no metric in two groups)."""
+    found = families(handler, worked_store, small_catalog)
+    expected = {name for name, (_, _, owner, _) in METRICS.items() if owner in (handler, "*")}
+    names = {re.sub(r"_total$", "", n) for n in expected}
+    assert set(found) == names
+    if handler == "forecast":  # three business hours score no day yet: no ratio rather than a made-up one
+        assert not found["forecast_wape"].samples and not found["forecast_skill_vs_seasonal_naive"].samples
+
+
+def test_counters_are_absolute_values_from_the_state(worked_store, small_catalog):
+    """GIVEN a worked state THEN orders_total per product is the state's shipped units summed over warehouses."""
+    state, _ = load_state(worked_store)
+    found = families("order_tick", worked_store, small_catalog)
+    orders = {s.labels["product_id"]: s.value for s in found["orders"].samples if s.name == "orders_total"}
+    assert orders == {"P-1": float(state.shipped[:2].sum()), "P-2": float(state.shipped[2:].sum())}
+    assert orders["P-1"] > 0
+
+
+def test_latency_histogram_is_cumulative_with_count_equal_to_invocations(worked_store, small_catalog):
+    """GIVEN a worked state THEN the order_tick histogram's +Inf bucket and _count equal its invocations."""
+    state, _ = load_state(worked_store)
+    samples = families("order_tick", worked_store, small_catalog)["processing_latency_seconds"].samples
+    buckets = [s.value for s in samples if s.name.endswith("_bucket")]
+    count = [s.value for s in samples if s.name.endswith("_count")][0]
+    assert buckets == sorted(buckets) and buckets[-1] == count == state.invocations[0] == 180
+    assert all(s.labels["handler"] == "order_tick" for s in samples)
+
+
+def test_no_stockout_within_horizon_is_an_absent_series_not_a_sentinel(worked_store, small_catalog):
+    """GIVEN the forecast group THEN predicted_stockout_hours exists only where stockout_within_horizon is 1."""
+    found = families("forecast", worked_store, small_catalog)
+    within = {(s.labels["product_id"], s.labels["warehouse_id"]): s.value
+              for s in found["stockout_within_horizon"].samples}
+    hours = {(s.labels["product_id"], s.labels["warehouse_id"]): s.value
+             for s in found["predicted_stockout_hours"].samples}
+    assert set(hours) == {k for k, v in within.items() if v == 1}
+    assert all(0 <= v <= 168 for v in hours.values())
+
+
+def test_without_a_pushgateway_metrics_are_written_next_to_the_state(tmp_path: Path, small_catalog):
+    """GIVEN no Pushgateway URL WHEN a handler runs THEN metrics/<handler>.prom holds its group in text format."""
+    store = FileStore(tmp_path)
+    settings = Settings(store_url=f"file://{tmp_path}")
+    runtime = Runtime(store=store, catalog=small_catalog, publish=publisher(settings, store=store))
+    invoke("order_tick", event_at(START + timedelta(minutes=1)), runtime)
+    text = store.get(metrics_key("order_tick")).decode()
+    assert 'inventory_level_units{product_id="P-1",warehouse_id="W-A"}' in text
+    assert 'processing_latency_seconds_count{handler="order_tick"} 1.0' in text
+
+
+def test_a_failed_push_never_fails_the_handler_and_is_logged_and_counted(tmp_path: Path, small_catalog, caplog):
+    """GIVEN a Pushgateway that refuses every push WHEN handlers run THEN they succeed, the failure
+    is logged and counted in the state, and the next successful push carries the count."""
+    def refuse(*args) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    store = FileStore(tmp_path)
+    settings = Settings(store_url=f"file://{tmp_path}", pushgateway_url="http://127.0.0.1:9")
+    runtime = Runtime(store=store, catalog=small_catalog, publish=publisher(settings, store=store, push=refuse))
+    with caplog.at_level(logging.WARNING, logger="stockpulse"):
+        results = [invoke("order_tick", event_at(START + timedelta(minutes=m)), runtime) for m in (1, 2)]
+    assert [r["status"] for r in results] == ["applied", "applied"]
+    assert "ConnectionRefusedError" in results[0]["metrics_error"]
+    assert sum("not published" in r.message for r in caplog.records) == 2
+    state, _ = load_state(store)
+    assert state.push_failures.tolist() == [2, 0, 0, 0]
+    assert len(list(store.list("logs/"))) == 2
+
+    pushed = []
+    runtime = Runtime(store=store, catalog=small_catalog,
+                      publish=publisher(settings, store=store, push=lambda url, t, job, reg: pushed.append(reg)))
+    invoke("order_tick", event_at(START + timedelta(minutes=3)), runtime)
+    text = generate_latest(pushed[0]).decode()
+    assert 'metrics_push_failures_total{handler="order_tick"} 2.0' in text

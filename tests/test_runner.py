@@ -1,0 +1,79 @@
+"""``run``: APScheduler in real time with business time sped up; clean stop; errors reported."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from handlers.catalog import parse_catalog
+from handlers.runtime import Runtime, load_state
+from handlers.storage import FileStore
+from jobs.runner import BusinessClock, run_scheduler
+from jobs.schedule import DEFAULT_INTERVALS, Schedule
+from tests.conftest import SMALL_CATALOG
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_business_clock_runs_speed_times_faster():
+    clock = BusinessClock(business_start=1000.0, wall_start=50.0, speed=600)
+    assert clock.now(51.0) == 1600.0 and clock.wall_at(1600.0) == 51.0
+
+
+def test_run_at_600x_for_10s_invokes_each_handler_as_scheduled(tmp_path: Path):
+    """GIVEN `run --speed 600 --for 10s` WHEN it ends THEN it exits 0 and each handler ran once per
+    business interval crossed (100 business minutes: ~100 order ticks, 20 restocks, 6 alerts, 1 forecast)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs", "run", "--speed", "600", "--for", "10s", "--json",
+         "--start", "2026-01-05T00:00:00Z", "--store", f"file://{tmp_path}"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    start, end = epoch(report["business_start"]), epoch(report["business_end"])
+    assert 5990 <= end - start <= 6100
+    for name, interval in DEFAULT_INTERVALS.items():
+        expected = math.floor(end / interval) - math.floor(start / interval)
+        assert expected - 1 <= report["invocations"].get(name, 0) <= expected, (name, report)
+    assert report["errors"] == []
+    state, _ = load_state(FileStore(tmp_path))
+    assert state.orders_through >= start + 98 * 60  # every business minute simulated up to the end
+
+
+def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path):
+    """GIVEN a running scheduler WHEN it gets SIGTERM THEN it finishes the runs in flight and exits 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs", "run", "--speed", "600", "--store", f"file://{tmp_path}", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["invocations"].get("order_tick", 0) >= 5
+
+
+def test_job_errors_are_reported_not_swallowed(tmp_path: Path, capsys):
+    """GIVEN a store that fails every read WHEN the scheduler runs THEN each failure is printed and returned."""
+    class BrokenStore(FileStore):
+        def read(self, key):
+            from handlers.errors import StorageError
+            raise StorageError(f"{key}: disk on fire")
+
+    runtime = Runtime(store=BrokenStore(tmp_path), catalog=parse_catalog(SMALL_CATALOG))
+    stop = threading.Event()
+    report = run_scheduler(runtime, Schedule.parse(), speed=600, duration=1.0, business_start=epoch("2026-01-05T00:00:00Z"),
+                           stop=stop)
+    assert report.errors and "disk on fire" in report.errors[0]
+    assert "stockpulse run: error: order_tick failed: StorageError" in capsys.readouterr().err
