@@ -73,8 +73,8 @@ def demand_matrix(catalog: Catalog, first_minute_end: float, minutes: int) -> np
 
 
 def run_policy(name: str, store: MemoryStore, catalog: Catalog, cores, begin: float, days: float,
-               schedule: Schedule, progress: bool) -> RunStats:
-    runtime = Runtime(store=store, catalog=catalog, cores=cores)
+               schedule: Schedule, progress: bool, policy: Policy = Policy()) -> RunStats:
+    runtime = Runtime(store=store, catalog=catalog, cores=cores, policy=policy)
     stats = RunStats(name)
     stats.start, _ = load_state(store)
     started = time.perf_counter()
@@ -188,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=30)
     parser.add_argument("--warm-up-days", type=float, default=14)
     parser.add_argument("--catalog", help="catalog YAML (default: the built-in 5 x 3)")
+    parser.add_argument("--service-level", type=float, default=Policy.service_level)
+    parser.add_argument("--cover-days", type=float, default=Policy.cover_days)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    policy = Policy(service_level=args.service_level, cover_days=args.cover_days)
     catalog = load_catalog(args.catalog)
     schedule = Schedule.parse()
     progress = not args.quiet
@@ -197,13 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     warm = MemoryStore()
     if progress:
         print(f"warm-up: {args.warm_up_days:g} days under the stockpulse policy", file=sys.stderr)
-    run_policy("warm-up", warm, catalog, CORES, START.timestamp(), args.warm_up_days, schedule, progress)
+    run_policy("warm-up", warm, catalog, CORES, START.timestamp(), args.warm_up_days, schedule, progress, policy)
     begin = START.timestamp() + args.warm_up_days * 86400
     runs = []
     for name, cores in (("stockpulse", CORES),
                         ("original", original_cores(every_alert_orders=True)),
                         ("original, one open order", original_cores(every_alert_orders=False))):
-        runs.append(run_policy(name, warm.copy(), catalog, cores, begin, args.days, schedule, progress))
+        runs.append(run_policy(name, warm.copy(), catalog, cores, begin, args.days, schedule, progress, policy))
 
     minutes = int((args.days + 8) * 1440) + 1
     demand = demand_matrix(catalog, begin + 60, minutes)
@@ -215,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     base = rows["original"]
     print(f"Replenishment benchmark — {catalog.num_series} series ({catalog.source}), {args.days:g} days after a "
           f"{args.warm_up_days:g}-day warm-up, same demand for every policy")
+    print(f"stockpulse policy: service level {policy.service_level:.0%}, cover {policy.cover_days:g} days, "
+          f"alert threshold {policy.alert_threshold_hours:g} h")
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"{platform.machine()}\n")
     print("| policy | fill rate | lost sales | mean on-hand | on-hand vs original | alerts | purchase orders | run s |")

@@ -185,12 +185,12 @@ def _nonnegative_least_squares(features: np.ndarray, target: np.ndarray) -> np.n
     objective by a constant, so scikit-learn's NNLS runs on an ``F x F`` problem instead of one row per
     training example (100 000 rows: milliseconds instead of a second).
     """
+    from sklearn.linear_model import LinearRegression  # loaded on first fit: a quick CLI start-up
+
     gram = features.T @ features
     jitter = 1e-10 * (np.trace(gram) / len(gram) + 1.0)  # collinear windows: keep Cholesky defined
     upper = np.linalg.cholesky(gram + jitter * np.eye(len(gram))).T
     rotated = np.linalg.solve(upper.T, features.T @ target)
-    from sklearn.linear_model import LinearRegression  # loaded on first fit: quick CLI start-up
-
     return LinearRegression(positive=True, fit_intercept=False).fit(upper, rotated).coef_
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from . import forecasting
 from .catalog import Catalog
 from .core import Outcome
 from .demand import promotion_calendar
@@ -46,8 +47,6 @@ def daily_forecast(state: State, catalog: Catalog, now: float) -> tuple[np.ndarr
     are fewer than PRIOR_DAYS days of history, the catalog's declared base demand is blended in as
     a prior.
     """
-    from . import forecasting  # the model (and scikit-learn) load only where a forecast is made
-
     today = int(now // 86400)
     history = state.daily_demand[:, -forecasting.HISTORY_DAYS:]
     first_day = state.history_day - history.shape[1]

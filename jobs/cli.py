@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--speed times faster than wall time. Stops on Ctrl-C/SIGTERM or after --for.")
     p.add_argument("--speed", type=float, default=1.0, help="business seconds per wall second (default 1)")
     p.add_argument("--for", dest="duration", metavar="DURATION", help="stop after this wall time (e.g. 10s, 5m)")
-    p.add_argument("--start", help="business start time, ISO-8601 (default: now, or the store's clock if ahead)")
+    p.add_argument("--start", help="business start time, ISO-8601 (default: continue the store's clock, or now "
+                                   "on an empty store)")
     p.add_argument("--every", action="append", default=[], metavar="HANDLER=DURATION",
                    help="schedule override in business time, repeatable (default order_tick=1m restock=5m "
                         "forecast=1h alert=15m)")
@@ -173,7 +174,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import describe_start, run_scheduler
+    from .runner import describe_run, run_scheduler
     from .schedule import parse_duration
 
     if not (args.speed > 0 and math.isfinite(args.speed)):
@@ -193,8 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print(describe_start(report, args.speed))
-        status(report)
+        print(describe_run(report, args.speed))
     return 1 if report.errors else 0
 
 

@@ -23,17 +23,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent,
+                                JobExecutionEvent)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from handlers.errors import InputError
 from handlers.events import format_epoch, scheduled_event
 from handlers.runtime import Runtime, invoke, load_state
 
 from .schedule import RUN_ORDER, Schedule
 
-__all__ = ["BusinessClock", "RunReport", "run_scheduler", "describe_start"]
+__all__ = ["BusinessClock", "RunReport", "run_scheduler", "describe_run"]
 
 log = logging.getLogger("stockpulse.run")
 _EPSILON_WALL = 0.002  # fire times are exact to the millisecond; absorb float error
@@ -67,11 +69,27 @@ class RunReport:
                 "errors": list(self.errors), "missed": dict(self.missed)}
 
 
-def _default_start(runtime: Runtime, wall: float) -> float:
-    """Now (whole minute), or the store's clock if a faster run already took it further."""
+MAX_GAP_DAYS = 7  # a start further ahead of the store's clock would be one enormous catch-up tick
+
+
+def _start(runtime: Runtime, wall: float, requested: float | None) -> float:
+    """The business start: ``requested``, else the store's clock (continue), else now.
+
+    Refuses to start more than MAX_GAP_DAYS ahead of the store's clock (the first order tick
+    would simulate every minute in between at once) or behind it (nothing would apply)."""
     state, _ = load_state(runtime.store, runtime.catalog)
-    start = math.floor(wall / 60) * 60
-    return max(start, state.orders_through) if state is not None else start
+    if requested is None:
+        return state.orders_through if state is not None else math.floor(wall / 60) * 60
+    if state is not None:
+        gap_days = (requested - state.orders_through) / 86400
+        if gap_days > MAX_GAP_DAYS:
+            raise InputError(f"--start: {gap_days:.0f} days after the store's clock "
+                             f"({format_epoch(state.orders_through)}); replay them with `simulate --days "
+                             f"{math.ceil(gap_days)}` first, or use a new --store")
+        if gap_days < 0:
+            raise InputError(f"--start: before the store's clock ({format_epoch(state.orders_through)}); "
+                             "omit --start to continue from it")
+    return requested
 
 
 def run_scheduler(runtime: Runtime, schedule: Schedule, *, speed: float = 1.0, duration: float | None = None,
@@ -81,8 +99,7 @@ def run_scheduler(runtime: Runtime, schedule: Schedule, *, speed: float = 1.0, d
     """Run until ``stop`` is set, SIGINT/SIGTERM (main thread only) or ``duration`` wall seconds."""
     stop = stop or threading.Event()
     wall0 = wall_clock()
-    clock = BusinessClock(business_start if business_start is not None else _default_start(runtime, wall0),
-                          wall0, speed)
+    clock = BusinessClock(_start(runtime, wall0, business_start), wall0, speed)
     report = RunReport(business_start=clock.business_start)
     lock = threading.Lock()
 
@@ -97,17 +114,20 @@ def run_scheduler(runtime: Runtime, schedule: Schedule, *, speed: float = 1.0, d
                 report.applied[name] += 1
         log.info("%s %s: %s", name, result["time"], result.get("status"))
 
-    def on_event(event: JobExecutionEvent) -> None:
+    def on_event(event: JobEvent) -> None:
         with lock:
-            if event.code == EVENT_JOB_MISSED:
+            if event.code in (EVENT_JOB_MISSED, EVENT_JOB_MAX_INSTANCES):
+                # a run still busy or too late: coalesced into the next one (order_tick catches up)
                 report.missed[event.job_id] += 1
                 return
+            assert isinstance(event, JobExecutionEvent)
             message = f"{event.job_id} failed: {type(event.exception).__name__}: {event.exception}"
             report.errors.append(message)
         print(f"stockpulse run: error: {message}", file=sys.stderr, flush=True)
 
     scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(len(RUN_ORDER))}, timezone=timezone.utc)
-    scheduler.add_listener(on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    scheduler.add_listener(on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skips are counted in the report instead
     for name in RUN_ORDER:
         interval = schedule.intervals[name]
         first = (math.floor(clock.business_start / interval) + 1) * interval
@@ -151,6 +171,7 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         signal.signal(signum, handler)
 
 
-def describe_start(report: RunReport, speed: float) -> str:
-    return (f"business time starts {format_epoch(report.business_start)}, running {speed:g}x wall time; "
-            f"Ctrl-C stops cleanly")
+def describe_run(report: RunReport, speed: float) -> str:
+    counts = ", ".join(f"{name} {report.invocations.get(name, 0)}" for name in RUN_ORDER)
+    return (f"business time {format_epoch(report.business_start)} .. {format_epoch(report.business_end)} "
+            f"at {speed:g}x: {counts}; errors {len(report.errors)}")

@@ -65,9 +65,9 @@ def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path):
 
 
 def test_job_errors_are_reported_not_swallowed(tmp_path: Path, capsys):
-    """GIVEN a store that fails every read WHEN the scheduler runs THEN each failure is printed and returned."""
+    """GIVEN a store that fails every write WHEN the scheduler runs THEN each failure is printed and returned."""
     class BrokenStore(FileStore):
-        def read(self, key):
+        def write(self, key, data, *, etag):
             from handlers.errors import StorageError
             raise StorageError(f"{key}: disk on fire")
 
@@ -77,3 +77,17 @@ def test_job_errors_are_reported_not_swallowed(tmp_path: Path, capsys):
                            stop=stop)
     assert report.errors and "disk on fire" in report.errors[0]
     assert "stockpulse run: error: order_tick failed: StorageError" in capsys.readouterr().err
+
+
+def test_start_far_ahead_of_the_store_clock_is_refused(tmp_path: Path):
+    """GIVEN a store whose clock is in January WHEN `run --start` names November THEN one line says
+    to replay the gap with simulate first (one tick would otherwise simulate months at once)."""
+    from jobs.cli import main
+
+    store = f"file://{tmp_path}"
+    assert main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", store]) == 0
+    proc = subprocess.run([sys.executable, "-m", "jobs", "run", "--for", "1s", "--store", store,
+                           "--start", "2026-11-01T00:00:00Z"], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2
+    assert "--start: 300 days after the store's clock" in proc.stderr and "simulate --days 300" in proc.stderr
