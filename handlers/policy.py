@@ -28,7 +28,7 @@ __all__ = ["Policy", "ReorderPlan", "plan_reorders", "round_up_to_pack"]
 class Policy:
     alert_threshold_hours: float = 24.0
     service_level: float = 0.98
-    cover_days: float = 2.0
+    cover_days: float = 1.0
 
     @property
     def z(self) -> float:

@@ -56,7 +56,7 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "alert_threshold_hours": ("STOCKPULSE_ALERT_THRESHOLD_HOURS", "--alert-threshold-hours",
                               _bounded(0, 168, inclusive=True), "24"),
     "service_level": ("STOCKPULSE_SERVICE_LEVEL", "--service-level", _bounded(0.5, 1.0), "0.98"),
-    "cover_days": ("STOCKPULSE_COVER_DAYS", "--cover-days", _bounded(0, 60), "2"),
+    "cover_days": ("STOCKPULSE_COVER_DAYS", "--cover-days", _bounded(0, 60), "1"),
 }
 
 
@@ -68,7 +68,7 @@ class Settings:
     push_timeout_seconds: float = 5.0
     alert_threshold_hours: float = 24.0
     service_level: float = 0.98
-    cover_days: float = 2.0
+    cover_days: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:

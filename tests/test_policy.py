@@ -37,7 +37,7 @@ def test_below_the_reorder_point_orders_up_to_target_in_packs():
     p = plan(on_hand=40, pack=25)
     assert p.order[0] and p.below_reorder_point[0]
     assert p.quantity[0] % 25 == 0
-    assert 40 + p.quantity[0] >= p.reorder_point[0] + 2 * 48
+    assert 40 + p.quantity[0] >= p.reorder_point[0] + max(Policy().cover_days, 1.0) * 48
 
 
 def test_at_most_one_open_order_per_series():
