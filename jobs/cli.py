@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from handlers import HANDLERS
 from handlers.app import build_runtime
 from handlers.errors import InputError, StockpulseError
-from handlers.events import parse_time, scheduled_event
+from handlers.events import parse_event, parse_time, scheduled_event
 from handlers.runtime import invoke, load_state
 from handlers.settings import ENV, Settings
 
@@ -126,8 +126,6 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         moment = (parse_time(args.time, "--time") if args.time is not None
                   else datetime.now(timezone.utc).replace(second=0, microsecond=0))
         event = scheduled_event(moment, args.handler.replace("_", "-"))
-    from handlers.events import parse_event
-
     parse_event(event)  # validate before any store is touched
     result = invoke(args.handler, event, build_runtime(_settings(args)))
     print(json.dumps(result, indent=2))
