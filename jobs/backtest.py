@@ -5,8 +5,11 @@ regular calendar, hold out the last ``--horizon`` periods of every series, fit e
 forecast, and score RMSSE (mean over series, M5 style) and WAPE. All models run in the same process on
 the same matrix, and each one's fit + predict time is reported.
 
-Calendar rules: rows in the same period (day, or hour with ``--freq H``) are summed; a period missing
-after a series' first row counts as 0 sales; periods before its first row are "not started" (NaN).
+Calendar rules: rows in the same period (day, or hour with ``--freq H``) are summed, so an export of
+order lines or transactions works as it is; a period missing after a series' first row counts as 0
+sales; periods before its first row are "not started" (NaN). Dates are parsed by pandas (ISO 8601
+and timestamps with a time zone work), or with ``--date-format`` (``strptime`` codes, e.g.
+``%d/%m/%Y``) when they are not ISO.
 """
 
 from __future__ import annotations
@@ -54,17 +57,18 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
         raise InputError(f"cannot read {path}: {reason}") from None
 
 
-def _first_bad(mask: np.ndarray, raw: pd.Series, what: str, column: str) -> None:
+def _first_bad(mask: np.ndarray, raw: pd.Series, what: str, column: str, hint: str = "") -> None:
     """Raise naming the first row where ``mask`` is True (line numbers count the header as line 1)."""
     if mask.any():
         row = int(np.argmax(mask))
         value = raw.iloc[row]
         shown = "" if isinstance(value, float) and math.isnan(value) else value
-        raise InputError(f"column {column!r}: {what} {shown!r} at line {row + 2}")
+        raise InputError(f"column {column!r}: {what} {shown!r} at line {row + 2}{hint}")
 
 
 def load_matrix(
-    frame: pd.DataFrame, *, id_cols: Sequence[str], date_col: str, value_col: str, freq: str
+    frame: pd.DataFrame, *, id_cols: Sequence[str], date_col: str, value_col: str, freq: str,
+    date_format: str | None = None,
 ) -> tuple[np.ndarray, list[str], pd.DatetimeIndex]:
     """Validate a long table and lay it out as ``[series, periods]`` on a regular calendar.
 
@@ -85,10 +89,12 @@ def load_matrix(
     _first_bad(~np.isfinite(values), frame[value_col], "non-numeric value", value_col)
     raw_dates = frame[date_col]
     try:
-        dates = raw_dates if _is_datetime(raw_dates) else pd.to_datetime(raw_dates, errors="coerce")
+        dates = raw_dates if _is_datetime(raw_dates) else pd.to_datetime(raw_dates, errors="coerce",
+                                                                          format=date_format)
     except (ValueError, TypeError) as exc:  # e.g. mixed time-zone offsets
         raise InputError(f"column {date_col!r}: cannot parse the dates ({str(exc).splitlines()[0]})") from None
-    _first_bad(dates.isna().to_numpy(), raw_dates, "unparseable date", date_col)
+    hint = f" (format {date_format!r})" if date_format else " (not ISO 8601? set --date-format, e.g. %d/%m/%Y)"
+    _first_bad(dates.isna().to_numpy(), raw_dates, "unparseable date", date_col, hint)
     dates = pd.DatetimeIndex(dates)
     dates = dates.tz_convert(None) if dates.tz is not None else dates
     dates = dates.floor(period)
@@ -143,6 +149,7 @@ def run_backtest(
     value_col: str = "y",
     horizon: int = 28,
     freq: str = "D",
+    date_format: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Hold out the last ``horizon`` periods, fit and score every model; return the JSON structure.
@@ -153,6 +160,7 @@ def run_backtest(
         date_col, value_col: the period and the sales columns.
         horizon: periods held out per series (must be shorter than every series).
         freq: ``"D"`` (daily, season 7) or ``"H"`` (hourly, season 24).
+        date_format: ``strptime`` format of the dates (``None``: let pandas infer it).
         progress: called with a short message before each long step (the CLI shows it on stderr).
 
     Raises:
@@ -177,7 +185,7 @@ def run_backtest(
         frame = _read_csv(Path(frame_or_path), list(dict.fromkeys([*id_cols, date_col, value_col])))
     say("building the series matrix")
     matrix, names, calendar = load_matrix(
-        frame, id_cols=id_cols, date_col=date_col, value_col=value_col, freq=freq
+        frame, id_cols=id_cols, date_col=date_col, value_col=value_col, freq=freq, date_format=date_format
     )
     _check_horizon(matrix, names, calendar, horizon)
     train, test = matrix[:, :-horizon], matrix[:, -horizon:]
@@ -240,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
             value_col=args.value_col,
             horizon=args.horizon,
             freq=args.freq,
+            date_format=args.date_format,
             progress=lambda message: status.update(message),
         )
     if args.json:
@@ -268,6 +277,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--date-col", default="ds", metavar="COLUMN", help="date column (default: ds)")
     parser.add_argument("--value-col", default="y", metavar="COLUMN", help="sales column (default: y)")
+    parser.add_argument(
+        "--date-format",
+        metavar="FORMAT",
+        help="strptime format of the dates when they are not ISO 8601, e.g. %%d/%%m/%%Y (default: inferred)",
+    )
     parser.add_argument("--horizon", type=int, default=28, help="periods held out (default: 28)")
     parser.add_argument(
         "--freq",

@@ -175,6 +175,23 @@ def test_an_unparseable_date_is_named_with_its_line(tmp_path: Path) -> None:
     assert "'day'" in message and "'soon'" in message and "line 4" in message
 
 
+def test_day_first_dates_need_and_take_a_date_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN a shop's export with day-first dates (31/01/2024)
+    WHEN the backtest runs without --date-format
+    THEN the one-line error names the first ambiguous date and suggests --date-format;
+    WITH --date-format %d/%m/%Y it scores exactly what the ISO file scores."""
+    frame = periodic_frame()
+    iso = run_backtest(frame, id_cols=["store", "item"], date_col="day", value_col="units", horizon=7)
+    day_first = frame.assign(day=pd.to_datetime(frame["day"]).dt.strftime("%d/%m/%Y"))
+    message = _bad(day_first, tmp_path)
+    assert "'day'" in message and "'13/01/2024'" in message and "--date-format" in message
+    path = write_csv(day_first, tmp_path / "eu.csv")
+    args = cli_args(path, "--horizon", "7", "--json", "--date-format", "%d/%m/%Y")
+    assert args.func(args) == 0
+    scored = {row["model"]: (row["rmsse"], row["wape"]) for row in json.loads(capsys.readouterr().out)["models"]}
+    assert scored == {row["model"]: (row["rmsse"], row["wape"]) for row in iso["models"]}
+
+
 def test_a_horizon_as_long_as_a_series_is_rejected(tmp_path: Path) -> None:
     """GIVEN series of 84 days
     WHEN the backtest is asked to hold out 84 days
