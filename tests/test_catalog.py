@@ -90,3 +90,16 @@ def test_missing_catalog_file_names_the_path(tmp_path: Path):
     """GIVEN a path that does not exist WHEN loaded THEN the error names the path."""
     with pytest.raises(CatalogError, match="nope.yaml"):
         load_catalog(tmp_path / "nope.yaml")
+
+
+def test_the_busy_benchmark_catalog_is_the_default_shop_ten_times_busier():
+    """GIVEN benchmarks/catalogs/busy.yaml (the README's noise check) WHEN it loads
+    THEN it has the default's series, seed and lead times, with demand and packs x 10."""
+    busy = load_catalog(str(Path(__file__).resolve().parent.parent / "benchmarks" / "catalogs" / "busy.yaml"))
+    default = default_catalog()
+    assert busy.series_product_ids == default.series_product_ids
+    assert busy.series_warehouse_ids == default.series_warehouse_ids
+    assert busy.seed == default.seed
+    np.testing.assert_array_equal(busy.lead_time_hours, default.lead_time_hours)
+    np.testing.assert_allclose(busy.base_demand_per_day, 10 * default.base_demand_per_day)
+    np.testing.assert_array_equal(busy.pack_size, 10 * default.pack_size)

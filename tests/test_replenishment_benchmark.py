@@ -59,3 +59,14 @@ def test_oracle_probability_matches_simulated_paths_with_an_arrival(eta_hours: f
     before = poisson.sf(stock - 1, rate * (np.ceil(eta_hours * 60) - 1))
     after = poisson.sf(stock + quantity - 1, rate * 1440)
     assert exact >= max(before, after) - 1e-12
+
+
+def test_oracle_probability_ignores_stock_no_demand_can_reach() -> None:
+    """A flood of huge orders (the original policy's every-alert run) leaves only the first stretch
+    reachable: the answer is its Poisson tail, computed without a convolution the size of the stock."""
+    rate, stock = 0.015, 5
+    expected = _running(np.full((2000, 1), rate))
+    etas = np.arange(1, 97) * 0.25  # an order every 15 minutes, 100 000 units each
+    inbound = _arrivals(np.zeros(96, dtype=np.int64), np.full(96, 100_000), etas)
+    p = oracle_probability(expected, 0.0, 0.0, np.array([stock]), inbound, 24.0)[0]
+    assert p == pytest.approx(poisson.sf(stock - 1, rate * 14))  # out within the first 14 whole minutes
