@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run_policy(name, warm.copy(), catalog, cores, begin, args.days, schedule, progress, policy))
 
     minutes = int((args.days + 8) * 1440) + 1
+    if progress:
+        print("scoring every prediction against the realised demand and the oracle", file=sys.stderr, flush=True)
     demand, rates = demand_matrix(catalog, begin + 60, minutes)
     cumulative, expected = cumulate(demand), cumulate(rates)
     predictors = score(runs, cumulative, expected, begin)
