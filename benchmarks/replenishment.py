@@ -265,12 +265,12 @@ def score(stats_runs: list[RunStats], cumulative: np.ndarray, expected: np.ndarr
             "positives": int(actual_soon.sum()),
         }
     if not unmet:
-        for name, values in (("stockpulse", np.array(prob)), ("oracle", np.array(oracle_prob))):
+        exact_a = np.array(oracle_prob)
+        for name, values in (("stockpulse", np.array(prob)), ("oracle", exact_a)):
             for tau in PROBABILITY_THRESHOLDS:
                 out[name][f"p>={tau}"] = _precision_recall(values >= tau, actual_soon)
         # the best any predictor can do: the oracle's probability at its most balanced threshold
-        curve = [(min(_precision_recall(np.array(oracle_prob) >= tau, actual_soon)), tau)
-                 for tau in np.linspace(0.05, 0.95, 91)]
+        curve = [(min(_precision_recall(exact_a >= tau, actual_soon)), tau) for tau in np.linspace(0.05, 0.95, 91)]
         out["oracle"]["best_balanced"], out["oracle"]["best_threshold"] = max(curve)
     return out
 
@@ -352,9 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     for tau in PROBABILITY_THRESHOLDS:
         (op, orc), (xp, xr) = ours[f"p>={tau}"], oracle[f"p>={tau}"]
         print(f"| {tau:g} | {op:.3f} | {orc:.3f} | {xp:.3f} | {xr:.3f} |")
-    print(f"\nCeiling: the oracle's exact probability at its most balanced threshold ({oracle['best_threshold']:.2f}) "
-          f"reaches precision and recall of {oracle['best_balanced']:.3f} at best; no predictor can expect both higher "
-          f"on these predictions.")
+    if not ours["positives"]:
+        print("\nNo prediction had a realised stockout within 24 h: no ceiling to measure (run more days).")
+    else:
+        print(f"\nCeiling: the oracle's exact probability at its most balanced threshold ({oracle['best_threshold']:.2f}) "
+              f"reaches precision and recall of {oracle['best_balanced']:.3f} at best; no predictor can expect both "
+              f"higher on these predictions.")
     ok = {
         "fill rate >= 98 %": rows["stockpulse"]["fill_rate"] >= 0.98,
         "mean on-hand <= 0.8 x original": rows["stockpulse"]["mean_on_hand"] <= 0.8 * base["mean_on_hand"],

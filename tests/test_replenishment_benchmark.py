@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import poisson
 
-from benchmarks.replenishment import oracle_probability, realised_hours
+from benchmarks.replenishment import cumulate, oracle_probability, realised_hours
 from handlers.purchasing import Arrivals
 
 
@@ -12,12 +12,8 @@ def _arrivals(series, quantity, eta_hours) -> Arrivals:
     return Arrivals(np.array(series, dtype=np.int64), np.array(quantity, dtype=float), np.array(eta_hours, dtype=float))
 
 
-def _running(per_minute: np.ndarray) -> np.ndarray:
-    return np.vstack([np.zeros((1, per_minute.shape[1])), np.cumsum(per_minute, axis=0)])
-
-
 def test_realised_hours_counts_arrivals_and_both_stockout_definitions() -> None:
-    cumulative = _running(np.ones((600, 2)))  # one unit a minute
+    cumulative = cumulate(np.ones((600, 2)))  # one unit a minute
     on_hand = np.array([90, 30])
     inbound = _arrivals([0], [100], [1.0])  # series 0 gets 100 units after 60 minutes
     last_unit = realised_hours(cumulative, 0.0, 0.0, on_hand, inbound)
@@ -27,13 +23,13 @@ def test_realised_hours_counts_arrivals_and_both_stockout_definitions() -> None:
 
 
 def test_realised_hours_is_nan_when_the_shelf_outlasts_the_data() -> None:
-    cumulative = _running(np.ones((120, 1)))
+    cumulative = cumulate(np.ones((120, 1)))
     assert np.isnan(realised_hours(cumulative, 0.0, 0.0, np.array([500]), _arrivals([], [], []))[0])
 
 
 def test_oracle_probability_without_arrivals_is_the_poisson_tail() -> None:
     rate = 0.02  # units a minute: 28.8 expected in 24 h
-    expected = _running(np.full((2000, 3), rate))
+    expected = cumulate(np.full((2000, 3), rate))
     on_hand = np.array([20, 29, 45])
     p = oracle_probability(expected, 0.0, 0.0, on_hand, _arrivals([], [], []), 24.0)
     np.testing.assert_allclose(p, poisson.sf(on_hand - 1, rate * 1440))
@@ -45,13 +41,13 @@ def test_oracle_probability_matches_simulated_paths_with_an_arrival(eta_hours: f
     """Exact probability against the realised stockout of many seeded Poisson paths."""
     rate, paths, minutes, quantity = 0.015, 4000, 1500, 15  # 21.6 expected a day
     rng = np.random.default_rng(7)
-    cumulative = _running(rng.poisson(rate, (minutes, paths)).astype(float))
+    cumulative = cumulate(rng.poisson(rate, (minutes, paths)).astype(float))
     on_hand = np.full(paths, stock)
     inbound = _arrivals(np.arange(paths), np.full(paths, quantity), np.full(paths, eta_hours))
     realised = realised_hours(cumulative, 0.0, 0.0, on_hand, inbound)
     observed = float((np.nan_to_num(realised, nan=np.inf) <= 24.0).mean())
 
-    expected = _running(np.full((minutes, 1), rate))
+    expected = cumulate(np.full((minutes, 1), rate))
     exact = oracle_probability(expected, 0.0, 0.0, np.array([stock]), _arrivals([0], [quantity], [eta_hours]), 24.0)[0]
     assert 0.05 < exact < 0.95
     assert abs(observed - exact) < 4 * np.sqrt(exact * (1 - exact) / paths)
@@ -65,7 +61,7 @@ def test_oracle_probability_ignores_stock_no_demand_can_reach() -> None:
     """A flood of huge orders (the original policy's every-alert run) leaves only the first stretch
     reachable: the answer is its Poisson tail, computed without a convolution the size of the stock."""
     rate, stock = 0.015, 5
-    expected = _running(np.full((2000, 1), rate))
+    expected = cumulate(np.full((2000, 1), rate))
     etas = np.arange(1, 97) * 0.25  # an order every 15 minutes, 100 000 units each
     inbound = _arrivals(np.zeros(96, dtype=np.int64), np.full(96, 100_000), etas)
     p = oracle_probability(expected, 0.0, 0.0, np.array([stock]), inbound, 24.0)[0]
