@@ -54,9 +54,9 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "pushgateway_url": ("STOCKPULSE_PUSHGATEWAY_URL", "--pushgateway", _optional_url, ""),
     "push_timeout_seconds": ("STOCKPULSE_PUSH_TIMEOUT_SECONDS", "--push-timeout", _bounded(0, 300), "5"),
     "alert_threshold_hours": ("STOCKPULSE_ALERT_THRESHOLD_HOURS", "--alert-threshold-hours",
-                              _bounded(0, 168, inclusive=True), "24"),
-    "service_level": ("STOCKPULSE_SERVICE_LEVEL", "--service-level", _bounded(0.5, 1.0), "0.98"),
-    "cover_days": ("STOCKPULSE_COVER_DAYS", "--cover-days", _bounded(0, 60), "1"),
+                              _bounded(0, 168, inclusive=True), f"{Policy.alert_threshold_hours:g}"),
+    "service_level": ("STOCKPULSE_SERVICE_LEVEL", "--service-level", _bounded(0.5, 1.0), f"{Policy.service_level:g}"),
+    "cover_days": ("STOCKPULSE_COVER_DAYS", "--cover-days", _bounded(0, 60), f"{Policy.cover_days:g}"),
 }
 
 
@@ -66,9 +66,9 @@ class Settings:
     catalog_path: str | None = None
     pushgateway_url: str | None = None
     push_timeout_seconds: float = 5.0
-    alert_threshold_hours: float = 24.0
-    service_level: float = 0.98
-    cover_days: float = 1.0
+    alert_threshold_hours: float = Policy.alert_threshold_hours  # the policy's defaults, in one place
+    service_level: float = Policy.service_level
+    cover_days: float = Policy.cover_days
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
