@@ -1,10 +1,19 @@
-"""The replenishment benchmark's yardsticks: the realised stockout time and the oracle's exact probability."""
+"""The replenishment benchmark's yardsticks: the realised stockout time, the oracle's exact probability,
+and the scores of predictions and alerts against them."""
 
 import numpy as np
 import pytest
 from scipy.stats import poisson
 
-from benchmarks.replenishment import cumulate, oracle_probability, realised_hours
+from benchmarks.yardsticks import (
+    RunStats,
+    alert_episodes,
+    alert_scores,
+    cumulate,
+    oracle_probability,
+    realised_hours,
+    score,
+)
 from handlers.purchasing import Arrivals
 
 
@@ -71,8 +80,6 @@ def test_oracle_probability_ignores_stock_no_demand_can_reach() -> None:
 def test_score_pools_the_runs_and_breaks_them_down() -> None:
     """Two runs, one series each time, one unit of demand a minute: the shelf of 600 lasts 10 h, of
     3000 50 h. Precision and recall come out per run and pooled, counted by hand."""
-    from benchmarks.replenishment import RunStats, score
-
     cumulative = cumulate(np.ones((60 * 24 * 10, 1)))
     none = _arrivals([], [], [])
     close = RunStats("close", snapshots=[(0.0, np.array([600]), none), (3600.0, np.array([3000]), none)],
@@ -92,8 +99,6 @@ def test_score_pools_the_runs_and_breaks_them_down() -> None:
 
 
 def test_alerts_are_runs_of_soon_predictions_scored_against_the_stockouts_of_the_run() -> None:
-    from benchmarks.replenishment import RunStats, alert_episodes, alert_scores
-
     hour, nan = 3600.0, float("nan")
     # series 0: "soon" at hour 1 (an alert), then calm, then "soon" again from hour 5 to the end
     # series 1: "soon" at hour 2 only; the heuristic (column 3) says "soon" at hour 0 for series 1
