@@ -5,6 +5,8 @@ regular calendar, hold out the last ``--horizon`` periods of every series, fit e
 forecast, and score RMSSE (mean over series, M5 style) and WAPE. All models run in the same process on
 the same matrix, and each one's fit + predict time is reported.
 
+Fields are separated by commas, or by ``;``, tabs or ``|`` when the header line holds no comma.
+
 Calendar rules: rows in the same period (day, or hour with ``--freq H``) are summed, so an export of
 order lines or transactions works as it is; a period missing after a series' first row counts as 0
 sales; periods before its first row are "not started" (NaN). Dates are parsed by pandas (ISO 8601
@@ -40,16 +42,25 @@ MAX_CELLS = 200_000_000  # series x periods held in memory (1.6 GB of float64)
 Progress = Callable[[str], None]
 
 
+SEPARATORS = ";\t|"  # tried, in this order, when the header line holds no comma
+
+
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Read only ``columns`` of a CSV (gzip by extension) as text; errors name the file or column."""
+    """Read only ``columns`` of a CSV (gzip by extension) as text; errors name the file or column.
+
+    Fields are comma-separated, or separated by ``;``, tab or ``|`` when the header line holds no comma
+    but one of those (spreadsheets in many locales export ``;``)."""
     import pandas as pd
 
     try:
-        header = pd.read_csv(path, nrows=0).columns
+        header, sep = pd.read_csv(path, nrows=0).columns, ","
+        if len(header) == 1:
+            sep = next((c for c in SEPARATORS if c in str(header[0])), ",")
+            header = pd.read_csv(path, nrows=0, sep=sep).columns
         missing = [name for name in columns if name not in header]
         if missing:
             raise InputError(f"{path}: no column {missing[0]!r} (columns: {', '.join(map(str, header))})")
-        return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_csv(path, sep=sep, usecols=columns, dtype=str, keep_default_na=False, na_values=[""])
     except InputError:
         raise
     except (OSError, EOFError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
@@ -135,9 +146,10 @@ def _check_horizon(matrix: np.ndarray, names: list[str], calendar: pd.DatetimeIn
         s = int(short[0])
         first = calendar[matrix.shape[1] - int(lengths[s])]
         since = first.strftime("%Y-%m-%d" if calendar.freqstr == "D" else "%Y-%m-%d %H:%M")
+        periods, verb = int(lengths[s]), "is" if short.size == 1 else "are"
         raise InputError(
             f"--horizon {horizon} must be shorter than every series: {names[s]!r} has only "
-            f"{int(lengths[s])} periods (from {since}); {short.size} series are too short"
+            f"{periods} period{'' if periods == 1 else 's'} (from {since}); {short.size} series {verb} too short"
         )
 
 
@@ -268,7 +280,8 @@ def register(subparsers: Any) -> None:
             "fit the stockpulse model and the baselines on the rest, and report RMSSE, WAPE and seconds."
         ),
     )
-    parser.add_argument("file", help="long CSV: one row per series and period (.csv or .csv.gz)")
+    parser.add_argument("file", help="long CSV: one row per series and period (.csv or .csv.gz; "
+                                     "separated by commas, or by ';', tabs or '|')")
     parser.add_argument(
         "--id-col",
         action="append",

@@ -192,6 +192,24 @@ def test_day_first_dates_need_and_take_a_date_format(tmp_path: Path, capsys: pyt
     assert scored == {row["model"]: (row["rmsse"], row["wape"]) for row in iso["models"]}
 
 
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_semicolon_tab_and_pipe_separated_files_score_like_the_comma_file(tmp_path: Path, sep: str) -> None:
+    """GIVEN a shop's export separated by ';' (or tab, or '|') instead of commas
+    WHEN the backtest reads it, with no option
+    THEN it scores exactly what the comma-separated file scores; a missing column is still named."""
+    frame = periodic_frame()
+    expected = run_backtest(write_csv(frame, tmp_path / "comma.csv"), id_cols=["store", "item"], date_col="day",
+                            value_col="units", horizon=7)
+    path = tmp_path / "other.csv.gz"
+    with gzip.open(path, "wt") as handle:
+        frame.to_csv(handle, index=False, sep=sep)
+    result = run_backtest(path, id_cols=["store", "item"], date_col="day", value_col="units", horizon=7)
+    assert [(m["model"], m["rmsse"], m["wape"]) for m in result["models"]] == [
+        (m["model"], m["rmsse"], m["wape"]) for m in expected["models"]]
+    with pytest.raises(InputError, match="no column 'sku' \\(columns: store, item, day, units\\)"):
+        run_backtest(path, id_cols=["sku"], date_col="day", value_col="units", horizon=7)
+
+
 def test_a_horizon_as_long_as_a_series_is_rejected(tmp_path: Path) -> None:
     """GIVEN series of 84 days
     WHEN the backtest is asked to hold out 84 days
