@@ -93,7 +93,7 @@ def test_missing_catalog_file_names_the_path(tmp_path: Path):
 
 
 def test_the_busy_benchmark_catalog_is_the_default_shop_ten_times_busier():
-    """GIVEN benchmarks/catalogs/busy.yaml (the README's noise check) WHEN it loads
+    """GIVEN benchmarks/catalogs/busy.yaml (the busy shop of docs/replenishment.md) WHEN it loads
     THEN it has the default's series, seed and lead times, with demand and packs x 10."""
     busy = load_catalog(str(Path(__file__).resolve().parent.parent / "benchmarks" / "catalogs" / "busy.yaml"))
     default = default_catalog()
