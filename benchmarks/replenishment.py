@@ -17,9 +17,10 @@ this project's "no stockout within the horizon").
 A third predictor, the **oracle**, knows what no forecast can: the simulator's true demand rate of
 every minute. Its mean path gives the best a point forecast can do, and its exact probability of a
 stockout within 24 h (demand is Poisson, so the probability follows from those rates; see
-``oracle_probability`` in benchmarks/yardsticks.py) ranks the predictions as well as anything can. Calling "out within 24 h"
-when that probability is above a threshold therefore traces the best precision/recall trade-off any
-predictor can reach on these predictions: the ceiling the goals are measured against.
+``oracle_probability`` in benchmarks/yardsticks.py) ranks the predictions as well as anything can.
+Calling "out within 24 h" when that probability is above a threshold therefore traces the best
+precision/recall trade-off any predictor can reach on these predictions: the ceiling the goals are
+measured against.
 
 Two breakdowns follow. The same precision, recall and ceiling on one run's predictions at a time, and
 alerts as an operator sees them: each policy's own predictor in its own run, an alert being a stretch
