@@ -45,7 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.memstore import MemoryStore  # noqa: E402
 from benchmarks.original import heuristic_stockout_hours, original_cores  # noqa: E402
 from benchmarks.yardsticks import (  # noqa: E402
+    HEURISTIC,
     PROBABILITY_THRESHOLDS,
+    PROJECTION,
     THRESHOLD,
     RunStats,
     alert_scores,
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for stats in runs:
         mine = stats.name == "stockpulse"
-        a = alert_scores(stats, 2 if mine else 3, cumulative, begin)
+        a = alert_scores(stats, PROJECTION if mine else HEURISTIC, cumulative, begin)
         right = f"{a['precision']:.3f}" if a["alerts"] else "-"
         warned, empty = (f"{a['warned']:.3f}", f"{a['median hours empty']:.1f}") if a["stockouts"] else ("-", "-")
         print(f"| {stats.name} | {'stockpulse projection' if mine else 'original heuristic'} | {a['alerts']:,} | "

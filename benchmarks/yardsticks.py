@@ -16,10 +16,11 @@ from scipy.stats import poisson
 from handlers.projection import HORIZON_HOURS
 from handlers.state import State
 
-__all__ = ["PROBABILITY_THRESHOLDS", "THRESHOLD", "RunStats", "alert_episodes", "alert_scores", "cumulate",
-           "oracle_probability", "realised_hours", "score"]
+__all__ = ["HEURISTIC", "PROBABILITY_THRESHOLDS", "PROJECTION", "THRESHOLD", "RunStats", "alert_episodes",
+           "alert_scores", "cumulate", "oracle_probability", "realised_hours", "score"]
 
 THRESHOLD = 24.0
+PROJECTION, HEURISTIC = 2, 3  # where each predictor's hours to stockout sit in a ``RunStats.predictions`` row
 PROBABILITY_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 
 
@@ -210,14 +211,18 @@ def score(stats_runs: list[RunStats], cumulative: np.ndarray, expected: np.ndarr
     return out
 
 
+def _soon(hours: float) -> bool:
+    """The call "out within 24 h" (NaN: no stockout within the horizon)."""
+    return math.isfinite(hours) and hours <= THRESHOLD
+
+
 def alert_episodes(predictions: list[tuple[float, int, float, float, float]],
                    column: int) -> list[tuple[int, float, float]]:
     """(series, first, end) of every alert: a run of consecutive hourly predictions saying "out within 24 h"
-    (``column`` 2: the stockpulse projection, 3: the original heuristic), ended by the first that does not."""
+    (``column``: ``PROJECTION`` or ``HEURISTIC``), ended by the first that does not."""
     by_series: dict[int, list[tuple[float, bool]]] = {}
     for row in predictions:
-        hours = row[column]
-        by_series.setdefault(row[1], []).append((row[0], math.isfinite(hours) and hours <= THRESHOLD))
+        by_series.setdefault(row[1], []).append((row[0], _soon(row[column])))
     episodes = []
     for series, rows in by_series.items():
         rows.sort()
@@ -255,8 +260,7 @@ def alert_scores(stats: RunStats, column: int, cumulative: np.ndarray, minute0: 
         due = inbound.eta_hours[inbound.series == i]
         would = realised_hours(cumulative, first, minute0, on_hand, inbound)[i]
         order_first += bool(np.any((due > 0) & (due <= THRESHOLD)) or would <= THRESHOLD)
-    said = [(t, i) for t, i, *hours in stats.predictions
-            if math.isfinite(hours[column - 2]) and hours[column - 2] <= THRESHOLD]
+    said = [(row[0], row[1]) for row in stats.predictions if _soon(row[column])]
     warned = sum(any(j == i and t - THRESHOLD * 3600 <= when <= t - lead_hours * 3600 for when, j in said)
                  for t, i in stats.stockouts)
     return {"alerts": len(episodes), "precision": right / max(len(episodes), 1),
