@@ -15,9 +15,9 @@ Continuous review with one open purchase order per product x warehouse:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
-from scipy.special import ndtri
 
 from .projection import DemandPath
 
@@ -32,7 +32,7 @@ class Policy:
 
     @property
     def z(self) -> float:
-        return float(ndtri(self.service_level))
+        return NormalDist().inv_cdf(self.service_level)
 
 
 @dataclass(frozen=True)
