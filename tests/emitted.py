@@ -1,0 +1,159 @@
+"""What the handlers really emit, from a short replay of the real handlers on a file store.
+
+Shared by the tests that check the Elastic configs (tests/test_elastic_configs.py) and the
+Metricbeat federation (tests/integration/test_federation.py): they compare configs against this,
+never against a hand-written list.
+
+``replay(root)`` runs 9 business days (every event type appears: lost sales and restocks need the
+low stock and lead times of ``CATALOG``; ``forecast_score`` with a seasonal-naive error needs a week
+of complete days), order_tick and alert every 15 minutes so it takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from handlers import HANDLERS
+from handlers.catalog import Catalog, parse_catalog
+from handlers.events import scheduled_event
+from handlers.logs import decode_events
+from handlers.metrics import metrics_key, publisher
+from handlers.runtime import Publisher, Runtime, invoke
+from handlers.settings import Settings
+from handlers.storage import FileStore, Store
+
+__all__ = ["CATALOG", "START", "FAST", "replay", "ticks", "log_events", "field_types", "pushed_metrics",
+           "saved_objects", "referenced_fields", "kql_fields", "METRICBEAT_FIELD", "REPO"]
+
+START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
+FAST = {"restock": 60, "order_tick": 60, "forecast": 60, "alert": 60}  # minutes; run order as in simulate
+DAYS = 10
+CATALOG: Catalog = parse_catalog("""
+seed: 11
+products:
+  - {id: LAPTOP-001, base_demand_per_day: 48, lead_time_hours: 72, pack_size: 5}
+  - {id: MOUSE-004, base_demand_per_day: 120, lead_time_hours: 48, pack_size: 50}
+warehouses: [{id: WH-NYC, timezone: America/New_York}, {id: WH-TYO, timezone: Asia/Tokyo}]
+initial_stock: 40
+""", source="emitted.yaml")
+
+
+def ticks(start: datetime = START, minutes: int = DAYS * 24 * 60,
+          every: dict[str, int] = FAST) -> Iterator[tuple[str, datetime]]:
+    """(handler, business time) in run order for the minutes (start, start + minutes]."""
+    for m in range(1, minutes + 1):
+        moment = start + timedelta(minutes=m)
+        number = int(moment.timestamp() // 60)
+        for name in every:
+            if number % every[name] == 0:
+                yield name, moment
+
+
+def replay(store: Store, *, publish: Publisher | None = None, minutes: int = DAYS * 24 * 60) -> dict[str, int]:
+    """Run the handlers over ``minutes`` of business time; metrics go to ``metrics/<handler>.prom``
+    in the store unless ``publish`` says otherwise. Returns applied invocations per handler."""
+    if publish is None:
+        assert isinstance(store, FileStore)
+        publish = publisher(Settings(store_url=f"file://{store.root}"), store=store)
+    runtime = Runtime(store=store, catalog=CATALOG, publish=publish)
+    applied: dict[str, int] = collections.Counter()
+    for name, moment in ticks(minutes=minutes):
+        result = invoke(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"t-{name}-{moment:%s}"),
+                        runtime)
+        applied[name] += result["status"] == "applied"
+    return dict(applied)
+
+
+def log_events(store: Store) -> list[dict[str, Any]]:
+    """Every event of every log object under logs/."""
+    return [event for key in store.list("logs/") for event in decode_events(store.get(key))]
+
+
+def field_types(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """field -> JSON types seen ("string", "integer", "number", "boolean", "null") over all events."""
+    names = {str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}
+    seen: dict[str, set[str]] = collections.defaultdict(set)
+    for event in events:
+        for field, value in event.items():
+            seen[field].add(names[type(value)])
+    return dict(seen)
+
+
+def pushed_metrics(store: Store) -> dict[str, set[str]]:
+    """sample name as on the wire (``orders_total``, ``processing_latency_seconds_bucket``) -> its
+    label names, from the metrics/<handler>.prom files the handlers wrote (no Pushgateway)."""
+    samples: dict[str, set[str]] = collections.defaultdict(set)
+    for handler in HANDLERS:
+        text = store.get(metrics_key(handler)).decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[sample.name] |= set(sample.labels)
+    return dict(samples)
+
+
+# --- what the Elastic configs reference ----------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+KIBANA_DIR = REPO / "infra" / "kibana"
+_FIELD_KEYS = {"field", "terms_field", "time_field", "timeFieldName"}
+_KQL_FIELD = re.compile(r"([A-Za-z_@][\w.@]*)\s*:")
+
+
+def saved_objects(path: Path = KIBANA_DIR / "saved_objects.ndjson") -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _walk(node: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key, value
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def kql_fields(query: str) -> set[str]:
+    """Field names of a KQL query (``type : "inventory" and x : *`` -> {type, x})."""
+    return set(_KQL_FIELD.findall(re.sub(r'"[^"]*"', '""', query)))
+
+
+def referenced_fields(saved: dict[str, Any]) -> set[str]:
+    """Every document field a saved object names: aggregation and TSVB fields, time fields, and the
+    fields of its KQL queries (search source and TSVB filters). JSON-in-string attributes decoded."""
+    attributes = dict(saved["attributes"])
+    for key in ("visState", "panelsJSON"):
+        if key in attributes:
+            attributes[key] = json.loads(attributes[key])
+    meta = attributes.get("kibanaSavedObjectMeta", {})
+    if "searchSourceJSON" in meta:
+        attributes["kibanaSavedObjectMeta"] = {"searchSourceJSON": json.loads(meta["searchSourceJSON"])}
+    fields: set[str] = set()
+    for key, value in _walk(attributes):
+        if key in _FIELD_KEYS and isinstance(value, str) and value:
+            fields.add(value)
+        if isinstance(value, dict) and value.get("language") == "kuery" and isinstance(value.get("query"), str):
+            fields |= kql_fields(value["query"])
+    if saved["type"] == "visualization" and attributes["visState"]["type"] == "metrics":
+        # TSVB metric "field" of a math/derivative metric names another metric's id, not a field
+        for series in attributes["visState"]["params"]["series"]:
+            ids = {metric["id"] for metric in series["metrics"]}
+            used = {metric.get("field") for metric in series["metrics"]}
+            for metric in series["metrics"]:
+                for variable in metric.get("variables", []):
+                    if variable["field"] in ids and variable["field"] not in used:
+                        fields.discard(variable["field"])
+    if saved["type"] == "index-pattern":
+        fields = {attributes["timeFieldName"]}
+    return fields
+
+
+METRICBEAT_FIELD = re.compile(r"^prometheus\.(?:labels\.(?P<label>\w+)|(?P<metric>\w+)\.(?P<kind>value|counter|rate|histogram))$")

@@ -1,0 +1,385 @@
+"""The Elastic configs agree with what the handlers really emit (no Elastic binary runs here).
+
+A short replay of the real handlers (tests/emitted.py) gives every log event type and every pushed
+metric; the Filebeat and Metricbeat configs, the index template, the Kibana saved objects and the
+dashboard are checked against it. The last test lists a real S3 API (moto) after handler
+invocations configured as Lambda configures them, with the bucket and prefix Filebeat polls.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from handlers import HANDLERS
+from handlers.logs import CONTENT_TYPE, EVENT_FIELDS, LOG_PREFIX, decode_events
+from handlers.storage import FileStore
+from tests import emitted
+
+REPO = emitted.REPO
+INFRA = REPO / "infra"
+TEMPLATE = INFRA / "elasticsearch" / "stockpulse-logs.index-template.json"
+BEATS_DEFAULT = re.compile(r"^\$\{(?P<name>\w+):(?P<default>.*)\}$")
+
+# ARCHITECTURE.md, "Kibana contract": data views and the original system's six titles.
+DATA_VIEWS = {"app-logs": "filebeat-*", "prom-metrics": "metricbeat-*"}
+ORIGINAL_PANELS = {
+    "Inventory Levels by Warehouse": "app-logs", "Order Rates by Product": "app-logs",
+    "Predicted Stockout Hours": "app-logs", "Reorder Alerts by Product": "app-logs",
+    "7-Day Demand Forecast": "prom-metrics", "Inventory Levels (Prometheus Metrics)": "prom-metrics",
+}
+ADDED_PANELS = {"Lost Sales by Product", "Fill Rate by Product", "Forecast Error vs Seasonal Naive"}
+# Fields Filebeat itself puts on an event (not the handlers): the processors may name these.
+FILEBEAT_OWN = {"message", "@metadata._id"}
+# JSON types of the values seen -> the mapping types that hold them without coercion or loss.
+ALLOWED_MAPPING = {"string": {"keyword", "date"}, "integer": {"long"}, "number": {"double"},
+                   "boolean": {"boolean"}}
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def beats_default(value: str) -> str:
+    """``${NAME:default}`` -> default (how Beats expand a variable that is unset)."""
+    match = BEATS_DEFAULT.match(value)
+    assert match, f"{value!r} is not a ${{VAR:default}} reference"
+    return match["default"]
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory):
+    store = FileStore(tmp_path_factory.mktemp("replay"))
+    applied = emitted.replay(store)
+    events = emitted.log_events(store)
+    return {"applied": applied, "events": events, "types": emitted.field_types(events),
+            "metrics": emitted.pushed_metrics(store)}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return json.loads(TEMPLATE.read_text())
+
+
+@pytest.fixture(scope="module")
+def filebeat() -> dict[str, Any]:
+    return yaml.safe_load((INFRA / "filebeat" / "filebeat.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def metricbeat() -> dict[str, Any]:
+    return yaml.safe_load((INFRA / "metricbeat" / "metricbeat.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def objects() -> list[dict[str, Any]]:
+    return emitted.saved_objects()
+
+
+def by_type(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["id"]: o for o in objects if o["type"] == kind}
+
+
+def vis_state(vis: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(vis["attributes"]["visState"])
+
+
+def data_view_of(vis: dict[str, Any]) -> str:
+    (ref,) = [r for r in vis["references"] if r["type"] == "index-pattern"]
+    return ref["id"]
+
+
+# --- the replay itself ----------------------------------------------------------------------------
+
+def test_the_replay_emits_every_event_type_and_field(replayed):
+    """GIVEN the short replay WHEN its log objects are read THEN every event type and every field
+    of handlers/logs.py EVENT_FIELDS occurs, with a non-null value somewhere (else the type checks
+    below could not see it)."""
+    types = {e["type"] for e in replayed["events"]}
+    assert types == set(EVENT_FIELDS)
+    for kind, fields in EVENT_FIELDS.items():
+        events = [e for e in replayed["events"] if e["type"] == kind]
+        for field in ("@timestamp", "type", "handler", "event_id", *fields):
+            assert any(e.get(field) is not None for e in events), f"{kind}.{field} never has a value"
+
+
+# --- the index template -----------------------------------------------------------------------------
+
+def test_the_template_maps_every_emitted_field_with_its_json_type(replayed, template):
+    properties = template["template"]["mappings"]["properties"]
+    for field, seen in sorted(replayed["types"].items()):
+        assert field in properties, f"{field} is emitted but not mapped"
+        values = seen - {"null"}
+        if values == {"integer", "number"}:
+            values = {"number"}  # a double holds both
+        assert len(values) == 1, f"{field}: values of several JSON types {sorted(seen)}"
+        (json_type,) = values
+        mapped = properties[field]["type"]
+        assert mapped in ALLOWED_MAPPING[json_type], f"{field}: JSON {json_type} mapped as {mapped}"
+
+
+def test_every_date_field_holds_iso_8601_values_elasticsearch_parses(replayed, template):
+    properties = template["template"]["mappings"]["properties"]
+    dates = {name for name, spec in properties.items() if spec["type"] == "date"}
+    assert {"@timestamp", "expected_arrival", "day"} <= dates
+    for event in replayed["events"]:
+        for field in dates & event.keys():
+            value = event[field]
+            if value is None:
+                continue
+            if properties[field].get("format") == "strict_date":
+                assert re.fullmatch(r"\d{4}-\d\d-\d\d", value), (field, value)
+            else:
+                assert RFC3339.match(value), (field, value)  # Filebeat's @timestamp parser: RFC 3339
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_the_template_maps_nothing_the_handlers_do_not_emit(replayed, template):
+    properties = template["template"]["mappings"]["properties"]
+    assert set(properties) - set(replayed["types"]) == set()
+
+
+def test_the_template_owns_the_filebeat_data_stream(template, filebeat):
+    assert template["index_patterns"] == ["filebeat-*"]
+    assert "data_stream" in template
+    assert template["template"]["mappings"]["dynamic"] in (False, "strict")
+    # Filebeat's own template (priority 150) would compete: it is not installed, and ours is higher
+    assert filebeat["setup.template.enabled"] is False and filebeat["setup.ilm.enabled"] is False
+    assert template["priority"] > 150
+
+
+# --- Filebeat -------------------------------------------------------------------------------------
+
+def test_filebeat_polls_the_bucket_and_prefix_the_handlers_write(filebeat):
+    (source,) = filebeat["filebeat.inputs"]
+    assert source["type"] == "aws-s3"
+    assert beats_default(source["non_aws_bucket_name"]) == "stockpulse"
+    assert source["bucket_list_prefix"] == LOG_PREFIX
+    assert beats_default(source["endpoint"]) == "http://localstack:4566"
+    assert source["path_style"] is True  # LocalStack, Filebeat >= 9.5
+    assert beats_default(source["region"]) == "us-east-1"
+    assert beats_default(source["access_key_id"]) == "test"
+    assert source["number_of_workers"] >= 1
+    assert re.fullmatch(r"\d+s", source["bucket_list_interval"]) and int(source["bucket_list_interval"][:-1]) <= 60
+    assert not {"queue_url", "bucket_arn"} & source.keys()
+    assert filebeat["path.data"] == "/usr/share/filebeat/data"
+    assert filebeat["monitoring.enabled"] is False
+
+
+def test_filebeat_decodes_json_to_top_level_fields_and_ids_documents_by_event_id(filebeat):
+    processors = [next(iter(p.items())) for p in filebeat["processors"]]
+    names = [name for name, _ in processors]
+    assert names.index("decode_json_fields") < names.index("copy_fields")
+    decode = dict(processors)["decode_json_fields"]
+    assert decode["fields"] == ["message"] and decode["target"] == "" and decode["overwrite_keys"] is True
+    assert "document_id" not in decode  # it would remove event_id from the document
+    copy = dict(processors)["copy_fields"]
+    assert copy["fields"] == [{"from": "event_id", "to": "@metadata._id"}]
+
+
+def test_every_field_the_filebeat_processors_name_is_emitted(filebeat, replayed):
+    named: set[str] = set()
+    for processor in filebeat["processors"]:
+        (options,) = processor.values()
+        named |= set(options.get("when.has_fields", []))
+        for item in options.get("fields", []):
+            named |= set(item.values()) if isinstance(item, dict) else {item}
+    assert named - FILEBEAT_OWN
+    assert named - FILEBEAT_OWN <= set(replayed["types"])
+
+
+def test_every_event_timestamp_is_rfc3339_for_decode_json_fields(replayed):
+    bad = [e["@timestamp"] for e in replayed["events"] if not RFC3339.match(e["@timestamp"])]
+    assert bad == []
+
+
+# --- Metricbeat ----------------------------------------------------------------------------------
+
+def test_metricbeat_federates_the_handlers_groups_from_prometheus(metricbeat):
+    (module,) = metricbeat["metricbeat.modules"]
+    assert module["module"] == "prometheus" and module["metricsets"] == ["collector"]
+    assert module["hosts"] == ["prometheus:9090"] and module["metrics_path"] == "/federate"
+    assert module["use_types"] is True
+    period = int(module["period"].rstrip("s"))
+    assert 10 <= period <= 30
+    selector = module["query"]["match[]"]
+    jobs = re.fullmatch(r'\{job=~"([^"]+)"\}', selector)
+    assert jobs, selector
+    assert all(re.fullmatch(jobs[1], handler) for handler in HANDLERS)
+
+
+# --- Kibana saved objects ---------------------------------------------------------------------------
+
+def test_the_ndjson_is_what_the_generator_builds(objects):
+    spec = importlib.util.spec_from_file_location("saved_objects", INFRA / "kibana" / "saved_objects.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (INFRA / "kibana" / "saved_objects.ndjson").read_text() == module.render(module.build())
+
+
+def test_the_data_views_are_the_contracts(objects):
+    views = by_type(objects, "index-pattern")
+    assert {i: v["attributes"]["title"] for i, v in views.items()} == DATA_VIEWS
+    assert {v["attributes"]["timeFieldName"] for v in views.values()} == {"@timestamp"}
+    assert len({o["id"] for o in objects}) == len(objects)
+
+
+def test_the_original_panels_and_the_added_ones_are_there_on_their_data_views(objects):
+    panels = by_type(objects, "visualization")
+    titles = {v["attributes"]["title"]: data_view_of(v) for v in panels.values()}
+    assert {t: titles.get(t) for t in ORIGINAL_PANELS} == ORIGINAL_PANELS
+    assert ADDED_PANELS <= set(titles)
+    for vis in panels.values():
+        assert vis_state(vis)["title"] == vis["attributes"]["title"]
+
+
+def test_every_reference_resolves(objects):
+    ids = {(o["type"], o["id"]) for o in objects}
+    for saved in objects:
+        names = [r["name"] for r in saved["references"]]
+        assert len(names) == len(set(names)), saved["id"]
+        for ref in saved["references"]:
+            assert (ref["type"], ref["id"]) in ids, f"{saved['id']}: dangling {ref}"
+    for vis in by_type(objects, "visualization").values():
+        source = json.loads(vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+        state = vis_state(vis)
+        used = {source["indexRefName"]} if "indexRefName" in source else set()
+        if state["type"] == "metrics":
+            used.add(state["params"]["index_pattern_ref_name"])
+            assert state["params"]["use_kibana_indexes"] is True and "index_pattern" not in state["params"]
+        assert used and used == {r["name"] for r in vis["references"]}, vis["id"]
+
+
+def test_the_dashboard_holds_every_visualisation_through_its_panel_references(objects):
+    (board,) = by_type(objects, "dashboard").values()
+    panels = json.loads(board["attributes"]["panelsJSON"])
+    refs = {r["name"]: r for r in board["references"]}
+    held = set()
+    for panel in panels:
+        ref = refs[f"{panel['panelIndex']}:{panel['panelRefName']}"]
+        assert ref["type"] == panel["type"] == "visualization"
+        held.add(ref["id"])
+        assert panel["gridData"]["i"] == panel["panelIndex"]
+    assert held == set(by_type(objects, "visualization"))
+    assert len(refs) == len(panels)
+    assert board["id"] == "stockpulse-overview"
+
+
+def test_every_log_panel_field_is_emitted_and_mapped_for_its_use(objects, replayed, template):
+    properties = template["template"]["mappings"]["properties"]
+    for vis in by_type(objects, "visualization").values():
+        if data_view_of(vis) != "app-logs":
+            continue
+        fields = emitted.referenced_fields(vis)
+        assert fields - set(replayed["types"]) == set(), vis["attributes"]["title"]
+        state = vis_state(vis)
+        for agg in state.get("aggs", []):
+            field, kind = agg["params"].get("field"), properties.get(agg["params"].get("field"), {}).get("type")
+            if agg["type"] == "terms":
+                assert kind == "keyword", (vis["id"], field)
+            elif agg["type"] in ("avg", "sum", "max", "min"):
+                assert kind in ("long", "double"), (vis["id"], field)
+            elif agg["type"] == "date_histogram":
+                assert kind == "date", (vis["id"], field)
+        for series in state["params"].get("series", []):
+            assert properties[series["terms_field"]]["type"] == "keyword"
+            for metric in series["metrics"]:
+                if metric["type"] == "sum":
+                    assert properties[metric["field"]]["type"] in ("long", "double")
+
+
+def test_every_metric_panel_field_is_a_pushed_metric_as_metricbeat_names_it(objects, replayed):
+    """prometheus.<metric>.value (gauges: .value whether federation types them gauge or untyped)
+    and prometheus.labels.<label> of that metric (x-pack/metricbeat/module/prometheus/collector)."""
+    pushed = replayed["metrics"]
+    seen = 0
+    for vis in by_type(objects, "visualization").values():
+        if data_view_of(vis) != "prom-metrics":
+            continue
+        fields = emitted.referenced_fields(vis) - {"@timestamp"}
+        parsed = [emitted.METRICBEAT_FIELD.match(f) for f in fields]
+        assert all(parsed), sorted(fields)
+        metrics = {m["metric"] for m in parsed if m["metric"]}
+        assert len(metrics) == 1 and metrics <= set(pushed), (vis["id"], metrics)
+        assert {m["kind"] for m in parsed if m["metric"]} == {"value"}
+        labels = {m["label"] for m in parsed if m["label"]}
+        assert labels and labels <= pushed[metrics.pop()], (vis["id"], labels)
+        seen += 1
+    assert seen == 2
+
+
+def test_fill_rate_and_forecast_error_panels_use_the_right_event_types(objects):
+    panels = {v["attributes"]["title"]: v for v in by_type(objects, "visualization").values()}
+    fill = vis_state(panels["Fill Rate by Product"])["params"]["series"][0]
+    assert {m["field"] for m in fill["metrics"] if m["type"] == "sum"} == {"quantity", "lost_quantity"}
+    assert emitted.kql_fields(fill["filter"]["query"]) == {"type"}
+    assert set(re.findall(r'"(\w+)"', fill["filter"]["query"])) == {"order", "lost_sale"}
+    error = json.loads(panels["Forecast Error vs Seasonal Naive"]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+    assert '"forecast_score"' in error["query"]["query"]
+
+
+# --- one version for the four -----------------------------------------------------------------------
+
+def test_one_released_elastic_stack_version_for_all_four():
+    version = (INFRA / "elastic-version.txt").read_text()
+    assert re.fullmatch(r"(\d+)\.(\d+)\.(\d+)\n", version)
+    major, minor, _ = (int(x) for x in version.split("."))
+    assert (major, minor) >= (8, 17)
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    images = {name: compose["services"][name]["image"]
+              for name in ("elasticsearch", "kibana", "filebeat", "metricbeat")}
+    for name, image in images.items():
+        match = re.fullmatch(r"docker\.elastic\.co/[\w/]+/(\w+):(?:\$\{ELASTIC_VERSION:-([^}]+)\}|([\w.]+))", image)
+        assert match and match[1] == name, image
+        assert (match[2] or match[3]) == version.strip(), (name, image)
+    env_example = REPO / ".env.example"
+    pinned = re.findall(r"^ELASTIC_VERSION=(.*)$", env_example.read_text(), flags=re.M)
+    assert pinned == [version.strip()]
+
+
+# --- the bucket Filebeat polls, on a real S3 API ------------------------------------------------------
+
+@pytest.mark.integration
+def test_the_prefix_filebeat_polls_lists_every_handlers_log_objects_on_s3(filebeat, monkeypatch):
+    """GIVEN a moto server with the bucket named by the Filebeat config WHEN each handler runs as
+    Lambda runs it (STOCKPULSE_STORE_URL=s3://<bucket>, AWS_ENDPOINT_URL) THEN listing the bucket
+    with Filebeat's bucket_list_prefix finds every handler's log objects, gzip NDJSON that decode."""
+    from tests import servers
+    import handlers.app as app
+    from tests.conftest import START, event_at
+
+    (source,) = filebeat["filebeat.inputs"]
+    bucket, prefix = beats_default(source["non_aws_bucket_name"]), source["bucket_list_prefix"]
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "STOCKPULSE_PUSHGATEWAY_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with servers.moto_server() as s3:
+        client = boto3.session.Session().client("s3", region_name="us-east-1", endpoint_url=s3.url)
+        client.create_bucket(Bucket=bucket)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
+        monkeypatch.setenv("STOCKPULSE_STORE_URL", f"s3://{bucket}")
+        monkeypatch.setattr(app, "_cached", None)  # a cold start with this environment
+        try:
+            for minute, name in enumerate(("restock", "order_tick", "forecast", "alert"), start=1):
+                handler = importlib.import_module(f"handlers.{name}").handler
+                assert handler(event_at(START.replace(hour=9, minute=minute)), None)["status"] == "applied"
+        finally:
+            monkeypatch.setattr(app, "_cached", None)
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        assert {key.split("/")[1] for key in keys} == set(HANDLERS)
+        for key in keys:
+            assert re.fullmatch(rf"{prefix}(\w+)/\d{{4}}/\d\d/\d\d/\d\d/\1-\d{{8}}T\d{{6}}Z\.ndjson\.gz", key), key
+            obj = client.get_object(Bucket=bucket, Key=key)
+            assert obj["ContentType"] == CONTENT_TYPE
+            events = list(decode_events(obj["Body"].read()))
+            assert events and {e["handler"] for e in events} == {key.split("/")[1]}
+            assert all(e["event_id"] for e in events)
