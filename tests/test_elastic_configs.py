@@ -9,6 +9,7 @@ invocations configured as Lambda configures them, with the bucket and prefix Fil
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import re
 from datetime import datetime
@@ -383,3 +384,131 @@ def test_the_prefix_filebeat_polls_lists_every_handlers_log_objects_on_s3(filebe
             events = list(decode_events(obj["Body"].read()))
             assert events and {e["handler"] for e in events} == {key.split("/")[1]}
             assert all(e["event_id"] for e in events)
+
+
+# --- kibana-setup (infra/kibana/setup.py) against a stdlib server that answers like ES and Kibana --
+
+def _load_setup():
+    """infra/kibana/setup.py as a module (it runs in the kibana-setup container, not as a package)."""
+    import sys
+
+    if "kibana_setup" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("kibana_setup", INFRA / "kibana" / "setup.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["kibana_setup"] = module  # dataclasses resolve annotations through it
+        spec.loader.exec_module(module)
+    return sys.modules["kibana_setup"]
+
+
+class FakeStack:
+    """One HTTP server on 127.0.0.1 playing Elasticsearch and Kibana; records every request."""
+
+    def __init__(self, import_answer: dict[str, Any]) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        stack = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                stack.requests.append((self.command, self.path, dict(self.headers), body))
+                if self.path.startswith("/_cluster/health"):
+                    self._answer(200, {"status": "green"})
+                elif self.path == "/api/status":
+                    self._answer(200, {"status": {"overall": {"level": "available"}}})
+                elif self.path.startswith("/_index_template/"):
+                    self._answer(200, {"acknowledged": True})
+                elif self.path == "/api/saved_objects/_import?overwrite=true":
+                    self._answer(200, import_answer)  # Kibana answers 200 whatever the objects did
+                else:
+                    self._answer(404, {"error": self.path})
+
+            do_GET = do_PUT = do_POST = _handle
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeStack:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _run_setup(stack: FakeStack, capsys) -> tuple[int, str, str]:
+    setup = _load_setup()
+    lines: list[str] = []
+    code = setup.main({"ELASTICSEARCH_URL": stack.url, "KIBANA_URL": stack.url + "/",
+                       "ELASTICSEARCH_DIR": str(INFRA / "elasticsearch"), "KIBANA_DIR": str(INFRA / "kibana"),
+                       "SETUP_TIMEOUT_SECONDS": "10"}, progress=lines.append)
+    return code, "\n".join(lines), capsys.readouterr().err
+
+
+def test_setup_installs_the_template_and_imports_the_objects_as_multipart(capsys):
+    """GIVEN Elasticsearch and Kibana that accept everything WHEN kibana-setup runs THEN it PUTs the
+    template file byte for byte and POSTs saved_objects.ndjson as a multipart file with kbn-xsrf."""
+    with FakeStack({"success": True, "successCount": 12, "errors": []}) as stack:
+        code, out, err = _run_setup(stack, capsys)
+    assert (code, err) == (0, "")
+    puts = [r for r in stack.requests if r[0] == "PUT"]
+    assert [(p[1], p[3]) for p in puts] == [("/_index_template/stockpulse-logs", TEMPLATE.read_bytes())]
+    (post,) = [r for r in stack.requests if r[0] == "POST"]
+    headers = {k.lower(): v for k, v in post[2].items()}
+    assert headers["kbn-xsrf"] == "true"
+    boundary = re.fullmatch(r"multipart/form-data; boundary=(\S+)", headers["content-type"])[1]
+    ndjson = (INFRA / "kibana" / "saved_objects.ndjson").read_bytes()
+    parts = post[3].split(f"--{boundary}".encode())
+    assert parts[0] == b"" and parts[-1] == b"--\r\n" and len(parts) == 3
+    head, content = parts[1].split(b"\r\n\r\n", 1)
+    assert b'name="file"; filename="saved_objects.ndjson"' in head
+    assert content == ndjson + b"\r\n"
+    assert "imported: 12" in out
+
+
+def test_setup_fails_when_kibana_answers_200_with_success_false(capsys):
+    """GIVEN an import answered HTTP 200 but success: false WHEN kibana-setup runs THEN it exits 1
+    with one line saying so, followed by the errors."""
+    answer = {"success": False, "successCount": 11, "errors": [
+        {"id": "stockpulse-fill-rate", "type": "visualization", "title": "Fill Rate by Product",
+         "error": {"type": "missing_references", "references": [{"type": "index-pattern", "id": "app-logs"}]}}]}
+    with FakeStack(answer) as stack:
+        code, _, err = _run_setup(stack, capsys)
+    assert code == 1
+    first, *rest = err.splitlines()
+    assert first.startswith("kibana-setup: saved objects import failed: success=False, 1 error(s)")
+    assert rest and "visualization/stockpulse-fill-rate" in rest[0] and "missing_references" in rest[0]
+
+
+def test_setup_fails_on_errors_even_with_success_true(capsys):
+    answer = {"success": True, "successCount": 12, "errors": [{"id": "x", "type": "dashboard", "error": {}}]}
+    with FakeStack(answer) as stack:
+        code, _, err = _run_setup(stack, capsys)
+    assert code == 1 and "1 error(s)" in err.splitlines()[0]
+
+
+def test_setup_gives_up_at_the_deadline_with_one_line(capsys):
+    """GIVEN nothing listening WHEN the deadline passes THEN exit 1 naming what was not ready."""
+    from tests.servers import free_port
+
+    setup = _load_setup()
+    clock = iter(range(0, 1000, 5))
+    with pytest.raises(setup.SetupError, match=r"Elasticsearch at .* not ready within 20 s \(last: URLError"):
+        setup.wait_until("Elasticsearch at x", lambda: setup.elasticsearch_ready(f"http://127.0.0.1:{free_port()}"),
+                         timeout=20, progress=lambda line: None, clock=lambda: next(clock), sleep=lambda s: None)
