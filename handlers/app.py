@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .catalog import load_catalog
-from .runtime import Runtime, invoke
+from .runtime import Runtime, catch_up_cores, invoke
 from .settings import Settings
 from .storage import open_store
 
@@ -24,6 +24,7 @@ def build_runtime(settings: Settings) -> Runtime:
 
     store = open_store(settings.store_url)
     return Runtime(store=store, catalog=load_catalog(settings.catalog_path), policy=settings.policy,
+                   limits=settings.limits, cores=catch_up_cores(settings.max_catch_up_minutes),
                    publish=publisher(settings, store=store))
 
 

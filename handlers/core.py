@@ -16,6 +16,7 @@ import numpy as np
 from .catalog import Catalog
 from .demand import minute_demand, minute_rates
 from .events import Tick
+from .limits import DEFAULT_CATCH_UP_MINUTES
 from .logs import event, series_events
 from .purchasing import order_ids, receive_due
 from .state import HISTORY_DAYS, State
@@ -66,12 +67,15 @@ class _History:
                 "hour_profile": self.hours}
 
 
-def order_tick(state: State, tick: Tick, catalog: Catalog) -> Outcome:
-    """Simulate the orders of every business minute since the last tick, fulfil them from stock.
+def order_tick(state: State, tick: Tick, catalog: Catalog, *, max_minutes: int = DEFAULT_CATCH_UP_MINUTES) -> Outcome:
+    """Simulate the orders of the business minutes since the last tick, fulfil them from stock.
 
-    Unmet demand is lost (never backordered): on-hand never goes below zero.
+    At most ``max_minutes`` minutes per tick: a longer gap is caught up by the next ticks
+    (``summary["behind_minutes"]`` says how many minutes are left). Unmet demand is lost (never
+    backordered): on-hand never goes below zero.
     """
-    end = math.floor(tick.epoch / 60) * 60
+    due = math.floor(tick.epoch / 60) * 60
+    end = min(due, state.orders_through + max_minutes * 60)
     minute_ends = np.arange(state.orders_through + 60, end + 1, 60, dtype=float)
     on_hand = state.on_hand.copy()
     shipped, lost = state.shipped.copy(), state.lost_sales.copy()
@@ -100,7 +104,8 @@ def order_tick(state: State, tick: Tick, catalog: Catalog) -> Outcome:
             units["lost"] += int(missed.sum())
     new_state = state.replace(on_hand=on_hand, shipped=shipped, lost_sales=lost, order_rate=rate,
                               orders_through=max(state.orders_through, float(end)), **history.changes())
-    summary = {"minutes": len(minute_ends), "units_shipped": units["shipped"], "units_lost": units["lost"]}
+    summary = {"minutes": len(minute_ends), "units_shipped": units["shipped"], "units_lost": units["lost"],
+               "behind_minutes": max(0, round((due - end) / 60))}
     return Outcome(new_state, events, summary)
 
 

@@ -64,6 +64,11 @@ def promotion_calendar(catalog: Catalog, first_day: int, days: int) -> np.ndarra
     return lifts[catalog.product_index]
 
 
+#: Demand saturates at this many expected units per minute and series: a trend compounded over
+#: decades cannot overflow the Poisson draws or the int64 counters (a real shop is far below it).
+MAX_RATE_PER_MINUTE = 1e6
+
+
 def minute_rates(catalog: Catalog, minute_ends: np.ndarray) -> np.ndarray:
     """Expected units [M, S] in each minute (given by its end, epoch seconds) for each series."""
     starts = np.asarray(minute_ends, dtype=float) - 60.0
@@ -71,12 +76,15 @@ def minute_rates(catalog: Catalog, minute_ends: np.ndarray) -> np.ndarray:
     wh = catalog.warehouse_index
     shape = DIURNAL[hours[:, wh]] * WEEKLY[weekdays[:, wh]]  # [M, S]
     years = (starts - TREND_ORIGIN) / _YEAR
-    trend = np.exp(np.outer(years, catalog.trend_per_year))
+    with np.errstate(over="ignore"):  # decades of a steep trend overflow: saturated below
+        trend = np.exp(np.outer(years, catalog.trend_per_year))
     days = (starts // 86400).astype(np.int64)
     unique_days, which = np.unique(days, return_inverse=True)
     lifts = np.stack([promotion_lift(catalog, int(d)) for d in unique_days])
     promo = lifts[which][:, catalog.product_index]
-    return (catalog.base_demand_per_day / 1440.0) * shape * trend * promo
+    with np.errstate(over="ignore", invalid="ignore"):
+        rates = (catalog.base_demand_per_day / 1440.0) * shape * trend * promo
+    return np.minimum(np.nan_to_num(rates, nan=MAX_RATE_PER_MINUTE, posinf=MAX_RATE_PER_MINUTE), MAX_RATE_PER_MINUTE)
 
 
 def minute_demand(catalog: Catalog, minute_end: float, rates: np.ndarray) -> np.ndarray:

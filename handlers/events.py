@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .errors import InputError
+from .limits import check_time
 
 __all__ = ["Tick", "parse_event", "scheduled_event", "format_time", "format_epoch", "parse_time"]
 
@@ -27,17 +28,22 @@ class Tick:
 
 
 def parse_time(value: Any, field: str = "time") -> datetime:
-    """Parse an ISO-8601 timestamp; naive values are taken as UTC. Raises InputError naming ``field``."""
+    """Parse an ISO-8601 timestamp; naive values are taken as UTC. Raises InputError naming ``field``,
+    also for times outside 1971-01-01 .. 2199-12-31 (handlers/limits.py)."""
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{field}: must be an ISO-8601 timestamp string, got {value!r}")
     text = value.strip()
     try:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
     except ValueError:
-        raise InputError(f"{field}: not an ISO-8601 timestamp: {value!r}") from None
+        raise InputError(f"{field}: not an ISO-8601 timestamp: {value[:64]!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        parsed = parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise InputError(f"{field}: {value[:64]!r} is outside the supported business times") from None
+    return check_time(parsed, field)
 
 
 def format_time(moment: datetime) -> str:

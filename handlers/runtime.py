@@ -6,7 +6,9 @@ The commit protocol (every step may crash; the retry of the same tick repairs it
 2. write out the *outbox* of the previous commit (write-once log objects; "already exists" is
    success) — this repairs a crash between a commit and its log write;
 3. if this handler already applied a tick at or after this time, stop: nothing is written;
-4. run the pure core; encode its events as one gzip NDJSON object;
+   if the tick leads the store's clock by more than the handler's maximum lead, refuse it
+   (``InputError`` naming ``event.time``): nothing is written (handlers/limits.py);
+4. run the pure core (an order tick catches up at most ``catch_up_minutes`` of a long gap); encode its events as one gzip NDJSON object;
 5. compare-and-swap the new state, which carries the new log object in its outbox (conflict:
    someone else committed first — start again from 1);
 6. write the log object (write-once);
@@ -32,12 +34,13 @@ from . import core, planning
 from .catalog import Catalog
 from .errors import ConfigError, ConflictError, InputError, StorageError
 from .events import Tick, format_epoch, format_time, parse_event
+from .limits import Limits, check_lead
 from .logs import CONTENT_TYPE, encode_events, event, log_key
 from .policy import Policy
 from .state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State, initial_state
 from .storage import Store
 
-__all__ = ["Runtime", "invoke", "load_state", "flush_outbox", "CORES", "Core", "Publisher"]
+__all__ = ["Runtime", "invoke", "load_state", "flush_outbox", "CORES", "Core", "Publisher", "catch_up_cores"]
 
 log = logging.getLogger("stockpulse")
 
@@ -51,6 +54,12 @@ CORES: dict[str, Core] = {
 assert tuple(CORES) == HANDLERS
 
 
+def catch_up_cores(minutes: int, cores: Mapping[str, Core] = CORES) -> dict[str, Core]:
+    """``cores`` with an order tick that simulates at most ``minutes`` business minutes."""
+    return {**cores, "order_tick": lambda state, tick, catalog, policy: core.order_tick(state, tick, catalog,
+                                                                                        max_minutes=minutes)}
+
+
 class Publisher(Protocol):
     """Publishes a committed state's metrics; returns an error text on failure, None on success."""
 
@@ -62,6 +71,7 @@ class Runtime:
     store: Store
     catalog: Catalog
     policy: Policy = Policy()
+    limits: Limits = field(default_factory=Limits)  # max lead of a tick over the store's clock
     publish: Publisher | None = None
     clock: Callable[[], float] = time.perf_counter
     max_attempts: int = 25
@@ -133,6 +143,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime) -> dict[str, Any]:
         if tick.epoch <= state.applied[handler]:
             last = format_epoch(state.applied[handler])
             return {**result, "status": "skipped", "reason": f"already applied (last applied tick {last})"}
+        check_lead(handler, tick.epoch, state, runtime.limits)
         outcome = runtime.cores[handler](state, tick, runtime.catalog, runtime.policy)
         seconds = runtime.clock() - started
         run = event("job_run", handler, tick.time, "run", tick_id=tick.event_id, status="applied",

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
+from .limits import DEFAULT_CATCH_UP_MINUTES, DEFAULT_MAX_LEAD, Limits, format_max_lead, parse_max_lead
 from .policy import Policy
 
 __all__ = ["Settings", "ENV"]
@@ -47,6 +48,13 @@ def _optional_path(value: str) -> str | None:
     return value.strip() or None
 
 
+def _minutes(value: str) -> int:
+    number = float(value)
+    if not (number.is_integer() and 1 <= number <= 10080):
+        raise ValueError("must be a whole number of minutes in [1, 10080]")
+    return int(number)
+
+
 #: field -> (environment variable, command-line flag, parser, default as text)
 ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "store_url": ("STOCKPULSE_STORE_URL", "--store", _url, "file://./data"),
@@ -57,6 +65,9 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
                               _bounded(0, 168, inclusive=True), f"{Policy.alert_threshold_hours:g}"),
     "service_level": ("STOCKPULSE_SERVICE_LEVEL", "--service-level", _bounded(0.5, 1.0), f"{Policy.service_level:g}"),
     "cover_days": ("STOCKPULSE_COVER_DAYS", "--cover-days", _bounded(0, 60), f"{Policy.cover_days:g}"),
+    "max_tick_lead": ("STOCKPULSE_MAX_TICK_LEAD", "--max-tick-lead", parse_max_lead, format_max_lead(DEFAULT_MAX_LEAD)),
+    "max_catch_up_minutes": ("STOCKPULSE_MAX_CATCH_UP_MINUTES", "--max-catch-up-minutes", _minutes,
+                             str(DEFAULT_CATCH_UP_MINUTES)),
 }
 
 
@@ -69,6 +80,8 @@ class Settings:
     alert_threshold_hours: float = Policy.alert_threshold_hours  # the policy's defaults, in one place
     service_level: float = Policy.service_level
     cover_days: float = Policy.cover_days
+    max_tick_lead: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_LEAD))
+    max_catch_up_minutes: int = DEFAULT_CATCH_UP_MINUTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
@@ -89,3 +102,7 @@ class Settings:
     def policy(self) -> Policy:
         return Policy(alert_threshold_hours=self.alert_threshold_hours, service_level=self.service_level,
                       cover_days=self.cover_days)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_lead=dict(self.max_tick_lead), catch_up_minutes=self.max_catch_up_minutes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -30,6 +29,10 @@ from .simulate import DEFAULT_START, series_table, simulate
 from .status import status_report
 
 __all__ = ["main", "build_parser"]
+
+
+MAX_SIMULATE_DAYS = 3660  # ten years of business time in one replay
+MAX_SPEED = 1e5  # business seconds per wall second: a business minute every 0.6 ms
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the handlers do")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     common = ("store_url", "catalog_path", "pushgateway_url", "push_timeout_seconds",
-              "alert_threshold_hours", "service_level", "cover_days")
+              "alert_threshold_hours", "service_level", "cover_days", "max_tick_lead", "max_catch_up_minutes")
 
     p = sub.add_parser("invoke", help="run one handler invocation and print its result as JSON",
                        description="Run one invocation of a handler with an EventBridge Scheduled Event.")
@@ -133,8 +136,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    if not args.days > 0:
-        raise InputError(f"--days: must be a positive number, got {args.days:g}")
+    if not 0 < args.days <= MAX_SIMULATE_DAYS:
+        raise InputError(f"--days: must be a number of days in (0, {MAX_SIMULATE_DAYS}], got {args.days:g}")
     schedule = Schedule.parse(args.every)
     start = parse_time(args.start, "--start") if args.start is not None else None
     runtime = build_runtime(_settings(args))
@@ -175,8 +178,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import describe_run, run_scheduler
     from .schedule import parse_duration
 
-    if not (args.speed > 0 and math.isfinite(args.speed)):
-        raise InputError(f"--speed: must be a positive number, got {args.speed:g}")
+    if not 0 < args.speed <= MAX_SPEED:
+        raise InputError(f"--speed: must be a number in (0, {MAX_SPEED:g}], got {args.speed:g}")
     duration = parse_duration(args.duration, "--for") if args.duration is not None else None
     schedule = Schedule.parse(args.every)
     start = parse_time(args.start, "--start").timestamp() if args.start is not None else None

@@ -31,6 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from handlers.errors import InputError
 from handlers.events import format_epoch, scheduled_event
+from handlers.limits import check_lead
 from handlers.runtime import Runtime, invoke, load_state
 
 from .schedule import RUN_ORDER, Schedule
@@ -69,24 +70,17 @@ class RunReport:
                 "errors": list(self.errors), "missed": dict(self.missed)}
 
 
-MAX_GAP_DAYS = 7  # a start further ahead of the store's clock would be one enormous catch-up tick
-
-
 def _start(runtime: Runtime, wall: float, requested: float | None) -> float:
     """The business start: ``requested``, else the store's clock (continue), else now.
 
-    Refuses to start more than MAX_GAP_DAYS ahead of the store's clock (the first order tick
-    would simulate every minute in between at once) or behind it (nothing would apply)."""
+    Refuses a start further ahead of the store's clock than the order tick's maximum lead
+    (handlers/limits.py) or behind it (nothing would apply)."""
     state, _ = load_state(runtime.store, runtime.catalog)
     if requested is None:
         return state.orders_through if state is not None else math.floor(wall / 60) * 60
     if state is not None:
-        gap_days = (requested - state.orders_through) / 86400
-        if gap_days > MAX_GAP_DAYS:
-            raise InputError(f"--start: {gap_days:.0f} days after the store's clock "
-                             f"({format_epoch(state.orders_through)}); replay them with `simulate --days "
-                             f"{math.ceil(gap_days)}` first, or use a new --store")
-        if gap_days < 0:
+        check_lead("order_tick", requested, state, runtime.limits, "--start")
+        if requested < state.orders_through:
             raise InputError(f"--start: before the store's clock ({format_epoch(state.orders_through)}); "
                              "omit --start to continue from it")
     return requested

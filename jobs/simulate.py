@@ -14,6 +14,7 @@ import numpy as np
 from handlers.catalog import Catalog
 from handlers.errors import InputError
 from handlers.events import format_epoch, scheduled_event
+from handlers.limits import LATEST, check_lead
 from handlers.runtime import Runtime, invoke, load_state
 from handlers.state import State
 
@@ -38,25 +39,35 @@ def simulate(runtime: Runtime, *, start: datetime | None, days: float, schedule:
              progress: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Invoke every handler at its scheduled business times in (start, start + days].
 
-    With ``start=None`` the replay continues from the store's clock (or DEFAULT_START when the
-    store is empty). ``progress(done, total)`` is called after every invocation.
+    Each handler picks up after its own last applied tick, so repeating the command of an
+    interrupted replay finishes it exactly as an uninterrupted one would have. With
+    ``start=None`` the replay continues from the store's order clock (or DEFAULT_START when the
+    store is empty), and a handler whose tick of the last interval was lost (the process died
+    between two handlers of one minute) runs it first. ``progress(done, total)`` is called after
+    every invocation.
     """
     before, _ = load_state(runtime.store, runtime.catalog)
     if start is None:
         begin = before.orders_through if before is not None else _parse_default()
     else:
         begin = start.timestamp()
-        if before is not None and begin < before.orders_through:
-            raise InputError(f"--start: {format_epoch(begin)} is before the store's clock "
-                             f"({format_epoch(before.orders_through)}); omit --start to continue")
+        if before is not None:
+            check_lead("order_tick", begin, before, runtime.limits, "--start")
     begin = math.floor(begin / 60) * 60
     end = begin + round(days * 86400 / 60) * 60
-    total = sum(schedule.count(int(begin), int(end)).values())
+    if end > LATEST.timestamp():
+        raise InputError(f"--days: the replay would end at {format_epoch(end)}, after the last supported "
+                         f"business time ({LATEST.date()})")
+    after_tick = _resume_points(before, begin, schedule, continuing=start is None)
+    total = sum(end // every - after_tick[name] // every for name, every in schedule.intervals.items())
     counts = dict.fromkeys(schedule.intervals, 0)
     done = 0
     started = time.perf_counter()
-    for minute_end in range(int(begin) + 60, int(end) + 1, 60):
+    first = int(min(after_tick.values()) // 60 * 60)
+    for minute_end in range(first + 60, int(end) + 1, 60):
         for name in schedule.due(minute_end):
+            if minute_end <= after_tick[name]:
+                continue  # applied before: by the interrupted run this one resumes
             moment = datetime.fromtimestamp(minute_end, timezone.utc)
             invoke(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"sim-{name}-{minute_end}"),
                    runtime)
@@ -67,6 +78,18 @@ def simulate(runtime: Runtime, *, start: datetime | None, days: float, schedule:
     after, _ = load_state(runtime.store, runtime.catalog)
     assert after is not None
     return SimulationResult(begin, end, counts, time.perf_counter() - started, before, after)
+
+
+def _resume_points(state: State | None, begin: float, schedule: Schedule, *, continuing: bool) -> dict[str, float]:
+    """Per handler, the business time after which its ticks run: its own last applied tick or
+    ``begin``, whichever is later. Continuing the store's clock, a handler that has run may also
+    run the one tick of its last interval it missed (``begin`` is the order clock)."""
+    points = {}
+    for name, every in schedule.intervals.items():
+        applied = state.applied[name] if state is not None else -math.inf
+        floor = begin - every if continuing and math.isfinite(applied) else begin
+        points[name] = max(applied, floor)
+    return points
 
 
 def _parse_default() -> float:

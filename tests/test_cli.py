@@ -134,7 +134,18 @@ def test_simulate_continues_the_store_clock(tmp_path: Path, capsys):
     assert main(["simulate", "--days", "0.0833333", "--store", store, "--json", "-q"]) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["start"] == first["end"] == "2026-01-05T02:00:00Z"
-    assert main(["simulate", "--days", "1", "--store", store, "--start", "2026-01-05T00:00:00Z"]) == 2
+
+
+def test_simulate_with_an_earlier_start_runs_only_the_ticks_not_yet_applied(tmp_path: Path, capsys):
+    """GIVEN a store simulated for 4 hours from midnight WHEN the same replay is asked for a whole
+    day from midnight THEN only the ticks after 04:00 run (each handler resumes after its own)."""
+    store = f"file://{tmp_path}/s"
+    args = ["--store", store, "--json", "-q", "--start", "2026-01-05T00:00:00Z"]
+    assert main(["simulate", "--days", str(4 / 24), *args]) == 0
+    capsys.readouterr()
+    assert main(["simulate", "--days", "1", *args]) == 0
+    rest = json.loads(capsys.readouterr().out)
+    assert rest["invocations"] == {"order_tick": 20 * 60, "restock": 20 * 12, "forecast": 20, "alert": 20 * 4}
 
 
 def test_every_command_has_help():
