@@ -1,0 +1,108 @@
+"""Metricbeat's federation query is real: the handlers push to a real Pushgateway, a real Prometheus
+scrapes it (honor_labels), and GET /federate with exactly the query of infra/metricbeat/metricbeat.yml
+returns every seed metric, everything the handlers pushed, and every metric a Kibana panel uses,
+typed so that Metricbeat names it as the panel does."""
+
+from __future__ import annotations
+
+import urllib.parse
+import urllib.request
+from datetime import timedelta
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+import servers
+from handlers import HANDLERS
+from handlers.metrics import publisher
+from handlers.settings import Settings
+from handlers.storage import FileStore
+from tests import emitted
+
+SEED_METRICS = ("inventory_level_units", "orders_per_minute", "predicted_stockout_hours", "demand_forecast_units",
+                "orders_total", "reorder_events_total", "processing_latency_seconds")
+WARM_UP_MINUTES = 2 * 24 * 60  # low stock by then: stockouts are projected, so predicted_stockout_hours exists
+# Metricbeat (use_types: true): the field under prometheus.<name> by the family's `# TYPE` in the
+# answer (x-pack/metricbeat/module/prometheus/collector/data.go; textparse.go maps the TYPE line).
+METRICBEAT_KIND = {"gauge": "value", "unknown": "value", "untyped": "value", "counter": "counter",
+                   "histogram": "histogram", "summary": "value"}
+
+
+def metricbeat_module() -> dict:
+    config = yaml.safe_load((emitted.REPO / "infra/metricbeat/metricbeat.yml").read_text())
+    (module,) = config["metricbeat.modules"]
+    return module
+
+
+def federate(prom: servers.Prometheus, module: dict) -> str:
+    url = f"{prom.url}{module['metrics_path']}?{urllib.parse.urlencode(module['query'])}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as answer:
+        assert answer.status == 200
+        return answer.read().decode()
+
+
+def samples_by_name(text: str) -> dict[str, tuple[str, set[str], set[str]]]:
+    """sample name -> (its family's type, label names, job label values)."""
+    found: dict[str, tuple[str, set[str], set[str]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            kind, labels, jobs = found.setdefault(sample.name, (family.type, set(), set()))
+            labels |= set(sample.labels)
+            jobs.add(sample.labels.get("job", ""))
+    return found
+
+
+@pytest.fixture(scope="module")
+def federated(tmp_path_factory):
+    module = metricbeat_module()
+    selector = module["query"]["match[]"]
+    with servers.pushgateway() as gateway, servers.prometheus(servers.prometheus_config(gateway.address)) as prom:
+        store = FileStore(tmp_path_factory.mktemp("federation"))
+        emitted.replay(store, minutes=WARM_UP_MINUTES)  # metrics to files: nothing pushed yet
+        pushing = publisher(Settings(store_url=f"file://{store.root}", pushgateway_url=gateway.url), store=store)
+        from handlers.events import scheduled_event
+        from handlers.runtime import Runtime, invoke
+
+        runtime = Runtime(store=store, catalog=emitted.CATALOG, publish=pushing)
+        moment = emitted.START + timedelta(minutes=WARM_UP_MINUTES + 60)
+        for name in HANDLERS:
+            result = invoke(name, scheduled_event(moment, name, event_id=f"fed-{name}"), runtime)
+            assert result["status"] == "applied" and "metrics_error" not in result, result
+        prom.wait_for(f"count by (job) ({selector})", lambda result: len(result) == len(HANDLERS))
+        yield {"text": federate(prom, module), "pushed": gateway.metrics_text(), "module": module}
+
+
+def test_federation_returns_every_seed_metric(federated):
+    found = samples_by_name(federated["text"])
+    for name in SEED_METRICS:
+        assert name in found or f"{name}_bucket" in found, f"{name} not federated"
+    assert {"processing_latency_seconds_bucket", "processing_latency_seconds_sum",
+            "processing_latency_seconds_count"} <= set(found)
+
+
+def test_federation_returns_everything_the_handlers_pushed_and_nothing_else(federated):
+    pushed = {name for name, (_, _, jobs) in samples_by_name(federated["pushed"]).items() if jobs & set(HANDLERS)}
+    found = samples_by_name(federated["text"])
+    assert pushed and pushed <= set(found)
+    assert {job for _, _, jobs in found.values() for job in jobs} == set(HANDLERS)
+
+
+def test_every_metric_a_kibana_panel_uses_is_federated_as_metricbeat_names_it(federated):
+    found = samples_by_name(federated["text"])
+    used = set()
+    for saved in emitted.saved_objects():
+        for field in emitted.referenced_fields(saved) - {"@timestamp"}:
+            match = emitted.METRICBEAT_FIELD.match(field)
+            if match and match["metric"]:
+                used.add((match["metric"], match["kind"]))
+                kind, labels, _ = found[match["metric"]]
+                assert METRICBEAT_KIND[kind] == match["kind"], (field, kind)
+            elif match:
+                used.add(("label", match["label"]))
+    metrics = {name for name, kind in used if name != "label"}
+    assert metrics == {"demand_forecast_units", "inventory_level_units"}
+    for name in metrics:
+        assert {"product_id"} <= found[name][1]
+    assert {label for name, label in used if name == "label"} <= found["inventory_level_units"][1]
