@@ -187,7 +187,7 @@ def test_every_field_the_filebeat_processors_name_is_emitted(filebeat, replayed)
     named: set[str] = set()
     for processor in filebeat["processors"]:
         (options,) = processor.values()
-        named |= set(options.get("when.has_fields", []))
+        named |= set(options.get("when", {}).get("has_fields", []))
         for item in options.get("fields", []):
             named |= set(item.values()) if isinstance(item, dict) else {item}
     assert named - FILEBEAT_OWN
