@@ -35,6 +35,7 @@ from handlers.limits import check_lead
 from handlers.runtime import Runtime, invoke, load_state
 
 from .schedule import RUN_ORDER, Schedule
+from .simulate import missed_ticks
 
 __all__ = ["BusinessClock", "RunReport", "run_scheduler", "describe_run"]
 
@@ -96,6 +97,13 @@ def run_scheduler(runtime: Runtime, schedule: Schedule, *, speed: float = 1.0, d
     clock = BusinessClock(_start(runtime, wall0, business_start), wall0, speed)
     report = RunReport(business_start=clock.business_start)
     lock = threading.Lock()
+    if business_start is None:  # continuing: first the ticks a previous run lost
+        state, _ = load_state(runtime.store, runtime.catalog)
+        for moment, name in missed_ticks(state, clock.business_start, schedule):
+            event = scheduled_event(datetime.fromtimestamp(moment, timezone.utc), name.replace("_", "-"))
+            if invoke(name, event, runtime).get("status") == "applied":
+                report.invocations[name] += 1
+                report.applied[name] += 1
 
     def tick(name: str) -> None:
         interval = schedule.intervals[name]

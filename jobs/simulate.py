@@ -18,9 +18,9 @@ from handlers.limits import LATEST, check_lead
 from handlers.runtime import Runtime, invoke, load_state
 from handlers.state import State
 
-from .schedule import Schedule
+from .schedule import RUN_ORDER, Schedule
 
-__all__ = ["simulate", "SimulationResult", "series_table", "DEFAULT_START"]
+__all__ = ["simulate", "SimulationResult", "series_table", "DEFAULT_START", "resume_points", "missed_ticks"]
 
 DEFAULT_START = "2026-01-05T00:00:00Z"  # a Monday; a fixed default makes every replay identical
 
@@ -58,7 +58,7 @@ def simulate(runtime: Runtime, *, start: datetime | None, days: float, schedule:
     if end > LATEST.timestamp():
         raise InputError(f"--days: the replay would end at {format_epoch(end)}, after the last supported "
                          f"business time ({LATEST.date()})")
-    after_tick = _resume_points(before, begin, schedule, continuing=start is None)
+    after_tick = resume_points(before, begin, schedule, continuing=start is None)
     total = sum(end // every - after_tick[name] // every for name, every in schedule.intervals.items())
     counts = dict.fromkeys(schedule.intervals, 0)
     done = 0
@@ -80,16 +80,28 @@ def simulate(runtime: Runtime, *, start: datetime | None, days: float, schedule:
     return SimulationResult(begin, end, counts, time.perf_counter() - started, before, after)
 
 
-def _resume_points(state: State | None, begin: float, schedule: Schedule, *, continuing: bool) -> dict[str, float]:
+def resume_points(state: State | None, begin: float, schedule: Schedule, *, continuing: bool) -> dict[str, float]:
     """Per handler, the business time after which its ticks run: its own last applied tick or
-    ``begin``, whichever is later. Continuing the store's clock, a handler that has run may also
-    run the one tick of its last interval it missed (``begin`` is the order clock)."""
+    ``begin``, whichever is later. Continuing the store's clock (``begin`` is the order clock), a
+    handler may also run the one tick of its last interval it missed, if the store existed then."""
     points = {}
     for name, every in schedule.intervals.items():
         applied = state.applied[name] if state is not None else -math.inf
-        floor = begin - every if continuing and math.isfinite(applied) else begin
+        floor = max(begin - every, state.created_at - 60) if continuing and state is not None else begin
         points[name] = max(applied, floor)
     return points
+
+
+def missed_ticks(state: State | None, begin: float, schedule: Schedule) -> list[tuple[int, str]]:
+    """(business time, handler) of the ticks at or before ``begin`` that continuing the store's
+    clock must run first (lost when a run died between two handlers of one minute), in run order."""
+    points = resume_points(state, begin, schedule, continuing=True)
+    due = []
+    for name, every in schedule.intervals.items():
+        moment = int(begin // every * every)
+        if moment > points[name]:
+            due.append((moment, RUN_ORDER.index(name), name))
+    return [(moment, name) for moment, _, name in sorted(due)]
 
 
 def _parse_default() -> float:
