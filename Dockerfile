@@ -23,15 +23,17 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# 2. The project itself (no dependency resolution: they are all in the layer above).
+# 2. The project itself (no dependency resolution: they are all in the layer above), installed
+#    in place (--editable): `package` fingerprints the handlers/ files and jobs/lambda/*.txt it
+#    builds from, and `deploy` compares that fingerprint with the one it computes at run time, so
+#    both must read the very same files, here, whatever the wheel's package data holds.
 COPY README.md ./
 COPY handlers ./handlers
 COPY jobs ./jobs
-RUN pip install --no-deps . \
-    && rm -rf build *.egg-info
+RUN pip install --no-deps --editable .
 
 # 3. The Lambda artifacts (handlers.zip, forecast.zip) for the python3.12 runtime: pip downloads
-#    the pinned manylinux wheels now, at build time.
+#    the pinned manylinux wheels now, at build time; deploy --artifacts finds them up to date.
 RUN python -m jobs package --out /opt/stockpulse/lambda --python 3.12
 
 # 4. Run as an unprivileged user; nothing in the image is writable by it but its home.

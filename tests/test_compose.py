@@ -287,6 +287,8 @@ def test_the_artifacts_the_image_builds_are_the_ones_deploy_reads():
     assert compose_text.count(f"--artifacts {built.group(1)}") == 2  # deploy and scheduler's --destroy
     base = re.search(r"^FROM python:(\d+\.\d+)-slim", dockerfile, re.M)
     assert base and base.group(1) == package.DEFAULT_PYTHON
+    args = parse_cli(built.group(0).split()[3:])
+    assert (args.command, args.out, args.python) == ("package", built.group(1), built.group(2))
 
 
 # -- the runners: commands the CLI accepts, and the guard --------------------------------------
