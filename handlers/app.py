@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .catalog import load_catalog
+from .deadline import Deadline
 from .runtime import Runtime, catch_up_cores, invoke
 from .settings import Settings
 from .storage import open_store
@@ -37,5 +38,7 @@ def _runtime(environ: Mapping[str, str]) -> Runtime:
 
 
 def handle(name: str, event: Any, context: Any = None, *, environ: Mapping[str, str] | None = None) -> dict:
-    """Run handler ``name`` for one EventBridge event (``context`` is unused)."""
-    return invoke(name, event, _runtime(os.environ if environ is None else environ))
+    """Run handler ``name`` for one EventBridge event; with a Lambda ``context`` the invocation
+    ends its storage calls and metrics push within the function's remaining time."""
+    return invoke(name, event, _runtime(os.environ if environ is None else environ),
+                  deadline=Deadline.from_context(context))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
@@ -24,11 +25,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from . import HANDLERS
 from .catalog import Catalog
+from .deadline import Deadline
 from .planning import outlook
 from .purchasing import inbound_units, open_count
 from .policy import Policy
 from .settings import Settings
 from .state import LATENCY_BUCKETS, State
+from .push import pushgateway_handler, redact, split_credentials
 from .storage import Store, open_store
 
 __all__ = ["StateCollector", "build_registry", "publisher", "METRICS", "metrics_key"]
@@ -183,8 +186,14 @@ def build_registry(handler: str, state: State, catalog: Catalog, policy: Policy,
     return registry
 
 
-def _push(url: str, timeout: float, handler: str, registry: CollectorRegistry) -> None:
-    push_to_gateway(url, job=handler, registry=registry, timeout=timeout)
+def _push(url: str, timeout: float, handler: str, registry: CollectorRegistry, *,
+          username: str | None = None, password: str | None = None, ca_file: str | None = None) -> None:
+    """PUT the group within ``timeout`` seconds in total (handlers/push.py)."""
+    target, user, secret = split_credentials(url)
+    push_to_gateway(target, job=handler, registry=registry, timeout=timeout,
+                    handler=pushgateway_handler(timeout, username=user if user is not None else username,
+                                                password=secret if user is not None else password,
+                                                ca_file=ca_file))
 
 
 def publisher(settings: Settings, *, store: Store | None = None,
@@ -194,18 +203,31 @@ def publisher(settings: Settings, *, store: Store | None = None,
     policy = settings.policy
     target = store
 
-    def publish(handler: str, state: State, catalog: Catalog) -> str | None:
+    if push is _push:
+        push = partial(_push, username=settings.pushgateway_username, password=settings.pushgateway_password,
+                       ca_file=settings.pushgateway_ca_file)
+
+    def publish(handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None) -> str | None:
         nonlocal target
         registry = build_registry(handler, state, catalog, policy, wall_time=wall_clock())
         try:
             if settings.pushgateway_url:
-                push(settings.pushgateway_url, settings.push_timeout_seconds, handler, registry)
+                budget = settings.push_timeout_seconds
+                if deadline is not None:
+                    budget = min(budget, deadline.remaining())
+                    if budget <= 0:
+                        raise TimeoutError("the invocation's time budget is spent")
+                push(settings.pushgateway_url, budget, handler, registry)
             else:
                 target = target or open_store(settings.store_url)
                 target.replace(metrics_key(handler), generate_latest(registry))
         except Exception as exc:  # noqa: BLE001 - metrics must never fail the handler
             where = settings.pushgateway_url or settings.store_url
-            return f"{where}: {type(exc).__name__}: {exc}"
+            text = f"{where}: {type(exc).__name__}: {exc}"
+            for secret in (settings.pushgateway_password, split_credentials(where)[2]):
+                if secret:
+                    text = text.replace(secret, "***")
+            return redact(text)
         return None
 
     return publish

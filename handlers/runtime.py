@@ -25,13 +25,14 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from . import core, planning
 from .catalog import Catalog
+from .deadline import Deadline, DeadlineStore
 from .errors import ConfigError, ConflictError, InputError, StorageError
 from .events import Tick, format_epoch, format_time, parse_event
 from .limits import Limits, check_lead
@@ -63,7 +64,8 @@ def catch_up_cores(minutes: int, cores: Mapping[str, Core] = CORES) -> dict[str,
 class Publisher(Protocol):
     """Publishes a committed state's metrics; returns an error text on failure, None on success."""
 
-    def __call__(self, handler: str, state: State, catalog: Catalog) -> str | None: ...
+    def __call__(self, handler: str, state: State, catalog: Catalog, *,
+                 deadline: Deadline | None = None) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -126,11 +128,16 @@ def count_push_failure(store: Store, handler: str, attempts: int = 10) -> None:
             continue
 
 
-def invoke(handler: str, event_doc: Any, runtime: Runtime) -> dict[str, Any]:
-    """Apply one tick of ``handler``; returns a small JSON-safe summary."""
+def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline | None = None) -> dict[str, Any]:
+    """Apply one tick of ``handler``; returns a small JSON-safe summary.
+
+    With a ``deadline`` (the Lambda function's), every storage call checks it first and the
+    metrics push gets at most the time left (handlers/deadline.py)."""
     if handler not in runtime.cores:
         raise InputError(f"handler: unknown {handler!r} (one of {', '.join(HANDLERS)})")
     tick = parse_event(event_doc)
+    if deadline is not None:
+        runtime = replace(runtime, store=DeadlineStore(runtime.store, deadline))
     started = runtime.clock()
     result: dict[str, Any] = {"handler": handler, "time": format_time(tick.time)}
     for attempt in range(runtime.max_attempts):
@@ -159,10 +166,10 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime) -> dict[str, Any]:
         runtime.store.put_once(key, payload, content_type=CONTENT_TYPE)
         result.update(status="applied", events=len(outcome.events), log_key=key, **outcome.summary)
         if runtime.publish is not None:
-            error = runtime.publish(handler, new_state, runtime.catalog)
+            error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline)
             if error is not None:
                 log.warning("metrics for %s not published: %s", handler, error)
-                count_push_failure(runtime.store, handler)
+                count_push_failure(getattr(runtime.store, "inner", runtime.store), handler)
                 result["metrics_error"] = error
         return result
     raise StorageError(f"{STATE_KEY}: gave up after {runtime.max_attempts} conflicting writes")

@@ -14,6 +14,7 @@ from typing import Any
 from .errors import ConfigError
 from .limits import DEFAULT_CATCH_UP_MINUTES, DEFAULT_MAX_LEAD, Limits, format_max_lead, parse_max_lead
 from .policy import Policy
+from .push import redact
 
 __all__ = ["Settings", "ENV"]
 
@@ -65,6 +66,9 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
                               _bounded(0, 168, inclusive=True), f"{Policy.alert_threshold_hours:g}"),
     "service_level": ("STOCKPULSE_SERVICE_LEVEL", "--service-level", _bounded(0.5, 1.0), f"{Policy.service_level:g}"),
     "cover_days": ("STOCKPULSE_COVER_DAYS", "--cover-days", _bounded(0, 60), f"{Policy.cover_days:g}"),
+    "pushgateway_username": ("STOCKPULSE_PUSHGATEWAY_USERNAME", "--pushgateway-username", _optional_path, ""),
+    "pushgateway_password": ("STOCKPULSE_PUSHGATEWAY_PASSWORD", "--pushgateway-password", _optional_path, ""),
+    "pushgateway_ca_file": ("STOCKPULSE_PUSHGATEWAY_CA_FILE", "--pushgateway-ca-file", _optional_path, ""),
     "max_tick_lead": ("STOCKPULSE_MAX_TICK_LEAD", "--max-tick-lead", parse_max_lead, format_max_lead(DEFAULT_MAX_LEAD)),
     "max_catch_up_minutes": ("STOCKPULSE_MAX_CATCH_UP_MINUTES", "--max-catch-up-minutes", _minutes,
                              str(DEFAULT_CATCH_UP_MINUTES)),
@@ -75,11 +79,14 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
 class Settings:
     store_url: str = "file://./data"
     catalog_path: str | None = None
-    pushgateway_url: str | None = None
+    pushgateway_url: str | None = field(default=None, repr=False)  # may hold user:password@
     push_timeout_seconds: float = 5.0
     alert_threshold_hours: float = Policy.alert_threshold_hours  # the policy's defaults, in one place
     service_level: float = Policy.service_level
     cover_days: float = Policy.cover_days
+    pushgateway_username: str | None = None
+    pushgateway_password: str | None = field(default=None, repr=False)  # never shown
+    pushgateway_ca_file: str | None = None  # CA bundle for an https:// Pushgateway (default: the system's)
     max_tick_lead: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_LEAD))
     max_catch_up_minutes: int = DEFAULT_CATCH_UP_MINUTES
 
@@ -95,7 +102,8 @@ class Settings:
                 values[f.name] = parse(raw)
             except ValueError as exc:
                 reason = str(exc) if "must" in str(exc) else "must be a number"
-                raise ConfigError(f"{flag} / {variable}: {reason}, got {raw!r}") from None
+                shown = "(hidden)" if f.name == "pushgateway_password" else redact(raw[:200])
+                raise ConfigError(f"{flag} / {variable}: {reason}, got {shown!r}") from None
         return cls(**values)
 
     @property
