@@ -58,6 +58,9 @@ __all__ = [
     "find_binary",
     "free_port",
     "moto_server",
+    "LocalStack",
+    "localstack",
+    "lambda_python",
     "prometheus",
     "prometheus_config",
     "pushgateway",
@@ -319,6 +322,69 @@ def moto_server(
             executable=executable, workdir=workdir, port=p, start_timeout=start_timeout
         ),
         port=port,
+    ) as server:
+        yield server
+
+
+# --- LocalStack ---------------------------------------------------------------------------
+
+#: LocalStack's own virtualenv (its pins clash with ours), made by scripts/test.sh.
+LOCALSTACK_VENV = Path(__file__).resolve().parent.parent / ".servers" / "localstack"
+
+
+def lambda_python(version: str = "3.12") -> str:
+    """A CPython of the Lambda runtime's version: ``STOCKPULSE_LAMBDA_PYTHON_<major><minor>``, else
+    pyenv's (these machines have ``$(pyenv root)/versions/3.12.1``), else ``python<version>``."""
+    override = os.environ.get(f"STOCKPULSE_LAMBDA_PYTHON_{version.replace('.', '')}")
+    if override:
+        return override
+    roots = [os.environ.get("PYENV_ROOT"), str(Path.home() / ".pyenv")]
+    for root in filter(None, roots):
+        for candidate in sorted(Path(root, "versions").glob(f"{version}.*"), reverse=True):
+            if (candidate / "bin" / "python").is_file():
+                return str(candidate / "bin" / "python")
+    found = shutil.which(f"python{version}")
+    if found is None:
+        raise BinaryNotFoundError(f"no CPython {version} for the Lambda runtime: set "
+                                  f"STOCKPULSE_LAMBDA_PYTHON_{version.replace('.', '')} or install it with pyenv")
+    return found
+
+
+class LocalStack(ServerProcess):
+    """LocalStack in host mode (``python -m localstack.runtime.main`` from its own virtualenv).
+
+    Lambda functions run as local processes of the runtime's Python (the ``process`` runtime
+    executor of tests/localstack_executor, installed with LocalStack), as they would run in
+    LocalStack's Docker containers; EventBridge rules fire them."""
+
+    name = "localstack"
+    ready_path = "/_localstack/health"
+
+    def __init__(self, *, python: str, services: str, **kwargs: Any) -> None:
+        super().__init__(start_timeout=120.0, **kwargs)
+        self.python = python
+        self.services = services
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.url
+
+    def _argv(self) -> list[str]:
+        return ["env", f"GATEWAY_LISTEN={HOST}:{self.port}", f"LOCALSTACK_HOST={HOST}:{self.port}",
+                f"SERVICES={self.services}", "DNS_ADDRESS=0", "SKIP_SSL_CERT_DOWNLOAD=1", "DISABLE_EVENTS=1",
+                "LOCALSTACK_TELEMETRY=0", f"FILESYSTEM_ROOT={self.workdir / 'fs'}",
+                "LAMBDA_RUNTIME_EXECUTOR=process",
+                "LAMBDA_PROCESS_PYTHONS=" + json.dumps({f"python{v}": lambda_python(v) for v in ("3.12",)}),
+                f"TMPDIR={self.workdir}", self.python, "-m", "localstack.runtime.main"]
+
+
+@contextlib.contextmanager
+def localstack(*, services: str = "s3,lambda,events,iam,sts,logs", port: int | None = None) -> Iterator[LocalStack]:
+    python = LOCALSTACK_VENV / "bin" / "python"
+    if not python.is_file():
+        raise BinaryNotFoundError(f"{python} not found: scripts/test.sh installs LocalStack (host mode) there")
+    with _workdir("localstack") as workdir, _running(
+        lambda p: LocalStack(python=str(python), services=services, workdir=workdir, port=p), port=port
     ) as server:
         yield server
 

@@ -100,3 +100,19 @@ def prometheus_factory() -> Iterator[Callable[..., servers.Prometheus]]:
             return stack.enter_context(servers.prometheus(*args, **kwargs))
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def localstack() -> Iterator[servers.LocalStack]:
+    """One LocalStack (host mode) for the run; tests keep apart by deployment name and bucket."""
+    with servers.localstack() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def lambda_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``python -m jobs package`` for python3.12, once per run (wheels cached between runs)."""
+    from jobs import package
+
+    out = tmp_path_factory.mktemp("lambda")
+    return {artifact.name: artifact for artifact in package.build(out, python="3.12")}
