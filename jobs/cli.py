@@ -1,4 +1,4 @@
-"""``python -m jobs`` / ``stockpulse``: invoke, simulate, status, run, backtest.
+"""``python -m jobs`` / ``stockpulse``: invoke, simulate, status, run, backtest, package, deploy.
 
 Every command exits 0 on success, 2 with one line ``stockpulse: error: <reason>`` on bad input
 or configuration, 1 when the thing asked for is not there (e.g. ``status`` on an empty store).
@@ -23,7 +23,7 @@ from handlers.events import parse_event, parse_time, scheduled_event
 from handlers.runtime import invoke, load_state
 from handlers.settings import ENV, Settings
 
-from . import backtest, console
+from . import backtest, console, deploy, package
 from .schedule import Schedule
 from .simulate import DEFAULT_START, series_table, simulate
 from .status import status_report
@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     backtest.register(sub)
+    package.register(sub)
+    deploy.register(sub)
     return parser
 
 
