@@ -45,6 +45,9 @@ class MemoryStore:
     def exists(self, key: str) -> bool:
         return key in self.objects
 
+    def matches(self, key: str, data: bytes) -> bool | None:
+        return self.objects[key][0] == data if key in self.objects else None
+
     def get(self, key: str) -> bytes:
         if key not in self.objects:
             raise StorageError(f"{key}: no such object")

@@ -68,6 +68,10 @@ class DeadlineStore:
         self.deadline.check(key)
         return self.inner.exists(key)
 
+    def matches(self, key: str, data: bytes) -> bool | None:
+        self.deadline.check(key)
+        return self.inner.matches(key, data)
+
     def replace(self, key: str, data: bytes, **kwargs: Any) -> None:
         self.deadline.check(key)
         self.inner.replace(key, data, **kwargs)

@@ -84,6 +84,10 @@ def load_state(store: Store, catalog: Catalog | None = None) -> tuple[State | No
     """The current state and its ETag (``None, None`` when the store is empty)."""
     current = store.read(STATE_KEY)
     if current is None:
+        if next(iter(store.list("logs/")), None) is not None:
+            raise StorageError(f"{STATE_KEY}: missing from {store.url}, but logs/ holds log objects — the state "
+                               "was deleted. Restore it from a backup, or start a new --store; refusing to start "
+                               "fresh over old logs")
         return None, None
     state = State.from_bytes(current.data)
     if catalog is not None and state.catalog_fingerprint != catalog.fingerprint:
@@ -94,10 +98,16 @@ def load_state(store: Store, catalog: Catalog | None = None) -> tuple[State | No
 
 
 def flush_outbox(store: Store, state: State) -> int:
-    """Write the log objects a commit promised; returns how many were missing."""
+    """Write the log objects a commit promised; returns how many were missing or damaged."""
     written = 0
     for key, payload in state.outbox:
-        if not store.exists(key) and store.put_once(key, payload, content_type=CONTENT_TYPE):
+        found = store.matches(key, payload)
+        if found is None and store.put_once(key, payload, content_type=CONTENT_TYPE):
+            written += 1
+        elif found is False:
+            log.warning("%s: the log object differs from what its commit promised (damaged or truncated); "
+                        "rewritten", key)
+            store.replace(key, payload, content_type=CONTENT_TYPE)
             written += 1
     return written
 
@@ -146,7 +156,8 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
             state = initial_state(runtime.catalog, tick.epoch)
         repaired = flush_outbox(runtime.store, state)
         if repaired:
-            log.warning("wrote %d log object(s) left over by an interrupted invocation", repaired)
+            log.info("wrote %d log object(s) promised by an earlier commit (interrupted, or still running "
+                     "concurrently)", repaired)
         if tick.epoch <= state.applied[handler]:
             last = format_epoch(state.applied[handler])
             return {**result, "status": "skipped", "reason": f"already applied (last applied tick {last})"}

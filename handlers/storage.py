@@ -12,13 +12,17 @@ S3 implements them with ``If-Match`` / ``If-None-Match: *`` (412 -> conflict). T
 lock-free: a CAS key is a chain of immutable version files ``<key>.versions/<n>`` created with
 ``link(2)`` (which fails if the name exists), so exactly one writer can create version ``n + 1``;
 old versions are truncated to empty tombstones (never unlinked, so a stale writer can never
-re-create one) and a hint file (refreshed every 64 versions) bounds the probing for the newest one. Write-once objects are
+re-create one) and a hint file ``HEAD``, rewritten after every write, names the newest version: readers
+start there (gallop and bisect, O(log n) probes), and a hint naming a version that is gone reveals
+deleted versions instead of silently rolling back. Write-once objects are
 created the same way. A crash leaves at worst a stray temporary file, never a torn object.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -32,8 +36,10 @@ from .errors import ConfigError, ConflictError, StorageError
 
 __all__ = ["Versioned", "Store", "FileStore", "S3Store", "open_store"]
 
+log = logging.getLogger("stockpulse")
+
+FILE_MODE = 0o644  # objects readable by other users (a Filebeat running as its own user)
 KEEP_VERSIONS = 3  # full versions kept behind the newest (for readers still loading one)
-_HINT_EVERY = 64  # the hint file is refreshed every this many versions (probing covers the rest)
 
 
 @dataclass(frozen=True)
@@ -49,25 +55,45 @@ class Store(Protocol):
     def write(self, key: str, data: bytes, *, etag: str | None) -> str: ...
     def put_once(self, key: str, data: bytes, *, content_type: str = ...) -> bool: ...
     def exists(self, key: str) -> bool: ...
+    def matches(self, key: str, data: bytes) -> bool | None: ...
     def replace(self, key: str, data: bytes, *, content_type: str = ...) -> None: ...
     def get(self, key: str) -> bytes: ...
     def list(self, prefix: str) -> Iterator[str]: ...
 
 
 def open_store(url: str, *, s3_client: Any = None) -> Store:
-    """Open the store a location URL names. Errors name the setting (``--store``)."""
+    """Open the store a location URL names. Errors name the setting (``--store``).
+
+    ``file:///abs/dir`` or ``file://./rel/dir`` (explicitly relative to the working directory);
+    no host, no query, never the filesystem root. ``s3://BUCKET/PREFIX``, no query."""
     parsed = urlparse(url)
+    if parsed.query or parsed.fragment or parsed.params:
+        raise ConfigError(f"store URL {_shown(url)} (--store): a store URL takes no query or fragment")
     if parsed.scheme == "file":
-        path = (parsed.netloc + parsed.path) if parsed.netloc not in ("", "localhost") else parsed.path
+        if parsed.netloc == ".":
+            path = "." + parsed.path
+        elif parsed.netloc in ("", "localhost"):
+            path = parsed.path
+        else:
+            raise ConfigError(f"store URL {_shown(url)} (--store): file:// URLs name no host ({parsed.netloc!r}); use "
+                              f"file:///absolute/dir or file://./relative/dir")
         if not path:
-            raise ConfigError(f"store URL {url!r}: file:// needs a directory (file://./data or file:///abs/dir)")
+            raise ConfigError(f"store URL {_shown(url)} (--store): file:// needs a directory (file://./data or file:///abs/dir)")
+        if Path(path).resolve() == Path("/"):
+            raise ConfigError(f"store URL {_shown(url)} (--store): refusing the filesystem root; name a directory")
+        if Path(path).exists() and not Path(path).is_dir():
+            raise ConfigError(f"store URL {_shown(url)} (--store): {path} is a file, not a directory")
         return FileStore(path, url=url)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise ConfigError(f"store URL {url!r}: s3:// needs a bucket (s3://BUCKET/PREFIX)")
+            raise ConfigError(f"store URL {_shown(url)} (--store): s3:// needs a bucket (s3://BUCKET/PREFIX)")
         return S3Store(parsed.netloc, parsed.path.strip("/"), client=s3_client, url=url)
-    raise ConfigError(f"store URL {url!r}: unsupported scheme {parsed.scheme or '(none)'!r} "
-                      "(use file://DIR or s3://BUCKET/PREFIX)")
+    raise ConfigError(f"store URL {_shown(url)} (--store): unsupported scheme {parsed.scheme or '(none)'!r} "
+                      "(use file:///DIR, file://./DIR or s3://BUCKET/PREFIX)")
+
+
+def _shown(url: str) -> str:
+    return repr(url[:200])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +117,7 @@ class FileStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             try:
@@ -104,23 +131,46 @@ class FileStore:
     def _versions_dir(self, key: str) -> Path:
         return self._path(key + ".versions")
 
-    def _newest(self, vdir: Path) -> int:
-        """Newest version number (0 if none): start at the last one seen or the hint, probe forward."""
-        n = self._seen.get(vdir, 0)
-        if n == 0:
-            try:
-                n = int((vdir / "HEAD").read_text() or 0)
-            except (FileNotFoundError, ValueError):
-                n = 0
-        while (vdir / f"{n + 1:012d}").exists():
-            n += 1
-        while n > 0 and not (vdir / f"{n:012d}").exists():  # hint ahead of a wiped dir
-            n -= 1
-        self._seen[vdir] = n
+    def _hint(self, vdir: Path) -> int:
+        """The version the hint file names (0 if none); a damaged hint is ignored with a warning, a
+        hint naming a version that is gone means versions were deleted: refused, never rolled back."""
+        head = vdir / "HEAD"
+        try:
+            text = head.read_text(errors="replace")
+        except FileNotFoundError:
+            return 0
+        n = int(text) if text.strip().isdigit() else -1
+        if n < 0:
+            log.warning("%s: damaged hint %r ignored (the next write rewrites it); probing for the newest "
+                        "version instead", head, text[:40])
+            return 0
+        if n and not (vdir / f"{n:012d}").exists():
+            raise StorageError(f"{head}: names version {n}, which is gone — versions were deleted. Restore "
+                               f"{vdir} from a backup, or start a new --store; refusing to roll back")
         return n
+
+    def _newest(self, vdir: Path) -> int:
+        """Newest version number (0 if none): from the last one seen or the hint, gallop forward and
+        bisect (versions are contiguous: tombstones are never removed), O(log n) probes."""
+        lo = self._seen.get(vdir, 0) or self._hint(vdir)
+        step = 1
+        while (vdir / f"{lo + step:012d}").exists():
+            lo, step = lo + step, step * 2
+        hi = lo + step  # lo exists (or is 0), hi does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if (vdir / f"{mid:012d}").exists() else (lo, mid)
+        self._seen[vdir] = lo
+        return lo
 
     # -- compare-and-swap keys -------------------------------------------------------------
     def read(self, key: str) -> Versioned | None:
+        try:
+            return self._read(key)
+        except OSError as exc:
+            raise StorageError(f"{key}: cannot read in {self.root} ({exc.strerror})") from None
+
+    def _read(self, key: str) -> Versioned | None:
         vdir = self._versions_dir(key)
         for _ in range(100):
             n = self._newest(vdir)
@@ -130,12 +180,28 @@ class FileStore:
                 data = (vdir / f"{n:012d}").read_bytes()
             except FileNotFoundError:
                 continue
-            if data or self._newest(vdir) == n:
+            if data:
                 return Versioned(data, str(n))
+            if self._newest(vdir) == n:
+                raise StorageError(f"{key}: the newest version ({n}) is an emptied tombstone — newer versions "
+                                   f"were deleted. Restore {vdir} from a backup, or start a new --store")
             # truncated by the collector after newer versions landed: read again
         raise StorageError(f"{key}: could not read a stable version (too many concurrent writers)")
 
     def write(self, key: str, data: bytes, *, etag: str | None) -> str:
+        try:
+            return self._write(key, data, etag=etag)
+        except OSError as exc:
+            raise StorageError(f"{key}: cannot write in {self.root} ({exc.strerror})") from None
+
+    def matches(self, key: str, data: bytes) -> bool | None:
+        """Whether write-once ``key`` holds exactly ``data`` (None: it does not exist)."""
+        try:
+            return self._path(key).read_bytes() == data
+        except FileNotFoundError:
+            return None
+
+    def _write(self, key: str, data: bytes, *, etag: str | None) -> str:
         vdir = self._versions_dir(key)
         current = int(etag) if etag is not None else 0
         target = current + 1
@@ -143,8 +209,7 @@ class FileStore:
             raise ConflictError(f"{key}: version {etag} does not exist")
         if not self._link_new(vdir / f"{target:012d}", data):
             raise ConflictError(f"{key}: changed since version {current} was read")
-        if target % _HINT_EVERY == 0:
-            self._publish_hint(vdir, target)
+        self._publish_hint(vdir, target)
         self._collect(vdir, target)
         return str(target)
 
@@ -176,11 +241,15 @@ class FileStore:
 
     def replace(self, key: str, data: bytes, *, content_type: str = "text/plain") -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            os.fchmod(fd, FILE_MODE)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"{key}: cannot write in {self.root} ({exc.strerror})") from None
 
     def get(self, key: str) -> bytes:
         try:
@@ -257,6 +326,18 @@ class S3Store:
         except Exception as exc:
             raise self._fail(key, exc) from None
         return response["ETag"]
+
+    def matches(self, key: str, data: bytes) -> bool | None:
+        """Whether write-once ``key`` holds exactly ``data`` (None: it does not exist): size and MD5
+        ETag (single-part uploads, as every stockpulse object is)."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise self._fail(key, exc) from None
+        return (head.get("ContentLength") == len(data)
+                and head.get("ETag", "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest())
 
     def put_once(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> bool:
         try:

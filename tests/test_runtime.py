@@ -92,7 +92,7 @@ def test_busy_window_has_every_kind_of_event(clean_run):
     assert {"order", "lost_sale", "inventory", "reorder_alert", "restock", "job_run"} <= types
 
 
-STORAGE_CALLS = 151  # storage calls of busy_ticks() run once without a crash (checked below)
+STORAGE_CALLS = 152  # storage calls of busy_ticks() run once without a crash (checked below)
 
 
 def test_the_crash_scenario_makes_the_expected_number_of_storage_calls(tmp_path: Path):
@@ -120,7 +120,7 @@ def test_crash_after_commit_leaves_the_log_to_the_next_invocation(tmp_path: Path
     store = FileStore(tmp_path)
     runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
     invoke("order_tick", event_at(START.replace(hour=12)), runtime)
-    # calls of an invocation: read, exists (outbox), write (commit), put_once (log)
+    # calls of an invocation: read, matches (outbox), write (commit), put_once (log)
     crashing = CrashingStore(FileStore(tmp_path), crash_at=4)
     with pytest.raises(Crash):
         invoke("order_tick", event_at(START.replace(hour=12, minute=1)),

@@ -1,0 +1,138 @@
+"""Store URLs validated, damaged store files reported with what to do (never a hang, never a silent
+roll-back), the outbox repairs a damaged log object, and objects are readable by other users."""
+
+from __future__ import annotations
+
+import logging
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from handlers.errors import ConfigError, StorageError
+from handlers.metrics import metrics_key, publisher
+from handlers.runtime import Runtime, invoke, load_state
+from handlers.settings import Settings
+from handlers.storage import FileStore, open_store
+from tests.conftest import START, event_at, zero_clock
+from tests.test_cli import assert_one_line_error, cli
+from tests.test_runtime import BUSY_CATALOG
+
+VERSIONS = "state/state.bin.versions"
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("file:///", "filesystem root"),
+    ("file:///../..", "filesystem root"),
+    ("file://host/p", "name no host ('host')"),
+    ("file://~/d", "name no host ('~')"),
+    ("file://data", "name no host ('data')"),
+    ("file://./x?mode=1", "no query"),
+    ("s3://bucket/prefix?versionId=3", "no query"),
+])
+def test_store_urls_are_validated(url: str, fragment: str):
+    with pytest.raises(ConfigError, match="store URL") as refused:
+        open_store(url)
+    assert fragment in str(refused.value)
+
+
+def test_explicit_relative_and_absolute_file_urls_are_accepted(tmp_path: Path):
+    assert open_store("file://./data").root == Path("./data")
+    assert open_store(f"file://{tmp_path}/s").root == tmp_path / "s"
+    assert open_store(f"file://localhost{tmp_path}/s").root == tmp_path / "s"
+
+
+def test_the_filesystem_root_is_refused_on_the_command_line_with_nothing_written():
+    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", "file:///"),
+                          "filesystem root")
+    assert not Path("/state/state.bin.versions").exists()
+
+
+def test_a_store_path_that_is_a_file_or_under_a_file_is_one_line(tmp_path: Path):
+    (tmp_path / "f").write_text("x")
+    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z",
+                              "--store", f"file://{tmp_path}/f"), "is a file, not a directory")
+    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z",
+                              "--store", f"file://{tmp_path}/f/store"), "cannot read", "Not a directory")
+    with pytest.raises(StorageError, match=r"state/state.bin: cannot write in .* \(Not a directory\)"):
+        FileStore(tmp_path / "f" / "store").write("state/state.bin", b"x", etag=None)
+
+
+def written(tmp_path: Path, versions: int = 5) -> FileStore:
+    store = FileStore(tmp_path)
+    etag = None
+    for i in range(versions):
+        etag = store.write("state/state.bin", f"v{i + 1}".encode(), etag=etag)
+    return store
+
+
+@pytest.mark.parametrize("hint", ["garbage", "-5", "", "\x00\xff"])
+def test_a_damaged_hint_is_ignored_with_a_warning_and_the_newest_version_is_found(tmp_path, hint, caplog):
+    written(tmp_path)
+    (tmp_path / VERSIONS / "HEAD").write_text(hint, errors="surrogateescape")
+    with caplog.at_level(logging.WARNING, logger="stockpulse"):
+        got = FileStore(tmp_path).read("state/state.bin")
+    assert (got.data, got.etag) == (b"v5", "5")
+    if hint:
+        assert "damaged hint" in caplog.text
+
+
+def test_a_hint_far_ahead_is_refused_at_once_instead_of_probing_down(tmp_path: Path):
+    """GIVEN HEAD = 10**12 (a version that does not exist) WHEN read THEN a StorageError says versions
+    were deleted and what to do — no walk down a trillion names."""
+    written(tmp_path)
+    (tmp_path / VERSIONS / "HEAD").write_text(str(10**12))
+    with pytest.raises(StorageError, match="names version 1000000000000, which is gone .* Restore"):
+        FileStore(tmp_path).read("state/state.bin")
+
+
+def test_deleting_the_newest_version_is_refused_not_rolled_back(tmp_path: Path):
+    written(tmp_path)
+    (tmp_path / VERSIONS / "000000000005").unlink()
+    with pytest.raises(StorageError, match="versions were deleted"):
+        FileStore(tmp_path).read("state/state.bin")
+
+
+def test_a_newest_version_that_is_an_empty_tombstone_is_refused(tmp_path: Path):
+    written(tmp_path, versions=10)
+    for n in (7, 8, 9, 10):
+        (tmp_path / VERSIONS / f"{n:012d}").unlink()
+    (tmp_path / VERSIONS / "HEAD").unlink()
+    with pytest.raises(StorageError, match=r"newest version \(6\) is an emptied tombstone"):
+        FileStore(tmp_path).read("state/state.bin")
+
+
+def test_a_deleted_state_with_logs_left_is_refused_not_started_fresh(tmp_path: Path):
+    runtime = Runtime(store=FileStore(tmp_path), catalog=BUSY_CATALOG, clock=zero_clock)
+    invoke("order_tick", event_at(START), runtime)
+    for path in (tmp_path / VERSIONS).iterdir():
+        path.unlink()
+    (tmp_path / VERSIONS).rmdir()
+    with pytest.raises(StorageError, match="missing .* but logs/ holds log objects"):
+        invoke("order_tick", event_at(START + timedelta(minutes=1)), runtime)
+    assert_one_line_error(cli("status", "--store", f"file://{tmp_path}"), "the state was deleted")
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"garbage" + b])
+def test_the_outbox_rewrites_a_damaged_log_object(tmp_path: Path, damage, caplog):
+    """GIVEN the last commit's log object truncated or overwritten WHEN the next invocation runs THEN
+    it rewrites the object with exactly what the commit promised, and says so."""
+    runtime = Runtime(store=FileStore(tmp_path), catalog=BUSY_CATALOG, clock=zero_clock)
+    key = invoke("order_tick", event_at(START), runtime)["log_key"]
+    promised = (tmp_path / key).read_bytes()
+    (tmp_path / key).write_bytes(damage(promised))
+    with caplog.at_level(logging.WARNING, logger="stockpulse"):
+        invoke("restock", event_at(START + timedelta(minutes=5)), runtime)
+    assert (tmp_path / key).read_bytes() == promised
+    assert "rewritten" in caplog.text
+
+
+def test_log_and_metric_files_are_readable_by_other_users(tmp_path: Path):
+    store = FileStore(tmp_path)
+    settings = Settings(store_url=f"file://{tmp_path}")
+    runtime = Runtime(store=store, catalog=BUSY_CATALOG, publish=publisher(settings, store=store))
+    key = invoke("order_tick", event_at(START), runtime)["log_key"]
+    for path in (tmp_path / key, tmp_path / metrics_key("order_tick")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert load_state(store)[0] is not None
