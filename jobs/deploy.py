@@ -324,6 +324,18 @@ def deploy(target: Target, artifacts: Mapping[str, package.Artifact], *, dry_run
     """Make or update everything; returns one row per resource. Reads the whole plan first and
     raises ``DeployError`` on any conflict before changing anything."""
     d = _Deployment(target, clients or Clients(target), say)
+    try:
+        return _deploy(d, artifacts, dry_run=dry_run)
+    except DeployError as exc:
+        changed = [row for row in d.rows if not row.action.startswith(("unchanged", "would", "kept"))]
+        if not changed:
+            raise
+        raise DeployError(f"{exc} (after {len(changed)} changes: run deploy again to finish, or deploy "
+                          "--destroy to remove them)") from None
+
+
+def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_run: bool) -> list[Row]:
+    target = d.t
     will = "would " if dry_run else ""
     account = d.account()
     # 1. the plan: what exists and whether it is ours (raises on anything foreign)
