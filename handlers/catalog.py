@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from .errors import CatalogError
+from .limits import CATALOG_MAXIMA, MAX_CATALOG_BYTES, MAX_SERIES
 
 __all__ = ["Product", "Warehouse", "Catalog", "load_catalog", "default_catalog", "parse_catalog"]
 
@@ -135,9 +136,16 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         return default_catalog()
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError as exc:
         raise CatalogError(f"catalog {str(path)!r}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogError(f"{path}: larger than {MAX_CATALOG_BYTES // 2**20} MiB, the catalog size limit")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
     return parse_catalog(text, source=str(path))
 
 
@@ -179,19 +187,22 @@ class _Parser:
             if default is None:
                 raise self.fail(f"{where}.{key}", "missing")
             return default
-        return self.value(row[key], f"{where}.{key}", minimum=minimum, strict=strict, integer=integer)
+        return self.value(row[key], f"{where}.{key}", minimum=minimum, strict=strict, integer=integer,
+                          maximum=CATALOG_MAXIMA[key])
 
     def value(self, value: Any, field: str, *, minimum: float = 0.0, strict: bool = True,
-              integer: bool = False) -> float:
+              integer: bool = False, maximum: float = math.inf) -> float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if ok and integer:
             ok = float(value).is_integer()
         if ok:
-            ok = value > minimum if strict else value >= minimum
+            ok = (value > minimum if strict else value >= minimum) and value <= maximum
         if not ok:
             kind = "an integer" if integer else "a number"
             bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-            raise self.fail(field, f"must be {kind} {bound}, got {value!r}")
+            limit = f" and <= {maximum:g}" if math.isfinite(maximum) else ""
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+            raise self.fail(field, f"must be {kind} {bound}{limit}, got {shown}")
         return int(value) if integer else float(value)
 
     def ident(self, row: dict, where: str, seen: set[str]) -> str:
@@ -208,9 +219,13 @@ class _Parser:
         for key in ("products", "warehouses"):
             if not isinstance(doc.get(key), list) or not doc[key]:
                 raise self.fail(key, "must be a non-empty list")
+        series = len(doc["products"]) * len(doc["warehouses"])
+        if series > MAX_SERIES:
+            raise self.fail("products", f"{len(doc['products'])} products x {len(doc['warehouses'])} warehouses "
+                                        f"= {series} series, more than the limit of {MAX_SERIES}")
         seed = doc.get("seed", 42)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise self.fail("seed", f"must be a non-negative integer, got {seed!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= CATALOG_MAXIMA["seed"]:
+            raise self.fail("seed", f"must be a non-negative integer below 2**63, got {repr(seed)[:40]}")
         seen: set[str] = set()
         products = tuple(self.product(row, f"products[{i}]", seen) for i, row in enumerate(doc["products"]))
         seen = set()
@@ -246,7 +261,7 @@ class _Parser:
     def initial_stock(self, spec: Any, products: tuple[Product, ...],
                       warehouses: tuple[Warehouse, ...]) -> tuple[tuple[int, ...], ...]:
         def units(value: Any, field: str) -> int:
-            return int(self.value(value, field, strict=False, integer=True))
+            return int(self.value(value, field, strict=False, integer=True, maximum=CATALOG_MAXIMA["initial_stock"]))
 
         def days_of_demand(p: Product, w: Warehouse) -> int:
             raw = math.ceil(p.base_demand_per_day * w.demand_factor * DEFAULT_INITIAL_STOCK_DAYS)

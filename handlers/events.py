@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from .errors import InputError
-from .limits import check_time
+from .limits import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, check_time
 
-__all__ = ["Tick", "parse_event", "scheduled_event", "format_time", "format_epoch", "parse_time"]
+__all__ = ["Tick", "parse_event", "scheduled_event", "format_time", "format_epoch", "parse_time", "load_event_json"]
 
 ALLOWED_DETAIL_KEYS: frozenset[str] = frozenset()  # overrides (shard, num_shards) come with sharding
 
@@ -92,3 +93,32 @@ def scheduled_event(moment: datetime, rule: str, *, event_id: str | None = None,
         "resources": [f"arn:aws:events:{region}:{account}:rule/{rule}"],
         "detail": {},
     }
+
+
+def load_event_json(data: bytes, field: str) -> Any:
+    """An event from JSON bytes: at most MAX_EVENT_BYTES, UTF-8, nested at most MAX_EVENT_DEPTH
+    deep. Errors name ``field`` (e.g. ``--event FILE``)."""
+    if len(data) > MAX_EVENT_BYTES:
+        raise InputError(f"{field}: larger than {MAX_EVENT_BYTES // 1024} KiB, the event size limit")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{field}: not UTF-8 text (byte {exc.start})") from None
+    depth = deepest = 0
+    quoted = escaped = False
+    for char in text:  # nesting is counted before parsing: json.loads would recurse without a bound
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            quoted = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_EVENT_DEPTH:
+                raise InputError(f"{field}: nested deeper than {MAX_EVENT_DEPTH} levels")
+        elif char in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{field}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}") from None

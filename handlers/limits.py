@@ -30,7 +30,9 @@ from .errors import InputError
 if TYPE_CHECKING:
     from .state import State
 
-__all__ = ["Limits", "EARLIEST", "LATEST", "DEFAULT_MAX_LEAD", "DEFAULT_CATCH_UP_MINUTES",
+__all__ = ["Limits", "EARLIEST", "LATEST", "DEFAULT_MAX_LEAD", "DEFAULT_CATCH_UP_MINUTES", "MAX_EVENT_BYTES",
+           "MAX_EVENT_DEPTH", "MAX_CATALOG_BYTES", "MAX_SERIES", "CATALOG_MAXIMA", "MAX_BACKTEST_BYTES",
+           "MAX_BACKTEST_LINE",
            "parse_max_lead", "format_max_lead", "store_clock", "check_time", "check_lead"]
 
 EARLIEST = datetime(1971, 1, 1, tzinfo=timezone.utc)
@@ -38,6 +40,18 @@ LATEST = datetime(2199, 12, 31, tzinfo=timezone.utc)
 DEFAULT_MAX_LEAD: dict[str, float] = {"order_tick": 7 * 86400.0, "restock": 6 * 3600.0,
                                       "forecast": 6 * 3600.0, "alert": 6 * 3600.0}
 DEFAULT_CATCH_UP_MINUTES = 1440
+
+# -- sizes and magnitudes a real shop never reaches; beyond them input is refused in one line ----
+MAX_EVENT_BYTES = 256 * 1024  # EventBridge's own limit for one event
+MAX_EVENT_DEPTH = 32  # nesting of JSON objects/arrays in an event file
+MAX_CATALOG_BYTES = 64 * 1024 * 1024
+MAX_SERIES = 100_000  # products x warehouses in one catalog
+#: catalog field -> largest accepted value
+CATALOG_MAXIMA: dict[str, float] = {"base_demand_per_day": 1e6, "lead_time_hours": 8760, "pack_size": 1e6,
+                                    "trend_per_year": 1.0, "promo_probability_per_day": 1.0, "promo_lift": 100.0,
+                                    "demand_factor": 1000.0, "initial_stock": 1e9, "seed": 2**63 - 1}
+MAX_BACKTEST_BYTES = 2 * 1024**3  # a sales history file (uncompressed)
+MAX_BACKTEST_LINE = 64 * 1024  # characters in one CSV line
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -174,8 +174,13 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         except ConflictError:
             time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
             continue
-        runtime.store.put_once(key, payload, content_type=CONTENT_TYPE)
         result.update(status="applied", events=len(outcome.events), log_key=key, **outcome.summary)
+        try:
+            runtime.store.put_once(key, payload, content_type=CONTENT_TYPE)
+        except StorageError as exc:  # committed: the outbox guarantees a later invocation writes it
+            log.warning("%s: committed, but the log object is not written yet (%s); the next invocation "
+                        "writes it", key, exc)
+            result["log_error"] = str(exc)
         if runtime.publish is not None:
             error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline)
             if error is not None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from handlers.baselines import baselines_for
 from handlers.errors import InputError
+from handlers.limits import MAX_BACKTEST_BYTES, MAX_BACKTEST_LINE
 from handlers.scores import mean_rmsse, wape
 
 if TYPE_CHECKING:  # pandas and the model (scikit-learn) load when a backtest runs, not with the CLI
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # pandas and the model (scikit-learn) load when a backtest ru
 __all__ = ["FREQUENCIES", "load_matrix", "register", "run", "run_backtest"]
 
 FREQUENCIES = {"D": ("D", 7), "H": ("h", 24)}  # --freq -> (pandas period, season)
+MAX_SALES_VALUE = 1e12  # units of one series in one period
 MAX_CELLS = 200_000_000  # series x periods held in memory (1.6 GB of float64)
 Progress = Callable[[str], None]
 
@@ -53,6 +55,7 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     try:
+        _check_size(path)
         header, sep = pd.read_csv(path, nrows=0).columns, ","
         if len(header) == 1:
             sep = next((c for c in SEPARATORS if c in str(header[0])), ",")
@@ -66,6 +69,32 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     except (OSError, EOFError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"cannot read {path}: {reason}") from None
+
+
+def _check_size(path: Path) -> None:
+    """Refuse, before parsing, a file larger than MAX_BACKTEST_BYTES or with a line longer than
+    MAX_BACKTEST_LINE characters (one streaming pass, gzip included): a file without newlines must
+    not be read into memory whole."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    total, carry, number = 0, 0, 1  # bytes read, length of the open line, its number
+    with opener(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            total += len(chunk)
+            if total > MAX_BACKTEST_BYTES:
+                raise InputError(f"{path}: more than {MAX_BACKTEST_BYTES // 2**30} GiB, the backtest file size limit")
+            start = 0
+            while (end := chunk.find(b"\n", start)) >= 0:
+                if carry + end - start > MAX_BACKTEST_LINE:
+                    break
+                carry, start, number = 0, end + 1, number + 1
+            else:
+                carry += len(chunk) - start
+                if carry <= MAX_BACKTEST_LINE:
+                    continue
+            raise InputError(f"{path}: line {number} is longer than {MAX_BACKTEST_LINE:,} characters "
+                             "(not one row per line?)")
 
 
 def _first_bad(mask: np.ndarray, raw: pd.Series, what: str, column: str, hint: str = "") -> None:
@@ -98,6 +127,9 @@ def load_matrix(
     period, _ = FREQUENCIES[freq]
     values = pd.to_numeric(frame[value_col], errors="coerce").to_numpy(dtype=float)
     _first_bad(~np.isfinite(values), frame[value_col], "non-numeric value", value_col)
+    _first_bad(values < 0, frame[value_col], "negative sales", value_col, " (sales are counts >= 0; drop returns)")
+    _first_bad(values > MAX_SALES_VALUE, frame[value_col], "implausibly large value", value_col,
+               f" (more than {MAX_SALES_VALUE:g})")
     raw_dates = frame[date_col]
     try:
         dates = raw_dates if _is_datetime(raw_dates) else pd.to_datetime(raw_dates, errors="coerce",

@@ -1,7 +1,8 @@
 """``python -m jobs`` / ``stockpulse``: invoke, simulate, status, run, backtest, package, deploy.
 
 Every command exits 0 on success, 2 with one line ``stockpulse: error: <reason>`` on bad input
-or configuration, 1 when the thing asked for is not there (e.g. ``status`` on an empty store).
+or configuration, 1 when the thing asked for is not there (e.g. ``status`` on an empty store) or
+was done only in part (``invoke`` committed its tick but could not write the log object yet).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any, NoReturn
 from handlers import HANDLERS
 from handlers.app import build_runtime
 from handlers.errors import InputError, StockpulseError
-from handlers.events import parse_event, parse_time, scheduled_event
+from handlers.events import load_event_json, parse_event, parse_time, scheduled_event
+from handlers.limits import MAX_EVENT_BYTES
 from handlers.runtime import invoke, load_state
 from handlers.settings import ENV, Settings
 
@@ -113,14 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_event(source: str) -> Any:
+    limit = MAX_EVENT_BYTES + 1
     try:
-        text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
+        if source == "-":
+            data = sys.stdin.buffer.read(limit)
+        else:
+            with open(source, "rb") as handle:
+                data = handle.read(limit)
     except OSError as exc:
         raise InputError(f"--event {source}: cannot read ({exc.strerror})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--event {source}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}") from None
+    return load_event_json(data, f"--event {source}")
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -135,7 +139,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     parse_event(event)  # validate before any store is touched
     result = invoke(args.handler, event, build_runtime(_settings(args)))
     print(json.dumps(result, indent=2))
-    return 0
+    return 1 if "log_error" in result else 0  # committed; the log object waits in the outbox
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
