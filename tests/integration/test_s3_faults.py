@@ -1,0 +1,162 @@
+"""Faults on a real S3 API server (moto): a crash before every storage call of a busy schedule,
+and the server unreachable mid-run then back — each compared with a clean run, byte for byte."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from handlers.errors import StorageError
+from handlers.runtime import Runtime, invoke
+from handlers.storage import S3Store
+from tests.conftest import event_at, zero_clock
+from tests.test_runtime import BUSY_CATALOG, Crash, CrashingStore, busy_ticks
+
+TICKS = busy_ticks(8)  # every handler: 13 ticks, 2 restocks, a forecast and an alert
+
+
+def s3_store(moto_s3, url: str | None = None, endpoint: str | None = None) -> S3Store:
+    bucket = (url or moto_s3.bucket_url()).removeprefix("s3://").strip("/")
+    client = boto3.session.Session().client(
+        "s3", region_name=moto_s3.region, endpoint_url=endpoint or moto_s3.endpoint_url,
+        config=Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=10))
+    return S3Store(bucket, client=client)
+
+
+def snapshot(store: S3Store) -> tuple[bytes, dict[str, bytes]]:
+    return store.read("state/state.bin").data, {k: store.get(k) for k in store.list("logs/")}
+
+
+def run_with_retries(make_store, ticks) -> int:
+    """Invoke each tick; on a crash retry it from a fresh store handle (as Lambda would). Returns the
+    number of storage calls of the first handle."""
+    store = make_store()
+    first = store
+    for name, moment in ticks:
+        while True:
+            try:
+                invoke(name, event_at(moment), Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock))
+                break
+            except Crash:
+                store = make_store.fresh()
+    return first.calls
+
+
+def test_crash_before_every_s3_call_then_retry_equals_a_clean_run(moto_s3):
+    """GIVEN the busy schedule on S3 WHEN the process dies before its n-th S3 call, for every n, and the
+    tick is retried THEN state and log objects equal a clean run's, byte for byte."""
+    clean = s3_store(moto_s3)
+
+    class Counting:
+        def __call__(self):
+            return CrashingStore(clean, crash_at=10**9)
+
+    calls = run_with_retries(Counting(), TICKS)
+    expected = snapshot(clean)
+    assert calls > 40
+    for crash_at in range(1, calls + 1):
+        target = s3_store(moto_s3)
+
+        class Crashing:
+            def __call__(self):
+                return CrashingStore(target, crash_at)
+
+            def fresh(self):
+                return CrashingStore(target, crash_at=10**9)
+
+        run_with_retries(Crashing(), TICKS)
+        assert snapshot(target) == expected, f"crash before call {crash_at}"
+
+
+class Link:
+    """A TCP forwarder to the S3 server that can be cut (listener closed, connections reset) and
+    restored on the same port: the server keeps its data, as S3 does through a network outage."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.connections: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._serve()
+
+    def _serve(self) -> None:
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.listener.close()
+        for conn in self.connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self.connections.clear()
+
+    def restore(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self._serve()
+
+
+@pytest.fixture
+def link(moto_s3) -> Iterator[Link]:
+    port = int(moto_s3.endpoint_url.rsplit(":", 1)[1].strip("/"))
+    forwarder = Link(port)
+    yield forwarder
+    forwarder.cut()
+
+
+@pytest.mark.parametrize("outage_at", [2, 7])
+def test_s3_unreachable_mid_run_then_back_loses_and_duplicates_nothing(moto_s3, link: Link, outage_at: int):
+    """GIVEN the busy schedule through a link to S3 WHEN the link goes down for 4 ticks THEN each of them
+    fails with one StorageError line naming the bucket and key (nothing half-applied); redelivered once
+    the link is back, the result equals a clean run's, byte for byte."""
+    clean = s3_store(moto_s3)
+    for name, moment in TICKS:
+        invoke(name, event_at(moment), Runtime(store=clean, catalog=BUSY_CATALOG, clock=zero_clock))
+    url = moto_s3.bucket_url()
+    store = s3_store(moto_s3, url, endpoint=f"http://127.0.0.1:{link.port}")
+    failed = []
+    for i, (name, moment) in enumerate(TICKS):
+        if i == outage_at:
+            link.cut()
+        if i == outage_at + 4:
+            link.restore()
+            for late_name, late_moment in failed:  # EventBridge's retry, in order
+                invoke(late_name, event_at(late_moment), Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock))
+        try:
+            invoke(name, event_at(moment), Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock))
+        except StorageError as exc:
+            assert "\n" not in str(exc) and "s3://" in str(exc)
+            failed.append((name, moment))
+    assert len(failed) == 4
+    assert snapshot(s3_store(moto_s3, url)) == snapshot(clean)
