@@ -25,7 +25,7 @@ from handlers.limits import MAX_EVENT_BYTES
 from handlers.runtime import invoke, load_state
 from handlers.settings import ENV, Settings
 
-from . import backtest, console, deploy, package
+from . import backtest, console, deploy, package, report
 from .schedule import Schedule
 from .simulate import DEFAULT_START, series_table, simulate
 from .status import status_report
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="schedule override, repeatable (default order_tick=1m restock=5m forecast=1h alert=15m)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--report", metavar="FILE.html", help="also write the HTML report of this replay (see `report`)")
     _add_settings(p, *common)
     p.set_defaults(func=cmd_simulate)
 
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     backtest.register(sub)
+    report.register(sub)
     package.register(sub)
     deploy.register(sub)
     return parser
@@ -162,6 +164,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(json.dumps(console.simulation_json(result, rows, runtime.store.url, schedule), indent=2))
     else:
         console.print_simulation(result, rows, runtime.store.url, schedule)
+    span = (result.start, result.end) if result.before is not None else (None, None)
+    if args.report is not None:
+        report.write_report(runtime.store, runtime.catalog, args.report, start=datetime.fromtimestamp(
+            result.start, timezone.utc), end=datetime.fromtimestamp(result.end, timezone.utc))
+        print(f"report: {args.report}", file=sys.stderr if args.json else sys.stdout)
+    elif not args.json:
+        print(f"report: {report.report_command(runtime.store.url, *span)}")
     return 0
 
 

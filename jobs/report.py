@@ -1,0 +1,296 @@
+"""``python -m jobs report``: one self-contained HTML page of a run, from the stored logs and state.
+
+Reading: every log object of ``order_tick`` and ``restock`` up to the span's end (on-hand is rebuilt
+minute by minute from their ``remaining_inventory`` / ``new_inventory``, starting at the state's
+``initial``), and the ``forecast`` and ``alert`` objects of the span. S3 objects are fetched
+concurrently by a thread pool; the file backend reads files directly. Every figure of the summary
+counts the events with ``from < @timestamp <= to``, which is exactly what ``status --json`` adds up
+between two moments (order events are stamped with the end of their business minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from handlers import HANDLERS
+from handlers.catalog import Catalog, load_catalog
+from handlers.errors import InputError, StockpulseError
+from handlers.events import format_epoch, parse_time
+from handlers.logs import LOG_PREFIX
+from handlers.runtime import load_state
+from handlers.settings import ENV, Settings
+from handlers.state import State
+from handlers.storage import S3Store, Store, open_store
+
+__all__ = ["RunData", "NoDataError", "load_run", "summary_rows", "register", "cmd_report", "DEFAULT_OUT",
+           "write_report", "report_command"]
+
+DEFAULT_OUT = "stockpulse-report.html"
+S3_READERS = 32  # concurrent GETs: a week is ~13,000 small objects
+CATCH_UP_MARGIN = 2 * 86400  # an order tick may stamp events up to its catch-up window before its key
+#: Columns kept per event type (beyond the time and series).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "order": ("quantity", "remaining_inventory"),
+    "lost_sale": ("lost_quantity", "remaining_inventory"),
+    "restock": ("restocked_quantity", "new_inventory", "purchase_order_id"),
+    "reorder_alert": ("current_inventory", "recommended_reorder_quantity", "purchase_order_id",
+                      "expected_arrival", "predicted_stockout_hours", "reason"),
+    "inventory": ("inventory_units", "predicted_stockout_hours", "stockout_probability", "reorder_point"),
+    "forecast_score": ("day", "forecast_units", "actual_units", "abs_error", "seasonal_naive_abs_error"),
+}
+#: Within one business minute restock runs before order_tick (jobs/schedule.py RUN_ORDER).
+_STOCK_RANK = {"restock": 0, "order": 1, "lost_sale": 1}
+
+
+class NoDataError(StockpulseError):
+    """The store or the span holds nothing to report (``report`` exits 1 with one line)."""
+
+
+@dataclass(frozen=True)
+class RunData:
+    catalog: Catalog
+    state: State
+    store_url: str
+    start: float  # the span is (start, end], business epoch seconds
+    end: float
+    series: np.ndarray  # catalog series indices shown (the --product filter)
+    events: dict[str, pd.DataFrame]  # per type: time (epoch s), series, COLUMNS[type]; inside the span
+    minutes: np.ndarray  # minute ends in (start, end]
+    on_hand: np.ndarray  # [len(series), len(minutes)] on hand at the end of each minute
+    objects_read: int
+
+    @property
+    def product_ids(self) -> list[str]:
+        seen = dict.fromkeys(self.catalog.series_product_ids[i] for i in self.series.tolist())
+        return list(seen)
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _key_epoch(key: str) -> float:
+    """``logs/<h>/YYYY/MM/DD/HH/<h>-20260105T000100Z.ndjson.gz`` -> epoch seconds of the tick."""
+    name = key.rsplit("/", 1)[-1]
+    text = name[name.rfind("-") + 1:].split(".ndjson")[0]
+    fmt = "%Y%m%dT%H%M%S.%fZ" if "." in text else "%Y%m%dT%H%M%SZ"
+    return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
+
+
+def _wanted_keys(store: Store, start: float, end: float) -> list[str]:
+    keys = []
+    for handler in HANDLERS:
+        since = -math.inf if handler in ("order_tick", "restock") else start
+        for key in store.list(f"{LOG_PREFIX}{handler}/"):
+            if key.endswith(".ndjson.gz") and since < _key_epoch(key) <= end + CATCH_UP_MARGIN:
+                keys.append(key)
+    return keys
+
+
+def read_objects(store: Store, keys: Sequence[str]) -> Iterable[bytes]:
+    """The objects' bytes, in order: S3 concurrently (a thread pool), files directly."""
+    if isinstance(store, S3Store):
+        with ThreadPoolExecutor(max_workers=S3_READERS) as pool:
+            yield from pool.map(store.get, keys)
+    else:
+        for key in keys:
+            yield store.get(key)
+
+
+def _collect(payloads: Iterable[bytes], index: dict[tuple[str, str], int]) -> dict[str, list[tuple]]:
+    rows: dict[str, list[tuple]] = {kind: [] for kind in COLUMNS}
+    for payload in payloads:
+        for line in gzip.decompress(payload).split(b"\n"):
+            if not line:
+                continue
+            doc = json.loads(line)
+            kind = doc["type"]
+            if kind in rows:
+                series = index.get((doc["product_id"], doc["warehouse_id"]), -1)
+                rows[kind].append((doc["@timestamp"], series, *(doc.get(c) for c in COLUMNS[kind])))
+    return rows
+
+
+def _frame(kind: str, rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=["stamp", "series", *COLUMNS[kind]])
+    stamps = pd.to_datetime(frame["stamp"], utc=True, format="ISO8601").dt.as_unit("s")
+    frame.insert(0, "time", stamps.astype("int64"))
+    return frame.drop(columns="stamp")
+
+
+def _stock_path(frames: dict[str, pd.DataFrame], state: State, series: np.ndarray,
+                minutes: np.ndarray) -> np.ndarray:
+    """On hand at the end of every minute, per series, from the events' inventory after each change."""
+    parts = []
+    for kind, column in (("restock", "new_inventory"), ("order", "remaining_inventory"),
+                         ("lost_sale", "remaining_inventory")):
+        f = frames[kind]
+        parts.append(pd.DataFrame({"time": f["time"], "rank": _STOCK_RANK[kind], "series": f["series"],
+                                   "units": f[column]}))
+    changes = pd.concat(parts).sort_values(["time", "rank"], kind="stable")
+    out = np.empty((len(series), len(minutes)), dtype=np.int64)
+    for row, i in enumerate(series.tolist()):
+        mine = changes[changes["series"] == i]
+        times, units = mine["time"].to_numpy(), mine["units"].to_numpy()
+        at = np.searchsorted(times, minutes, side="right") - 1
+        out[row] = np.where(at >= 0, units[np.maximum(at, 0)] if len(units) else 0, int(state.initial[i]))
+    return out
+
+
+def load_run(store: Store, catalog: Catalog, *, start: datetime | None = None, end: datetime | None = None,
+             products: Sequence[str] = ()) -> RunData:
+    """Read the logs and state of ``store`` for the span (start, end] (default: the whole run)."""
+    state, _ = load_state(store, catalog)
+    if state is None:
+        raise NoDataError(f"{store.url} holds no state yet (run `simulate` or `invoke` first)")
+    known = list(dict.fromkeys(catalog.series_product_ids))
+    unknown = [p for p in products if p not in known]
+    if unknown:
+        raise InputError(f"--product: unknown {unknown[0]!r} (one of {', '.join(known)})")
+    first = math.floor(state.created_at / 60) * 60 - 60.0  # the initial state's order clock
+    lo = first if start is None else max(first, start.timestamp())
+    hi = state.orders_through if end is None else min(state.orders_through, end.timestamp())
+    if start is not None and end is not None and start >= end:
+        raise InputError(f"--from: {format_epoch(start.timestamp())} is not before --to {format_epoch(end.timestamp())}")
+    asked = (f"{'after ' + format_epoch(start.timestamp()) if start else 'from the start'} "
+             f"{'through ' + format_epoch(end.timestamp()) if end else 'to the end'}")
+    stored = f"(the store has data from {format_epoch(first)} through {format_epoch(state.orders_through)})"
+    if hi <= lo:
+        raise NoDataError(f"--from/--to: no data {asked} {stored}")
+    index = {(p, w): i for i, (p, w) in enumerate(zip(catalog.series_product_ids, catalog.series_warehouse_ids))}
+    keys = _wanted_keys(store, lo, hi)
+    rows = _collect(read_objects(store, keys), index)
+    frames = {kind: _frame(kind, r) for kind, r in rows.items()}
+    series = np.array([i for i, p in enumerate(catalog.series_product_ids) if not products or p in products])
+    lo_minute, hi_minute = math.floor(lo / 60) * 60, math.floor(hi / 60) * 60
+    minutes = np.arange(lo_minute + 60, hi_minute + 1, 60, dtype=np.int64)
+    on_hand = _stock_path(frames, state, series, minutes)
+    chosen = set(series.tolist())
+    spans = {kind: f[(f["time"] > lo) & (f["time"] <= hi) & f["series"].isin(chosen)].reset_index(drop=True)
+             for kind, f in frames.items()}
+    if not any(len(f) for f in spans.values()):
+        raise NoDataError(f"--from/--to: no events of {', '.join(products) or 'any product'} {asked} {stored}")
+    return RunData(catalog, state, store.url, lo, hi, series, spans, minutes, on_hand, len(keys))
+
+
+# -- figures ---------------------------------------------------------------------------------------
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def _figures(data: RunData, rows: np.ndarray) -> dict[str, Any]:
+    """Sums over the series ``rows`` (positions in ``data.series``)."""
+    ids = set(data.series[rows].tolist())
+    e = {kind: f[f["series"].isin(ids)] for kind, f in data.events.items()}
+    shipped, lost = int(e["order"]["quantity"].sum()), int(e["lost_sale"]["lost_quantity"].sum())
+    scores = e["forecast_score"]
+    paired = scores[scores["seasonal_naive_abs_error"].notna()]
+    naive = float(paired["seasonal_naive_abs_error"].sum())
+    skill_err = _ratio(float(paired["abs_error"].sum()), naive)
+    return {
+        "units_sold": shipped, "lost_sales": lost, "fill_rate": _ratio(shipped, shipped + lost),
+        "reorders": len(e["reorder_alert"]), "received": int(e["restock"]["restocked_quantity"].sum()),
+        "mean_on_hand": float(data.on_hand[rows].sum(axis=0).mean()) if data.on_hand.shape[1] else 0.0,
+        "end_on_hand": int(data.on_hand[rows, -1].sum()) if data.on_hand.shape[1] else 0,
+        "stockout_minutes": int((data.on_hand[rows] <= 0).sum()),
+        "forecast_wape": _ratio(float(scores["abs_error"].sum()), float(scores["actual_units"].sum())),
+        "forecast_skill": None if skill_err is None else 1.0 - skill_err,
+        "scored_days": len(scores),
+    }
+
+
+def summary_rows(data: RunData) -> list[dict[str, Any]]:
+    """One row per product x warehouse shown, then one per product, then the total."""
+    out = []
+    products, warehouses = data.catalog.series_product_ids, data.catalog.series_warehouse_ids
+    for row, i in enumerate(data.series.tolist()):
+        out.append({"level": "series", "product_id": products[i], "warehouse_id": warehouses[i],
+                    **_figures(data, np.array([row]))})
+    for product in data.product_ids:
+        rows = np.array([r for r, i in enumerate(data.series.tolist()) if products[i] == product])
+        out.append({"level": "product", "product_id": product, "warehouse_id": "", **_figures(data, rows)})
+    out.append({"level": "total", "product_id": "total", "warehouse_id": "",
+                **_figures(data, np.arange(len(data.series)))})
+    return out
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``report`` subcommand to an argparse ``subparsers`` object."""
+    p = subparsers.add_parser(
+        "report", help="write one self-contained HTML report of a run (charts and a summary table)",
+        description="Read the store's log objects and state and write one HTML file that opens with no "
+                    "network: inventory, purchase orders and stockouts; demand against the day-ahead "
+                    "forecast; predicted hours to stockout; alerts, lost sales and fill rate; a summary table.")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.html", help=f"where to write (default {DEFAULT_OUT})")
+    p.add_argument("--from", dest="start", metavar="ISO", help="span start, exclusive (default: the store's start)")
+    p.add_argument("--to", dest="end", metavar="ISO", help="span end, inclusive (default: the store's order clock)")
+    p.add_argument("--product", action="append", default=[], metavar="ID", help="only this product (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the summary rows as JSON as well")
+    for name in ("store_url", "catalog_path"):
+        variable, flag, _, default = ENV[name]
+        p.add_argument(flag, dest=name, metavar=name.split("_")[0].upper(),
+                       help=f"overrides ${variable} (default {default or 'unset'})")
+    p.set_defaults(func=cmd_report)
+
+
+def write_report(store: Store, catalog: Catalog, out: str, *, start: datetime | None = None,
+                 end: datetime | None = None, products: Sequence[str] = ()) -> tuple[RunData, list[dict[str, Any]]]:
+    """Read the span's logs and write the page to ``out`` (atomically); returns the data and summary rows."""
+    from .report_page import render_page  # bokeh only for this command
+
+    data = load_run(store, catalog, start=start, end=end, products=products)
+    rows = summary_rows(data)
+    html = render_page(data, rows)
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(html)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+    return data, rows
+
+
+def report_command(store_url: str, start: float | None = None, end: float | None = None) -> str:
+    """The command that writes the report of ``store_url`` (over (start, end] when given)."""
+    span = f" --from {format_epoch(start)} --to {format_epoch(end)}" if start is not None and end is not None else ""
+    return f"python -m jobs report --store {store_url}{span} --out {DEFAULT_OUT}"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(os.environ, **{n: getattr(args, n, None) for n in ("store_url", "catalog_path")})
+    start = parse_time(args.start, "--from") if args.start is not None else None
+    end = parse_time(args.end, "--to") if args.end is not None else None
+    try:
+        data, rows = write_report(open_store(settings.store_url), load_catalog(settings.catalog_path), args.out,
+                                  start=start, end=end, products=args.product)
+    except NoDataError as exc:
+        print(f"stockpulse: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"store": data.store_url, "from": format_epoch(data.start), "to": format_epoch(data.end),
+                          "out": args.out, "rows": rows}, indent=2))
+    else:
+        total = rows[-1]
+        print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB): {format_epoch(data.start)} .. "
+              f"{format_epoch(data.end)}, {len(data.series)} product x warehouse series, "
+              f"{data.objects_read:,} log objects; fill rate {total['fill_rate']:.1%}, "
+              f"lost sales {total['lost_sales']:,}, reorders {total['reorders']:,}")
+    return 0
