@@ -28,7 +28,7 @@ from handlers.settings import ENV, Settings
 from . import backtest, console, deploy, package, report
 from .schedule import Schedule
 from .simulate import DEFAULT_START, series_table, simulate
-from .status import status_report
+from .status import show_status, status_report
 
 __all__ = ["main", "build_parser"]
 
@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Show on hand, initial, received, shipped, lost sales, open purchase "
                                    "orders, cumulative counters and the last applied tick of each handler.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
+                   help="redraw every SECONDS (default 2) until Ctrl-C, e.g. while `run` is going")
     _add_settings(p, "store_url", "catalog_path")
     p.set_defaults(func=cmd_status)
 
@@ -177,6 +179,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     runtime = build_runtime(settings)
+    if args.watch is not None and not args.json:
+        return show_status(runtime.store, runtime.catalog, watch=args.watch)
     state, _ = load_state(runtime.store, runtime.catalog)
     if state is None:
         print(f"stockpulse: {runtime.store.url} holds no state yet (run `simulate` or `invoke` first)",
@@ -186,7 +190,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        console.print_status(report)
+        show_status(runtime.store, runtime.catalog)
     return 0
 
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from handlers.events import format_epoch
 
 from .schedule import Schedule
 from .simulate import SimulationResult
 
-__all__ = ["progress_bar", "print_simulation", "simulation_json", "print_status"]
+__all__ = ["progress_bar", "print_simulation", "simulation_json", "status_view", "watch_status"]
 
 out = Console(soft_wrap=True, width=None if Console().is_terminal else 120)
 err = Console(stderr=True)
@@ -74,19 +78,81 @@ def print_simulation(result: SimulationResult, rows: list[dict[str, Any]], store
               f"({rate:,.0f}/s); state and logs in {store}")
 
 
-def print_status(report: dict[str, Any]) -> None:
-    table = Table(title=f"{report['store']} — orders through {report['orders_through']}")
-    for column in ("product", "warehouse", "on hand", "initial", "received", "shipped", "lost sales",
-                   "reorders", "open purchase orders"):
-        table.add_column(column, justify="left" if column in ("product", "warehouse", "open purchase orders")
-                         else "right")
-    for s in report["series"]:
-        po_text = "; ".join(f"{po['id']}: {po['quantity']} due {po['due']}" for po in s["open_purchase_orders"])
-        table.add_row(s["product_id"], s["warehouse_id"], f"{s['on_hand']:,}", f"{s['initial']:,}",
-                      f"{s['received']:,}", f"{s['shipped']:,}", f"{s['lost_sales']:,}", str(s["reorders"]), po_text)
-    out.print(table)
-    applied = ", ".join(f"{k} {v or 'never'}" for k, v in report["last_applied"].items())
-    out.print(f"last applied: {applied}")
+_RISK_STYLE = {"out": "bold white on red", "high": "bold red", "watch": "yellow", "ok": "green"}
+
+
+def _age(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _epoch(text: str | None) -> float | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def status_view(report: dict[str, Any], extras: dict[str, Any], *, now: float) -> Group:
+    """The ``status`` screen: inventory and days of cover coloured by risk, open purchase orders,
+    the handlers' last ticks, successes and lag, and the cumulative counters."""
+    clock = report["orders_through"]
+    title = Text.assemble(("business time ", "dim"), (clock or "—", "bold cyan"), ("   store ", "dim"),
+                          report["store"], ("   as of ", "dim"), datetime.fromtimestamp(now).strftime("%H:%M:%S"))
+    stock = Table(title="Inventory", title_justify="left", expand=False)
+    for column in ("product", "warehouse", "on hand", "days of cover", "demand/day", "restock in", "risk",
+                   "lost sales", "reorders"):
+        stock.add_column(column, justify="left" if column in ("product", "warehouse", "risk") else "right")
+    for s, x in zip(report["series"], extras["series"]):
+        style = _RISK_STYLE[x["risk"]]
+        cover = "∞" if x["days_of_cover"] == float("inf") else f"{x['days_of_cover']:.1f} d"
+        stock.add_row(s["product_id"], s["warehouse_id"], Text(f"{s['on_hand']:,}", style=style),
+                      Text(cover, style=style), f"{x['daily_demand']:.1f}", f"{x['restock_in_days']:.1f} d",
+                      Text(x["risk"], style=style), f"{s['lost_sales']:,}", str(s["reorders"]))
+    stock.caption = f"days of cover = on hand / demand per day ({extras['cover_basis']}); risk: high = runs out " \
+                    "before stock can arrive (the open purchase order, or one placed now), watch = within a day of that"
+    orders = Table(title="Open purchase orders", title_justify="left")
+    for column in ("purchase order", "quantity", "placed", "due", "due in"):
+        orders.add_column(column, justify="right" if column in ("quantity", "due in") else "left")
+    now_business = _epoch(clock)
+    for po in report["purchase_orders_open"]:
+        due = _epoch(po["due"])
+        left = "" if due is None or now_business is None else _age(due - now_business)
+        orders.add_row(po["id"], f"{po['quantity']:,}", po["placed"] or "", po["due"] or "", left)
+    if not report["purchase_orders_open"]:
+        orders.add_row("none", "", "", "", "")
+    handlers = Table(title="Handlers", title_justify="left")
+    for column in ("handler", "last applied tick", "behind order clock", "last success (wall)", "invocations",
+                   "push failures"):
+        handlers.add_column(column, justify="right" if column in ("invocations", "push failures",
+                                                                  "behind order clock") else "left")
     c = report["counters"]
-    out.print(f"shipped {c['shipped_total']:,}, received {c['received_total']:,}, lost {c['lost_sales_total']:,}, "
-              f"reorder alerts {c['reorder_events_total']:,}; pending log objects {report['pending_log_objects']}")
+    for name, applied in report["last_applied"].items():
+        at = _epoch(applied)
+        behind = "" if at is None or now_business is None else _age(now_business - at)
+        success = extras["last_success"].get(name)
+        shown = "—" if success is None else \
+            f"{datetime.fromtimestamp(success).strftime('%H:%M:%S')} ({_age(now - success)} ago)"
+        handlers.add_row(name, applied or "never", behind, shown, f"{c['invocations'][name]:,}",
+                         str(c["metrics_push_failures"][name]))
+    totals = Text.assemble(("shipped ", "dim"), f"{c['shipped_total']:,}", ("   received ", "dim"),
+                           f"{c['received_total']:,}", ("   lost sales ", "dim"),
+                           (f"{c['lost_sales_total']:,}", "red" if c["lost_sales_total"] else ""),
+                           ("   reorder alerts ", "dim"), f"{c['reorder_events_total']:,}",
+                           ("   pending log objects ", "dim"), str(report["pending_log_objects"]))
+    return Group(title, stock, orders, handlers, totals)
+
+
+def watch_status(load: Callable[[], Any], seconds: float, *, console: Console | None = None,
+                 wall_clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 rounds: int | None = None) -> None:
+    """Redraw ``load()`` (a renderable) every ``seconds`` until Ctrl-C (or ``rounds`` redraws)."""
+    shown = 0
+    with Live(load(), console=console or out, auto_refresh=False, screen=False) as live:
+        while rounds is None or shown < rounds:
+            sleep(seconds)
+            live.update(load(), refresh=True)
+            shown += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,10 @@ from handlers.catalog import Catalog
 from handlers.purchasing import order_ids
 from handlers.events import format_epoch
 from handlers.state import State
+from handlers.errors import InputError, StorageError
 from handlers.storage import Store
 
-__all__ = ["status_report"]
+__all__ = ["status_report", "status_extras", "risk_of", "status_screen", "show_status"]
 
 
 def _time(epoch: float) -> str | None:
@@ -58,3 +60,85 @@ def status_report(state: State, catalog: Catalog, store: Store) -> dict[str, Any
         },
         "pending_log_objects": sum(not store.exists(key) for key, _ in state.outbox),
     }
+
+
+def risk_of(on_hand: int, cover_days: float, restock_in_days: float) -> str:
+    """``out`` (nothing on the shelf), ``high`` (runs out before stock can arrive: the open purchase
+    order's due time, or the lead time of one placed now), ``watch`` (within a day of that), else ``ok``."""
+    if on_hand <= 0:
+        return "out"
+    if cover_days < restock_in_days:
+        return "high"
+    if cover_days < restock_in_days + 1.0:
+        return "watch"
+    return "ok"
+
+
+def _last_success(store: Store, handler: str) -> float | None:
+    """Wall-clock time of the handler's last success from ``metrics/<handler>.prom`` (None when the
+    metrics go to a Pushgateway or were never written)."""
+    try:
+        text = store.get(f"metrics/{handler}.prom").decode(errors="replace")
+    except StorageError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("handler_last_success_timestamp_seconds"):
+            try:
+                return float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                return None
+    return None
+
+
+def status_extras(state: State, catalog: Catalog, store: Store) -> dict[str, Any]:
+    """What the terminal view adds to :func:`status_report` (never part of ``status --json``):
+    days of cover and risk per series, and each handler's last success (wall clock)."""
+    if math.isfinite(state.forecast_at):
+        daily = state.forecast_mean.mean(axis=1)  # forecast demand per day over the coming days
+        basis = "forecast"
+    else:
+        daily = state.order_rate * 1440.0
+        basis = "recent orders"
+    restock_in = catalog.lead_time_hours / 24.0  # no open order: one placed now
+    for i, due in zip(state.po_series.tolist(), state.po_due.tolist()):
+        restock_in[i] = min(restock_in[i], max(0.0, (due - state.orders_through) / 86400.0))
+    rows = []
+    for i in range(state.num_series):
+        cover = float(state.on_hand[i] / daily[i]) if daily[i] > 0 else math.inf
+        rows.append({"days_of_cover": cover, "daily_demand": float(daily[i]),
+                     "lead_time_days": float(catalog.lead_time_hours[i] / 24.0),
+                     "restock_in_days": float(restock_in[i]),
+                     "risk": risk_of(int(state.on_hand[i]), cover, float(restock_in[i]))})
+    return {"series": rows, "cover_basis": basis,
+            "last_success": {name: _last_success(store, name) for name in HANDLERS}}
+
+
+def status_screen(store: Store, catalog: Catalog, *, now: float | None = None) -> Any:
+    """The terminal view of the store as it is now (a rich renderable)."""
+    from rich.text import Text
+
+    from .console import status_view
+    from handlers.runtime import load_state
+
+    state, _ = load_state(store, catalog)
+    if state is None:
+        return Text(f"{store.url} holds no state yet — waiting for the first tick (`run` or `simulate`)")
+    return status_view(status_report(state, catalog, store), status_extras(state, catalog, store),
+                       now=time.time() if now is None else now)
+
+
+def show_status(store: Store, catalog: Catalog, *, watch: float | None = None) -> int:
+    """``status`` without ``--json``: print the view once, or redraw it every ``watch`` seconds
+    until Ctrl-C (exit 0)."""
+    from .console import out, watch_status
+
+    if watch is None:
+        out.print(status_screen(store, catalog))
+        return 0
+    if not 0 < watch <= 3600:
+        raise InputError(f"--watch: must be a number of seconds in (0, 3600], got {watch:g}")
+    try:
+        watch_status(lambda: status_screen(store, catalog), watch)
+    except KeyboardInterrupt:
+        pass
+    return 0
