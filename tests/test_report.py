@@ -1,0 +1,217 @@
+"""The ``report`` command: its summary equals ``status --json`` over the same span, its on-hand
+figures equal the state minute by minute, and it refuses what it cannot report with one line."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from handlers.app import build_runtime
+from handlers.runtime import load_state
+from handlers.settings import Settings
+from jobs.cli import main
+from jobs.schedule import Schedule
+from jobs.simulate import simulate
+from jobs.status import status_report
+from tests.conftest import SMALL_CATALOG
+
+FIRST_DAY = "2026-01-05T00:00:00Z"
+MINUTES_AFTER = 300  # replayed one business minute at a time, the state read after each
+
+
+class _Table(HTMLParser):
+    """The summary table's rows: {(product, warehouse): {data-key: text}}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[tuple[str, str], dict[str, str]] = {}
+        self._row: dict[str, str] | None = None
+        self._key: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tr" and "data-product" in a:
+            self._row = self.rows.setdefault((a["data-product"] or "", a["data-warehouse"] or ""), {})
+        elif tag == "td" and self._row is not None:
+            self._key = a.get("data-key")
+
+    def handle_data(self, data: str) -> None:
+        if self._row is not None and self._key is not None:
+            self._row[self._key] = self._row.get(self._key, "") + data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._key = None
+        elif tag == "tr":
+            self._row = None
+
+
+def _table(path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    parser = _Table()
+    parser.feed(path.read_text())
+    return parser.rows
+
+
+def _count(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A store with a day replayed at once (status A), then MINUTES_AFTER minutes one at a time
+    (status B), and the on hand of every series at the end of each of those minutes."""
+    root = tmp_path_factory.mktemp("report")
+    catalog_file = root / "catalog.yaml"
+    catalog_file.write_text(SMALL_CATALOG)
+    store = f"file://{root}/store"
+    runtime = build_runtime(Settings(store_url=store, catalog_path=str(catalog_file)))
+    runtime = replace(runtime, publish=None)
+    from handlers.events import parse_time
+
+    simulate(runtime, start=parse_time(FIRST_DAY), days=1, schedule=Schedule.parse())
+    state_a, _ = load_state(runtime.store, runtime.catalog)
+    status_a = status_report(state_a, runtime.catalog, runtime.store)
+    on_hand = []
+    for _ in range(MINUTES_AFTER):
+        result = simulate(runtime, start=None, days=1 / 1440, schedule=Schedule.parse())
+        on_hand.append(result.after.on_hand.copy())
+    state_b, _ = load_state(runtime.store, runtime.catalog)
+    return {"root": root, "store": store, "catalog": str(catalog_file), "a": status_a,
+            "b": status_report(state_b, runtime.catalog, runtime.store), "on_hand": np.array(on_hand).T}
+
+
+def _report(run: dict[str, Any], capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict[str, Any], Path]:
+    out = run["root"] / f"r{abs(hash(args))}.html"
+    assert main(["report", "--store", run["store"], "--catalog", run["catalog"], "--out", str(out), "--json",
+                 *args]) == 0
+    return json.loads(capsys.readouterr().out), out
+
+
+def _series(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["product_id"], r["warehouse_id"]): r for r in rows if r["level"] == "series"}
+
+
+def test_whole_run_summary_equals_status_json(run, capsys):
+    """GIVEN a replayed store WHEN `report` covers all of it THEN per series and in total, units sold,
+    lost sales, fill rate, reorders, received and end on hand equal `status --json`, in the JSON and
+    in the page's summary table."""
+    assert main(["status", "--json", "--store", run["store"], "--catalog", run["catalog"]]) == 0
+    status = json.loads(capsys.readouterr().out)
+    summary, page = _report(run, capsys)
+    rows, table = _series(summary["rows"]), _table(page)
+    assert len(rows) == len(status["series"]) == 4
+    for s in status["series"]:
+        key = (s["product_id"], s["warehouse_id"])
+        r, cells = rows[key], table[key]
+        assert (r["units_sold"], r["lost_sales"], r["reorders"], r["received"], r["end_on_hand"]) == \
+            (s["shipped"], s["lost_sales"], s["reorders"], s["received"], s["on_hand"])
+        assert r["fill_rate"] == pytest.approx(s["shipped"] / (s["shipped"] + s["lost_sales"]))
+        assert [_count(cells[k]) for k in ("units_sold", "lost_sales", "reorders", "received", "end_on_hand")] == \
+            [s["shipped"], s["lost_sales"], s["reorders"], s["received"], s["on_hand"]]
+        assert cells["fill_rate"] == f"{s['shipped'] / (s['shipped'] + s['lost_sales']):.1%}"
+    c = status["counters"]
+    total = summary["rows"][-1]
+    assert (total["units_sold"], total["lost_sales"], total["reorders"], total["received"]) == \
+        (c["shipped_total"], c["lost_sales_total"], c["reorder_events_total"], c["received_total"])
+    assert _count(table[("total", "")]["lost_sales"]) == c["lost_sales_total"] > 0  # the catalog runs out
+
+
+def test_a_span_equals_the_difference_of_two_status_snapshots(run, capsys):
+    """GIVEN status A after the first day and B at the end WHEN `report --from A --to B` THEN every
+    series' figures are B minus A."""
+    a, b = run["a"], run["b"]
+    summary, page = _report(run, capsys, "--from", a["orders_through"], "--to", b["orders_through"])
+    rows, table = _series(summary["rows"]), _table(page)
+    for sa, sb in zip(a["series"], b["series"]):
+        key = (sb["product_id"], sb["warehouse_id"])
+        want = [sb[k] - sa[k] for k in ("shipped", "lost_sales", "reorders", "received")]
+        assert [rows[key][k] for k in ("units_sold", "lost_sales", "reorders", "received")] == want
+        assert [_count(table[key][k]) for k in ("units_sold", "lost_sales", "reorders", "received")] == want
+        assert rows[key]["end_on_hand"] == sb["on_hand"]
+    assert sum(sb["shipped"] - sa["shipped"] for sa, sb in zip(a["series"], b["series"])) > 0
+
+
+def test_mean_on_hand_and_stockout_minutes_equal_the_state_minute_by_minute(run, capsys):
+    """GIVEN the on hand read from the state after each of the last minutes WHEN `report` covers
+    those minutes THEN mean on hand and stockout minutes per series are those of the state."""
+    summary, _ = _report(run, capsys, "--from", run["a"]["orders_through"], "--to", run["b"]["orders_through"])
+    rows = [r for r in summary["rows"] if r["level"] == "series"]
+    on_hand = run["on_hand"]
+    assert [r["mean_on_hand"] for r in rows] == pytest.approx(on_hand.mean(axis=1).tolist())
+    assert [r["stockout_minutes"] for r in rows] == (on_hand <= 0).sum(axis=1).tolist()
+    assert sum(r["stockout_minutes"] for r in rows) > 0  # the comparison covers empty shelves too
+
+
+def test_forecast_wape_is_the_scored_days_error_over_their_demand(run, capsys):
+    """GIVEN a run with scored days WHEN `report` THEN the total WAPE equals the forecast metric's
+    sums kept in the state (forecast_abs_error / forecast_actual), to the events' rounding."""
+    summary, _ = _report(run, capsys)
+    state, _ = load_state(build_runtime(Settings(store_url=run["store"], catalog_path=run["catalog"])).store)
+    total = summary["rows"][-1]
+    assert total["scored_days"] == 4  # one complete day x 4 series
+    assert total["forecast_wape"] == pytest.approx(state.score_abs_error.sum() / state.score_actual.sum(), abs=1e-3)
+
+
+def test_product_filter_keeps_only_that_product(run, capsys):
+    """GIVEN two products WHEN `report --product P-2` THEN only P-2's rows and charts are there."""
+    summary, page = _report(run, capsys, "--product", "P-2")
+    assert {r["product_id"] for r in summary["rows"]} == {"P-2", "total"}
+    text = page.read_text()
+    dash = r"(—|\\u2014)"  # the chart titles travel in the page's JSON
+    assert re.search(f"Inventory on hand {dash} P-2", text) and not re.search(f"Inventory on hand {dash} P-1", text)
+
+
+def test_the_page_is_self_contained(run, capsys):
+    """GIVEN a report WHEN its HTML is read THEN no script, style or image is loaded from elsewhere,
+    and BokehJS is inline."""
+    _, page = _report(run, capsys)
+    text = page.read_text()
+    assert not re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=", text, re.I)
+    assert "@import" not in text
+    assert re.search(r"Bokeh\s*=|window\.Bokeh", text)
+    assert page.stat().st_size < 3_000_000
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["--product", "NOPE"], 2, ["--product", "unknown 'NOPE'", "P-1"]),
+    (["--from", "2027-01-01T00:00:00Z"], 1, ["--from/--to", "no data", "the store has data from"]),
+    (["--to", "2025-12-01T00:00:00Z"], 1, ["--from/--to", "no data"]),
+    (["--from", "2026-01-05T06:00:00Z", "--to", "2026-01-05T05:00:00Z"], 2, ["--from", "not before --to"]),
+    (["--from", "yesterday"], 2, ["--from", "ISO-8601"]),
+])
+def test_what_cannot_be_reported_is_one_line_and_a_non_zero_exit(run, capsys, args, code, words):
+    """GIVEN a store WHEN the span or product holds nothing THEN one line says why, non-zero exit, no file."""
+    out = run["root"] / "refused.html"
+    assert main(["report", "--store", run["store"], "--catalog", run["catalog"], "--out", str(out), *args]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+    assert not out.exists()
+
+
+def test_an_empty_store_is_one_line_and_exit_1(tmp_path, capsys):
+    """GIVEN an empty store WHEN `report` THEN one line says it holds no state, exit 1, no file."""
+    out = tmp_path / "r.html"
+    assert main(["report", "--store", f"file://{tmp_path}/empty", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no state yet" in err[0]
+    assert not out.exists()
+
+
+def test_simulate_says_how_to_get_the_report_and_writes_it_with_report(tmp_path, capsys):
+    """GIVEN an empty store WHEN `simulate` runs THEN its last line is the report command; with
+    `--report FILE` the file is written and covers the replay."""
+    store = f"file://{tmp_path}/s"
+    assert main(["simulate", "--days", "0.05", "--store", store, "-q"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"report: python -m jobs report --store {store} --out stockpulse-report.html"
+    page = tmp_path / "run.html"
+    assert main(["simulate", "--days", "0.05", "--store", store, "-q", "--report", str(page)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"report: {page}"
+    assert "2026-01-05T01:12:00Z .. 2026-01-05T02:24:00Z" in page.read_text()
