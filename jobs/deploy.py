@@ -212,6 +212,7 @@ class _Deployment:
         self.t, self.c, self.say = target, clients, say
         self.rows: list[Row] = []
         self.functions = function_names(target.name)
+        self._account: str | None = None
 
     def errors(self, what: str) -> contextlib.AbstractContextManager[None]:
         return aws_errors(what, self.t.endpoint)
@@ -222,22 +223,28 @@ class _Deployment:
 
     # -- reading what exists ----------------------------------------------------------------
     def account(self) -> str:
-        with self.errors("sts get-caller-identity"):
-            return str(self.c.sts.get_caller_identity()["Account"])
+        if self._account is None:
+            with self.errors("sts get-caller-identity"):
+                self._account = str(self.c.sts.get_caller_identity()["Account"])
+        return self._account
 
     def bucket_state(self) -> str:
         """'missing', 'ours' or 'foreign' (exists, not tagged by this deployment)."""
         with self.errors(f"bucket {self.t.bucket}"):
             try:
-                self.c.s3.head_bucket(Bucket=self.t.bucket)
+                self.c.s3.head_bucket(Bucket=self.t.bucket, ExpectedBucketOwner=self.account())
             except Exception as exc:
                 code = _error_code(exc)
                 if code in ("404", "NoSuchBucket", "NotFound"):
                     return "missing"
-                if code in ("403", "AccessDenied", "Forbidden"):
+                if code in ("403", "AccessDenied", "Forbidden"):  # AWS: another account's bucket
                     raise DeployError(f"bucket {self.t.bucket}: exists and belongs to another account "
                                       "(bucket names are global): choose another --bucket") from None
                 raise
+            owned = {bucket["Name"] for bucket in self.c.s3.list_buckets().get("Buckets", [])}
+            if self.t.bucket not in owned:  # visible but not ours (LocalStack answers HEAD for any account)
+                raise DeployError(f"bucket {self.t.bucket}: exists and belongs to another account "
+                                  "(bucket names are global): choose another --bucket")
             try:
                 tags = self.c.s3.get_bucket_tagging(Bucket=self.t.bucket).get("TagSet", [])
             except Exception as exc:

@@ -311,3 +311,14 @@ def test_cli_missing_credentials_is_one_line(localstack, monkeypatch, tmp_path, 
 def test_clients_use_the_endpoint_given(localstack, aws_env):
     target = new_target(localstack)
     assert Clients(target).s3.meta.endpoint_url == localstack.endpoint_url
+
+
+def test_a_bucket_of_another_account_is_refused_before_anything_is_made(lambda_artifacts, localstack, aws_env):
+    target = new_target(localstack)
+    other = boto3.session.Session(aws_access_key_id="111111111111", aws_secret_access_key="test").client(
+        "s3", region_name="us-east-1", endpoint_url=localstack.endpoint_url)  # LocalStack: key = account
+    other.create_bucket(Bucket=target.bucket)
+    with pytest.raises(DeployError, match=f"bucket {target.bucket}: exists and belongs to another account"):
+        deploy(target, lambda_artifacts)
+    names = {r["RoleName"] for r in client(localstack, "iam").list_roles()["Roles"]}
+    assert not names & set(function_names(target.name).values())
