@@ -36,8 +36,16 @@ from typing import Any
 
 from handlers.errors import ConfigError, StockpulseError
 
-__all__ = ["ARTIFACTS", "Artifact", "build", "register", "RUNTIMES", "MAX_UNZIPPED_BYTES",
-           "MAX_DIRECT_UPLOAD_BYTES", "PackageError"]
+__all__ = [
+    "ARTIFACTS",
+    "MAX_DIRECT_UPLOAD_BYTES",
+    "MAX_UNZIPPED_BYTES",
+    "RUNTIMES",
+    "Artifact",
+    "PackageError",
+    "build",
+    "register",
+]
 
 #: artifact -> the handlers it serves (the forecast is the only one that needs scikit-learn)
 ARTIFACTS: dict[str, tuple[str, ...]] = {"handlers": ("order_tick", "restock", "alert"),

@@ -1,0 +1,42 @@
+"""``python -m jobs deploy``: the four handlers as Lambda functions on EventBridge rules.
+
+What it makes, every piece tagged ``stockpulse:deployment=<name>`` (the tag is how a later
+``deploy`` or ``--destroy`` knows a resource is its own; a name taken by anything without it is
+refused, before anything is made):
+
+=========================  ===============================================================
+bucket                     the store (``s3://BUCKET/PREFIX``): public access blocked, SSE-S3
+code objects               ``PREFIX/lambda-code/<artifact>-<sha256>.zip`` (content-addressed)
+log group per function     ``/aws/lambda/<function>``, 14 days
+role per function          ``<function>``: assumed by Lambda; S3 only on the keys it uses
+function per handler       ``<name>-order-tick`` ... runtime, handler, memory, timeout, env
+rule per handler           ``<function>``: ``rate(...)`` of the handler's schedule -> function
+=========================  ===============================================================
+
+The plan (what exists, what is whose, what would change) is read first; a conflict stops it
+before any change. A second ``deploy`` updates in place and uploads code only when its SHA-256
+changed; ``--dry-run`` prints the plan; ``--destroy`` removes what it made (a bucket only when
+nothing but its own code is in it: the store's data is never deleted).
+"""
+from __future__ import annotations
+
+from .apply import deploy, destroy
+from .aws import Clients, DeployError, Row, aws_errors
+from .command import register
+from .plan import (
+    CODE_PREFIX,
+    DEFAULT_BUCKET,
+    DEFAULT_NAME,
+    FUNCTION_SIZING,
+    TAG_KEY,
+    Target,
+    artifact_of,
+    function_names,
+    function_settings,
+    rate_expression,
+    role_policy,
+)
+
+__all__ = ["CODE_PREFIX", "DEFAULT_BUCKET", "DEFAULT_NAME", "FUNCTION_SIZING", "TAG_KEY", "Clients", "DeployError",
+           "Row", "Target", "artifact_of", "aws_errors", "deploy", "destroy", "function_names", "function_settings",
+           "rate_expression", "register", "role_policy"]

@@ -1,0 +1,318 @@
+"""Making, updating and removing a deployment: ``deploy`` and ``destroy``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from .. import package
+from .aws import Clients, DeployError, Row, _Deployment, _error_code, _say_nothing
+from .plan import (
+    _LAMBDA_TRUST,
+    CODE_PREFIX,
+    FUNCTION_SIZING,
+    LOG_RETENTION_DAYS,
+    Target,
+    artifact_of,
+    rate_expression,
+    role_policy,
+)
+
+
+def _function_config(target: Target, handler: str, role_arn: str, artifact: package.Artifact) -> dict[str, Any]:
+    memory, timeout = FUNCTION_SIZING[handler]
+    return {"Runtime": artifact.runtime, "Handler": f"handlers.{handler}.handler", "Role": role_arn,
+            "MemorySize": memory, "Timeout": timeout,
+            "Environment": {"Variables": {"STOCKPULSE_STORE_URL": target.store_url, **target.environment}}}
+
+
+def _differs(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    have = {"Runtime": current.get("Runtime"), "Handler": current.get("Handler"), "Role": current.get("Role"),
+            "MemorySize": current.get("MemorySize"), "Timeout": current.get("Timeout"),
+            "Environment": {"Variables": current.get("Environment", {}).get("Variables", {})}}
+    return have != dict(wanted)
+
+
+def deploy(target: Target, artifacts: Mapping[str, package.Artifact], *, dry_run: bool = False,
+           clients: Clients | None = None, say: Callable[[str], None] = _say_nothing) -> list[Row]:
+    """Make or update everything; returns one row per resource. Reads the whole plan first and
+    raises ``DeployError`` on any conflict before changing anything."""
+    d = _Deployment(target, clients or Clients(target), say)
+    try:
+        return _deploy(d, artifacts, dry_run=dry_run)
+    except DeployError as exc:
+        changed = [row for row in d.rows if not row.action.startswith(("unchanged", "would", "kept"))]
+        if not changed:
+            raise
+        raise DeployError(f"{exc} (after {len(changed)} changes: run deploy again to finish, or deploy "
+                          "--destroy to remove them)") from None
+
+
+def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_run: bool) -> list[Row]:
+    target = d.t
+    will = "would " if dry_run else ""
+    account = d.account()
+    # 1. the plan: what exists and whether it is ours (raises on anything foreign)
+    bucket = d.bucket_state()
+    existing = {h: (d.role(f), d.function(f), d.rule(f), d.log_group(f"/aws/lambda/{f}"))
+                for h, f in d.functions.items()}
+
+    # 2. the bucket
+    if bucket == "missing":
+        if not dry_run:
+            _make_bucket(d)
+        d.row("bucket", target.bucket, will + "create")
+    else:
+        d.row("bucket", target.bucket, "unchanged" if bucket == "ours" else "unchanged (not made by deploy, kept as is)")
+
+    # 3. the code, content-addressed
+    code_keys = {}
+    for name, artifact in artifacts.items():
+        key = f"{target.key_prefix}{CODE_PREFIX}{name}-{artifact.sha256_hex[:16]}.zip"
+        code_keys[name] = key
+        with d.errors(f"s3://{target.bucket}/{key}"):
+            present = bucket != "missing" and _object_exists(d, key)
+            if not present and not dry_run:
+                d.c.s3.upload_file(str(artifact.path), target.bucket, key)
+        d.row("code", key.rsplit("/", 1)[-1], "unchanged" if present else will + "upload")
+
+    for handler, function in d.functions.items():
+        role, config, rule, group = existing[handler]
+        artifact = artifacts[artifact_of(handler)]
+        # 4. log group, 5. role
+        if group is None and not dry_run:
+            with d.errors(f"log group /aws/lambda/{function}"):
+                d.c.logs.create_log_group(logGroupName=f"/aws/lambda/{function}", tags=target.tags)
+                d.c.logs.put_retention_policy(logGroupName=f"/aws/lambda/{function}",
+                                              retentionInDays=LOG_RETENTION_DAYS)
+        d.row("log group", f"/aws/lambda/{function}", "unchanged" if group else will + "create")
+        role_arn = _apply_role(d, handler, function, role, account, dry_run)
+        # 6. function
+        wanted = _function_config(target, handler, role_arn, artifact)
+        if config is None:
+            if not dry_run:
+                config = _create_function(d, function, wanted, code_keys[artifact_of(handler)])
+            d.row("function", function, will + "create")
+        else:
+            changes = ["configuration"] if _differs(config, wanted) else []
+            if config.get("CodeSha256") != artifact.sha256:
+                changes.append("code")
+            if changes and not dry_run:
+                config = _update_function(d, function, config, wanted, code_keys[artifact_of(handler)], changes)
+            d.row("function", function, f"{will}update {' and '.join(changes)}" if changes else "unchanged")
+        # 7. rule, target, permission
+        _apply_rule(d, handler, function, rule, config, account, dry_run)
+    # 8. code no function uses any more
+    if bucket != "missing":
+        with d.errors(f"s3://{target.bucket}/{target.key_prefix}{CODE_PREFIX}"):
+            for key in sorted(set(_keys(d, f"{target.key_prefix}{CODE_PREFIX}")) - set(code_keys.values())):
+                if not dry_run:
+                    d.c.s3.delete_object(Bucket=target.bucket, Key=key)
+                d.row("code", key.rsplit("/", 1)[-1], will + "delete (superseded)")
+    return d.rows
+
+
+def _object_exists(d: _Deployment, key: str) -> bool:
+    try:
+        d.c.s3.head_object(Bucket=d.t.bucket, Key=key)
+        return True
+    except Exception as exc:
+        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def _make_bucket(d: _Deployment) -> None:
+    t = d.t
+    with d.errors(f"bucket {t.bucket}"):
+        options = {} if t.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": t.region}}
+        d.c.s3.create_bucket(Bucket=t.bucket, **options)
+        d.c.s3.put_bucket_tagging(Bucket=t.bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in t.tags.items()]})
+        d.c.s3.put_public_access_block(Bucket=t.bucket, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+        d.c.s3.put_bucket_encryption(Bucket=t.bucket, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+
+
+def _apply_role(d: _Deployment, handler: str, function: str, role: dict[str, Any] | None, account: str,
+                dry_run: bool) -> str:
+    policy = json.dumps(role_policy(d.t, handler, account=account), sort_keys=True)
+    if role is None:
+        if dry_run:
+            d.row("role", function, "would create")
+            return f"arn:aws:iam::{account}:role/{function}"
+        with d.errors(f"role {function}"):
+            made = d.c.iam.create_role(RoleName=function, AssumeRolePolicyDocument=json.dumps(_LAMBDA_TRUST),
+                                       Description=f"stockpulse {handler} function",
+                                       Tags=[{"Key": k, "Value": v} for k, v in d.t.tags.items()])
+            d.c.iam.put_role_policy(RoleName=function, PolicyName="stockpulse", PolicyDocument=policy)
+        d.row("role", function, "create")
+        return str(made["Role"]["Arn"])
+    with d.errors(f"role {function}"):
+        try:
+            current = d.c.iam.get_role_policy(RoleName=function, PolicyName="stockpulse")["PolicyDocument"]
+        except d.c.iam.exceptions.NoSuchEntityException:
+            current = None
+        if isinstance(current, str):  # some servers return it URL-encoded text
+            from urllib.parse import unquote
+            current = json.loads(unquote(current))
+        same = current is not None and json.dumps(current, sort_keys=True) == policy
+        if not same and not dry_run:
+            d.c.iam.put_role_policy(RoleName=function, PolicyName="stockpulse", PolicyDocument=policy)
+    d.row("role", function, "unchanged" if same else ("would " if dry_run else "") + "update policy")
+    return str(role["Arn"])
+
+
+def _create_function(d: _Deployment, function: str, wanted: dict[str, Any], code_key: str) -> dict[str, Any]:
+    # A new role takes a few seconds to be assumable by Lambda on AWS: retry that one refusal.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with d.errors(f"function {function}"):
+                d.c.lambda_.create_function(FunctionName=function, Code={"S3Bucket": d.t.bucket, "S3Key": code_key},
+                                            Architectures=["x86_64"], Tags=d.t.tags,
+                                            Description="stockpulse handler (python -m jobs deploy)", **wanted)
+            break
+        except DeployError as exc:
+            if "cannot be assumed" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+    return d.wait_settled(function)
+
+
+def _apply_rule(d: _Deployment, handler: str, function: str, rule: dict[str, Any] | None,
+                config: dict[str, Any] | None, account: str, dry_run: bool) -> None:
+    expression = rate_expression(d.t.schedule.intervals[handler])
+    will = "would " if dry_run else ""
+    function_arn = (config or {}).get("FunctionArn") or f"arn:aws:lambda:{d.t.region}:{account}:function:{function}"
+    if rule is not None and rule.get("ScheduleExpression") == expression and rule.get("State") == "ENABLED":
+        action = "unchanged"
+    else:
+        action = will + ("create" if rule is None else "update schedule")
+        if not dry_run:
+            with d.errors(f"rule {function}"):
+                made = d.c.events.put_rule(Name=function, ScheduleExpression=expression, State="ENABLED",
+                                           Description=f"stockpulse {handler}: {expression}",
+                                           **({"Tags": [{"Key": k, "Value": v} for k, v in d.t.tags.items()]}
+                                              if rule is None else {}))
+                rule = {"Arn": made["RuleArn"]}
+    d.row("rule", f"{function} {expression}", action)
+    if dry_run and rule is None:
+        d.row("rule target", function, "would create")
+        d.row("permission", f"{function} <- events", "would create")
+        return
+    assert rule is not None
+    with d.errors(f"rule {function}"):
+        targets = d.c.events.list_targets_by_rule(Rule=function).get("Targets", [])
+        target_ok = [(t["Id"], t["Arn"]) for t in targets] == [("function", function_arn)]
+        if not target_ok and not dry_run:
+            stale = [t["Id"] for t in targets if t["Id"] != "function"]
+            if stale:
+                d.c.events.remove_targets(Rule=function, Ids=stale)
+            d.c.events.put_targets(Rule=function, Targets=[{"Id": "function", "Arn": function_arn}])
+    d.row("rule target", function, "unchanged" if target_ok else will + "set")
+    statement = f"{function}-events"
+    with d.errors(f"function {function} policy"):
+        try:
+            policy = json.loads(d.c.lambda_.get_policy(FunctionName=function)["Policy"])
+            allowed = any(s.get("Sid") == statement and _source_arn(s) == rule["Arn"] for s in policy["Statement"])
+        except d.c.lambda_.exceptions.ResourceNotFoundException:
+            allowed = False
+        if not allowed and not dry_run:
+            with contextlib.suppress(d.c.lambda_.exceptions.ResourceNotFoundException):
+                d.c.lambda_.remove_permission(FunctionName=function, StatementId=statement)
+            d.c.lambda_.add_permission(FunctionName=function, StatementId=statement, Action="lambda:InvokeFunction",
+                                       Principal="events.amazonaws.com", SourceArn=rule["Arn"])
+    d.row("permission", f"{function} <- events", "unchanged" if allowed else will + "create")
+
+
+def _update_function(d: _Deployment, function: str, config: dict[str, Any], wanted: dict[str, Any],
+                     code_key: str, changes: list[str]) -> dict[str, Any]:
+    if config.get("State") == "Failed":
+        # Lambda cannot update a function that never started (LocalStack without Docker leaves every
+        # function so); it is of no use as it is: make it again with what is wanted.
+        d.say(f"function {function}: was Failed ({config.get('StateReason', 'no reason given')}): replacing it")
+        with d.errors(f"function {function}"):
+            d.c.lambda_.delete_function(FunctionName=function)
+        return _create_function(d, function, wanted, code_key)
+    if "configuration" in changes:
+        d.wait_settled(function)
+        with d.errors(f"function {function}"):
+            d.c.lambda_.update_function_configuration(FunctionName=function, **wanted)
+    if "code" in changes:
+        d.wait_settled(function)
+        with d.errors(f"function {function}"):
+            d.c.lambda_.update_function_code(FunctionName=function, S3Bucket=d.t.bucket, S3Key=code_key)
+    return d.wait_settled(function)
+
+
+def _source_arn(statement: Mapping[str, Any]) -> str | None:
+    condition = statement.get("Condition", {}).get("ArnLike", {})
+    return condition.get("AWS:SourceArn")
+
+
+def destroy(target: Target, *, dry_run: bool = False, clients: Clients | None = None,
+            say: Callable[[str], None] = _say_nothing) -> list[Row]:
+    """Remove what ``deploy`` made for ``target.name`` (refusing anything it did not make)."""
+    d = _Deployment(target, clients or Clients(target), say)
+    will = "would " if dry_run else ""
+    bucket = d.bucket_state()
+    existing = {h: (d.role(f), d.function(f), d.rule(f), d.log_group(f"/aws/lambda/{f}"))
+                for h, f in d.functions.items()}
+    for handler, function in d.functions.items():
+        role, config, rule, group = existing[handler]
+        if rule is not None:
+            if not dry_run:
+                with d.errors(f"rule {function}"):
+                    ids = [t["Id"] for t in d.c.events.list_targets_by_rule(Rule=function).get("Targets", [])]
+                    if ids:
+                        d.c.events.remove_targets(Rule=function, Ids=ids)
+                    d.c.events.delete_rule(Name=function)
+            d.row("rule", function, will + "delete")
+        if config is not None:
+            if not dry_run:
+                with d.errors(f"function {function}"):
+                    d.c.lambda_.delete_function(FunctionName=function)
+            d.row("function", function, will + "delete")
+        if group is not None:
+            if not dry_run:
+                with d.errors(f"log group /aws/lambda/{function}"):
+                    d.c.logs.delete_log_group(logGroupName=f"/aws/lambda/{function}")
+            d.row("log group", f"/aws/lambda/{function}", will + "delete")
+        if role is not None:
+            if not dry_run:
+                with d.errors(f"role {function}"):
+                    for policy in d.c.iam.list_role_policies(RoleName=function).get("PolicyNames", []):
+                        d.c.iam.delete_role_policy(RoleName=function, PolicyName=policy)
+                    d.c.iam.delete_role(RoleName=function)
+            d.row("role", function, will + "delete")
+    if bucket == "missing":
+        return d.rows
+    with d.errors(f"bucket {target.bucket}"):
+        code = list(_keys(d, f"{target.key_prefix}{CODE_PREFIX}"))
+        for key in code:
+            if not dry_run:
+                d.c.s3.delete_object(Bucket=target.bucket, Key=key)
+            d.row("code", key.rsplit("/", 1)[-1], will + "delete")
+        if bucket != "ours":
+            d.row("bucket", target.bucket, "kept (not made by deploy)")
+        elif next(iter(_keys(d, "")), None) is not None and not (dry_run and set(_keys(d, "")) <= set(code)):
+            count = sum(1 for _ in _keys(d, ""))
+            d.row("bucket", target.bucket, f"kept: holds {count} objects of the store (empty it, then --destroy again)")
+        else:
+            if not dry_run:
+                d.c.s3.delete_bucket(Bucket=target.bucket)
+            d.row("bucket", target.bucket, will + "delete")
+    return d.rows
+
+
+def _keys(d: _Deployment, prefix: str) -> Iterator[str]:
+    for page in d.c.s3.get_paginator("list_objects_v2").paginate(Bucket=d.t.bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            yield item["Key"]
+
+
+# ---------------------------------------------------------------------------------------------
