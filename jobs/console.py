@@ -151,7 +151,8 @@ def watch_status(load: Callable[[], Any], seconds: float, *, console: Console | 
                  rounds: int | None = None) -> None:
     """Redraw ``load()`` (a renderable) every ``seconds`` until Ctrl-C (or ``rounds`` redraws)."""
     shown = 0
-    with Live(load(), console=console or out, auto_refresh=False, screen=False) as live:
+    # not ``out``: soft wrapping would leave the terminal's wrapped lines behind on every redraw
+    with Live(load(), console=console or Console(), auto_refresh=False, screen=False) as live:
         while rounds is None or shown < rounds:
             sleep(seconds)
             live.update(load(), refresh=True)

@@ -1,0 +1,130 @@
+"""The ``status`` terminal view (rich): risk colours, days of cover, purchase orders, handlers,
+counters, ``--watch`` redraws; and ``status --json`` unchanged."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from rich.text import Text
+
+from handlers.app import build_runtime
+from handlers.runtime import load_state
+from handlers.settings import Settings
+from jobs.cli import main
+from jobs.console import status_view, watch_status
+from jobs.status import risk_of, status_extras, status_report, status_screen
+from tests.conftest import SMALL_CATALOG
+
+JSON_KEYS = ["store", "catalog", "created_at", "orders_through", "last_applied", "series", "purchase_orders_open",
+             "counters", "pending_log_objects"]
+SERIES_KEYS = ["product_id", "warehouse_id", "on_hand", "initial", "received", "shipped", "lost_sales", "reorders",
+               "open_purchase_orders"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("status")
+    (root / "catalog.yaml").write_text(SMALL_CATALOG)
+    args = ["--store", f"file://{root}/s", "--catalog", str(root / "catalog.yaml")]
+    assert main(["simulate", "--days", "0.5", "-q", "--json", *args]) == 0
+    runtime = build_runtime(Settings(store_url=args[1], catalog_path=args[3]))
+    state, _ = load_state(runtime.store, runtime.catalog)
+    return {"args": args, "runtime": runtime, "state": state}
+
+
+def _render(renderable: Any, width: int = 200) -> Console:
+    console = Console(record=True, width=width, file=io.StringIO(), color_system="truecolor")
+    console.print(renderable)
+    return console
+
+
+@pytest.mark.parametrize("on_hand, cover, restock_in, risk", [
+    (0, 0.0, 1.0, "out"), (5, 0.4, 0.5, "high"), (5, 1.2, 0.5, "watch"), (5, 1.6, 0.5, "ok"),
+    (5, float("inf"), 2.0, "ok"),
+])
+def test_risk_compares_cover_with_when_stock_can_arrive(on_hand, cover, restock_in, risk):
+    """GIVEN on hand, days of cover and days until stock can arrive THEN the risk class follows."""
+    assert risk_of(on_hand, cover, restock_in) == risk
+
+
+def test_status_json_is_unchanged(store, capsys):
+    """GIVEN a store WHEN `status --json` THEN it prints exactly status_report, with the contract's keys."""
+    assert main(["status", "--json", *store["args"]]) == 0
+    printed = capsys.readouterr().out
+    runtime = store["runtime"]
+    report = status_report(store["state"], runtime.catalog, runtime.store)
+    assert printed == json.dumps(report, indent=2) + "\n"
+    data = json.loads(printed)
+    assert list(data) == JSON_KEYS and list(data["series"][0]) == SERIES_KEYS
+
+
+def test_the_view_colours_an_empty_shelf_and_shows_cover_orders_and_handlers(store):
+    """GIVEN a store where a shelf ran empty WHEN the view is drawn THEN that row says `out` on red,
+    cover is on hand over forecast demand, open orders show their due time, each handler its tick."""
+    runtime, state = store["runtime"], store["state"]
+    report = status_report(state, runtime.catalog, runtime.store)
+    extras = status_extras(state, runtime.catalog, runtime.store)
+    risks = [x["risk"] for x in extras["series"]]
+    assert "out" in risks
+    empty = risks.index("out")
+    assert report["series"][empty]["on_hand"] == 0
+    x0, s0 = extras["series"][0], report["series"][0]
+    assert x0["days_of_cover"] == pytest.approx(s0["on_hand"] / state.forecast_mean[0].mean())
+    console = _render(status_view(report, extras, now=1.8e9))
+    text = console.export_text(clear=False)
+    html = console.export_html(inline_styles=True)
+    assert f"{x0['days_of_cover']:.1f} d" in text
+    assert "background-color: #800000" in html or "background-color: #ff0000" in html  # "out" on red
+    for po in report["purchase_orders_open"]:
+        assert po["id"] in text and po["due"] in text
+    for name, applied in report["last_applied"].items():
+        assert name in text and applied in text
+    assert f"shipped {report['counters']['shipped_total']:,}" in text
+
+
+def test_last_success_comes_from_the_metrics_files(store):
+    """GIVEN a simulate that wrote metrics/<handler>.prom WHEN the extras are read THEN each handler's
+    last success is the gauge's wall-clock time."""
+    runtime = store["runtime"]
+    extras = status_extras(store["state"], runtime.catalog, runtime.store)
+    for name, seconds in extras["last_success"].items():
+        prefix = f"handler_last_success_timestamp_seconds{{handler=\"{name}\"}} "
+        lines = [line for line in runtime.store.get(f"metrics/{name}.prom").decode().splitlines()
+                 if line.startswith(prefix)]
+        assert len(lines) == 1 and seconds == float(lines[0][len(prefix):]) > 1.7e9
+
+
+def test_an_empty_store_says_it_waits(tmp_path):
+    """GIVEN an empty store WHEN the watch screen is drawn THEN it says it waits for the first tick."""
+    runtime = build_runtime(Settings(store_url=f"file://{tmp_path}/none"))
+    assert "waiting for the first tick" in _render(status_screen(runtime.store, runtime.catalog)).export_text()
+
+
+def test_watch_redraws_what_load_returns(tmp_path):
+    """GIVEN a load that returns a new screen each time WHEN watch_status runs 3 rounds THEN it slept
+    the interval between redraws and the last screen is the one shown."""
+    screens = iter(Text(f"business time T{i}") for i in range(10))
+    slept: list[float] = []
+    console = Console(record=True, width=80, file=io.StringIO(), force_terminal=True)
+    watch_status(lambda: next(screens), 0.25, console=console, sleep=slept.append, rounds=3)
+    assert slept == [0.25, 0.25, 0.25]
+    assert console.export_text().strip().endswith("business time T3")
+
+
+def test_watch_refuses_a_zero_interval(store, capsys):
+    """GIVEN `status --watch 0` THEN one line names --watch, exit 2."""
+    assert main(["status", "--watch", "0", *store["args"]]) == 2
+    assert "--watch" in capsys.readouterr().err
+
+
+def test_status_prints_the_view(store, capsys):
+    """GIVEN a store WHEN `status` THEN the view is printed: inventory, purchase orders, handlers."""
+    assert main(["status", *store["args"]]) == 0
+    out = capsys.readouterr().out
+    for text in ("business time", "Inventory", "days of cover", "Open purchase orders", "Handlers", "order_tick"):
+        assert text in out
