@@ -2,7 +2,7 @@
 
 A per-read socket timeout bounds each ``recv`` — a server that answers a byte at a time holds the
 caller for as long as it likes. A :class:`Deadline` is an absolute point in time: each storage call
-checks it before it starts (:class:`DeadlineStore`), and the Pushgateway push (``handlers/push.py``)
+checks it before it starts and is waited for at most the time left (:class:`DeadlineStore`), and the Pushgateway push (``handlers/push.py``)
 re-arms its socket with the time *left* before every read and write, so the push as a whole ends
 by the deadline. In Lambda the deadline is the function's own, from
 ``context.get_remaining_time_in_millis()`` less a safety margin; outside Lambda there is none and
@@ -11,6 +11,7 @@ the push alone is bounded, by ``--push-timeout`` in total.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -47,39 +48,57 @@ class Deadline:
 
 
 class DeadlineStore:
-    """A store whose every call first checks the invocation's deadline."""
+    """A store whose every call must finish by the invocation's deadline.
+
+    Each call checks the deadline before it starts, then runs in a worker thread and is waited for
+    at most the time left: a server that hangs or dribbles cannot hold the invocation past its
+    deadline. A call abandoned this way may still complete later — exactly the case of a process
+    that died after that call, which the commit protocol repairs (handlers/runtime.py)."""
 
     def __init__(self, inner: Store, deadline: Deadline) -> None:
         self.inner, self.deadline, self.url = inner, deadline, inner.url
 
+    def _call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.deadline.check(what)
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, method(*args, **kwargs)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                outcome.append((False, exc))
+
+        worker = threading.Thread(target=run, name="stockpulse-io", daemon=True)  # never holds up exit
+        worker.start()
+        worker.join(self.deadline.remaining())
+        if not outcome:
+            raise StorageError(f"{what}: no answer from {self.url} within the invocation's time budget "
+                               f"({self.deadline.seconds:.1f} s); the next invocation continues")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
     def read(self, key: str) -> Versioned | None:
-        self.deadline.check(key)
-        return self.inner.read(key)
+        return self._call(key, self.inner.read, key)
 
     def write(self, key: str, data: bytes, *, etag: str | None) -> str:
-        self.deadline.check(key)
-        return self.inner.write(key, data, etag=etag)
+        return self._call(key, self.inner.write, key, data, etag=etag)
 
     def put_once(self, key: str, data: bytes, **kwargs: Any) -> bool:
-        self.deadline.check(key)
-        return self.inner.put_once(key, data, **kwargs)
+        return self._call(key, self.inner.put_once, key, data, **kwargs)
 
     def exists(self, key: str) -> bool:
-        self.deadline.check(key)
-        return self.inner.exists(key)
+        return self._call(key, self.inner.exists, key)
 
     def matches(self, key: str, data: bytes) -> bool | None:
-        self.deadline.check(key)
-        return self.inner.matches(key, data)
+        return self._call(key, self.inner.matches, key, data)
 
     def replace(self, key: str, data: bytes, **kwargs: Any) -> None:
-        self.deadline.check(key)
-        self.inner.replace(key, data, **kwargs)
+        self._call(key, self.inner.replace, key, data, **kwargs)
 
     def get(self, key: str) -> bytes:
-        self.deadline.check(key)
-        return self.inner.get(key)
+        return self._call(key, self.inner.get, key)
 
     def list(self, prefix: str) -> Iterator[str]:
-        self.deadline.check(prefix)
-        return self.inner.list(prefix)
+        return iter(self._call(prefix, lambda: list(self.inner.list(prefix))))

@@ -42,6 +42,10 @@ class Gateway(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
 
+    def do_GET(self) -> None:  # an S3 endpoint that never answers
+        self.requests.append({"path": self.path})
+        time.sleep(5)
+
     def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
@@ -209,3 +213,23 @@ def test_an_https_pushgateway_with_its_own_ca_is_trusted_through_the_setting(tmp
         untrusted, _ = runtime_for(tmp_path / "b", small_catalog, url)
         failed = invoke("order_tick", event_at(START + timedelta(minutes=1)), untrusted)
         assert "CERTIFICATE_VERIFY_FAILED" in failed["metrics_error"] and SECRET not in failed["metrics_error"]
+
+
+def test_an_s3_call_that_hangs_ends_at_the_invocation_deadline(tmp_path, small_catalog):
+    """GIVEN an S3 endpoint that accepts the request and never answers (botocore would wait 30 s per
+    read) WHEN a Lambda invocation with 1 s left reads the state THEN it fails at the deadline with
+    one StorageError line naming the key and the time budget."""
+    import boto3
+    from botocore.config import Config
+
+    from handlers.storage import S3Store
+
+    with gateway("hang") as (port, server):
+        client = boto3.session.Session().client(
+            "s3", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test",
+            aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}, read_timeout=30))
+        runtime = Runtime(store=S3Store("bucket", client=client), catalog=small_catalog)
+        with pytest.raises(StorageError, match=r"^state/state.bin: no answer from s3://bucket/ within the "
+                                               r"invocation's time budget \(1.0 s\)"):
+            invoke("order_tick", event_at(START), runtime, deadline=Deadline(1.0))
+        assert server.requests  # the request really reached the server
