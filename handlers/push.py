@@ -126,7 +126,7 @@ def pushgateway_handler(budget: float, *, username: str | None = None, password:
                     response.read()
                 finally:
                     conn.close()
-            except (PushTimeout, socket.timeout, TimeoutError):
+            except TimeoutError:  # PushTimeout and socket.timeout are TimeoutErrors
                 raise PushTimeout(f"no complete answer within the push budget of {budget:.3g} s") from None
             if response.status >= 400:
                 raise OSError(f"error talking to pushgateway: {response.status} {response.reason}")
