@@ -129,6 +129,8 @@ class Catalog:
 # ---------------------------------------------------------------------------------------------
 # Loading and validation
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
     """Load and validate a catalog file; ``None`` gives the built-in default."""
@@ -156,7 +158,7 @@ def default_catalog() -> Catalog:
 
 def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_LOADER)  # safe: libyaml's C SafeLoader when present (4x faster)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

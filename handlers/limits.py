@@ -44,7 +44,7 @@ DEFAULT_CATCH_UP_MINUTES = 1440
 # -- sizes and magnitudes a real shop never reaches; beyond them input is refused in one line ----
 MAX_EVENT_BYTES = 256 * 1024  # EventBridge's own limit for one event
 MAX_EVENT_DEPTH = 32  # nesting of JSON objects/arrays in an event file
-MAX_CATALOG_BYTES = 64 * 1024 * 1024
+MAX_CATALOG_BYTES = 16 * 1024 * 1024  # 100,000 product rows take about 10 MiB
 MAX_SERIES = 100_000  # products x warehouses in one catalog
 #: catalog field -> largest accepted value
 CATALOG_MAXIMA: dict[str, float] = {"base_demand_per_day": 1e6, "lead_time_hours": 8760, "pack_size": 1e6,
