@@ -14,35 +14,39 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from bokeh.core.templates import get_env
 from bokeh.document import Document
 from bokeh.embed import file_html
 from bokeh.layouts import column, row
-from bokeh.models import (ColumnDataSource, CustomJS, FactorRange, HoverTool, Label, Legend, Range1d, Title)
+from bokeh.models import ColumnDataSource, CustomJS, FactorRange, HoverTool, Range1d
+from bokeh.models.annotations import Label, Legend, Title
 from bokeh.palettes import Category10
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
-from bokeh.core.templates import get_env
 from bokeh.transform import dodge
 
 from handlers.events import format_epoch
 
 from .report import RunData
 
-__all__ = ["render_page", "SECTIONS"]
+__all__ = ["SECTIONS", "render_page"]
 
 HORIZON_HOURS = 168
 NO_BAND = ("no uncertainty band: forecast_score events carry the day-ahead forecast and the actual, "
            "not its spread")
 #: (root name, heading, what it shows) in page order; the tests look for these headings.
 SECTIONS = (
-    ("inventory", "Inventory on hand", "On hand per warehouse after every change, purchase orders placed "
-     "(reorder_alert) and arrived (restock), and the minutes the shelf was empty (shaded)."),
-    ("demand", "Demand vs day-ahead forecast", "Daily units demanded (sold + lost) against the forecast made at "
-     "that day's first forecast run, summed over the warehouses; and the forecast's error beside seasonal naive. "
-     f"Note: {NO_BAND}, so no band is drawn."),
-    ("stockout", "Predicted hours to stockout", "What the hourly forecast run projected (inventory events; "
-     "gaps: no stockout within the 7-day horizon) against the hours until the shelf really emptied "
-     "(lost sales / on hand 0), which the projection could not know of orders placed later."),
+    ("inventory", "Inventory on hand", ("On hand per warehouse after every change, purchase orders placed "
+                                        "(reorder_alert) and arrived (restock), and the minutes the shelf was "
+                                        "empty (shaded).")),
+    ("demand", "Demand vs day-ahead forecast", ("Daily units demanded (sold + lost) against the forecast made at "
+                                                "that day's first forecast run, summed over the warehouses; and the "
+                                                "forecast's error beside seasonal naive. "
+                                                f"Note: {NO_BAND}, so no band is drawn.")),
+    ("stockout", "Predicted hours to stockout", ("What the hourly forecast run projected (inventory events; gaps: "
+                                                 "no stockout within the 7-day horizon) against the hours until the "
+                                                 "shelf really emptied (lost sales / on hand 0); the projection could "
+                                                 "not know of purchase orders placed later.")),
     ("products", "Alerts, lost sales and fill rate per product", "Over the span, summed over the warehouses."),
 )
 _CHECK_JS = """
@@ -152,14 +156,19 @@ def _series_of(data: RunData, product: str) -> list[tuple[int, int, str]]:
             if cat.series_product_ids[i] == product]
 
 
+def _source(frames: list[pd.DataFrame]) -> ColumnDataSource:
+    """Columns as arrays (a DataFrame straight into Bokeh trips a pandas deprecation)."""
+    frame = pd.concat(frames, ignore_index=True)
+    return ColumnDataSource({name: frame[name].to_numpy() for name in frame.columns})
+
+
 def _inventory(data: RunData, x_range: Range1d) -> list[Any]:
     colors, figs = _colors(data), []
     alerts, restocks = data.events["reorder_alert"], data.events["restock"]
     for product in data.product_ids:
         fig = _time_figure(f"Inventory on hand — {product}", x_range, "units")
         runs: dict[str, list] = {"left": [], "right": [], "warehouse": []}
-        placed: dict[str, list] = {k: [] for k in ("x", "y", "color", "warehouse", "po", "quantity", "reason")}
-        arrived: dict[str, list] = {k: [] for k in ("x", "y", "color", "warehouse", "po", "quantity")}
+        placed, arrived = [], []
         top = 1
         for r, i, wh in _series_of(data, product):
             units = data.on_hand[r]
@@ -171,23 +180,22 @@ def _inventory(data: RunData, x_range: Range1d) -> list[Any]:
                 runs["left"].append(a - 60)
                 runs["right"].append(b)
                 runs["warehouse"].append(wh)
-            for _, e in alerts[alerts["series"] == i].iterrows():
-                placed["x"].append(e["time"]), placed["y"].append(e["current_inventory"])
-                placed["color"].append(colors[wh]), placed["warehouse"].append(wh)
-                placed["po"].append(e["purchase_order_id"]), placed["quantity"].append(e["recommended_reorder_quantity"])
-                placed["reason"].append(e["reason"])
-            for _, e in restocks[restocks["series"] == i].iterrows():
-                arrived["x"].append(e["time"]), arrived["y"].append(e["new_inventory"])
-                arrived["color"].append(colors[wh]), arrived["warehouse"].append(wh)
-                arrived["po"].append(e["purchase_order_id"]), arrived["quantity"].append(e["restocked_quantity"])
+            mine = alerts[alerts["series"] == i]
+            placed.append(pd.DataFrame({"x": _ms(mine["time"]), "y": mine["current_inventory"], "color": colors[wh],
+                                        "warehouse": wh, "po": mine["purchase_order_id"],
+                                        "quantity": mine["recommended_reorder_quantity"], "reason": mine["reason"]}))
+            mine = restocks[restocks["series"] == i]
+            arrived.append(pd.DataFrame({"x": _ms(mine["time"]), "y": mine["new_inventory"], "color": colors[wh],
+                                         "warehouse": wh, "po": mine["purchase_order_id"],
+                                         "quantity": mine["restocked_quantity"]}))
         runs_src = ColumnDataSource({"left": _ms(runs["left"]), "right": _ms(runs["right"]),
                                      "warehouse": runs["warehouse"]})
         fig.quad(left="left", right="right", bottom=0, top=top * 1.05, source=runs_src, color="#d62728",
                  alpha=0.18, line_alpha=0, legend_label="stockout (on hand 0)")
-        placed["x"], arrived["x"] = _ms(placed["x"]), _ms(arrived["x"])
-        p = fig.scatter("x", "y", source=ColumnDataSource(placed), marker="triangle", size=10, fill_color="color",
+        placed_src, arrived_src = _source(placed), _source(arrived)
+        p = fig.scatter("x", "y", source=placed_src, marker="triangle", size=10, fill_color="color",
                         line_color="black", legend_label="purchase order placed")
-        a = fig.scatter("x", "y", source=ColumnDataSource(arrived), marker="circle", size=8, fill_color="color",
+        a = fig.scatter("x", "y", source=arrived_src, marker="circle", size=8, fill_color="color",
                         line_color="black", legend_label="purchase order arrived")
         fig.add_tools(HoverTool(renderers=[p], tooltips=[("placed", "@x{%F %H:%M}"), ("", "@warehouse @po"),
                                                          ("quantity", "@quantity"), ("why", "@reason")],
@@ -202,8 +210,9 @@ def _demand(data: RunData) -> list[Any]:
     scores, cat, figs = data.events["forecast_score"], data.catalog, []
     products = np.array(cat.series_product_ids)
     days = sorted(scores["day"].unique().tolist()) if len(scores) else []
-    x_range = Range1d(*(_ms([pd.Timestamp(days[0]).timestamp() - 43200, pd.Timestamp(days[-1]).timestamp() + 43200])
-                        if days else _ms([data.start, data.end])))
+    lo, hi = (_ms([pd.Timestamp(days[0]).timestamp() - 43200, pd.Timestamp(days[-1]).timestamp() + 43200])
+              if days else _ms([data.start, data.end]))
+    x_range = Range1d(start=float(lo), end=float(hi))
     for product in data.product_ids:
         mine = scores[products[scores["series"].to_numpy()] == product] if len(scores) else scores
         daily = mine.groupby("day")[["actual_units", "forecast_units"]].sum().reset_index()
@@ -232,7 +241,7 @@ def _skill(data: RunData) -> Any:
         model.append(float(mine["abs_error"].sum()) / actual if actual else np.nan)
         naive.append(float(paired["seasonal_naive_abs_error"].sum()) / paired_actual if paired_actual else np.nan)
     src = ColumnDataSource({"product": names, "model": model, "naive": naive})
-    fig = figure(title="Forecast error (WAPE) per product: model vs seasonal naive", x_range=FactorRange(*names),
+    fig = figure(title="Forecast error (WAPE) per product: model vs seasonal naive", x_range=FactorRange(factors=names),
                  height=240, sizing_mode="stretch_width", tools="save", toolbar_location="right")
     fig.add_layout(Legend(location="top_left"), "right")
     fig.vbar(x=dodge("product", -0.17, range=fig.x_range), top="model", width=0.3, source=src, color="#d95f02",
@@ -283,14 +292,14 @@ def _per_product(data: RunData, rows: list[dict[str, Any]]) -> Any:
     for title, column_name, color, label in (("Reorder alerts per product", "reorders", "#1f77b4", "reorder alerts"),
                                              ("Lost sales per product (units)", "lost", "#d62728", "lost sales"),
                                              ("Fill rate per product", "fill", "#2ca02c", "fill rate")):
-        fig = figure(title=title, x_range=FactorRange(*names), height=260, sizing_mode="stretch_width",
+        fig = figure(title=title, x_range=FactorRange(factors=names), height=260, sizing_mode="stretch_width",
                      tools="save", toolbar_location=None)
         fig.add_layout(Legend(location="top_left"), "below")
         fig.vbar(x="product", top=column_name, width=0.7, source=src, color=color, legend_label=label)
         fig.xaxis.major_label_orientation = 0.6
         fig.add_tools(HoverTool(tooltips=[("product", "@product"), (label, f"@{column_name}")]))
         if column_name == "fill":
-            fig.y_range = Range1d(min(0.8, float(np.nanmin(src.data["fill"])) - 0.02) if names else 0.8, 1.01)
+            fig.y_range = Range1d(start=min(0.8, float(np.nanmin(src.data["fill"])) - 0.02) if names else 0.8, end=1.01)
         figs.append(fig)
     return row(*figs, sizing_mode="stretch_width")
 
@@ -328,7 +337,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def render_page(data: RunData, rows: list[dict[str, Any]]) -> str:
-    x_range = Range1d(float(data.start) * 1000, float(data.end) * 1000)
+    x_range = Range1d(start=float(data.start) * 1000, end=float(data.end) * 1000)
     groups = {"inventory": _inventory(data, x_range), "demand": _demand(data), "stockout": _stockout(data, x_range),
               "products": [_per_product(data, rows)]}
     doc = Document()

@@ -34,7 +34,7 @@ def chromium(page: Path, work: Path, *action: str) -> dict[str, Any]:
     """Open ``page``; returns stdout, stderr and the URLs the page itself requested."""
     profile, netlog = work / f"profile-{len(list(work.iterdir()))}", work / f"netlog-{len(list(work.iterdir()))}.json"
     proc = subprocess.run([CHROMIUM, *OFFLINE, f"--user-data-dir={profile}", f"--log-net-log={netlog}", *action,
-                           page.as_uri()], capture_output=True, text=True, timeout=120)
+                           page.as_uri()], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = json.loads(netlog.read_text())
     kinds = {number: name for name, number in log["constants"]["logEventTypes"].items()}
@@ -46,9 +46,9 @@ def chromium(page: Path, work: Path, *action: str) -> dict[str, Any]:
 
 def rendered(dom: str) -> dict[str, Any]:
     """What the page's check wrote: status, chart count, lines; and the page's script errors."""
-    check = re.search(r'<ul id="render-check" data-status="([^"]*)"(?: data-charts="(\d+)")?>(.*?)</ul>', dom, re.S)
+    check = re.search(r'<ul id="render-check" data-status="([^"]*)"(?: data-charts="(\d+)")?>(.*?)</ul>', dom, re.DOTALL)
     assert check, dom[:500]
-    errors = re.search(r'<pre id="page-errors"[^>]*>(.*?)</pre>', dom, re.S)
+    errors = re.search(r'<pre id="page-errors"[^>]*>(.*?)</pre>', dom, re.DOTALL)
     return {"status": check.group(1), "charts": int(check.group(2) or 0),
             "lines": re.findall(r"<li>(.*?)</li>", check.group(3)), "errors": errors.group(1) if errors else None}
 
