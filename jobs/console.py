@@ -19,7 +19,7 @@ from handlers.events import format_epoch
 from .schedule import Schedule
 from .simulate import SimulationResult
 
-__all__ = ["progress_bar", "print_simulation", "simulation_json", "status_view", "watch_status"]
+__all__ = ["print_simulation", "progress_bar", "simulation_json", "status_view", "watch_status"]
 
 out = Console(soft_wrap=True, width=None if Console().is_terminal else 120)
 err = Console(stderr=True)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -35,8 +35,17 @@ from handlers.settings import ENV, Settings
 from handlers.state import State
 from handlers.storage import S3Store, Store, open_store
 
-__all__ = ["RunData", "NoDataError", "load_run", "summary_rows", "register", "cmd_report", "DEFAULT_OUT",
-           "write_report", "report_command"]
+__all__ = [
+    "DEFAULT_OUT",
+    "NoDataError",
+    "RunData",
+    "cmd_report",
+    "load_run",
+    "register",
+    "report_command",
+    "summary_rows",
+    "write_report",
+]
 
 DEFAULT_OUT = "stockpulse-report.html"
 S3_READERS = 32  # concurrent GETs: a week is ~13,000 small objects
@@ -86,7 +95,7 @@ def _key_epoch(key: str) -> float:
     name = key.rsplit("/", 1)[-1]
     text = name[name.rfind("-") + 1:].split(".ndjson")[0]
     fmt = "%Y%m%dT%H%M%S.%fZ" if "." in text else "%Y%m%dT%H%M%SZ"
-    return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
 
 
 def _wanted_keys(store: Store, start: float, end: float) -> list[str]:

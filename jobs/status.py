@@ -10,13 +10,13 @@ import numpy as np
 
 from handlers import HANDLERS
 from handlers.catalog import Catalog
-from handlers.purchasing import order_ids
-from handlers.events import format_epoch
-from handlers.state import State
 from handlers.errors import InputError, StorageError
+from handlers.events import format_epoch
+from handlers.purchasing import order_ids
+from handlers.state import State
 from handlers.storage import Store
 
-__all__ = ["status_report", "status_extras", "risk_of", "status_screen", "show_status"]
+__all__ = ["risk_of", "show_status", "status_extras", "status_report", "status_screen"]
 
 
 def _time(epoch: float) -> str | None:
@@ -117,8 +117,9 @@ def status_screen(store: Store, catalog: Catalog, *, now: float | None = None) -
     """The terminal view of the store as it is now (a rich renderable)."""
     from rich.text import Text
 
-    from .console import status_view
     from handlers.runtime import load_state
+
+    from .console import status_view
 
     state, _ = load_state(store, catalog)
     if state is None:

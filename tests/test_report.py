@@ -173,7 +173,7 @@ def test_the_page_is_self_contained(run, capsys):
     and BokehJS is inline."""
     _, page = _report(run, capsys)
     text = page.read_text()
-    assert not re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=", text, re.I)
+    assert not re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=", text, re.IGNORECASE)
     assert "@import" not in text
     assert re.search(r"Bokeh\s*=|window\.Bokeh", text)
     assert page.stat().st_size < 3_000_000
