@@ -11,10 +11,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON="${PYTHON:-python3}"
-APT_PACKAGES=(prometheus prometheus-pushgateway prometheus-alertmanager docker-compose)
+APT_PACKAGES=(prometheus prometheus-pushgateway prometheus-alertmanager docker-compose chromium tmux)
 # What the tests call: prometheus, promtool (package prometheus), the Pushgateway, Alertmanager,
-# and docker-compose (validates compose files offline; no Docker engine needed).
-REQUIRED_BINARIES=(prometheus promtool prometheus-pushgateway prometheus-alertmanager docker-compose)
+# docker-compose (validates compose files offline; no Docker engine needed), Chromium (opens the
+# HTML report headless) and tmux (drives `status --watch`).
+REQUIRED_BINARIES=(prometheus promtool prometheus-pushgateway prometheus-alertmanager docker-compose chromium tmux)
 # Services the packages above ship; tests start their own servers on free loopback ports.
 PACKAGE_SERVICES=(prometheus prometheus-pushgateway prometheus-alertmanager prometheus-node-exporter)
 
