@@ -75,6 +75,13 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
 }
 
 
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_FORMAT: dict[str, Callable[[Any], str]] = {"max_tick_lead": format_max_lead}
+
+
 @dataclass(frozen=True)
 class Settings:
     store_url: str = "file://./data"
@@ -105,6 +112,18 @@ class Settings:
                 shown = "(hidden)" if f.name == "pushgateway_password" else redact(raw[:200])
                 raise ConfigError(f"{flag} / {variable}: {reason}, got {shown!r}") from None
         return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that builds these settings back (``from_env``), for the settings that
+        differ from the defaults: what ``deploy`` gives a function."""
+        defaults = type(self)()
+        environment = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or value == getattr(defaults, f.name):
+                continue
+            environment[ENV[f.name][0]] = _FORMAT.get(f.name, _text)(value)
+        return environment
 
     @property
     def policy(self) -> Policy:

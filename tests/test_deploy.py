@@ -70,9 +70,23 @@ def test_functions_get_only_the_settings_that_differ_from_the_defaults():
     assert (parsed.cover_days, parsed.service_level, parsed.pushgateway_url) == (2.0, 0.95, "http://pushgateway:9091")
 
 
-def test_a_custom_catalog_is_refused_naming_the_setting():
-    with pytest.raises(ConfigError, match="--catalog / STOCKPULSE_CATALOG"):
-        function_settings(Settings(catalog_path="shop.yaml"))
+@pytest.mark.parametrize(("field", "named"), [("catalog_path", "--catalog / STOCKPULSE_CATALOG"),
+                                             ("pushgateway_ca_file", "--pushgateway-ca-file / STOCKPULSE_PUSHGATEWAY_CA_FILE")])
+def test_settings_naming_a_local_file_are_refused_naming_the_setting(field, named):
+    with pytest.raises(ConfigError, match=named):
+        function_settings(Settings(**{field: "shop.yaml"}))
+
+
+def test_every_setting_a_function_gets_reads_back_as_chosen():
+    """GIVEN every setting away from its default WHEN deploy turns them into a function's environment
+    THEN Settings.from_env of that environment builds the same settings (the store URL aside)."""
+    chosen = Settings(pushgateway_url="https://gw.example:9091", push_timeout_seconds=2.5, alert_threshold_hours=12.0,
+                      service_level=0.9, cover_days=3.0, pushgateway_username="shop", pushgateway_password="s3cret",
+                      max_tick_lead={"order_tick": 86400.0, "restock": 3600.0, "forecast": 7200.0, "alert": 600.0},
+                      max_catch_up_minutes=60)
+    environment = function_settings(chosen)
+    assert "STOCKPULSE_STORE_URL" not in environment
+    assert Settings.from_env({**environment, "STOCKPULSE_STORE_URL": chosen.store_url}) == chosen
 
 
 @pytest.mark.parametrize(("argv", "field"), [(["--name", "Shop_1"], "--name"), (["--bucket", "a"], "--bucket"),

@@ -71,20 +71,22 @@ class Target:
         return {TAG_KEY: self.name}
 
 
+#: settings naming a file on the deploying machine, which a function would not have
+_LOCAL_FILES = {"catalog_path": "the catalog built into the package (handlers/catalogs/default.yaml)",
+                "pushgateway_ca_file": "the system's CA bundle"}
+
+
 def function_settings(settings: Settings) -> dict[str, str]:
     """The settings a function needs, as its ``STOCKPULSE_*`` environment (the store URL comes
-    from the target). Only what differs from the built-in defaults, so a function's configuration
+    from the target): only what differs from the built-in defaults, so a function's configuration
     says what was chosen."""
-    if settings.catalog_path is not None:
-        raise ConfigError("--catalog / STOCKPULSE_CATALOG: deployed functions use the catalog built "
-                          "into the package (handlers/catalogs/default.yaml); unset it to deploy")
-    defaults = Settings()
-    environment = {}
-    for name, (variable, _, _, _) in ENV.items():
-        value = getattr(settings, name)
-        if name in ("store_url", "catalog_path") or value is None or value == getattr(defaults, name):
-            continue
-        environment[variable] = f"{value:g}" if isinstance(value, float) else str(value)
+    for name, instead in _LOCAL_FILES.items():
+        if getattr(settings, name) is not None:
+            variable, flag = ENV[name][:2]
+            raise ConfigError(f"{flag} / {variable}: names a file on this machine, which deployed functions "
+                              f"do not have (they use {instead}); unset it to deploy")
+    environment = settings.to_env()
+    environment.pop(ENV["store_url"][0], None)
     return environment
 
 
