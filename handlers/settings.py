@@ -49,6 +49,13 @@ def _optional_path(value: str) -> str | None:
     return value.strip() or None
 
 
+def _series_cap(value: str) -> int:
+    number = float(value)
+    if not (number.is_integer() and 0 <= number <= 1_000_000):
+        raise ValueError("must be a whole number of series in [0, 1000000]")
+    return int(number)
+
+
 def _minutes(value: str) -> int:
     number = float(value)
     if not (number.is_integer() and 1 <= number <= 10080):
@@ -72,6 +79,12 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "max_tick_lead": ("STOCKPULSE_MAX_TICK_LEAD", "--max-tick-lead", parse_max_lead, format_max_lead(DEFAULT_MAX_LEAD)),
     "max_catch_up_minutes": ("STOCKPULSE_MAX_CATCH_UP_MINUTES", "--max-catch-up-minutes", _minutes,
                              str(DEFAULT_CATCH_UP_MINUTES)),
+    # per-series gauges of a large catalog: every series up to the cap, else only those that matter
+    "metrics_series_cap": ("STOCKPULSE_METRICS_SERIES_CAP", "--metrics-series-cap", _series_cap, "1000"),
+    "metrics_risk_probability": ("STOCKPULSE_METRICS_RISK_PROBABILITY", "--metrics-risk-probability",
+                                 _bounded(0, 1, inclusive=True), "0.5"),
+    "metrics_low_cover_days": ("STOCKPULSE_METRICS_LOW_COVER_DAYS", "--metrics-low-cover-days",
+                               _bounded(0, 60, inclusive=True), "2"),
 }
 
 
@@ -96,6 +109,9 @@ class Settings:
     pushgateway_ca_file: str | None = None  # CA bundle for an https:// Pushgateway (default: the system's)
     max_tick_lead: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_LEAD))
     max_catch_up_minutes: int = DEFAULT_CATCH_UP_MINUTES
+    metrics_series_cap: int = 1000  # per-series gauges for every series of a catalog up to this size
+    metrics_risk_probability: float = 0.5  # above it a series is at risk (and exposed) in a large catalog
+    metrics_low_cover_days: float = 2.0  # below it a series has low cover (and is exposed) in a large catalog
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
