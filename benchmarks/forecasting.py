@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     sizes = args.series or ([10_000] if quick else [10_000, 100_000])
     n_synthetic, origins, h8_origins = (500, 4, 10) if quick else (2000, 12, 30)
-    load = ", load average {:.2f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
+    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"{platform.machine()}, numpy {np.__version__}{load}\n")
     command = " ".join(["python benchmarks/forecasting.py", *(sys.argv[1:] if argv is None else argv)])

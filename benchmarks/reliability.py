@@ -87,7 +87,8 @@ class Dribbler(BaseHTTPRequestHandler):
 
 
 def push_budget() -> None:
-    from prometheus_client import CollectorRegistry, Counter as PromCounter
+    from prometheus_client import CollectorRegistry
+    from prometheus_client import Counter as PromCounter
 
     from handlers.metrics import _push
 

@@ -212,6 +212,7 @@ def run_backtest(
             that leaves a series without history; the message names it in one line.
     """
     import pandas as pd
+
     from handlers import forecasting
 
     say = progress or (lambda message: None)

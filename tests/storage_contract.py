@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from handlers.errors import ConflictError
-from handlers.runtime import Runtime, invoke
 from handlers.logs import decode_events
+from handlers.runtime import Runtime, invoke
 from tests.conftest import START, event_at
 
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from handlers.catalog import parse_catalog
 from handlers.errors import CatalogError, InputError
 from handlers.events import load_event_json, parse_event
-from handlers.catalog import parse_catalog
 from handlers.limits import MAX_BACKTEST_LINE, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, MAX_SERIES
 from jobs.backtest import load_matrix, run_backtest
 from tests.conftest import load_event

@@ -170,7 +170,7 @@ def test_every_dependency_waits_for_health_or_completion(raw, config):
 def test_one_elastic_version_for_the_four_images_pinned_in_infra(config):
     pinned = (ROOT / "infra" / "elastic-version.txt").read_text().strip()
     tags = {}
-    for name, service in config["services"].items():
+    for _name, service in config["services"].items():
         image = service.get("image", "")
         if image.startswith("docker.elastic.co/"):
             repo, _, tag = image.removeprefix("docker.elastic.co/").partition(":")
@@ -195,7 +195,7 @@ def test_localstack_is_pinned_runs_lambdas_on_the_compose_network_and_waits_for_
 
 def test_files_compose_mounts_exist_and_init_hooks_are_executable(config):
     for name, service in config["services"].items():
-        for source, target in bind_mounts(service):
+        for source, _target in bind_mounts(service):
             assert source.exists(), (name, source)
             assert ROOT in source.parents, (name, source)
     hooks = sorted((ROOT / "localstack" / "ready.d").iterdir())

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import re
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -350,8 +349,8 @@ def test_the_prefix_filebeat_polls_lists_every_handlers_log_objects_on_s3(filebe
     """GIVEN a moto server with the bucket named by the Filebeat config WHEN each handler runs as
     Lambda runs it (STOCKPULSE_STORE_URL=s3://<bucket>, AWS_ENDPOINT_URL) THEN listing the bucket
     with Filebeat's bucket_list_prefix finds every handler's log objects, gzip NDJSON that decode."""
-    from tests import servers
     import handlers.app as app
+    from tests import servers
     from tests.conftest import START, event_at
 
     (source,) = filebeat["filebeat.inputs"]

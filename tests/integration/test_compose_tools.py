@@ -19,9 +19,9 @@ from typing import Any
 
 import boto3
 import pytest
+import servers
 import yaml
 
-import servers
 from jobs.deploy import function_names
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
+import servers
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-import servers
 from handlers import HANDLERS
 from handlers.metrics import publisher
 from handlers.settings import Settings

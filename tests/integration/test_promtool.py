@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import servers
+
 from handlers.metrics import METRICS
 
 INFRA = Path(__file__).resolve().parents[2] / "infra" / "prometheus"

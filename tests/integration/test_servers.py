@@ -5,10 +5,9 @@ from __future__ import annotations
 import urllib.error
 
 import pytest
+import servers
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
-
-import servers
 
 
 def _error_code(error: ClientError) -> str:

@@ -18,10 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from localstack import config
 from localstack.services.lambda_.invocation.executor_endpoint import ExecutorEndpoint
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 from localstack.services.lambda_.invocation.runtime_executor import LambdaRuntimeException, RuntimeExecutor
+
+from localstack import config
 
 BOOTSTRAP = Path(__file__).with_name("stockpulse_lambda_bootstrap.py")
 
