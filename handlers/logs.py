@@ -39,8 +39,8 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
                       "service_level", "stockout_probability", "purchase_order_id", "expected_arrival"),
     "restock": ("product_id", "warehouse_id", "restocked_quantity", "new_inventory", "purchase_order_id"),
     "lost_sale": ("product_id", "warehouse_id", "lost_quantity", "remaining_inventory"),
-    "forecast_score": ("product_id", "warehouse_id", "day", "forecast_units", "actual_units", "abs_error",
-                       "seasonal_naive_abs_error"),
+    "forecast_score": ("product_id", "warehouse_id", "day", "forecast_units", "forecast_std_units", "actual_units",
+                       "abs_error", "seasonal_naive_abs_error"),
     "job_run": ("tick_id", "status", "events", "duration_ms"),
 }
 

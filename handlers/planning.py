@@ -115,8 +115,8 @@ def reorder_plan(state: State, view: Outlook, catalog: Catalog, policy: Policy) 
                          pack_size=catalog.pack_size, stockout_in_hours=view.stockout_in)
 
 
-def score_forecasts(state: State, tick: Tick, catalog: Catalog,
-                    today_forecast: np.ndarray) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def score_forecasts(state: State, tick: Tick, catalog: Catalog, today_forecast: np.ndarray,
+                    today_std: np.ndarray) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score the pending day's forecast once that day is complete; start a new pending day.
 
     Returns the state changes and one ``forecast_score`` event per series scored.
@@ -140,12 +140,13 @@ def score_forecasts(state: State, tick: Tick, catalog: Catalog,
         moment = datetime.fromtimestamp((day + 1) * 86400, timezone.utc)
         events = series_events("forecast_score", "forecast", moment, catalog, np.flatnonzero(ok), {
             "day": np.full(state.num_series, format_time(datetime.fromtimestamp(day * 86400, timezone.utc))[:10]),
-            "forecast_units": np.round(state.score_forecast, 2), "actual_units": actual,
+            "forecast_units": np.round(state.score_forecast, 2),
+            "forecast_std_units": np.round(state.score_forecast_std, 2), "actual_units": actual,
             "abs_error": np.round(error, 2),
             "seasonal_naive_abs_error": np.where(paired, naive_error, np.nan)})
         day = -1
     if day < 0:  # nothing pending: today's forecast (from complete history) is scored next
-        changes.update(score_day=today, score_forecast=today_forecast)
+        changes.update(score_day=today, score_forecast=today_forecast, score_forecast_std=today_std)
     return changes, events
 
 
@@ -153,7 +154,7 @@ def forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy) -> Outc
     """Forecast demand, project stock, emit one ``inventory`` event per series, and score the
     previous day's forecast once that day is complete."""
     mean, std = daily_forecast(state, catalog, tick.epoch)
-    scoring, score_events = score_forecasts(state, tick, catalog, mean[:, 0])  # day-ahead, unadjusted
+    scoring, score_events = score_forecasts(state, tick, catalog, mean[:, 0], std[:, 0])  # day-ahead, unadjusted
     shares = hour_shares(state, catalog)
     new_state = state.replace(forecast_at=tick.epoch, forecast_mean=intraday_update(state, mean, shares, tick.epoch),
                               forecast_std=std, hour_share=shares, **scoring)

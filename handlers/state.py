@@ -34,6 +34,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0
 HISTORY_DAYS = 112  # complete days of demand kept for the forecaster
 FORECAST_DAYS = 8  # today + the next 7 days
 
+#: Arrays added after SCHEMA 1 was first written: name -> the value a state without it loads with.
+_ADDED_ARRAYS = {"score_forecast_std": lambda series: np.full(series, np.nan)}
+
 
 @dataclass(frozen=True)
 class State:
@@ -76,6 +79,7 @@ class State:
     #    run) against what happened, beside seasonal naive (the same weekday a week earlier) ----
     score_day: int  # UTC day whose forecast waits to be scored; -1 when none
     score_forecast: np.ndarray  # [S] that day's forecast
+    score_forecast_std: np.ndarray  # [S] its standard deviation (NaN in states written before it)
     score_abs_error: np.ndarray  # [S] cumulative |forecast - actual|
     score_actual: np.ndarray  # [S] cumulative actual demand of the scored days
     score_days: np.ndarray  # [S] days scored
@@ -146,6 +150,8 @@ class State:
         for name, dtype, shape, start, length in header.pop("arrays"):
             values[name] = np.frombuffer(body[start:start + length], dtype=np.dtype(dtype)).reshape(shape)
         outbox = tuple((k, bytes(body[start:start + length])) for k, start, length in header.pop("outbox"))
+        for name, fill in _ADDED_ARRAYS.items():  # arrays newer than the object: filled in
+            values.setdefault(name, fill(int(values["on_hand"].shape[0])))
         for f in dataclasses.fields(cls):
             if f.name not in values and f.name != "outbox":
                 value = header[f.name]
@@ -187,6 +193,7 @@ def initial_state(catalog: Catalog, created_at: float) -> State:
         hour_share=np.full((s, 24), 1 / 24),
         score_day=-1,
         score_forecast=np.zeros(s),
+        score_forecast_std=np.zeros(s),
         score_abs_error=np.zeros(s),
         score_actual=np.zeros(s),
         score_days=zeros_i.copy(),

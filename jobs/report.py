@@ -58,7 +58,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "reorder_alert": ("current_inventory", "recommended_reorder_quantity", "purchase_order_id",
                       "expected_arrival", "predicted_stockout_hours", "reason"),
     "inventory": ("inventory_units", "predicted_stockout_hours", "stockout_probability", "reorder_point"),
-    "forecast_score": ("day", "forecast_units", "actual_units", "abs_error", "seasonal_naive_abs_error"),
+    "forecast_score": ("day", "forecast_units", "forecast_std_units", "actual_units", "abs_error",
+                       "seasonal_naive_abs_error"),
 }
 #: Within one business minute restock runs before order_tick (jobs/schedule.py RUN_ORDER).
 _STOCK_RANK = {"restock": 0, "order": 1, "lost_sale": 1}

@@ -29,20 +29,19 @@ from handlers.events import format_epoch
 
 from .report import RunData
 
-__all__ = ["SECTIONS", "render_page"]
+__all__ = ["SECTIONS", "render_page", "daily_band", "BAND_Z"]
 
 HORIZON_HOURS = 168
-NO_BAND = ("no uncertainty band: forecast_score events carry the day-ahead forecast and the actual, "
-           "not its spread")
+BAND_Z = 1.2816  # the standard normal's 90th percentile: mean +- BAND_Z sigma holds 80 %
 #: (root name, heading, what it shows) in page order; the tests look for these headings.
 SECTIONS = (
     ("inventory", "Inventory on hand", ("On hand per warehouse after every change, purchase orders placed "
                                         "(reorder_alert) and arrived (restock), and the minutes the shelf was "
                                         "empty (shaded).")),
     ("demand", "Demand vs day-ahead forecast", ("Daily units demanded (sold + lost) against the forecast made at "
-                                                "that day's first forecast run, summed over the warehouses; and the "
-                                                "forecast's error beside seasonal naive. "
-                                                f"Note: {NO_BAND}, so no band is drawn.")),
+                                                "that day's first forecast run, summed over the warehouses, with its "
+                                                "80 % band (mean ± 1.2816 σ, σ = √Σσ² over the warehouses, "
+                                                "clipped at 0); and the forecast's error beside seasonal naive.")),
     ("stockout", "Predicted hours to stockout", ("What the hourly forecast run projected (inventory events; gaps: "
                                                  "no stockout within the 7-day horizon) against the hours until the "
                                                  "shelf really emptied (lost sales / on hand 0); the projection could "
@@ -206,6 +205,18 @@ def _inventory(data: RunData, x_range: Range1d) -> list[Any]:
     return figs
 
 
+def daily_band(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per day: actual and forecast units summed over the rows (warehouses) and the forecast's 80 %
+    band, mean +- BAND_Z * sqrt(sum of variances), clipped at 0; NaN (no band) on a day where a
+    row's spread is unknown (logs written before ``forecast_std_units``)."""
+    variance = scores.assign(forecast_var=scores["forecast_std_units"].astype(float) ** 2)
+    daily = variance.groupby("day")[["actual_units", "forecast_units"]].sum()
+    spread = np.sqrt(variance.groupby("day")["forecast_var"].agg(lambda v: v.sum(skipna=False)))
+    middle = daily["forecast_units"].astype(float)
+    return daily.assign(band_low=np.maximum(middle - BAND_Z * spread, 0.0),
+                        band_high=middle + BAND_Z * spread).reset_index()
+
+
 def _demand(data: RunData) -> list[Any]:
     scores, cat, figs = data.events["forecast_score"], data.catalog, []
     products = np.array(cat.series_product_ids)
@@ -215,10 +226,11 @@ def _demand(data: RunData) -> list[Any]:
     x_range = Range1d(start=float(lo), end=float(hi))
     for product in data.product_ids:
         mine = scores[products[scores["series"].to_numpy()] == product] if len(scores) else scores
-        daily = mine.groupby("day")[["actual_units", "forecast_units"]].sum().reset_index()
+        daily = daily_band(mine)
         fig = _time_figure(f"Daily demand vs day-ahead forecast — {product}", x_range, "units per day", 220)
-        fig.add_layout(Title(text=NO_BAND, text_font_style="italic", text_font_size="9pt"), "below")
         x = _ms([pd.Timestamp(d).timestamp() + 43200 for d in daily["day"]])
+        fig.varea(x=x, y1=daily["band_low"].to_numpy(dtype=float), y2=daily["band_high"].to_numpy(dtype=float),
+                  color="#d95f02", fill_alpha=0.18, legend_label="80% band")
         fig.vbar(x=x, top=daily["actual_units"].to_numpy(dtype=float), width=0.7 * 86400000, color="#9ecae1",
                  legend_label="actual demand")
         fig.line(x, daily["forecast_units"].to_numpy(dtype=float), color="#d95f02", line_width=2,

@@ -42,6 +42,15 @@ def test_each_complete_day_is_scored_once_per_series(ten_days):
         assert e["abs_error"] == pytest.approx(abs(e["forecast_units"] - e["actual_units"]), abs=0.01)
 
 
+def test_each_score_carries_the_day_ahead_forecasts_spread(ten_days):
+    """GIVEN the scores THEN each carries forecast_std_units, the standard deviation of the forecast
+    it scores: positive (counted demand is never less spread than Poisson) and finite."""
+    store, _ = ten_days
+    spreads = [e["forecast_std_units"] for key in store.list("logs/forecast/") for e in decode_events(store.get(key))
+               if e["type"] == "forecast_score"]
+    assert spreads and all(isinstance(s, float) and 0 < s < 1e6 for s in spreads)
+
+
 def test_scored_actuals_are_the_recorded_demand(ten_days):
     """GIVEN the scores THEN each actual equals that day's demand in the state's history."""
     store, catalog = ten_days

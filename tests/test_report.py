@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from handlers.app import build_runtime
 from handlers.runtime import load_state
 from handlers.settings import Settings
 from jobs.cli import main
+from jobs.report_page import BAND_Z, daily_band
 from jobs.schedule import Schedule
 from jobs.simulate import simulate
 from jobs.status import status_report
@@ -157,6 +159,27 @@ def test_forecast_wape_is_the_scored_days_error_over_their_demand(run, capsys):
     total = summary["rows"][-1]
     assert total["scored_days"] == 4  # one complete day x 4 series
     assert total["forecast_wape"] == pytest.approx(state.score_abs_error.sum() / state.score_actual.sum(), abs=1e-3)
+
+
+def test_the_demand_band_is_the_forecast_plus_minus_z_sigma_of_the_warehouses_summed():
+    """GIVEN two warehouses' scores of a day, sigma 3 and 4 WHEN the band is computed THEN it is the
+    summed forecast +- 1.2816 x 5 (variances add), clipped at 0; a day with an unknown spread has none."""
+    scores = pd.DataFrame({"day": ["2026-01-06", "2026-01-06", "2026-01-07", "2026-01-07"],
+                           "forecast_units": [1.0, 2.0, 10.0, 10.0], "forecast_std_units": [3.0, 4.0, 1.0, None],
+                           "actual_units": [2.0, 2.0, 9.0, 11.0]})
+    band = daily_band(scores).set_index("day")
+    assert band.loc["2026-01-06", "band_high"] == pytest.approx(3.0 + BAND_Z * 5.0)
+    assert band.loc["2026-01-06", "band_low"] == 0.0  # 3 - 6.4 clipped
+    assert band.loc["2026-01-07", "forecast_units"] == 20.0
+    assert np.isnan(band.loc["2026-01-07", "band_low"]) and np.isnan(band.loc["2026-01-07", "band_high"])
+
+
+def test_the_demand_chart_draws_the_band(run, capsys):
+    """GIVEN a run with scored days WHEN `report` THEN each demand chart has an "80% band" area series."""
+    _, out = _report(run, capsys)
+    page = out.read_text()
+    assert page.count('"80% band"') == 2  # one legend item per product's demand chart
+    assert '"name":"VArea"' in page.replace(" ", "")
 
 
 def test_product_filter_keeps_only_that_product(run, capsys):

@@ -78,7 +78,7 @@ def test_the_charts_render_with_their_titles_and_series(page, tmp_path):
                  "chart: Predicted hours to stockout — P-2", "chart: Reorder alerts per product",
                  "chart: Lost sales per product (units)", "chart: Fill rate per product",
                  "series: W-A on hand", "series: stockout (on hand 0)", "series: purchase order placed",
-                 "series: purchase order arrived", "series: actual demand", "series: day-ahead forecast",
+                 "series: purchase order arrived", "series: actual demand", "series: day-ahead forecast", "series: 80% band",
                  "series: W-B predicted", "series: W-B actually emptied in", "series: lost sales"]:
         assert line in result["lines"], line
     assert not result["errors"]
