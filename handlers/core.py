@@ -33,6 +33,7 @@ class Outcome:
     state: State
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    exposed: dict[str, np.ndarray] = field(default_factory=dict)  # per-series values its metrics expose as computed
 
 
 class _History:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
@@ -207,7 +208,8 @@ def publisher(settings: Settings, *, store: Store | None = None,
         push = partial(_push, username=settings.pushgateway_username, password=settings.pushgateway_password,
                        ca_file=settings.pushgateway_ca_file)
 
-    def publish(handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None) -> str | None:
+    def publish(handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None,
+                exposed: Any = None) -> str | None:
         nonlocal target
         registry = build_registry(handler, state, catalog, policy, wall_time=wall_clock())
         try:

@@ -174,7 +174,9 @@ def forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy) -> Outc
     })
     summary = {"series": state.num_series, "low_stock": int((plan.stockout_soon | plan.below_reorder_point).sum()),
                "stockout_within_threshold": int(plan.stockout_soon.sum()), "forecasts_scored": len(score_events)}
-    return Outcome(new_state, events + score_events, summary)
+    exposed = {"stockout_hours": view.stockout_in, "stockout_probability": view.probability,
+               "forecast_7d_units": view.path.cum_mean[:, -1], "reorder_point": plan.reorder_point}
+    return Outcome(new_state, events + score_events, summary, exposed)
 
 
 def _reason(plan_below: bool, position: float, rop: float, lead: float, safety: float,

@@ -64,8 +64,8 @@ def catch_up_cores(minutes: int, cores: Mapping[str, Core] = CORES) -> dict[str,
 class Publisher(Protocol):
     """Publishes a committed state's metrics; returns an error text on failure, None on success."""
 
-    def __call__(self, handler: str, state: State, catalog: Catalog, *,
-                 deadline: Deadline | None = None) -> str | None: ...
+    def __call__(self, handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None,
+                 exposed: Mapping[str, np.ndarray] | None = None) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
                         "writes it", key, exc)
             result["log_error"] = str(exc)
         if runtime.publish is not None:
-            error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline)
+            error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline, exposed=outcome.exposed)
             if error is not None:
                 log.warning("metrics for %s not published: %s", handler, error)
                 count_push_failure(getattr(runtime.store, "inner", runtime.store), handler)
