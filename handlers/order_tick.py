@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from .app import handle
+from .declaration import Declaration
+
+DECLARED = Declaration(
+    name="order_tick",
+    core="handlers.core:order_tick",
+    every_seconds=60,
+    takes_policy=False,
+    metrics=(
+        "inventory_level_units",
+        "orders_per_minute",
+        "orders_total",
+        "lost_sales_units_total",
+    ),
+    summary="Simulate the orders of the business minutes since the last tick and fulfil them from stock.",
+)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    return handle("order_tick", event, context)
+    from .app import handle  # imported on the first call: the package's registry imports this module
+
+    return handle(DECLARED.name, event, context)

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import core, planning
+from . import DECLARATIONS, Declaration, core
 from .catalog import Catalog
 from .deadline import Deadline, DeadlineStore
 from .errors import ConfigError, ConflictError, InputError, StorageError
@@ -46,12 +46,17 @@ __all__ = ["Runtime", "invoke", "load_state", "flush_outbox", "CORES", "Core", "
 log = logging.getLogger("stockpulse")
 
 Core = Callable[[State, Tick, Catalog, Policy], core.Outcome]
-CORES: dict[str, Core] = {
-    "order_tick": lambda state, tick, catalog, policy: core.order_tick(state, tick, catalog),
-    "restock": lambda state, tick, catalog, policy: core.restock(state, tick, catalog),
-    "forecast": planning.forecast,
-    "alert": planning.alert,
-}
+
+
+def _core(declared: Declaration) -> Core:
+    """The core a handler module declares, called as (state, tick, catalog, policy)."""
+    function = declared.load_core()
+    if declared.takes_policy:
+        return function  # type: ignore[no-any-return]
+    return lambda state, tick, catalog, policy: function(state, tick, catalog)
+
+
+CORES: dict[str, Core] = {name: _core(declared) for name, declared in DECLARATIONS.items()}
 assert tuple(CORES) == HANDLERS
 
 

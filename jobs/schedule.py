@@ -6,12 +6,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from handlers import HANDLERS
+from handlers import DECLARATIONS, HANDLERS
 from handlers.errors import InputError
 
 __all__ = ["Schedule", "DEFAULT_INTERVALS", "parse_duration", "RUN_ORDER"]
 
-DEFAULT_INTERVALS: dict[str, int] = {"order_tick": 60, "restock": 300, "forecast": 3600, "alert": 900}
+#: each handler module's declared schedule (handlers/<name>.py ``DECLARED.every_seconds``)
+DEFAULT_INTERVALS: dict[str, int] = {name: declared.every_seconds for name, declared in DECLARATIONS.items()}
 #: Within one business minute: receive stock first, then sell, then look ahead, then reorder.
 RUN_ORDER: tuple[str, ...] = ("restock", "order_tick", "forecast", "alert")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
