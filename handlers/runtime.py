@@ -10,7 +10,8 @@ The commit protocol (every step may crash; the retry of the same tick repairs it
    (``InputError`` naming ``event.time``): nothing is written (handlers/limits.py);
 4. run the pure core (an order tick catches up at most ``catch_up_minutes`` of a long gap); encode its events as one gzip NDJSON object;
 5. compare-and-swap the new state, which carries the new log object in its outbox (conflict:
-   someone else committed first — start again from 1);
+   someone else committed first — count it and start again from 1; the count goes into the
+   handler's ``conflicts`` counter and the ``job_run`` event of the commit that wins);
 6. write the log object (write-once);
 7. publish metrics (never fatal).
 
@@ -117,7 +118,8 @@ def flush_outbox(store: Store, state: State) -> int:
     return written
 
 
-def _record(state: State, handler: str, tick: Tick, seconds: float, key: str, payload: bytes) -> State:
+def _record(state: State, handler: str, tick: Tick, seconds: float, key: str, payload: bytes,
+            conflicts: int) -> State:
     h = HANDLERS.index(handler)
     buckets = state.latency_buckets.copy()
     buckets[h, np.searchsorted(np.array(LATENCY_BUCKETS), seconds, side="left"):] += 1
@@ -125,7 +127,8 @@ def _record(state: State, handler: str, tick: Tick, seconds: float, key: str, pa
     latency_sum[h] += seconds
     invocations[h] += 1
     return state.replace(applied={**state.applied, handler: tick.epoch}, latency_buckets=buckets,
-                         latency_sum=latency_sum, invocations=invocations, outbox=((key, payload),))
+                         latency_sum=latency_sum, invocations=invocations, outbox=((key, payload),),
+                         conflicts={**state.conflicts, handler: state.conflicts[handler] + conflicts})
 
 
 def count_push_failure(store: Store, handler: str, attempts: int = 10) -> None:
@@ -155,6 +158,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         runtime = replace(runtime, store=DeadlineStore(runtime.store, deadline))
     started = runtime.clock()
     result: dict[str, Any] = {"handler": handler, "time": format_time(tick.time)}
+    conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
     for attempt in range(runtime.max_attempts):
         state, etag = load_state(runtime.store, runtime.catalog)
         if state is None:
@@ -170,16 +174,17 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         outcome = runtime.cores[handler](state, tick, runtime.catalog, runtime.policy)
         seconds = runtime.clock() - started
         run = event("job_run", handler, tick.time, "run", tick_id=tick.event_id, status="applied",
-                    events=len(outcome.events), duration_ms=round(seconds * 1000, 3))
+                    events=len(outcome.events), duration_ms=round(seconds * 1000, 3), conflicts=conflicts)
         payload = encode_events([*outcome.events, run])
         key = log_key(handler, tick.time)
-        new_state = _record(outcome.state, handler, tick, seconds, key, payload)
+        new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
         try:
             runtime.store.write(STATE_KEY, new_state.to_bytes(), etag=etag)
-        except ConflictError:
+        except ConflictError:  # counted, and carried into the commit that finally wins
+            conflicts += 1
             time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
             continue
-        result.update(status="applied", events=len(outcome.events), log_key=key, **outcome.summary)
+        result.update(status="applied", events=len(outcome.events), log_key=key, conflicts=conflicts, **outcome.summary)
         try:
             runtime.store.put_once(key, payload, content_type=CONTENT_TYPE)
         except StorageError as exc:  # committed: the outbox guarantees a later invocation writes it

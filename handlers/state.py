@@ -91,6 +91,8 @@ class State:
     latency_sum: np.ndarray  # [handlers]
     invocations: np.ndarray  # [handlers] applied invocations
     push_failures: np.ndarray  # [handlers]
+    conflicts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(HANDLERS, 0))  # handler -> compare-
+    #   and-swap writes it lost (and retried) before its commits, cumulative
 
     outbox: tuple[tuple[str, bytes], ...] = field(default=())
 
@@ -153,7 +155,9 @@ class State:
         for name, fill in _ADDED_ARRAYS.items():  # arrays newer than the object: filled in
             values.setdefault(name, fill(int(values["on_hand"].shape[0])))
         for f in dataclasses.fields(cls):
-            if f.name not in values and f.name != "outbox":
+            if f.name == "conflicts":  # newer than the first objects: zeros when absent
+                values[f.name] = {**dict.fromkeys(HANDLERS, 0), **header.get(f.name, {})}
+            elif f.name not in values and f.name != "outbox":
                 value = header[f.name]
                 values[f.name] = math.nan if value is None and f.type == "float" else value
         return cls(outbox=outbox, **values)

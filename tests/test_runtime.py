@@ -163,3 +163,40 @@ def test_handlers_racing_on_one_store_lose_nothing(tmp_path: Path):
     logged = [e for k in store.list("logs/") for e in decode_events(store.get(k))]
     assert sum(e["quantity"] for e in logged if e["type"] == "order") == state.shipped.sum()
     assert len(list(store.list("logs/"))) == len(ticks)
+
+
+class InterleavingStore:
+    """Delegates to a store; before its first compare-and-swap write, ``meanwhile()`` runs (another
+    writer commits), so that write really loses the race."""
+
+    def __init__(self, inner, meanwhile) -> None:
+        self.inner, self.meanwhile, self.url = inner, meanwhile, inner.url
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def write(self, key, data, *, etag):
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        return self.inner.write(key, data, etag=etag)
+
+
+def test_a_lost_compare_and_swap_is_counted_in_the_state_and_the_job_run_event(tmp_path: Path):
+    """GIVEN an alert whose first commit loses to an order tick committed in between WHEN it retries
+    THEN it commits once, and its conflict is counted: 1 in its job_run event and in the state's
+    conflicts counter of alert (0 for the others), and in its result."""
+    store = FileStore(tmp_path)
+    runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
+    noon = START.replace(hour=12)
+    invoke("order_tick", event_at(noon), runtime)
+    racing = InterleavingStore(FileStore(tmp_path), lambda: invoke("order_tick", event_at(noon + timedelta(minutes=1)),
+                                                                   runtime))
+    result = invoke("alert", event_at(noon + timedelta(minutes=1)), Runtime(store=racing, catalog=BUSY_CATALOG,
+                                                                             clock=zero_clock))
+    assert result["status"] == "applied" and result["conflicts"] == 1
+    state, _ = load_state(store)
+    assert state.conflicts == {"order_tick": 0, "restock": 0, "forecast": 0, "alert": 1}
+    [run] = [e for e in decode_events(store.get(result["log_key"])) if e["type"] == "job_run"]
+    assert run["conflicts"] == 1
+    assert int(state.invocations[3]) == 1

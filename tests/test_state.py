@@ -33,3 +33,22 @@ def test_a_state_written_before_the_forecast_spread_was_kept_loads_with_nan():
     assert np.isnan(old.score_forecast_std).all()
     assert np.array_equal(old.on_hand, state.on_hand)
     assert State.from_bytes(state.to_bytes()).score_forecast_std.tolist() == [0.0] * state.num_series
+
+
+def _header_without(data: bytes, name: str) -> bytes:
+    raw = zlib.decompress(data[len(_MAGIC):])
+    (size,) = struct.unpack_from("<I", raw)
+    header = json.loads(raw[4:4 + size])
+    del header[name]
+    head = json.dumps(header).encode()
+    return _MAGIC + zlib.compress(struct.pack("<I", len(head)) + head + raw[4 + size:], 1)
+
+
+def test_a_state_written_before_conflicts_were_counted_loads_with_zero_conflicts():
+    """GIVEN a state object without the conflicts counters WHEN it is loaded THEN every handler has
+    0 conflicts; a stored count survives a round trip, keyed by handler name."""
+    state = initial_state(default_catalog(), 1_767_571_200.0)
+    assert State.from_bytes(_header_without(state.to_bytes(), "conflicts")).conflicts == {
+        "order_tick": 0, "restock": 0, "forecast": 0, "alert": 0}
+    counted = state.replace(conflicts={**state.conflicts, "forecast": 7})
+    assert State.from_bytes(counted.to_bytes()).conflicts["forecast"] == 7
