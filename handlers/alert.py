@@ -15,6 +15,8 @@ DECLARED = Declaration(
         "reorder_events_total",
         "purchase_orders_open",
         "inbound_units",
+        "purchase_orders_open_by_warehouse",
+        "inbound_units_by_warehouse",
     ),
     summary="Raise reorder alerts and place purchase orders where the reorder policy says so.",
 )

@@ -17,6 +17,8 @@ DECLARED = Declaration(
         "stockout_probability",
         "demand_forecast_units",
         "reorder_point_units",
+        "series_at_risk",
+        "series_low_cover",
         "forecast_abs_error_units_total",
         "forecast_actual_units_total",
         "forecast_paired_abs_error_units_total",

@@ -16,83 +16,161 @@ and counts it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from . import HANDLERS
+from . import DECLARATIONS, HANDLERS
 from .catalog import Catalog
 from .deadline import Deadline
-from .planning import outlook
 from .purchasing import inbound_units, open_count
-from .policy import Policy
 from .settings import Settings
 from .state import LATENCY_BUCKETS, State
 from .push import pushgateway_handler, redact, split_credentials
 from .storage import Store, open_store
 
-__all__ = ["StateCollector", "build_registry", "publisher", "METRICS", "metrics_key"]
+__all__ = ["StateCollector", "build_registry", "publisher", "METRICS", "OPERATIONS", "Focus", "focus_series",
+           "metrics_key"]
 
-#: name -> (type, labels, owning handler or "*" for every handler's group, help)
-METRICS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
-    "inventory_level_units": ("gauge", ("product_id", "warehouse_id"), "order_tick", "On-hand units"),
-    "orders_per_minute": ("gauge", ("product_id",), "order_tick",
-                          "Recent rate of units shipped per minute (1 h exponential average)"),
-    "orders_total": ("counter", ("product_id",), "order_tick", "Units ordered and shipped, cumulative"),
-    "lost_sales_units_total": ("counter", ("product_id", "warehouse_id"), "order_tick",
-                               "Units demanded while out of stock, cumulative"),
-    "received_units_total": ("counter", ("product_id", "warehouse_id"), "restock",
-                             "Units received from purchase orders, cumulative"),
-    "predicted_stockout_hours": ("gauge", ("product_id", "warehouse_id"), "forecast",
-                                 "Hours until projected on-hand reaches zero; absent when not within "
-                                 "the forecast horizon"),
-    "stockout_within_horizon": ("gauge", ("product_id", "warehouse_id"), "forecast",
-                                "1 if a stockout is projected within the forecast horizon, else 0"),
-    "stockout_probability": ("gauge", ("product_id", "warehouse_id"), "forecast",
-                             "Probability of a stockout within the alert threshold"),
-    "demand_forecast_units": ("gauge", ("product_id",), "forecast", "Forecast demand over the next 7 days"),
-    "reorder_point_units": ("gauge", ("product_id", "warehouse_id"), "forecast",
-                            "Reorder point: lead-time demand + safety stock"),
-    "forecast_abs_error_units_total": ("counter", ("product_id",), "forecast",
+_SERIES = ("product_id", "warehouse_id")
+
+#: name -> (type, labels, help); which handler's group holds it is declared in handlers/<name>.py
+_DEFINED: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "inventory_level_units": ("gauge", _SERIES, "On-hand units"),
+    "orders_per_minute": ("gauge", ("product_id",), "Recent rate of units shipped per minute (1 h exponential average)"),
+    "orders_total": ("counter", ("product_id",), "Units ordered and shipped, cumulative"),
+    "lost_sales_units_total": ("counter", _SERIES, "Units demanded while out of stock, cumulative"),
+    "inventory_units_by_product": ("gauge", ("product_id",), "On-hand units summed over warehouses"),
+    "inventory_units_by_warehouse": ("gauge", ("warehouse_id",), "On-hand units summed over products"),
+    "series_out_of_stock": ("gauge", ("warehouse_id",), "Product x warehouse series with nothing on hand"),
+    "lost_sales_units_by_warehouse_total": ("counter", ("warehouse_id",),
+                                            "Units demanded while out of stock, cumulative, summed over products"),
+    "catalog_series": ("gauge", (), "Product x warehouse series in the catalog"),
+    "received_units_total": ("counter", _SERIES, "Units received from purchase orders, cumulative"),
+    "received_units_by_warehouse_total": ("counter", ("warehouse_id",),
+                                          "Units received from purchase orders, cumulative, summed over products"),
+    "predicted_stockout_hours": ("gauge", _SERIES, "Hours until projected on-hand reaches zero; absent when not "
+                                                   "within the forecast horizon"),
+    "stockout_within_horizon": ("gauge", _SERIES, "1 if a stockout is projected within the forecast horizon, else 0"),
+    "stockout_probability": ("gauge", _SERIES, "Probability of a stockout within the alert threshold"),
+    "demand_forecast_units": ("gauge", ("product_id",), "Forecast demand over the next 7 days"),
+    "reorder_point_units": ("gauge", _SERIES, "Reorder point: lead-time demand + safety stock"),
+    "series_at_risk": ("gauge", ("warehouse_id",), "Series with a stockout projected within the alert threshold "
+                                                   "or a stockout probability at or above the risk level"),
+    "series_low_cover": ("gauge", ("warehouse_id",), "Series whose on-hand covers fewer days of forecast demand "
+                                                     "than the low-cover level"),
+    "forecast_abs_error_units_total": ("counter", ("product_id",),
                                        "Sum of |forecast - actual| of scored days (day-ahead daily forecasts)"),
-    "forecast_actual_units_total": ("counter", ("product_id",), "forecast", "Actual demand of the scored days"),
-    "forecast_paired_abs_error_units_total": ("counter", ("product_id",), "forecast",
+    "forecast_actual_units_total": ("counter", ("product_id",), "Actual demand of the scored days"),
+    "forecast_paired_abs_error_units_total": ("counter", ("product_id",),
                                               "Sum of |forecast - actual| on days seasonal naive could forecast"),
-    "forecast_seasonal_naive_abs_error_units_total": ("counter", ("product_id",), "forecast",
+    "forecast_seasonal_naive_abs_error_units_total": ("counter", ("product_id",),
                                                       "Sum of |seasonal naive - actual| on those days"),
-    "forecast_wape": ("gauge", ("product_id",), "forecast",
-                      "Weighted absolute percentage error of the day-ahead forecasts so far"),
-    "forecast_skill_vs_seasonal_naive": ("gauge", ("product_id",), "forecast",
+    "forecast_wape": ("gauge", ("product_id",), "Weighted absolute percentage error of the day-ahead forecasts so far"),
+    "forecast_skill_vs_seasonal_naive": ("gauge", ("product_id",),
                                          "1 - model error / seasonal naive error so far (> 0: better)"),
-    "reorder_events_total": ("counter", ("product_id", "warehouse_id"), "alert",
-                             "Reorder alerts raised, cumulative"),
-    "purchase_orders_open": ("gauge", ("product_id", "warehouse_id"), "alert",
-                             "Open purchase orders"),
-    "inbound_units": ("gauge", ("product_id", "warehouse_id"), "alert", "Units on open purchase orders"),
-    "processing_latency_seconds": ("histogram", ("handler",), "*", "Handler processing time"),
-    "handler_invocations_total": ("counter", ("handler",), "*", "Applied invocations, cumulative"),
-    "handler_last_success_timestamp_seconds": ("gauge", ("handler",), "*",
-                                               "Wall-clock time of the last successful invocation"),
-    "handler_business_time_seconds": ("gauge", ("handler",), "*", "Business time of the last applied tick"),
-    "metrics_push_failures_total": ("counter", ("handler",), "*",
-                                    "Failed metric pushes to the Pushgateway, cumulative"),
+    "reorder_events_total": ("counter", _SERIES, "Reorder alerts raised, cumulative"),
+    "purchase_orders_open": ("gauge", _SERIES, "Open purchase orders"),
+    "inbound_units": ("gauge", _SERIES, "Units on open purchase orders"),
+    "purchase_orders_open_by_warehouse": ("gauge", ("warehouse_id",), "Open purchase orders, summed over products"),
+    "inbound_units_by_warehouse": ("gauge", ("warehouse_id",), "Units on open purchase orders, summed over products"),
+    # every handler's group:
+    "processing_latency_seconds": ("histogram", ("handler",), "Handler processing time"),
+    "handler_invocations_total": ("counter", ("handler",), "Applied invocations, cumulative"),
+    "handler_last_success_timestamp_seconds": ("gauge", ("handler",), "Wall-clock time of the last successful invocation"),
+    "handler_business_time_seconds": ("gauge", ("handler",), "Business time of the last applied tick"),
+    "metrics_push_failures_total": ("counter", ("handler",), "Failed metric pushes to the Pushgateway, cumulative"),
+    "metrics_series_exposed": ("gauge", ("handler",),
+                               "Product x warehouse series this group exposes per-series metrics for"),
 }
+OPERATIONS = ("processing_latency_seconds", "handler_invocations_total", "handler_last_success_timestamp_seconds",
+              "handler_business_time_seconds", "metrics_push_failures_total", "metrics_series_exposed")
+
+
+def _owners() -> dict[str, str]:
+    owners = dict.fromkeys(OPERATIONS, "*")
+    for name, declared in DECLARATIONS.items():
+        for metric in declared.metrics:
+            if metric in owners:
+                raise ValueError(f"{metric}: declared by {owners[metric]} and {name} (one group per metric)")
+            owners[metric] = name
+    if set(owners) != set(_DEFINED):
+        raise ValueError(f"metrics defined but owned by no handler, or declared but not defined: "
+                         f"{sorted(set(owners) ^ set(_DEFINED))}")
+    return owners
+
+
+#: name -> (type, labels, owning handler or "*" for every handler's group, help), ownership from the
+#: handler modules' declarations
+METRICS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    name: (kind, labels, owner, _DEFINED[name][2])
+    for name, owner in _owners().items() for kind, labels, _ in [_DEFINED[name]]}
 
 
 def metrics_key(handler: str) -> str:
     return f"metrics/{handler}.prom"
 
 
-class StateCollector:
-    """Exposes one handler's metrics from a committed state (absolute values only)."""
+@dataclass(frozen=True)
+class Focus:
+    """Which series get per-series metrics: every series of a catalog of at most ``cap`` series;
+    in a larger catalog only those that matter — at risk (a stockout projected within the alert
+    threshold, or its probability at least ``risk_probability``; without a forecast at hand, fewer
+    hours of cover than the threshold), low cover (fewer than ``low_cover_days`` days of forecast
+    demand on hand) or reordered (a purchase order open) — the least covered first, at most ``cap``."""
 
-    def __init__(self, handler: str, state: State, catalog: Catalog, policy: Policy, *, wall_time: float) -> None:
-        self.handler, self.state, self.catalog, self.policy = handler, state, catalog, policy
-        self.wall_time = wall_time
+    cap: int = 1000
+    risk_probability: float = 0.5
+    low_cover_days: float = 2.0
+    alert_threshold_hours: float = 24.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Focus:
+        return cls(cap=settings.metrics_series_cap, risk_probability=settings.metrics_risk_probability,
+                   low_cover_days=settings.metrics_low_cover_days, alert_threshold_hours=settings.alert_threshold_hours)
+
+
+def cover_days(state: State) -> np.ndarray:
+    """Days the on-hand units last at the forecast's demand for today (before any forecast: the
+    recent order rate); inf with no demand, 0 when nothing is on hand."""
+    forecast = np.isfinite(state.forecast_at) and state.forecast_mean.shape[1] > 0
+    daily = state.forecast_mean[:, 0] if forecast else state.order_rate * 1440.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cover = np.where(daily > 0, state.on_hand / np.where(daily > 0, daily, 1.0), np.inf)
+    return np.where(state.on_hand <= 0, 0.0, cover)
+
+
+def at_risk(state: State, focus: Focus, exposed: Mapping[str, np.ndarray]) -> np.ndarray:
+    if "stockout_hours" in exposed and "stockout_probability" in exposed:
+        soon = np.nan_to_num(exposed["stockout_hours"], nan=np.inf) <= focus.alert_threshold_hours
+        return soon | (exposed["stockout_probability"] >= focus.risk_probability) | (state.on_hand <= 0)
+    return cover_days(state) * 24.0 <= focus.alert_threshold_hours
+
+
+def focus_series(state: State, focus: Focus, exposed: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Indices (ascending) of the series whose per-series metrics are exposed."""
+    if state.num_series <= focus.cap:
+        return np.arange(state.num_series)
+    cover = cover_days(state)
+    matter = at_risk(state, focus, exposed) | (cover < focus.low_cover_days) | (open_count(state) > 0)
+    candidates = np.flatnonzero(matter)
+    urgent = candidates[np.argsort(cover[candidates], kind="stable")[:focus.cap]]
+    return np.sort(urgent)
+
+
+class StateCollector:
+    """Exposes one handler's metrics from a committed state and the values its core computed
+    (absolute values only; nothing is recomputed here)."""
+
+    def __init__(self, handler: str, state: State, catalog: Catalog, *, wall_time: float,
+                 exposed: Mapping[str, np.ndarray] | None = None, focus: Focus = Focus()) -> None:
+        self.handler, self.state, self.catalog = handler, state, catalog
+        self.wall_time, self.exposed, self.focus = wall_time, dict(exposed or {}), focus
+        self.selected = focus_series(state, focus, self.exposed)
 
     def _family(self, name: str) -> Metric:
         kind, labels, _, text = METRICS[name]
@@ -101,10 +179,11 @@ class StateCollector:
 
     def _series(self, name: str, values: np.ndarray, *, where: np.ndarray | None = None) -> Metric:
         family = self._family(name)
-        products, warehouses = self.catalog.series_product_ids, self.catalog.series_warehouse_ids
-        for i, value in enumerate(np.asarray(values, dtype=float).tolist()):
-            if where is None or where[i]:
-                family.add_metric([products[i], warehouses[i]], value)
+        index = self.selected if where is None else self.selected[where[self.selected]]
+        products, warehouses = self.catalog.products, self.catalog.warehouses
+        p_index, w_index = self.catalog.product_index[index].tolist(), self.catalog.warehouse_index[index].tolist()
+        for p, w, value in zip(p_index, w_index, np.asarray(values, dtype=float)[index].tolist()):
+            family.add_metric([products[p].id, warehouses[w].id], value)
         return family
 
     def _products(self, name: str, values: np.ndarray) -> Metric:
@@ -114,29 +193,53 @@ class StateCollector:
             family.add_metric([product.id], value)
         return family
 
-    def _owned(self) -> Iterator[Metric]:
+    def _warehouses(self, name: str, values: np.ndarray) -> Metric:
+        family = self._family(name)
+        totals = np.bincount(self.catalog.warehouse_index, weights=np.asarray(values, dtype=float),
+                             minlength=len(self.catalog.warehouses))
+        for warehouse, value in zip(self.catalog.warehouses, totals.tolist()):
+            family.add_metric([warehouse.id], value)
+        return family
+
+    def _order_tick(self) -> Iterator[Metric]:
         s = self.state
-        if self.handler == "order_tick":
-            yield self._series("inventory_level_units", s.on_hand)
-            yield self._products("orders_per_minute", s.order_rate)
-            yield self._products("orders_total", s.shipped.astype(float))
-            yield self._series("lost_sales_units_total", s.lost_sales)
-        elif self.handler == "restock":
-            yield self._series("received_units_total", s.received)
-        elif self.handler == "forecast" and np.isfinite(s.forecast_at):
-            view = outlook(s, s.forecast_at, self.policy)
-            lead_mean, lead_var = view.path.at(self.catalog.lead_time_hours)
-            within = np.isfinite(view.stockout_in)
-            yield self._series("predicted_stockout_hours", np.nan_to_num(view.stockout_in), where=within)
+        yield self._series("inventory_level_units", s.on_hand)
+        yield self._products("orders_per_minute", s.order_rate)
+        yield self._products("orders_total", s.shipped.astype(float))
+        yield self._series("lost_sales_units_total", s.lost_sales)
+        yield self._products("inventory_units_by_product", s.on_hand.astype(float))
+        yield self._warehouses("inventory_units_by_warehouse", s.on_hand)
+        yield self._warehouses("series_out_of_stock", s.on_hand <= 0)
+        yield self._warehouses("lost_sales_units_by_warehouse_total", s.lost_sales)
+        family = self._family("catalog_series")
+        family.add_metric([], float(s.num_series))
+        yield family
+
+    def _restock(self) -> Iterator[Metric]:
+        yield self._series("received_units_total", self.state.received)
+        yield self._warehouses("received_units_by_warehouse_total", self.state.received)
+
+    def _forecast(self) -> Iterator[Metric]:
+        values = self.exposed
+        if "stockout_hours" in values:  # the values the forecast core computed (handlers/planning.py)
+            hours = values["stockout_hours"]
+            within = np.isfinite(hours)
+            yield self._series("predicted_stockout_hours", np.nan_to_num(hours), where=within)
             yield self._series("stockout_within_horizon", within.astype(float))
-            yield self._series("stockout_probability", view.probability)
-            yield self._products("demand_forecast_units", view.path.cum_mean[:, -1])
-            yield self._series("reorder_point_units", lead_mean + self.policy.z * np.sqrt(lead_var))
-            yield from self._forecast_quality()
-        elif self.handler == "alert":
-            yield self._series("reorder_events_total", s.reorders)
-            yield self._series("purchase_orders_open", open_count(s))
-            yield self._series("inbound_units", inbound_units(s))
+            yield self._series("stockout_probability", values["stockout_probability"])
+            yield self._products("demand_forecast_units", values["forecast_7d_units"])
+            yield self._series("reorder_point_units", values["reorder_point"])
+            yield self._warehouses("series_at_risk", at_risk(self.state, self.focus, values))
+        yield self._warehouses("series_low_cover", cover_days(self.state) < self.focus.low_cover_days)
+        yield from self._forecast_quality()
+
+    def _alert(self) -> Iterator[Metric]:
+        opened, inbound = open_count(self.state), inbound_units(self.state)
+        yield self._series("reorder_events_total", self.state.reorders)
+        yield self._series("purchase_orders_open", opened)
+        yield self._series("inbound_units", inbound)
+        yield self._warehouses("purchase_orders_open_by_warehouse", opened)
+        yield self._warehouses("inbound_units_by_warehouse", inbound)
 
     def _forecast_quality(self) -> Iterator[Metric]:
         s, index, n = self.state, self.catalog.product_index, len(self.catalog.products)
@@ -168,21 +271,24 @@ class StateCollector:
         for name, value in (("handler_invocations_total", s.invocations[h]),
                             ("handler_last_success_timestamp_seconds", self.wall_time),
                             ("handler_business_time_seconds", s.applied[self.handler]),
-                            ("metrics_push_failures_total", s.push_failures[h])):
+                            ("metrics_push_failures_total", s.push_failures[h]),
+                            ("metrics_series_exposed", len(self.selected))):
             family = self._family(name)
             family.add_metric([self.handler], float(value))
             yield family
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._owned()
+        owned = {"order_tick": self._order_tick, "restock": self._restock, "forecast": self._forecast,
+                 "alert": self._alert}[self.handler]
+        yield from owned()
         yield from self._operations()
 
 
-def build_registry(handler: str, state: State, catalog: Catalog, policy: Policy, *,
-                   wall_time: float | None = None) -> CollectorRegistry:
+def build_registry(handler: str, state: State, catalog: Catalog, *, exposed: Mapping[str, np.ndarray] | None = None,
+                   focus: Focus = Focus(), wall_time: float | None = None) -> CollectorRegistry:
     """A fresh registry holding one handler's group (never the global registry)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(handler, state, catalog, policy,
+    registry.register(StateCollector(handler, state, catalog, exposed=exposed, focus=focus,
                                      wall_time=time.time() if wall_time is None else wall_time))
     return registry
 
@@ -201,7 +307,7 @@ def publisher(settings: Settings, *, store: Store | None = None,
               push: Callable[[str, float, str, CollectorRegistry], None] = _push,
               wall_clock: Callable[[], float] = time.time) -> Callable[[str, State, Catalog], str | None]:
     """The runtime's metrics publisher: push to the Pushgateway, or write ``metrics/<handler>.prom``."""
-    policy = settings.policy
+    focus = Focus.from_settings(settings)
     target = store
 
     if push is _push:
@@ -209,9 +315,9 @@ def publisher(settings: Settings, *, store: Store | None = None,
                        ca_file=settings.pushgateway_ca_file)
 
     def publish(handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None,
-                exposed: Any = None) -> str | None:
+                exposed: Mapping[str, np.ndarray] | None = None) -> str | None:
         nonlocal target
-        registry = build_registry(handler, state, catalog, policy, wall_time=wall_clock())
+        registry = build_registry(handler, state, catalog, exposed=exposed, focus=focus, wall_time=wall_clock())
         try:
             if settings.pushgateway_url:
                 budget = settings.push_timeout_seconds

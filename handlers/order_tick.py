@@ -16,6 +16,11 @@ DECLARED = Declaration(
         "orders_per_minute",
         "orders_total",
         "lost_sales_units_total",
+        "inventory_units_by_product",
+        "inventory_units_by_warehouse",
+        "series_out_of_stock",
+        "lost_sales_units_by_warehouse_total",
+        "catalog_series",
     ),
     summary="Simulate the orders of the business minutes since the last tick and fulfil them from stock.",
 )

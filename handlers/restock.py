@@ -13,6 +13,7 @@ DECLARED = Declaration(
     takes_policy=False,
     metrics=(
         "received_units_total",
+        "received_units_by_warehouse_total",
     ),
     summary="Receive the purchase orders due by the tick time.",
 )

@@ -10,73 +10,90 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from handlers import HANDLERS
-from handlers.metrics import METRICS, build_registry, metrics_key, publisher
-from handlers.policy import Policy
+from handlers import DECLARATIONS, HANDLERS
+from handlers.metrics import METRICS, metrics_key, publisher
 from handlers.runtime import Runtime, invoke, load_state
 from handlers.settings import Settings
 from handlers.storage import FileStore
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from tests.conftest import START, event_at, run, schedule
 
 
 @pytest.fixture(scope="module")
-def worked_store(tmp_path_factory, ) -> FileStore:
-    """Three business hours of every handler on the small catalog."""
+def worked(tmp_path_factory) -> tuple[FileStore, dict[str, CollectorRegistry]]:
+    """Three business hours of every handler on the small catalog; each handler's last pushed registry."""
     from handlers.catalog import parse_catalog
     from tests.conftest import SMALL_CATALOG
 
     store = FileStore(tmp_path_factory.mktemp("metrics"))
-    run(Runtime(store=store, catalog=parse_catalog(SMALL_CATALOG)), schedule(START, 180))
-    return store
+    pushed: dict[str, CollectorRegistry] = {}
+
+    def capture(url: str, timeout: float, handler: str, registry: CollectorRegistry) -> None:
+        pushed[handler] = registry
+
+    settings = Settings(store_url=f"file://{store.root}", pushgateway_url="http://127.0.0.1:9")
+    run(Runtime(store=store, catalog=parse_catalog(SMALL_CATALOG), publish=publisher(settings, store=store, push=capture)),
+        schedule(START, 180))
+    return store, pushed
 
 
-def families(handler: str, store: FileStore, small_catalog) -> dict:
-    state, _ = load_state(store)
-    text = generate_latest(build_registry(handler, state, small_catalog, Policy(), wall_time=1234.5)).decode()
+def families(handler: str, worked) -> dict:
+    text = generate_latest(worked[1][handler]).decode()
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
 @pytest.mark.parametrize("handler", HANDLERS)
-def test_each_group_holds_exactly_the_metrics_its_handler_owns(handler, worked_store, small_catalog):
-    """GIVEN a worked state WHEN a handler's registry is built THEN it holds its own metrics and the
-    operations metrics, and none owned by another handler (no metric in two groups)."""
-    found = families(handler, worked_store, small_catalog)
+def test_each_group_holds_exactly_the_metrics_its_handler_owns(handler, worked):
+    """GIVEN a worked state WHEN a handler's registry is pushed THEN it holds the metrics its module
+    declares and the operations metrics, and none owned by another handler (no metric in two groups)."""
+    found = families(handler, worked)
     expected = {name for name, (_, _, owner, _) in METRICS.items() if owner in (handler, "*")}
+    assert {name for name, (_, _, owner, _) in METRICS.items() if owner == handler} == set(DECLARATIONS[handler].metrics)
     names = {re.sub(r"_total$", "", n) for n in expected}
     assert set(found) == names
     if handler == "forecast":  # three business hours score no day yet: no ratio rather than a made-up one
         assert not found["forecast_wape"].samples and not found["forecast_skill_vs_seasonal_naive"].samples
 
 
-def test_counters_are_absolute_values_from_the_state(worked_store, small_catalog):
+def test_counters_are_absolute_values_from_the_state(worked):
     """GIVEN a worked state THEN orders_total per product is the state's shipped units summed over warehouses."""
-    state, _ = load_state(worked_store)
-    found = families("order_tick", worked_store, small_catalog)
-    orders = {s.labels["product_id"]: s.value for s in found["orders"].samples if s.name == "orders_total"}
+    store, pushed = worked
+    state, _ = load_state(store)
+    registry = pushed["order_tick"]
+    orders = {p: registry.get_sample_value("orders_total", {"product_id": p}) for p in ("P-1", "P-2")}
     assert orders == {"P-1": float(state.shipped[:2].sum()), "P-2": float(state.shipped[2:].sum())}
     assert orders["P-1"] > 0
 
 
-def test_latency_histogram_is_cumulative_with_count_equal_to_invocations(worked_store, small_catalog):
+def test_latency_histogram_is_cumulative_with_count_equal_to_invocations(worked):
     """GIVEN a worked state THEN the order_tick histogram's +Inf bucket and _count equal its invocations."""
-    state, _ = load_state(worked_store)
-    samples = families("order_tick", worked_store, small_catalog)["processing_latency_seconds"].samples
+    store, _ = worked
+    state, _ = load_state(store)
+    samples = families("order_tick", worked)["processing_latency_seconds"].samples
     buckets = [s.value for s in samples if s.name.endswith("_bucket")]
     count = [s.value for s in samples if s.name.endswith("_count")][0]
     assert buckets == sorted(buckets) and buckets[-1] == count == state.invocations[0] == 180
     assert all(s.labels["handler"] == "order_tick" for s in samples)
 
 
-def test_no_stockout_within_horizon_is_an_absent_series_not_a_sentinel(worked_store, small_catalog):
+def test_no_stockout_within_horizon_is_an_absent_series_not_a_sentinel(worked):
     """GIVEN the forecast group THEN predicted_stockout_hours exists only where stockout_within_horizon is 1."""
-    found = families("forecast", worked_store, small_catalog)
+    found = families("forecast", worked)
     within = {(s.labels["product_id"], s.labels["warehouse_id"]): s.value
               for s in found["stockout_within_horizon"].samples}
     hours = {(s.labels["product_id"], s.labels["warehouse_id"]): s.value
              for s in found["predicted_stockout_hours"].samples}
     assert set(hours) == {k for k, v in within.items() if v == 1}
     assert all(0 <= v <= 168 for v in hours.values())
+
+
+def test_a_small_catalog_exposes_every_series(worked):
+    """GIVEN the 4-series catalog (under the default cap) THEN every group exposes all 4 series."""
+    _, pushed = worked
+    for handler in HANDLERS:
+        assert pushed[handler].get_sample_value("metrics_series_exposed", {"handler": handler}) == 4
+    inventory = families("order_tick", worked)["inventory_level_units"].samples
+    assert len(inventory) == 4
 
 
 def test_without_a_pushgateway_metrics_are_written_next_to_the_state(tmp_path: Path, small_catalog):
