@@ -84,11 +84,15 @@ _DEFINED: dict[str, tuple[str, tuple[str, ...], str]] = {
     "handler_last_success_timestamp_seconds": ("gauge", ("handler",), "Wall-clock time of the last successful invocation"),
     "handler_business_time_seconds": ("gauge", ("handler",), "Business time of the last applied tick"),
     "metrics_push_failures_total": ("counter", ("handler",), "Failed metric pushes to the Pushgateway, cumulative"),
+    "state_write_conflicts_total": ("counter", ("handler",),
+                                    "Compare-and-swap state writes that lost to another writer and were retried, "
+                                    "cumulative (in invocations that then committed)"),
     "metrics_series_exposed": ("gauge", ("handler",),
                                "Product x warehouse series this group exposes per-series metrics for"),
 }
 OPERATIONS = ("processing_latency_seconds", "handler_invocations_total", "handler_last_success_timestamp_seconds",
-              "handler_business_time_seconds", "metrics_push_failures_total", "metrics_series_exposed")
+              "handler_business_time_seconds", "metrics_push_failures_total", "state_write_conflicts_total",
+              "metrics_series_exposed")
 
 
 def _owners() -> dict[str, str]:
@@ -272,6 +276,7 @@ class StateCollector:
                             ("handler_last_success_timestamp_seconds", self.wall_time),
                             ("handler_business_time_seconds", s.applied[self.handler]),
                             ("metrics_push_failures_total", s.push_failures[h]),
+                            ("state_write_conflicts_total", s.conflicts.get(self.handler, 0)),
                             ("metrics_series_exposed", len(self.selected))):
             family = self._family(name)
             family.add_metric([self.handler], float(value))

@@ -157,3 +157,13 @@ def test_the_registry_and_the_schedule_derive_from_the_handler_modules():
     import handlers.restock
 
     assert handlers.restock.DECLARED is DECLARATIONS["restock"]
+
+
+def test_conflicts_are_exposed_per_handler_from_the_state():
+    """GIVEN a state whose alert lost 3 compare-and-swap writes THEN the alert group says 3, order_tick 0."""
+    state = forecast_outcome().state
+    state = state.replace(conflicts={**state.conflicts, "alert": 3})
+    alert = build_registry("alert", state, CATALOG, wall_time=0.0)
+    order_tick = build_registry("order_tick", state, CATALOG, wall_time=0.0)
+    assert alert.get_sample_value("state_write_conflicts_total", {"handler": "alert"}) == 3
+    assert order_tick.get_sample_value("state_write_conflicts_total", {"handler": "order_tick"}) == 0
