@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from handlers.catalog import parse_catalog
 from handlers.logs import EVENT_FIELDS, decode_events
 from handlers.metrics import build_registry
-from handlers.policy import Policy
 from handlers.runtime import Runtime, load_state
 from handlers.storage import FileStore
 from jobs.schedule import Schedule
@@ -81,7 +80,7 @@ def test_error_and_skill_are_exported_per_product(ten_days):
     product, consistent with the cumulative error counters."""
     store, catalog = ten_days
     state, _ = load_state(store)
-    text = generate_latest(build_registry("forecast", state, catalog, Policy(), wall_time=0.0)).decode()
+    text = generate_latest(build_registry("forecast", state, catalog, wall_time=0.0)).decode()
     samples = {(s.name, s.labels.get("product_id")): s.value
                for f in text_string_to_metric_families(text) for s in f.samples}
     for p, product in enumerate(catalog.products):
