@@ -5,7 +5,7 @@ Two artifacts, because the functions import different things at run time:
 ``handlers.zip``   order_tick, restock, alert: the ``handlers`` package, numpy, PyYAML,
                    prometheus-client and boto3 (pinned: the runtime's own may predate the
                    conditional writes the store needs)
-``forecast.zip``   the same plus scikit-learn and scipy (the regression the forecast fits)
+``forecast.zip``   the same plus scipy (the non-negative least squares the forecast fits)
 
 Dependencies come as manylinux x86_64 wheels for the Lambda runtime's CPython (``pip download
 --platform ... --python-version ...``), from the closures pinned in ``jobs/lambda/*.txt``; the
@@ -47,7 +47,7 @@ __all__ = [
     "register",
 ]
 
-#: artifact -> the handlers it serves (the forecast is the only one that needs scikit-learn)
+#: artifact -> the handlers it serves (the forecast is the only one that needs scipy)
 ARTIFACTS: dict[str, tuple[str, ...]] = {"handlers": ("order_tick", "restock", "alert"),
                                          "forecast": ("forecast",)}
 RUNTIMES = ("3.11", "3.12", "3.13")  # Lambda's python3.x runtimes this code supports
