@@ -6,8 +6,8 @@
 For each size: a generated catalog (N/10 products x 10 warehouses) and a store prepared with 112
 days of demand history (written into the state directly: replaying 112 days at 100k series would
 take hours) and one forecast. Then, per handler, fresh ``python -m jobs invoke`` processes on that
-store, one business minute apart, each measured from outside (wall time, and peak RSS from
-``os.wait4``'s rusage of that child alone); what each commit wrote (files new or changed in the
+store, one business minute apart, each measured from outside (wall time, and peak RSS by GNU
+``/usr/bin/time -f %M``); what each commit wrote (files new or changed in the
 store: the state, the log object, the metrics text); the conflict rate of ``jobs run --speed``
 for a short while on a copy of the store; cold import per handler (fresh interpreters, the import
 measured inside); and the forecast core against statsforecast's AutoETS(season_length=7) and
@@ -99,17 +99,18 @@ def prepare(directory: Path, catalog_path: Path) -> str:
 
 # -- measuring ---------------------------------------------------------------------------------
 
-def run(cmd: list[str], **kwargs: Any) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MB of this child alone, exit code)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in (0,):
-        sys.stderr.write(f"  ! {' '.join(cmd[2:5])}: exit {proc.returncode}: {proc.stderr.read().decode()[-400:]}\n")
-    proc.stderr.close()
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+def run(cmd: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MB, exit code) of ``cmd`` measured by GNU time: a child forked from
+    this (large) process would report this process's RSS as its own peak."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
+        started = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *cmd], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - started
+        peak_kb = float(out.read().strip().splitlines()[-1])
+    if proc.returncode != 0:
+        sys.stderr.write(f"  ! {' '.join(cmd[2:5])}: exit {proc.returncode}: {proc.stderr.decode()[-400:]}\n")
+    return wall, peak_kb / 1024, proc.returncode
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000,100000", help="series counts, comma-separated")
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
     parser.add_argument("--speed", type=int, default=60, help="business speed of the conflict run")
-    parser.add_argument("--run-seconds", type=int, default=30, help="wall seconds of the conflict run")
+    parser.add_argument("--run-seconds", type=int, default=75, help="wall seconds of the conflict run")
     parser.add_argument("--run-max-series", type=int, default=10_000, help="largest size the conflict run is made at")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
