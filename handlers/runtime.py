@@ -2,14 +2,17 @@
 
 The commit protocol (every step may crash; the retry of the same tick repairs it):
 
-1. read ``state/state.bin`` and its ETag (none yet: a fresh state at the tick time);
+1. read the state's parts and their ETags (none yet: a fresh state at the tick time) — the hot
+   ``state/state.bin`` and ``state/forecast.bin``; the demand history only when the core needs it
+   (handlers/layout.py);
 2. write out the *outbox* of the previous commit (write-once log objects; "already exists" is
    success) — this repairs a crash between a commit and its log write;
 3. if this handler already applied a tick at or after this time, stop: nothing is written;
    if the tick leads the store's clock by more than the handler's maximum lead, refuse it
    (``InputError`` naming ``event.time``): nothing is written (handlers/limits.py);
 4. run the pure core (an order tick catches up at most ``catch_up_minutes`` of a long gap); encode its events as one gzip NDJSON object;
-5. compare-and-swap the new state, which carries the new log object in its outbox (conflict:
+5. compare-and-swap the part this handler owns (``forecast``: ``state/forecast.bin``; the others:
+   ``state/state.bin``, after writing a new history object when a day closed), which carries the new log object in its outbox (conflict:
    someone else committed first — count it and start again from 1; the count goes into the
    handler's ``conflicts`` counter and the ``job_run`` event of the commit that wins);
 6. write the log object (write-once);
@@ -31,15 +34,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import DECLARATIONS, Declaration, core
+from . import DECLARATIONS, Declaration, core, layout
 from .catalog import Catalog
 from .deadline import Deadline, DeadlineStore
-from .errors import ConfigError, ConflictError, InputError, StorageError
+from .errors import ConflictError, InputError, StorageError
 from .events import Tick, format_epoch, format_time, parse_event
 from .limits import Limits, check_lead
 from .logs import CONTENT_TYPE, encode_events, event, log_key
 from .policy import Policy
-from .state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State, initial_state
+from .state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
 from .storage import Store
 
 __all__ = ["Runtime", "invoke", "load_state", "flush_outbox", "CORES", "Core", "Publisher", "catch_up_cores"]
@@ -87,20 +90,16 @@ class Runtime:
 
 
 def load_state(store: Store, catalog: Catalog | None = None) -> tuple[State | None, str | None]:
-    """The current state and its ETag (``None, None`` when the store is empty)."""
-    current = store.read(STATE_KEY)
-    if current is None:
-        if next(iter(store.list("logs/")), None) is not None:
-            raise StorageError(f"{STATE_KEY}: missing from {store.url}, but logs/ holds log objects — the state "
-                               "was deleted. Restore it from a backup, or start a new --store; refusing to start "
-                               "fresh over old logs")
-        return None, None
-    state = State.from_bytes(current.data)
-    if catalog is not None and state.catalog_fingerprint != catalog.fingerprint:
-        raise ConfigError(f"--catalog: {store.url} was started with another catalog "
-                          f"({state.catalog_fingerprint}); this one ({catalog.source}) is "
-                          f"{catalog.fingerprint} — use the same catalog or a new --store")
-    return state, current.etag
+    """The whole current state (every part, handlers/layout.py) and its hot part's ETag (``None, None``
+    when the store is empty)."""
+    loaded = layout.load(store, catalog, at=0.0)
+    return (None, None) if loaded is None else (loaded.state, loaded.etags["hot"])
+
+
+def needs_history(handler: str, state: State, tick: Tick) -> bool:
+    """Whether the core reads the demand history: the forecast always, an order tick only when a
+    business day closes (once a day); restock and alert never."""
+    return handler == "forecast" or (handler == "order_tick" and (tick.epoch - 60) // 86400 > state.history_day)
 
 
 def flush_outbox(store: Store, state: State) -> int:
@@ -132,15 +131,15 @@ def _record(state: State, handler: str, tick: Tick, seconds: float, key: str, pa
 
 
 def count_push_failure(store: Store, handler: str, attempts: int = 10) -> None:
-    """Add one to the handler's push-failure counter (best effort, compare-and-swap)."""
+    """Add one to the handler's push-failure counter (best effort, compare-and-swap of its part)."""
     for _ in range(attempts):
-        state, etag = load_state(store)
-        if state is None:
+        loaded = layout.load(store, None, at=0.0, history=False)
+        if loaded is None:
             return
-        failures = state.push_failures.copy()
+        failures = loaded.state.push_failures.copy()
         failures[HANDLERS.index(handler)] += 1
         try:
-            store.write(STATE_KEY, state.replace(push_failures=failures).to_bytes(), etag=etag)
+            layout.commit(store, loaded, loaded.state.replace(push_failures=failures), layout.owner(handler))
             return
         except ConflictError:
             continue
@@ -160,9 +159,9 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
     result: dict[str, Any] = {"handler": handler, "time": format_time(tick.time)}
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
     for attempt in range(runtime.max_attempts):
-        state, etag = load_state(runtime.store, runtime.catalog)
-        if state is None:
-            state = initial_state(runtime.catalog, tick.epoch)
+        loaded = (layout.load(runtime.store, runtime.catalog, at=tick.epoch, history=False)
+                  or layout.fresh(runtime.catalog, tick.epoch))
+        state = loaded.state
         repaired = flush_outbox(runtime.store, state)
         if repaired:
             log.info("wrote %d log object(s) promised by an earlier commit (interrupted, or still running "
@@ -171,6 +170,16 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
             last = format_epoch(state.applied[handler])
             return {**result, "status": "skipped", "reason": f"already applied (last applied tick {last})"}
         check_lead(handler, tick.epoch, state, runtime.limits)
+        part = layout.owner(handler)
+        if part != "hot" and loaded.etags["hot"] is None:  # the hot part comes first: it creates the store
+            try:
+                layout.commit(runtime.store, loaded, state, "hot")
+            except ConflictError:
+                conflicts += 1
+            continue
+        if needs_history(handler, state, tick):
+            loaded = layout.with_history(runtime.store, loaded)
+            state = loaded.state
         outcome = runtime.cores[handler](state, tick, runtime.catalog, runtime.policy)
         seconds = runtime.clock() - started
         run = event("job_run", handler, tick.time, "run", tick_id=tick.event_id, status="applied",
@@ -179,7 +188,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         key = log_key(handler, tick.time)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
         try:
-            runtime.store.write(STATE_KEY, new_state.to_bytes(), etag=etag)
+            layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point
         except ConflictError:  # counted, and carried into the commit that finally wins
             conflicts += 1
             time.sleep(random.uniform(0, 0.005 * (attempt + 1)))

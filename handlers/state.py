@@ -23,7 +23,7 @@ from . import HANDLERS
 from .catalog import Catalog
 from .errors import StorageError
 
-__all__ = ["State", "initial_state", "HANDLERS", "LATENCY_BUCKETS", "HISTORY_DAYS", "FORECAST_DAYS",
+__all__ = ["State", "initial_state", "pack", "unpack", "HANDLERS", "LATENCY_BUCKETS", "HISTORY_DAYS", "FORECAST_DAYS",
            "STATE_KEY", "SCHEMA"]
 
 SCHEMA = 1
@@ -109,49 +109,32 @@ class State:
     def replace(self, **changes: Any) -> State:
         return dataclasses.replace(self, **changes)
 
-    # -- (de)serialisation ------------------------------------------------------------------
+    # -- (de)serialisation: the whole state as one object (schema 1; handlers/layout.py splits it) --
     def to_bytes(self) -> bytes:
         """One zlib-compressed blob: a JSON header (scalars, array layout) then the raw arrays."""
-        header: dict[str, Any] = {"schema": SCHEMA, "arrays": [], "outbox": []}
-        chunks: list[bytes] = []
-        offset = 0
-
-        def add(data: bytes) -> tuple[int, int]:
-            nonlocal offset
-            chunks.append(data)
-            offset += len(data)
-            return offset - len(data), len(data)
-
+        header: dict[str, Any] = {"schema": SCHEMA}
+        arrays: dict[str, np.ndarray] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
-                array = np.ascontiguousarray(value)
-                header["arrays"].append([f.name, array.dtype.str, list(array.shape), *add(array.tobytes())])
-            elif f.name == "outbox":
-                header["outbox"] = [[key, *add(payload)] for key, payload in value]
-            else:
+                arrays[f.name] = value
+            elif f.name != "outbox":
                 header[f.name] = None if isinstance(value, float) and math.isnan(value) else value
-        head = json.dumps(header).encode()
-        return _MAGIC + zlib.compress(struct.pack("<I", len(head)) + head + b"".join(chunks), 1)
+        return pack(header, arrays, self.outbox)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, key: str = STATE_KEY) -> State:
-        try:
-            if not data.startswith(_MAGIC):
-                raise ValueError("magic")
-            raw = zlib.decompress(data[len(_MAGIC):])
-            (size,) = struct.unpack_from("<I", raw)
-            header = json.loads(raw[4:4 + size])
-            body = memoryview(raw)[4 + size:]
-        except (ValueError, zlib.error, struct.error) as exc:
-            raise StorageError(f"{key}: not a stockpulse state object ({exc})") from None
+        header, values, outbox = unpack(data, key=key)
         if header.get("schema") != SCHEMA:
             raise StorageError(f"{key}: state schema {header.get('schema')!r}, this stockpulse reads "
                                f"{SCHEMA}; use a new --store")
-        values: dict[str, Any] = {}
-        for name, dtype, shape, start, length in header.pop("arrays"):
-            values[name] = np.frombuffer(body[start:start + length], dtype=np.dtype(dtype)).reshape(shape)
-        outbox = tuple((k, bytes(body[start:start + length])) for k, start, length in header.pop("outbox"))
+        return cls.from_fields(header, values, outbox)
+
+    @classmethod
+    def from_fields(cls, header: dict[str, Any], values: dict[str, Any], outbox: tuple[tuple[str, bytes], ...]) -> State:
+        """A state from its scalars (``header``, NaN stored as null) and arrays; fields added since
+        the first objects were written get their defaults."""
+        values = dict(values)
         for name, fill in _ADDED_ARRAYS.items():  # arrays newer than the object: filled in
             values.setdefault(name, fill(int(values["on_hand"].shape[0])))
         for f in dataclasses.fields(cls):
@@ -161,6 +144,43 @@ class State:
                 value = header[f.name]
                 values[f.name] = math.nan if value is None and f.type == "float" else value
         return cls(outbox=outbox, **values)
+
+
+def pack(header: dict[str, Any], arrays: dict[str, np.ndarray], outbox: tuple[tuple[str, bytes], ...] = (), *,
+         level: int = 1) -> bytes:
+    """A JSON header, named raw arrays and the outbox's payloads in one blob, zlib at ``level``
+    (0: stored, no compression work)."""
+    header = {**header, "arrays": [], "outbox": []}
+    chunks: list[bytes] = []
+    offset = 0
+    for name, value in arrays.items():
+        array = np.ascontiguousarray(value)
+        header["arrays"].append([name, array.dtype.str, list(array.shape), offset, array.nbytes])
+        chunks.append(array.tobytes())
+        offset += array.nbytes
+    for key, payload in outbox:
+        header["outbox"].append([key, offset, len(payload)])
+        chunks.append(payload)
+        offset += len(payload)
+    head = json.dumps(header).encode()
+    return _MAGIC + zlib.compress(struct.pack("<I", len(head)) + head + b"".join(chunks), level)
+
+
+def unpack(data: bytes, *, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray], tuple[tuple[str, bytes], ...]]:
+    """The header, arrays (read-only views) and outbox of a blob :func:`pack` wrote."""
+    try:
+        if not data.startswith(_MAGIC):
+            raise ValueError("magic")
+        raw = zlib.decompress(data[len(_MAGIC):])
+        (size,) = struct.unpack_from("<I", raw)
+        header = json.loads(raw[4:4 + size])
+        body = memoryview(raw)[4 + size:]
+    except (ValueError, zlib.error, struct.error) as exc:
+        raise StorageError(f"{key}: not a stockpulse state object ({exc})") from None
+    arrays = {name: np.frombuffer(body[start:start + length], dtype=np.dtype(dtype)).reshape(shape)
+              for name, dtype, shape, start, length in header.pop("arrays")}
+    outbox = tuple((k, bytes(body[start:start + length])) for k, start, length in header.pop("outbox"))
+    return header, arrays, outbox
 
 
 def initial_state(catalog: Catalog, created_at: float) -> State:

@@ -19,7 +19,9 @@ def statements(target: Target, handler: str) -> dict[str, dict]:
 def test_each_policy_allows_only_the_keys_and_log_group_of_its_function(handler):
     target = Target(name="shop", bucket="shop-store", prefix="eu/", region="eu-west-1")
     policy = statements(target, handler)
-    assert policy["State"]["Resource"] == ["arn:aws:s3:::shop-store/eu/state/state.bin"]
+    assert policy["State"]["Resource"] == ["arn:aws:s3:::shop-store/eu/state/state.bin",
+                                           "arn:aws:s3:::shop-store/eu/state/forecast.bin",
+                                           "arn:aws:s3:::shop-store/eu/state/history/*"]
     assert policy["State"]["Action"] == ["s3:GetObject", "s3:PutObject"]
     assert policy["Logs"]["Resource"] == ["arn:aws:s3:::shop-store/eu/logs/*"]
     assert policy["Metrics"] == {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"],

@@ -62,9 +62,11 @@ class CrashingStore:
         return call
 
 
-def snapshot(store: FileStore) -> tuple[bytes, dict[str, bytes]]:
-    """The final state bytes and every log object."""
-    return store.read("state/state.bin").data, {k: store.get(k) for k in store.list("logs/")}
+def snapshot(store: FileStore) -> tuple[list[bytes | None], dict[str, bytes], dict[str, bytes]]:
+    """The state's parts (hot and forecast by their newest version, history objects) and every log object."""
+    parts = [store.read(key) for key in ("state/state.bin", "state/forecast.bin")]
+    history = {k: store.get(k) for k in store.list("state/history/")}
+    return [p.data if p else None for p in parts], history, {k: store.get(k) for k in store.list("logs/")}
 
 
 def run_with_retries(store, ticks) -> None:
@@ -88,11 +90,11 @@ def clean_run(tmp_path_factory) -> tuple[bytes, dict[str, bytes]]:
 
 def test_busy_window_has_every_kind_of_event(clean_run):
     """GIVEN the crash scenario's clean run THEN it really exercises orders, lost sales, alerts and restocks."""
-    types = {e["type"] for payload in clean_run[1].values() for e in decode_events(payload)}
+    types = {e["type"] for payload in clean_run[2].values() for e in decode_events(payload)}
     assert {"order", "lost_sale", "inventory", "reorder_alert", "restock", "job_run"} <= types
 
 
-STORAGE_CALLS = 152  # storage calls of busy_ticks() run once without a crash (checked below)
+STORAGE_CALLS = 228  # storage calls of busy_ticks() run once without a crash (checked below)
 
 
 def test_the_crash_scenario_makes_the_expected_number_of_storage_calls(tmp_path: Path):
@@ -108,10 +110,11 @@ def test_crash_before_any_storage_call_then_retry_equals_one_clean_run(crash_at,
     store = CrashingStore(FileStore(tmp_path), crash_at)
     run_with_retries(store, busy_ticks())
     assert store.calls >= crash_at  # the crash really happened
-    state, logs = snapshot(FileStore(tmp_path))
-    assert sorted(logs) == sorted(clean_run[1])
-    assert logs == clean_run[1]
-    assert state == clean_run[0]
+    parts, history, logs = snapshot(FileStore(tmp_path))
+    assert sorted(logs) == sorted(clean_run[2])
+    assert logs == clean_run[2]
+    assert history == clean_run[1]
+    assert parts == clean_run[0]
 
 
 def test_crash_after_commit_leaves_the_log_to_the_next_invocation(tmp_path: Path):
@@ -120,8 +123,8 @@ def test_crash_after_commit_leaves_the_log_to_the_next_invocation(tmp_path: Path
     store = FileStore(tmp_path)
     runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
     invoke("order_tick", event_at(START.replace(hour=12)), runtime)
-    # calls of an invocation: read, matches (outbox), write (commit), put_once (log)
-    crashing = CrashingStore(FileStore(tmp_path), crash_at=4)
+    # calls of an invocation: read (hot), read (forecast), matches (outbox), write (commit), put_once (log)
+    crashing = CrashingStore(FileStore(tmp_path), crash_at=5)
     with pytest.raises(Crash):
         invoke("order_tick", event_at(START.replace(hour=12, minute=1)),
                Runtime(store=crashing, catalog=BUSY_CATALOG, clock=zero_clock))

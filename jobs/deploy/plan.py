@@ -12,6 +12,7 @@ from handlers.errors import ConfigError
 from handlers.logs import LOG_PREFIX
 from handlers.metrics import metrics_key
 from handlers.settings import ENV, Settings
+from handlers.layout import FORECAST_KEY, HISTORY_PREFIX
 from handlers.state import STATE_KEY
 
 from .. import package
@@ -91,7 +92,8 @@ def function_settings(settings: Settings) -> dict[str, str]:
 
 
 def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]:
-    """Least privilege for one function: the state object (compare-and-swap), the log objects
+    """Least privilege for one function: the state's objects (handlers/layout.py: hot and forecast
+    parts by compare-and-swap, history objects write-once), the log objects
     (its own, and any other handler's promised by the state's outbox, which every invocation
     completes), its own metrics text file, and its own log group. ``s3:ListBucket`` lets a read of
     the not-yet-existing state say 404 rather than 403."""
@@ -101,7 +103,8 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
     group = f"arn:aws:logs:{target.region}:{account}:log-group:/aws/lambda/{function}"
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "State", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-         "Resource": [f"{bucket}/{prefix}{STATE_KEY}"]},
+         "Resource": [f"{bucket}/{prefix}{STATE_KEY}", f"{bucket}/{prefix}{FORECAST_KEY}",
+                      f"{bucket}/{prefix}{HISTORY_PREFIX}*"]},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
          "Resource": [f"{bucket}/{prefix}{LOG_PREFIX}*"]},
         {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"],

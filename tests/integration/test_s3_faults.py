@@ -28,8 +28,11 @@ def s3_store(moto_s3, url: str | None = None, endpoint: str | None = None) -> S3
     return S3Store(bucket, client=client)
 
 
-def snapshot(store: S3Store) -> tuple[bytes, dict[str, bytes]]:
-    return store.read("state/state.bin").data, {k: store.get(k) for k in store.list("logs/")}
+def snapshot(store: S3Store) -> tuple[list[bytes | None], dict[str, bytes], dict[str, bytes]]:
+    """The state's parts (hot and forecast by their newest version, history objects) and every log object."""
+    parts = [store.read(key) for key in ("state/state.bin", "state/forecast.bin")]
+    history = {k: store.get(k) for k in store.list("state/history/")}
+    return [p.data if p else None for p in parts], history, {k: store.get(k) for k in store.list("logs/")}
 
 
 def run_with_retries(make_store, ticks) -> int:

@@ -1,0 +1,257 @@
+"""Where the state lives: three objects, so that no invocation pays for what it did not change.
+
+``state/state.bin`` (compare-and-swap) — the **hot** part: clocks, the stock ledger, open
+  purchase orders, today's demand by hour, the per-handler counters of ``order_tick``,
+  ``restock`` and ``alert``, their outbox, and ``history``: the key of the history object.
+``state/history/<sha256>.bin`` (write-once, content-addressed) — the **history**: complete days
+  of demand and the hour-of-day profile ([S, 112] and [S, 24]); a new object only when a day
+  closes (once a business day), referenced by the hot part's commit that closed it.
+``state/forecast.bin`` (compare-and-swap) — the **forecast** part: the last forecast, the forecast
+  scores, and the ``forecast`` handler's own counters and outbox. Only ``forecast`` writes it, so a
+  slow forecast never races the order ticks for one ETag.
+
+Each invocation still has a single commit point: ``forecast`` commits by compare-and-swap of
+``state/forecast.bin``, every other handler by compare-and-swap of ``state/state.bin``. A history
+object is written (write-once) *before* the hot commit that references it: a crash in between
+leaves an unreferenced object, which the retry writes again under the same key (same content);
+readers only follow references of committed hot states. Unreferenced history objects are garbage.
+
+A schema-1 ``state/state.bin`` (the whole state in one object, before this layout) still loads; the
+next hot commit writes it in this layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import HANDLERS
+from .catalog import Catalog
+from .errors import ConfigError, ConflictError, StorageError
+from .state import SCHEMA, STATE_KEY, State, initial_state, pack, unpack
+from .storage import Store
+
+__all__ = ["Loaded", "load", "with_history", "fresh", "commit", "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "owner", "NOT_LOADED"]
+
+FORECAST_KEY = "state/forecast.bin"
+HISTORY_PREFIX = "state/history/"
+HOT_SCHEMA = 2
+HISTORY_FIELDS = ("daily_demand", "hour_profile")
+FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "score_day", "score_forecast",
+                   "score_forecast_std", "score_abs_error", "score_actual", "score_days", "score_paired_abs_error",
+                   "score_naive_abs_error")
+#: Counters kept per handler; each part stores those of the handlers that commit to it.
+PER_HANDLER = ("applied", "latency_buckets", "latency_sum", "invocations", "push_failures", "conflicts")
+_ROWS = ("latency_buckets", "latency_sum", "invocations", "push_failures")  # arrays indexed by HANDLERS
+#: zlib level per part, chosen by measurement (docs/storage.md "Codecs")
+LEVEL = {"hot": 1, "forecast": 1, "history": 1}
+
+
+def owner(handler: str) -> str:
+    """The part a handler commits to."""
+    return "forecast" if handler == "forecast" else "hot"
+
+
+class _NotLoaded:
+    """Stands for the history when an invocation does not need it; any use of it fails loudly."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise StorageError("the demand history was not loaded for this invocation (handlers/layout.py)")
+
+    def __repr__(self) -> str:
+        return "<history not loaded>"
+
+
+NOT_LOADED: Any = _NotLoaded()
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The merged state and what a commit needs: each part's ETag, outbox and the history reference."""
+
+    state: State
+    etags: dict[str, str | None]  # part -> ETag (None: the object does not exist yet)
+    outboxes: dict[str, tuple[tuple[str, bytes], ...]]
+    history_ref: str | None
+    history: tuple[Any, Any]  # the arrays as loaded (identity tells whether a commit changed them)
+    legacy: bool = False  # loaded from a schema-1 object: the first hot commit also writes the forecast part
+
+
+def _scalars(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
+
+
+def _split_handlers(state: State, handlers: tuple[str, ...]) -> dict[str, Any]:
+    rows = {name: getattr(state, name) for name in _ROWS}
+    return {"handlers": {h: {"applied": None if math.isinf(state.applied[h]) else state.applied[h],
+                             "conflicts": state.conflicts[h],
+                             **{name: rows[name][HANDLERS.index(h)].tolist() for name in _ROWS}}
+                         for h in handlers}}
+
+
+def _merge_handlers(header: dict[str, Any], arrays: dict[str, Any], per: dict[str, dict[str, Any]],
+                    blank: State) -> None:
+    """Put each handler's stored counters (``per``) into the merged scalars and arrays."""
+    applied = dict(header.get("applied") or blank.applied)
+    conflicts = {**blank.conflicts, **(header.get("conflicts") or {})}
+    rows = {name: np.array(arrays.get(name, getattr(blank, name))) for name in _ROWS}
+    for h, doc in per.items():
+        applied[h] = -math.inf if doc["applied"] is None else doc["applied"]
+        conflicts[h] = doc["conflicts"]
+        for name in _ROWS:
+            rows[name][HANDLERS.index(h)] = doc[name]
+    header.update(applied=applied, conflicts=conflicts)
+    arrays.update(rows)
+
+
+def _history(store: Store, ref: str) -> dict[str, np.ndarray]:
+    if not store.exists(ref):
+        raise StorageError(f"{ref}: referenced by {STATE_KEY} but missing from {store.url} — restore it from a "
+                           "backup, or start a new --store")
+    return unpack(store.get(ref), key=ref)[1]
+
+
+def with_history(store: Store, loaded: Loaded) -> Loaded:
+    """``loaded`` with its history read (a no-op when it is already there)."""
+    if loaded.history_ref is None or loaded.history[0] is not NOT_LOADED:
+        return loaded
+    arrays = _history(store, loaded.history_ref)
+    state = loaded.state.replace(**{name: arrays[name] for name in HISTORY_FIELDS})
+    return dataclasses.replace(loaded, state=state, history=(state.daily_demand, state.hour_profile))
+
+
+def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True) -> Loaded | None:
+    """Read the parts (hot, forecast, and the history unless ``history=False``) and merge them into
+    one :class:`State`; ``None`` when the store has no state. A missing forecast part is a fresh one."""
+    hot = store.read(STATE_KEY)
+    if hot is None:
+        if next(iter(store.list("logs/")), None) is not None:
+            raise StorageError(f"{STATE_KEY}: missing from {store.url}, but logs/ holds log objects — the state "
+                               "was deleted. Restore it from a backup, or start a new --store; refusing to start "
+                               "fresh over old logs")
+        return None
+    header, values, hot_outbox = unpack(hot.data, key=STATE_KEY)
+    fingerprint = header.get("catalog_fingerprint")
+    if catalog is not None and fingerprint != catalog.fingerprint:
+        raise ConfigError(f"--catalog: {store.url} was started with another catalog "
+                          f"({fingerprint}); this one ({catalog.source}) is "
+                          f"{catalog.fingerprint} — use the same catalog or a new --store")
+    ref = None
+    header_schema = header.get("schema")
+    if header_schema == SCHEMA:  # the whole state in one object (before this layout)
+        legacy = State.from_fields({k: v for k, v in header.items() if k != "schema"}, values, hot_outbox)
+        scalars = {f.name: getattr(legacy, f.name) for f in dataclasses.fields(State)
+                   if not isinstance(getattr(legacy, f.name), np.ndarray) and f.name != "outbox"}
+        values = {**{k: v for k, v in vars(legacy).items() if isinstance(v, np.ndarray)}}
+        header = _scalars(scalars)
+        per_hot: dict[str, Any] = {}
+    elif header.get("schema") == HOT_SCHEMA:
+        per_hot = header.pop("handlers")
+        ref = header.pop("history")
+        if history:
+            values.update(_history(store, ref))
+    else:
+        raise StorageError(f"{STATE_KEY}: state schema {header.get('schema')!r}, this stockpulse reads "
+                           f"{SCHEMA} and {HOT_SCHEMA}; use a new --store")
+    header.pop("schema", None)
+    forecast = store.read(FORECAST_KEY)
+    forecast_outbox: tuple[tuple[str, bytes], ...] = ()
+    per_forecast: dict[str, Any] = {}
+    blank = _blank(int(values["on_hand"].shape[0]), at)
+    if forecast is not None:
+        fheader, farrays, forecast_outbox = unpack(forecast.data, key=FORECAST_KEY)
+        per_forecast = fheader.pop("handlers")
+        header.update({k: fheader[k] for k in FORECAST_FIELDS if k in fheader})
+        values.update(farrays)
+    elif header.get("forecast_at", "absent") == "absent":
+        header.update(_scalars({k: getattr(blank, k) for k in FORECAST_FIELDS if k not in _arrays_of(blank)}))
+        values.update({k: getattr(blank, k) for k in FORECAST_FIELDS if k in _arrays_of(blank)})
+    _merge_handlers(header, values, {**per_hot, **per_forecast}, blank)
+    loaded_history = (values.get("daily_demand", NOT_LOADED), values.get("hour_profile", NOT_LOADED))
+    values.update(daily_demand=loaded_history[0], hour_profile=loaded_history[1])
+    arrays = {k: v for k, v in values.items()}
+    scalars = {k: v for k, v in header.items() if k not in arrays}
+    state = State.from_fields(scalars, arrays, hot_outbox + forecast_outbox)
+    return Loaded(state, {"hot": hot.etag, "forecast": None if forecast is None else forecast.etag},
+                  {"hot": hot_outbox, "forecast": forecast_outbox}, ref, loaded_history,
+                  legacy=header_schema == SCHEMA and forecast is None)
+
+
+def _arrays_of(state: State) -> set[str]:
+    return {k for k in FORECAST_FIELDS if isinstance(getattr(state, k), np.ndarray)}
+
+
+def _blank(series: int, at: float) -> State:
+    """A fresh state of ``series`` series: the defaults of the parts and counters not stored yet."""
+    stub = _SeriesOnly(np.zeros(series, dtype=np.int64))
+    return initial_state(stub, at)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _SeriesOnly:
+    """What :func:`initial_state` reads of a catalog, for a state whose catalog is not at hand."""
+
+    initial_stock: np.ndarray
+    fingerprint: str = ""
+
+    @property
+    def num_series(self) -> int:
+        return int(self.initial_stock.shape[0])
+
+
+def fresh(catalog: Catalog, at: float) -> Loaded:
+    """What :func:`load` gives for an empty store: a fresh state at business time ``at``."""
+    state = initial_state(catalog, at)
+    return Loaded(state, {"hot": None, "forecast": None}, {"hot": (), "forecast": ()}, None,
+                  (state.daily_demand, state.hour_profile))
+
+
+def _encode(state: State, names: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    header: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for name in names:
+        value = getattr(state, name)
+        if isinstance(value, np.ndarray):
+            arrays[name] = value
+        else:
+            header[name] = None if isinstance(value, float) and math.isnan(value) else value
+    return header, arrays
+
+
+_EXCLUDED_FROM_HOT = set(HISTORY_FIELDS) | set(FORECAST_FIELDS) | set(PER_HANDLER) | {"outbox"}
+HOT_FIELDS = tuple(f.name for f in dataclasses.fields(State) if f.name not in _EXCLUDED_FROM_HOT)
+
+
+def commit(store: Store, loaded: Loaded, state: State, part: str,
+           outbox: tuple[tuple[str, bytes], ...] | None = None) -> None:
+    """Compare-and-swap ``part`` (``hot`` or ``forecast``) to ``state`` — the single commit point of
+    an invocation. A hot commit whose history changed first writes the new history object (write-once).
+    ``outbox``: the part's new outbox (default: the one it was loaded with). ``ConflictError`` when
+    another writer committed the part first."""
+    outbox = loaded.outboxes[part] if outbox is None else outbox
+    handlers = tuple(h for h in HANDLERS if owner(h) == part)
+    if part == "forecast":
+        header, arrays = _encode(state, FORECAST_FIELDS)
+        header.update(schema=HOT_SCHEMA, catalog_fingerprint=state.catalog_fingerprint,
+                      **_split_handlers(state, handlers))
+        store.write(FORECAST_KEY, pack(header, arrays, outbox, level=LEVEL["forecast"]), etag=loaded.etags["forecast"])
+        return
+    if loaded.legacy:  # moving a schema-1 state: its forecast part first (a crash in between loads the same)
+        try:
+            commit(store, loaded, state, "forecast", outbox=())
+        except ConflictError:
+            pass  # a forecast committed its own part meanwhile: that one is newer
+    ref = loaded.history_ref
+    if ref is None or state.daily_demand is not loaded.history[0] or state.hour_profile is not loaded.history[1]:
+        data = pack({"schema": HOT_SCHEMA}, {name: getattr(state, name) for name in HISTORY_FIELDS},
+                    level=LEVEL["history"])
+        ref = f"{HISTORY_PREFIX}{hashlib.sha256(data).hexdigest()[:32]}.bin"
+        store.put_once(ref, data)
+    header, arrays = _encode(state, HOT_FIELDS)
+    header.update(schema=HOT_SCHEMA, history=ref, **_split_handlers(state, handlers))
+    store.write(STATE_KEY, pack(header, arrays, outbox, level=LEVEL["hot"]), etag=loaded.etags["hot"])
