@@ -8,7 +8,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .catalog import load_catalog
+from .compiled import load_compiled
 from .deadline import Deadline
 from .runtime import Runtime, catch_up_cores, invoke
 from .settings import Settings
@@ -24,7 +24,7 @@ def build_runtime(settings: Settings) -> Runtime:
     from .metrics import publisher  # prometheus_client only when a runtime is built
 
     store = open_store(settings.store_url)
-    return Runtime(store=store, catalog=load_catalog(settings.catalog_path), policy=settings.policy,
+    return Runtime(store=store, catalog=load_compiled(settings.catalog_path, store), policy=settings.policy,
                    limits=settings.limits, cores=catch_up_cores(settings.max_catch_up_minutes),
                    publish=publisher(settings, store=store))
 
