@@ -12,9 +12,10 @@ What it does, for a history ``[S, T]`` and a horizon ``h``:
    series' share of non-zero periods ``p`` and by ``1 - p``, so intermittent and smooth series get their
    own weights (long windows for sparse series, recent ones for fast movers).
 3. Fit ONE non-negative least-squares regression (``scipy.optimize.nnls``, what scikit-learn's
-   ``LinearRegression(positive=True)`` calls, run on the Cholesky factor of the normal equations) on rolling origins inside the history, pooled
-   over series (subsampled to ``MAX_TRAIN_ROWS`` rows with a fixed seed). Non-negative weights on
-   non-negative features keep forecasts ``>= 0``; one weight vector serves every step ahead.
+   ``LinearRegression(positive=True)`` calls, run on the Cholesky factor of the normal equations) on
+   rolling origins inside the history, pooled over series (subsampled to ``MAX_TRAIN_ROWS`` rows with a
+   fixed seed). Non-negative weights on non-negative features keep forecasts ``>= 0``; one weight vector
+   serves every step ahead.
 4. The predictive variance is a second pooled regression: squared scaled residuals of the training rows
    on ``[1, ŷ, ŷ², ŷ·step/season]`` (non-negative). Demand is heavy-tailed (many small errors, a few
    large ones), so the result is then scaled, per band of non-zero share, by the factor that makes

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
@@ -28,10 +29,13 @@ from . import DECLARATIONS, HANDLERS
 from .catalog import Catalog
 from .deadline import Deadline
 from .purchasing import inbound_units, open_count
+from .push import pushgateway_handler, redact, split_credentials
 from .settings import Settings
 from .state import LATENCY_BUCKETS, State
-from .push import pushgateway_handler, redact, split_credentials
 from .storage import Store, open_store
+
+if TYPE_CHECKING:
+    from .runtime import Publisher
 
 __all__ = ["StateCollector", "build_registry", "publisher", "METRICS", "OPERATIONS", "Focus", "focus_series",
            "metrics_key"]
@@ -176,7 +180,7 @@ class StateCollector:
         self.wall_time, self.exposed, self.focus = wall_time, dict(exposed or {}), focus
         self.selected = focus_series(state, focus, self.exposed)
 
-    def _family(self, name: str) -> Metric:
+    def _family(self, name: str) -> GaugeMetricFamily | CounterMetricFamily:
         kind, labels, _, text = METRICS[name]
         factory = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}[kind]
         return factory(name, text, labels=list(labels))
@@ -310,7 +314,7 @@ def _push(url: str, timeout: float, handler: str, registry: CollectorRegistry, *
 
 def publisher(settings: Settings, *, store: Store | None = None,
               push: Callable[[str, float, str, CollectorRegistry], None] = _push,
-              wall_clock: Callable[[], float] = time.time) -> Callable[[str, State, Catalog], str | None]:
+              wall_clock: Callable[[], float] = time.time) -> Publisher:
     """The runtime's metrics publisher: push to the Pushgateway, or write ``metrics/<handler>.prom``."""
     focus = Focus.from_settings(settings)
     target = store

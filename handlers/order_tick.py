@@ -1,4 +1,5 @@
-"""Lambda entry point `handlers.order_tick.handler`: Simulate the orders of the business minutes since the last tick and fulfil them from stock."""
+"""Lambda entry point `handlers.order_tick.handler`: Simulate the orders of the business minutes since the
+last tick and fulfil them from stock."""
 
 from __future__ import annotations
 

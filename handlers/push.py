@@ -98,7 +98,7 @@ def _connection(url: str, deadline: float, context: ssl.SSLContext | None) -> ht
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=left)
     conn.connect()
-    conn.sock = _DeadlineSocket(conn.sock, deadline)  # type: ignore[assignment]
+    conn.sock = _DeadlineSocket(conn.sock, deadline)
     return conn
 
 

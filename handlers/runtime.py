@@ -56,7 +56,7 @@ def _core(declared: Declaration) -> Core:
     """The core a handler module declares, called as (state, tick, catalog, policy)."""
     function = declared.load_core()
     if declared.takes_policy:
-        return function  # type: ignore[no-any-return]
+        return function
     return lambda state, tick, catalog, policy: function(state, tick, catalog)
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from handlers import DECLARATIONS, HANDLERS
@@ -15,7 +16,6 @@ from handlers.metrics import METRICS, metrics_key, publisher
 from handlers.runtime import Runtime, invoke, load_state
 from handlers.settings import Settings
 from handlers.storage import FileStore
-from prometheus_client import CollectorRegistry, generate_latest
 from tests.conftest import START, event_at, run, schedule
 
 
