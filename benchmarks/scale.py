@@ -76,23 +76,22 @@ def invoke_cmd(handler: str, moment: datetime, store: str, catalog: Path) -> lis
 
 def prepare(directory: Path, catalog_path: Path) -> str:
     """A store at START with 112 days of history and one forecast; returns its URL."""
+    from handlers import layout
     from handlers.catalog import load_catalog
-    from handlers.runtime import load_state
-    from handlers.state import STATE_KEY
     from handlers.storage import open_store
 
     url = f"file://{directory}"
     run(invoke_cmd("order_tick", START, url, catalog_path))  # creates the state
     catalog = load_catalog(str(catalog_path))
     store = open_store(url)
-    state, etag = load_state(store, catalog)
-    assert state is not None
+    loaded = layout.load(store, catalog, at=START.timestamp())
+    assert loaded is not None
     daily = history(catalog)
     day = int(START.timestamp() // 86400)
     profile = np.repeat(daily.mean(axis=1, keepdims=True) / 24, 24, axis=1) * 10  # ~10 days of decayed memory
-    state = state.replace(daily_demand=daily, history_day=day, created_at=START.timestamp() - HISTORY_DAYS * 86400,
-                          hour_profile=profile)
-    store.write(STATE_KEY, state.to_bytes(), etag=etag)
+    state = loaded.state.replace(daily_demand=daily, history_day=day, hour_profile=profile,
+                                 created_at=START.timestamp() - HISTORY_DAYS * 86400)
+    layout.commit(store, loaded, state, "hot")  # writes the history object the hot state then references
     run(invoke_cmd("forecast", START + timedelta(minutes=1), url, catalog_path))
     return url
 
@@ -270,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
     parser.add_argument("--speed", type=int, default=60, help="business speed of the conflict run")
     parser.add_argument("--run-seconds", type=int, default=75, help="wall seconds of the conflict run")
-    parser.add_argument("--run-max-series", type=int, default=10_000, help="largest size the conflict run is made at")
+    parser.add_argument("--run-max-series", type=int, default=100_000, help="largest size the conflict run is made at")
+    parser.add_argument("--large-speed", type=int, default=10, help="business speed of the conflict run above 10k series")
+    parser.add_argument("--large-seconds", type=int, default=400,
+                        help="wall seconds of the conflict run above 10k series (a forecast needs an hour)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -291,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         figures: dict[str, Any] = {"prepare_s": time.perf_counter() - started, "baseline_s": baseline(args.runs)}
         figures["handlers"] = handler_costs(store_dir, url, catalog_path, args.runs)
         if n <= args.run_max_series:
-            figures["run"] = conflict_rate(store_dir, catalog_path, args.speed, args.run_seconds)
+            speed, seconds = (args.speed, args.run_seconds) if n <= 10_000 else (args.large_speed, args.large_seconds)
+            figures["run"] = conflict_rate(store_dir, catalog_path, speed, seconds)
+            figures["run"].update(speed=speed, seconds=seconds)
         figures["forecast_models_s"] = forecast_models(load_catalog(str(catalog_path)), max(1, min(args.runs, 3)),
                                                        subset=2000, ets_subset=100)
         report["sizes"][n] = figures
@@ -305,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {f['failures']} |")
         if "run" in figures:
             r = figures["run"]
-            print(f"\n`run --speed {args.speed}` for {args.run_seconds} s: applied {r['applied']}, "
+            print(f"\n`run --speed {r['speed']}` for {r['seconds']} s: applied {r['applied']}, "
                   f"conflicts {r['conflicts']}, failed invocations {r['errors']}, exit {r['exit']}")
         m = figures["forecast_models_s"]
         print("\n| forecast of all series (8 days) | seconds | × stockpulse |\n|---|---|---|")
