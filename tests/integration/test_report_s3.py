@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 
 
 class _TwoAtOnce(S3Store):
-    """Its first two GETs each wait until the other has started: sequential reads never get past."""
+    """Its first two GETs of log objects each wait until the other has started: sequential reads never
+    get past."""
 
     def __init__(self, inner: S3Store) -> None:
         super().__init__(inner.bucket, inner.prefix, client=inner.client, url=inner.url)
@@ -31,6 +32,8 @@ class _TwoAtOnce(S3Store):
         self._count = threading.Lock()
 
     def get(self, key: str) -> bytes:
+        if not key.startswith("logs/"):  # the state's history object is read before the logs, alone
+            return super().get(key)
         with self._count:
             self._calls += 1
             first_two = self._calls <= 2
