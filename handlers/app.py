@@ -26,7 +26,9 @@ def build_runtime(settings: Settings) -> Runtime:
     store = open_store(settings.store_url)
     return Runtime(store=store, catalog=load_compiled(settings.catalog_path, store), policy=settings.policy,
                    limits=settings.limits, cores=catch_up_cores(settings.max_catch_up_minutes),
-                   publish=publisher(settings, store=store))
+                   publish=publisher(settings, store=store),
+                   # the network's calls are bounded per invocation; a file:// store's are local
+                   budget_seconds=None if settings.store_url.startswith("file:") else settings.invocation_budget_seconds)
 
 
 def _runtime(environ: Mapping[str, str]) -> Runtime:

@@ -5,8 +5,8 @@ caller for as long as it likes. A :class:`Deadline` is an absolute point in time
 checks it before it starts and is waited for at most the time left (:class:`DeadlineStore`), and the Pushgateway push (``handlers/push.py``)
 re-arms its socket with the time *left* before every read and write, so the push as a whole ends
 by the deadline. In Lambda the deadline is the function's own, from
-``context.get_remaining_time_in_millis()`` less a safety margin; outside Lambda there is none and
-the push alone is bounded, by ``--push-timeout`` in total.
+``context.get_remaining_time_in_millis()`` less a safety margin; outside Lambda, on an ``s3://``
+store, it is ``--invocation-budget`` from the invocation's start (``Runtime.budget_seconds``).
 """
 
 from __future__ import annotations

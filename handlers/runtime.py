@@ -87,6 +87,7 @@ class Runtime:
     clock: Callable[[], float] = time.perf_counter
     max_attempts: int = 25
     cores: Mapping[str, Core] = field(default_factory=lambda: CORES)  # swap a policy in benchmarks
+    budget_seconds: float | None = None  # per invocation when no Lambda context gives a deadline
 
 
 def load_state(store: Store, catalog: Catalog | None = None) -> tuple[State | None, str | None]:
@@ -148,11 +149,14 @@ def count_push_failure(store: Store, handler: str, attempts: int = 10) -> None:
 def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline | None = None) -> dict[str, Any]:
     """Apply one tick of ``handler``; returns a small JSON-safe summary.
 
-    With a ``deadline`` (the Lambda function's), every storage call checks it first and the
-    metrics push gets at most the time left (handlers/deadline.py)."""
+    With a ``deadline`` (the Lambda function's) — or, without one, the runtime's
+    ``budget_seconds`` from now — every storage call checks it first and the metrics push gets at
+    most the time left (handlers/deadline.py)."""
     if handler not in runtime.cores:
         raise InputError(f"handler: unknown {handler!r} (one of {', '.join(HANDLERS)})")
     tick = parse_event(event_doc)
+    if deadline is None and runtime.budget_seconds is not None:
+        deadline = Deadline(runtime.budget_seconds)
     if deadline is not None:
         runtime = replace(runtime, store=DeadlineStore(runtime.store, deadline))
     started = runtime.clock()

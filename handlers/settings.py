@@ -69,6 +69,8 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "catalog_path": ("STOCKPULSE_CATALOG", "--catalog", _optional_path, ""),
     "pushgateway_url": ("STOCKPULSE_PUSHGATEWAY_URL", "--pushgateway", _optional_url, ""),
     "push_timeout_seconds": ("STOCKPULSE_PUSH_TIMEOUT_SECONDS", "--push-timeout", _bounded(0, 300), "5"),
+    "invocation_budget_seconds": ("STOCKPULSE_INVOCATION_BUDGET_SECONDS", "--invocation-budget",
+                                  _bounded(0, 3600), "300"),
     "alert_threshold_hours": ("STOCKPULSE_ALERT_THRESHOLD_HOURS", "--alert-threshold-hours",
                               _bounded(0, 168, inclusive=True), f"{Policy.alert_threshold_hours:g}"),
     "service_level": ("STOCKPULSE_SERVICE_LEVEL", "--service-level", _bounded(0.5, 1.0), f"{Policy.service_level:g}"),
@@ -101,6 +103,7 @@ class Settings:
     catalog_path: str | None = None
     pushgateway_url: str | None = field(default=None, repr=False)  # may hold user:password@
     push_timeout_seconds: float = 5.0
+    invocation_budget_seconds: float = 300.0  # every storage call and the push, outside Lambda
     alert_threshold_hours: float = Policy.alert_threshold_hours  # the policy's defaults, in one place
     service_level: float = Policy.service_level
     cover_days: float = Policy.cover_days

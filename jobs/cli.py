@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stockpulse", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the handlers do")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
-    common = ("store_url", "catalog_path", "pushgateway_url", "push_timeout_seconds",
+    common = ("store_url", "catalog_path", "pushgateway_url", "push_timeout_seconds", "invocation_budget_seconds",
               "alert_threshold_hours", "service_level", "cover_days", "max_tick_lead", "max_catch_up_minutes",
               "pushgateway_username", "pushgateway_ca_file")
 

@@ -233,3 +233,21 @@ def test_an_s3_call_that_hangs_ends_at_the_invocation_deadline(tmp_path, small_c
                                                r"invocation's time budget \(1.0 s\)"):
             invoke("order_tick", event_at(START), runtime, deadline=Deadline(1.0))
         assert server.requests  # the request really reached the server
+
+
+def test_outside_lambda_an_s3_store_gets_the_invocation_budget(monkeypatch, capsys):
+    """GIVEN an S3 endpoint that never answers and no Lambda context WHEN `invoke` runs with
+    --invocation-budget 1 THEN it ends at that budget with one line naming the key and the budget
+    (botocore alone would wait 30 s per read, five times)."""
+    with gateway("hang") as (port, server):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        code = main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", "s3://bucket",
+                     "--invocation-budget", "1"])
+        assert server.requests
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("stockpulse: error: state/state.bin: no answer from s3://bucket")
+    assert "time budget (1.0 s)" in err[-1]
