@@ -16,8 +16,8 @@ from .demand import promotion_calendar
 from .events import Tick, format_time
 from .logs import series_events
 from .policy import Policy, ReorderPlan, plan_reorders
-from .purchasing import arrivals, inbound_units, open_count, order_ids, place_orders
 from .projection import HORIZON_HOURS, DemandPath, demand_path, stockout_hours, stockout_probability
+from .purchasing import arrivals, inbound_units, open_count, order_ids, place_orders
 from .state import FORECAST_DAYS, State
 
 __all__ = ["forecast", "alert", "Outlook", "outlook", "reorder_plan", "hour_shares", "daily_forecast"]

@@ -138,7 +138,7 @@ _erfc = np.frompyfunc(math.erfc, 1, 1)
 def normal_sf(z: np.ndarray) -> np.ndarray:
     """P(Z > z) for a standard normal Z, elementwise (the C library's erfc: accurate in the far
     tail, where ``1 - cdf`` would round to 0, and no scipy import on the handlers' cold path)."""
-    return 0.5 * _erfc(np.asarray(z, dtype=float) / math.sqrt(2.0)).astype(float)
+    return 0.5 * np.asarray(_erfc(np.asarray(z, dtype=float) / math.sqrt(2.0)), dtype=float)
 
 
 def _p_reaches(path: DemandPath, t: np.ndarray, level: np.ndarray) -> np.ndarray:

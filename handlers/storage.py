@@ -268,4 +268,4 @@ class FileStore:
                         yield rel
 
 
-from .storage_s3 import S3Store  # the s3:// backend (it imports Versioned from here)
+from .storage_s3 import S3Store  # noqa: E402 - the s3:// backend imports Versioned from here

@@ -19,7 +19,7 @@ from bokeh.document import Document
 from bokeh.embed import file_html
 from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, CustomJS, FactorRange, HoverTool, Range1d
-from bokeh.models.annotations import Label, Legend, Title
+from bokeh.models.annotations import Label, Legend
 from bokeh.palettes import Category10
 from bokeh.plotting import figure
 from bokeh.resources import INLINE

@@ -59,7 +59,7 @@ def simulate(runtime: Runtime, *, start: datetime | None, days: float, schedule:
         raise InputError(f"--days: the replay would end at {format_epoch(end)}, after the last supported "
                          f"business time ({LATEST.date()})")
     after_tick = resume_points(before, begin, schedule, continuing=start is None)
-    total = sum(end // every - after_tick[name] // every for name, every in schedule.intervals.items())
+    total = int(sum(end // every - after_tick[name] // every for name, every in schedule.intervals.items()))
     counts = dict.fromkeys(schedule.intervals, 0)
     done = 0
     started = time.perf_counter()

@@ -19,7 +19,7 @@ from handlers.storage import FileStore
 from jobs.cli import main
 from tests.conftest import START, event_at, zero_clock
 from tests.test_cli import assert_one_line_error, cli
-from tests.test_runtime import BUSY_CATALOG, CrashingStore, Crash, snapshot
+from tests.test_runtime import BUSY_CATALOG, Crash, CrashingStore, snapshot
 
 
 def files(root: Path) -> dict[str, bytes]:

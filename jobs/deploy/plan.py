@@ -9,10 +9,10 @@ from typing import Any
 
 from handlers import HANDLERS
 from handlers.errors import ConfigError
+from handlers.layout import FORECAST_KEY, HISTORY_PREFIX
 from handlers.logs import LOG_PREFIX
 from handlers.metrics import metrics_key
 from handlers.settings import ENV, Settings
-from handlers.layout import FORECAST_KEY, HISTORY_PREFIX
 from handlers.state import STATE_KEY
 
 from .. import package

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import servers
+
 from handlers import HANDLERS
 from handlers.catalog import parse_catalog
 from handlers.metrics import METRICS, publisher

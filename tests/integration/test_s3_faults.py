@@ -66,11 +66,14 @@ def test_crash_before_every_s3_call_then_retry_equals_a_clean_run(moto_s3):
         target = s3_store(moto_s3)
 
         class Crashing:
+            def __init__(self, target=target, crash_at=crash_at):
+                self.target, self.crash_at = target, crash_at
+
             def __call__(self):
-                return CrashingStore(target, crash_at)
+                return CrashingStore(self.target, self.crash_at)
 
             def fresh(self):
-                return CrashingStore(target, crash_at=10**9)
+                return CrashingStore(self.target, crash_at=10**9)
 
         run_with_retries(Crashing(), TICKS)
         assert snapshot(target) == expected, f"crash before call {crash_at}"
