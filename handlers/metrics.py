@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .runtime import Publisher
 
 __all__ = ["StateCollector", "build_registry", "publisher", "METRICS", "OPERATIONS", "Focus", "focus_series",
-           "metrics_key"]
+           "metrics_key", "grouping_key"]
 
 _SERIES = ("product_id", "warehouse_id")
 
@@ -119,8 +119,14 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     for name, owner in _owners().items() for kind, labels, _ in [_DEFINED[name]]}
 
 
-def metrics_key(handler: str) -> str:
-    return f"metrics/{handler}.prom"
+def metrics_key(handler: str, shard: int | None = None) -> str:
+    """Where the group goes without a Pushgateway: the Pushgateway's group path, as a key."""
+    return f"metrics/{handler}.prom" if shard is None else f"metrics/{handler}/shard/{shard}.prom"
+
+
+def grouping_key(shard: int | None) -> dict[str, str]:
+    """The Pushgateway grouping key beyond the job: ``/metrics/job/<handler>/shard/<k>`` for a shard."""
+    return {} if shard is None else {"shard": str(shard)}
 
 
 @dataclass(frozen=True)
@@ -303,10 +309,11 @@ def build_registry(handler: str, state: State, catalog: Catalog, *, exposed: Map
 
 
 def _push(url: str, timeout: float, handler: str, registry: CollectorRegistry, *,
-          username: str | None = None, password: str | None = None, ca_file: str | None = None) -> None:
+          username: str | None = None, password: str | None = None, ca_file: str | None = None,
+          grouping_key: dict[str, str] | None = None) -> None:
     """PUT the group within ``timeout`` seconds in total (handlers/push.py)."""
     target, user, secret = split_credentials(url)
-    push_to_gateway(target, job=handler, registry=registry, timeout=timeout,
+    push_to_gateway(target, job=handler, registry=registry, timeout=timeout, grouping_key=grouping_key or None,
                     handler=pushgateway_handler(timeout, username=user if user is not None else username,
                                                 password=secret if user is not None else password,
                                                 ca_file=ca_file))
@@ -315,7 +322,10 @@ def _push(url: str, timeout: float, handler: str, registry: CollectorRegistry, *
 def publisher(settings: Settings, *, store: Store | None = None,
               push: Callable[[str, float, str, CollectorRegistry], None] = _push,
               wall_clock: Callable[[], float] = time.time) -> Publisher:
-    """The runtime's metrics publisher: push to the Pushgateway, or write ``metrics/<handler>.prom``."""
+    """The runtime's metrics publisher: push to the Pushgateway, or write ``metrics/<handler>.prom``.
+
+    A shard's group is ``/metrics/job/<handler>/shard/<k>`` (``metrics/<handler>/shard/<k>.prom``);
+    ``push`` is then called with ``grouping_key={"shard": "<k>"}``."""
     focus = Focus.from_settings(settings)
     target = store
 
@@ -324,7 +334,7 @@ def publisher(settings: Settings, *, store: Store | None = None,
                        ca_file=settings.pushgateway_ca_file)
 
     def publish(handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None,
-                exposed: Mapping[str, np.ndarray] | None = None) -> str | None:
+                exposed: Mapping[str, np.ndarray] | None = None, shard: int | None = None) -> str | None:
         nonlocal target
         registry = build_registry(handler, state, catalog, exposed=exposed, focus=focus, wall_time=wall_clock())
         try:
@@ -334,10 +344,13 @@ def publisher(settings: Settings, *, store: Store | None = None,
                     budget = min(budget, deadline.remaining())
                     if budget <= 0:
                         raise TimeoutError("the invocation's time budget is spent")
-                push(settings.pushgateway_url, budget, handler, registry)
+                if shard is None:
+                    push(settings.pushgateway_url, budget, handler, registry)
+                else:
+                    push(settings.pushgateway_url, budget, handler, registry, grouping_key=grouping_key(shard))
             else:
                 target = target or open_store(settings.store_url)
-                target.replace(metrics_key(handler), generate_latest(registry))
+                target.replace(metrics_key(handler, shard), generate_latest(registry))
         except Exception as exc:  # noqa: BLE001 - metrics must never fail the handler
             where = settings.pushgateway_url or settings.store_url
             text = f"{where}: {type(exc).__name__}: {exc}"

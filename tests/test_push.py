@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from handlers.deadline import Deadline
 from handlers.errors import ConfigError, StorageError
-from handlers.metrics import publisher
+from handlers.metrics import metrics_key, publisher
 from handlers.runtime import Runtime, invoke, load_state
 from handlers.settings import Settings
 from handlers.storage import FileStore
@@ -251,3 +252,29 @@ def test_outside_lambda_an_s3_store_gets_the_invocation_budget(monkeypatch, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("stockpulse: error: state/state.bin: no answer from s3://bucket")
     assert "time budget (1.0 s)" in err[-1]
+
+
+def test_a_shards_group_is_pushed_under_its_shard(tmp_path, small_catalog):
+    """GIVEN a real HTTP server as the Pushgateway WHEN a publisher publishes shard 3's metrics THEN
+    the PUT goes to /metrics/job/<handler>/shard/3; without a shard to /metrics/job/<handler>."""
+    runtime, store = runtime_for(tmp_path, small_catalog, "http://127.0.0.1:9")
+    invoke("order_tick", event_at(START + timedelta(minutes=1)), replace(runtime, publish=None))
+    state, _ = load_state(store)
+    with gateway("ok") as (port, handler):
+        publish = publisher(Settings(store_url=f"file://{store.root}", pushgateway_url=f"http://127.0.0.1:{port}"),
+                            store=store)
+        assert publish("order_tick", state, small_catalog, shard=3) is None
+        assert publish("order_tick", state, small_catalog) is None
+    assert [r["path"] for r in handler.requests] == ["/metrics/job/order_tick/shard/3", "/metrics/job/order_tick"]
+    assert b"inventory_level_units{" in handler.requests[0]["body"]
+
+
+def test_without_a_pushgateway_a_shards_group_is_a_file_of_its_own(tmp_path, small_catalog):
+    """GIVEN no Pushgateway WHEN shard 1 publishes THEN metrics/<handler>/shard/1.prom holds its group."""
+    runtime, store = runtime_for(tmp_path, small_catalog, None)
+    invoke("order_tick", event_at(START + timedelta(minutes=1)), replace(runtime, publish=None))
+    state, _ = load_state(store)
+    publish = publisher(Settings(store_url=f"file://{store.root}"), store=store)
+    assert publish("order_tick", state, small_catalog, shard=1) is None
+    assert metrics_key("order_tick", 1) == "metrics/order_tick/shard/1.prom"
+    assert b"inventory_level_units{" in store.get("metrics/order_tick/shard/1.prom")
