@@ -320,7 +320,7 @@ def _push(url: str, timeout: float, handler: str, registry: CollectorRegistry, *
 
 
 def publisher(settings: Settings, *, store: Store | None = None,
-              push: Callable[[str, float, str, CollectorRegistry], None] = _push,
+              push: Callable[..., None] = _push,  # (url, seconds, handler, registry[, grouping_key=])
               wall_clock: Callable[[], float] = time.time) -> Publisher:
     """The runtime's metrics publisher: push to the Pushgateway, or write ``metrics/<handler>.prom``.
 
