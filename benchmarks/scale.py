@@ -210,22 +210,25 @@ def forecast_models(catalog: Any, runs: int, subset: int, ets_subset: int) -> di
     n = data.shape[0]
     forecasting.forecast(data[:50], 8, season=7)  # loads scipy's NNLS: a cold start is measured above
     out: dict[str, Any] = {"stockpulse": timed(lambda: forecasting.forecast(data, 8, season=7), runs)}
-    from sklearn.linear_model import LinearRegression
-
-    def sklearn_loop(rows: np.ndarray) -> None:
-        x = np.arange(7, dtype=float)[:, None]
-        ahead = np.arange(7, 15, dtype=float)[:, None]
-        for row in rows:
-            LinearRegression().fit(x, row[-7:]).predict(ahead)
-
     part = data[:min(subset, n)]
-    out["sklearn_loop"] = timed(lambda: sklearn_loop(part), runs) * n / len(part)
+    try:
+        from sklearn.linear_model import LinearRegression
+    except ImportError as exc:
+        out["sklearn_loop"] = f"not installed ({exc}); pip install -e '.[bench]'"
+    else:
+        def sklearn_loop(rows: np.ndarray) -> None:
+            x = np.arange(7, dtype=float)[:, None]
+            ahead = np.arange(7, 15, dtype=float)[:, None]
+            for row in rows:
+                LinearRegression().fit(x, row[-7:]).predict(ahead)
+
+        out["sklearn_loop"] = timed(lambda: sklearn_loop(part), runs) * n / len(part)
     try:
         import pandas as pd
         from statsforecast import StatsForecast
         from statsforecast.models import AutoETS, SeasonalNaive
     except ImportError as exc:
-        out["statsforecast"] = f"not installed ({exc}); pip install statsforecast"
+        out["statsforecast"] = f"not installed ({exc}); pip install -e '.[bench]'"
         return out
 
     def frame(rows: np.ndarray) -> pd.DataFrame:
