@@ -13,7 +13,10 @@ from .limits import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, check_time
 
 __all__ = ["Tick", "parse_event", "scheduled_event", "format_time", "format_epoch", "parse_time", "load_event_json"]
 
-ALLOWED_DETAIL_KEYS: frozenset[str] = frozenset()  # overrides (shard, num_shards) come with sharding
+#: ``shard``: the shard this invocation handles (handlers/shards.py); ``num_shards``: the count the
+#: sender assumed, checked against the deployment's.
+ALLOWED_DETAIL_KEYS: frozenset[str] = frozenset({"shard", "num_shards"})
+_MAX_SHARD_NUMBER = 1_000_000  # bounds only the parse; the deployment's count is checked in handlers/shards.py
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class Tick:
 
     time: datetime  # timezone-aware, UTC
     event_id: str
+    shard: int | None = None  # detail.shard
+    num_shards: int | None = None  # detail.num_shards
 
     @property
     def epoch(self) -> float:
@@ -76,12 +81,28 @@ def parse_event(event: Any) -> Tick:
     event_id = event.get("id", "")
     if not isinstance(event_id, str):
         raise InputError(f"event.id: must be a string, got {type(event_id).__name__}")
-    return Tick(time=moment, event_id=event_id)
+    return Tick(time=moment, event_id=event_id, shard=_whole(detail, "shard", 0),
+                num_shards=_whole(detail, "num_shards", 1))
+
+
+def _whole(detail: dict[str, Any], key: str, low: int) -> int | None:
+    """An optional whole number of ``detail`` (a JSON integer, or a string of one as an
+    InputTransformer may render it)."""
+    value = detail.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 7:
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_SHARD_NUMBER:
+        raise InputError(f"event.detail.{key}: must be a whole number >= {low}, got {str(value)[:32]!r}")
+    return value
 
 
 def scheduled_event(moment: datetime, rule: str, *, event_id: str | None = None,
-                    account: str = "000000000000", region: str = "us-east-1") -> dict[str, Any]:
-    """Build the event EventBridge would deliver for ``rule`` firing at ``moment``."""
+                    account: str = "000000000000", region: str = "us-east-1",
+                    shard: int | None = None) -> dict[str, Any]:
+    """Build the event EventBridge would deliver for ``rule`` firing at ``moment`` (for ``shard``:
+    what the rule's target for that shard delivers, ``detail.shard`` set)."""
     return {
         "version": "0",
         "id": event_id or str(uuid.uuid4()),
@@ -91,7 +112,7 @@ def scheduled_event(moment: datetime, rule: str, *, event_id: str | None = None,
         "time": format_time(moment),
         "region": region,
         "resources": [f"arn:aws:events:{region}:{account}:rule/{rule}"],
-        "detail": {},
+        "detail": {} if shard is None else {"shard": shard},
     }
 
 

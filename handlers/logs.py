@@ -41,7 +41,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "lost_sale": ("product_id", "warehouse_id", "lost_quantity", "remaining_inventory"),
     "forecast_score": ("product_id", "warehouse_id", "day", "forecast_units", "forecast_std_units", "actual_units",
                        "abs_error", "seasonal_naive_abs_error"),
-    "job_run": ("tick_id", "status", "events", "duration_ms", "conflicts"),
+    "job_run": ("tick_id", "status", "events", "duration_ms", "conflicts", "shard"),
 }
 
 
@@ -52,9 +52,12 @@ def stamp(moment: datetime) -> str:
     return (text + f".{moment.microsecond:06d}" if moment.microsecond else text) + "Z"
 
 
-def log_key(handler: str, moment: datetime) -> str:
+def log_key(handler: str, moment: datetime, shard: int | None = None) -> str:
+    """``logs/<handler>/YYYY/MM/DD/HH/<handler>-<stamp>[-shard-<k>].ndjson.gz``: time-ordered, and
+    one prefix lists every shard's objects."""
     moment = moment.astimezone(timezone.utc)
-    return f"{LOG_PREFIX}{handler}/{moment:%Y/%m/%d/%H}/{handler}-{stamp(moment)}.ndjson.gz"
+    tail = "" if shard is None else f"-shard-{shard}"
+    return f"{LOG_PREFIX}{handler}/{moment:%Y/%m/%d/%H}/{handler}-{stamp(moment)}{tail}.ndjson.gz"
 
 
 def _plain(value: Any) -> Any:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import DECLARATIONS, Declaration, core, layout
+from . import DECLARATIONS, Declaration, core, layout, shards
 from .catalog import Catalog
 from .deadline import Deadline, DeadlineStore
 from .errors import ConflictError, InputError, StorageError
@@ -45,7 +45,7 @@ from .policy import Policy
 from .state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
 from .storage import Store
 
-__all__ = ["Runtime", "invoke", "load_state", "flush_outbox", "CORES", "Core", "Publisher", "catch_up_cores"]
+__all__ = ["Runtime", "invoke", "invoke_all", "load_state", "flush_outbox", "CORES", "Core", "Publisher", "catch_up_cores"]
 
 log = logging.getLogger("stockpulse")
 
@@ -74,7 +74,7 @@ class Publisher(Protocol):
     """Publishes a committed state's metrics; returns an error text on failure, None on success."""
 
     def __call__(self, handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None,
-                 exposed: Mapping[str, np.ndarray] | None = None) -> str | None: ...
+                 exposed: Mapping[str, np.ndarray] | None = None, shard: int | None = None) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,26 @@ class Runtime:
     max_attempts: int = 25
     cores: Mapping[str, Core] = field(default_factory=lambda: CORES)  # swap a policy in benchmarks
     budget_seconds: float | None = None  # per invocation when no Lambda context gives a deadline
+    num_shards: int = 1  # the catalog's shards (handlers/shards.py); an event's detail.shard picks one
 
 
-def load_state(store: Store, catalog: Catalog | None = None) -> tuple[State | None, str | None]:
+def load_state(store: Store, catalog: Catalog | None = None, *, num_shards: int = 1) -> tuple[State | None, str | None]:
     """The whole current state (every part, handlers/layout.py) and its hot part's ETag (``None, None``
-    when the store is empty)."""
-    loaded = layout.load(store, catalog, at=0.0)
-    return (None, None) if loaded is None else (loaded.state, loaded.etags["hot"])
+    when the store is empty). Sharded: every shard's state merged over the whole catalog
+    (:func:`handlers.shards.merge`; a shard not run yet counts as fresh) and no ETag."""
+    if num_shards == 1:
+        loaded = layout.load(store, catalog, at=0.0)
+        return (None, None) if loaded is None else (loaded.state, loaded.etags["hot"])
+    if catalog is None:
+        raise ValueError("a sharded state is read with its catalog")
+    found = [(part, layout.load(shards.ShardStore(store, part.number), part.catalog, at=0.0))
+             for part in shards.split(catalog, num_shards) if not part.empty]
+    states = [loaded.state for _, loaded in found if loaded is not None]
+    if not states:
+        return None, None
+    at = min(state.created_at for state in states)
+    parts = [(part, (loaded or layout.fresh(part.catalog, at)).state) for part, loaded in found]
+    return shards.merge(catalog, parts), None
 
 
 def needs_history(handler: str, state: State, tick: Tick) -> bool:
@@ -155,12 +168,21 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
     if handler not in runtime.cores:
         raise InputError(f"handler: unknown {handler!r} (one of {', '.join(HANDLERS)})")
     tick = parse_event(event_doc)
+    number = shards.resolve(tick.shard, tick.num_shards, runtime.num_shards)
+    result: dict[str, Any] = {"handler": handler, "time": format_time(tick.time)}
     if deadline is None and runtime.budget_seconds is not None:
         deadline = Deadline(runtime.budget_seconds)
-    if deadline is not None:
-        runtime = replace(runtime, store=DeadlineStore(runtime.store, deadline))
+    timed: Callable[[Store], Store] = (lambda store: store) if deadline is None else (
+        lambda store: DeadlineStore(store, deadline))
+    shards.check_manifest(timed(runtime.store), runtime.num_shards)
+    if number is not None:  # one shard: its sub-catalog and its own state objects (handlers/shards.py)
+        own = shards.shard(runtime.catalog, number, runtime.num_shards)
+        result["shard"] = number
+        if own.empty:
+            return {**result, "status": "skipped", "reason": f"shard {number} of {runtime.num_shards} holds no product"}
+        runtime = replace(runtime, store=shards.ShardStore(runtime.store, number), catalog=own.catalog)
+    runtime = replace(runtime, store=timed(runtime.store))
     started = runtime.clock()
-    result: dict[str, Any] = {"handler": handler, "time": format_time(tick.time)}
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
     for attempt in range(runtime.max_attempts):
         loaded = (layout.load(runtime.store, runtime.catalog, at=tick.epoch, history=False)
@@ -186,10 +208,11 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
             state = loaded.state
         outcome = runtime.cores[handler](state, tick, runtime.catalog, runtime.policy)
         seconds = runtime.clock() - started
-        run = event("job_run", handler, tick.time, "run", tick_id=tick.event_id, status="applied",
-                    events=len(outcome.events), duration_ms=round(seconds * 1000, 3), conflicts=conflicts)
+        run = event("job_run", handler, tick.time, "run" if number is None else f"run:shard-{number}",
+                    tick_id=tick.event_id, status="applied", events=len(outcome.events),
+                    duration_ms=round(seconds * 1000, 3), conflicts=conflicts, shard=number)
         payload = encode_events([*outcome.events, run])
-        key = log_key(handler, tick.time)
+        key = log_key(handler, tick.time, number)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
         try:
             layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point
@@ -205,10 +228,23 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
                         "writes it", key, exc)
             result["log_error"] = str(exc)
         if runtime.publish is not None:
-            error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline, exposed=outcome.exposed)
+            error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline, exposed=outcome.exposed,
+                                    shard=number)
             if error is not None:
                 log.warning("metrics for %s not published: %s", handler, error)
-                count_push_failure(getattr(runtime.store, "inner", runtime.store), handler)
+                count_push_failure(getattr(runtime.store, "inner", runtime.store), handler)  # the shard's store
                 result["metrics_error"] = error
         return result
     raise StorageError(f"{STATE_KEY}: gave up after {runtime.max_attempts} conflicting writes")
+
+
+def invoke_all(handler: str, event_doc: Any, runtime: Runtime, *,
+               deadline: Deadline | None = None) -> list[dict[str, Any]]:
+    """Apply one tick of ``handler`` to every shard in turn (what the deployment's fan-out does in
+    parallel, handlers/shards.py), or once when the catalog is not sharded: ``simulate``, ``run``
+    and ``invoke`` without ``--shard``. An event that names its shard is applied to that one."""
+    detail = event_doc.get("detail") if isinstance(event_doc, dict) else None
+    if runtime.num_shards == 1 or (isinstance(detail, dict) and detail.get("shard") is not None):
+        return [invoke(handler, event_doc, runtime, deadline=deadline)]
+    return [invoke(handler, {**event_doc, "detail": {**(detail or {}), "shard": k}}, runtime, deadline=deadline)
+            for k in range(runtime.num_shards)]

@@ -56,6 +56,15 @@ def _series_cap(value: str) -> int:
     return int(number)
 
 
+def _shards(value: str) -> int:
+    from .shards import MAX_SHARDS
+
+    number = float(value)
+    if not (number.is_integer() and 1 <= number <= MAX_SHARDS):
+        raise ValueError(f"must be a whole number of shards in [1, {MAX_SHARDS}]")
+    return int(number)
+
+
 def _minutes(value: str) -> int:
     number = float(value)
     if not (number.is_integer() and 1 <= number <= 10080):
@@ -81,6 +90,8 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "max_tick_lead": ("STOCKPULSE_MAX_TICK_LEAD", "--max-tick-lead", parse_max_lead, format_max_lead(DEFAULT_MAX_LEAD)),
     "max_catch_up_minutes": ("STOCKPULSE_MAX_CATCH_UP_MINUTES", "--max-catch-up-minutes", _minutes,
                              str(DEFAULT_CATCH_UP_MINUTES)),
+    # the catalog split into this many shards by a stable hash of the product id (handlers/shards.py)
+    "num_shards": ("STOCKPULSE_NUM_SHARDS", "--num-shards", _shards, "1"),
     # per-series gauges of a large catalog: every series up to the cap, else only those that matter
     "metrics_series_cap": ("STOCKPULSE_METRICS_SERIES_CAP", "--metrics-series-cap", _series_cap, "1000"),
     "metrics_risk_probability": ("STOCKPULSE_METRICS_RISK_PROBABILITY", "--metrics-risk-probability",
@@ -112,6 +123,7 @@ class Settings:
     pushgateway_ca_file: str | None = None  # CA bundle for an https:// Pushgateway (default: the system's)
     max_tick_lead: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_LEAD))
     max_catch_up_minutes: int = DEFAULT_CATCH_UP_MINUTES
+    num_shards: int = 1  # shards of the catalog; each invocation handles one (event detail.shard)
     metrics_series_cap: int = 1000  # per-series gauges for every series of a catalog up to this size
     metrics_risk_probability: float = 0.5  # above it a series is at risk (and exposed) in a large catalog
     metrics_low_cover_days: float = 2.0  # below it a series has low cover (and is exposed) in a large catalog

@@ -48,7 +48,11 @@ def test_invoke_reads_the_event_from_stdin(tmp_path: Path):
 @pytest.mark.parametrize(("event", "fragments"), [
     ({k: v for k, v in load_event().items() if k != "time"}, ["event.time", "missing"]),
     (load_event(time="23/11/2026 10:05"), ["event.time", "ISO-8601"]),
-    (load_event(detail={"shard": 1, "speed": 2}), ["event.detail.shard", "unknown key"]),
+    (load_event(detail={"shard": 0, "speed": 2}), ["event.detail.speed", "unknown key"]),
+    (load_event(detail={"shard": 1}), ["event.detail.shard", "not sharded"]),
+    (load_event(detail={"shard": -1}), ["event.detail.shard", "whole number"]),
+    (load_event(detail={"shard": True}), ["event.detail.shard", "whole number"]),
+    (load_event(detail={"num_shards": 4}), ["event.detail.num_shards", "num_shards = 1"]),
 ])
 def test_bad_event_is_rejected_with_nothing_written(tmp_path: Path, event, fragments):
     """GIVEN a bad event file WHEN invoked THEN one line names the field, exit 2, the store stays empty."""
