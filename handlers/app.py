@@ -28,7 +28,8 @@ def build_runtime(settings: Settings) -> Runtime:
                    limits=settings.limits, cores=catch_up_cores(settings.max_catch_up_minutes),
                    publish=publisher(settings, store=store),
                    # the network's calls are bounded per invocation; a file:// store's are local
-                   budget_seconds=None if settings.store_url.startswith("file:") else settings.invocation_budget_seconds)
+                   budget_seconds=None if settings.store_url.startswith("file:") else settings.invocation_budget_seconds,
+                   num_shards=settings.num_shards)
 
 
 def _runtime(environ: Mapping[str, str]) -> Runtime:

@@ -45,7 +45,7 @@ from .policy import Policy
 from .state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
 from .storage import Store
 
-__all__ = ["Runtime", "invoke", "invoke_all", "load_state", "flush_outbox", "CORES", "Core", "Publisher", "catch_up_cores"]
+__all__ = ["Runtime", "invoke", "invoke_all", "load_state", "shard_states", "flush_outbox", "CORES", "Core", "Publisher", "catch_up_cores"]
 
 log = logging.getLogger("stockpulse")
 
@@ -91,23 +91,34 @@ class Runtime:
     num_shards: int = 1  # the catalog's shards (handlers/shards.py); an event's detail.shard picks one
 
 
-def load_state(store: Store, catalog: Catalog | None = None, *, num_shards: int = 1) -> tuple[State | None, str | None]:
+def load_state(store: Store, catalog: Catalog | None = None, *,
+               num_shards: int | None = None) -> tuple[State | None, str | None]:
     """The whole current state (every part, handlers/layout.py) and its hot part's ETag (``None, None``
-    when the store is empty). Sharded: every shard's state merged over the whole catalog
-    (:func:`handlers.shards.merge`; a shard not run yet counts as fresh) and no ETag."""
-    if num_shards == 1:
+    when the store is empty). A sharded store (``num_shards``; ``None``: the count the store
+    records) gives every shard's state merged over the whole catalog (:func:`handlers.shards.merge`;
+    a shard not run yet counts as fresh) and no ETag."""
+    count = shards.recorded(store) if num_shards is None else num_shards
+    if count == 1:
         loaded = layout.load(store, catalog, at=0.0)
         return (None, None) if loaded is None else (loaded.state, loaded.etags["hot"])
     if catalog is None:
         raise ValueError("a sharded state is read with its catalog")
+    found = shard_states(store, catalog, count)
+    if not found:
+        return None, None
+    return shards.merge(catalog, found), None
+
+
+def shard_states(store: Store, catalog: Catalog, num_shards: int) -> list[tuple[shards.Shard, State]]:
+    """The state of every shard that holds products (a shard not run yet: fresh at the earliest
+    creation time of the others); empty when no shard has a state yet."""
     found = [(part, layout.load(shards.ShardStore(store, part.number), part.catalog, at=0.0))
              for part in shards.split(catalog, num_shards) if not part.empty]
     states = [loaded.state for _, loaded in found if loaded is not None]
     if not states:
-        return None, None
+        return []
     at = min(state.created_at for state in states)
-    parts = [(part, (loaded or layout.fresh(part.catalog, at)).state) for part, loaded in found]
-    return shards.merge(catalog, parts), None
+    return [(part, (loaded or layout.fresh(part.catalog, at)).state) for part, loaded in found]
 
 
 def needs_history(handler: str, state: State, tick: Tick) -> bool:

@@ -38,7 +38,7 @@ from .errors import ConfigError, InputError
 from .state import STATE_KEY, State
 from .storage import Store, Versioned
 
-__all__ = ["MAX_SHARDS", "MANIFEST_KEY", "Shard", "shard_of", "split", "shard", "ShardStore", "check_manifest",
+__all__ = ["recorded", "MAX_SHARDS", "MANIFEST_KEY", "Shard", "shard_of", "split", "shard", "ShardStore", "check_manifest",
            "merge", "resolve"]
 
 #: EventBridge allows 300 rules per event bus and 5 targets per rule: 4 handlers x 256 shards fit in
@@ -166,29 +166,33 @@ class ShardStore:
 _checked: set[tuple[str, int]] = set()
 
 
+def recorded(store: Store) -> int:
+    """The shard count the store was started with (1 when it records none)."""
+    if not store.exists(MANIFEST_KEY):  # written once, never changed
+        return 1
+    try:
+        return int(json.loads(store.get(MANIFEST_KEY))["num_shards"])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{MANIFEST_KEY}: damaged in {store.url} (expected {{\"num_shards\": N}})") from None
+
+
 def check_manifest(store: Store, num_shards: int) -> None:
     """Refuse a store split another way (or an unsharded state when sharding); record the split the
     first time a sharded invocation meets the store. Checked once per store and count in a process."""
     if (store.url, num_shards) in _checked:
         return
-    found = store.read(MANIFEST_KEY)
-    if found is not None:
-        try:
-            recorded = int(json.loads(found.data)["num_shards"])
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"{MANIFEST_KEY}: damaged in {store.url} (expected {{\"num_shards\": N}})") from None
-        if recorded != num_shards:
-            raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} is split into {recorded} "
-                              f"shard(s), got {num_shards}; resharding moves products between states — start a new "
-                              "--store")
-    elif num_shards > 1:
+    count = recorded(store)  # 1 when the store records no split (unsharded, or empty)
+    if count != num_shards and (count > 1 or num_shards == 1):
+        raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} is split into {count} "
+                          f"shards, got {num_shards}; resharding moves products between states — start a new "
+                          "--store")
+    if count == 1 and num_shards > 1:  # a first sharded invocation: record the split
         if store.read(STATE_KEY) is not None:
-            raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} holds an unsharded state, "
-                              f"got {num_shards} shards; start a new --store to shard")
+            raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} holds an unsharded "
+                              f"state, got {num_shards} shards; start a new --store to shard")
         doc = {"num_shards": num_shards, "hash": HASH, "format": 1}
         if not store.put_once(MANIFEST_KEY, json.dumps(doc).encode(), content_type="application/json"):
-            _checked.discard((store.url, num_shards))
-            return check_manifest(store, num_shards)  # someone else recorded it first: compare with theirs
+            return check_manifest(store, num_shards)  # someone recorded one first: compare with theirs
     _checked.add((store.url, num_shards))
 
 

@@ -22,7 +22,7 @@ from handlers.app import build_runtime
 from handlers.errors import InputError, StockpulseError
 from handlers.events import load_event_json, parse_event, parse_time, scheduled_event
 from handlers.limits import MAX_EVENT_BYTES
-from handlers.runtime import invoke, load_state
+from handlers.runtime import invoke_all, load_state, shard_states
 from handlers.settings import ENV, Settings
 
 from . import backtest, console, deploy, package, report
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     common = ("store_url", "catalog_path", "pushgateway_url", "push_timeout_seconds", "invocation_budget_seconds",
               "alert_threshold_hours", "service_level", "cover_days", "max_tick_lead", "max_catch_up_minutes",
-              "pushgateway_username", "pushgateway_ca_file")
+              "pushgateway_username", "pushgateway_ca_file", "num_shards")
 
     p = sub.add_parser("invoke", help="run one handler invocation and print its result as JSON",
                        description="Run one invocation of a handler with an EventBridge Scheduled Event.")
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--time", help="business time of the tick, ISO-8601 (default: now, whole minute)")
     source.add_argument("--event", metavar="FILE", help="the event as a JSON file, or - for stdin")
+    p.add_argument("--shard", type=int, metavar="K", help="with --num-shards: handle shard K only (default: every "
+                                                          "shard in turn, one result each)")
     _add_settings(p, *common)
     p.set_defaults(func=cmd_invoke)
 
@@ -140,10 +142,12 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         moment = (parse_time(args.time, "--time") if args.time is not None
                   else datetime.now(timezone.utc).replace(second=0, microsecond=0))
         event = scheduled_event(moment, args.handler.replace("_", "-"))
+    if args.shard is not None and isinstance(event, dict):
+        event = {**event, "detail": {**(event.get("detail") or {}), "shard": args.shard}}
     parse_event(event)  # validate before any store is touched
-    result = invoke(args.handler, event, build_runtime(_settings(args)))
-    print(json.dumps(result, indent=2))
-    return 1 if "log_error" in result else 0  # committed; the log object waits in the outbox
+    results = invoke_all(args.handler, event, build_runtime(_settings(args)))
+    print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    return 1 if any("log_error" in result for result in results) else 0  # committed; the log object waits
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -157,10 +161,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         result = simulate(replace(runtime, publish=None), start=start, days=args.days, schedule=schedule,
                           progress=advance)
     if runtime.publish is not None:
+        parts = ([(None, result.after, runtime.catalog)] if runtime.num_shards == 1 else
+                 [(part.number, state, part.catalog)
+                  for part, state in shard_states(runtime.store, runtime.catalog, runtime.num_shards)])
         for name in HANDLERS:
-            error = runtime.publish(name, result.after, runtime.catalog)
-            if error is not None:
-                print(f"stockpulse: warning: metrics for {name} not published: {error}", file=sys.stderr)
+            for number, state, catalog in parts:
+                error = runtime.publish(name, state, catalog, shard=number)
+                if error is not None:
+                    print(f"stockpulse: warning: metrics for {name} not published: {error}", file=sys.stderr)
     rows = series_table(result, runtime.catalog)
     if args.json:
         print(json.dumps(console.simulation_json(result, rows, runtime.store.url, schedule), indent=2))

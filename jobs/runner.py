@@ -31,7 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from handlers.errors import InputError
 from handlers.events import format_epoch, scheduled_event
 from handlers.limits import check_lead
-from handlers.runtime import Runtime, invoke, load_state
+from handlers.runtime import Runtime, invoke_all, load_state
 
 from .schedule import RUN_ORDER, Schedule
 from .simulate import missed_ticks
@@ -100,20 +100,21 @@ def run_scheduler(runtime: Runtime, schedule: Schedule, *, speed: float = 1.0, d
         state, _ = load_state(runtime.store, runtime.catalog)
         for moment, name in missed_ticks(state, clock.business_start, schedule):
             event = scheduled_event(datetime.fromtimestamp(moment, timezone.utc), name.replace("_", "-"))
-            if invoke(name, event, runtime).get("status") == "applied":
+            for result in invoke_all(name, event, runtime):
                 report.invocations[name] += 1
-                report.applied[name] += 1
+                report.applied[name] += result.get("status") == "applied"
 
     def tick(name: str) -> None:
         interval = schedule.intervals[name]
         business = math.floor((clock.now(wall_clock()) + _EPSILON_WALL * speed) / interval) * interval
         moment = datetime.fromtimestamp(business, timezone.utc)
-        result = invoke(name, scheduled_event(moment, name.replace("_", "-")), runtime)
-        with lock:
-            report.invocations[name] += 1
-            if result.get("status") == "applied":
-                report.applied[name] += 1
-        log.info("%s %s: %s", name, result["time"], result.get("status"))
+        for result in invoke_all(name, scheduled_event(moment, name.replace("_", "-")), runtime):  # each shard
+            with lock:
+                report.invocations[name] += 1
+                if result.get("status") == "applied":
+                    report.applied[name] += 1
+            log.info("%s %s%s: %s", name, result["time"], f" shard {result['shard']}" if "shard" in result else "",
+                     result.get("status"))
 
     def on_event(event: JobEvent) -> None:
         with lock:

@@ -15,7 +15,7 @@ from handlers.catalog import Catalog
 from handlers.errors import InputError
 from handlers.events import format_epoch, scheduled_event
 from handlers.limits import LATEST, check_lead
-from handlers.runtime import Runtime, invoke, load_state
+from handlers.runtime import Runtime, invoke_all, load_state
 from handlers.state import State
 
 from .schedule import RUN_ORDER, Schedule
@@ -69,8 +69,8 @@ def simulate(runtime: Runtime, *, start: datetime | None, days: float, schedule:
             if minute_end <= after_tick[name]:
                 continue  # applied before: by the interrupted run this one resumes
             moment = datetime.fromtimestamp(minute_end, timezone.utc)
-            invoke(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"sim-{name}-{minute_end}"),
-                   runtime)
+            invoke_all(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"sim-{name}-{minute_end}"),
+                       runtime)  # every shard in turn when the catalog is sharded
             counts[name] += 1
             done += 1
             if progress is not None:
