@@ -1,0 +1,295 @@
+"""Sharding (handlers/shards.py): the split, the keys a shard uses, the store's manifest, and the
+promise that a sharded run gives the same per-series results and log events as an unsharded one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from handlers import planning, shards
+from handlers.catalog import Catalog, parse_catalog
+from handlers.errors import ConfigError, InputError
+from handlers.forecasting import Forecast
+from handlers.logs import decode_events
+from handlers.runtime import Runtime, invoke, invoke_all, load_state
+from handlers.state import State
+from handlers.storage import FileStore
+
+from .conftest import START, event_at, schedule, zero_clock
+
+
+def catalog_text(products: int = 24, *, seed: int = 3) -> str:
+    """A shop whose shelves run low within hours: reorders, purchase orders, restocks and lost sales
+    all happen on the first day."""
+    rng = np.random.default_rng(seed)
+    lines = [f"seed: {seed}", "products:"]
+    for i in range(products):
+        lines.append(f"  - {{id: SKU-{i:03d}, base_demand_per_day: {int(rng.integers(60, 400))}, "
+                     f"lead_time_hours: {int(rng.choice([4, 6, 8]))}, pack_size: {int(rng.choice([1, 5, 10]))}}}")
+    lines += ["warehouses:", "  - {id: W-A, timezone: America/New_York}",
+              "  - {id: W-B, timezone: Europe/Berlin, demand_factor: 0.6}", "initial_stock: 25"]
+    return "\n".join(lines) + "\n"
+
+
+def make_catalog(products: int = 24, *, seed: int = 3) -> Catalog:
+    return parse_catalog(catalog_text(products, seed=seed), source="shards.yaml")
+
+
+EVERY = {"order_tick": 5, "restock": 10, "forecast": 60, "alert": 15}
+
+
+def replay(store: FileStore, catalog: Catalog, num_shards: int, minutes: int) -> Runtime:
+    runtime = Runtime(store=store, catalog=catalog, clock=zero_clock, num_shards=num_shards)
+    for name, moment in schedule(START, minutes, EVERY):
+        for result in invoke_all(name, event_at(moment, id=f"t-{name}-{moment:%s}"), runtime):
+            assert result["status"] in ("applied", "skipped"), result
+    return runtime
+
+
+def logged(store: FileStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(per-series events sorted by id, job_run events) of every log object in the store."""
+    events = [e for key in store.list("logs/") for e in decode_events(store.get(key))]
+    series = sorted((e for e in events if e["type"] != "job_run"), key=lambda e: e["event_id"])
+    return series, [e for e in events if e["type"] == "job_run"]
+
+
+def per_series(state: State) -> dict[str, Any]:
+    """What a state says about each series: per-series arrays, and the open purchase orders as a
+    set keyed by series (not by row order)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(State):
+        value = getattr(state, f.name)
+        if isinstance(value, np.ndarray) and value.shape[:1] == (state.num_series,):
+            out[f.name] = value
+    out["purchase_orders"] = sorted(zip(state.po_series.tolist(), state.po_number.tolist(), state.po_quantity.tolist(),
+                                        state.po_due.tolist(), state.po_placed.tolist()))
+    return out
+
+
+def assert_same_series(sharded: State, whole: State) -> None:
+    a, b = per_series(sharded), per_series(whole)
+    assert a.keys() == b.keys()
+    for name in a:
+        if name == "purchase_orders":
+            assert a[name] == b[name]
+        else:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def sharded_and_whole(tmp_path: Path, catalog: Catalog, num_shards: int, minutes: int):
+    sharded, whole = FileStore(tmp_path / "sharded"), FileStore(tmp_path / "whole")
+    replay(sharded, catalog, num_shards, minutes)
+    replay(whole, catalog, 1, minutes)
+    return sharded, whole
+
+
+# -- the split ----------------------------------------------------------------------------------
+
+def test_a_products_shard_is_a_stable_hash_of_its_id():
+    """Pinned: a different hash would move every product's state to another shard."""
+    assert [shards.shard_of(f"SKU-{i:03d}", 7) for i in range(8)] == [
+        shards.shard_of(f"SKU-{i:03d}", 7) for i in range(8)]
+    assert shards.shard_of("P-1", 16) == int.from_bytes(__import__("hashlib").blake2b(b"P-1", digest_size=8)
+                                                        .digest(), "big") % 16
+    assert {shards.shard_of(f"P-{i}", 4) for i in range(200)} == {0, 1, 2, 3}
+
+
+def test_the_split_partitions_products_with_every_warehouse():
+    catalog = make_catalog(40)
+    parts = shards.split(catalog, 3)
+    ids = [p.id for part in parts for p in part.catalog.products]
+    assert sorted(ids) == sorted(p.id for p in catalog.products) and len(ids) == len(set(ids))
+    covered = np.concatenate([part.series for part in parts])
+    assert sorted(covered.tolist()) == list(range(catalog.num_series))
+    for part in parts:
+        assert part.catalog.warehouses == catalog.warehouses and part.catalog.seed == catalog.seed
+        # series j of the shard is series part.series[j] of the whole catalog
+        assert [catalog.series_product_ids[i] for i in part.series] == part.catalog.series_product_ids
+        assert [catalog.series_warehouse_ids[i] for i in part.series] == part.catalog.series_warehouse_ids
+        np.testing.assert_array_equal(catalog.initial_stock[part.series], part.catalog.initial_stock)
+        np.testing.assert_array_equal(catalog.base_demand_per_day[part.series], part.catalog.base_demand_per_day)
+
+
+def test_a_product_keeps_its_shard_when_the_catalog_grows():
+    small, big = make_catalog(10), make_catalog(60)
+    owner = {p.id: part.number for part in shards.split(big, 5) for p in part.catalog.products}
+    for part in shards.split(small, 5):
+        assert all(owner[p.id] == part.number for p in part.catalog.products)
+
+
+@pytest.mark.parametrize(("shard", "count", "configured", "message"), [
+    (None, None, 3, "event.detail.shard: missing"),
+    (3, None, 3, "event.detail.shard: 3 is not a shard of 3"),
+    (1, None, 1, "not sharded"),
+    (0, 4, 3, "event.detail.num_shards: 4"),
+])
+def test_an_event_must_name_a_shard_of_the_deployment(shard, count, configured, message):
+    with pytest.raises(InputError, match=message):
+        shards.resolve(shard, count, configured)
+
+
+def test_an_unsharded_deployment_accepts_shard_zero_and_no_shard():
+    assert shards.resolve(None, None, 1) is None and shards.resolve(0, 1, 1) is None
+    assert shards.resolve(2, 3, 3) == 2
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+def test_a_shard_keeps_its_state_under_its_prefix_and_its_logs_beside_the_others(tmp_path: Path):
+    store = FileStore(tmp_path)
+    catalog = make_catalog(24)
+    runtime = Runtime(store=store, catalog=catalog, clock=zero_clock, num_shards=3)
+    results = invoke_all("order_tick", event_at(START + timedelta(hours=10)), runtime)
+    assert [r["shard"] for r in results] == [0, 1, 2] and {r["status"] for r in results} == {"applied"}
+    assert json.loads(store.get(shards.MANIFEST_KEY))["num_shards"] == 3
+    assert store.read("state/state.bin") is None
+    for k in range(3):
+        assert store.read(f"shards/{k}/state/state.bin") is not None
+    keys = sorted(store.list("logs/order_tick/"))
+    assert keys == [f"logs/order_tick/2026/01/05/10/order_tick-20260105T100000Z-shard-{k}.ndjson.gz" for k in range(3)]
+    runs = [e for key in keys for e in decode_events(store.get(key)) if e["type"] == "job_run"]
+    assert [e["shard"] for e in runs] == [0, 1, 2]
+    assert len({e["event_id"] for e in runs}) == 3  # Elasticsearch keeps one document per event_id
+
+
+def test_each_shard_is_idempotent_on_its_own(tmp_path: Path):
+    store = FileStore(tmp_path)
+    runtime = Runtime(store=store, catalog=make_catalog(24), clock=zero_clock, num_shards=3)
+    moment = START + timedelta(hours=1)
+    assert invoke("order_tick", event_at(moment, detail={"shard": 1}), runtime)["status"] == "applied"
+    again = invoke_all("order_tick", event_at(moment, id="a redelivery"), runtime)
+    assert [r["status"] for r in again] == ["applied", "skipped", "applied"]
+
+
+def test_an_empty_shard_is_skipped_and_writes_nothing(tmp_path: Path):
+    catalog = make_catalog(2)
+    empty = next(part.number for part in shards.split(catalog, 8) if part.empty)
+    store = FileStore(tmp_path)
+    result = invoke("alert", event_at(START + timedelta(hours=1), detail={"shard": empty}),
+                    Runtime(store=store, catalog=catalog, num_shards=8))
+    assert result["status"] == "skipped" and "holds no product" in result["reason"]
+    assert not list(store.list(f"shards/{empty}/")) and not list(store.list("logs/"))
+
+
+# -- the manifest -------------------------------------------------------------------------------
+
+def test_a_store_refuses_another_split(tmp_path: Path):
+    catalog = make_catalog(24)
+    store = FileStore(tmp_path / "a")
+    invoke_all("order_tick", event_at(START + timedelta(hours=1)), Runtime(store=store, catalog=catalog, num_shards=3))
+    fresh = FileStore(tmp_path / "a")  # a new process would meet the store like this
+    for count in (2, 1):
+        with pytest.raises(ConfigError, match="split into 3 shards, got " + str(count)):
+            shards._checked.clear()
+            invoke_all("order_tick", event_at(START + timedelta(hours=2)),
+                       Runtime(store=fresh, catalog=catalog, num_shards=count))
+
+
+def test_a_sharded_invocation_refuses_an_unsharded_state(tmp_path: Path):
+    catalog = make_catalog(24)
+    store = FileStore(tmp_path)
+    invoke("order_tick", event_at(START + timedelta(hours=1)), Runtime(store=store, catalog=catalog))
+    shards._checked.clear()
+    with pytest.raises(ConfigError, match="holds an unsharded state"):
+        invoke_all("order_tick", event_at(START + timedelta(hours=2)), Runtime(store=store, catalog=catalog, num_shards=2))
+    assert not store.exists(shards.MANIFEST_KEY)
+
+
+# -- sharded == unsharded -----------------------------------------------------------------------
+
+def test_the_first_day_sharded_equals_unsharded_with_the_real_handlers(tmp_path: Path):
+    """Until the first business day closes the forecast has no history to pool over (it is each
+    series' declared demand), so the real handlers give identical per-series results and events."""
+    catalog = make_catalog(24)
+    sharded, whole = sharded_and_whole(tmp_path, catalog, 3, minutes=20 * 60)
+    state, _ = load_state(sharded, catalog)
+    expected, _ = load_state(whole, catalog)
+    assert state is not None and expected is not None
+    assert_same_series(state, expected)
+    events, runs = logged(sharded)
+    expected_events, expected_runs = logged(whole)
+    assert events == expected_events
+    kinds = {e["type"] for e in events}
+    assert {"order", "lost_sale", "inventory", "reorder_alert", "restock"} <= kinds, kinds
+    assert len(runs) == 3 * len(expected_runs) and {e["shard"] for e in runs} == {0, 1, 2}
+    assert {e["shard"] for e in expected_runs} == {None}
+
+
+def own_series_model(history: np.ndarray, horizon: int, season: int = 7) -> Forecast:
+    """A forecast of each series from its own last week only (no pooling across series)."""
+    recent = history[:, -season:]
+    seen = np.isfinite(recent).sum(axis=1)
+    mean = np.where(seen > 0, np.nansum(recent, axis=1) / np.maximum(seen, 1), 0.0)
+    return Forecast(np.repeat(mean[:, None], horizon, axis=1), np.repeat(np.sqrt(mean + 1.0)[:, None], horizon, axis=1))
+
+
+def own_hour_shares(state: State, catalog: Catalog) -> np.ndarray:
+    profile = state.hour_profile
+    return (profile + 1.0) / (profile.sum(axis=1, keepdims=True) + 24.0)
+
+
+def test_days_of_a_sharded_run_equal_unsharded_once_the_model_does_not_pool(tmp_path: Path, monkeypatch):
+    """The demand model pools over the series it sees (one regression, one hour-of-day prior per
+    warehouse): a shard's forecast is fitted on the shard. With per-series stand-ins for those two
+    pooled steps, three days of a sharded run equal the unsharded run series by series — stock,
+    purchase orders, restocks, alerts, forecasts, scores — and event by event."""
+    monkeypatch.setattr(planning.forecasting, "forecast", own_series_model)
+    monkeypatch.setattr(planning, "hour_shares", own_hour_shares)
+    catalog = make_catalog(24)
+    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=3 * 24 * 60)
+    state, _ = load_state(sharded, catalog)
+    expected, _ = load_state(whole, catalog)
+    assert state is not None and expected is not None
+    assert state.history_day == expected.history_day and np.isfinite(state.daily_demand).sum() > 0
+    assert_same_series(state, expected)
+    events, _ = logged(sharded)
+    expected_events, _ = logged(whole)
+    assert events == expected_events
+    assert {"forecast_score", "restock", "reorder_alert"} <= {e["type"] for e in events}
+
+
+def test_with_the_pooled_model_days_of_a_sharded_run_differ(tmp_path: Path):
+    """The control for the test above: the same comparison catches the pooled model's differences."""
+    catalog = make_catalog(24)
+    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=24 * 60 + 120)
+    state, _ = load_state(sharded, catalog)
+    expected, _ = load_state(whole, catalog)
+    assert state is not None and expected is not None
+    assert not np.array_equal(state.forecast_mean, expected.forecast_mean)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jobs", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
+    path = tmp_path / "catalog.yaml"
+    path.write_text(catalog_text(24))
+    store = f"file://{tmp_path / 'store'}"
+    common = ["--store", store, "--catalog", str(path)]
+    done = cli("simulate", "--days", "0.25", "--start", "2026-01-05T00:00:00Z", "-q", "--json", "--num-shards", "3", *common)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    whole = cli("simulate", "--days", "0.25", "--start", "2026-01-05T00:00:00Z", "-q", "--json",
+                "--store", f"file://{tmp_path / 'whole'}", "--catalog", str(path))
+    assert whole.returncode == 0, whole.stderr
+    assert summary["series"] == json.loads(whole.stdout)["series"]
+    one = cli("invoke", "order_tick", "--time", "2026-01-05T06:01:00Z", "--num-shards", "3", *common)
+    assert one.returncode == 0, one.stderr
+    assert [r["shard"] for r in json.loads(one.stdout)] == [0, 1, 2]
+    status = cli("status", "--json", *common)
+    assert status.returncode == 0, status.stderr
+    wrong = cli("invoke", "order_tick", "--time", "2026-01-05T06:02:00Z", *common)
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+    assert "split into 3 shards, got 1" in wrong.stderr
+
