@@ -26,11 +26,11 @@ from handlers.catalog import Catalog, parse_catalog
 from handlers.events import scheduled_event
 from handlers.logs import decode_events
 from handlers.metrics import metrics_key, publisher
-from handlers.runtime import Publisher, Runtime, invoke
+from handlers.runtime import Publisher, Runtime, invoke, invoke_all
 from handlers.settings import Settings
 from handlers.storage import FileStore, Store
 
-__all__ = ["CATALOG", "START", "FAST", "replay", "ticks", "log_events", "field_types", "pushed_metrics",
+__all__ = ["CATALOG", "START", "FAST", "replay", "replay_sharded", "ticks", "log_events", "field_types", "pushed_metrics",
            "saved_objects", "referenced_fields", "kql_fields", "METRICBEAT_FIELD", "REPO"]
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
@@ -70,6 +70,14 @@ def replay(store: Store, *, publish: Publisher | None = None, minutes: int = DAY
                         runtime)
         applied[name] += result["status"] == "applied"
     return dict(applied)
+
+
+def replay_sharded(store: Store, num_shards: int = 2, hours: int = 2) -> None:
+    """A few hours of ``CATALOG`` split into shards: what a sharded deployment adds to the logs
+    (``job_run.shard``, the shard-named log objects)."""
+    runtime = Runtime(store=store, catalog=CATALOG, num_shards=num_shards)
+    for name, moment in ticks(minutes=hours * 60):
+        invoke_all(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"s-{name}-{moment:%s}"), runtime)
 
 
 def log_events(store: Store) -> list[dict[str, Any]]:

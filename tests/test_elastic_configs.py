@@ -56,7 +56,9 @@ def beats_default(value: str) -> str:
 def replayed(tmp_path_factory):
     store = FileStore(tmp_path_factory.mktemp("replay"))
     applied = emitted.replay(store)
-    events = emitted.log_events(store)
+    sharded = FileStore(tmp_path_factory.mktemp("sharded"))
+    emitted.replay_sharded(sharded)
+    events = emitted.log_events(store) + emitted.log_events(sharded)
     return {"applied": applied, "events": events, "types": emitted.field_types(events),
             "metrics": emitted.pushed_metrics(store)}
 
