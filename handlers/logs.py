@@ -3,7 +3,7 @@
 Every event has ``@timestamp`` (ISO-8601 UTC, business time), ``type``, ``handler`` and a
 deterministic ``event_id`` (handler, type, series and time), so re-ingesting an object can't
 duplicate documents. Keys are time-ordered so Filebeat lists them by prefix:
-``logs/<handler>/YYYY/MM/DD/HH/<handler>-<YYYYMMDDTHHMMSSZ>.ndjson.gz``.
+``logs/<handler>/YYYY/MM/DD/HH/<handler>-<YYYYMMDDTHHMMSSZ>[-shard-<k>].ndjson.gz``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -58,6 +59,21 @@ def log_key(handler: str, moment: datetime, shard: int | None = None) -> str:
     moment = moment.astimezone(timezone.utc)
     tail = "" if shard is None else f"-shard-{shard}"
     return f"{LOG_PREFIX}{handler}/{moment:%Y/%m/%d/%H}/{handler}-{stamp(moment)}{tail}.ndjson.gz"
+
+
+_LOG_NAME = re.compile(r"(?P<handler>[a-z_]+)-(?P<stamp>\d{8}T\d{6}(?:\.\d{6})?Z)(?:-shard-(?P<shard>\d+))?\.ndjson\.gz")
+
+
+def parse_log_key(key: str) -> tuple[str, float, int | None] | None:
+    """(handler, tick epoch seconds, shard or None) of a key made by :func:`log_key`; None for any
+    other key."""
+    found = _LOG_NAME.fullmatch(key.rsplit("/", 1)[-1])
+    if found is None:
+        return None
+    text = found["stamp"]
+    moment = datetime.strptime(text, "%Y%m%dT%H%M%S.%fZ" if "." in text else "%Y%m%dT%H%M%SZ")
+    shard = found["shard"]
+    return found["handler"], moment.replace(tzinfo=timezone.utc).timestamp(), None if shard is None else int(shard)
 
 
 def _plain(value: Any) -> Any:

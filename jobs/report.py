@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from handlers import HANDLERS
 from handlers.catalog import Catalog, load_catalog
 from handlers.errors import InputError, StockpulseError
 from handlers.events import format_epoch, parse_time
-from handlers.logs import LOG_PREFIX
+from handlers.logs import LOG_PREFIX, parse_log_key
 from handlers.runtime import load_state
 from handlers.settings import ENV, Settings
 from handlers.state import State
@@ -92,11 +92,10 @@ class RunData:
 
 
 def _key_epoch(key: str) -> float:
-    """``logs/<h>/YYYY/MM/DD/HH/<h>-20260105T000100Z.ndjson.gz`` -> epoch seconds of the tick."""
-    name = key.rsplit("/", 1)[-1]
-    text = name[name.rfind("-") + 1:].split(".ndjson")[0]
-    fmt = "%Y%m%dT%H%M%S.%fZ" if "." in text else "%Y%m%dT%H%M%SZ"
-    return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
+    """``logs/<h>/YYYY/MM/DD/HH/<h>-20260105T000100Z[-shard-<k>].ndjson.gz`` -> epoch seconds of the tick
+    (NaN for a key of another shape)."""
+    parsed = parse_log_key(key)
+    return math.nan if parsed is None else parsed[1]
 
 
 def _wanted_keys(store: Store, start: float, end: float) -> list[str]:

@@ -289,6 +289,11 @@ def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
     assert [r["shard"] for r in json.loads(one.stdout)] == [0, 1, 2]
     status = cli("status", "--json", *common)
     assert status.returncode == 0, status.stderr
+    pages = [cli("report", "--store", url, "--catalog", str(path), "--out", str(tmp_path / f"{name}.html"),
+                 "--to", "2026-01-05T06:00:00Z")
+             for name, url in (("sharded", store), ("whole", f"file://{tmp_path / 'whole'}"))]
+    assert all(page.returncode == 0 for page in pages), [page.stderr for page in pages]
+    assert pages[0].stdout.split("; ", 1)[1] == pages[1].stdout.split("; ", 1)[1]  # fill rate, lost sales, reorders
     wrong = cli("invoke", "order_tick", "--time", "2026-01-05T06:02:00Z", *common)
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
     assert "split into 3 shards, got 1" in wrong.stderr
