@@ -91,3 +91,28 @@ def test_start_far_ahead_of_the_store_clock_is_refused(tmp_path: Path):
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2
     assert "--start: 2026-11-01T00:00:00Z is 300.0 days ahead of the store's clock" in proc.stderr and "simulate --days 300" in proc.stderr
+
+
+def test_run_goes_over_every_shard_on_each_tick(tmp_path: Path):
+    """GIVEN `run --num-shards 3` WHEN it ends THEN every handler tick was applied once per shard, and
+    every shard's order clock followed the business clock."""
+    from handlers import shards
+    from handlers.catalog import load_catalog
+    from tests.test_shards import catalog_text
+
+    path = tmp_path / "catalog.yaml"
+    path.write_text(catalog_text(24))
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs", "run", "--speed", "600", "--for", "6s", "--json", "--num-shards", "3",
+         "--start", "2026-01-05T00:00:00Z", "--store", f"file://{tmp_path / 'store'}", "--catalog", str(path)],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["errors"] == [] and report["invocations"]["order_tick"] >= 3 * 30
+    assert report["invocations"] == report["applied"]
+    assert all(count % 3 == 0 for count in report["invocations"].values()), report
+    catalog = load_catalog(path)
+    store = FileStore(tmp_path / "store")
+    clocks = {load_state(shards.ShardStore(store, part.number), part.catalog, num_shards=1)[0].orders_through
+              for part in shards.split(catalog, 3)}
+    assert len(clocks) == 1 and clocks.pop() >= epoch(report["business_start"]) + 30 * 60
