@@ -16,6 +16,14 @@ object is written (write-once) *before* the hot commit that references it: a cra
 leaves an unreferenced object, which the retry writes again under the same key (same content);
 readers only follow references of committed hot states. Unreferenced history objects are garbage.
 
+Each invocation reads only the parts it uses: ``order_tick`` and ``restock`` never read
+``state/forecast.bin`` (40 MB at 100,000 series; its fields are :data:`FORECAST_NOT_LOADED`), and
+the history only when their core needs it (:data:`NOT_LOADED`). What their metrics need of the
+forecast — the demand per day of its first day, for days of cover — is carried in the hot part as
+``cover_daily_demand``, copied by every hot commit that has the forecast part at hand (``alert``).
+The forecast part's outbox is therefore written out by the invocations that read it: ``forecast``
+and ``alert`` (handlers/runtime.py step 2).
+
 A schema-1 ``state/state.bin`` (the whole state in one object, before this layout) still loads; the
 next hot commit writes it in this layout.
 """
@@ -36,7 +44,8 @@ from .errors import ConfigError, ConflictError, StorageError
 from .state import SCHEMA, STATE_KEY, State, initial_state, pack, unpack
 from .storage import Store
 
-__all__ = ["Loaded", "load", "with_history", "fresh", "commit", "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "owner", "NOT_LOADED"]
+__all__ = ["Loaded", "load", "with_history", "fresh", "commit", "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "owner",
+           "NOT_LOADED", "FORECAST_NOT_LOADED", "FORECAST_READERS", "reads_forecast", "is_loaded", "forecast_daily_demand"]
 
 FORECAST_KEY = "state/forecast.bin"
 HISTORY_PREFIX = "state/history/"
@@ -45,6 +54,8 @@ HISTORY_FIELDS = ("daily_demand", "hour_profile")
 FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "score_day", "score_forecast",
                    "score_forecast_std", "score_abs_error", "score_actual", "score_days", "score_paired_abs_error",
                    "score_naive_abs_error")
+_FORECAST_SCALARS = ("forecast_at", "score_day")
+_FORECAST_ARRAYS = tuple(name for name in FORECAST_FIELDS if name not in _FORECAST_SCALARS)
 #: Counters kept per handler; each part stores those of the handlers that commit to it.
 PER_HANDLER = ("applied", "latency_buckets", "latency_sum", "invocations", "push_failures", "conflicts")
 _ROWS = ("latency_buckets", "latency_sum", "invocations", "push_failures")  # arrays indexed by HANDLERS
@@ -53,22 +64,51 @@ _ROWS = ("latency_buckets", "latency_sum", "invocations", "push_failures")  # ar
 LEVEL = {"hot": 1, "forecast": 0, "history": 1}
 
 
+#: The handlers whose invocations read ``state/forecast.bin``: the forecast (it owns it) and the
+#: alert (its core plans from the forecast). The others' cores never use it.
+FORECAST_READERS = ("forecast", "alert")
+
+
 def owner(handler: str) -> str:
     """The part a handler commits to."""
     return "forecast" if handler == "forecast" else "hot"
 
 
+def reads_forecast(handler: str) -> bool:
+    """Whether an invocation of ``handler`` reads the forecast part (``load(..., forecast=...)``)."""
+    return handler in FORECAST_READERS
+
+
 class _NotLoaded:
-    """Stands for the history when an invocation does not need it; any use of it fails loudly."""
+    """Stands for a part an invocation does not read; any use of it fails loudly."""
+
+    def __init__(self, part: str) -> None:
+        self._part = part
 
     def __getattr__(self, name: str) -> Any:
-        raise StorageError("the demand history was not loaded for this invocation (handlers/layout.py)")
+        raise StorageError(f"{self._part} was not loaded for this invocation (handlers/layout.py)")
 
     def __repr__(self) -> str:
-        return "<history not loaded>"
+        return f"<{self._part} not loaded>"
 
 
-NOT_LOADED: Any = _NotLoaded()
+NOT_LOADED: Any = _NotLoaded("the demand history")
+FORECAST_NOT_LOADED: Any = _NotLoaded("the forecast part (state/forecast.bin)")
+
+
+def is_loaded(value: Any) -> bool:
+    """False for a field of a part this invocation did not read."""
+    return not isinstance(value, _NotLoaded)
+
+
+def forecast_daily_demand(state: State) -> np.ndarray:
+    """[S] the last forecast's demand for its first day (NaN before the first forecast): from the
+    forecast part when it was read, else the hot part's copy (``cover_daily_demand``)."""
+    if not is_loaded(state.forecast_mean):
+        return state.cover_daily_demand
+    if not math.isfinite(state.forecast_at) or state.forecast_mean.shape[1] == 0:
+        return np.full(state.num_series, np.nan, dtype=np.float32)
+    return state.forecast_mean[:, 0]
 
 
 @dataclass(frozen=True)
@@ -126,9 +166,13 @@ def with_history(store: Store, loaded: Loaded) -> Loaded:
     return dataclasses.replace(loaded, state=state, history=(state.daily_demand, state.hour_profile))
 
 
-def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True) -> Loaded | None:
-    """Read the parts (hot, forecast, and the history unless ``history=False``) and merge them into
-    one :class:`State`; ``None`` when the store has no state. A missing forecast part is a fresh one."""
+def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
+         forecast: bool = True) -> Loaded | None:
+    """Read the parts (hot; the forecast unless ``forecast=False``; the history unless
+    ``history=False``) and merge them into one :class:`State`; ``None`` when the store has no state.
+    A missing forecast part is a fresh one. Without the forecast part its fields are
+    :data:`FORECAST_NOT_LOADED`, its outbox is not in ``state.outbox``, and the ``forecast``
+    handler's counters are those of a handler that never ran (``applied`` -inf)."""
     hot = store.read(STATE_KEY)
     if hot is None:
         if next(iter(store.list("logs/")), None) is not None:
@@ -160,31 +204,32 @@ def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = Tr
         raise StorageError(f"{STATE_KEY}: state schema {header.get('schema')!r}, this stockpulse reads "
                            f"{SCHEMA} and {HOT_SCHEMA}; use a new --store")
     header.pop("schema", None)
-    forecast = store.read(FORECAST_KEY)
+    forecast_read = forecast or header_schema == SCHEMA  # moving a schema-1 state needs to know whether it exists
+    forecast_part = store.read(FORECAST_KEY) if forecast_read else None
     forecast_outbox: tuple[tuple[str, bytes], ...] = ()
     per_forecast: dict[str, Any] = {}
-    blank = _blank(int(values["on_hand"].shape[0]), at)
-    if forecast is not None:
-        fheader, farrays, forecast_outbox = unpack(forecast.data, key=FORECAST_KEY)
+    blank = _blank(0, at)  # the counters of handlers not stored yet (per handler, not per series)
+    if not forecast_read:
+        header.update(dict.fromkeys(_FORECAST_SCALARS, FORECAST_NOT_LOADED))
+        values.update(dict.fromkeys(_FORECAST_ARRAYS, FORECAST_NOT_LOADED))
+    elif forecast_part is not None:
+        fheader, farrays, forecast_outbox = unpack(forecast_part.data, key=FORECAST_KEY)
         per_forecast = fheader.pop("handlers")
         header.update({k: fheader[k] for k in FORECAST_FIELDS if k in fheader})
         values.update(farrays)
-    elif header.get("forecast_at", "absent") == "absent":
-        header.update(_scalars({k: getattr(blank, k) for k in FORECAST_FIELDS if k not in _arrays_of(blank)}))
-        values.update({k: getattr(blank, k) for k in FORECAST_FIELDS if k in _arrays_of(blank)})
+    elif header.get("forecast_at", "absent") == "absent":  # no forecast part yet: a fresh one
+        fresh_forecast = _blank(int(values["on_hand"].shape[0]), at)
+        header.update(_scalars({k: getattr(fresh_forecast, k) for k in _FORECAST_SCALARS}))
+        values.update({k: getattr(fresh_forecast, k) for k in _FORECAST_ARRAYS})
     _merge_handlers(header, values, {**per_hot, **per_forecast}, blank)
     loaded_history = (values.get("daily_demand", NOT_LOADED), values.get("hour_profile", NOT_LOADED))
     values.update(daily_demand=loaded_history[0], hour_profile=loaded_history[1])
     arrays = {k: v for k, v in values.items()}
     scalars = {k: v for k, v in header.items() if k not in arrays}
     state = State.from_fields(scalars, arrays, hot_outbox + forecast_outbox)
-    return Loaded(state, {"hot": hot.etag, "forecast": None if forecast is None else forecast.etag},
+    return Loaded(state, {"hot": hot.etag, "forecast": None if forecast_part is None else forecast_part.etag},
                   {"hot": hot_outbox, "forecast": forecast_outbox}, ref, loaded_history,
-                  legacy=header_schema == SCHEMA and forecast is None)
-
-
-def _arrays_of(state: State) -> set[str]:
-    return {k for k in FORECAST_FIELDS if isinstance(getattr(state, k), np.ndarray)}
+                  legacy=header_schema == SCHEMA and forecast_part is None)
 
 
 def _blank(series: int, at: float) -> State:
@@ -237,6 +282,8 @@ def commit(store: Store, loaded: Loaded, state: State, part: str,
     outbox = loaded.outboxes[part] if outbox is None else outbox
     handlers = tuple(h for h in HANDLERS if owner(h) == part)
     if part == "forecast":
+        if not is_loaded(state.forecast_mean):
+            raise ValueError("the forecast part is committed only by an invocation that read it")
         header, arrays = _encode(state, FORECAST_FIELDS)
         header.update(schema=HOT_SCHEMA, catalog_fingerprint=state.catalog_fingerprint,
                       **_split_handlers(state, handlers))
@@ -253,6 +300,8 @@ def commit(store: Store, loaded: Loaded, state: State, part: str,
                     level=LEVEL["history"])
         ref = f"{HISTORY_PREFIX}{hashlib.sha256(data).hexdigest()[:32]}.bin"
         store.put_once(ref, data)
+    if is_loaded(state.forecast_mean):  # the forecast part at hand: refresh the hot part's copy of what cover needs
+        state = state.replace(cover_daily_demand=np.asarray(forecast_daily_demand(state), dtype=np.float32))
     header, arrays = _encode(state, HOT_FIELDS)
     header.update(schema=HOT_SCHEMA, history=ref, **_split_handlers(state, handlers))
     store.write(STATE_KEY, pack(header, arrays, outbox, level=LEVEL["hot"]), etag=loaded.etags["hot"])

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from . import DECLARATIONS, HANDLERS
 from .catalog import Catalog
 from .deadline import Deadline
+from .layout import forecast_daily_demand
 from .purchasing import inbound_units, open_count
 from .push import pushgateway_handler, redact, split_credentials
 from .settings import Settings
@@ -149,10 +150,11 @@ class Focus:
 
 
 def cover_days(state: State) -> np.ndarray:
-    """Days the on-hand units last at the forecast's demand for today (before any forecast: the
-    recent order rate); inf with no demand, 0 when nothing is on hand."""
-    forecast = np.isfinite(state.forecast_at) and state.forecast_mean.shape[1] > 0
-    daily = state.forecast_mean[:, 0] if forecast else state.order_rate * 1440.0
+    """Days the on-hand units last at the last forecast's demand for its first day (before any
+    forecast: the recent order rate); inf with no demand, 0 when nothing is on hand. A handler that
+    does not read the forecast part uses the hot part's copy of that demand (handlers/layout.py)."""
+    forecast = forecast_daily_demand(state)
+    daily = np.where(np.isnan(forecast), state.order_rate * 1440.0, forecast)
     with np.errstate(divide="ignore", invalid="ignore"):
         cover = np.where(daily > 0, state.on_hand / np.where(daily > 0, daily, 1.0), np.inf)
     return np.where(state.on_hand <= 0, 0.0, cover)

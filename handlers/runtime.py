@@ -3,10 +3,11 @@
 The commit protocol (every step may crash; the retry of the same tick repairs it):
 
 1. read the state's parts and their ETags (none yet: a fresh state at the tick time) — the hot
-   ``state/state.bin`` and ``state/forecast.bin``; the demand history only when the core needs it
-   (handlers/layout.py);
-2. write out the *outbox* of the previous commit (write-once log objects; "already exists" is
-   success) — this repairs a crash between a commit and its log write;
+   ``state/state.bin``; ``state/forecast.bin`` only for ``forecast`` and ``alert``; the demand
+   history only when the core needs it (handlers/layout.py);
+2. write out the *outbox* of the previous commit of each part read (write-once log objects; "already
+   exists" is success) — this repairs a crash between a commit and its log write: the hot part's by
+   any invocation, the forecast part's by the next ``forecast`` or ``alert``;
 3. if this handler already applied a tick at or after this time, stop: nothing is written;
    if the tick leads the store's clock by more than the handler's maximum lead, refuse it
    (``InputError`` naming ``event.time``): nothing is written (handlers/limits.py);
@@ -158,7 +159,7 @@ def _record(state: State, handler: str, tick: Tick, seconds: float, key: str, pa
 def count_push_failure(store: Store, handler: str, attempts: int = 10) -> None:
     """Add one to the handler's push-failure counter (best effort, compare-and-swap of its part)."""
     for _ in range(attempts):
-        loaded = layout.load(store, None, at=0.0, history=False)
+        loaded = layout.load(store, None, at=0.0, history=False, forecast=layout.owner(handler) == "forecast")
         if loaded is None:
             return
         failures = loaded.state.push_failures.copy()
@@ -196,7 +197,8 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
     started = runtime.clock()
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
     for attempt in range(runtime.max_attempts):
-        loaded = (layout.load(runtime.store, runtime.catalog, at=tick.epoch, history=False)
+        loaded = (layout.load(runtime.store, runtime.catalog, at=tick.epoch, history=False,
+                              forecast=layout.reads_forecast(handler))
                   or layout.fresh(runtime.catalog, tick.epoch))
         state = loaded.state
         repaired = flush_outbox(runtime.store, state)

@@ -35,7 +35,8 @@ HISTORY_DAYS = 112  # complete days of demand kept for the forecaster
 FORECAST_DAYS = 8  # today + the next 7 days
 
 #: Arrays added after SCHEMA 1 was first written: name -> the value a state without it loads with.
-_ADDED_ARRAYS = {"score_forecast_std": lambda series: np.full(series, np.nan)}
+_ADDED_ARRAYS = {"score_forecast_std": lambda series: np.full(series, np.nan),
+                 "cover_daily_demand": lambda series: np.full(series, np.nan, dtype=np.float32)}
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ class State:
     forecast_mean: np.ndarray  # [S, FORECAST_DAYS] day 0 = the UTC day of forecast_at
     forecast_std: np.ndarray
     hour_share: np.ndarray  # [S, 24] share of a day's demand in each UTC hour
+    # [S] float32: forecast_mean[:, 0] as of the last commit of the hot part that had the forecast part
+    #   at hand (NaN before the first forecast): what the days of cover in the metrics of a handler
+    #   that does not read the forecast part use (handlers/layout.py, handlers/metrics.py)
+    cover_daily_demand: np.ndarray
 
     # -- forecast quality, after the fact: each day's forecast (made at the day's first forecast
     #    run) against what happened, beside seasonal naive (the same weekday a week earlier) ----
@@ -215,6 +220,7 @@ def initial_state(catalog: Catalog, created_at: float) -> State:
         forecast_mean=np.zeros((s, FORECAST_DAYS)),
         forecast_std=np.zeros((s, FORECAST_DAYS)),
         hour_share=np.full((s, 24), 1 / 24),
+        cover_daily_demand=np.full(s, np.nan, dtype=np.float32),
         score_day=-1,
         score_forecast=np.zeros(s),
         score_forecast_std=np.zeros(s),
