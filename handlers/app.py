@@ -10,38 +10,50 @@ from typing import Any
 
 from .compiled import load_compiled
 from .deadline import Deadline
+from .events import parse_event
 from .runtime import Runtime, catch_up_cores, invoke
 from .settings import Settings
+from .shards import resolve
 from .storage import open_store
 
 __all__ = ["build_runtime", "handle"]
 
-_cached: Runtime | None = None
+_cached: dict[int | None, Runtime] = {}  # per shard served by this process (one function serves every shard)
 _lock = threading.Lock()
+_MAX_CACHED = 8
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, shard: int | None = None) -> Runtime:
+    """The runtime of these settings; with ``shard``, one bound to that shard, which reads only the
+    shard's compiled sub-catalog (handlers/compiled.py), not the whole catalog."""
     from .metrics import publisher  # prometheus_client only when a runtime is built
 
     store = open_store(settings.store_url)
-    return Runtime(store=store, catalog=load_compiled(settings.catalog_path, store), policy=settings.policy,
+    part = None if shard is None or settings.num_shards == 1 else (shard, settings.num_shards)
+    return Runtime(store=store, catalog=load_compiled(settings.catalog_path, store, shard=part), policy=settings.policy,
                    limits=settings.limits, cores=catch_up_cores(settings.max_catch_up_minutes),
                    publish=publisher(settings, store=store),
                    # the network's calls are bounded per invocation; a file:// store's are local
                    budget_seconds=None if settings.store_url.startswith("file:") else settings.invocation_budget_seconds,
-                   num_shards=settings.num_shards)
+                   num_shards=settings.num_shards, shard=None if part is None else shard)
 
 
-def _runtime(environ: Mapping[str, str]) -> Runtime:
-    global _cached
+def _runtime(environ: Mapping[str, str], event: Any) -> Runtime:
+    settings = Settings.from_env(environ)
+    shard = None
+    if settings.num_shards > 1:  # the shard this event asks for, checked before anything is loaded
+        tick = parse_event(event)
+        shard = resolve(tick.shard, tick.num_shards, settings.num_shards)
     with _lock:
-        if _cached is None:
-            _cached = build_runtime(Settings.from_env(environ))
-        return _cached
+        if shard not in _cached:
+            if len(_cached) >= _MAX_CACHED:
+                _cached.pop(next(iter(_cached)))
+            _cached[shard] = build_runtime(settings, shard=shard)
+        return _cached[shard]
 
 
 def handle(name: str, event: Any, context: Any = None, *, environ: Mapping[str, str] | None = None) -> dict:
     """Run handler ``name`` for one EventBridge event; with a Lambda ``context`` the invocation
     ends its storage calls and metrics push within the function's remaining time."""
-    return invoke(name, event, _runtime(os.environ if environ is None else environ),
+    return invoke(name, event, _runtime(os.environ if environ is None else environ, event),
                   deadline=Deadline.from_context(context))

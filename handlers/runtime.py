@@ -90,6 +90,7 @@ class Runtime:
     cores: Mapping[str, Core] = field(default_factory=lambda: CORES)  # swap a policy in benchmarks
     budget_seconds: float | None = None  # per invocation when no Lambda context gives a deadline
     num_shards: int = 1  # the catalog's shards (handlers/shards.py); an event's detail.shard picks one
+    shard: int | None = None  # a runtime built for one shard: ``catalog`` is that shard's sub-catalog
 
 
 def load_state(store: Store, catalog: Catalog | None = None, *,
@@ -188,11 +189,16 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         lambda store: DeadlineStore(store, deadline))
     shards.check_manifest(timed(runtime.store), runtime.num_shards)
     if number is not None:  # one shard: its sub-catalog and its own state objects (handlers/shards.py)
-        own = shards.shard(runtime.catalog, number, runtime.num_shards)
+        if runtime.shard is None:
+            catalog = shards.shard(runtime.catalog, number, runtime.num_shards).catalog
+        elif runtime.shard == number:
+            catalog = runtime.catalog  # built for this shard (handlers/app.py)
+        else:
+            raise InputError(f"event.detail.shard: {number}, but this runtime serves shard {runtime.shard}")
         result["shard"] = number
-        if own.empty:
+        if not catalog.products:
             return {**result, "status": "skipped", "reason": f"shard {number} of {runtime.num_shards} holds no product"}
-        runtime = replace(runtime, store=shards.ShardStore(runtime.store, number), catalog=own.catalog)
+        runtime = replace(runtime, store=shards.ShardStore(runtime.store, number), catalog=catalog)
     runtime = replace(runtime, store=timed(runtime.store))
     started = runtime.clock()
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
@@ -259,5 +265,8 @@ def invoke_all(handler: str, event_doc: Any, runtime: Runtime, *,
     detail = event_doc.get("detail") if isinstance(event_doc, dict) else None
     if runtime.num_shards == 1 or (isinstance(detail, dict) and detail.get("shard") is not None):
         return [invoke(handler, event_doc, runtime, deadline=deadline)]
+    if runtime.shard is not None:
+        return [invoke(handler, {**event_doc, "detail": {**(detail or {}), "shard": runtime.shard}}, runtime,
+                       deadline=deadline)]
     return [invoke(handler, {**event_doc, "detail": {**(detail or {}), "shard": k}}, runtime, deadline=deadline)
             for k in range(runtime.num_shards)]

@@ -22,8 +22,9 @@ from handlers.app import build_runtime
 from handlers.errors import InputError, StockpulseError
 from handlers.events import load_event_json, parse_event, parse_time, scheduled_event
 from handlers.limits import MAX_EVENT_BYTES
-from handlers.runtime import invoke_all, load_state, shard_states
+from handlers.runtime import invoke, invoke_all, load_state, shard_states
 from handlers.settings import ENV, Settings
+from handlers.shards import resolve
 
 from . import backtest, console, deploy, package, report
 from .schedule import Schedule
@@ -144,8 +145,13 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         event = scheduled_event(moment, args.handler.replace("_", "-"))
     if args.shard is not None and isinstance(event, dict):
         event = {**event, "detail": {**(event.get("detail") or {}), "shard": args.shard}}
-    parse_event(event)  # validate before any store is touched
-    results = invoke_all(args.handler, event, build_runtime(_settings(args)))
+    tick = parse_event(event)  # validate before any store is touched
+    settings = _settings(args)
+    if settings.num_shards > 1 and tick.shard is not None:  # one shard: only its sub-catalog is read
+        shard = resolve(tick.shard, tick.num_shards, settings.num_shards)
+        results = [invoke(args.handler, event, build_runtime(settings, shard=shard))]
+    else:
+        results = invoke_all(args.handler, event, build_runtime(settings))
     print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return 1 if any("log_error" in result for result in results) else 0  # committed; the log object waits
 

@@ -154,14 +154,14 @@ def test_invoke_far_ahead_of_the_store_is_exit_2_naming_event_time(tmp_path: Pat
 def test_the_lambda_entry_point_refuses_a_future_tick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """GIVEN the Lambda handler on a started store WHEN EventBridge delivers a tick 10 years ahead THEN it
     raises InputError naming event.time and the store is unchanged."""
-    monkeypatch.setattr(app, "_cached", None)
+    monkeypatch.setattr(app, "_cached", {})
     monkeypatch.setenv("STOCKPULSE_STORE_URL", f"file://{tmp_path}/s")
     assert alert_handler(event_at(START))["status"] == "applied"
     before = files(tmp_path / "s")
     with pytest.raises(InputError, match="^event.time: "):
         alert_handler(event_at(START.replace(year=2036)))
     assert files(tmp_path / "s") == before
-    monkeypatch.setattr(app, "_cached", None)
+    monkeypatch.setattr(app, "_cached", {})
 
 
 def test_simulate_start_far_ahead_is_refused(tmp_path: Path):

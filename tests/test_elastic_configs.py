@@ -368,13 +368,13 @@ def test_the_prefix_filebeat_polls_lists_every_handlers_log_objects_on_s3(filebe
         client.create_bucket(Bucket=bucket)
         monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
         monkeypatch.setenv("STOCKPULSE_STORE_URL", f"s3://{bucket}")
-        monkeypatch.setattr(app, "_cached", None)  # a cold start with this environment
+        monkeypatch.setattr(app, "_cached", {})  # a cold start with this environment
         try:
             for minute, name in enumerate(("restock", "order_tick", "forecast", "alert"), start=1):
                 handler = importlib.import_module(f"handlers.{name}").handler
                 assert handler(event_at(START.replace(hour=9, minute=minute)), None)["status"] == "applied"
         finally:
-            monkeypatch.setattr(app, "_cached", None)
+            monkeypatch.setattr(app, "_cached", {})
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
         assert {key.split("/")[1] for key in keys} == set(HANDLERS)

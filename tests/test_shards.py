@@ -259,7 +259,7 @@ def test_days_of_a_sharded_run_equal_unsharded_once_the_model_does_not_pool(tmp_
 def test_with_the_pooled_model_days_of_a_sharded_run_differ(tmp_path: Path):
     """The control for the test above: the same comparison catches the pooled model's differences."""
     catalog = make_catalog(24)
-    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=24 * 60 + 120)
+    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=2 * 24 * 60 + 120)
     state, _ = load_state(sharded, catalog)
     expected, _ = load_state(whole, catalog)
     assert state is not None and expected is not None
@@ -298,3 +298,25 @@ def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
     assert "split into 3 shards, got 1" in wrong.stderr
 
+
+
+def test_the_lambda_adapter_serves_each_shard_from_its_own_sub_catalog(tmp_path: Path, monkeypatch):
+    from handlers import app
+
+    monkeypatch.setattr(app, "_cached", {})
+    path = tmp_path / "catalog.yaml"
+    path.write_text(catalog_text(24))
+    environ = {"STOCKPULSE_STORE_URL": f"file://{tmp_path / 'store'}", "STOCKPULSE_CATALOG": str(path),
+               "STOCKPULSE_NUM_SHARDS": "3"}
+    moment = START + timedelta(hours=2)
+    for k in (1, 2, 1):
+        result = app.handle("order_tick", event_at(moment, detail={"shard": k}), environ=environ)
+        assert result["shard"] == k and result["status"] in ("applied", "skipped")
+    assert set(app._cached) == {1, 2}
+    expected = shards.split(make_catalog(24), 3)
+    for k in (1, 2):
+        assert app._cached[k].shard == k and app._cached[k].catalog.products == expected[k].catalog.products
+    with pytest.raises(InputError, match="event.detail.shard: missing"):
+        app.handle("order_tick", event_at(moment), environ=environ)
+    with pytest.raises(InputError, match="serves shard 2"):
+        invoke("order_tick", event_at(moment, detail={"shard": 0}), app._cached[2])
