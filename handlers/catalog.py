@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from .errors import CatalogError
-from .limits import CATALOG_MAXIMA, MAX_CATALOG_BYTES, MAX_SERIES
+from .limits import CATALOG_MAXIMA, MAX_CATALOG_BYTES, MAX_CATALOG_SERIES
 
 __all__ = ["Product", "Warehouse", "Catalog", "load_catalog", "default_catalog", "parse_catalog"]
 
@@ -222,9 +222,9 @@ class _Parser:
             if not isinstance(doc.get(key), list) or not doc[key]:
                 raise self.fail(key, "must be a non-empty list")
         series = len(doc["products"]) * len(doc["warehouses"])
-        if series > MAX_SERIES:
+        if series > MAX_CATALOG_SERIES:
             raise self.fail("products", f"{len(doc['products'])} products x {len(doc['warehouses'])} warehouses "
-                                        f"= {series} series, more than the limit of {MAX_SERIES}")
+                                        f"= {series} series, more than the limit of {MAX_CATALOG_SERIES}")
         seed = doc.get("seed", 42)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= CATALOG_MAXIMA["seed"]:
             raise self.fail("seed", f"must be a non-negative integer below 2**63, got {repr(seed)[:40]}")

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .state import State
 
 __all__ = ["Limits", "EARLIEST", "LATEST", "DEFAULT_MAX_LEAD", "DEFAULT_CATCH_UP_MINUTES", "MAX_EVENT_BYTES",
-           "MAX_EVENT_DEPTH", "MAX_CATALOG_BYTES", "MAX_SERIES", "CATALOG_MAXIMA", "MAX_BACKTEST_BYTES",
+           "MAX_EVENT_DEPTH", "MAX_CATALOG_BYTES", "MAX_CATALOG_SERIES", "MAX_SERIES", "CATALOG_MAXIMA", "MAX_BACKTEST_BYTES",
            "MAX_BACKTEST_LINE",
            "parse_max_lead", "format_max_lead", "store_clock", "check_time", "check_lead"]
 
@@ -44,8 +44,9 @@ DEFAULT_CATCH_UP_MINUTES = 1440
 # -- sizes and magnitudes a real shop never reaches; beyond them input is refused in one line ----
 MAX_EVENT_BYTES = 256 * 1024  # EventBridge's own limit for one event
 MAX_EVENT_DEPTH = 32  # nesting of JSON objects/arrays in an event file
-MAX_CATALOG_BYTES = 16 * 1024 * 1024  # 100,000 product rows take about 10 MiB
-MAX_SERIES = 100_000  # products x warehouses in one catalog
+MAX_CATALOG_BYTES = 64 * 1024 * 1024  # 100,000 product rows take about 8-10 MiB
+MAX_CATALOG_SERIES = 2_000_000  # products x warehouses in one catalog (sharded beyond MAX_SERIES)
+MAX_SERIES = 100_000  # series one invocation handles: the whole catalog, or one shard (handlers/shards.py)
 #: catalog field -> largest accepted value
 CATALOG_MAXIMA: dict[str, float] = {"base_demand_per_day": 1e6, "lead_time_hours": 8760, "pack_size": 1e6,
                                     "trend_per_year": 1.0, "promo_probability_per_day": 1.0, "promo_lift": 100.0,

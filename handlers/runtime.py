@@ -27,6 +27,7 @@ duplicated, no order is applied twice.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -38,9 +39,9 @@ import numpy as np
 from . import DECLARATIONS, Declaration, core, layout, shards
 from .catalog import Catalog
 from .deadline import Deadline, DeadlineStore
-from .errors import ConflictError, InputError, StorageError
+from .errors import ConfigError, ConflictError, InputError, StorageError
 from .events import Tick, format_epoch, format_time, parse_event
-from .limits import Limits, check_lead
+from .limits import MAX_SERIES, Limits, check_lead
 from .logs import CONTENT_TYPE, encode_events, event, log_key
 from .policy import Policy
 from .state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
@@ -198,7 +199,10 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         result["shard"] = number
         if not catalog.products:
             return {**result, "status": "skipped", "reason": f"shard {number} of {runtime.num_shards} holds no product"}
+        check_size(catalog, runtime.num_shards, number)
         runtime = replace(runtime, store=shards.ShardStore(runtime.store, number), catalog=catalog)
+    else:
+        check_size(runtime.catalog, 1, None)
     runtime = replace(runtime, store=timed(runtime.store))
     started = runtime.clock()
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
@@ -255,6 +259,16 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
                 result["metrics_error"] = error
         return result
     raise StorageError(f"{STATE_KEY}: gave up after {runtime.max_attempts} conflicting writes")
+
+
+def check_size(catalog: Catalog, num_shards: int, number: int | None) -> None:
+    """Refuse an invocation over more series than one invocation handles (handlers/limits.py)."""
+    if catalog.num_series <= MAX_SERIES:
+        return
+    what = "the catalog" if number is None else f"shard {number} of {num_shards}"
+    needed = math.ceil(catalog.num_series * num_shards / MAX_SERIES)
+    raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: {what} holds {catalog.num_series} series, more than the "
+                      f"{MAX_SERIES} one invocation handles; split the catalog into more shards (at least {needed})")
 
 
 def invoke_all(handler: str, event_doc: Any, runtime: Runtime, *,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from handlers.catalog import parse_catalog
 from handlers.errors import CatalogError, InputError
 from handlers.events import load_event_json, parse_event
-from handlers.limits import MAX_BACKTEST_LINE, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, MAX_SERIES
+from handlers.limits import MAX_BACKTEST_LINE, MAX_CATALOG_SERIES, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, MAX_SERIES
 from jobs.backtest import load_matrix, run_backtest
 from tests.conftest import load_event
 from tests.test_cli import assert_one_line_error, cli
@@ -70,11 +70,31 @@ def test_a_catalog_that_is_not_utf8_is_one_line(tmp_path: Path):
 
 
 def test_a_catalog_with_more_series_than_the_limit_is_refused_before_it_is_built():
-    products = 1 + MAX_SERIES // 250
+    products = 1 + MAX_CATALOG_SERIES // 250
     text = (f"products: [{', '.join(['{}'] * products)}]\n"
             f"warehouses: [{', '.join(['{}'] * 250)}]\n")
     with pytest.raises(CatalogError, match=f"{products} products x 250 warehouses = .* more than the limit"):
         parse_catalog(text, source="big.yaml")
+
+
+def test_an_invocation_over_more_series_than_it_handles_asks_for_shards(tmp_path: Path):
+    """A catalog beyond MAX_SERIES parses, but one invocation refuses it (one line naming the
+    setting, nothing written); split into shards, each invocation takes its part."""
+    from handlers.catalog import Catalog, Product, Warehouse
+    from handlers.errors import ConfigError
+    from handlers.runtime import Runtime, invoke_all
+    from handlers.storage import FileStore
+    from tests.conftest import START, event_at
+
+    products = tuple(Product(f"P-{i}", 1.0, 24, 1) for i in range(MAX_SERIES // 10 + 1))
+    catalog = Catalog(products, tuple(Warehouse(f"W-{w}", "UTC") for w in range(10)), ((5,) * 10,) * len(products))
+    store = FileStore(tmp_path)
+    with pytest.raises(ConfigError, match=r"^--num-shards / STOCKPULSE_NUM_SHARDS: the catalog holds 100010 series, "
+                                          r"more than the 100000 one invocation handles; .* \(at least 2\)$"):
+        invoke_all("restock", event_at(START), Runtime(store=store, catalog=catalog))
+    assert not list(store.list(""))
+    results = invoke_all("restock", event_at(START), Runtime(store=store, catalog=catalog, num_shards=2))
+    assert [r["status"] for r in results] == ["applied", "applied"]
 
 
 def sales_csv(tmp_path: Path, rows: list[str], name: str = "sales.csv") -> Path:
@@ -169,7 +189,7 @@ def test_any_catalog_document_loads_within_limits_or_is_one_catalog_error(doc):
     except CatalogError as exc:
         assert str(exc).startswith("c.yaml: ") and "\n" not in str(exc)
     else:
-        assert catalog.num_series <= MAX_SERIES
+        assert catalog.num_series <= MAX_CATALOG_SERIES
         assert all(math.isfinite(p.base_demand_per_day) and p.base_demand_per_day <= 1e6 for p in catalog.products)
         assert int(catalog.initial_stock.max()) <= 10**10
 
