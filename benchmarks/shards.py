@@ -23,14 +23,14 @@
    retail-like generator (per-series weekly profiles, drift, promotions, stock-outs, launches;
    products = 10 consecutive series) at 1k and 10k; tiny M5 (../shared/data, 28 items x 10 stores,
    N <= 4) when present.
-2. **1M series as 10 shards** (100k products x 10 warehouses). The catalog is compiled once in this
-   process (``handlers.compiled``; the YAML parser refuses more than ``MAX_SERIES`` series, so the
-   limit is raised here for that one parse — a fresh process then reads the compiled form, which is
-   not re-validated); two shards get a state with 112 days of history (benchmarks/scale.py
-   ``prepare``, through ``ShardStore``); then fresh ``python -m jobs invoke HANDLER --num-shards 10
-   --shard K`` processes, wall and peak RSS (GNU time). Separately, in fresh processes: what a shard
-   pays for the whole catalog (import, read the 1M compiled catalog, ``shards.split``), and what it
-   would pay with a compiled catalog of its own (the shard's 100k series as one catalog file).
+2. **1M series as 10 shards** (100k products x 10 warehouses). The catalog is compiled once in
+   this process (``handlers.compiled``, as the first process that reads the file would); two
+   shards get a state with 112 days of history (benchmarks/scale.py ``prepare``, through
+   ``ShardStore``); then fresh ``python -m jobs invoke HANDLER --num-shards 10 --shard K``
+   processes, wall and peak RSS (GNU time). Separately, in fresh processes: reading the shard's
+   compiled sub-catalog (``handlers.compiled``, what a shard's invocation reads), against reading
+   the whole 1M compiled catalog and splitting it (``shards.split``: what ``status``, ``report``
+   and an invocation without a shard read).
 3. **Baseline**: benchmarks/scale.py's unsharded 100k store in the same run (``prepare``,
    ``handler_costs``), and the ``python -c "import numpy"`` process.
 """
@@ -253,19 +253,13 @@ def print_accuracy(result: dict[str, Any]) -> None:
 # -- 2. a large catalog as shards -----------------------------------------------------------------
 
 def compile_catalog(path: Path, url: str) -> tuple[Any, float]:
-    """Parse ``path`` once with the series limit raised and store its compiled form; (catalog, seconds)."""
-    from handlers import catalog as catalog_module
+    """Parse ``path`` once and store its compiled form (what the first process does); (catalog, seconds)."""
     from handlers.compiled import load_compiled
     from handlers.storage import open_store
 
-    saved = catalog_module.MAX_SERIES
-    catalog_module.MAX_SERIES = 10**8
-    try:
-        started = time.perf_counter()
-        catalog = load_compiled(path, open_store(url))
-        return catalog, time.perf_counter() - started
-    finally:
-        catalog_module.MAX_SERIES = saved
+    started = time.perf_counter()
+    catalog = load_compiled(path, open_store(url))
+    return catalog, time.perf_counter() - started
 
 
 def shard_cmd(handler: str, moment: datetime, url: str, path: Path, num_shards: int, number: int) -> list[str]:
@@ -293,7 +287,9 @@ def prepare_shard(url: str, path: Path, catalog: Any, num_shards: int, number: i
         raise SystemExit(f"shard {number}: the first forecast failed")
 
 
-#: A fresh process that loads a catalog the way handlers/app.py does, and splits it; prints seconds.
+#: A fresh process that loads a catalog the way handlers/app.py does; prints seconds. "whole": the
+#: whole compiled catalog, then split (what ``status``, ``report`` and an invocation without a shard
+#: read); "shard": only the shard's compiled sub-catalog (what one shard's invocation reads).
 CATALOG_PROBE = """
 import json, sys, time
 started = time.perf_counter()
@@ -301,18 +297,18 @@ from handlers import shards
 from handlers.compiled import load_compiled
 from handlers.storage import open_store
 imported = time.perf_counter()
-catalog = load_compiled(sys.argv[2], open_store(sys.argv[1]))
+url, path, mode, count, number = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+whole = load_compiled(path, open_store(url), shard=None if mode == "whole" else (number, count))
 loaded = time.perf_counter()
-count, number = int(sys.argv[3]), int(sys.argv[4])
-part = shards.shard(catalog, number, count).catalog if count > 1 else catalog
+part = shards.shard(whole, number, count).catalog if mode == "whole" else whole
 part.fingerprint
 done = time.perf_counter()
 print(json.dumps({"import_s": imported - started, "load_s": loaded - imported, "split_s": done - loaded,
-                  "series": catalog.num_series, "shard_series": part.num_series}))
+                  "series": whole.num_series, "shard_series": part.num_series}))
 """
 
 
-def catalog_cost(url: str, path: Path, num_shards: int, number: int, runs: int) -> dict[str, float]:
+def catalog_cost(url: str, path: Path, mode: str, num_shards: int, number: int, runs: int) -> dict[str, float]:
     """Medians over fresh processes: import, read the compiled catalog, split it (and the shard's
     fingerprint, which every invocation computes); wall and peak RSS of the whole process."""
     samples: dict[str, list[float]] = {}
@@ -320,7 +316,7 @@ def catalog_cost(url: str, path: Path, num_shards: int, number: int, runs: int) 
         with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
             started = time.perf_counter()
             proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", timing.name, PYTHON, "-c", CATALOG_PROBE, url,
-                                   str(path), str(num_shards), str(number)], cwd=ROOT, capture_output=True, text=True,
+                                   str(path), mode, str(num_shards), str(number)], cwd=ROOT, capture_output=True, text=True,
                                   check=True)
             wall = time.perf_counter() - started
             peak = float(timing.read().strip().splitlines()[-1]) / 1024
@@ -328,18 +324,6 @@ def catalog_cost(url: str, path: Path, num_shards: int, number: int, runs: int) 
         for key, value in figures.items():
             samples.setdefault(key, []).append(value)
     return {key: statistics.median(values) for key, values in samples.items()}
-
-
-def write_sub_catalog(path: Path, catalog: Any) -> None:
-    """A catalog file of its own for ``catalog`` (a shard's sub-catalog): what per-shard compiled
-    catalogs would give each shard to read. (Initial stock: the default, as in the whole catalog.)"""
-    lines = [f"seed: {catalog.seed}", "products:"]
-    lines += [f"  - {{id: {p.id}, base_demand_per_day: {p.base_demand_per_day}, lead_time_hours: {p.lead_time_hours}, "
-              f"pack_size: {p.pack_size}, trend_per_year: {p.trend_per_year}, promo_probability_per_day: "
-              f"{p.promo_probability_per_day}, promo_lift: {p.promo_lift}}}" for p in catalog.products]
-    lines.append("warehouses:")
-    lines += [f"  - {{id: {w.id}, timezone: {w.timezone}, demand_factor: {w.demand_factor}}}" for w in catalog.warehouses]
-    path.write_text("\n".join(lines) + "\n")
 
 
 def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> dict[str, Any]:
@@ -352,12 +336,6 @@ def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> d
         out: dict[str, Any] = {"series": series, "num_shards": num_shards, "catalog_bytes": path.stat().st_size,
                                "compile_s": compile_s, "prepared_shards": list(range(prepared)), "shards": {}}
         out["shard_series"] = [part.catalog.num_series for part in shards.split(catalog, num_shards)]
-        out["catalog_whole"] = catalog_cost(url, path, num_shards, 0, runs)
-        own = work / "shard-0.yaml"
-        write_sub_catalog(own, shards.shard(catalog, 0, num_shards).catalog)
-        compile_catalog(own, url)
-        out["catalog_own"] = catalog_cost(url, own, 1, 0, runs)
-        out["catalog_own"]["catalog_bytes"] = own.stat().st_size
         for number in range(prepared):
             started = time.perf_counter()
             prepare_shard(url, path, catalog, num_shards, number)
@@ -375,6 +353,8 @@ def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> d
                 figures[handler] = {"wall_s": statistics.median(walls), "rss_mb": statistics.median(peaks),
                                     "failures": failed}
             out["shards"][number] = figures
+        out["catalog_whole"] = catalog_cost(url, path, "whole", num_shards, 0, runs)
+        out["catalog_own"] = catalog_cost(url, path, "shard", num_shards, 0, runs)  # written by the first invocation
         return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -407,11 +387,11 @@ def print_timing(big: dict[str, Any], base: dict[str, Any] | None, numpy_s: floa
         print(f"| `{handler}` | " + " | ".join(cells) + " |")
     print(f"(`python -c 'import numpy'`: {numpy_s:.3f} s in this run)")
     whole, own = big["catalog_whole"], big["catalog_own"]
-    print("\n| the catalog in a fresh process | import | read compiled catalog | split + shard fingerprint | "
+    print("\n| the catalog in a fresh process (shard 0) | import | read compiled catalog | split + shard fingerprint | "
           "process wall | peak RSS |\n|---|---|---|---|---|---|")
     print(f"| whole catalog ({whole['series']:,} series), split {n} ways | {whole['import_s']:.2f} s | "
           f"{whole['load_s']:.2f} s | {whole['split_s']:.2f} s | {whole['wall_s']:.2f} s | {whole['rss_mb']:,.0f} MB |")
-    print(f"| a shard's own catalog ({own['series']:,} series, {own['catalog_bytes'] / 1e6:.1f} MB file) | "
+    print(f"| only the shard's compiled sub-catalog ({own['series']:,} series) | "
           f"{own['import_s']:.2f} s | {own['load_s']:.2f} s | {own['split_s']:.2f} s | {own['wall_s']:.2f} s | "
           f"{own['rss_mb']:,.0f} MB |", flush=True)
 
@@ -428,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepared", type=int, default=2, help="shards given a state and timed")
     parser.add_argument("--baseline", type=int, default=100_000, help="series of the unsharded baseline (0: none)")
     parser.add_argument("--data", type=Path, default=TINY_M5, help=f"tiny M5 CSV (default {TINY_M5})")
+    parser.add_argument("--skip-accuracy", action="store_true", help="only the timed part")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -449,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"(tiny M5 skipped: {args.data} not found)")
     print("\n## Accuracy: the model fitted per shard against the whole catalog")
-    for make in makers:
+    for make in [] if args.skip_accuracy else makers:
         data = make()
         result = accuracy(data, [n for n in counts if n <= data.max_shards], args.folds)
         report["accuracy"].append(result)
