@@ -24,6 +24,7 @@ import yaml
 
 from .errors import CatalogError
 from .limits import CATALOG_MAXIMA, MAX_CATALOG_BYTES, MAX_CATALOG_SERIES
+from .streams import mix, string_keys
 
 __all__ = ["Product", "Warehouse", "Catalog", "load_catalog", "default_catalog", "parse_catalog"]
 
@@ -117,6 +118,19 @@ class Catalog:
     @cached_property
     def initial_stock(self) -> np.ndarray:
         return np.array(self.initial_stock_table, dtype=np.int64).reshape(-1)
+
+    # -- random stream keys (handlers/streams.py) -------------------------------------------
+    @cached_property
+    def product_keys(self) -> np.ndarray:
+        """A 64-bit key of every product from (seed, product id), uint64 [P]."""
+        return string_keys(self.seed, 1, [p.id for p in self.products])
+
+    @cached_property
+    def series_keys(self) -> np.ndarray:
+        """A 64-bit key of every series from (seed, product id, warehouse id), uint64 [S]: a series'
+        random draws depend on nothing else the catalog holds, nor on its order."""
+        warehouses = mix(string_keys(self.seed, 2, [w.id for w in self.warehouses]))
+        return mix(self.product_keys[self.product_index] + warehouses[self.warehouse_index])
 
     @cached_property
     def fingerprint(self) -> str:

@@ -1,7 +1,7 @@
 """The pure core of the order-tick and restock handlers: (state, tick, catalog) -> outcome.
 
 No clock, no environment, no I/O: business time comes from the tick and random draws from
-(seed, minute), so every run is reproducible. Every per-series step is a numpy operation.
+(seed, series, minute), so every run is reproducible. Every per-series step is a numpy operation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import Catalog
-from .demand import minute_demand, minute_rates
+from .demand import demand_block, minute_rates
 from .events import Tick
 from .limits import DEFAULT_CATCH_UP_MINUTES
 from .logs import event, series_events
@@ -86,9 +86,9 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, *, max_minutes: int =
     units = {"shipped": 0, "lost": 0}
     for chunk in range(0, len(minute_ends), _CHUNK_MINUTES):
         ends = minute_ends[chunk:chunk + _CHUNK_MINUTES]
-        rates = minute_rates(catalog, ends)
+        drawn = demand_block(catalog, ends, minute_rates(catalog, ends))
         for j, minute_end in enumerate(ends):
-            demand = minute_demand(catalog, float(minute_end), rates[j])
+            demand = drawn[j]
             filled = np.minimum(demand, on_hand)
             missed = demand - filled
             on_hand -= filled

@@ -6,9 +6,12 @@ Units ordered in the minute ending at ``t`` for series ``i`` are Poisson with ra
         * exp(trend_per_year[i] * years since TREND_ORIGIN) * promotion lift
 
 where local time is the warehouse's time zone and a promotion is a whole UTC day on which a
-product's demand is lifted in every warehouse (drawn from the seed and the day). Each minute has
-its own random stream seeded by ``(seed, minute number)``, so the demand of a minute is the same
-however the minutes are split into ticks, and a replay is identical.
+product's demand is lifted in every warehouse. Every draw is counter-based (handlers/streams.py):
+the units of series ``i`` in minute ``m`` come from the stream (key of (seed, product id,
+warehouse id), m) alone, and a product's promotion on day ``d`` from (key of (seed, product id),
+d). So the demand of a series is the same however the minutes are split into ticks, whichever
+other series the catalog holds and in whatever order (a shard draws what the whole catalog
+draws), and a replay is identical.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from datetime import datetime, timezone
 import numpy as np
 
 from .catalog import Catalog
+from .streams import poisson, uniforms, word
 
-__all__ = ["DIURNAL", "WEEKLY", "minute_rates", "minute_demand", "promotion_lift", "promotion_calendar"]
+__all__ = ["DIURNAL", "WEEKLY", "minute_rates", "minute_demand", "demand_block", "promotion_lift",
+           "promotion_calendar"]
 
 # Relative demand by local hour of day (mean 1): quiet nights, a lunch peak, an evening peak.
 _DIURNAL_RAW = np.array([0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.30, 0.60, 0.90, 1.10, 1.25, 1.40,
@@ -32,6 +37,7 @@ TREND_ORIGIN = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
 _YEAR = 365.25 * 86400
 _DEMAND_STREAM = 0xD3AD  # stream ids keep the demand and promotion draws independent
 _PROMO_STREAM = 0x9207
+_BLOCK_ELEMENTS = 1 << 18  # minutes x series drawn at once: the draw's temporaries stay a few MB
 
 
 def _local_hour_weekday(catalog: Catalog, moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +54,7 @@ def _local_hour_weekday(catalog: Catalog, moments: np.ndarray) -> tuple[np.ndarr
 
 def promotion_lift(catalog: Catalog, day: int) -> np.ndarray:
     """Demand multiplier of every product on UTC day number ``day`` [P]."""
-    draws = np.random.default_rng([catalog.seed, _PROMO_STREAM, day]).random(len(catalog.products))
+    draws = uniforms(catalog.product_keys, np.array([word(_PROMO_STREAM, day)], dtype=np.uint64), 0)
     probability = np.array([p.promo_probability_per_day for p in catalog.products])
     lift = np.array([p.promo_lift for p in catalog.products])
     return np.where(draws < probability, lift, 1.0)
@@ -87,7 +93,18 @@ def minute_rates(catalog: Catalog, minute_ends: np.ndarray) -> np.ndarray:
     return np.minimum(np.nan_to_num(rates, nan=MAX_RATE_PER_MINUTE, posinf=MAX_RATE_PER_MINUTE), MAX_RATE_PER_MINUTE)
 
 
+def demand_block(catalog: Catalog, minute_ends: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """Units ordered [M, S] in each minute (given by its end, epoch seconds) for each series, drawn
+    with the expected units ``rates`` [M, S]: exact Poisson draws from each series' own stream."""
+    minutes = (np.asarray(minute_ends, dtype=float) // 60).astype(np.int64)
+    words = np.array([word(_DEMAND_STREAM, int(m)) for m in minutes], dtype=np.uint64)
+    out = np.empty(rates.shape, dtype=np.int64)
+    step = max(1, _BLOCK_ELEMENTS // max(1, catalog.num_series))
+    for first in range(0, len(minutes), step):
+        out[first:first + step] = poisson(rates[first:first + step], catalog.series_keys, words[first:first + step])
+    return out
+
+
 def minute_demand(catalog: Catalog, minute_end: float, rates: np.ndarray) -> np.ndarray:
-    """Units ordered in one minute [S]: Poisson draws from that minute's own random stream."""
-    rng = np.random.default_rng([catalog.seed, _DEMAND_STREAM, int(minute_end // 60)])
-    return rng.poisson(rates).astype(np.int64)
+    """Units ordered in one minute [S]: the row of :func:`demand_block` for that minute."""
+    return demand_block(catalog, np.array([minute_end]), np.asarray(rates)[None, :])[0]
