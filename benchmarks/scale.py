@@ -16,6 +16,12 @@ scikit-learn loop in the style of the original system (a linear trend over the l
 series, on a subset, scaled). Every figure is the median of ``--runs`` runs; the machine is shared
 and noisy, so each size also times a fixed baseline process (``python -c "import numpy"``) in the
 same run and the handlers' wall times are given as multiples of it too.
+
+Each handler is timed twice over: as ``python -m jobs invoke`` (the command line, which also imports
+the CLI's other commands) and as its Lambda entry point ``handlers.<name>.handler(event)`` called
+in a fresh ``python -c`` process (what a cold Lambda container runs); beside them the floors of a
+fresh process in the same run: ``python -c pass`` and the cold import of what a handler's first call
+needs. ``--no-run --no-models`` measures the invocations only (a few minutes at 100k).
 """
 
 from __future__ import annotations
@@ -74,8 +80,19 @@ def invoke_cmd(handler: str, moment: datetime, store: str, catalog: Path) -> lis
             "--store", store, "--catalog", str(catalog)]
 
 
+def entry_point_cmd(handler: str, moment: datetime, store: str, catalog: Path) -> list[str]:
+    """A fresh interpreter calling the Lambda entry point ``handlers.<handler>.handler`` once, configured
+    by the environment as a function is (``env`` below); exit 1 unless the tick was applied."""
+    from handlers.events import scheduled_event
+
+    event = json.dumps(scheduled_event(moment, f"stockpulse-{handler}", event_id=f"scale-{moment:%H%M}"))
+    code = (f"import json, sys; from handlers.{handler} import handler; "
+            f"sys.exit(handler(json.loads(sys.argv[1])).get('status') != 'applied')")
+    return ["env", f"STOCKPULSE_STORE_URL={store}", f"STOCKPULSE_CATALOG={catalog}", PYTHON, "-c", code, event]
+
+
 def prepare(directory: Path, catalog_path: Path) -> str:
-    """A store at START with 112 days of history and one forecast; returns its URL."""
+    """A store at START with 112 days of history, one forecast and one alert; returns its URL."""
     from handlers import layout
     from handlers.catalog import load_catalog
     from handlers.storage import open_store
@@ -93,6 +110,8 @@ def prepare(directory: Path, catalog_path: Path) -> str:
                                  created_at=START.timestamp() - HISTORY_DAYS * 86400)
     layout.commit(store, loaded, state, "hot")  # writes the history object the hot state then references
     run(invoke_cmd("forecast", START + timedelta(minutes=1), url, catalog_path))
+    # an alert: the hot part then carries the forecast's demand the light handlers' metrics use for cover
+    run(invoke_cmd("alert", START + timedelta(minutes=2), url, catalog_path))
     return url
 
 
@@ -130,15 +149,18 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def handler_costs(directory: Path, url: str, catalog: Path, runs: int) -> dict[str, dict[str, float]]:
+def handler_costs(directory: Path, url: str, catalog: Path, runs: int,
+                  how: str = "cli", minute: int = 2) -> dict[str, dict[str, float]]:
+    """Per handler, ``runs`` fresh processes one business minute apart from ``minute`` on: as
+    ``jobs invoke`` (``how="cli"``) or through the Lambda entry point (``how="entry"``)."""
     results: dict[str, dict[str, float]] = {}
-    minute = 2
+    command = invoke_cmd if how == "cli" else entry_point_cmd
     for handler in HANDLERS:
         walls, rss, state_b, logs_b, metrics_b, failures = [], [], [], [], [], 0
         for _ in range(runs):
             minute += 1
             before = snapshot(directory)
-            wall, peak, code = run(invoke_cmd(handler, START + timedelta(minutes=minute), url, catalog))
+            wall, peak, code = run(command(handler, START + timedelta(minutes=minute), url, catalog))
             failures += code != 0
             sizes = written(before, snapshot(directory))
             walls.append(wall)
@@ -151,8 +173,8 @@ def handler_costs(directory: Path, url: str, catalog: Path, runs: int) -> dict[s
     return results
 
 
-def baseline(runs: int) -> float:
-    return median([run([PYTHON, "-c", "import numpy"])[0] for _ in range(runs)])
+def baseline(runs: int, code: str = "import numpy") -> float:
+    return median([run([PYTHON, "-c", code])[0] for _ in range(runs)])
 
 
 def conflict_rate(directory: Path, catalog: Path, speed: int, seconds: int) -> dict[str, Any]:
@@ -276,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-speed", type=int, default=10, help="business speed of the conflict run above 10k series")
     parser.add_argument("--large-seconds", type=int, default=400,
                         help="wall seconds of the conflict run above 10k series (a forecast needs an hour)")
+    parser.add_argument("--no-run", action="store_true", help="skip the conflict run of `jobs run`")
+    parser.add_argument("--no-models", action="store_true",
+                        help="skip the forecast core against statsforecast and scikit-learn")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -293,27 +318,36 @@ def main(argv: list[str] | None = None) -> int:
         store_dir = work / "store"
         started = time.perf_counter()
         url = prepare(store_dir, catalog_path)
-        figures: dict[str, Any] = {"prepare_s": time.perf_counter() - started, "baseline_s": baseline(args.runs)}
+        figures: dict[str, Any] = {"prepare_s": time.perf_counter() - started, "baseline_s": baseline(args.runs),
+                                   "python_s": baseline(args.runs, "pass")}
         figures["handlers"] = handler_costs(store_dir, url, catalog_path, args.runs)
-        if n <= args.run_max_series:
+        figures["entry_point"] = handler_costs(store_dir, url, catalog_path, args.runs, how="entry",
+                                               minute=2 + len(HANDLERS) * args.runs)
+        if n <= args.run_max_series and not args.no_run:
             speed, seconds = (args.speed, args.run_seconds) if n <= 10_000 else (args.large_speed, args.large_seconds)
             figures["run"] = conflict_rate(store_dir, catalog_path, speed, seconds)
             figures["run"].update(speed=speed, seconds=seconds)
-        figures["forecast_models_s"] = forecast_models(load_catalog(str(catalog_path)), max(1, min(args.runs, 3)),
-                                                       subset=2000, ets_subset=100)
+        if not args.no_models:
+            figures["forecast_models_s"] = forecast_models(load_catalog(str(catalog_path)), max(1, min(args.runs, 3)),
+                                                           subset=2000, ets_subset=100)
         report["sizes"][n] = figures
         print(f"\n## {n:,} series (prepared in {figures['prepare_s']:.1f} s; baseline process "
-              f"`python -c 'import numpy'` {figures['baseline_s']:.3f} s)", flush=True)
+              f"`python -c 'import numpy'` {figures['baseline_s']:.3f} s, `python -c pass` "
+              f"{figures['python_s']:.3f} s)", flush=True)
         print("| handler | wall | × baseline | peak RSS | state bytes per commit | log bytes | metrics bytes | failed |")
         print("|---|---|---|---|---|---|---|---|")
-        for handler, f in figures["handlers"].items():
-            print(f"| {handler} | {f['wall_s']:.2f} s | {f['wall_s'] / figures['baseline_s']:.1f} | "
-                  f"{f['rss_mb']:.0f} MB | {mb(f['state_bytes'])} | {mb(f['log_bytes'])} | {mb(f['metrics_bytes'])} "
-                  f"| {f['failures']} |")
+        for how, label in (("handlers", "`jobs invoke`"), ("entry_point", "entry point")):
+            for handler, f in figures[how].items():
+                print(f"| {handler} ({label}) | {f['wall_s']:.2f} s | {f['wall_s'] / figures['baseline_s']:.1f} | "
+                      f"{f['rss_mb']:.0f} MB | {mb(f['state_bytes'])} | {mb(f['log_bytes'])} | "
+                      f"{mb(f['metrics_bytes'])} | {f['failures']} |")
         if "run" in figures:
             r = figures["run"]
             print(f"\n`run --speed {r['speed']}` for {r['seconds']} s: applied {r['applied']}, "
                   f"conflicts {r['conflicts']}, failed invocations {r['errors']}, exit {r['exit']}")
+        if "forecast_models_s" not in figures:
+            shutil.rmtree(work, ignore_errors=True)
+            continue
         m = figures["forecast_models_s"]
         print("\n| forecast of all series (8 days) | seconds | × stockpulse |\n|---|---|---|")
         for name, value in m.items():

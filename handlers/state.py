@@ -151,24 +151,57 @@ class State:
         return cls(outbox=outbox, **values)
 
 
+#: Narrower integer types an array is stored as when that is lossless (tried in this order).
+_NARROW = (np.dtype("<u2"), np.dtype("<i4"))
+_NARROW_MIN_BYTES = 1 << 16  # smaller arrays are stored as they are
+
+
+def _narrowed(array: np.ndarray) -> np.ndarray | None:
+    """``array`` as the first of :data:`_NARROW` that holds every value exactly (integer counts kept
+    as float64, such as today's demand by hour, and int64 counters), or None. Stored narrow, an
+    array costs a quarter of the compression work; it loads as its own dtype again."""
+    if array.dtype.kind not in "fi" or array.nbytes < _NARROW_MIN_BYTES or array.itemsize <= 2:
+        return None
+    flat = array.reshape(-1)
+    head = flat[:1024]
+    if array.dtype.kind == "f" and not np.array_equal(head, np.trunc(head)):  # fractional: stop early
+        return None
+    low, high = flat.min(), flat.max()  # NaN in a float array: neither comparison holds
+    for dtype in _NARROW:
+        limits = np.iinfo(dtype)
+        if dtype.itemsize < array.itemsize and limits.min <= low and high <= limits.max:
+            narrow = array.astype(dtype)
+            return narrow if array.dtype.kind == "i" or np.array_equal(narrow, array) else None
+    return None
+
+
 def pack(header: dict[str, Any], arrays: dict[str, np.ndarray], outbox: tuple[tuple[str, bytes], ...] = (), *,
          level: int = 1) -> bytes:
     """A JSON header, named raw arrays and the outbox's payloads in one blob, zlib at ``level``
-    (0: stored, no compression work)."""
+    (0: stored, no compression work). An array whose values all fit a narrower integer type is
+    stored as that type (its entry names both: ``[name, dtype, shape, offset, nbytes, stored dtype]``;
+    a reader that does not know the sixth field fails on the size instead of misreading it)."""
     header = {**header, "arrays": [], "outbox": []}
-    chunks: list[bytes] = []
+    chunks: list[Any] = []
     offset = 0
     for name, value in arrays.items():
         array = np.ascontiguousarray(value)
-        header["arrays"].append([name, array.dtype.str, list(array.shape), offset, array.nbytes])
-        chunks.append(array.tobytes())
-        offset += array.nbytes
+        narrow = _narrowed(array)
+        stored = array if narrow is None else narrow
+        entry = [name, array.dtype.str, list(array.shape), offset, stored.nbytes]
+        header["arrays"].append(entry if narrow is None else [*entry, narrow.dtype.str])
+        chunks.append(stored.reshape(-1).view(np.uint8))  # its bytes, not a copy
+        offset += stored.nbytes
     for key, payload in outbox:
         header["outbox"].append([key, offset, len(payload)])
         chunks.append(payload)
         offset += len(payload)
     head = json.dumps(header).encode()
-    return _MAGIC + zlib.compress(struct.pack("<I", len(head)) + head + b"".join(chunks), level)
+    compressor = zlib.compressobj(level)
+    out = [_MAGIC, compressor.compress(struct.pack("<I", len(head)) + head)]
+    out += [compressor.compress(chunk) for chunk in chunks]  # no copy of the arrays into one buffer
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 def unpack(data: bytes, *, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray], tuple[tuple[str, bytes], ...]]:
@@ -176,14 +209,19 @@ def unpack(data: bytes, *, key: str) -> tuple[dict[str, Any], dict[str, np.ndarr
     try:
         if not data.startswith(_MAGIC):
             raise ValueError("magic")
-        raw = zlib.decompress(data[len(_MAGIC):])
+        raw = zlib.decompress(memoryview(data)[len(_MAGIC):])
         (size,) = struct.unpack_from("<I", raw)
         header = json.loads(raw[4:4 + size])
         body = memoryview(raw)[4 + size:]
     except (ValueError, zlib.error, struct.error) as exc:
         raise StorageError(f"{key}: not a stockpulse state object ({exc})") from None
-    arrays = {name: np.frombuffer(body[start:start + length], dtype=np.dtype(dtype)).reshape(shape)
-              for name, dtype, shape, start, length in header.pop("arrays")}
+    arrays = {}
+    for name, dtype, shape, start, length, *stored in header.pop("arrays"):
+        array = np.frombuffer(body[start:start + length], dtype=np.dtype(stored[0] if stored else dtype)).reshape(shape)
+        if stored:
+            array = array.astype(dtype)
+            array.flags.writeable = False
+        arrays[name] = array
     outbox = tuple((k, bytes(body[start:start + length])) for k, start, length in header.pop("outbox"))
     return header, arrays, outbox
 
