@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
 import pytest
 
 from handlers import HANDLERS
 from handlers.errors import ConfigError
+from handlers.events import parse_event, scheduled_event
 from handlers.settings import Settings
+from handlers.shards import MAX_SHARDS
 from jobs import cli
-from jobs.deploy import Target, function_names, function_settings, rate_expression, role_policy
+from jobs.deploy import (
+    FUNCTION_POLICY_BYTES,
+    RULES_PER_BUS,
+    TARGETS_PER_RULE,
+    RuleSpec,
+    Target,
+    function_names,
+    function_policy_bytes,
+    function_settings,
+    rate_expression,
+    role_policy,
+    rule_targets,
+    rules_of,
+    shard_input,
+)
+from jobs.deploy.plan import is_shard_rule
 
 
 def statements(target: Target, handler: str) -> dict[str, dict]:
@@ -100,3 +122,98 @@ def test_bad_names_are_one_line_errors_before_any_call(argv, field, capsys, monk
     assert cli.main(["deploy", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"stockpulse: error: {field}")
+
+
+# -- sharding: the schedule as a fan-out of rules ----------------------------------------------
+
+def sharded(count: int, **changes: Any) -> Target:
+    return Target(**{"name": "shop", "bucket": "shop-store", **changes,
+                     "environment": {"STOCKPULSE_NUM_SHARDS": str(count)}})
+
+
+def test_unsharded_each_handler_has_one_rule_named_as_its_function():
+    for handler, function in function_names("shop").items():
+        assert rules_of(Target(name="shop"), handler) == [RuleSpec(function, handler)]
+        assert rule_targets(RuleSpec(function, handler), "arn:f") == [{"Id": "function", "Arn": "arn:f"}]
+
+
+@pytest.mark.parametrize(("count", "names"), [
+    (2, ["shop-alert-s0-1"]), (5, ["shop-alert-s0-4"]), (6, ["shop-alert-s0-4", "shop-alert-s5-5"]),
+    (7, ["shop-alert-s0-4", "shop-alert-s5-6"]), (11, ["shop-alert-s0-4", "shop-alert-s5-9", "shop-alert-s10-10"])])
+def test_shards_are_packed_five_to_a_rule_named_by_their_range(count, names):
+    rules = rules_of(sharded(count), "alert")
+    assert [rule.name for rule in rules] == names
+    assert [k for rule in rules for k in rule.shards] == list(range(count))
+    assert all(len(rule.shards) <= TARGETS_PER_RULE for rule in rules)
+
+
+def test_the_largest_deployment_fits_eventbridges_names_and_default_rule_quota():
+    """GIVEN the longest --name (41) and the most shards (256) THEN every rule name is at most 64
+    characters, and the 4 handlers need 4 x 52 = 208 rules of a bus's default 300."""
+    target = sharded(MAX_SHARDS, name="n" * 41)
+    rules = [rule for handler in HANDLERS for rule in rules_of(target, handler)]
+    assert max(len(rule.name) for rule in rules) == 61
+    assert len(rules) == 4 * 52 <= RULES_PER_BUS
+    assert len({rule.name for rule in rules}) == len(rules)
+
+
+def test_a_rule_of_another_deployment_or_handler_is_never_taken_for_a_shard_rule():
+    assert is_shard_rule("shop-alert", "shop-alert-s0-4")
+    assert is_shard_rule("shop-alert", "shop-alert-s250-255")
+    for other in ("shop-alert", "shop-alert-s0-4-alert", "shop-alert-sx-alert", "shop-alert-s0", "shop-alerts0-4",
+                  "shop-alert-s0-4x"):
+        assert not is_shard_rule("shop-alert", other)
+
+
+def render(transformer: dict[str, Any], event: dict[str, Any]) -> Any:
+    """What EventBridge delivers: each placeholder replaced by the value its path selects, a quoted
+    one by the text as it is (strings must be quoted), an unquoted one by its JSON."""
+    values = {name: event[path.removeprefix("$.")] for name, path in transformer["InputPathsMap"].items()}
+
+    def one(match: re.Match[str]) -> str:
+        value = values[match.group(2)]
+        return f'"{value}"' if match.group(1) else json.dumps(value)
+    return json.loads(re.sub(r'(")?<([A-Za-z]+)>(?(1)")', one, transformer["InputTemplate"]))
+
+
+@pytest.mark.parametrize("shard", [0, 4, 255])
+def test_each_shards_target_delivers_the_scheduled_event_with_its_shard(shard):
+    """GIVEN the Scheduled Event EventBridge makes WHEN shard k's InputTransformer renders it THEN
+    the function gets the same event (id, time, source ...) with detail {"shard": k}."""
+    moment = datetime(2026, 3, 1, 12, 7, tzinfo=timezone.utc)
+    scheduled = scheduled_event(moment, "shop-order-tick-s0-4", event_id="4d3e9438")
+    delivered = render(shard_input(shard), scheduled)
+    assert delivered == scheduled_event(moment, "shop-order-tick-s0-4", event_id="4d3e9438", shard=shard)
+    tick = parse_event(delivered)
+    assert (tick.time, tick.event_id, tick.shard) == (moment, "4d3e9438", shard)
+    target, = [t for t in rule_targets(RuleSpec("r", "alert", (shard,)), "arn:f")]
+    assert (target["Id"], target["Arn"], target["InputTransformer"]) == (f"shard-{shard}", "arn:f", shard_input(shard))
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_sharded_role_allows_the_shards_keys_and_the_manifest_not_the_unsharded_state(handler):
+    policy = statements(sharded(3, prefix="eu/"), handler)
+    store = "arn:aws:s3:::shop-store/eu/"
+    assert policy["State"]["Resource"] == [f"{store}shards/*/state/state.bin", f"{store}shards/*/state/forecast.bin",
+                                           f"{store}shards/*/state/history/*"]
+    assert policy["Metrics"]["Resource"] == [f"{store}metrics/{handler}/shard/*.prom"]
+    assert policy["ShardManifest"]["Resource"] == [f"{store}state/shards.json"]
+    assert policy["ShardManifest"]["Action"] == ["s3:GetObject", "s3:PutObject"]
+    assert policy["NoUnshardedState"] == {"Sid": "NoUnshardedState", "Effect": "Allow", "Action": ["s3:GetObject"],
+                                          "Resource": [f"{store}state/state.bin"]}
+    unsharded = statements(Target(name="shop", bucket="shop-store", prefix="eu/"), handler)
+    assert unsharded["ShardManifest"]["Action"] == ["s3:GetObject"]  # read, never written unsharded
+    assert "NoUnshardedState" not in unsharded
+
+
+def test_the_functions_resource_policy_fits_lambdas_limit_but_for_long_names_with_many_shards():
+    assert function_policy_bytes(sharded(MAX_SHARDS), "order_tick", account="123456789012") <= FUNCTION_POLICY_BYTES
+    assert function_policy_bytes(sharded(MAX_SHARDS, name="n" * 41), "order_tick",
+                                 account="123456789012") > FUNCTION_POLICY_BYTES
+
+
+def test_num_shards_reaches_the_functions_environment_and_the_target():
+    environment = function_settings(Settings(num_shards=7))
+    assert environment == {"STOCKPULSE_NUM_SHARDS": "7"}
+    assert Target(environment=environment).num_shards == 7
+    assert Target().num_shards == 1

@@ -1,6 +1,11 @@
 """The deployed roles allow what each function really does — checked against every storage call of
-a two-day run of the real handlers, not against a list kept by hand. (LocalStack's free edition
-does not enforce IAM, so this is where a missing permission shows before AWS refuses it.)"""
+a two-day run of the real handlers, not against a list kept by hand, unsharded and with the
+catalog in 3 shards. (LocalStack's free edition does not enforce IAM, so this is where a missing
+permission shows before AWS refuses it.)
+
+Each function is its own process on Lambda, and a process's first invocation reads the shard
+manifest (the first sharded invocation of a store writes it): the runs below start a "new
+process" at each handler's first invocation, and each handler also runs first on an empty store."""
 
 from __future__ import annotations
 
@@ -12,15 +17,21 @@ from typing import Any
 
 import pytest
 
-from handlers import HANDLERS
-from handlers.catalog import default_catalog
+from handlers import HANDLERS, shards
+from handlers.catalog import Catalog, default_catalog, parse_catalog
 from handlers.metrics import publisher
-from handlers.runtime import Runtime, invoke
+from handlers.runtime import Runtime, invoke_all
 from handlers.settings import Settings
 from handlers.storage import open_store
 from jobs.deploy import Target, role_policy
 from jobs.schedule import Schedule
 from tests.conftest import event_at
+
+NUM_SHARDS = 3
+#: 12 products: every one of 3 shards holds some (checked below)
+SHARDED_CATALOG = "seed: 7\nproducts:\n" + "".join(
+    f"  - {{id: SKU-{n:03d}, base_demand_per_day: {20 + 5 * n}, lead_time_hours: {12 + 6 * (n % 4)}, pack_size: 10}}\n"
+    for n in range(12)) + "warehouses:\n  - {id: WH-A, timezone: Europe/Berlin}\n  - {id: WH-B, timezone: America/Chicago}\n"
 
 #: the S3 action each Store method needs (storage_s3.py: HEAD for exists/matches, conditional PUTs)
 ACTIONS = {"read": "s3:GetObject", "get": "s3:GetObject", "exists": "s3:GetObject", "matches": "s3:GetObject",
@@ -52,22 +63,63 @@ def allowed(policy: dict[str, Any], action: str, arn: str) -> bool:
                for statement in policy["Statement"])
 
 
-@pytest.fixture(scope="module")
-def calls(tmp_path_factory) -> set[tuple[str, str, str]]:
-    """Two business days of every handler on its schedule (a day closes, forecasts are scored),
-    metrics written to the store as a function without a Pushgateway does."""
-    url = f"file://{tmp_path_factory.mktemp('store')}"
+def new_process() -> None:
+    """What a new Lambda process has not done yet: its first invocation's manifest check."""
+    shards._checked.clear()
+
+
+def run(url: str, catalog: Catalog, num_shards: int, *, start: datetime, hours: int) -> set[tuple[str, str, str]]:
+    """Every handler on its schedule for ``hours`` from ``start``, every shard of each tick,
+    metrics written to the store as a function without a Pushgateway does; and, on an empty store
+    of its own, each handler as the very first invocation."""
     store = RecordingStore(open_store(url))
-    runtime = Runtime(store=store, catalog=default_catalog(),
-                      publish=publisher(Settings(store_url=url), store=store))
+    runtime = Runtime(store=store, catalog=catalog, num_shards=num_shards,
+                      publish=publisher(Settings(store_url=url, num_shards=num_shards), store=store))
     schedule = Schedule.parse()
-    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
-    for minute in range(1, 2 * 1440 + 1):
+    started: set[str] = set()
+    for minute in range(1, hours * 60 + 1):
         moment = start + timedelta(minutes=minute)
         for handler in schedule.due(int(moment.timestamp())):
+            if handler not in started:
+                started.add(handler)
+                new_process()
             store.handler = handler
-            assert invoke(handler, event_at(moment), runtime)["status"] == "applied"
+            results = invoke_all(handler, event_at(moment), runtime)
+            assert {result["status"] for result in results} == {"applied"}
+    for handler in HANDLERS:
+        first = RecordingStore(open_store(f"{url}-first-{handler}"))
+        first.handler = handler
+        new_process()
+        invoke_all(handler, event_at(start), Runtime(store=first, catalog=catalog, num_shards=num_shards))
+        store.calls |= first.calls
     return store.calls
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory) -> set[tuple[str, str, str]]:
+    """Two business days (a day closes, forecasts are scored)."""
+    return run(f"file://{tmp_path_factory.mktemp('store')}", default_catalog(), 1,
+               start=datetime(2026, 1, 5, tzinfo=timezone.utc), hours=48)
+
+
+@pytest.fixture(scope="module")
+def sharded_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
+    catalog = parse_catalog(SHARDED_CATALOG, source="sharded.yaml")
+    assert not [part for part in shards.split(catalog, NUM_SHARDS) if part.empty]
+    # 12 hours across midnight (a day closes in every shard): each shard is a store of its own
+    return run(f"file://{tmp_path_factory.mktemp('sharded')}", catalog, NUM_SHARDS,
+               start=datetime(2026, 1, 5, 18, tzinfo=timezone.utc), hours=12)
+
+
+def refused_calls(calls: set[tuple[str, str, str]], target: Target,
+                  policy_of: Any = role_policy) -> dict[str, set[tuple[str, str]]]:
+    refused = defaultdict(set)
+    bucket = f"arn:aws:s3:::{target.bucket}"
+    for handler, action, key in calls:
+        arn = bucket if action == "s3:ListBucket" else f"{bucket}/{target.key_prefix}{key}"
+        if not allowed(policy_of(target, handler, account="123456789012"), action, arn):
+            refused[handler].add((action, key))
+    return dict(refused)
 
 
 def test_the_run_exercised_every_handler_and_every_kind_of_object(calls):
@@ -81,13 +133,66 @@ def test_the_run_exercised_every_handler_and_every_kind_of_object(calls):
 
 @pytest.mark.parametrize("prefix", ["", "shop/"])
 def test_each_role_allows_every_call_its_function_made(calls, prefix):
-    target = Target(name="shop", bucket="shop-store", prefix=prefix)
-    refused = defaultdict(set)
-    for handler, action, key in calls:
-        arn = "arn:aws:s3:::shop-store" if action == "s3:ListBucket" else f"arn:aws:s3:::shop-store/{prefix}{key}"
-        if not allowed(role_policy(target, handler, account="123456789012"), action, arn):
-            refused[handler].add((action, key))
-    assert not refused, dict(refused)
+    assert not refused_calls(calls, Target(name="shop", bucket="shop-store", prefix=prefix))
+
+
+def test_the_sharded_run_exercised_every_shard_and_every_kind_of_object(sharded_calls):
+    assert {handler for handler, _, _ in sharded_calls} == set(HANDLERS)
+    keys = {key for _, _, key in sharded_calls}
+    for k in range(NUM_SHARDS):
+        assert {f"shards/{k}/state/state.bin", f"shards/{k}/state/forecast.bin"} <= keys
+        assert [key for key in keys if key.startswith(f"shards/{k}/state/history/")]
+        assert [key for key in keys if key.startswith("logs/") and key.endswith(f"-shard-{k}.ndjson.gz")]
+        assert {f"metrics/{handler}/shard/{k}.prom" for handler in HANDLERS} <= keys
+    assert {(handler, "s3:PutObject", "state/shards.json") for handler in HANDLERS} <= sharded_calls
+    assert {(handler, "s3:GetObject", "state/shards.json") for handler in HANDLERS} <= sharded_calls
+    # of the unsharded keys only the manifest, and the state the manifest's first check looks for
+    assert {key for key in keys if key.startswith("state/")} == {"state/shards.json", "state/state.bin"}
+
+
+@pytest.mark.parametrize("prefix", ["", "shop/"])
+def test_each_sharded_role_allows_every_call_its_function_made(sharded_calls, prefix):
+    target = Target(name="shop", bucket="shop-store", prefix=prefix,
+                    environment={"STOCKPULSE_NUM_SHARDS": str(NUM_SHARDS)})
+    assert not refused_calls(sharded_calls, target)
+
+
+def without(policy: dict[str, Any], sid: str, action: str, resource: str) -> dict[str, Any]:
+    """``policy`` with ``action`` on ``resource`` taken out of statement ``sid``."""
+    statements = []
+    for statement in policy["Statement"]:
+        if statement["Sid"] != sid:
+            statements.append(statement)
+            continue
+        rest = [r for r in statement["Resource"] if r != resource]
+        others = [a for a in statement["Action"] if a != action]
+        statements += [{**statement, "Resource": rest}] if rest else []
+        statements += [{**statement, "Action": others, "Resource": [resource]}] if others else []
+    return {**policy, "Statement": statements}
+
+
+@pytest.mark.parametrize("num_shards", [1, NUM_SHARDS])
+def test_every_s3_grant_of_the_roles_is_needed_by_some_call(calls, sharded_calls, num_shards):
+    """GIVEN the roles with one S3 action on one resource taken out WHEN the recorded calls are
+    checked against them THEN some call is refused: no grant is there for nothing, and the check
+    above fails when a needed statement is missing."""
+    recorded = calls if num_shards == 1 else sharded_calls
+    target = Target(name="shop", bucket="shop-store", environment={"STOCKPULSE_NUM_SHARDS": str(num_shards)})
+    unneeded = []
+    for statement in role_policy(target, "order_tick", account="123456789012")["Statement"]:
+        if statement["Sid"] in ("OwnLogGroup", "NotFoundIsNotForbidden"):
+            continue  # CloudWatch Logs, and 404 rather than 403: no storage call of their own
+        for resource in statement["Resource"]:
+            for action in statement["Action"]:
+                def reduced(target: Target, handler: str, *, account: str, _s: str = statement["Sid"],
+                            _a: str = action, _r: str = resource) -> dict[str, Any]:
+                    policy = role_policy(target, handler, account=account)
+                    if _s == "Metrics":  # each role's own metrics key
+                        _r = next(s for s in policy["Statement"] if s["Sid"] == "Metrics")["Resource"][0]
+                    return without(policy, _s, _a, _r)
+                if not refused_calls(recorded, target, reduced):
+                    unneeded.append((statement["Sid"], action, resource))
+    assert not unneeded
 
 
 def test_no_role_may_write_another_functions_metrics(calls):

@@ -11,6 +11,8 @@ log group per function     ``/aws/lambda/<function>``, 14 days
 role per function          ``<function>``: assumed by Lambda; S3 only on the keys it uses
 function per handler       ``<name>-order-tick`` ... runtime, handler, memory, timeout, env
 rule per handler           ``<function>``: ``rate(...)`` of the handler's schedule -> function
+                           (``num_shards > 1``: ``<function>-s<first>-<last>``, one target per
+                           shard, at most 5 to a rule, each adding ``detail.shard`` to the event)
 =========================  ===============================================================
 
 The plan (what exists, what is whose, what would change) is read first; a conflict stops it
@@ -27,16 +29,25 @@ from .plan import (
     CODE_PREFIX,
     DEFAULT_BUCKET,
     DEFAULT_NAME,
+    FUNCTION_POLICY_BYTES,
     FUNCTION_SIZING,
+    RULES_PER_BUS,
     TAG_KEY,
+    TARGETS_PER_RULE,
+    RuleSpec,
     Target,
     artifact_of,
     function_names,
+    function_policy_bytes,
     function_settings,
     rate_expression,
     role_policy,
+    rule_targets,
+    rules_of,
+    shard_input,
 )
 
-__all__ = ["CODE_PREFIX", "DEFAULT_BUCKET", "DEFAULT_NAME", "FUNCTION_SIZING", "TAG_KEY", "Clients", "DeployError",
-           "Row", "Target", "artifact_of", "aws_errors", "deploy", "destroy", "function_names", "function_settings",
-           "rate_expression", "register", "role_policy"]
+__all__ = ["CODE_PREFIX", "DEFAULT_BUCKET", "DEFAULT_NAME", "FUNCTION_POLICY_BYTES", "FUNCTION_SIZING", "RULES_PER_BUS",
+           "TAG_KEY", "TARGETS_PER_RULE", "Clients", "DeployError", "Row", "RuleSpec", "Target", "artifact_of",
+           "aws_errors", "deploy", "destroy", "function_names", "function_policy_bytes", "function_settings",
+           "rate_expression", "register", "role_policy", "rule_targets", "rules_of", "shard_input"]

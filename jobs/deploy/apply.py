@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -17,9 +16,9 @@ from .plan import (
     LOG_RETENTION_DAYS,
     Target,
     artifact_of,
-    rate_expression,
     role_policy,
 )
+from .rules import apply_rules, check_quotas, check_store_split, existing_rules, remove_rule
 
 
 def _function_config(target: Target, handler: str, role_arn: str, artifact: package.Artifact) -> dict[str, Any]:
@@ -57,8 +56,10 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
     account = d.account()
     # 1. the plan: what exists and whether it is ours (raises on anything foreign)
     bucket = d.bucket_state()
-    existing = {h: (d.role(f), d.function(f), d.rule(f), d.log_group(f"/aws/lambda/{f}"))
+    existing = {h: (d.role(f), d.function(f), existing_rules(d, f), d.log_group(f"/aws/lambda/{f}"))
                 for h, f in d.functions.items()}
+    check_store_split(d, bucket)  # a shard count the store would refuse
+    check_quotas(d, account, {h: rules for h, (_, _, rules, _) in existing.items()})
 
     # 2. the bucket
     if bucket == "missing":
@@ -80,7 +81,7 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
         d.row("code", key.rsplit("/", 1)[-1], "unchanged" if present else will + "upload")
 
     for handler, function in d.functions.items():
-        role, config, rule, group = existing[handler]
+        role, config, rules, group = existing[handler]
         artifact = artifacts[artifact_of(handler)]
         # 4. log group, 5. role
         if group is None and not dry_run:
@@ -103,8 +104,8 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
             if changes and not dry_run:
                 config = _update_function(d, function, config, wanted, code_keys[artifact_of(handler)], changes)
             d.row("function", function, f"{will}update {' and '.join(changes)}" if changes else "unchanged")
-        # 7. rule, target, permission
-        _apply_rule(d, handler, function, rule, config, account, dry_run)
+        # 7. rules (one, or the shards' fan-out), their targets and permissions; stale rules removed
+        apply_rules(d, handler, function, rules, config, account, dry_run)
     # 8. code no function uses any more
     if bucket != "missing":
         with d.errors(f"s3://{target.bucket}/{target.key_prefix}{CODE_PREFIX}"):
@@ -183,52 +184,6 @@ def _create_function(d: _Deployment, function: str, wanted: dict[str, Any], code
     return d.wait_settled(function)
 
 
-def _apply_rule(d: _Deployment, handler: str, function: str, rule: dict[str, Any] | None,
-                config: dict[str, Any] | None, account: str, dry_run: bool) -> None:
-    expression = rate_expression(d.t.schedule.intervals[handler])
-    will = "would " if dry_run else ""
-    function_arn = (config or {}).get("FunctionArn") or f"arn:aws:lambda:{d.t.region}:{account}:function:{function}"
-    if rule is not None and rule.get("ScheduleExpression") == expression and rule.get("State") == "ENABLED":
-        action = "unchanged"
-    else:
-        action = will + ("create" if rule is None else "update schedule")
-        if not dry_run:
-            with d.errors(f"rule {function}"):
-                made = d.c.events.put_rule(Name=function, ScheduleExpression=expression, State="ENABLED",
-                                           Description=f"stockpulse {handler}: {expression}",
-                                           **({"Tags": [{"Key": k, "Value": v} for k, v in d.t.tags.items()]}
-                                              if rule is None else {}))
-                rule = {"Arn": made["RuleArn"]}
-    d.row("rule", f"{function} {expression}", action)
-    if dry_run and rule is None:
-        d.row("rule target", function, "would create")
-        d.row("permission", f"{function} <- events", "would create")
-        return
-    assert rule is not None
-    with d.errors(f"rule {function}"):
-        targets = d.c.events.list_targets_by_rule(Rule=function).get("Targets", [])
-        target_ok = [(t["Id"], t["Arn"]) for t in targets] == [("function", function_arn)]
-        if not target_ok and not dry_run:
-            stale = [t["Id"] for t in targets if t["Id"] != "function"]
-            if stale:
-                d.c.events.remove_targets(Rule=function, Ids=stale)
-            d.c.events.put_targets(Rule=function, Targets=[{"Id": "function", "Arn": function_arn}])
-    d.row("rule target", function, "unchanged" if target_ok else will + "set")
-    statement = f"{function}-events"
-    with d.errors(f"function {function} policy"):
-        try:
-            policy = json.loads(d.c.lambda_.get_policy(FunctionName=function)["Policy"])
-            allowed = any(s.get("Sid") == statement and _source_arn(s) == rule["Arn"] for s in policy["Statement"])
-        except d.c.lambda_.exceptions.ResourceNotFoundException:
-            allowed = False
-        if not allowed and not dry_run:
-            with contextlib.suppress(d.c.lambda_.exceptions.ResourceNotFoundException):
-                d.c.lambda_.remove_permission(FunctionName=function, StatementId=statement)
-            d.c.lambda_.add_permission(FunctionName=function, StatementId=statement, Action="lambda:InvokeFunction",
-                                       Principal="events.amazonaws.com", SourceArn=rule["Arn"])
-    d.row("permission", f"{function} <- events", "unchanged" if allowed else will + "create")
-
-
 def _update_function(d: _Deployment, function: str, config: dict[str, Any], wanted: dict[str, Any],
                      code_key: str, changes: list[str]) -> dict[str, Any]:
     if config.get("State") == "Failed":
@@ -249,29 +204,18 @@ def _update_function(d: _Deployment, function: str, config: dict[str, Any], want
     return d.wait_settled(function)
 
 
-def _source_arn(statement: Mapping[str, Any]) -> str | None:
-    condition = statement.get("Condition", {}).get("ArnLike", {})
-    return condition.get("AWS:SourceArn")
-
-
 def destroy(target: Target, *, dry_run: bool = False, clients: Clients | None = None,
             say: Callable[[str], None] = _say_nothing) -> list[Row]:
     """Remove what ``deploy`` made for ``target.name`` (refusing anything it did not make)."""
     d = _Deployment(target, clients or Clients(target), say)
     will = "would " if dry_run else ""
     bucket = d.bucket_state()
-    existing = {h: (d.role(f), d.function(f), d.rule(f), d.log_group(f"/aws/lambda/{f}"))
+    existing = {h: (d.role(f), d.function(f), existing_rules(d, f), d.log_group(f"/aws/lambda/{f}"))
                 for h, f in d.functions.items()}
     for handler, function in d.functions.items():
-        role, config, rule, group = existing[handler]
-        if rule is not None:
-            if not dry_run:
-                with d.errors(f"rule {function}"):
-                    ids = [t["Id"] for t in d.c.events.list_targets_by_rule(Rule=function).get("Targets", [])]
-                    if ids:
-                        d.c.events.remove_targets(Rule=function, Ids=ids)
-                    d.c.events.delete_rule(Name=function)
-            d.row("rule", function, will + "delete")
+        role, config, rules, group = existing[handler]
+        for name in rules:  # every rule, whatever shard count it was made for
+            remove_rule(d, function, name, dry_run, permission=False)  # permissions go with the function
         if config is not None:
             if not dry_run:
                 with d.errors(f"function {function}"):

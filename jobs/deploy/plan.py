@@ -3,6 +3,8 @@ their least-privilege policies."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +15,7 @@ from handlers.layout import FORECAST_KEY, HISTORY_PREFIX
 from handlers.logs import LOG_PREFIX
 from handlers.metrics import metrics_key
 from handlers.settings import ENV, Settings
+from handlers.shards import MANIFEST_KEY, SHARDS_PREFIX
 from handlers.state import STATE_KEY
 
 from .. import package
@@ -26,6 +29,11 @@ LOG_RETENTION_DAYS = 14
 #: memory (MB) and timeout (s): inside each schedule's interval, so a slow run never overlaps the next
 FUNCTION_SIZING: dict[str, tuple[int, int]] = {"order_tick": (512, 50), "restock": (512, 120),
                                                "forecast": (1536, 600), "alert": (512, 300)}
+#: EventBridge: targets a rule may have (a hard limit), rules an event bus holds by default (a quota
+#: that can be raised); Lambda: the size of a function's resource-based policy (one statement per rule)
+TARGETS_PER_RULE = 5
+RULES_PER_BUS = 300
+FUNCTION_POLICY_BYTES = 20 * 1024
 _LAMBDA_TRUST = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
@@ -71,6 +79,88 @@ class Target:
     def tags(self) -> dict[str, str]:
         return {TAG_KEY: self.name}
 
+    @property
+    def num_shards(self) -> int:
+        """The functions' ``STOCKPULSE_NUM_SHARDS`` (1 when unset)."""
+        return int(self.environment.get(ENV["num_shards"][0], "1"))
+
+
+# -- the schedule as EventBridge rules ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One EventBridge rule of a handler: unsharded (``shards == ()``), the rule is named as the
+    function and delivers the scheduled event as it is; sharded, it is ``<function>-s<first>-<last>``
+    and has one target per shard, each delivering the scheduled event with ``detail.shard`` set."""
+
+    name: str
+    handler: str
+    shards: tuple[int, ...] = ()
+
+    @property
+    def statement(self) -> str:
+        """The Sid of the function's permission for this rule."""
+        return f"{self.name}-events"
+
+    def description(self, expression: str) -> str:
+        which = f", shards {self.shards[0]}-{self.shards[-1]}" if self.shards else ""
+        return f"stockpulse {self.handler}{which}: {expression}"
+
+
+def rules_of(target: Target, handler: str) -> list[RuleSpec]:
+    """The rules of one handler: one when unsharded (as before sharding), else shards packed
+    ``TARGETS_PER_RULE`` to a rule: ``ceil(num_shards / 5)`` rules."""
+    function = function_names(target.name)[handler]
+    count = target.num_shards
+    if count == 1:
+        return [RuleSpec(function, handler)]
+    return [RuleSpec(f"{function}-s{first}-{min(first + TARGETS_PER_RULE, count) - 1}", handler,
+                     tuple(range(first, min(first + TARGETS_PER_RULE, count))))
+            for first in range(0, count, TARGETS_PER_RULE)]
+
+
+def is_shard_rule(function: str, rule: str) -> bool:
+    """Whether ``rule`` is a sharded rule of ``function`` (whatever the shard count it was made for)."""
+    return re.fullmatch(rf"{re.escape(function)}-s\d+-\d+", rule) is not None
+
+
+#: the fields of EventBridge's Scheduled Event, kept by each shard's target (InputPathsMap keys may
+#: not hold '-')
+_EVENT_FIELDS = {"version": "version", "id": "id", "detailType": "detail-type", "source": "source",
+                 "account": "account", "time": "time", "region": "region", "resources": "resources"}
+
+
+def shard_input(shard: int) -> dict[str, Any]:
+    """The InputTransformer of shard ``shard``'s target: the scheduled event as EventBridge made it
+    (its ``id`` and ``time`` above all: the tick's identity and business time) with
+    ``detail: {"shard": k}``. String placeholders are quoted, as EventBridge requires."""
+    fields = ", ".join(f'"{name}": <{key}>' if key == "resources" else f'"{name}": "<{key}>"'
+                       for key, name in _EVENT_FIELDS.items())
+    return {"InputPathsMap": {key: f"$.{name}" for key, name in _EVENT_FIELDS.items()},
+            "InputTemplate": f'{{{fields}, "detail": {{"shard": {shard}}}}}'}
+
+
+def rule_targets(spec: RuleSpec, function_arn: str) -> list[dict[str, Any]]:
+    if not spec.shards:
+        return [{"Id": "function", "Arn": function_arn}]
+    return [{"Id": f"shard-{k}", "Arn": function_arn, "InputTransformer": shard_input(k)} for k in spec.shards]
+
+
+def permission_statement(spec: RuleSpec, function_arn: str, rule_arn: str) -> dict[str, Any]:
+    """The statement ``lambda add-permission`` makes for one rule (as ``get-policy`` shows it)."""
+    return {"Sid": spec.statement, "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "lambda:InvokeFunction", "Resource": function_arn,
+            "Condition": {"ArnLike": {"AWS:SourceArn": rule_arn}}}
+
+
+def function_policy_bytes(target: Target, handler: str, *, account: str) -> int:
+    """The size of the function's resource-based policy with one statement per rule."""
+    function = function_names(target.name)[handler]
+    function_arn = f"arn:aws:lambda:{target.region}:{account}:function:{function}"
+    statements = [permission_statement(spec, function_arn, f"arn:aws:events:{target.region}:{account}:rule/{spec.name}")
+                  for spec in rules_of(target, handler)]
+    return len(json.dumps({"Version": "2012-10-17", "Id": "default", "Statement": statements}, separators=(",", ":")))
+
 
 #: settings naming a file on the deploying machine, which a function would not have
 _LOCAL_FILES = {"catalog_path": "the catalog built into the package (handlers/catalogs/default.yaml)",
@@ -93,22 +183,34 @@ def function_settings(settings: Settings) -> dict[str, str]:
 
 def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]:
     """Least privilege for one function: the state's objects (handlers/layout.py: hot and forecast
-    parts by compare-and-swap, history objects write-once), the log objects
-    (its own, and any other handler's promised by the state's outbox, which every invocation
-    completes), its own metrics text file, and its own log group. ``s3:ListBucket`` lets a read of
-    the not-yet-existing state say 404 rather than 403."""
+    parts by compare-and-swap, history objects write-once; sharded, each shard's under
+    ``shards/<k>/``), the log objects (its own, and any other handler's promised by the state's
+    outbox, which every invocation completes), its own metrics text file(s), the shard manifest
+    (handlers/shards.py: read by every process's first invocation; sharded, written once by the
+    first, which first looks whether an unsharded state is there), and its own log group.
+    ``s3:ListBucket`` lets a read of a not-yet-existing object say 404 rather than 403."""
     bucket = f"arn:aws:s3:::{target.bucket}"
     prefix = target.key_prefix
     function = function_names(target.name)[handler]
     group = f"arn:aws:logs:{target.region}:{account}:log-group:/aws/lambda/{function}"
+    sharded = target.num_shards > 1
+    state = f"{prefix}{SHARDS_PREFIX}*/" if sharded else prefix
+    metrics = metrics_key(handler, 0).replace("/0.prom", "/*.prom") if sharded else metrics_key(handler)
+    manifest: list[dict[str, Any]] = [
+        {"Sid": "ShardManifest", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"] if sharded else ["s3:GetObject"],
+         "Resource": [f"{bucket}/{prefix}{MANIFEST_KEY}"]}]
+    if sharded:
+        manifest.append({"Sid": "NoUnshardedState", "Effect": "Allow", "Action": ["s3:GetObject"],
+                         "Resource": [f"{bucket}/{prefix}{STATE_KEY}"]})
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "State", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-         "Resource": [f"{bucket}/{prefix}{STATE_KEY}", f"{bucket}/{prefix}{FORECAST_KEY}",
-                      f"{bucket}/{prefix}{HISTORY_PREFIX}*"]},
+         "Resource": [f"{bucket}/{state}{STATE_KEY}", f"{bucket}/{state}{FORECAST_KEY}",
+                      f"{bucket}/{state}{HISTORY_PREFIX}*"]},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
          "Resource": [f"{bucket}/{prefix}{LOG_PREFIX}*"]},
         {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"],
-         "Resource": [f"{bucket}/{prefix}{metrics_key(handler)}"]},
+         "Resource": [f"{bucket}/{prefix}{metrics}"]},
+        *manifest,
         {"Sid": "NotFoundIsNotForbidden", "Effect": "Allow", "Action": ["s3:ListBucket"],
          "Resource": [bucket]},
         {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],

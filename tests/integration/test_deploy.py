@@ -27,6 +27,8 @@ from jobs.deploy import (
     destroy,
     function_names,
     role_policy,
+    rules_of,
+    shard_input,
 )
 
 from .. import servers
@@ -217,13 +219,19 @@ def test_eventbridge_rules_fire_the_deployed_function(lambda_artifacts, localsta
     destroy_all(target, localstack)
 
 
+def stop_and_empty(target: Target, localstack: servers.LocalStack) -> None:
+    """Disable the deployment's rules, then delete every object but the code."""
+    s3, events = client(localstack, "s3"), client(localstack, "events")
+    for rule in events.list_rules(NamePrefix=f"{target.name}-")["Rules"]:  # stop the schedule before emptying
+        events.disable_rule(Name=rule["Name"])
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket):
+        for item in page.get("Contents", []):
+            if not item["Key"].startswith("lambda-code/"):
+                s3.delete_object(Bucket=target.bucket, Key=item["Key"])
+
+
 def destroy_all(target: Target, localstack: servers.LocalStack) -> None:
-    s3 = client(localstack, "s3")
-    for function in function_names(target.name).values():  # stop the schedule before emptying
-        client(localstack, "events").disable_rule(Name=function)
-    for item in s3.list_objects_v2(Bucket=target.bucket).get("Contents", []):
-        if not item["Key"].startswith("lambda-code/"):
-            s3.delete_object(Bucket=target.bucket, Key=item["Key"])
+    stop_and_empty(target, localstack)
     destroy(target)
 
 
@@ -231,6 +239,7 @@ def test_destroy_removes_what_deploy_made_and_keeps_a_bucket_holding_data(lambda
     target = new_target(localstack)
     deploy(target, lambda_artifacts)
     s3 = client(localstack, "s3")
+    stop_and_empty(target, localstack)  # what the order_tick rule may have written while deploy ran
     s3.put_object(Bucket=target.bucket, Key="state/state.bin", Body=b"data of the store")
     rows = actions(destroy(target))
     assert rows[("bucket", target.bucket)].startswith("kept: holds 1 objects")
@@ -322,3 +331,166 @@ def test_a_bucket_of_another_account_is_refused_before_anything_is_made(lambda_a
         deploy(target, lambda_artifacts)
     names = {r["RoleName"] for r in client(localstack, "iam").list_roles()["Roles"]}
     assert not names & set(function_names(target.name).values())
+
+
+# -- sharded: each schedule fans out as rules whose targets add detail.shard ---------------------
+
+SHARDS = 7
+#: the built-in catalog's 5 products over 7 shards (handlers/shards.py's stable hash): shards 2 and 3
+#: (rule -s0-4) and 6 (rule -s5-6) hold products; the others answer "skipped" and write nothing
+NON_EMPTY = (2, 3, 6)
+
+
+def shard_count(count: int) -> dict[str, str]:
+    return {"STOCKPULSE_NUM_SHARDS": str(count)}
+
+
+@pytest.fixture(scope="module")
+def sharded(localstack, lambda_artifacts):
+    """One deployment of 7 shards, no Pushgateway (metrics go to the store); removed at the end."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "test")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        target = new_target(localstack, environment=shard_count(SHARDS))
+        rows = deploy(target, lambda_artifacts)
+        yield target, rows
+        destroy_all(target, localstack)
+
+
+def test_a_sharded_schedule_is_rules_of_five_shards_each_with_one_target_and_permission_per_shard_rule(
+        sharded, localstack):
+    target, rows = sharded
+    assert [row.name for row in rows if row.resource == "rule"] == [
+        f"{function}-s{first}-{last} {SCHEDULES[handler]}" for handler, function in function_names(target.name).items()
+        for first, last in ((0, 4), (5, 6))]
+    assert {row.action for row in rows if row.resource in ("rule", "rule target", "permission")} == {"create", "set"}
+    events, lam, iam = client(localstack, "events"), client(localstack, "lambda"), client(localstack, "iam")
+    for handler, function in function_names(target.name).items():
+        config = lam.get_function_configuration(FunctionName=function)
+        assert config["Environment"]["Variables"]["STOCKPULSE_NUM_SHARDS"] == "7"
+        rules = events.list_rules(NamePrefix=function)["Rules"]
+        assert sorted(r["Name"] for r in rules) == [f"{function}-s0-4", f"{function}-s5-6"]
+        statements = json.loads(lam.get_policy(FunctionName=function)["Policy"])["Statement"]
+        assert len(statements) == 2
+        for rule in rules:
+            assert (rule["ScheduleExpression"], rule["State"]) == (SCHEDULES[handler], "ENABLED")
+            first, last = (int(n) for n in rule["Name"].rsplit("-s", 1)[1].split("-"))
+            targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+            assert [(t["Id"], t["Arn"], t["InputTransformer"]) for t in targets] == [
+                (f"shard-{k}", config["FunctionArn"], shard_input(k)) for k in range(first, last + 1)]
+            statement, = [s for s in statements if s["Sid"] == f"{rule['Name']}-events"]
+            assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+            assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == rule["Arn"]
+            tags = events.list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"]
+            assert {"Key": TAG_KEY, "Value": target.name} in tags
+        document = iam.get_role_policy(RoleName=function, PolicyName="stockpulse")["PolicyDocument"]
+        assert document == role_policy(target, handler, account="000000000000")
+
+
+def test_a_second_sharded_deploy_changes_nothing(sharded, lambda_artifacts, localstack):
+    target, _ = sharded
+    changed = [row for row in deploy(target, lambda_artifacts) if row.action != "unchanged"]
+    assert not changed
+    assert len(client(localstack, "events").list_rules(NamePrefix=f"{target.name}-")["Rules"]) == 8
+
+
+def test_the_rules_fire_every_shard_of_order_tick_by_themselves(sharded, localstack):
+    """GIVEN the sharded deployment WHEN a minute passes THEN both order_tick rules have invoked the
+    function once per shard through their InputTransformers: each shard holding products wrote its
+    own state, a log object named for it at EventBridge's time, and its metrics file; the store
+    records the split; empty shards wrote nothing."""
+    target, _ = sharded
+    s3 = client(localstack, "s3")
+    wanted = {f"shards/{k}/state/state.bin" for k in NON_EMPTY} | {f"metrics/order_tick/shard/{k}.prom"
+                                                                    for k in NON_EMPTY}
+    deadline = time.monotonic() + 200
+    keys: set[str] = set()
+    while time.monotonic() < deadline:
+        keys = {item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket)
+                for item in page.get("Contents", [])}
+        logs = {k for k in NON_EMPTY if [key for key in keys if key.startswith("logs/order_tick/")
+                                         and key.endswith(f"-shard-{k}.ndjson.gz")]}
+        if wanted <= keys and logs == set(NON_EMPTY):
+            break
+        time.sleep(3)
+    assert wanted <= keys, f"missing after 200 s: {sorted(wanted - keys)}"
+    assert logs == set(NON_EMPTY), f"order_tick log objects of shards {sorted(logs)} only"
+    assert not [key for key in keys if key.startswith("shards/") and int(key.split("/")[1]) not in NON_EMPTY]
+    assert not [key for key in keys if key.startswith("state/") and key != "state/shards.json"]
+    manifest = json.loads(s3.get_object(Bucket=target.bucket, Key="state/shards.json")["Body"].read())
+    assert manifest["num_shards"] == SHARDS
+    for k in NON_EMPTY:
+        key = sorted(key for key in keys if key.startswith("logs/order_tick/") and key.endswith(f"-shard-{k}.ndjson.gz"))[0]
+        run, = [e for e in decode_events(s3.get_object(Bucket=target.bucket, Key=key)["Body"].read())
+                if e["type"] == "job_run"]
+        assert run["shard"] == k and run["tick_id"]
+        fired = datetime.fromisoformat(run["@timestamp"].replace("Z", "+00:00"))
+        assert abs((datetime.now(timezone.utc) - fired).total_seconds()) < 600  # EventBridge's time, kept
+
+
+def test_a_store_split_into_another_count_refuses_the_deploy_before_anything_is_made(
+        sharded, lambda_artifacts, localstack):
+    target, _ = sharded
+    s3 = client(localstack, "s3")
+    s3.head_object(Bucket=target.bucket, Key="state/shards.json")  # written by the first sharded invocation
+    for count in (3, 1):
+        other = Target(**{**target.__dict__, "environment": shard_count(count)})
+        with pytest.raises(DeployError, match=f"the store s3://{target.bucket} is split into 7 shard"):
+            deploy(other, lambda_artifacts, dry_run=True)
+    lam = client(localstack, "lambda")
+    assert lam.get_function_configuration(
+        FunctionName=function_names(target.name)["alert"])["Environment"]["Variables"]["STOCKPULSE_NUM_SHARDS"] == "7"
+
+
+def test_an_unsharded_state_refuses_a_sharded_deploy_before_anything_is_made(lambda_artifacts, localstack, aws_env):
+    target = new_target(localstack, environment=shard_count(3))
+    s3 = client(localstack, "s3")
+    s3.create_bucket(Bucket=target.bucket)
+    s3.put_object(Bucket=target.bucket, Key="state/state.bin", Body=b"an unsharded store")
+    with pytest.raises(DeployError, match="holds an unsharded state, got 3 shards"):
+        deploy(target, lambda_artifacts)
+    names = {r["RoleName"] for r in client(localstack, "iam").list_roles()["Roles"]}
+    assert not names & set(function_names(target.name).values())
+
+
+def test_a_function_policy_over_lambdas_limit_is_refused_before_anything_is_made(lambda_artifacts, localstack,
+                                                                                 aws_env):
+    target = new_target(localstack, environment=shard_count(256))
+    target = Target(**{**target.__dict__, "name": "n" * 41})
+    with pytest.raises(DeployError, match="resource policy of .* bytes .* over Lambda's 20480"):
+        deploy(target, lambda_artifacts)
+    assert target.bucket not in {b["Name"] for b in client(localstack, "s3").list_buckets()["Buckets"]}
+
+
+def test_a_new_shard_count_on_a_new_store_replaces_the_rules_and_destroy_removes_them_all(
+        lambda_artifacts, localstack, aws_env):
+    """GIVEN a deployment of 7 shards WHEN it is deployed again with 2 shards on a new store (another
+    --prefix) THEN the rules of 7 shards and their permissions are gone and those of 2 made; a dry
+    run back to 1 shard says so and changes nothing; destroy removes every rule."""
+    target = new_target(localstack, environment=shard_count(SHARDS))
+    deploy(target, lambda_artifacts)
+    events, lam = client(localstack, "events"), client(localstack, "lambda")
+    function = function_names(target.name)["order_tick"]
+
+    two = Target(**{**target.__dict__, "prefix": "v2", "environment": shard_count(2)})
+    rows = actions(deploy(two, lambda_artifacts))
+    assert rows[("rule", f"{function}-s0-4")] == "delete (not a rule of 2 shard(s))"
+    assert rows[("rule", f"{function}-s5-6")] == "delete (not a rule of 2 shard(s))"
+    assert rows[("permission", f"{function}-s5-6 <- events")] == "delete"
+    assert rows[("rule", f"{function}-s0-1 rate(1 minute)")] == "create"
+    assert sorted(r["Name"] for r in events.list_rules(NamePrefix=f"{target.name}-")["Rules"]) == sorted(
+        spec.name for handler in function_names() for spec in rules_of(two, handler))
+    sids = [s["Sid"] for s in json.loads(lam.get_policy(FunctionName=function)["Policy"])["Statement"]]
+    assert sids == [f"{function}-s0-1-events"]
+    assert [t["Id"] for t in events.list_targets_by_rule(Rule=f"{function}-s0-1")["Targets"]] == ["shard-0", "shard-1"]
+
+    one = Target(**{**two.__dict__, "prefix": "v3", "environment": {}})
+    rows = actions(deploy(one, lambda_artifacts, dry_run=True))
+    assert rows[("rule", f"{function}-s0-1")] == "would delete (not a rule of 1 shard(s))"
+    assert rows[("rule", f"{function} rate(1 minute)")] == "would create"
+    assert events.describe_rule(Name=f"{function}-s0-1")["State"] == "ENABLED"
+
+    rows = actions(destroy(two, dry_run=True))
+    assert rows[("rule", f"{function}-s0-1")] == "would delete"
+    destroy_all(two, localstack)
+    assert events.list_rules(NamePrefix=f"{target.name}-")["Rules"] == []
