@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import scale  # noqa: E402
 from handlers import forecasting, planning, shards  # noqa: E402
+from handlers.limits import MAX_SERIES  # noqa: E402
 from handlers.scores import rmsse  # noqa: E402
 
 PYTHON = sys.executable
@@ -334,9 +335,12 @@ def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> d
         scale.write_catalog(path, series)
         catalog, compile_s = compile_catalog(path, url)
         out: dict[str, Any] = {"series": series, "num_shards": num_shards, "catalog_bytes": path.stat().st_size,
-                               "compile_s": compile_s, "prepared_shards": list(range(prepared)), "shards": {}}
+                               "compile_s": compile_s, "shards": {}}
         out["shard_series"] = [part.catalog.num_series for part in shards.split(catalog, num_shards)]
-        for number in range(prepared):
+        # an invocation refuses a shard above MAX_SERIES (handlers/limits.py): time the first that fit
+        out["over_limit"] = [k for k, n in enumerate(out["shard_series"]) if n > MAX_SERIES]
+        out["prepared_shards"] = [k for k, n in enumerate(out["shard_series"]) if n <= MAX_SERIES][:prepared]
+        for number in out["prepared_shards"]:
             started = time.perf_counter()
             prepare_shard(url, path, catalog, num_shards, number)
             figures: dict[str, Any] = {"prepare_s": time.perf_counter() - started}
@@ -353,8 +357,9 @@ def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> d
                 figures[handler] = {"wall_s": statistics.median(walls), "rss_mb": statistics.median(peaks),
                                     "failures": failed}
             out["shards"][number] = figures
-        out["catalog_whole"] = catalog_cost(url, path, "whole", num_shards, 0, runs)
-        out["catalog_own"] = catalog_cost(url, path, "shard", num_shards, 0, runs)  # written by the first invocation
+        first = out["prepared_shards"][0]
+        out["catalog_whole"] = catalog_cost(url, path, "whole", num_shards, first, runs)
+        out["catalog_own"] = catalog_cost(url, path, "shard", num_shards, first, runs)  # written by the first invocation
         return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -376,6 +381,8 @@ def print_timing(big: dict[str, Any], base: dict[str, Any] | None, numpy_s: floa
     n, series = big["num_shards"], big["series"]
     print(f"\n## {series:,} series as {n} shards ({min(big['shard_series']):,}–{max(big['shard_series']):,} series "
           f"per shard; catalog file {big['catalog_bytes'] / 1e6:.1f} MB, compiled in {big['compile_s']:.1f} s)")
+    if big["over_limit"]:
+        print(f"(shards {big['over_limit']} hold more than {MAX_SERIES:,} series: an invocation refuses them)")
     header = "| fresh process, wall / peak RSS | " + " | ".join(f"shard {k}" for k in big["shards"])
     header += f" | unsharded {base['series']:,} (scale.py) |" if base else " |"
     print(header + "\n|---|" + "---|" * (len(big["shards"]) + (1 if base else 0)))
@@ -387,7 +394,8 @@ def print_timing(big: dict[str, Any], base: dict[str, Any] | None, numpy_s: floa
         print(f"| `{handler}` | " + " | ".join(cells) + " |")
     print(f"(`python -c 'import numpy'`: {numpy_s:.3f} s in this run)")
     whole, own = big["catalog_whole"], big["catalog_own"]
-    print("\n| the catalog in a fresh process (shard 0) | import | read compiled catalog | split + shard fingerprint | "
+    print(f"\n| the catalog in a fresh process (shard {big['prepared_shards'][0]}) | import | read compiled catalog | "
+          "split + shard fingerprint | "
           "process wall | peak RSS |\n|---|---|---|---|---|---|")
     print(f"| whole catalog ({whole['series']:,} series), split {n} ways | {whole['import_s']:.2f} s | "
           f"{whole['load_s']:.2f} s | {whole['split_s']:.2f} s | {whole['wall_s']:.2f} s | {whole['rss_mb']:,.0f} MB |")
