@@ -7,9 +7,11 @@ rules fire them. Each test deploys under a name and bucket of its own."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -283,8 +285,19 @@ def test_an_existing_bucket_deploy_did_not_make_is_used_and_never_deleted(lambda
     s3.head_bucket(Bucket=target.bucket)
 
 
-def test_cli_deploy_dry_run_prints_the_plan_table(localstack, aws_env, lambda_artifacts, capsys):
-    out = lambda_artifacts["handlers"].path.parent
+def own_copy(artifacts: dict[str, Any], directory: Path) -> Path:
+    """The session's artifacts in a directory of the test's own: the CLI rebuilds the zips where they
+    are when the sources changed since (another engineer's edit), which must not change the files
+    the session's other tests deploy."""
+    source = artifacts["handlers"].path.parent
+    for path in source.iterdir():
+        if path.is_file():
+            shutil.copy2(path, directory / path.name)
+    return directory
+
+
+def test_cli_deploy_dry_run_prints_the_plan_table(localstack, aws_env, lambda_artifacts, capsys, tmp_path):
+    out = own_copy(lambda_artifacts, tmp_path)
     code = cli.main(["deploy", "--endpoint", localstack.endpoint_url, "--name", "spcli", "--bucket", "spcli-store",
                      "--artifacts", str(out), "--dry-run"])
     printed = capsys.readouterr()
@@ -295,9 +308,9 @@ def test_cli_deploy_dry_run_prints_the_plan_table(localstack, aws_env, lambda_ar
     assert "stockpulse deploy:" in printed.err  # progress while it works
 
 
-def test_cli_unreachable_endpoint_is_one_line(aws_env, lambda_artifacts, capsys):
+def test_cli_unreachable_endpoint_is_one_line(aws_env, lambda_artifacts, capsys, tmp_path):
     port = servers.free_port()
-    out = lambda_artifacts["handlers"].path.parent
+    out = own_copy(lambda_artifacts, tmp_path)
     code = cli.main(["deploy", "--endpoint", f"http://127.0.0.1:{port}", "--artifacts", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
@@ -311,7 +324,7 @@ def test_cli_missing_credentials_is_one_line(localstack, monkeypatch, tmp_path, 
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    out = lambda_artifacts["handlers"].path.parent
+    out = own_copy(lambda_artifacts, tmp_path)
     code = cli.main(["deploy", "--endpoint", localstack.endpoint_url, "--artifacts", str(out)])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("stockpulse: error: no AWS credentials")
