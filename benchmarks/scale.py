@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the handlers this checkout holds, also where it is not the installed one
 PYTHON = sys.executable
 HANDLERS = ("order_tick", "restock", "forecast", "alert")
 WAREHOUSES = 10
