@@ -38,7 +38,7 @@ from .errors import ConfigError, InputError
 from .state import STATE_KEY, State
 from .storage import Store, Versioned
 
-__all__ = ["recorded", "MAX_SHARDS", "MANIFEST_KEY", "Shard", "shard_of", "split", "shard", "ShardStore", "check_manifest",
+__all__ = ["recorded", "forget_checks", "MAX_SHARDS", "MANIFEST_KEY", "Shard", "shard_of", "split", "shard", "ShardStore", "check_manifest",
            "merge", "resolve"]
 
 #: EventBridge allows 300 rules per event bus and 5 targets per rule: 4 handlers x 256 shards fit in
@@ -164,6 +164,11 @@ class ShardStore:
 
 
 _checked: set[tuple[str, int]] = set()
+
+
+def forget_checks() -> None:
+    """Check every store's manifest again, as a new process would (:func:`check_manifest`)."""
+    _checked.clear()
 
 
 def recorded(store: Store) -> int:

@@ -89,8 +89,8 @@ def test_an_invocation_over_more_series_than_it_handles_asks_for_shards(tmp_path
     products = tuple(Product(f"P-{i}", 1.0, 24, 1) for i in range(MAX_SERIES // 10 + 1))
     catalog = Catalog(products, tuple(Warehouse(f"W-{w}", "UTC") for w in range(10)), ((5,) * 10,) * len(products))
     store = FileStore(tmp_path)
-    with pytest.raises(ConfigError, match=r"^--num-shards / STOCKPULSE_NUM_SHARDS: the catalog holds 100010 series, "
-                                          r"more than the 100000 one invocation handles; .* \(at least 2\)$"):
+    with pytest.raises(ConfigError, match=rf"^--num-shards / STOCKPULSE_NUM_SHARDS: the catalog holds {catalog.num_series} "
+                                          rf"series, more than the {MAX_SERIES} one invocation handles; .* \(at least 2\)$"):
         invoke_all("restock", event_at(START), Runtime(store=store, catalog=catalog))
     assert not list(store.list(""))
     results = invoke_all("restock", event_at(START), Runtime(store=store, catalog=catalog, num_shards=2))

@@ -65,7 +65,7 @@ def allowed(policy: dict[str, Any], action: str, arn: str) -> bool:
 
 def new_process() -> None:
     """What a new Lambda process has not done yet: its first invocation's manifest check."""
-    shards._checked.clear()
+    shards.forget_checks()
 
 
 def run(url: str, catalog: Catalog, num_shards: int, *, start: datetime, hours: int) -> set[tuple[str, str, str]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers import shards
 from handlers.deadline import Deadline
 from handlers.errors import ConfigError, StorageError
 from handlers.metrics import metrics_key, publisher
@@ -46,6 +47,8 @@ class Gateway(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # an S3 endpoint that never answers
         self.requests.append({"path": self.path})
         time.sleep(5)
+
+    do_HEAD = do_GET
 
     def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -140,7 +143,8 @@ def test_a_spent_deadline_stops_before_the_next_storage_call_with_nothing_writte
     """GIVEN an invocation whose Lambda time is already spent WHEN it runs THEN a StorageError names
     the key and the time budget, and the store stays empty."""
     store = FileStore(tmp_path / "s")
-    with pytest.raises(StorageError, match=r"^state/state.bin: the invocation's time budget"):
+    shards.forget_checks()  # a new process: its first storage call is the shard manifest's check
+    with pytest.raises(StorageError, match=r"^state/shards.json: the invocation's time budget"):
         invoke("order_tick", event_at(START), Runtime(store=store, catalog=small_catalog),
                deadline=Deadline.from_context(LambdaContext(500)))
     assert not (tmp_path / "s").exists()
@@ -230,7 +234,8 @@ def test_an_s3_call_that_hangs_ends_at_the_invocation_deadline(tmp_path, small_c
             "s3", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test",
             aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}, read_timeout=30))
         runtime = Runtime(store=S3Store("bucket", client=client), catalog=small_catalog)
-        with pytest.raises(StorageError, match=r"^state/state.bin: no answer from s3://bucket/ within the "
+        shards.forget_checks()  # a new process: its first storage call is the shard manifest's check
+        with pytest.raises(StorageError, match=r"^state/shards.json: no answer from s3://bucket/ within the "
                                                r"invocation's time budget \(1.0 s\)"):
             invoke("order_tick", event_at(START), runtime, deadline=Deadline(1.0))
         assert server.requests  # the request really reached the server
@@ -245,12 +250,13 @@ def test_outside_lambda_an_s3_store_gets_the_invocation_budget(monkeypatch, caps
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        shards.forget_checks()
         code = main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", "s3://bucket",
                      "--invocation-budget", "1"])
         assert server.requests
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("stockpulse: error: state/state.bin: no answer from s3://bucket")
+    assert err[-1].startswith("stockpulse: error: state/shards.json: no answer from s3://bucket")
     assert "time budget (1.0 s)" in err[-1]
 
 

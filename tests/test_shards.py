@@ -188,7 +188,7 @@ def test_a_store_refuses_another_split(tmp_path: Path):
     fresh = FileStore(tmp_path / "a")  # a new process would meet the store like this
     for count in (2, 1):
         with pytest.raises(ConfigError, match="split into 3 shards, got " + str(count)):
-            shards._checked.clear()
+            shards.forget_checks()
             invoke_all("order_tick", event_at(START + timedelta(hours=2)),
                        Runtime(store=fresh, catalog=catalog, num_shards=count))
 
@@ -197,7 +197,7 @@ def test_a_sharded_invocation_refuses_an_unsharded_state(tmp_path: Path):
     catalog = make_catalog(24)
     store = FileStore(tmp_path)
     invoke("order_tick", event_at(START + timedelta(hours=1)), Runtime(store=store, catalog=catalog))
-    shards._checked.clear()
+    shards.forget_checks()
     with pytest.raises(ConfigError, match="holds an unsharded state"):
         invoke_all("order_tick", event_at(START + timedelta(hours=2)), Runtime(store=store, catalog=catalog, num_shards=2))
     assert not store.exists(shards.MANIFEST_KEY)
