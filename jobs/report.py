@@ -20,10 +20,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from handlers import HANDLERS
 from handlers.catalog import Catalog, load_catalog
@@ -34,6 +33,9 @@ from handlers.runtime import load_state
 from handlers.settings import ENV, Settings
 from handlers.state import State
 from handlers.storage import S3Store, Store, open_store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "DEFAULT_OUT",
@@ -133,6 +135,7 @@ def _collect(payloads: Iterable[bytes], index: dict[tuple[str, str], int]) -> di
 
 
 def _frame(kind: str, rows: list[tuple]) -> pd.DataFrame:
+    import pandas as pd  # only when a report is made: `python -m jobs invoke` does not pay for it
     frame = pd.DataFrame.from_records(rows, columns=["stamp", "series", *COLUMNS[kind]])
     stamps = pd.to_datetime(frame["stamp"], utc=True, format="ISO8601").dt.as_unit("s")
     frame.insert(0, "time", stamps.astype("int64"))
@@ -142,6 +145,8 @@ def _frame(kind: str, rows: list[tuple]) -> pd.DataFrame:
 def _stock_path(frames: dict[str, pd.DataFrame], state: State, series: np.ndarray,
                 minutes: np.ndarray) -> np.ndarray:
     """On hand at the end of every minute, per series, from the events' inventory after each change."""
+    import pandas as pd
+
     parts = []
     for kind, column in (("restock", "new_inventory"), ("order", "remaining_inventory"),
                          ("lost_sale", "remaining_inventory")):
