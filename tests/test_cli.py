@@ -156,3 +156,14 @@ def test_every_command_has_help():
     for command in ("invoke", "simulate", "status", "backtest"):
         proc = cli(command, "--help")
         assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+def test_invoke_loads_no_reporting_or_model_libraries(tmp_path: Path):
+    """`python -m jobs invoke order_tick` is the scale benchmark's unit of work: it must not pay for
+    pandas or bokeh (reports), nor scipy (the forecast's fit)."""
+    code = ("import sys; from jobs.cli import main; "
+            f"code = main(['invoke', 'order_tick', '--time', '2026-01-05T00:05:00Z', '--store', 'file://{tmp_path}']); "
+            "print(sorted(m for m in ('pandas', 'bokeh', 'scipy', 'sklearn') if m in sys.modules)); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

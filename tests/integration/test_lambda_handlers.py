@@ -20,9 +20,9 @@ def lambda_env(moto_s3, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.endpoint_url)
     monkeypatch.setenv("STOCKPULSE_STORE_URL", url)
     monkeypatch.delenv("STOCKPULSE_PUSHGATEWAY_URL", raising=False)
-    monkeypatch.setattr(app, "_cached", None)  # a cold start
+    monkeypatch.setattr(app, "_cached", {})  # a cold start
     yield url
-    monkeypatch.setattr(app, "_cached", None)
+    monkeypatch.setattr(app, "_cached", {})
 
 
 def test_each_handler_module_runs_on_s3_from_the_environment(lambda_env):
@@ -57,8 +57,8 @@ def test_bad_configuration_fails_at_start_naming_the_variable(monkeypatch):
     from handlers.errors import ConfigError
     from handlers.order_tick import handler
 
-    monkeypatch.setattr(app, "_cached", None)
+    monkeypatch.setattr(app, "_cached", {})
     monkeypatch.setenv("STOCKPULSE_SERVICE_LEVEL", "high")
     with pytest.raises(ConfigError, match="STOCKPULSE_SERVICE_LEVEL"):
         handler(event_at(START), None)
-    monkeypatch.setattr(app, "_cached", None)
+    monkeypatch.setattr(app, "_cached", {})
