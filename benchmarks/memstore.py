@@ -53,6 +53,10 @@ class MemoryStore:
             raise StorageError(f"{key}: no such object")
         return self.objects[key][0]
 
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self.objects.pop(key, None)
+
     def list(self, prefix: str) -> Iterator[str]:
         yield from sorted(k for k in self.objects if k.startswith(prefix))
 

@@ -102,3 +102,6 @@ class DeadlineStore:
 
     def list(self, prefix: str) -> Iterator[str]:
         return iter(self._call(prefix, lambda: list(self.inner.list(prefix))))
+
+    def delete(self, key: str) -> None:
+        self._call(key, self.inner.delete, key)

@@ -44,7 +44,7 @@ from .errors import ConfigError, ConflictError, StorageError
 from .state import SCHEMA, STATE_KEY, State, initial_state, pack, unpack
 from .storage import Store
 
-__all__ = ["Loaded", "load", "with_history", "fresh", "commit", "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "owner",
+__all__ = ["Loaded", "load", "with_history", "fresh", "commit", "prune_history", "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "owner",
            "NOT_LOADED", "FORECAST_NOT_LOADED", "FORECAST_READERS", "reads_forecast", "is_loaded", "forecast_daily_demand"]
 
 FORECAST_KEY = "state/forecast.bin"
@@ -274,11 +274,12 @@ HOT_FIELDS = tuple(f.name for f in dataclasses.fields(State) if f.name not in _E
 
 
 def commit(store: Store, loaded: Loaded, state: State, part: str,
-           outbox: tuple[tuple[str, bytes], ...] | None = None) -> None:
+           outbox: tuple[tuple[str, bytes], ...] | None = None) -> str | None:
     """Compare-and-swap ``part`` (``hot`` or ``forecast``) to ``state`` — the single commit point of
     an invocation. A hot commit whose history changed first writes the new history object (write-once).
     ``outbox``: the part's new outbox (default: the one it was loaded with). ``ConflictError`` when
-    another writer committed the part first."""
+    another writer committed the part first. Returns the history object a hot commit references
+    (``None`` for the forecast part)."""
     outbox = loaded.outboxes[part] if outbox is None else outbox
     handlers = tuple(h for h in HANDLERS if owner(h) == part)
     if part == "forecast":
@@ -288,7 +289,7 @@ def commit(store: Store, loaded: Loaded, state: State, part: str,
         header.update(schema=HOT_SCHEMA, catalog_fingerprint=state.catalog_fingerprint,
                       **_split_handlers(state, handlers))
         store.write(FORECAST_KEY, pack(header, arrays, outbox, level=LEVEL["forecast"]), etag=loaded.etags["forecast"])
-        return
+        return None
     if loaded.legacy:  # moving a schema-1 state: its forecast part first (a crash in between loads the same)
         try:
             commit(store, loaded, state, "forecast", outbox=())
@@ -305,3 +306,17 @@ def commit(store: Store, loaded: Loaded, state: State, part: str,
     header, arrays = _encode(state, HOT_FIELDS)
     header.update(schema=HOT_SCHEMA, history=ref, **_split_handlers(state, handlers))
     store.write(STATE_KEY, pack(header, arrays, outbox, level=LEVEL["hot"]), etag=loaded.etags["hot"])
+    return ref
+
+
+def prune_history(store: Store, keep: set[str]) -> int:
+    """Delete the history objects other than ``keep`` (the one the hot part now references and the
+    one it referenced before: a reader that loaded the previous hot part still finds its history).
+    Called after a hot commit that wrote a new history object, once a business day; a crash or a
+    failed delete leaves garbage the next day's prune removes. Returns how many were deleted."""
+    deleted = 0
+    for key in list(store.list(HISTORY_PREFIX)):
+        if key not in keep and key.endswith(".bin"):
+            store.delete(key)
+            deleted += 1
+    return deleted

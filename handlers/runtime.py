@@ -16,7 +16,9 @@ The commit protocol (every step may crash; the retry of the same tick repairs it
    ``state/state.bin``, after writing a new history object when a day closed), which carries the new log object in its outbox (conflict:
    someone else committed first — count it and start again from 1; the count goes into the
    handler's ``conflicts`` counter and the ``job_run`` event of the commit that wins);
-6. write the log object (write-once);
+6. write the log object (write-once); when the commit referenced a new history object (a day
+   closed), delete the history objects older than the one it replaced (best effort; a reader of
+   the previous hot part still finds its history — handlers/layout.py ``prune_history``);
 7. publish metrics (never fatal).
 
 The state write in step 5 is the single commit point: before it nothing is visible, after it the
@@ -238,7 +240,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         key = log_key(handler, tick.time, number)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
         try:
-            layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point
+            referenced = layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point
         except ConflictError:  # counted, and carried into the commit that finally wins
             conflicts += 1
             time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
@@ -250,6 +252,11 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
             log.warning("%s: committed, but the log object is not written yet (%s); the next invocation "
                         "writes it", key, exc)
             result["log_error"] = str(exc)
+        if referenced is not None and loaded.history_ref not in (None, referenced):  # a day closed
+            try:
+                result["history_pruned"] = layout.prune_history(runtime.store, {referenced, loaded.history_ref})
+            except StorageError as exc:  # garbage only: the next day's prune removes it
+                log.warning("old history objects not deleted yet: %s", exc)
         if runtime.publish is not None:
             error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline, exposed=outcome.exposed,
                                     shard=number)

@@ -153,6 +153,9 @@ class ShardStore:
     def get(self, key: str) -> bytes:
         return self.base.get(self._key(key))
 
+    def delete(self, key: str) -> None:
+        self.base.delete(self._key(key))
+
     def list(self, prefix: str) -> Iterator[str]:
         if prefix.startswith("state/"):
             cut = len(self._prefix)

@@ -56,6 +56,7 @@ class Store(Protocol):
     def replace(self, key: str, data: bytes, *, content_type: str = ...) -> None: ...
     def get(self, key: str) -> bytes: ...
     def list(self, prefix: str) -> Iterator[str]: ...
+    def delete(self, key: str) -> None: ...
 
 
 def open_store(url: str, *, s3_client: Any = None) -> Store:
@@ -253,6 +254,13 @@ class FileStore:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise StorageError(f"{key}: no such object in {self.url}") from None
+
+    def delete(self, key: str) -> None:
+        """Remove write-once object ``key`` (already gone: nothing to do)."""
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{key}: cannot delete in {self.root} ({exc.strerror})") from None
 
     def list(self, prefix: str) -> Iterator[str]:
         base = self.root

@@ -116,6 +116,13 @@ class S3Store:
         except Exception as exc:
             raise self._fail(key, exc) from None
 
+    def delete(self, key: str) -> None:
+        """Remove write-once object ``key`` (S3 answers a missing key with success too)."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._fail(key, exc) from None
+
     def list(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
         try:

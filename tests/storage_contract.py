@@ -55,6 +55,18 @@ def test_list_gives_keys_under_a_prefix_in_order(store):
     assert list(store.list("logs/b/")) == ["logs/b/2026/01/01/z", "logs/b/2026/01/02/x"]
 
 
+def test_delete_removes_a_write_once_object_and_a_missing_one_is_no_error(store):
+    """GIVEN a write-once object WHEN deleted THEN it is gone from get, exists and list; deleting it
+    again (a retried cleanup) is no error; other objects stay."""
+    store.put_once("state/history/a.bin", b"old")
+    store.put_once("state/history/b.bin", b"new")
+    store.delete("state/history/a.bin")
+    store.delete("state/history/a.bin")
+    assert not store.exists("state/history/a.bin") and store.get("state/history/b.bin") == b"new"
+    assert list(store.list("state/history/")) == ["state/history/b.bin"]
+    assert store.put_once("state/history/a.bin", b"again") is True
+
+
 def test_concurrent_compare_and_swap_loses_no_update(store_factory):
     """GIVEN 4 writers, each with its own handle, incrementing a counter by CAS WHEN they race
     THEN every increment lands exactly once."""

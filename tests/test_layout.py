@@ -75,3 +75,59 @@ def test_a_state_in_one_object_still_loads_and_moves_to_the_parts_on_the_next_co
     assert _history_objects(legacy) and legacy.read("state/forecast.bin") is not None
     np.testing.assert_array_equal(moved.forecast_mean, whole.forecast_mean)
     assert moved.applied == {**whole.applied, "restock": (NOON + timedelta(minutes=1)).timestamp()}
+
+
+def test_a_closed_day_deletes_the_history_objects_before_the_previous_one(tmp_path):
+    """GIVEN four business days of order ticks WHEN each day closes THEN the hot part references the
+    new history object and only it and the one it replaced are kept (older ones were garbage: a day's
+    history holds every day the model keeps); the state still loads with its history."""
+    from handlers.layout import HISTORY_PREFIX
+
+    store = FileStore(tmp_path)
+    runtime = Runtime(store=store, catalog=BUSY_CATALOG)
+    pruned = []
+    for hours in range(1, 4 * 24 + 1, 3):
+        result = invoke("order_tick", event_at(START + timedelta(hours=hours)), runtime)
+        pruned.append(result.get("history_pruned"))
+    kept = list(store.list(HISTORY_PREFIX))
+    assert len(kept) == 2
+    state, _ = load_state(store, BUSY_CATALOG)
+    assert state is not None and state.history_day == START.timestamp() // 86400 + 3
+    assert np.isfinite(state.daily_demand).sum() > 0
+    # day 1 wrote the first history object, day 2 the second (nothing to delete), day 3 deleted day 1's
+    assert [p for p in pruned if p is not None] == [0, 1]
+
+
+class _DiesAtDelete:
+    """A store whose process dies at its first delete (after the commit and the log write)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.url, self.died = inner, inner.url, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def delete(self, key: str) -> None:
+        if not self.died:
+            self.died = True
+            raise KeyboardInterrupt("the process dies while deleting old history")
+        self.inner.delete(key)
+
+
+def test_dying_while_deleting_old_history_loses_nothing_and_the_next_day_cleans_up(tmp_path):
+    from handlers.layout import HISTORY_PREFIX
+
+    clean, dying = FileStore(tmp_path / "clean"), _DiesAtDelete(FileStore(tmp_path / "dying"))
+    moments = [START + timedelta(hours=h) for h in range(1, 5 * 24 + 1, 3)]
+    for moment in moments:
+        invoke("order_tick", event_at(moment), Runtime(store=clean, catalog=BUSY_CATALOG, clock=zero_clock))
+        try:
+            invoke("order_tick", event_at(moment), Runtime(store=dying, catalog=BUSY_CATALOG, clock=zero_clock))
+        except KeyboardInterrupt:  # the retry of the same tick: already applied, nothing written twice
+            again = invoke("order_tick", event_at(moment), Runtime(store=dying, catalog=BUSY_CATALOG, clock=zero_clock))
+            assert again["status"] == "skipped"
+    assert dying.died
+    assert list(clean.list("logs/")) == list(dying.inner.list("logs/"))
+    assert all(clean.get(k) == dying.inner.get(k) for k in clean.list("logs/"))
+    assert list(clean.list(HISTORY_PREFIX)) == list(dying.inner.list(HISTORY_PREFIX))  # the garbage went later
+    assert clean.read(STATE_KEY).data == dying.inner.read(STATE_KEY).data
