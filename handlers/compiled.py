@@ -11,6 +11,13 @@ A sharded deployment (handlers/shards.py) also keeps each shard's sub-catalog,
 catalog reads its tenth, not the whole (1.8 s to decode at 1M series, of which 1.0 s is
 recomputing the fingerprint). The first process that needs any shard's form writes them all.
 
+A catalog may also live in the store itself: ``STOCKPULSE_CATALOG=store:catalogs/source/<sha>.yaml``
+names the file's exact bytes by a key relative to the store URL, ``<sha>`` being the first 32 hex
+digits of their SHA-256 (what ``deploy --catalog FILE`` uploads, with every compiled form, since a
+Lambda function has no local file). The digest is in the name, so a process looks up the compiled
+form (its shard's) directly and never reads the YAML; only when that is missing does it read the
+source object, check its digest, validate, compile and store, as for a local file.
+
 A compiled object is a JSON header line (format, the body's SHA-256) and a JSON body carrying the
 file's digest, the catalog's fingerprint and its content. The body's checksum stands for the
 fingerprint's recomputation; an object whose checksum, digest or shape does not match is
@@ -22,24 +29,61 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 
 from .catalog import Catalog, Product, Warehouse, load_catalog, parse_catalog
-from .errors import StorageError
+from .errors import CatalogError, ConfigError, StorageError
 from .limits import MAX_CATALOG_BYTES
 from .storage import Store
 
-__all__ = ["load_compiled", "compiled_key", "CATALOG_PREFIX"]
+__all__ = ["load_compiled", "compiled_key", "compile_catalog", "compiled_globs", "parse_reference", "source_key", "store_reference",
+           "CATALOG_PREFIX", "SOURCE_PREFIX", "STORE_SCHEME"]
 
 log = logging.getLogger("stockpulse")
 CATALOG_PREFIX = "catalogs/"
+SOURCE_PREFIX = f"{CATALOG_PREFIX}source/"
+STORE_SCHEME = "store:"
 _FORMAT = 2
+_SOURCE_KEY = re.compile(rf"{re.escape(SOURCE_PREFIX)}([0-9a-f]{{32}})\.yaml")
+_SETTING = "--catalog / STOCKPULSE_CATALOG"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _key(digest: str, shard: tuple[int, int] | None = None) -> str:
+    tail = "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
+    return f"{CATALOG_PREFIX}{digest}.v{_FORMAT}{tail}.json"
 
 
 def compiled_key(data: bytes, shard: tuple[int, int] | None = None) -> str:
     """The key of the compiled form of catalog file bytes ``data`` (of one shard: ``(k, N)``)."""
-    tail = "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
-    return f"{CATALOG_PREFIX}{hashlib.sha256(data).hexdigest()[:32]}.v{_FORMAT}{tail}.json"
+    return _key(_digest(data), shard)
+
+
+def source_key(data: bytes) -> str:
+    """The key of catalog file bytes ``data`` kept in the store: ``catalogs/source/<sha>.yaml``."""
+    return f"{SOURCE_PREFIX}{_digest(data)}.yaml"
+
+
+def store_reference(data: bytes) -> str:
+    """The ``STOCKPULSE_CATALOG`` value naming ``data`` kept in the store (:func:`source_key`)."""
+    return STORE_SCHEME + source_key(data)
+
+
+def parse_reference(value: str) -> tuple[str, str] | None:
+    """``(key, digest)`` of a ``store:`` reference; ``None`` for anything else (a local path).
+    Raises ``ValueError`` for a reference whose key is not ``catalogs/source/<32 hex digits>.yaml``."""
+    if not value.startswith(STORE_SCHEME):
+        return None
+    key = value[len(STORE_SCHEME):]
+    match = _SOURCE_KEY.fullmatch(key)
+    if match is None:
+        raise ValueError(f"a {STORE_SCHEME} reference must name {SOURCE_PREFIX}<the first 32 hex digits of the "
+                         "file's SHA-256>.yaml (what deploy --catalog FILE uploads)")
+    return key, match.group(1)
 
 
 def _encode(catalog: Catalog, digest: str) -> bytes:
@@ -83,23 +127,63 @@ def _store(store: Store, key: str, data: bytes) -> None:
         log.warning("%s: the compiled catalog could not be stored (%s); the next process builds it again", key, exc)
 
 
+def _parse(data: bytes, source: str) -> Catalog:
+    """Catalog file bytes validated as ``load_catalog`` validates a file (size, UTF-8, content)."""
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogError(f"{source}: larger than {MAX_CATALOG_BYTES // 2**20} MiB, the catalog size limit")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{source}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
+    return parse_catalog(text, source=source)
+
+
+def compile_catalog(data: bytes, *, source: str, num_shards: int = 1) -> tuple[Catalog, dict[str, bytes]]:
+    """The catalog in file bytes ``data``, and every object that lets a process load it from a
+    store without parsing: the bytes themselves under :func:`source_key`, the whole catalog's
+    compiled form and, with ``num_shards > 1``, each shard's — keys relative to the store, what
+    ``deploy --catalog`` uploads. Raises ``CatalogError`` naming ``source`` for an invalid file."""
+    digest = _digest(data)
+    whole = _parse(data, source)
+    objects = {source_key(data): data, _key(digest): _encode(whole, digest)}
+    if num_shards > 1:
+        from .shards import split
+
+        for part in split(whole, num_shards):
+            objects[_key(digest, (part.number, num_shards))] = _encode(part.catalog, digest)
+    return whole, objects
+
+
+def compiled_globs(num_shards: int = 1) -> list[str]:
+    """Key patterns of the compiled forms a process of a deployment of ``num_shards`` reads and
+    writes (an IAM policy's resources): the whole catalog's and, sharded, its shards'."""
+    whole = f"{CATALOG_PREFIX}*.v{_FORMAT}.json"
+    return [whole] if num_shards == 1 else [whole, f"{CATALOG_PREFIX}*.v{_FORMAT}.shard-*-of-{num_shards}.json"]
+
+
 def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, int] | None = None) -> Catalog:
-    """The catalog at ``path`` (``None``: the built-in default) — or with ``shard=(k, N)`` shard k's
-    sub-catalog (handlers/shards.py) — from its compiled form in ``store`` when there is one for
-    these file bytes; else parsed, validated, and compiled for next time."""
+    """The catalog at ``path`` (``None``: the built-in default; ``store:<key>``: a file kept in
+    ``store``) — or with ``shard=(k, N)`` shard k's sub-catalog (handlers/shards.py) — from its
+    compiled form in ``store`` when there is one for these file bytes; else parsed, validated, and
+    compiled for next time."""
     if path is None:
         return _pick(load_catalog(None), shard)
+    try:
+        reference = parse_reference(path) if isinstance(path, str) else None
+    except ValueError as exc:
+        raise ConfigError(f"{_SETTING}: {exc}, got {str(path)[:200]!r}") from None
+    if reference is not None:
+        return _load_referenced(str(path), *reference, store, shard)
     try:
         with Path(path).open("rb") as handle:
             data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError:
         return load_catalog(path)  # the parser names the problem
-    key = compiled_key(data, shard)
-    digest = hashlib.sha256(data).hexdigest()[:32]
-    found = _read(store, key, digest, str(path) if shard is None else f"{path} (shard {shard[0]} of {shard[1]})")
+    digest = _digest(data)
+    found = _read(store, _key(digest, shard), digest, _label(path, shard))
     if found is not None:
         return found
-    whole = _read(store, compiled_key(data), digest, str(path)) if shard is not None else None
+    whole = _read(store, _key(digest), digest, str(path)) if shard is not None else None
     if whole is None:
         if len(data) > MAX_CATALOG_BYTES:
             return load_catalog(path)  # refused with the size limit
@@ -108,14 +192,42 @@ def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, in
         except UnicodeDecodeError:
             return load_catalog(path)  # refused naming the byte
         whole = parse_catalog(text, source=str(path))
-        _store(store, compiled_key(data), _encode(whole, digest))
+        _store(store, _key(digest), _encode(whole, digest))
+    return _finish(store, whole, digest, shard)
+
+
+def _load_referenced(reference: str, key: str, digest: str, store: Store, shard: tuple[int, int] | None) -> Catalog:
+    """A ``store:`` reference: the compiled form by the digest in its name; on a miss the source
+    object, read, checked against that digest, validated and compiled."""
+    found = _read(store, _key(digest, shard), digest, _label(reference, shard))
+    if found is not None:
+        return found
+    whole = _read(store, _key(digest), digest, reference) if shard is not None else None
+    if whole is None:
+        if not store.exists(key):
+            raise ConfigError(f"{_SETTING}: {reference}: no such object in {store.url} (deploy --catalog FILE "
+                              "uploads it)")
+        data = store.get(key)
+        if _digest(data) != digest:
+            raise ConfigError(f"{_SETTING}: {reference}: the object's SHA-256 begins {_digest(data)}, not the "
+                              f"{digest} its name says (it was not uploaded by deploy --catalog)")
+        whole = _parse(data, reference)
+        _store(store, _key(digest), _encode(whole, digest))
+    return _finish(store, whole, digest, shard)
+
+
+def _label(path: str | Path, shard: tuple[int, int] | None) -> str:
+    return str(path) if shard is None else f"{path} (shard {shard[0]} of {shard[1]})"
+
+
+def _finish(store: Store, whole: Catalog, digest: str, shard: tuple[int, int] | None) -> Catalog:
     if shard is None:
         return whole
     from .shards import split
 
     parts = split(whole, shard[1])
     for part in parts:  # every shard's form at once: the other shards' first processes find theirs
-        _store(store, compiled_key(data, (part.number, shard[1])), _encode(part.catalog, digest))
+        _store(store, _key(digest, (part.number, shard[1])), _encode(part.catalog, digest))
     return parts[shard[0]].catalog
 
 

@@ -49,6 +49,17 @@ def _optional_path(value: str) -> str | None:
     return value.strip() or None
 
 
+def _catalog(value: str) -> str | None:
+    """A local catalog file, or ``store:catalogs/source/<sha>.yaml``: a file kept in the store
+    (handlers/compiled.py), whose key is checked here."""
+    from .compiled import parse_reference
+
+    path = _optional_path(value)
+    if path is not None:
+        parse_reference(path)  # a malformed store: reference fails at start-up
+    return path
+
+
 def _series_cap(value: str) -> int:
     number = float(value)
     if not (number.is_integer() and 0 <= number <= 1_000_000):
@@ -75,7 +86,8 @@ def _minutes(value: str) -> int:
 #: field -> (environment variable, command-line flag, parser, default as text)
 ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "store_url": ("STOCKPULSE_STORE_URL", "--store", _url, "file://./data"),
-    "catalog_path": ("STOCKPULSE_CATALOG", "--catalog", _optional_path, ""),
+    # a local file, or store:catalogs/source/<sha256[:32]>.yaml: one kept in the store (what deploy uploads)
+    "catalog_path": ("STOCKPULSE_CATALOG", "--catalog", _catalog, ""),
     "pushgateway_url": ("STOCKPULSE_PUSHGATEWAY_URL", "--pushgateway", _optional_url, ""),
     "push_timeout_seconds": ("STOCKPULSE_PUSH_TIMEOUT_SECONDS", "--push-timeout", _bounded(0, 300), "5"),
     "invocation_budget_seconds": ("STOCKPULSE_INVOCATION_BUDGET_SECONDS", "--invocation-budget",

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import re
+import zipfile
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from handlers import HANDLERS
+from handlers.catalog import load_catalog
+from handlers.compiled import compiled_key, load_compiled, source_key, store_reference
 from handlers.errors import ConfigError
 from handlers.events import parse_event, scheduled_event
 from handlers.settings import Settings
-from handlers.shards import MAX_SHARDS
-from jobs import cli
+from handlers.shards import MAX_SHARDS, split
+from handlers.storage import open_store
+from jobs import cli, package
 from jobs.deploy import (
     FUNCTION_POLICY_BYTES,
     RULES_PER_BUS,
     TARGETS_PER_RULE,
+    DeployError,
     RuleSpec,
     Target,
+    deploy,
+    destroy,
     function_names,
     function_policy_bytes,
     function_settings,
+    prepare_catalog,
     rate_expression,
     role_policy,
     rule_targets,
@@ -217,3 +228,208 @@ def test_num_shards_reaches_the_functions_environment_and_the_target():
     assert environment == {"STOCKPULSE_NUM_SHARDS": "7"}
     assert Target(environment=environment).num_shards == 7
     assert Target().num_shards == 1
+
+
+# -- the shop's own catalog: validated here, kept in the store, named by the functions ------------
+
+def catalog_file(tmp_path, products: int = 30) -> Any:
+    from tests.test_shards import catalog_text
+
+    path = tmp_path / "shop.yaml"
+    path.write_text(catalog_text(products))
+    return path
+
+
+def catalog_target(path: Any, num_shards: int = 3, **changes: Any) -> Target:
+    """The target ``deploy --catalog PATH --num-shards N`` builds (jobs/deploy/command.py)."""
+    upload = prepare_catalog(str(path), num_shards=num_shards)
+    assert upload is not None
+    settings = Settings(catalog_path=str(path), num_shards=num_shards)
+    return Target(**{"name": "shop", "bucket": "shop-store", "prefix": "eu", **changes,
+                     "environment": function_settings(settings, catalog=upload.reference),
+                     "catalog_objects": upload.objects})
+
+
+def test_a_catalog_file_becomes_a_store_reference_and_its_objects(tmp_path):
+    """GIVEN a catalog file and 3 shards WHEN deploy prepares it THEN the functions get a store:
+    reference to its bytes, and the objects to keep are those bytes and the compiled forms of the
+    whole catalog and of each shard, under the digest of the file."""
+    path = catalog_file(tmp_path)
+    data = path.read_bytes()
+    target = catalog_target(path)
+    reference = store_reference(data)
+    assert target.environment == {"STOCKPULSE_CATALOG": reference, "STOCKPULSE_NUM_SHARDS": "3"}
+    assert sorted(target.catalog_objects) == sorted([source_key(data), compiled_key(data)] +
+                                                    [compiled_key(data, (k, 3)) for k in range(3)])
+    assert target.catalog_objects[source_key(data)] == data
+    assert Settings.from_env(target.environment).catalog_path == reference  # what a function reads back
+    unsharded = prepare_catalog(str(path), num_shards=1)
+    assert unsharded is not None and sorted(unsharded.objects) == sorted([source_key(data), compiled_key(data)])
+
+
+def test_a_store_reference_passes_as_it_is_and_other_local_files_are_still_refused():
+    reference = store_reference(b"seed: 1\n")
+    assert function_settings(Settings(catalog_path=reference)) == {"STOCKPULSE_CATALOG": reference}
+    upload = prepare_catalog(reference, num_shards=1)
+    assert upload is not None and (upload.reference, dict(upload.objects)) == (reference, {})
+    with pytest.raises(ConfigError, match="--pushgateway-ca-file / STOCKPULSE_PUSHGATEWAY_CA_FILE"):
+        function_settings(Settings(catalog_path=reference, pushgateway_ca_file="ca.pem"), catalog=reference)
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_role_reads_the_catalogs_source_and_reads_and_writes_its_compiled_forms_only_when_in_the_store(
+        handler, tmp_path):
+    store = "arn:aws:s3:::shop-store/eu/"
+    policy = statements(catalog_target(catalog_file(tmp_path)), handler)
+    assert policy["CatalogSource"] == {"Sid": "CatalogSource", "Effect": "Allow", "Action": ["s3:GetObject"],
+                                       "Resource": [f"{store}catalogs/source/*"]}
+    assert policy["CompiledCatalog"] == {"Sid": "CompiledCatalog", "Effect": "Allow",
+                                         "Action": ["s3:GetObject", "s3:PutObject"],
+                                         "Resource": [f"{store}catalogs/*.v2.json", f"{store}catalogs/*.v2.shard-*-of-3.json"]}
+    unsharded = statements(catalog_target(catalog_file(tmp_path), 1), handler)
+    assert unsharded["CompiledCatalog"]["Resource"] == [f"{store}catalogs/*.v2.json"]
+    builtin = statements(Target(name="shop", bucket="shop-store", prefix="eu"), handler)
+    assert not {"CatalogSource", "CompiledCatalog"} & set(builtin)
+
+
+@pytest.mark.parametrize(("text", "field"), [("products: [\n", "not valid YAML"),
+                                             ("seed: 1\nproducts:\n  - {id: A, base_demand_per_day: -3, lead_time_hours: 4, "
+                                              "pack_size: 1}\nwarehouses:\n  - {id: W, timezone: UTC}\n",
+                                              "products[0].base_demand_per_day")])
+def test_an_invalid_catalog_is_one_line_exit_2_before_any_call(text, field, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never reached
+    path = tmp_path / "shop.yaml"
+    path.write_text(text)
+    assert cli.main(["deploy", "--catalog", str(path), "--artifacts", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"stockpulse: error: {path}") and field in err[0]
+    assert not (tmp_path / "none").exists()  # not even the artifacts were built
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_missing_catalog_file_or_a_bad_reference_is_one_line_exit_2(how, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    for value, expected in ((str(tmp_path / "gone.yaml"), "cannot read"),
+                            ("store:catalogs/source/nothex.yaml", "a store: reference must name")):
+        if how == "flag":
+            argv = ["deploy", "--catalog", value]
+        else:
+            monkeypatch.setenv("STOCKPULSE_CATALOG", value)
+            argv = ["deploy"]
+        assert cli.main([*argv, "--artifacts", str(tmp_path / "none")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("stockpulse: error: --catalog / STOCKPULSE_CATALOG") \
+            and expected in err[0]
+
+
+def test_a_catalog_whose_shard_one_invocation_cannot_handle_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("handlers.runtime.MAX_SERIES", 20)  # 30 products x 2 warehouses over 3 shards: > 20 each
+    with pytest.raises(ConfigError, match=r"shard \d of 3 holds \d+ series, more than the 20 one invocation"):
+        prepare_catalog(str(catalog_file(tmp_path)), num_shards=3)
+
+
+# -- the whole deploy in-process against moto: what is uploaded, when, and what destroy keeps -------
+
+@pytest.fixture
+def aws(monkeypatch):
+    from moto import mock_aws
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with mock_aws():
+        import boto3
+
+        yield boto3.client("s3", region_name="us-east-1")
+
+
+@pytest.fixture
+def artifacts(tmp_path_factory) -> dict[str, package.Artifact]:
+    """Tiny stand-ins for the Lambda zips (moto makes functions from them; nothing runs them)."""
+    directory = tmp_path_factory.mktemp("artifacts")
+    found = {}
+    for name, served in package.ARTIFACTS.items():
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("handlers/__init__.py", f"# {name}\n")
+        path = directory / f"{name}.zip"
+        path.write_bytes(buffer.getvalue())
+        found[name] = package.Artifact(name, path, tuple(served), "3.12", path.stat().st_size, 16,
+                                       base64.b64encode(hashlib.sha256(buffer.getvalue()).digest()).decode())
+    return found
+
+
+def bucket_objects(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {item["Key"]: s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listed}
+
+
+def test_deploy_keeps_the_catalog_in_the_store_before_the_functions_name_it(aws, artifacts, tmp_path):
+    """GIVEN a catalog file in 3 shards WHEN deployed THEN the plan shows each catalog object
+    uploaded before any function is made; the bucket holds the file's exact bytes and compiled forms
+    under the store's prefix; the functions name the source; a shard's process reads its compiled
+    form from there without the YAML."""
+    path = catalog_file(tmp_path)
+    target = catalog_target(path)
+    rows = deploy(target, artifacts)
+    uploads = [row.name for row in rows if row.resource == "catalog"]
+    assert uploads == [f"eu/{key}" for key in target.catalog_objects]
+    assert {row.action for row in rows if row.resource == "catalog"} == {"upload"}
+    first_function = next(i for i, row in enumerate(rows) if row.resource == "function")
+    assert max(i for i, row in enumerate(rows) if row.resource == "catalog") < first_function
+    assert bucket_objects(aws, target.bucket, "eu/catalogs/") == {f"eu/{k}": v for k, v in target.catalog_objects.items()}
+    variables = boto3_lambda().get_function_configuration(FunctionName="shop-alert")["Environment"]["Variables"]
+    assert variables["STOCKPULSE_CATALOG"] == store_reference(path.read_bytes())
+    store = open_store("s3://shop-store/eu")
+    part = load_compiled(variables["STOCKPULSE_CATALOG"], store, shard=(1, 3))
+    assert part.products == split(load_catalog(path), 3)[1].catalog.products
+
+
+def boto3_lambda() -> Any:
+    import boto3
+
+    return boto3.client("lambda", region_name="us-east-1")
+
+
+def test_a_dry_run_uploads_nothing_and_a_second_deploy_nothing_new(aws, artifacts, tmp_path):
+    target = catalog_target(catalog_file(tmp_path))
+    rows = deploy(target, artifacts, dry_run=True)
+    assert [row.action for row in rows if row.resource == "catalog"] == ["would upload"] * 5
+    assert target.bucket not in {b["Name"] for b in aws.list_buckets()["Buckets"]}
+    deploy(target, artifacts)
+    stored = bucket_objects(aws, target.bucket, "eu/catalogs/")
+    again = deploy(target, artifacts)
+    assert {row.action for row in again} == {"unchanged"}
+    assert [row.name for row in again if row.resource == "catalog"] == sorted(stored, key=list(
+        f"eu/{k}" for k in target.catalog_objects).index)
+    assert bucket_objects(aws, target.bucket, "eu/catalogs/") == stored
+
+
+def test_a_store_reference_is_deployed_when_the_bucket_holds_it_and_refused_before_anything_else(
+        aws, artifacts, tmp_path):
+    path = catalog_file(tmp_path)
+    reference = store_reference(path.read_bytes())
+    given = Target(name="ref", bucket="ref-store", environment={"STOCKPULSE_CATALOG": reference})
+    with pytest.raises(DeployError, match=f"STOCKPULSE_CATALOG: {reference}: no such object in s3://ref-store"):
+        deploy(given, artifacts)
+    assert "ref-store" not in {b["Name"] for b in aws.list_buckets()["Buckets"]}
+    deploy(catalog_target(path, 1, name="ref", bucket="ref-store", prefix=""), artifacts)  # uploads it
+    rows = deploy(given, artifacts)
+    assert not [row for row in rows if row.resource == "catalog"]
+    assert {row.action for row in rows} == {"unchanged"}
+
+
+def test_destroy_keeps_the_catalog_objects_as_the_stores_data(aws, artifacts, tmp_path):
+    """GIVEN a deployment with its catalog in the store WHEN destroyed THEN the catalog objects stay
+    and so does the bucket (as for state: empty it, then destroy again)."""
+    target = catalog_target(catalog_file(tmp_path))
+    deploy(target, artifacts)
+    stored = bucket_objects(aws, target.bucket)
+    assert [row.action for row in destroy(target, dry_run=True) if row.resource == "bucket"] == [
+        "kept: holds 5 objects of the store (empty it, then --destroy again)"]
+    rows = destroy(target)
+    assert [row.action for row in rows if row.resource == "bucket"] == [
+        "kept: holds 5 objects of the store (empty it, then --destroy again)"]
+    assert bucket_objects(aws, target.bucket) == {k: v for k, v in stored.items() if "/lambda-code/" not in k}
+    assert len(bucket_objects(aws, target.bucket)) == 5

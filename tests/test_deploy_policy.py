@@ -1,7 +1,8 @@
 """The deployed roles allow what each function really does — checked against every storage call of
-a two-day run of the real handlers, not against a list kept by hand, unsharded and with the
-catalog in 3 shards. (LocalStack's free edition does not enforce IAM, so this is where a missing
-permission shows before AWS refuses it.)
+a two-day run of the real handlers, not against a list kept by hand, unsharded, with the catalog
+in 3 shards, and with it in 3 shards kept in the store (``STOCKPULSE_CATALOG=store:...``, each
+process loading its shard's catalog from there). (LocalStack's free edition does not enforce IAM,
+so this is where a missing permission shows before AWS refuses it.)
 
 Each function is its own process on Lambda, and a process's first invocation reads the shard
 manifest (the first sharded invocation of a store writes it): the runs below start a "new
@@ -19,8 +20,9 @@ import pytest
 
 from handlers import HANDLERS, shards
 from handlers.catalog import Catalog, default_catalog, parse_catalog
+from handlers.compiled import compiled_key, load_compiled, source_key, store_reference
 from handlers.metrics import publisher
-from handlers.runtime import Runtime, invoke_all
+from handlers.runtime import Runtime, invoke, invoke_all
 from handlers.settings import Settings
 from handlers.storage import open_store
 from jobs.deploy import Target, role_policy
@@ -111,6 +113,56 @@ def sharded_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
                start=datetime(2026, 1, 5, 18, tzinfo=timezone.utc), hours=12)
 
 
+def run_store_catalog(url: str, text: str, num_shards: int, *, start: datetime,
+                      hours: int) -> set[tuple[str, str, str]]:
+    """As the deployed functions run with ``STOCKPULSE_CATALOG=store:catalogs/source/<sha>.yaml``
+    (handlers/app.py): each handler's process per shard loads its catalog through ``load_compiled``
+    from the store, then handles its shard's ticks. The store starts with the source object only
+    (someone uploaded the YAML alone), so the first process compiles and stores every form and
+    the later ones read their shard's; and on an empty store of its own, each handler first."""
+    data = text.encode()
+    reference = store_reference(data)
+
+    def process(store: RecordingStore, handler: str, k: int) -> Runtime:
+        new_process()
+        store.handler = handler
+        catalog = load_compiled(reference, store, shard=(k, num_shards))
+        return Runtime(store=store, catalog=catalog, num_shards=num_shards, shard=k,
+                       publish=publisher(Settings(store_url=store.url, num_shards=num_shards), store=store))
+
+    store = RecordingStore(open_store(url))
+    store.inner.put_once(source_key(data), data)
+    schedule = Schedule.parse()
+    runtimes: dict[tuple[str, int], Runtime] = {}
+    for minute in range(1, hours * 60 + 1):
+        moment = start + timedelta(minutes=minute)
+        for handler in schedule.due(int(moment.timestamp())):
+            for k in range(num_shards):
+                if (handler, k) not in runtimes:
+                    runtimes[handler, k] = process(store, handler, k)
+                store.handler = handler
+                result = invoke(handler, event_at(moment, detail={"shard": k}), runtimes[handler, k])
+                assert result["status"] == "applied", result
+    for handler in HANDLERS:
+        first = RecordingStore(open_store(f"{url}-first-{handler}"))
+        first.inner.put_once(source_key(data), data)
+        invoke(handler, event_at(start, detail={"shard": 0}), process(first, handler, 0))
+        store.calls |= first.calls
+    return store.calls
+
+
+@pytest.fixture(scope="module")
+def store_catalog_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
+    """The sharded catalog kept in the store: 2 hours across midnight."""
+    return run_store_catalog(f"file://{tmp_path_factory.mktemp('referenced')}", SHARDED_CATALOG, NUM_SHARDS,
+                             start=datetime(2026, 1, 5, 23, tzinfo=timezone.utc), hours=2)
+
+
+def store_catalog_target(prefix: str = "") -> Target:
+    return Target(name="shop", bucket="shop-store", prefix=prefix, environment={
+        "STOCKPULSE_NUM_SHARDS": str(NUM_SHARDS), "STOCKPULSE_CATALOG": store_reference(SHARDED_CATALOG.encode())})
+
+
 def refused_calls(calls: set[tuple[str, str, str]], target: Target,
                   policy_of: Any = role_policy) -> dict[str, set[tuple[str, str]]]:
     refused = defaultdict(set)
@@ -157,6 +209,38 @@ def test_each_sharded_role_allows_every_call_its_function_made(sharded_calls, pr
     assert not refused_calls(sharded_calls, target)
 
 
+def test_the_store_catalog_run_read_the_source_once_then_the_compiled_forms(store_catalog_calls):
+    data = SHARDED_CATALOG.encode()
+    catalog_calls = {(handler, action, key) for handler, action, key in store_catalog_calls
+                     if key.startswith("catalogs/")}
+    assert {handler for handler, _, _ in catalog_calls} == set(HANDLERS)
+    assert {(handler, "s3:GetObject", source_key(data)) for handler in HANDLERS} <= catalog_calls  # the misses
+    for k in range(NUM_SHARDS):
+        assert ("order_tick", "s3:PutObject", compiled_key(data, (k, NUM_SHARDS))) in catalog_calls
+        assert ("alert", "s3:GetObject", compiled_key(data, (k, NUM_SHARDS))) in catalog_calls
+    assert ("order_tick", "s3:PutObject", compiled_key(data)) in catalog_calls
+
+
+@pytest.mark.parametrize("prefix", ["", "shop/"])
+def test_each_role_allows_every_call_its_function_made_with_the_catalog_in_the_store(store_catalog_calls, prefix):
+    assert not refused_calls(store_catalog_calls, store_catalog_target(prefix))
+
+
+def test_without_the_catalog_statements_the_store_catalog_calls_are_refused(store_catalog_calls):
+    """The check above can fail: the same calls against roles lacking either catalog statement
+    (or made for the built-in catalog) are refused."""
+    target = store_catalog_target()
+    for sid in ("CatalogSource", "CompiledCatalog"):
+        def lacking(target: Target, handler: str, *, account: str, _sid: str = sid) -> dict[str, Any]:
+            policy = role_policy(target, handler, account=account)
+            return {**policy, "Statement": [s for s in policy["Statement"] if s["Sid"] != _sid]}
+        refused = refused_calls(store_catalog_calls, target, lacking)
+        assert set(refused) == set(HANDLERS)
+        assert all(key.startswith("catalogs/") for keys in refused.values() for _, key in keys)
+    builtin = Target(name="shop", bucket="shop-store", environment={"STOCKPULSE_NUM_SHARDS": str(NUM_SHARDS)})
+    assert set(refused_calls(store_catalog_calls, builtin)) == set(HANDLERS)
+
+
 def without(policy: dict[str, Any], sid: str, action: str, resource: str) -> dict[str, Any]:
     """``policy`` with ``action`` on ``resource`` taken out of statement ``sid``."""
     statements = []
@@ -171,13 +255,15 @@ def without(policy: dict[str, Any], sid: str, action: str, resource: str) -> dic
     return {**policy, "Statement": statements}
 
 
-@pytest.mark.parametrize("num_shards", [1, NUM_SHARDS])
-def test_every_s3_grant_of_the_roles_is_needed_by_some_call(calls, sharded_calls, num_shards):
+@pytest.mark.parametrize("run", ["unsharded", "sharded", "store catalog"])
+def test_every_s3_grant_of_the_roles_is_needed_by_some_call(calls, sharded_calls, store_catalog_calls, run):
     """GIVEN the roles with one S3 action on one resource taken out WHEN the recorded calls are
     checked against them THEN some call is refused: no grant is there for nothing, and the check
     above fails when a needed statement is missing."""
-    recorded = calls if num_shards == 1 else sharded_calls
-    target = Target(name="shop", bucket="shop-store", environment={"STOCKPULSE_NUM_SHARDS": str(num_shards)})
+    recorded = {"unsharded": calls, "sharded": sharded_calls, "store catalog": store_catalog_calls}[run]
+    target = (store_catalog_target() if run == "store catalog" else
+              Target(name="shop", bucket="shop-store",
+                     environment={"STOCKPULSE_NUM_SHARDS": str(1 if run == "unsharded" else NUM_SHARDS)}))
     unneeded = []
     for statement in role_policy(target, "order_tick", account="123456789012")["Statement"]:
         if statement["Sid"] in ("OwnLogGroup", "NotFoundIsNotForbidden"):

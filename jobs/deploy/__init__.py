@@ -7,6 +7,8 @@ refused, before anything is made):
 =========================  ===============================================================
 bucket                     the store (``s3://BUCKET/PREFIX``): public access blocked, SSE-S3
 code objects               ``PREFIX/lambda-code/<artifact>-<sha256>.zip`` (content-addressed)
+catalog objects            ``--catalog FILE``: ``PREFIX/catalogs/source/<sha>.yaml`` and its compiled
+                           forms (write-once, content-addressed; jobs/deploy/catalog.py)
 log group per function     ``/aws/lambda/<function>``, 14 days
 role per function          ``<function>``: assumed by Lambda; S3 only on the keys it uses
 function per handler       ``<name>-order-tick`` ... runtime, handler, memory, timeout, env
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from .apply import deploy, destroy
 from .aws import Clients, DeployError, Row, aws_errors
+from .catalog import CatalogUpload, prepare_catalog
 from .command import register
 from .plan import (
     CODE_PREFIX,
@@ -48,6 +51,7 @@ from .plan import (
 )
 
 __all__ = ["CODE_PREFIX", "DEFAULT_BUCKET", "DEFAULT_NAME", "FUNCTION_POLICY_BYTES", "FUNCTION_SIZING", "RULES_PER_BUS",
-           "TAG_KEY", "TARGETS_PER_RULE", "Clients", "DeployError", "Row", "RuleSpec", "Target", "artifact_of",
-           "aws_errors", "deploy", "destroy", "function_names", "function_policy_bytes", "function_settings",
-           "rate_expression", "register", "role_policy", "rule_targets", "rules_of", "shard_input"]
+           "TAG_KEY", "TARGETS_PER_RULE", "CatalogUpload", "Clients", "DeployError", "Row", "RuleSpec", "Target",
+           "artifact_of", "aws_errors", "deploy", "destroy", "function_names", "function_policy_bytes",
+           "function_settings", "prepare_catalog", "rate_expression", "register", "role_policy", "rule_targets",
+           "rules_of", "shard_input"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import package
 from .aws import Clients, DeployError, Row, _Deployment, _error_code, _say_nothing
+from .catalog import plan_catalog, upload_catalog
 from .plan import (
     _LAMBDA_TRUST,
     CODE_PREFIX,
@@ -60,6 +61,7 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
                 for h, f in d.functions.items()}
     check_store_split(d, bucket)  # a shard count the store would refuse
     check_quotas(d, account, {h: rules for h, (_, _, rules, _) in existing.items()})
+    catalog_present = plan_catalog(d, bucket)  # a store: reference to nothing is refused
 
     # 2. the bucket
     if bucket == "missing":
@@ -68,6 +70,8 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
         d.row("bucket", target.bucket, will + "create")
     else:
         d.row("bucket", target.bucket, "unchanged" if bucket == "ours" else "unchanged (not made by deploy, kept as is)")
+    # 2b. the shop's catalog and its compiled forms, before any function names them
+    upload_catalog(d, catalog_present, dry_run)
 
     # 3. the code, content-addressed
     code_keys = {}
@@ -244,7 +248,7 @@ def destroy(target: Target, *, dry_run: bool = False, clients: Clients | None = 
         if bucket != "ours":
             d.row("bucket", target.bucket, "kept (not made by deploy)")
         elif next(iter(_keys(d, "")), None) is not None and not (dry_run and set(_keys(d, "")) <= set(code)):
-            count = sum(1 for _ in _keys(d, ""))
+            count = sum(1 for key in _keys(d, "") if key not in code)  # a dry run's code would be gone
             d.row("bucket", target.bucket, f"kept: holds {count} objects of the store (empty it, then --destroy again)")
         else:
             if not dry_run:

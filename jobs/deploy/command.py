@@ -17,6 +17,7 @@ from handlers.settings import ENV
 from .. import package
 from ..schedule import Schedule
 from .apply import deploy, destroy
+from .catalog import prepare_catalog
 from .plan import (
     DEFAULT_BUCKET,
     DEFAULT_NAME,
@@ -84,11 +85,19 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f"stockpulse deploy: {line}", file=sys.stderr)
 
-    environment = {} if args.destroy else function_settings(_settings(args))
+    settings = _settings(args)
+    # the catalog is validated and compiled before any call (one line, exit 2, nothing changed)
+    upload = None if args.destroy else prepare_catalog(settings.catalog_path, num_shards=settings.num_shards)
+    environment = {} if args.destroy else function_settings(
+        settings, catalog=None if upload is None else upload.reference)
     target = Target(name=args.name, bucket=args.bucket, prefix=args.prefix, region=args.region,
-                    endpoint=args.endpoint, schedule=schedule, environment=environment)
+                    endpoint=args.endpoint, schedule=schedule, environment=environment,
+                    catalog_objects={} if upload is None else upload.objects)
     where = target.endpoint or f"AWS {target.region}"
     say(f"{'destroying' if args.destroy else 'deploying'} {target.name} on {where}{' (dry run)' if args.dry_run else ''}")
+    if upload is not None:
+        say(f"catalog {settings.catalog_path}: " + (f"{upload.summary}, kept in the store as {upload.reference}"
+                                                     if upload.summary else "in the store"))
     if args.destroy:
         rows = destroy(target, dry_run=args.dry_run, say=say)
     else:

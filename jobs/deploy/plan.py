@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers import HANDLERS
+from handlers.compiled import SOURCE_PREFIX, STORE_SCHEME, compiled_globs
 from handlers.errors import ConfigError
 from handlers.layout import FORECAST_KEY, HISTORY_PREFIX
 from handlers.logs import LOG_PREFIX
@@ -66,6 +67,9 @@ class Target:
     endpoint: str | None = None
     schedule: Schedule = field(default_factory=Schedule.parse)
     environment: Mapping[str, str] = field(default_factory=dict)  # STOCKPULSE_* but the store
+    #: the shop's catalog to keep in the store before the functions name it (jobs/deploy/catalog.py):
+    #: key relative to the store -> bytes, write-once
+    catalog_objects: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def key_prefix(self) -> str:
@@ -83,6 +87,11 @@ class Target:
     def num_shards(self) -> int:
         """The functions' ``STOCKPULSE_NUM_SHARDS`` (1 when unset)."""
         return int(self.environment.get(ENV["num_shards"][0], "1"))
+
+    @property
+    def catalog_in_store(self) -> bool:
+        """Whether the functions read their catalog from the store (``STOCKPULSE_CATALOG=store:...``)."""
+        return self.environment.get(ENV["catalog_path"][0], "").startswith(STORE_SCHEME)
 
 
 # -- the schedule as EventBridge rules ---------------------------------------------------------
@@ -167,17 +176,25 @@ _LOCAL_FILES = {"catalog_path": "the catalog built into the package (handlers/ca
                 "pushgateway_ca_file": "the system's CA bundle"}
 
 
-def function_settings(settings: Settings) -> dict[str, str]:
+def function_settings(settings: Settings, *, catalog: str | None = None) -> dict[str, str]:
     """The settings a function needs, as its ``STOCKPULSE_*`` environment (the store URL comes
     from the target): only what differs from the built-in defaults, so a function's configuration
-    says what was chosen."""
+    says what was chosen. A catalog file is the one local file a function may name, once it is in
+    the store: ``catalog`` is its ``store:`` reference (jobs/deploy/catalog.py uploads it); a
+    ``store:`` reference in the settings passes as it is."""
     for name, instead in _LOCAL_FILES.items():
-        if getattr(settings, name) is not None:
-            variable, flag = ENV[name][:2]
-            raise ConfigError(f"{flag} / {variable}: names a file on this machine, which deployed functions "
-                              f"do not have (they use {instead}); unset it to deploy")
+        value = getattr(settings, name)
+        if value is None or (name == "catalog_path" and (catalog is not None or value.startswith(STORE_SCHEME))):
+            continue
+        variable, flag = ENV[name][:2]
+        hint = ("; `deploy --catalog FILE` keeps it in the store and names it there"
+                if name == "catalog_path" else "; unset it to deploy")
+        raise ConfigError(f"{flag} / {variable}: names a file on this machine, which deployed functions "
+                          f"do not have (they use {instead}){hint}")
     environment = settings.to_env()
     environment.pop(ENV["store_url"][0], None)
+    if catalog is not None:
+        environment[ENV["catalog_path"][0]] = catalog
     return environment
 
 
@@ -188,7 +205,10 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
     outbox, which every invocation completes), its own metrics text file(s), the shard manifest
     (handlers/shards.py: read by every process's first invocation; sharded, written once by the
     first, which first looks whether an unsharded state is there), and its own log group.
-    ``s3:ListBucket`` lets a read of a not-yet-existing object say 404 rather than 403."""
+    ``s3:ListBucket`` lets a read of a not-yet-existing object say 404 rather than 403. With the
+    catalog in the store (``STOCKPULSE_CATALOG=store:...``, handlers/compiled.py): its source objects
+    read (when a compiled form is missing), and the compiled forms (whole, each shard's) read and
+    written (a process that found none writes them, write-once)."""
     bucket = f"arn:aws:s3:::{target.bucket}"
     prefix = target.key_prefix
     function = function_names(target.name)[handler]
@@ -202,6 +222,12 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
     if sharded:
         manifest.append({"Sid": "NoUnshardedState", "Effect": "Allow", "Action": ["s3:GetObject"],
                          "Resource": [f"{bucket}/{prefix}{STATE_KEY}"]})
+    catalog: list[dict[str, Any]] = [
+        {"Sid": "CatalogSource", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": [f"{bucket}/{prefix}{SOURCE_PREFIX}*"]},
+        {"Sid": "CompiledCatalog", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+         "Resource": [f"{bucket}/{prefix}{glob}" for glob in compiled_globs(target.num_shards)]},
+    ] if target.catalog_in_store else []
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "State", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
          "Resource": [f"{bucket}/{state}{STATE_KEY}", f"{bucket}/{state}{FORECAST_KEY}",
@@ -211,6 +237,7 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
         {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"],
          "Resource": [f"{bucket}/{prefix}{metrics}"]},
         *manifest,
+        *catalog,
         {"Sid": "NotFoundIsNotForbidden", "Effect": "Allow", "Action": ["s3:ListBucket"],
          "Resource": [bucket]},
         {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
