@@ -6,18 +6,23 @@ rules fire them. Each test deploys under a name and bucket of its own."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from handlers.catalog import parse_catalog
+from handlers.compiled import compiled_key, source_key, store_reference
 from handlers.logs import decode_events
+from handlers.shards import split
 from jobs import cli
 from jobs.deploy import (
     FUNCTION_SIZING,
@@ -507,3 +512,101 @@ def test_a_new_shard_count_on_a_new_store_replaces_the_rules_and_destroy_removes
     assert rows[("rule", f"{function}-s0-1")] == "would delete"
     destroy_all(two, localstack)
     assert events.list_rules(NamePrefix=f"{target.name}-")["Rules"] == []
+
+
+# -- the shop's own catalog: deploy --catalog keeps it in the store, the functions read it there ----
+
+SHOP_SHARDS = 3
+
+
+@pytest.fixture(scope="module")
+def shop(localstack, lambda_artifacts, tmp_path_factory):
+    """One deployment through the command line of a generated catalog (30 products x 2 warehouses)
+    in 3 shards, every shard holding products, under a store prefix; schedules of a day, so only
+    the tests' own invocations run. Removed at the end."""
+    from tests.test_shards import catalog_text
+
+    directory = tmp_path_factory.mktemp("shop")
+    path = directory / "shop.yaml"
+    path.write_text(catalog_text(30))
+    parts = split(parse_catalog(path.read_text(), source=str(path)), SHOP_SHARDS)
+    assert not [part for part in parts if part.empty]
+    out = own_copy(lambda_artifacts, tmp_path_factory.mktemp("shop-artifacts"))
+    name = f"sp{uuid.uuid4().hex[:8]}"
+    target = Target(name=name, bucket=f"{name}-store", prefix="shop", endpoint=localstack.endpoint_url)
+    argv = ["deploy", "--endpoint", localstack.endpoint_url, "--name", name, "--bucket", target.bucket,
+            "--prefix", "shop", "--artifacts", str(out), "--num-shards", str(SHOP_SHARDS), "--json",
+            *(f"--every={handler}=1d" for handler in SCHEDULES)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "test")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        mp.setenv("STOCKPULSE_CATALOG", str(path))  # the environment variable, as compose would give it
+        for variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "STOCKPULSE_STORE_URL", "STOCKPULSE_NUM_SHARDS"):
+            mp.delenv(variable, raising=False)
+
+        def run_cli() -> list[dict[str, str]]:
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                assert cli.main(argv) == 0
+            return json.loads(printed.getvalue())
+
+        yield target, path, parts, run_cli(), run_cli
+        destroy_all(target, localstack)
+
+
+def test_deploy_keeps_the_catalog_and_its_compiled_forms_in_the_store(shop, localstack):
+    """GIVEN deploy --catalog FILE --num-shards 3 THEN the bucket holds, under the store's prefix,
+    the file's exact bytes and the compiled forms of the whole catalog and of each shard, uploaded
+    before the functions were made, and the functions name the source by a store: reference."""
+    target, path, _, rows, _ = shop
+    data = path.read_bytes()
+    keys = [source_key(data), compiled_key(data)] + [compiled_key(data, (k, SHOP_SHARDS)) for k in range(SHOP_SHARDS)]
+    uploaded = [(row["name"], row["action"]) for row in rows if row["resource"] == "catalog"]
+    assert uploaded == [(f"shop/{key}", "upload") for key in keys]
+    first_function = next(i for i, row in enumerate(rows) if row["resource"] == "function")
+    assert max(i for i, row in enumerate(rows) if row["resource"] == "catalog") < first_function
+    s3 = client(localstack, "s3")
+    assert s3.get_object(Bucket=target.bucket, Key=f"shop/{source_key(data)}")["Body"].read() == data
+    listed = s3.list_objects_v2(Bucket=target.bucket, Prefix="shop/catalogs/")["Contents"]
+    assert sorted(item["Key"] for item in listed) == sorted(f"shop/{key}" for key in keys)
+    lam = client(localstack, "lambda")
+    for function in function_names(target.name).values():
+        variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+        assert variables == {"STOCKPULSE_STORE_URL": f"s3://{target.bucket}/shop", "STOCKPULSE_NUM_SHARDS": "3",
+                             "STOCKPULSE_CATALOG": store_reference(data)}
+
+
+def test_each_shard_of_the_deployed_functions_runs_the_uploaded_catalogs_series(shop, localstack):
+    """GIVEN the deployment of the shop's catalog WHEN LocalStack invokes order_tick then forecast
+    for each shard THEN each shard applies with exactly its products of the uploaded catalog: the
+    forecast's inventory events name each of the shard's series once, and the store's catalog
+    objects are still the five deploy uploaded (no function had to compile the file)."""
+    target, path, parts, _, _ = shop
+    lam, s3 = client(localstack, "lambda"), client(localstack, "s3")
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)  # ahead of all
+
+    def call(handler: str, moment: datetime, shard: int) -> dict[str, Any]:
+        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+                 "account": "000000000000", "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
+                 "resources": [], "detail": {"shard": shard}}
+        response = lam.invoke(FunctionName=function_names(target.name)[handler], Payload=json.dumps(event))
+        payload = json.loads(response["Payload"].read())
+        assert "FunctionError" not in response, payload
+        assert (payload["status"], payload["shard"]) == ("applied", shard), payload
+        return payload
+
+    for part in parts:
+        call("order_tick", start, part.number)
+        forecast = call("forecast", start.replace(minute=1), part.number)
+        body = s3.get_object(Bucket=target.bucket, Key=f"shop/{forecast['log_key']}")["Body"].read()
+        series = sorted((e["product_id"], e["warehouse_id"]) for e in decode_events(body) if e["type"] == "inventory")
+        assert series == sorted((p.id, w.id) for p in part.catalog.products for w in part.catalog.warehouses)
+        s3.head_object(Bucket=target.bucket, Key=f"shop/shards/{part.number}/state/state.bin")
+    assert len(s3.list_objects_v2(Bucket=target.bucket, Prefix="shop/catalogs/")["Contents"]) == 5
+
+
+def test_a_second_deploy_of_the_catalog_uploads_nothing_new(shop):
+    *_, run_cli = shop
+    rows = run_cli()
+    assert [row["action"] for row in rows if row["resource"] == "catalog"] == ["unchanged"] * 5
+    assert {row["action"] for row in rows} == {"unchanged"}
