@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from handlers import HANDLERS
-from handlers.catalog import Catalog, load_catalog
+from handlers.catalog import Catalog
+from handlers.compiled import load_compiled
 from handlers.errors import InputError, StockpulseError
 from handlers.events import format_epoch, parse_time
 from handlers.logs import LOG_PREFIX, parse_log_key
@@ -293,7 +294,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     start = parse_time(args.start, "--from") if args.start is not None else None
     end = parse_time(args.end, "--to") if args.end is not None else None
     try:
-        data, rows = write_report(open_store(settings.store_url), load_catalog(settings.catalog_path), args.out,
+        store = open_store(settings.store_url)
+        data, rows = write_report(store, load_compiled(settings.catalog_path, store), args.out,
                                   start=start, end=end, products=args.product)
     except NoDataError as exc:
         print(f"stockpulse: {exc}", file=sys.stderr)

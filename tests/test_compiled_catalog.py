@@ -224,3 +224,23 @@ def test_a_store_reference_reads_back_through_the_settings_environment():
     assert settings.catalog_path == reference
     assert settings.to_env() == {"STOCKPULSE_CATALOG": reference}
     assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_report_reads_a_catalog_kept_in_the_store(tmp_path):
+    """`report --catalog store:...` loads the catalog as the handlers do (handlers/compiled.py)."""
+    import subprocess
+    import sys
+
+    from handlers.compiled import source_key, store_reference
+
+    data = SMALL_CATALOG.encode()
+    store = FileStore(tmp_path / "store")
+    store.put_once(source_key(data), data)
+    common = ["--store", f"file://{tmp_path / 'store'}", "--catalog", store_reference(data)]
+    done = subprocess.run([sys.executable, "-m", "jobs", "simulate", "--days", "0.1", "-q", *common],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    page = subprocess.run([sys.executable, "-m", "jobs", "report", "--out", str(tmp_path / "r.html"), *common],
+                          capture_output=True, text=True, timeout=300)
+    assert page.returncode == 0, page.stderr
+    assert "4 product x warehouse series" in page.stdout

@@ -64,6 +64,11 @@ def test_each_policy_allows_only_the_keys_and_log_group_of_its_function(handler)
     function = function_names("shop")[handler]
     assert policy["OwnLogGroup"]["Resource"] == [
         f"arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/{function}:*"]
+    prune = policy.pop("PruneHistory", None)  # deleting: only the order tick, only history objects
+    assert (prune is not None) == (handler == "order_tick")
+    if prune is not None:
+        assert prune["Action"] == ["s3:DeleteObject"]
+        assert prune["Resource"] == ["arn:aws:s3:::shop-store/eu/state/history/*"]
     every_action = [a for s in policy.values() for a in s["Action"]]
     assert not [a for a in every_action if "*" in a or a.startswith(("s3:Delete", "iam:", "lambda:"))]
     assert {s["Effect"] for s in policy.values()} == {"Allow"}

@@ -98,11 +98,26 @@ def run(url: str, catalog: Catalog, num_shards: int, *, start: datetime, hours: 
     return store.calls
 
 
+def days_closing(url: str, catalog: Catalog, num_shards: int) -> set[tuple[str, str, str]]:
+    """Order ticks every 3 hours for 4 days: the third day to close deletes the first history
+    object (handlers/layout.py ``prune_history``), which the runs above are too short to reach."""
+    store = RecordingStore(open_store(url))
+    store.handler = "order_tick"
+    runtime = Runtime(store=store, catalog=catalog, num_shards=num_shards)
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    for hours in range(1, 4 * 24 + 1, 3):
+        results = invoke_all("order_tick", event_at(start + timedelta(hours=hours)), runtime)
+        assert {result["status"] for result in results} == {"applied"}
+    assert any(action == "s3:DeleteObject" for _, action, _ in store.calls)
+    return store.calls
+
+
 @pytest.fixture(scope="module")
 def calls(tmp_path_factory) -> set[tuple[str, str, str]]:
-    """Two business days (a day closes, forecasts are scored)."""
+    """Two business days (a day closes, forecasts are scored), and four days of order ticks."""
     return run(f"file://{tmp_path_factory.mktemp('store')}", default_catalog(), 1,
-               start=datetime(2026, 1, 5, tzinfo=timezone.utc), hours=48)
+               start=datetime(2026, 1, 5, tzinfo=timezone.utc), hours=48) | days_closing(
+        f"file://{tmp_path_factory.mktemp('closing')}", default_catalog(), 1)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +126,8 @@ def sharded_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
     assert not [part for part in shards.split(catalog, NUM_SHARDS) if part.empty]
     # 12 hours across midnight (a day closes in every shard): each shard is a store of its own
     return run(f"file://{tmp_path_factory.mktemp('sharded')}", catalog, NUM_SHARDS,
-               start=datetime(2026, 1, 5, 18, tzinfo=timezone.utc), hours=12)
+               start=datetime(2026, 1, 5, 18, tzinfo=timezone.utc), hours=12) | days_closing(
+        f"file://{tmp_path_factory.mktemp('sharded-closing')}", catalog, NUM_SHARDS)
 
 
 def run_store_catalog(url: str, text: str, num_shards: int, *, start: datetime,
@@ -156,7 +172,8 @@ def run_store_catalog(url: str, text: str, num_shards: int, *, start: datetime,
 def store_catalog_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
     """The sharded catalog kept in the store: 2 hours across midnight."""
     return run_store_catalog(f"file://{tmp_path_factory.mktemp('referenced')}", SHARDED_CATALOG, NUM_SHARDS,
-                             start=datetime(2026, 1, 5, 23, tzinfo=timezone.utc), hours=2)
+                             start=datetime(2026, 1, 5, 23, tzinfo=timezone.utc), hours=2) | days_closing(
+        f"file://{tmp_path_factory.mktemp('referenced-closing')}", parse_catalog(SHARDED_CATALOG), NUM_SHARDS)
 
 
 def store_catalog_target(prefix: str = "") -> Target:

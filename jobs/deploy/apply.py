@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .. import package
-from .aws import Clients, DeployError, Row, _Deployment, _error_code, _say_nothing
+from .aws import Clients, DeployError, Row, _Deployment, _say_nothing, object_exists
 from .catalog import plan_catalog, upload_catalog
 from .plan import (
     _LAMBDA_TRUST,
@@ -79,7 +79,7 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
         key = f"{target.key_prefix}{CODE_PREFIX}{name}-{artifact.sha256_hex[:16]}.zip"
         code_keys[name] = key
         with d.errors(f"s3://{target.bucket}/{key}"):
-            present = bucket != "missing" and _object_exists(d, key)
+            present = bucket != "missing" and object_exists(d, key)
             if not present and not dry_run:
                 d.c.s3.upload_file(str(artifact.path), target.bucket, key)
         d.row("code", key.rsplit("/", 1)[-1], "unchanged" if present else will + "upload")
@@ -118,16 +118,6 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
                     d.c.s3.delete_object(Bucket=target.bucket, Key=key)
                 d.row("code", key.rsplit("/", 1)[-1], will + "delete (superseded)")
     return d.rows
-
-
-def _object_exists(d: _Deployment, key: str) -> bool:
-    try:
-        d.c.s3.head_object(Bucket=d.t.bucket, Key=key)
-        return True
-    except Exception as exc:
-        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
 
 
 def _make_bucket(d: _Deployment) -> None:

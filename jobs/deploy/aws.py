@@ -181,3 +181,14 @@ class _Deployment:
                 raise DeployError(f"function {function}: still {config.get('State')}/"
                                   f"{config.get('LastUpdateStatus')} after {deadline_seconds:g} s")
             time.sleep(1.0)
+
+
+def object_exists(d: _Deployment, key: str) -> bool:
+    """Whether the bucket holds ``key`` (HEAD; 404 is no; other errors are raised)."""
+    try:
+        d.c.s3.head_object(Bucket=d.t.bucket, Key=key)
+        return True
+    except Exception as exc:
+        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise

@@ -23,7 +23,7 @@ from handlers.errors import ConfigError
 from handlers.limits import MAX_CATALOG_BYTES
 from handlers.settings import ENV
 
-from .aws import DeployError, _Deployment, _error_code
+from .aws import DeployError, _Deployment, _error_code, object_exists
 from .plan import Target
 
 _SETTING = f"{ENV['catalog_path'][1]} / {ENV['catalog_path'][0]}"
@@ -110,10 +110,4 @@ def upload_catalog(d: _Deployment, present: set[str], dry_run: bool) -> None:
 
 def _exists(d: _Deployment, key: str) -> bool:
     with d.errors(f"s3://{d.t.bucket}/{key}"):
-        try:
-            d.c.s3.head_object(Bucket=d.t.bucket, Key=key)
-            return True
-        except Exception as exc:
-            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        return object_exists(d, key)

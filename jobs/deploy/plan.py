@@ -204,7 +204,9 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
     ``shards/<k>/``), the log objects (its own, and any other handler's promised by the state's
     outbox, which every invocation completes), its own metrics text file(s), the shard manifest
     (handlers/shards.py: read by every process's first invocation; sharded, written once by the
-    first, which first looks whether an unsharded state is there), and its own log group.
+    first, which first looks whether an unsharded state is there), and its own log group. The order
+    tick may delete history objects: the one that closes a day deletes those older than the one its
+    commit replaced (handlers/layout.py ``prune_history``).
     ``s3:ListBucket`` lets a read of a not-yet-existing object say 404 rather than 403. With the
     catalog in the store (``STOCKPULSE_CATALOG=store:...``, handlers/compiled.py): its source objects
     read (when a compiled form is missing), and the compiled forms (whole, each shard's) read and
@@ -232,6 +234,8 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
         {"Sid": "State", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
          "Resource": [f"{bucket}/{state}{STATE_KEY}", f"{bucket}/{state}{FORECAST_KEY}",
                       f"{bucket}/{state}{HISTORY_PREFIX}*"]},
+        *([{"Sid": "PruneHistory", "Effect": "Allow", "Action": ["s3:DeleteObject"],  # the order tick that closes a day
+            "Resource": [f"{bucket}/{state}{HISTORY_PREFIX}*"]}] if handler == "order_tick" else []),
         {"Sid": "Logs", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
          "Resource": [f"{bucket}/{prefix}{LOG_PREFIX}*"]},
         {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"],
