@@ -14,7 +14,8 @@ Each invocation still has a single commit point: ``forecast`` commits by compare
 ``state/forecast.bin``, every other handler by compare-and-swap of ``state/state.bin``. A history
 object is written (write-once) *before* the hot commit that references it: a crash in between
 leaves an unreferenced object, which the retry writes again under the same key (same content);
-readers only follow references of committed hot states. Unreferenced history objects are garbage.
+readers only follow references of committed hot states. Unreferenced history objects are garbage:
+the order tick that closes a day deletes all but the newest two (``prune_history``).
 
 Each invocation reads only the parts it uses: ``order_tick`` and ``restock`` never read
 ``state/forecast.bin`` (40 MB at 100,000 series; its fields are :data:`FORECAST_NOT_LOADED`), and
