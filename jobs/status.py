@@ -75,10 +75,18 @@ def risk_of(on_hand: int, cover_days: float, restock_in_days: float) -> str:
 
 
 def _last_success(store: Store, handler: str) -> float | None:
-    """Wall-clock time of the handler's last success from ``metrics/<handler>.prom`` (None when the
-    metrics go to a Pushgateway or were never written)."""
+    """Wall-clock time of the handler's last success from ``metrics/<handler>.prom`` — sharded, the
+    oldest of ``metrics/<handler>/shard/<k>.prom`` (the shard furthest behind) — or None when the
+    metrics go to a Pushgateway or were never written."""
+    keys = ([f"metrics/{handler}.prom"] if store.exists(f"metrics/{handler}.prom")
+            else list(store.list(f"metrics/{handler}/shard/")))
+    found = [when for when in (_success_in(store, key) for key in keys) if when is not None]
+    return min(found) if found else None
+
+
+def _success_in(store: Store, key: str) -> float | None:
     try:
-        text = store.get(f"metrics/{handler}.prom").decode(errors="replace")
+        text = store.get(key).decode(errors="replace")
     except StorageError:
         return None
     for line in text.splitlines():

@@ -289,6 +289,13 @@ def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
     assert [r["shard"] for r in json.loads(one.stdout)] == [0, 1, 2]
     status = cli("status", "--json", *common)
     assert status.returncode == 0, status.stderr
+    from jobs.status import status_extras
+
+    sharded_store = FileStore(tmp_path / "store")
+    merged, _ = load_state(sharded_store, make_catalog(24))
+    assert merged is not None
+    last = status_extras(merged, make_catalog(24), sharded_store)["last_success"]
+    assert all(last[name] is not None for name in last), last  # from each shard's metrics file, the oldest
     pages = [cli("report", "--store", url, "--catalog", str(path), "--out", str(tmp_path / f"{name}.html"),
                  "--to", "2026-01-05T06:00:00Z")
              for name, url in (("sharded", store), ("whole", f"file://{tmp_path / 'whole'}"))]
