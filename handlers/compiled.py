@@ -37,8 +37,8 @@ from .errors import CatalogError, ConfigError, StorageError
 from .limits import MAX_CATALOG_BYTES
 from .storage import Store
 
-__all__ = ["load_compiled", "compiled_key", "compile_catalog", "compiled_globs", "parse_reference", "source_key", "store_reference",
-           "CATALOG_PREFIX", "SOURCE_PREFIX", "STORE_SCHEME"]
+__all__ = ["compiled_objects", "load_compiled", "compiled_key", "compile_catalog", "compiled_globs", "parse_reference",
+           "source_key", "store_reference", "CATALOG_PREFIX", "SOURCE_PREFIX", "STORE_SCHEME"]
 
 log = logging.getLogger("stockpulse")
 CATALOG_PREFIX = "catalogs/"
@@ -143,15 +143,21 @@ def compile_catalog(data: bytes, *, source: str, num_shards: int = 1) -> tuple[C
     store without parsing: the bytes themselves under :func:`source_key`, the whole catalog's
     compiled form and, with ``num_shards > 1``, each shard's — keys relative to the store, what
     ``deploy --catalog`` uploads. Raises ``CatalogError`` naming ``source`` for an invalid file."""
-    digest = _digest(data)
     whole = _parse(data, source)
+    return whole, compiled_objects(data, whole, num_shards=num_shards)
+
+
+def compiled_objects(data: bytes, whole: Catalog, *, num_shards: int = 1) -> dict[str, bytes]:
+    """What :func:`compile_catalog` returns besides the catalog, for a catalog already validated
+    from file bytes ``data`` (e.g. read back from its compiled form: no YAML parsed again)."""
+    digest = _digest(data)
     objects = {source_key(data): data, _key(digest): _encode(whole, digest)}
     if num_shards > 1:
         from .shards import split
 
         for part in split(whole, num_shards):
             objects[_key(digest, (part.number, num_shards))] = _encode(part.catalog, digest)
-    return whole, objects
+    return objects
 
 
 def compiled_globs(num_shards: int = 1) -> list[str]:

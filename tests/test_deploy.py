@@ -16,7 +16,7 @@ import pytest
 from handlers import HANDLERS
 from handlers.catalog import load_catalog
 from handlers.compiled import compiled_key, load_compiled, source_key, store_reference
-from handlers.errors import ConfigError
+from handlers.errors import CatalogError, ConfigError
 from handlers.events import parse_event, scheduled_event
 from handlers.settings import Settings
 from handlers.shards import MAX_SHARDS, split
@@ -270,6 +270,31 @@ def test_a_catalog_file_becomes_a_store_reference_and_its_objects(tmp_path):
     assert Settings.from_env(target.environment).catalog_path == reference  # what a function reads back
     unsharded = prepare_catalog(str(path), num_shards=1)
     assert unsharded is not None and sorted(unsharded.objects) == sorted([source_key(data), compiled_key(data)])
+
+
+def test_deploying_the_same_catalog_again_does_not_parse_it_again(tmp_path, monkeypatch):
+    """GIVEN a catalog deployed once WHEN it is prepared again THEN its validated compiled form is
+    read back from the local cache (a 1M-series YAML takes ~30 s to parse) and the objects to
+    upload are byte for byte the same; a changed file is parsed (and refused when invalid)."""
+    import handlers.catalog
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = catalog_file(tmp_path)
+    first = prepare_catalog(str(path), num_shards=3)
+
+    def no_parsing(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("parsed again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(handlers.catalog, "parse_catalog", no_parsing)
+        patched.setattr("handlers.compiled.parse_catalog", no_parsing)
+        again = prepare_catalog(str(path), num_shards=3)
+    assert first is not None and again is not None
+    assert (again.reference, dict(again.objects)) == (first.reference, dict(first.objects))
+    assert list((tmp_path / "cache" / "stockpulse" / "catalogs").rglob("*.v2.json"))
+    path.write_text(path.read_text().replace("pack_size: 5", "pack_size: 2.5", 1))
+    with pytest.raises(CatalogError, match=r"pack_size: must be an integer"):
+        prepare_catalog(str(path), num_shards=3)
 
 
 def test_a_store_reference_passes_as_it_is_and_other_local_files_are_still_refused():

@@ -14,14 +14,17 @@ the bucket. The objects are the store's data: a later deploy uploads only what i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from handlers.compiled import compile_catalog, parse_reference, store_reference
-from handlers.errors import ConfigError
+from handlers.catalog import Catalog
+from handlers.compiled import compile_catalog, compiled_objects, load_compiled, parse_reference, store_reference
+from handlers.errors import ConfigError, StorageError
 from handlers.limits import MAX_CATALOG_BYTES
 from handlers.settings import ENV
+from handlers.storage import FileStore
 
 from .aws import DeployError, _Deployment, _error_code, object_exists
 from .plan import Target
@@ -50,7 +53,8 @@ def prepare_catalog(value: str | None, *, num_shards: int) -> CatalogUpload | No
             data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{_SETTING}: catalog {value!r}: cannot read ({exc.strerror or exc})") from None
-    catalog, objects = compile_catalog(data, source=value, num_shards=num_shards)
+    catalog = _validated(value, data)
+    objects = compiled_objects(data, catalog, num_shards=num_shards)
     from handlers.runtime import check_size
     from handlers.shards import split
 
@@ -61,6 +65,22 @@ def prepare_catalog(value: str | None, *, num_shards: int) -> CatalogUpload | No
     summary = (f"{len(catalog.products)} products x {len(catalog.warehouses)} warehouses = "
                f"{catalog.num_series} series")
     return CatalogUpload(store_reference(data), objects, summary)
+
+
+def _validated(path: str, data: bytes) -> Catalog:
+    """The catalog in file ``path`` (its bytes ``data``), validated: parsed once per file version and
+    then read back from its compiled form in a local cache (``~/.cache/stockpulse/catalogs``,
+    handlers/compiled.py: keyed by the bytes' digest, checksummed) — a 1M-series catalog takes
+    about 30 s to parse and 0.5 s to read back, so deploying it again does not parse it again."""
+    if len(data) > MAX_CATALOG_BYTES:
+        return compile_catalog(data, source=path)[0]  # refused with the size limit
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stockpulse" / "catalogs"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        catalog = load_compiled(path, FileStore(base))
+    except (OSError, StorageError):  # no cache here: validate without one
+        return compile_catalog(data, source=path)[0]
+    return catalog
 
 
 def catalog_objects(target: Target) -> dict[str, bytes]:
