@@ -26,7 +26,7 @@ from .errors import CatalogError
 from .limits import CATALOG_MAXIMA, MAX_CATALOG_BYTES, MAX_CATALOG_SERIES
 from .streams import mix, string_keys
 
-__all__ = ["Product", "Warehouse", "Catalog", "load_catalog", "default_catalog", "parse_catalog"]
+__all__ = ["Product", "Warehouse", "Catalog", "load_catalog", "default_catalog", "parse_catalog", "parse_catalog_bytes"]
 
 DEFAULT_INITIAL_STOCK_DAYS = 5.0
 _PRODUCT_KEYS = {"id", "base_demand_per_day", "lead_time_hours", "pack_size", "trend_per_year",
@@ -156,13 +156,18 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
             data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError as exc:
         raise CatalogError(f"catalog {str(path)!r}: cannot read ({exc.strerror or exc})") from None
+    return parse_catalog_bytes(data, source=str(path))
+
+
+def parse_catalog_bytes(data: bytes, *, source: str) -> Catalog:
+    """Catalog file bytes validated as a file is (size, UTF-8, content); errors name ``source``."""
     if len(data) > MAX_CATALOG_BYTES:
-        raise CatalogError(f"{path}: larger than {MAX_CATALOG_BYTES // 2**20} MiB, the catalog size limit")
+        raise CatalogError(f"{source}: larger than {MAX_CATALOG_BYTES // 2**20} MiB, the catalog size limit")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
-    return parse_catalog(text, source=str(path))
+        raise CatalogError(f"{source}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
+    return parse_catalog(text, source=source)
 
 
 def default_catalog() -> Catalog:

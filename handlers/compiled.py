@@ -32,8 +32,8 @@ import logging
 import re
 from pathlib import Path
 
-from .catalog import Catalog, Product, Warehouse, load_catalog, parse_catalog
-from .errors import CatalogError, ConfigError, StorageError
+from .catalog import Catalog, Product, Warehouse, load_catalog, parse_catalog_bytes
+from .errors import ConfigError, StorageError
 from .limits import MAX_CATALOG_BYTES
 from .storage import Store
 
@@ -129,13 +129,7 @@ def _store(store: Store, key: str, data: bytes) -> None:
 
 def _parse(data: bytes, source: str) -> Catalog:
     """Catalog file bytes validated as ``load_catalog`` validates a file (size, UTF-8, content)."""
-    if len(data) > MAX_CATALOG_BYTES:
-        raise CatalogError(f"{source}: larger than {MAX_CATALOG_BYTES // 2**20} MiB, the catalog size limit")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{source}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
-    return parse_catalog(text, source=source)
+    return parse_catalog_bytes(data, source=source)
 
 
 def compile_catalog(data: bytes, *, source: str, num_shards: int = 1) -> tuple[Catalog, dict[str, bytes]]:
@@ -191,13 +185,7 @@ def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, in
         return found
     whole = _read(store, _key(digest), digest, str(path)) if shard is not None else None
     if whole is None:
-        if len(data) > MAX_CATALOG_BYTES:
-            return load_catalog(path)  # refused with the size limit
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return load_catalog(path)  # refused naming the byte
-        whole = parse_catalog(text, source=str(path))
+        whole = _parse(data, str(path))  # refused in one line naming the file: size, UTF-8, content
         _store(store, _key(digest), _encode(whole, digest))
     return _finish(store, whole, digest, shard)
 

@@ -287,7 +287,6 @@ def test_deploying_the_same_catalog_again_does_not_parse_it_again(tmp_path, monk
 
     with monkeypatch.context() as patched:
         patched.setattr(handlers.catalog, "parse_catalog", no_parsing)
-        patched.setattr("handlers.compiled.parse_catalog", no_parsing)
         again = prepare_catalog(str(path), num_shards=3)
     assert first is not None and again is not None
     assert (again.reference, dict(again.objects)) == (first.reference, dict(first.objects))
