@@ -14,6 +14,7 @@ order for that product x warehouse.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def linear_trend_7(daily: np.ndarray, horizon: int = 7) -> np.ndarray:
     return np.clip(intercept[:, None] + slope[:, None] * ahead[None, :], 0.0, None)
 
 
-def _forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy) -> Outcome:
+def _forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy, **_: Any) -> Outcome:
     mean = np.zeros_like(state.forecast_mean)
     mean[:, 1:] = linear_trend_7(state.daily_demand, mean.shape[1] - 1)
     mean[:, 0] = mean[:, 1]

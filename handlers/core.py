@@ -34,6 +34,7 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     exposed: dict[str, np.ndarray] = field(default_factory=dict)  # per-series values its metrics expose as computed
+    publish: tuple[tuple[str, bytes], ...] = ()  # write-once objects (state keys) written before the commit
 
 
 class _History:

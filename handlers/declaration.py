@@ -22,6 +22,8 @@ class Declaration:
     every_seconds: int  # default schedule (EventBridge rate), business seconds
     metrics: tuple[str, ...]  # the metrics its group owns (besides every handler's operations metrics)
     takes_policy: bool = True  # whether the core takes the reorder policy as its 4th argument
+    pools: bool = False  # whether the core fits pooled parameters over every shard (handlers/pool.py): it
+    #   takes ``pooled=`` (the shards' statistics of the day before) and publishes its own
     summary: str = ""
 
     def load_core(self) -> Any:

@@ -11,6 +11,7 @@ DECLARED = Declaration(
     core="handlers.planning:forecast",
     every_seconds=3600,
     takes_policy=True,
+    pools=True,
     metrics=(
         "predicted_stockout_hours",
         "stockout_within_horizon",

@@ -28,11 +28,14 @@ No loop over series; the only randomness is the seeded row sample.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from handlers.scores import naive_scale
+from handlers.streams import mix, uniforms, word
 
 __all__ = ["MODEL_NAME", "HISTORY_DAYS", "Forecast", "forecast"]
 
@@ -80,18 +83,14 @@ class _Windows:
         n_series, length = scaled.shape
         self.season, self.length = season, length
         finite = np.isfinite(scaled)
-        values = np.where(finite, scaled, 0.0)
-        self.sum = _prefix(values)
+        self.values, self.finite = np.where(finite, scaled, 0.0), finite
+        self.sum = _prefix(self.values)
         self.count = _prefix(finite)
-        self.nonzero = _prefix(values != 0)
+        self.nonzero = _prefix(self.values != 0)
         # same-phase prefix sums over blocks of one season; the front is padded to whole blocks
         self.pad = (-length) % season
-        self.phase_sum = _block_prefix(values, season, self.pad)
+        self.phase_sum = _block_prefix(self.values, season, self.pad)
         self.phase_count = _block_prefix(finite, season, self.pad)
-        total, n = self.phase_sum[:, -1].sum(axis=0), self.phase_count[:, -1].sum(axis=0)
-        overall = total.sum() / n.sum() if n.sum() > 0 else 0.0
-        per_phase = np.where(n > 0, total / np.maximum(n, 1.0), overall)
-        self.profile = per_phase / overall if overall > 0 else np.ones(season)  # by padded phase
 
     def mean(self, series: np.ndarray, origin: np.ndarray, width: int) -> np.ndarray:
         """Mean of the finite values in ``[origin - width, origin)``; NaN where there are none."""
@@ -119,12 +118,13 @@ class _Windows:
 
 
 def _design(
-    win: _Windows, series: np.ndarray, origin: np.ndarray, step: np.ndarray
+    win: _Windows, series: np.ndarray, origin: np.ndarray, step: np.ndarray, profile: np.ndarray, first_day: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Window features ``[n, m, F]`` and non-zero share ``[n, 1, 1]`` for ``n`` (series, origin) pairs.
 
     ``origin`` counts the observed periods (the forecast starts at index ``origin``); ``step`` ``[n, m]``
-    holds the steps ahead (>= 1). The regression sees ``[features * share, features * (1 - share)]``.
+    holds the steps ahead (>= 1); ``profile`` is the pooled seasonal profile by absolute phase
+    (``(first_day + index) % season``). The regression sees ``[features * share, features * (1 - share)]``.
     """
     season = win.season
     target = origin[:, None] + step - 1
@@ -135,38 +135,56 @@ def _design(
     for k in PHASE_SEASONS:
         own = win.phase_mean(series[:, None], origin[:, None], target, k)
         columns.append(np.where(np.isnan(own), levels[4], own))
-    pooled = win.profile[(target + win.pad) % season]
+    pooled = profile[(first_day + target) % season]
     columns.extend(levels[k] * pooled for k in PROFILE_SEASONS)
     share = win.nonzero_share(series, origin, LOOKBACK_SEASONS * season)[:, None, None]
     return np.stack(columns, axis=-1), share
 
 
+def _dot(features: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``features @ coef`` summed row by row (a row's result never depends on the other rows, as a
+    BLAS call's blocking may: a series forecasts the same in any shard)."""
+    return (features * coef).sum(axis=-1)
+
+
 def _predict(features: np.ndarray, share: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """``[features * share, features * (1 - share)] @ coef`` without building the wide matrix."""
     width = features.shape[-1]
-    return (features @ coef[:width]) * share[..., 0] + (features @ coef[width:]) * (1.0 - share[..., 0])
+    return _dot(features, coef[:width]) * share[..., 0] + _dot(features, coef[width:]) * (1.0 - share[..., 0])
 
 
-def _training_rows(n_series: int, length: int, horizon: int, season: int) -> tuple[np.ndarray, ...]:
-    """(series, origin, step) of the rolling-origin training rows: all of them, or a seeded sample."""
+def _training_rows(keys: np.ndarray, length: int, horizon: int, season: int,
+                   per_series: float | None) -> tuple[np.ndarray, ...]:
+    """(series, origin, step) of the rolling-origin training rows.
+
+    Every row when there are at most ``per_series`` per series (``None``: no limit); otherwise about
+    ``per_series`` rows of each series, drawn from that series' own stream (its ``key``): which rows a
+    series contributes never depends on which other series are in the fit (handlers/shards.py).
+    """
     first = int(min(2 * season, max(1, length // 2)))
     max_step = min(horizon, length - first)
-    if max_step < 1:
+    n_series = len(keys)
+    if max_step < 1 or n_series == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     steps = np.arange(1, max_step + 1)
     per_step = length - first - steps + 1  # origins first .. length - step
-    total = n_series * int(per_step.sum())
-    if total <= MAX_TRAIN_ROWS:
+    candidates = int(per_step.sum())
+    if per_series is None or per_series >= candidates:
         step = np.repeat(steps, per_step)
         origin = np.concatenate([np.arange(first, length - s + 1) for s in steps])
         series = np.repeat(np.arange(n_series), len(step))
         return series, np.tile(origin, n_series), np.tile(step, n_series)
-    rng = np.random.default_rng(SEED)
-    series = rng.integers(0, n_series, MAX_TRAIN_ROWS)
-    step = rng.choice(steps, MAX_TRAIN_ROWS, p=per_step / per_step.sum())
-    origin = first + (rng.random(MAX_TRAIN_ROWS) * (length - first - step + 1)).astype(np.int64)
-    return series, origin, step
+    whole = int(per_series)
+    count = whole + (uniforms(keys, _ROW_WORD, 0) < per_series - whole)
+    draws = np.stack([uniforms(keys, _ROW_WORD, j + 1) for j in range(whole + 1)], axis=1)  # [S, whole + 1]
+    taken = np.arange(whole + 1)[None, :] < count[:, None]
+    series = np.broadcast_to(np.arange(n_series)[:, None], draws.shape)[taken]
+    pick = np.minimum((draws[taken] * candidates).astype(np.int64), candidates - 1)
+    ends = np.cumsum(per_step)
+    index = np.searchsorted(ends, pick, side="right")
+    origin = first + pick - (ends[index] - per_step[index])
+    return series, origin, steps[index]
 
 
 def _series_scale(history: np.ndarray) -> np.ndarray:
@@ -179,10 +197,149 @@ def _series_scale(history: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(scale) & (scale > 0), scale, fallback)
 
 
-def _nonnegative_least_squares(features: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``argmin ||features @ w - target||²`` subject to ``w >= 0``, solved on the normal equations.
+# -- exact sums: what the pooled fit needs, in fixed point, so any split adds up to the same integers --
 
-    With ``G = X'X = R'R`` (Cholesky) and ``z = R'⁻¹ X'y``, ``||Rw - z||²`` differs from the original
+FIXED_BITS = 16  # values are summed as integers in units of 2**-16
+_LIMB_BITS, _LIMBS = 13, 3  # |value| * 2**16 < 2**39: three 13-bit limbs, whose products BLAS sums exactly
+FIXED_LIMIT = 2.0 ** (_LIMB_BITS * _LIMBS - FIXED_BITS) - 1.0  # larger magnitudes are clipped (never met)
+_EXACT_ROWS = 1 << 26  # limb products < 2**26: a float64 sum of this many stays an exact integer
+_SUM_ROWS = 1 << 24
+
+
+def _fixed(values: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(np.nan_to_num(values), -FIXED_LIMIT, FIXED_LIMIT) * 2.0**FIXED_BITS).astype(np.int64)
+
+
+def exact_cross(left: np.ndarray, right: np.ndarray) -> list[list[int]]:
+    """``left' @ right`` of ``[n, p]`` and ``[n, q]`` in units of ``2**-32``, exactly (Python ints).
+
+    Each value is rounded to ``2**-16`` and split into signed 13-bit limbs; every limb product is
+    below ``2**26``, so BLAS adds up to ``2**26`` rows of them without rounding, in any order. The
+    result is the same integers however the rows are split and in whatever order the parts are added.
+    """
+    fixed = [_fixed(left), _fixed(right)]
+    total = np.zeros((left.shape[1], right.shape[1]), dtype=object)
+    for begin in range(0, max(len(left), 1), _EXACT_ROWS):
+        limbs = []
+        for values in fixed:
+            part, sign = np.abs(values[begin:begin + _EXACT_ROWS]), np.sign(values[begin:begin + _EXACT_ROWS])
+            limbs.append([(sign * ((part >> (_LIMB_BITS * k)) & ((1 << _LIMB_BITS) - 1))).astype(np.float64)
+                          for k in range(_LIMBS)])
+        for i, a in enumerate(limbs[0]):
+            for j, b in enumerate(limbs[1]):
+                product = np.rint(a.T @ b).astype(np.int64).astype(object)
+                total += product * (1 << (_LIMB_BITS * (i + j)))
+    return total.tolist()
+
+
+def exact_sum(values: np.ndarray) -> list[int]:
+    """Column sums of ``values`` ``[n, m]`` in units of ``2**-16``, exactly (Python ints)."""
+    fixed = _fixed(values)
+    total = np.zeros(fixed.shape[1], dtype=object)
+    for begin in range(0, len(fixed), _SUM_ROWS):  # |value| < 2**39: 2**24 of them fit an int64
+        total += fixed[begin:begin + _SUM_ROWS].sum(axis=0).astype(object)
+    return total.tolist()
+
+
+def _add(a: Any, b: Any) -> Any:
+    """Element-wise sum of nested lists of ints (a stage missing on either side is missing)."""
+    if a is None or b is None:
+        return None
+    if isinstance(a, list):
+        return [_add(x, y) for x, y in zip(a, b, strict=True)]
+    return a + b
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What the pooled fit needs from a set of series, as exact integer sums: the statistics of
+    several shards add up to those of their union, bit for bit (handlers/pool.py).
+
+    A stage is ``None`` when the parameters it was computed under lacked what it needs: the regression
+    needs a profile, the variance a regression, the tails a variance.
+    """
+
+    series: int = 0
+    profile: list[list[int]] | None = None  # [sums (2**-16), counts] by absolute phase
+    regression: list[list[int]] | None = None  # [F + 1, F + 1] cross products of [features, target] (2**-32)
+    variance: list[list[int]] | None = None  # [5, 5] the same for [variance features, squared residual]
+    tails: list[list[int]] | None = None  # [bands, TAIL_BINS] counts of |residual| / std
+
+    def __add__(self, other: Stats) -> Stats:
+        return Stats(series=self.series + other.series, profile=_add(self.profile, other.profile),
+                     regression=_add(self.regression, other.regression),
+                     variance=_add(self.variance, other.variance), tails=_add(self.tails, other.tails))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Stats:
+        """Validated: a damaged object is a ``ValueError``."""
+        if not isinstance(doc, dict) or set(doc) != {f.name for f in dataclasses.fields(cls)}:
+            raise ValueError("not the statistics of a forecast")
+        if not isinstance(doc["series"], int) or doc["series"] < 0:
+            raise ValueError("series: not a count")
+        for name in ("profile", "regression", "variance", "tails"):
+            value = doc[name]
+            if value is not None and not (isinstance(value, list) and value and all(
+                    isinstance(row, list) and row and all(isinstance(x, int) and not isinstance(x, bool) for x in row)
+                    for row in value)):
+                raise ValueError(f"{name}: not a table of integers")
+        return cls(**doc)
+
+
+@dataclass(frozen=True)
+class Params:
+    """The pooled parameters of the model (:func:`fit`); a missing stage is ``None``."""
+
+    series: int = 0  # series the statistics came from: they set how many training rows each contributes
+    profile: np.ndarray | None = None  # [season] by absolute phase
+    coef: np.ndarray | None = None  # [2F]
+    variance_coef: np.ndarray | None = None  # [4]
+    tails: np.ndarray | None = None  # [bands]
+
+    @property
+    def rows_per_series(self) -> float | None:
+        return MAX_TRAIN_ROWS / self.series if self.series else None
+
+
+TAIL_BIN = 0.01  # width of a bin of |residual| / std; the last bin holds everything beyond
+TAIL_BINS = 1000
+_ROW_WORD = np.array([word(0x726F7773, 0)], dtype=np.uint64)  # the training-row stream ("rows")
+_SCALE2 = 2.0 ** (2 * FIXED_BITS)
+
+
+def _solve(cross: list[list[int]], width: int) -> np.ndarray:
+    """Non-negative least squares of column ``width`` on the ``width`` columns before it, from the
+    exact cross products of the columns."""
+    table = np.array([[float(x) for x in row[:width + 1]] for row in cross[:width]]) / _SCALE2
+    return _nonnegative_least_squares(table[:, :width], table[:, width])
+
+
+def fit(stats: Stats, *, season: int = 7) -> Params:
+    """The pooled parameters from ``stats`` (of one shard, or the sum of every shard's)."""
+    params = Params(series=stats.series)
+    if stats.profile is not None:
+        sums = np.array([float(x) for x in stats.profile[0]]) / 2.0**FIXED_BITS
+        counts = np.array([float(x) for x in stats.profile[1]])
+        if len(sums) == season:
+            overall = sums.sum() / counts.sum() if counts.sum() > 0 else 0.0
+            per_phase = np.where(counts > 0, sums / np.maximum(counts, 1.0), overall)
+            params = dataclasses.replace(params, profile=per_phase / overall if overall > 0 else np.ones(season))
+    if stats.regression is not None and stats.regression[-1][-1] >> (2 * FIXED_BITS) >= MIN_TRAIN_ROWS:
+        params = dataclasses.replace(params, coef=_solve(stats.regression, len(stats.regression) - 2))
+    if params.coef is not None and stats.variance is not None and stats.variance[0][0] > 0:
+        params = dataclasses.replace(params, variance_coef=_solve(stats.variance, len(stats.variance) - 1))
+    if params.variance_coef is not None and stats.tails is not None:
+        params = dataclasses.replace(params, tails=_tail_factors(np.array(stats.tails, dtype=np.float64)))
+    return params
+
+
+def _nonnegative_least_squares(gram: np.ndarray, cross: np.ndarray) -> np.ndarray:
+    """``argmin ||X w - y||²`` subject to ``w >= 0`` from ``G = X'X`` and ``X'y``.
+
+    With ``G = R'R`` (Cholesky) and ``z = R'⁻¹ X'y``, ``||Rw - z||²`` differs from the original
     objective by a constant, so scikit-learn's NNLS runs on an ``F x F`` problem instead of one row per
     training example (100 000 rows: milliseconds instead of a second).
     """
@@ -190,15 +347,135 @@ def _nonnegative_least_squares(features: np.ndarray, target: np.ndarray) -> np.n
     # arguments: the same coefficients for a third of the import time (loaded on first fit)
     from scipy.optimize import nnls
 
-    gram = features.T @ features
     jitter = 1e-10 * (np.trace(gram) / len(gram) + 1.0)  # collinear windows: keep Cholesky defined
     upper = np.linalg.cholesky(gram + jitter * np.eye(len(gram))).T
-    rotated = np.linalg.solve(upper.T, features.T @ target)
+    rotated = np.linalg.solve(upper.T, cross)
     return nnls(upper, rotated)[0]
 
 
 def _variance_features(mean: np.ndarray, step: np.ndarray, season: int) -> np.ndarray:
     return np.stack([np.ones_like(mean), mean, mean**2, mean * step / season], axis=1)
+
+
+class _Model:
+    """One history prepared for the model: scaled, its prefix sums, its training rows."""
+
+    def __init__(self, history: np.ndarray, horizon: int, season: int, keys: np.ndarray | None,
+                 first_day: int, per_series: float | None) -> None:
+        values = np.asarray(history, dtype=float)
+        if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 1:
+            raise ValueError(f"history must be [series, periods] with both >= 1, got shape {values.shape}")
+        if horizon < 1 or season < 1:
+            raise ValueError(f"horizon and season must be >= 1, got horizon={horizon}, season={season}")
+        kept = min(values.shape[1], LOOKBACK_SEASONS * season)
+        self.values = values[:, values.shape[1] - kept:]
+        self.first_day = first_day + values.shape[1] - kept  # absolute period of the first kept column
+        self.horizon, self.season = horizon, season
+        n_series, length = self.values.shape
+        self.scale = _series_scale(self.values)
+        self.win = _Windows(self.values / self.scale[:, None], season)
+        if keys is None:
+            keys = mix(np.arange(n_series, dtype=np.uint64) + np.uint64(SEED))
+        series, origin, step = _training_rows(np.asarray(keys, dtype=np.uint64), length, horizon, season, per_series)
+        target = self.win.sum[series, origin + step] - self.win.sum[series, origin + step - 1]
+        observed = self.win.count[series, origin + step] - self.win.count[series, origin + step - 1] > 0
+        self.rows = series[observed], origin[observed], step[observed]
+        self.target = target[observed]
+        self._cache: dict[str, tuple[tuple[Any, ...], Any]] = {}
+
+    def _cached(self, name: str, key: tuple[Any, ...], compute: Any) -> Any:
+        """What ``compute()`` gives, once per ``(name, key)``: the stages fitted on one history one
+        after the other reuse what the earlier ones computed."""
+        found = self._cache.get(name)
+        if found is None or found[0] != key:
+            found = (key, compute())
+            self._cache[name] = found
+        return found[1]
+
+    def profile_stats(self) -> list[list[int]]:
+        def compute() -> list[list[int]]:
+            phase = ((self.first_day + np.arange(self.win.length)) % self.season).tolist()
+            columns, counts = exact_sum(self.win.values), self.win.finite.sum(axis=0).tolist()
+            by_phase = [[0] * self.season, [0] * self.season]
+            for p, total, n in zip(phase, columns, counts):
+                by_phase[0][p] += total
+                by_phase[1][p] += int(n)
+            return by_phase
+
+        return self._cached("profile", (), compute)
+
+    def features(self, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The wide training features ``[rows, 2F]`` under ``profile``, and each row's non-zero share."""
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            series, origin, step = self.rows
+            features, share = _design(self.win, series, origin, step[:, None], profile, self.first_day)
+            return np.concatenate([features * share, features * (1.0 - share)], axis=-1)[:, 0], share[:, 0, 0]
+
+        return self._cached("features", (profile.tobytes(),), compute)
+
+    def fitted(self, params: Params) -> np.ndarray:
+        assert params.profile is not None and params.coef is not None
+        wide, _ = self.features(params.profile)
+        return np.maximum(_dot(wide, params.coef), 0.0)
+
+    def statistics(self, params: Params) -> Stats:
+        """This history's statistics under ``params``: each stage whose inputs ``params`` has."""
+        stats = Stats(series=self.values.shape[0], profile=self.profile_stats())
+        if params.profile is None:
+            return stats
+        profile = params.profile
+        wide, share = self.features(profile)
+
+        def regression() -> list[list[int]]:
+            table = np.hstack([wide, self.target[:, None], np.ones((len(self.target), 1))])
+            return exact_cross(table, table)  # its corner counts the rows
+
+        stats = dataclasses.replace(stats, regression=self._cached("regression", (profile.tobytes(),), regression))
+        if params.coef is None:
+            return stats
+        coef = params.coef
+        fitted = self.fitted(params)
+        inputs = _variance_features(fitted, self.rows[2], self.season)
+        key = (profile.tobytes(), coef.tobytes())
+
+        def variance() -> list[list[int]]:
+            table = np.hstack([inputs, ((self.target - fitted) ** 2)[:, None]])
+            return exact_cross(table, table)  # its corner counts the rows (the first input is 1)
+
+        stats = dataclasses.replace(stats, variance=self._cached("variance", key, variance))
+        if params.variance_coef is None:
+            return stats
+        variance_coef = params.variance_coef
+
+        def tails() -> list[list[int]]:
+            spread = np.sqrt(np.maximum(_dot(inputs, variance_coef), 0.0))
+            usable = spread > 0
+            ratio = np.abs(self.target - fitted)[usable] / spread[usable]
+            band = np.digitize(share[usable], SHARE_BANDS)
+            bins = np.minimum((ratio / TAIL_BIN).astype(np.int64), TAIL_BINS - 1)
+            counts = np.bincount(band * TAIL_BINS + bins, minlength=(len(SHARE_BANDS) + 1) * TAIL_BINS)
+            return counts.reshape(len(SHARE_BANDS) + 1, TAIL_BINS).tolist()
+
+        return dataclasses.replace(stats, tails=self._cached("tails", (*key, variance_coef.tobytes()), tails))
+
+    def predict(self, params: Params) -> Forecast:
+        n_series, length = self.values.shape
+        horizon = self.horizon
+        out_series = np.arange(n_series)
+        out_origin = np.full(n_series, length)
+        if params.profile is None or params.coef is None:  # nothing learnt yet: the mean of what is there, ±1 scale
+            mean = np.repeat(np.nan_to_num(self.win.mean(out_series, out_origin, length)), horizon)
+            return _result(mean, np.ones_like(mean), self.scale, self.values)
+        out_step = np.broadcast_to(np.arange(1, horizon + 1), (n_series, horizon))
+        out_features, out_share = _design(self.win, out_series, out_origin, out_step, params.profile, self.first_day)
+        mean = np.maximum(_predict(out_features, out_share, params.coef), 0.0).ravel()
+        if params.variance_coef is None:
+            return _result(mean, np.ones_like(mean), self.scale, self.values)
+        variance_out = _dot(_variance_features(mean, out_step.ravel(), self.season), params.variance_coef)
+        tails = np.ones(len(SHARE_BANDS) + 1) if params.tails is None else params.tails
+        out_band = np.repeat(np.digitize(out_share[:, 0, 0], SHARE_BANDS), horizon)
+        spread = tails[out_band] * np.sqrt(np.maximum(variance_out, 0.0))
+        return _result(mean, spread, self.scale, self.values)
 
 
 def forecast(history: np.ndarray, horizon: int, *, season: int = 7) -> Forecast:
@@ -213,60 +490,60 @@ def forecast(history: np.ndarray, horizon: int, *, season: int = 7) -> Forecast:
     Returns:
         :class:`Forecast` with ``mean`` and ``std`` of shape ``[S, horizon]``, both ``>= 0``.
     """
-    values = np.asarray(history, dtype=float)
-    if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 1:
-        raise ValueError(f"history must be [series, periods] with both >= 1, got shape {values.shape}")
-    if horizon < 1 or season < 1:
-        raise ValueError(f"horizon and season must be >= 1, got horizon={horizon}, season={season}")
-    values = values[:, -LOOKBACK_SEASONS * season :]
-    n_series, length = values.shape
-    scale = _series_scale(values)
-    win = _Windows(values / scale[:, None], season)
-
-    series, origin, step = _training_rows(n_series, length, horizon, season)
-    target = win.sum[series, origin + step] - win.sum[series, origin + step - 1]
-    observed = win.count[series, origin + step] - win.count[series, origin + step - 1] > 0
-    series, origin, step, target = series[observed], origin[observed], step[observed], target[observed]
-
-    out_series = np.arange(n_series)
-    out_origin = np.full(n_series, length)
-    out_step = np.broadcast_to(np.arange(1, horizon + 1), (n_series, horizon))
-    if len(target) < MIN_TRAIN_ROWS:  # too short to learn from: the mean of what is there, ±1 scale
-        mean = np.repeat(np.nan_to_num(win.mean(out_series, out_origin, length)), horizon)
-        return _result(mean, np.ones_like(mean), scale, values)
-
-    features, share = _design(win, series, origin, step[:, None])
-    features = np.concatenate([features * share, features * (1.0 - share)], axis=-1)[:, 0]
-    coef = _nonnegative_least_squares(features, target)
-    fitted = np.maximum(features @ coef, 0.0)
-    in_sample = _variance_features(fitted, step, season)
-    variance_coef = _nonnegative_least_squares(in_sample, (target - fitted) ** 2)
-    band = np.digitize(share[:, 0, 0], SHARE_BANDS)
-    inflate = _tail_factors(target - fitted, in_sample @ variance_coef, band)
-
-    out_features, out_share = _design(win, out_series, out_origin, out_step)
-    mean = np.maximum(_predict(out_features, out_share, coef), 0.0).ravel()
-    variance_out = _variance_features(mean, out_step.ravel(), season) @ variance_coef
-    out_band = np.repeat(np.digitize(out_share[:, 0, 0], SHARE_BANDS), horizon)
-    spread = inflate[out_band] * np.sqrt(np.maximum(variance_out, 0.0))
-    return _result(mean, spread, scale, values)
+    return pooled_forecast(history, horizon, None, season=season)[0]
 
 
-def _tail_factors(residual: np.ndarray, variance: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """Per non-zero-share band, the factor that makes ``± 1.96 std`` hold 95 % of the training residuals.
+def pooled_forecast(history: np.ndarray, horizon: int, params: Params | None, *, season: int = 7,
+                    keys: np.ndarray | None = None, first_day: int = 0) -> tuple[Forecast, Stats, Params]:
+    """The forecast of ``history`` under pooled ``params``, and this history's statistics under them.
+
+    ``params`` ``None``: fitted here, stage by stage, on this history alone (the profile, then the
+    regression under it, the variance under that, the tails last) — what :func:`forecast` does.
+    Otherwise they are the parameters fitted from the summed statistics of every shard of a catalog
+    (handlers/pool.py), and the statistics returned are this history's share of the next fit.
+    ``keys``: each series' stream key (which training rows it contributes); ``first_day``: the absolute
+    period of ``history``'s first column (the pooled profile is by absolute phase).
+    Returns the forecast, the statistics and the parameters used.
+    """
+    n_series = np.shape(history)[0] if np.ndim(history) == 2 else 0
+    per_series = MAX_TRAIN_ROWS / max(n_series, 1) if params is None else params.rows_per_series
+    model = _Model(history, horizon, season, keys, first_day, per_series)
+    if params is None:
+        params = fit(Stats(series=n_series, profile=model.profile_stats()), season=season)
+        for _ in range(3):  # the regression, the variance, the tails: each needs the one before
+            stats = model.statistics(params)
+            params = fit(stats, season=season)
+    stats = model.statistics(params)
+    return model.predict(params), stats, params
+
+
+def _tail_factors(counts: np.ndarray) -> np.ndarray:
+    """Per non-zero-share band, the factor that makes ``± 1.96 std`` hold 95 % of the training residuals,
+    from the histogram of ``|residual| / std`` (``counts`` ``[bands, TAIL_BINS]``).
 
     Demand is heavy-tailed and more so the sparser it is, hence one factor per band of series.
     """
-    spread = np.sqrt(np.maximum(variance, 0.0))
-    usable = spread > 0
-    ratio = np.abs(residual[usable]) / spread[usable]
-    factors = np.ones(len(SHARE_BANDS) + 1)
-    overall = float(np.quantile(ratio, COVERAGE)) / NORMAL_QUANTILE if ratio.size else 1.0
-    for index in range(len(factors)):  # a handful of bands, not series
-        in_band = ratio[band[usable] == index]
-        factor = float(np.quantile(in_band, COVERAGE)) / NORMAL_QUANTILE if in_band.size >= 100 else overall
+    overall = _quantile(counts.sum(axis=0), COVERAGE)
+    overall = overall / NORMAL_QUANTILE if overall is not None else 1.0
+    factors = np.ones(len(counts))
+    for index, row in enumerate(counts):  # a handful of bands, not series
+        found = _quantile(row, COVERAGE) if row.sum() >= 100 else None
+        factor = found / NORMAL_QUANTILE if found is not None else overall
         factors[index] = factor if factor > 0 else 1.0
     return factors
+
+
+def _quantile(counts: np.ndarray, level: float) -> float | None:
+    """The ``level`` quantile of a histogram with bins of ``TAIL_BIN``, linear within its bin."""
+    total = counts.sum()
+    if total <= 0:
+        return None
+    cumulative = np.cumsum(counts)
+    wanted = level * total
+    index = int(np.searchsorted(cumulative, wanted, side="left"))
+    before = cumulative[index - 1] if index > 0 else 0.0
+    inside = (wanted - before) / counts[index] if counts[index] > 0 else 0.0
+    return (index + inside) * TAIL_BIN
 
 
 def _result(mean: np.ndarray, spread: np.ndarray, scale: np.ndarray, history: np.ndarray) -> Forecast:

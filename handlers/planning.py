@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from . import forecasting
+from . import forecasting, pool
 from .catalog import Catalog
 from .core import Outcome
 from .demand import promotion_calendar
 from .events import Tick, format_time
 from .logs import series_events
 from .policy import Policy, ReorderPlan, plan_reorders
+from .pool import Pool
 from .projection import HORIZON_HOURS, DemandPath, demand_path, stockout_hours, stockout_probability
 from .purchasing import arrivals, inbound_units, open_count, order_ids, place_orders
 from .state import FORECAST_DAYS, State
@@ -27,25 +28,33 @@ INTRADAY_PSEUDO_DAYS = 1.0  # weight of today's forecast against today's observe
 _SHARE_PSEUDO_UNITS = 24.0  # shrinkage of a series' hour-of-day profile to its warehouse's
 
 
-def hour_shares(state: State, catalog: Catalog) -> np.ndarray:
-    """Share of a day's demand in each UTC hour [S, 24], shrunk towards the warehouse profile."""
+def hour_shares(state: State, catalog: Catalog, pooled: Pool | None = None) -> np.ndarray:
+    """Share of a day's demand in each UTC hour [S, 24], shrunk towards the warehouse profile: that
+    of the catalog's series in ``pooled`` (every shard's, handlers/pool.py), else of these series."""
     profile = state.hour_profile
-    pooled = np.zeros((len(catalog.warehouses), 24))
-    np.add.at(pooled, catalog.warehouse_index, profile)
-    totals = pooled.sum(axis=1, keepdims=True)
-    pooled = np.where(totals > 0, (pooled + 1.0) / (totals + 24.0), 1 / 24)[catalog.warehouse_index]
+    if pooled is None:
+        summed = np.zeros((len(catalog.warehouses), 24))
+        np.add.at(summed, catalog.warehouse_index, profile)
+    else:
+        summed = np.array([[float(x) for x in pooled.hours.get(w.id, [0] * 24)] for w in catalog.warehouses])
+        summed = summed.reshape(len(catalog.warehouses), 24) / 2.0**forecasting.FIXED_BITS
+    totals = summed.sum(axis=1, keepdims=True)
+    shrink = np.where(totals > 0, (summed + 1.0) / (totals + 24.0), 1 / 24)[catalog.warehouse_index]
     own = profile.sum(axis=1, keepdims=True)
-    return (profile + _SHARE_PSEUDO_UNITS * pooled) / (own + _SHARE_PSEUDO_UNITS)
+    return (profile + _SHARE_PSEUDO_UNITS * shrink) / (own + _SHARE_PSEUDO_UNITS)
 
 
-def daily_forecast(state: State, catalog: Catalog, now: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of demand for today and the next 7 UTC days [S, FORECAST_DAYS].
+def daily_forecast(state: State, catalog: Catalog, now: float,
+                   pooled: Pool | None = None) -> tuple[np.ndarray, np.ndarray, forecasting.Stats]:
+    """Mean and std of demand for today and the next 7 UTC days [S, FORECAST_DAYS], and the
+    statistics of these series for the next day's fit (handlers/pool.py).
 
     The model sees the complete days of history with planned promotions taken out (divided by
     their lift), and its forecast gets the planned promotions of the coming days put back in: a
     shop knows its own promotion calendar (``handlers.demand.promotion_calendar``). While there
     are fewer than PRIOR_DAYS days of history, the catalog's declared base demand is blended in as
-    a prior.
+    a prior. ``pooled``: the catalog's statistics of the day before, which the model's pooled
+    parameters are fitted from; ``None``: fitted on these series alone.
     """
     today = int(now // 86400)
     history = state.daily_demand[:, -forecasting.HISTORY_DAYS:]
@@ -55,16 +64,17 @@ def daily_forecast(state: State, catalog: Catalog, now: float) -> tuple[np.ndarr
     observed = np.isfinite(history).sum(axis=1)
     prior_mean = np.repeat(catalog.base_demand_per_day[:, None], FORECAST_DAYS, axis=1)
     prior_std = 1.5 * np.sqrt(prior_mean)
-    if observed.max(initial=0) == 0:
-        return prior_mean * ahead, prior_std * ahead
-    start = int(np.argmax(np.isfinite(history).any(axis=0)))
+    if history.shape[1] == 0:
+        return prior_mean * ahead, prior_std * ahead, forecasting.Stats(series=state.num_series)
     skip = max(today - state.history_day, 0)  # days between the last complete day and today
-    model = forecasting.forecast(history[:, start:], FORECAST_DAYS + skip, season=7)
+    params = None if pooled is None else forecasting.fit(pooled.model)
+    model, stats, _ = forecasting.pooled_forecast(history, FORECAST_DAYS + skip, params, season=7,
+                                                  keys=catalog.series_keys, first_day=first_day)
     weight = np.minimum(observed / PRIOR_DAYS, 1.0)[:, None]
     mean = weight * model.mean[:, skip:] + (1 - weight) * prior_mean
     var = weight * model.std[:, skip:] ** 2 + (1 - weight) * prior_std**2
     std = np.sqrt(np.maximum(var, mean))  # demand is counted: never less spread than Poisson
-    return mean * ahead, std * ahead
+    return mean * ahead, std * ahead, stats
 
 
 def intraday_update(state: State, mean: np.ndarray, shares: np.ndarray, now: float) -> np.ndarray:
@@ -150,12 +160,18 @@ def score_forecasts(state: State, tick: Tick, catalog: Catalog, today_forecast: 
     return changes, events
 
 
-def forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy) -> Outcome:
+def forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy, *, pooled: Pool | None = None) -> Outcome:
     """Forecast demand, project stock, emit one ``inventory`` event per series, and score the
-    previous day's forecast once that day is complete."""
-    mean, std = daily_forecast(state, catalog, tick.epoch)
+    previous day's forecast once that day is complete.
+
+    ``pooled``: every shard's statistics of the day before (handlers/pool.py), which the pooled
+    parameters are fitted from (``None``: fitted on this state's series). The outcome publishes
+    this state's statistics of today."""
+    mean, std, stats = daily_forecast(state, catalog, tick.epoch, pooled)
     scoring, score_events = score_forecasts(state, tick, catalog, mean[:, 0], std[:, 0])  # day-ahead, unadjusted
-    shares = hour_shares(state, catalog)
+    shares = hour_shares(state, catalog, pooled)
+    published = pool.own(state.history_day, stats, state.hour_profile, [w.id for w in catalog.warehouses],
+                         catalog.warehouse_index)
     new_state = state.replace(forecast_at=tick.epoch, forecast_mean=intraday_update(state, mean, shares, tick.epoch),
                               forecast_std=std, hour_share=shares, **scoring)
     view = outlook(new_state, tick.epoch, policy)
@@ -176,7 +192,8 @@ def forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy) -> Outc
                "stockout_within_threshold": int(plan.stockout_soon.sum()), "forecasts_scored": len(score_events)}
     exposed = {"stockout_hours": view.stockout_in, "stockout_probability": view.probability,
                "forecast_7d_units": view.path.cum_mean[:, -1], "reorder_point": plan.reorder_point}
-    return Outcome(new_state, events + score_events, summary, exposed)
+    return Outcome(new_state, events + score_events, {**summary, **pool.describe(pooled)}, exposed,
+                   publish=((pool.key(published.day), published.to_bytes()),))
 
 
 def _reason(plan_below: bool, position: float, rop: float, lead: float, safety: float,

@@ -11,7 +11,10 @@ The commit protocol (every step may crash; the retry of the same tick repairs it
 3. if this handler already applied a tick at or after this time, stop: nothing is written;
    if the tick leads the store's clock by more than the handler's maximum lead, refuse it
    (``InputError`` naming ``event.time``): nothing is written (handlers/limits.py);
-4. run the pure core (an order tick catches up at most ``catch_up_minutes`` of a long gap); encode its events as one gzip NDJSON object;
+4. run the pure core (an order tick catches up at most ``catch_up_minutes`` of a long gap; the
+   ``forecast`` gets every shard's statistics of the day before, handlers/pool.py); encode its
+   events as one gzip NDJSON object; write the objects the core publishes (write-once: the
+   forecast's statistics of today);
 5. compare-and-swap the part this handler owns (``forecast``: ``state/forecast.bin``; the others:
    ``state/state.bin``, after writing a new history object when a day closed), which carries the new log object in its outbox (conflict:
    someone else committed first — count it and start again from 1; the count goes into the
@@ -38,7 +41,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import DECLARATIONS, Declaration, core, layout, shards
+from . import DECLARATIONS, Declaration, core, layout, pool, shards
 from .catalog import Catalog
 from .deadline import Deadline, DeadlineStore
 from .errors import ConfigError, ConflictError, InputError, StorageError
@@ -191,6 +194,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
     timed: Callable[[Store], Store] = (lambda store: store) if deadline is None else (
         lambda store: DeadlineStore(store, deadline))
     shards.check_manifest(timed(runtime.store), runtime.num_shards)
+    whole = runtime.store
     if number is not None:  # one shard: its sub-catalog and its own state objects (handlers/shards.py)
         if runtime.shard is None:
             catalog = shards.shard(runtime.catalog, number, runtime.num_shards).catalog
@@ -205,6 +209,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         runtime = replace(runtime, store=shards.ShardStore(runtime.store, number), catalog=catalog)
     else:
         check_size(runtime.catalog, 1, None)
+    whole = timed(whole)  # the forecast reads every shard's statistics (handlers/pool.py)
     runtime = replace(runtime, store=timed(runtime.store))
     started = runtime.clock()
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
@@ -231,7 +236,13 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         if needs_history(handler, state, tick):
             loaded = layout.with_history(runtime.store, loaded)
             state = loaded.state
-        outcome = runtime.cores[handler](state, tick, runtime.catalog, runtime.policy)
+        inputs: dict[str, Any] = {}
+        if DECLARATIONS[handler].pools:  # the pooled fit: every shard's statistics of the day before
+            inputs["pooled"] = pool.gather(whole, runtime.num_shards, state.history_day - 1)
+            if inputs["pooled"] is None and number is not None:
+                log.info("shard %d: not every shard has published its statistics of the day before; the "
+                         "forecast fits on this shard's series alone today", number)
+        outcome = runtime.cores[handler](state, tick, runtime.catalog, runtime.policy, **inputs)
         seconds = runtime.clock() - started
         run = event("job_run", handler, tick.time, "run" if number is None else f"run:shard-{number}",
                     tick_id=tick.event_id, status="applied", events=len(outcome.events),
@@ -239,6 +250,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         payload = encode_events([*outcome.events, run])
         key = log_key(handler, tick.time, number)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
+        pool.publish(runtime.store, outcome.publish)  # before the commit: what a commit used is out there
         try:
             referenced = layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point
         except ConflictError:  # counted, and carried into the commit that finally wins

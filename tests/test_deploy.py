@@ -69,6 +69,11 @@ def test_each_policy_allows_only_the_keys_and_log_group_of_its_function(handler)
     if prune is not None:
         assert prune["Action"] == ["s3:DeleteObject"]
         assert prune["Resource"] == ["arn:aws:s3:::shop-store/eu/state/history/*"]
+    pooled = policy.pop("PooledFit", None)  # the forecast's statistics (handlers/pool.py): its own, and every shard's
+    assert (pooled is not None) == (handler == "forecast")
+    if pooled is not None:
+        assert pooled["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+        assert pooled["Resource"] == ["arn:aws:s3:::shop-store/eu/state/pool/*"]
     every_action = [a for s in policy.values() for a in s["Action"]]
     assert not [a for a in every_action if "*" in a or a.startswith(("s3:Delete", "iam:", "lambda:"))]
     assert {s["Effect"] for s in policy.values()} == {"Allow"}

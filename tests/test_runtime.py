@@ -63,9 +63,10 @@ class CrashingStore:
 
 
 def snapshot(store: FileStore) -> tuple[list[bytes | None], dict[str, bytes], dict[str, bytes]]:
-    """The state's parts (hot and forecast by their newest version, history objects) and every log object."""
+    """The state's parts (hot and forecast by their newest version, history objects and the forecast's
+    statistics) and every log object."""
     parts = [store.read(key) for key in ("state/state.bin", "state/forecast.bin")]
-    history = {k: store.get(k) for k in store.list("state/history/")}
+    history = {k: store.get(k) for prefix in ("state/history/", "state/pool/") for k in store.list(prefix)}
     return [p.data if p else None for p in parts], history, {k: store.get(k) for k in store.list("logs/")}
 
 
@@ -94,7 +95,7 @@ def test_busy_window_has_every_kind_of_event(clean_run):
     assert {"order", "lost_sale", "inventory", "reorder_alert", "restock", "job_run"} <= types
 
 
-STORAGE_CALLS = 177  # storage calls of busy_ticks() run once without a crash (checked below); one is the
+STORAGE_CALLS = 187  # storage calls of busy_ticks() run once without a crash (checked below); one is the
 #                     shard manifest check (handlers/shards.py), once per store in a process
 
 

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from handlers import planning, shards
+from handlers import forecasting, pool, shards
 from handlers.catalog import Catalog, parse_catalog
 from handlers.errors import ConfigError, InputError
-from handlers.forecasting import Forecast
 from handlers.logs import decode_events
 from handlers.runtime import Runtime, invoke, invoke_all, load_state
 from handlers.state import State
@@ -223,28 +222,13 @@ def test_the_first_day_sharded_equals_unsharded_with_the_real_handlers(tmp_path:
     assert {e["shard"] for e in expected_runs} == {None}
 
 
-def own_series_model(history: np.ndarray, horizon: int, season: int = 7) -> Forecast:
-    """A forecast of each series from its own last week only (no pooling across series)."""
-    recent = history[:, -season:]
-    seen = np.isfinite(recent).sum(axis=1)
-    mean = np.where(seen > 0, np.nansum(recent, axis=1) / np.maximum(seen, 1), 0.0)
-    return Forecast(np.repeat(mean[:, None], horizon, axis=1), np.repeat(np.sqrt(mean + 1.0)[:, None], horizon, axis=1))
-
-
-def own_hour_shares(state: State, catalog: Catalog) -> np.ndarray:
-    profile = state.hour_profile
-    return (profile + 1.0) / (profile.sum(axis=1, keepdims=True) + 24.0)
-
-
-def test_days_of_a_sharded_run_equal_unsharded_once_the_model_does_not_pool(tmp_path: Path, monkeypatch):
-    """The demand model pools over the series it sees (one regression, one hour-of-day prior per
-    warehouse): a shard's forecast is fitted on the shard. With per-series stand-ins for those two
-    pooled steps, three days of a sharded run equal the unsharded run series by series — stock,
+def test_days_of_a_sharded_run_equal_unsharded_with_the_real_handlers(tmp_path: Path):
+    """The model pools over the whole catalog however it is sharded (handlers/pool.py): over six days,
+    long enough for every stage of the pooled fit (profile, regression, variance, tails) to come from
+    every shard's statistics, a sharded run equals the unsharded run series by series — stock,
     purchase orders, restocks, alerts, forecasts, scores — and event by event."""
-    monkeypatch.setattr(planning.forecasting, "forecast", own_series_model)
-    monkeypatch.setattr(planning, "hour_shares", own_hour_shares)
     catalog = make_catalog(24)
-    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=3 * 24 * 60)
+    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=6 * 24 * 60 + 90)
     state, _ = load_state(sharded, catalog)
     expected, _ = load_state(whole, catalog)
     assert state is not None and expected is not None
@@ -254,12 +238,19 @@ def test_days_of_a_sharded_run_equal_unsharded_once_the_model_does_not_pool(tmp_
     expected_events, _ = logged(whole)
     assert events == expected_events
     assert {"forecast_score", "restock", "reorder_alert"} <= {e["type"] for e in events}
+    # the forecasts compared came from a complete pooled model fitted over every shard
+    summed = pool.gather(sharded, 4, state.history_day - 1)
+    assert summed is not None and summed.shards == 4
+    params = forecasting.fit(summed.model)
+    assert params.coef is not None and params.variance_coef is not None and params.tails is not None
 
 
-def test_with_the_pooled_model_days_of_a_sharded_run_differ(tmp_path: Path):
-    """The control for the test above: the same comparison catches the pooled model's differences."""
+def test_a_shard_that_misses_the_statistics_fits_on_its_own_series(tmp_path: Path, monkeypatch):
+    """The control for the test above: when the shards' statistics of the day before are not all
+    there, each shard fits on its own series — and the same comparison catches the difference."""
+    monkeypatch.setattr(pool, "gather", lambda store, num_shards, day: None)
     catalog = make_catalog(24)
-    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=2 * 24 * 60 + 120)
+    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=3 * 24 * 60 + 90)
     state, _ = load_state(sharded, catalog)
     expected, _ = load_state(whole, catalog)
     assert state is not None and expected is not None

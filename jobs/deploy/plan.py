@@ -9,12 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers import HANDLERS
+from handlers import DECLARATIONS, HANDLERS
 from handlers.compiled import SOURCE_PREFIX, STORE_SCHEME, compiled_globs
 from handlers.errors import ConfigError
 from handlers.layout import FORECAST_KEY, HISTORY_PREFIX
 from handlers.logs import LOG_PREFIX
 from handlers.metrics import metrics_key
+from handlers.pool import PREFIX as POOL_PREFIX
 from handlers.settings import ENV, Settings
 from handlers.shards import MANIFEST_KEY, SHARDS_PREFIX
 from handlers.state import STATE_KEY
@@ -206,7 +207,8 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
     (handlers/shards.py: read by every process's first invocation; sharded, written once by the
     first, which first looks whether an unsharded state is there), and its own log group. The order
     tick may delete history objects: the one that closes a day deletes those older than the one its
-    commit replaced (handlers/layout.py ``prune_history``).
+    commit replaced (handlers/layout.py ``prune_history``). The forecast reads every shard's
+    statistics of the day before and writes (and prunes) its own (handlers/pool.py).
     ``s3:ListBucket`` lets a read of a not-yet-existing object say 404 rather than 403. With the
     catalog in the store (``STOCKPULSE_CATALOG=store:...``, handlers/compiled.py): its source objects
     read (when a compiled form is missing), and the compiled forms (whole, each shard's) read and
@@ -236,6 +238,8 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
                       f"{bucket}/{state}{HISTORY_PREFIX}*"]},
         *([{"Sid": "PruneHistory", "Effect": "Allow", "Action": ["s3:DeleteObject"],  # the order tick that closes a day
             "Resource": [f"{bucket}/{state}{HISTORY_PREFIX}*"]}] if handler == "order_tick" else []),
+        *([{"Sid": "PooledFit", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": [f"{bucket}/{state}{POOL_PREFIX}*"]}] if DECLARATIONS[handler].pools else []),
         {"Sid": "Logs", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
          "Resource": [f"{bucket}/{prefix}{LOG_PREFIX}*"]},
         {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"],

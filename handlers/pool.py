@@ -1,0 +1,157 @@
+"""The forecast's pooled parameters, fitted over the whole catalog however it is sharded.
+
+The demand model pools: one regression, one variance model, one weekday profile over every series,
+and one hour-of-day profile per warehouse (handlers/forecasting.py, handlers/planning.py). A shard
+sees only its own series, so fitting on what it sees would give another model than the unsharded
+run's. Instead every ``forecast`` publishes the *statistics* of its series — exact integer sums
+(``forecasting.Stats``), so the statistics of the shards add up to the unsharded run's bit for bit —
+and fits the model from the sum of every shard's statistics of the day before:
+
+1. at history day ``H`` (the UTC day being accumulated; complete days are ``< H``) read every
+   shard's ``state/pool/<H-1>.json`` (a sharded store: ``shards/<k>/state/pool/<H-1>.json``) and add
+   them up; a shard that has no state yet holds no series and is left out;
+2. fit the parameters from that sum and forecast with them (``forecasting.pooled_forecast``);
+3. publish this shard's statistics of day ``H``, computed under the same parameters, write-once
+   (the first publication of a day stands), before the commit of the forecast; delete the shard's
+   objects older than ``H-1``.
+
+If a shard's statistics of ``H-1`` are missing (the first forecast of a store that already has
+history, a shard that did not forecast that day, a damaged object), the shard fits on its own
+series as an unsharded store would — the only case where a sharded forecast differs from the
+unsharded one — and says so in its ``job_run`` summary (``pool: own``).
+
+The parameters lag the data by a day: each stage of the fit (profile → regression → variance →
+tails) is fitted from statistics computed under the stage before as of the day before. A new
+store's model therefore grows a stage a day over its first days (the catalog's declared demand is
+blended in over the first week anyway, handlers/planning.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import StorageError
+from .forecasting import Stats, exact_sum
+from .state import STATE_KEY
+from .storage import Store
+
+__all__ = ["Pool", "key", "gather", "publish", "own"]
+
+log = logging.getLogger("stockpulse")
+
+PREFIX = "state/pool/"
+_VERSION = 1
+_READERS = 16  # parallel reads of the shards' objects (a network store)
+
+
+def key(day: int) -> str:
+    return f"{PREFIX}{day}.json"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The statistics of one history day of one shard's series, or the sum over shards."""
+
+    day: int
+    model: Stats
+    hours: dict[str, list[int]]  # warehouse id -> its series' hour-of-day profile summed, [24] in 2**-16
+    shards: int = 1  # how many shards' statistics are in the sum
+
+    def __add__(self, other: Pool) -> Pool:
+        if other.day != self.day:
+            raise ValueError(f"statistics of days {self.day} and {other.day} do not add up")
+        hours = dict(self.hours)
+        for warehouse, row in other.hours.items():
+            hours[warehouse] = [a + b for a, b in zip(hours[warehouse], row, strict=True)] if warehouse in hours else row
+        return Pool(self.day, self.model + other.model, hours, self.shards + other.shards)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"version": _VERSION, "day": self.day, "model": self.model.to_json(),
+                           "hours": self.hours}, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> Pool:
+        """Validated; a damaged object is a ``ValueError`` naming ``where``."""
+        try:
+            doc = json.loads(data)
+            if not isinstance(doc, dict) or doc.get("version") != _VERSION or not isinstance(doc.get("day"), int):
+                raise ValueError("not version 1 with a day")
+            hours = doc.get("hours")
+            if not isinstance(hours, dict) or not all(
+                    isinstance(row, list) and len(row) == 24 and all(isinstance(x, int) for x in row)
+                    for row in hours.values()):
+                raise ValueError("hours: not 24 integers per warehouse")
+            return cls(doc["day"], Stats.from_json(doc.get("model")), hours)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where}: damaged forecast statistics ({exc})") from None
+
+
+def own(day: int, model: Stats, hour_profile: np.ndarray, warehouse_ids: list[str],
+        warehouse_index: np.ndarray) -> Pool:
+    """One shard's statistics: the model's, and its series' hour profiles summed per warehouse."""
+    hours = {w: exact_sum(hour_profile[warehouse_index == i]) for i, w in enumerate(warehouse_ids)}
+    return Pool(day, model, hours)
+
+
+def _keys(num_shards: int, day: int) -> list[str]:
+    return [key(day)] if num_shards == 1 else [f"shards/{k}/{key(day)}" for k in range(num_shards)]
+
+
+def gather(store: Store, num_shards: int, day: int) -> Pool | None:
+    """Every shard's statistics of ``day`` added up (``store``: the whole store, not a shard's);
+    ``None`` when a shard that has a state has not published them (or they are damaged)."""
+    keys = _keys(num_shards, day)
+
+    def read(name: str) -> Pool | None:
+        if not store.exists(name):
+            return None
+        try:
+            return Pool.from_bytes(store.get(name), name)
+        except ValueError as exc:
+            log.warning("%s; the forecast fits on its own series", exc)
+            return None
+
+    if len(keys) == 1:
+        parts = [read(keys[0])]
+    else:
+        with ThreadPoolExecutor(min(_READERS, len(keys))) as pool:
+            parts = list(pool.map(read, keys))
+    total: Pool | None = None
+    for number, part in enumerate(parts):
+        if part is None:
+            if num_shards > 1 and store.read(f"shards/{number}/{STATE_KEY}") is None:
+                continue  # a shard without products (or not started): no series to pool
+            return None
+        total = part if total is None else total + part
+    return total
+
+
+def publish(store: Store, objects: tuple[tuple[str, bytes], ...]) -> int:
+    """Write a shard's statistics of their day once (``store``: the shard's; the first publication of
+    a day stands); then delete its objects of the days before the previous one (best effort).
+    Returns how many objects this call wrote."""
+    written = 0
+    for name, data in objects:
+        if not store.put_once(name, data, content_type="application/json"):
+            continue
+        written += 1
+        day = int(name[len(PREFIX):].split(".")[0])
+        for old in (day - 2, day - 3):
+            try:
+                store.delete(key(old))
+            except StorageError as exc:
+                log.warning("old forecast statistics not deleted yet: %s", exc)
+    return written
+
+
+def describe(pooled: Pool | None) -> dict[str, Any]:
+    """What a ``job_run`` summary says about the parameters a forecast used."""
+    if pooled is None:
+        return {"pool": "own"}
+    return {"pool": "catalog", "pool_day": pooled.day, "pool_shards": pooled.shards}

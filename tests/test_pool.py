@@ -1,0 +1,176 @@
+"""The pooled fit over shards (handlers/pool.py, handlers/forecasting.py): statistics that add up
+bit for bit however the series are split, their objects, and what a forecast does without them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from handlers import forecasting, pool
+from handlers.forecasting import Stats, exact_cross, fit, pooled_forecast
+from handlers.storage import FileStore
+from handlers.streams import mix
+
+
+def history(n_series: int = 300, days: int = 112, *, seed: int = 0) -> np.ndarray:
+    """Weekly-seasonal counts over four orders of magnitude, intermittent series, late starters."""
+    rng = np.random.default_rng(seed)
+    level = rng.lognormal(0.0, 1.6, size=(n_series, 1))
+    weekly = 1.0 + 0.4 * np.sin(2 * np.pi * (np.arange(days) % 7) / 7)
+    values = rng.poisson(level * weekly).astype(float)
+    starts = rng.integers(0, days, size=n_series) * (rng.random(n_series) < 0.2)
+    values[np.arange(days)[None, :] < starts[:, None]] = np.nan
+    values[:3] = np.nan  # never started
+    values[3] = 5000.0 + rng.integers(0, 2, size=days)  # a huge level next to a tiny day-to-day change
+    return values
+
+
+def keys(n_series: int) -> np.ndarray:
+    return mix(np.arange(n_series, dtype=np.uint64) + np.uint64(77))
+
+
+def split_sum(values: np.ndarray, params: forecasting.Params | None, parts: np.ndarray, first_day: int = 3,
+              series_keys: np.ndarray | None = None) -> Stats:
+    series_keys = keys(len(values)) if series_keys is None else series_keys
+    total: Stats | None = None
+    for part in np.unique(parts):
+        rows = np.flatnonzero(parts == part)
+        _, stats, _ = pooled_forecast(values[rows], 8, params, keys=series_keys[rows], first_day=first_day)
+        total = stats if total is None else total + stats
+    assert total is not None
+    return total
+
+
+@pytest.mark.parametrize("pieces", [2, 5, 17])
+def test_statistics_of_any_split_add_up_to_the_whole_bit_for_bit(pieces: int):
+    values = history()
+    _, _, params = pooled_forecast(values, 8, None, keys=keys(len(values)), first_day=3)  # a complete fit
+    assert params.coef is not None and params.variance_coef is not None and params.tails is not None
+    whole = pooled_forecast(values, 8, params, keys=keys(len(values)), first_day=3)[1]
+    parts = np.random.default_rng(pieces).integers(0, pieces, size=len(values))
+    assert split_sum(values, params, parts) == whole
+    # and in another order of the series inside each part
+    shuffled = np.random.default_rng(1).permutation(len(values))
+    assert split_sum(values[shuffled], params, parts[shuffled], series_keys=keys(len(values))[shuffled]) == whole
+
+
+def test_a_series_forecasts_the_same_in_any_part_under_the_same_parameters():
+    values = history()
+    params = fit(pooled_forecast(values, 8, None, keys=keys(len(values)))[1])
+    whole = pooled_forecast(values, 8, params, keys=keys(len(values)))[0]
+    rows = np.arange(0, len(values), 7)
+    part = pooled_forecast(values[rows], 8, params, keys=keys(len(values))[rows])[0]
+    np.testing.assert_array_equal(part.mean, whole.mean[rows])
+    np.testing.assert_array_equal(part.std, whole.std[rows])
+
+
+def test_many_series_sample_their_own_training_rows():
+    """Beyond MAX_TRAIN_ROWS rows, each series draws about its share from its own stream: the
+    statistics of a split still add up, and about MAX_TRAIN_ROWS rows are fitted."""
+    values = history(2000, seed=4)
+    params = forecasting.Params(series=20_000)  # a catalog ten times larger: 5 rows per series
+    params = fit(pooled_forecast(values, 8, params, keys=keys(2000))[1])
+    params = forecasting.dataclasses.replace(params, series=20_000)
+    whole = pooled_forecast(values, 8, params, keys=keys(2000))[1]
+    parts = np.random.default_rng(0).integers(0, 3, size=2000)
+    assert split_sum(values, params, parts, first_day=0) == whole
+    assert whole.regression is not None
+    rows = whole.regression[-1][-1] >> (2 * forecasting.FIXED_BITS)
+    assert 2000 * 4 <= rows <= 2000 * 6
+
+
+def test_exact_cross_products_are_exact_and_close_to_floating_point():
+    rng = np.random.default_rng(2)
+    left = rng.normal(0, 100, size=(5000, 3))
+    left[0, 0] = 8e6  # near the largest magnitude kept exactly
+    right = rng.lognormal(0, 2, size=(5000, 2))
+    got = np.array(exact_cross(left, right), dtype=float) / 2.0**32
+    # each value is rounded to 2**-16: a product is off by at most |a| 2**-17 + |b| 2**-17 + 2**-34
+    bound = (np.abs(left).T @ np.ones_like(right) + np.ones_like(left).T @ np.abs(right)) * 2.0**-17 + 5000 * 2.0**-34
+    assert (np.abs(got - left.T @ right) <= bound + 1e-9 * np.abs(left.T @ right)).all()
+    # integers in units of 2**-16 are summed without any rounding, in any order
+    fixed = np.round(left * 2**16) / 2**16
+    first = exact_cross(fixed[:2500], right[:2500])
+    second = exact_cross(fixed[2500:], right[2500:])
+    assert (np.array(first, dtype=object) + np.array(second, dtype=object)).tolist() == exact_cross(fixed, right)
+
+
+def test_the_staged_fit_on_one_history_is_the_plain_forecast():
+    values = history()
+    plain = forecasting.forecast(values, 8)
+    staged, _, params = pooled_forecast(values, 8, None)
+    np.testing.assert_array_equal(plain.mean, staged.mean)
+    again = pooled_forecast(values, 8, params)[0]
+    np.testing.assert_array_equal(plain.mean, again.mean)
+    np.testing.assert_array_equal(plain.std, again.std)
+
+
+def test_without_a_stage_the_forecast_falls_back_and_grows_a_stage_a_day():
+    values = history()
+    stats = Stats(series=len(values))
+    stages = []
+    for _ in range(5):  # what five days of a new store give, on the same history
+        params = fit(stats)
+        stages.append(tuple(getattr(params, name) is not None for name in ("profile", "coef", "variance_coef", "tails")))
+        result, stats, _ = pooled_forecast(values, 8, params)
+        assert np.isfinite(result.mean).all() and (result.std >= 0).all()
+    assert stages == [(False, False, False, False), (True, False, False, False), (True, True, False, False),
+                      (True, True, True, False), (True, True, True, True)]
+
+
+# -- the objects --------------------------------------------------------------------------------
+
+def one_pool(day: int = 100) -> pool.Pool:
+    values = history(40)
+    stats = pooled_forecast(values, 8, None)[1]
+    hours = np.random.default_rng(0).random((40, 24)) * 30
+    return pool.own(day, stats, hours, ["W-A", "W-B"], np.arange(40) % 2)
+
+
+def test_a_pool_round_trips_and_refuses_damage():
+    found = one_pool()
+    assert pool.Pool.from_bytes(found.to_bytes(), "k") == found
+    for damaged in (b"{", b"[]", found.to_bytes().replace(b'"version":1', b'"version":2'),
+                    found.to_bytes().replace(b'"hours":{', b'"hours":{"W-X":[1],')):
+        with pytest.raises(ValueError, match="k: damaged forecast statistics"):
+            pool.Pool.from_bytes(damaged, "k")
+
+
+def test_hours_add_up_by_warehouse_name():
+    a = pool.Pool(5, Stats(series=1), {"W-A": [1] * 24})
+    b = pool.Pool(5, Stats(series=2), {"W-A": [2] * 24, "W-B": [3] * 24})
+    total = a + b
+    assert total.hours == {"W-A": [3] * 24, "W-B": [3] * 24} and total.shards == 2 and total.model.series == 3
+    with pytest.raises(ValueError, match="days 5 and 6"):
+        a + pool.Pool(6, Stats(), {})
+
+
+def test_gather_adds_every_shard_and_leaves_out_shards_without_a_state(tmp_path: Path, caplog):
+    store = FileStore(tmp_path)
+    one = one_pool()
+    for k in (0, 2):
+        store.put_once(f"shards/{k}/{pool.key(100)}", one.to_bytes())
+        store.write(f"shards/{k}/state/state.bin", b"x", etag=None)
+    total = pool.gather(store, 3, 100)  # shard 1 holds no state: no series
+    assert total is not None and total.shards == 2 and total.model == one.model + one.model
+    store.write("shards/1/state/state.bin", b"x", etag=None)
+    assert pool.gather(store, 3, 100) is None  # shard 1 now has series but no statistics
+    store.put_once(f"shards/1/{pool.key(100)}", b"{damaged")
+    with caplog.at_level(logging.WARNING, logger="stockpulse"):
+        assert pool.gather(store, 3, 100) is None
+    assert "shards/1/state/pool/100.json: damaged forecast statistics" in caplog.text
+    assert pool.gather(store, 3, 99) is None
+
+
+def test_publish_writes_a_day_once_and_keeps_two_days(tmp_path: Path):
+    store = FileStore(tmp_path)
+    for day in (97, 98, 99):
+        store.put_once(pool.key(day), b"old")
+    first, second = one_pool(100), pool.Pool(100, Stats(series=9), {})
+    assert pool.publish(store, ((pool.key(100), first.to_bytes()),)) == 1
+    assert pool.publish(store, ((pool.key(100), second.to_bytes()),)) == 0  # the first publication stands
+    assert pool.Pool.from_bytes(store.get(pool.key(100)), "k") == first
+    assert set(store.list(pool.PREFIX)) == {pool.key(99), pool.key(100)}
