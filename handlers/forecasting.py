@@ -8,22 +8,30 @@ What it does, for a history ``[S, T]`` and a horizon ``h``:
 2. Describe "series *i* seen up to origin *o*, target *o + h*" by a few window statistics: the mean of
    the last 1, 2, 4, 8 and 16 seasons; the mean of the last 4, 8 and 16 values in the target's phase
    (own weekday profile); the 4- and 16-season means times the pooled seasonal profile of all series
-   (the shrinkage target for short or noisy profiles). Each statistic appears twice, multiplied by the
-   series' share of non-zero periods ``p`` and by ``1 - p``, so intermittent and smooth series get their
-   own weights (long windows for sparse series, recent ones for fast movers).
+   by absolute phase (the shrinkage target for short or noisy profiles). Each statistic appears twice,
+   multiplied by the series' share of non-zero periods ``p`` and by ``1 - p``, so intermittent and
+   smooth series get their own weights (long windows for sparse series, recent ones for fast movers).
 3. Fit ONE non-negative least-squares regression (``scipy.optimize.nnls``, what scikit-learn's
    ``LinearRegression(positive=True)`` calls, run on the Cholesky factor of the normal equations) on
-   rolling origins inside the history, pooled over series (subsampled to ``MAX_TRAIN_ROWS`` rows with a
-   fixed seed). Non-negative weights on non-negative features keep forecasts ``>= 0``; one weight vector
-   serves every step ahead.
+   rolling origins inside the history, pooled over series. Beyond ``MAX_TRAIN_ROWS`` rows each series
+   contributes about its share, drawn from its own stream (its key). Non-negative weights on
+   non-negative features keep forecasts ``>= 0``; one weight vector serves every step ahead.
 4. The predictive variance is a second pooled regression: squared scaled residuals of the training rows
    on ``[1, ŷ, ŷ², ŷ·step/season]`` (non-negative). Demand is heavy-tailed (many small errors, a few
    large ones), so the result is then scaled, per band of non-zero share, by the factor that makes
-   ``mean ± 1.96·std`` hold 95 % of the training residuals: ``std`` is a normal-equivalent spread,
-   calibrated at the 95 % level that safety stock uses. Multiplied back by the series scale.
+   ``mean ± 1.96·std`` hold 95 % of the training residuals (from a histogram of ``|residual| / std``
+   in bins of 0.01): ``std`` is a normal-equivalent spread, calibrated at the 95 % level that safety
+   stock uses. Multiplied back by the series scale.
 
-Histories too short to hold a single training row fall back to the mean of what is there.
-No loop over series; the only randomness is the seeded row sample.
+Every pooled step is fitted from :class:`Stats`, exact integer sums (fixed point at ``2**-16``), so
+the statistics of any split of the series add up to those of the whole bit for bit, and a series'
+contribution never depends on the others: a sharded catalog fits the same model as the whole one
+(handlers/pool.py). :func:`forecast` fits the stages one after the other on the history it is given;
+:func:`pooled_forecast` forecasts with parameters fitted elsewhere (the sum of every shard's
+statistics) and returns this history's statistics under them.
+
+Histories too short to hold 30 training rows fall back to the mean of what is there.
+No loop over series and no seeded sample: the same history forecasts the same anywhere.
 """
 
 from __future__ import annotations
