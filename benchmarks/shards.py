@@ -1,36 +1,52 @@
-"""What sharding costs (issue 12, part 3): forecast accuracy per shard, and a 1M-series catalog as shards.
+"""What sharding costs (issue 12, part 3): the forecast's "own" fallback, the pooled fit's one-day lag,
+and a 1M-series catalog as shards.
 
-    python benchmarks/shards.py --json shards.json     # about 20 minutes on 2 cores
-    python benchmarks/shards.py --quick --json q.json  # a smoke run (< 1 minute; the test runs it)
+    python benchmarks/shards.py --json shards.json           # about 25 minutes on 2 cores
+    python benchmarks/shards.py --skip-timing --json a.json  # 1 and 1b only (no fresh processes)
+    python benchmarks/shards.py --quick --json q.json        # a smoke run (< 1 minute; the test runs it)
 
-1. **Accuracy.** The model pools over the series it is fitted on (one NNLS regression, a variance
-   regression with tail factors, a pooled weekly profile), so a shard's forecast is fitted on the
-   shard's products only. For each data set and ``N`` shards, ``handlers.forecasting.forecast`` is
-   fitted on the whole catalog and separately on each shard (products assigned by
-   ``handlers.shards.shard_of``, every warehouse of a product together); reported per ``N``: the
-   relative difference of each series' 7-day forecast (sum of the daily means; series whose
-   whole-catalog 7-day forecast is >= 1 unit) and of its 7-day spread (root sum of squared daily
-   std) against the whole-catalog fit (median, p95, p99), and holdout accuracy (mean RMSSE and WAPE,
-   handlers/scores.py, as in jobs/backtest.py; and how often ``mean ± 1.96 std`` holds the actual
-   day, the band safety stock is calibrated on) of both, over ``--folds`` weekly origins at the end of
-   the history (7 days ahead each). A control row refits the whole catalog with another seed of the
-   model's training-row sample (``forecasting.SEED``): the difference any refit shows. For the
-   generated scale catalog also the hour-of-day shares (``planning.hour_shares``, shrunk to each
-   warehouse's profile pooled over the products it sees): per series, the share of a day's demand
-   put at other hours (total variation distance), median and p99.
-   Data sets: benchmarks/scale.py's generated catalogs (``write_catalog``, ``history``: Poisson
-   around the catalog's demand, one weekly pattern) at 1k and 10k series; benchmarks/forecasting.py's
-   retail-like generator (per-series weekly profiles, drift, promotions, stock-outs, launches;
-   products = 10 consecutive series) at 1k and 10k; tiny M5 (../shared/data, 28 items x 10 stores,
-   N <= 4) when present.
+The live forecast fits its pooled parameters over the whole catalog however it is sharded, from the
+sum of every shard's statistics of the day before (handlers/pool.py); a shard fits on its own series
+only when those are missing (``pool: own`` in its result). Data sets: benchmarks/scale.py's generated
+catalogs (``write_catalog``, ``history``: Poisson around the catalog's demand, one weekly pattern;
+each series' row key is the catalog's ``series_keys``, as in the handler) at 1k and 10k series;
+benchmarks/forecasting.py's retail-like generator (per-series weekly profiles, drift, promotions,
+stock-outs, launches; products = 10 consecutive series) at 1k and 10k; tiny M5 (../shared/data, 28
+items x 10 stores, N <= 4) when present. Holdout: ``--folds`` weekly origins at the end of each
+history, 7 days ahead; scored by mean RMSSE and WAPE (handlers/scores.py, as in jobs/backtest.py) and
+by how often ``mean ± 1.96 std`` holds the actual day (the band safety stock is calibrated on).
+
+1. **The "own" fallback.** What a shard's forecast loses on a day it fits on its own series: for each
+   data set and ``N`` shards (products assigned by ``handlers.shards.shard_of``, every warehouse of a
+   product together) the model is fitted separately on each shard (``forecasting.pooled_forecast``
+   with no parameters: the staged fit of ``forecasting.forecast``, each series drawing its training
+   rows by its own key) and compared with the fit over the whole catalog — which is what the pooled
+   fit gives every shard. Reported per ``N``: the relative difference of each series' 7-day forecast
+   (sum of the daily means; series whose whole-catalog 7-day forecast is >= 1 unit) and of its 7-day
+   spread (root sum of squared daily std) against the whole-catalog fit (median, p95, p99), and the
+   holdout accuracy of both. A control row refits the whole catalog with another training-row sample
+   (every key mixed with ``OTHER_SAMPLE``): the difference any refit shows. For the generated scale
+   catalog also the hour-of-day shares (``planning.hour_shares``, shrunk to the warehouse profile of
+   the series it sees, as the fallback does): per series, the share of a day's demand put at other
+   hours (total variation distance), median and p99.
+1b. **The one-day lag.** The live parameters are fitted from statistics of the history one day
+   shorter, computed under the parameters of the day before that (``lagged_params``: a chain of
+   ``LAG_CHAIN`` days, one per stage, from nothing fitted — the steady state, checked by a longer
+   chain); compared on the same origins with parameters fitted on the same history (the whole-catalog
+   fit of 1). Controls: the chain with no lag is the plain fit bit for bit. Also the size of the
+   statistics object a forecast of the data set publishes.
 2. **1M series as 10 shards** (100k products x 10 warehouses). The catalog is compiled once in
    this process (``handlers.compiled``, as the first process that reads the file would); two
    shards get a state with 112 days of history (benchmarks/scale.py ``prepare``, through
    ``ShardStore``); then fresh ``python -m jobs invoke HANDLER --num-shards 10 --shard K``
-   processes, wall and peak RSS (GNU time). Separately, in fresh processes: reading the shard's
-   compiled sub-catalog (``handlers.compiled``, what a shard's invocation reads), against reading
-   the whole 1M compiled catalog and splitting it (``shards.split``: what ``status``, ``report``
-   and an invocation without a shard read).
+   processes, wall and peak RSS (GNU time). A store prepared with history has no statistics of the
+   day before, so these forecasts run the "own" fallback: the staged fit on up to ``MAX_TRAIN_ROWS``
+   training rows of the shard's series, where the pooled path draws only the shard's share of the
+   catalog's (``MAX_TRAIN_ROWS`` x shard series / catalog series) but reads every shard's statistics.
+   Separately, in fresh processes: reading the shard's compiled sub-catalog (``handlers.compiled``,
+   what a shard's invocation reads), against reading the whole 1M compiled catalog and splitting it
+   (``shards.split``: what ``status``, ``report`` and an invocation without a shard read). The sizes
+   of the statistics objects the forecasts published.
 3. **Baseline**: benchmarks/scale.py's unsharded 100k store in the same run (``prepare``,
    ``handler_costs``), and the ``python -c "import numpy"`` process.
 """
@@ -60,14 +76,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import scale  # noqa: E402
-from handlers import forecasting, planning, shards  # noqa: E402
+from handlers import forecasting, planning, pool, shards  # noqa: E402
 from handlers.limits import MAX_SERIES  # noqa: E402
 from handlers.scores import rmsse  # noqa: E402
+from handlers.streams import mix  # noqa: E402
 
 PYTHON = sys.executable
 HORIZON = 7
 TINY_M5 = ROOT.parent / "shared" / "data" / "m5_tiny_m5_280series.csv.gz"
 TIMED_HANDLERS = ("order_tick", "forecast", "alert")
+LAG_CHAIN = 4  # days of statistics a lagged fit reaches back: one per stage (profile, regression, variance, tails)
+OTHER_SAMPLE = 0x6F74686572  # the control refit draws its training rows from keys mixed with this
 
 
 # -- 1. accuracy ---------------------------------------------------------------------------------
@@ -78,6 +97,7 @@ class DataSet:
     history: np.ndarray  # [S, T] daily demand, NaN before a series starts
     products: list[str]  # product id of every series (what the shard hash sees)
     warehouse: np.ndarray  # warehouse number of every series
+    keys: np.ndarray  # uint64 [S]: each series' row key (which training rows it contributes), whatever the split
     hour_profile: np.ndarray | None = None  # [S, 24] UTC hour-of-day counts, for planning.hour_shares
     max_shards: int = 16
 
@@ -98,7 +118,12 @@ def generated(series: int, days: int) -> DataSet:
     rng = np.random.default_rng(8)
     profile = rng.poisson(10 * catalog.base_demand_per_day[:, None] * shares[catalog.warehouse_index]).astype(float)
     return DataSet(f"scale.py catalog, {series:,} series", scale.history(catalog, days), catalog.series_product_ids,
-                   catalog.warehouse_index, profile)
+                   catalog.warehouse_index, catalog.series_keys, profile)
+
+
+def default_keys(series: int) -> np.ndarray:
+    """The row keys ``forecasting.forecast`` gives series 0 .. S - 1 (a catalog's are its ``series_keys``)."""
+    return mix(np.arange(series, dtype=np.uint64) + np.uint64(forecasting.SEED))
 
 
 def retail_like(series: int, days: int) -> DataSet:
@@ -106,7 +131,7 @@ def retail_like(series: int, days: int) -> DataSet:
 
     demand, _ = synthetic_retail(series, days, seed=11)
     return DataSet(f"retail-like, {series:,} series", demand, [f"R-{i // 10:06d}" for i in range(series)],
-                   np.arange(series) % 10)
+                   np.arange(series) % 10, default_keys(series))
 
 
 def tiny_m5(path: Path) -> DataSet:
@@ -120,7 +145,7 @@ def tiny_m5(path: Path) -> DataSet:
     stores = sorted({name.split("|")[1] for name in names})
     warehouse = np.array([stores.index(name.split("|")[1]) for name in names])
     return DataSet(f"tiny M5 ({len(names)} series, {len(set(items))} items x {len(stores)} stores)", matrix, items,
-                   warehouse, max_shards=4)
+                   warehouse, default_keys(len(names)), max_shards=4)
 
 
 def owners(data: DataSet, num_shards: int) -> np.ndarray:
@@ -128,25 +153,40 @@ def owners(data: DataSet, num_shards: int) -> np.ndarray:
     return np.array([by_product[p] for p in data.products])
 
 
-def fit(train: np.ndarray, owner: np.ndarray, num_shards: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std ``[S, HORIZON]`` with the model fitted separately on each shard's series."""
+Fit = tuple[np.ndarray, np.ndarray]  # mean and std [S, HORIZON]
+Split = tuple[np.ndarray, np.ndarray]  # (history up to an origin, the HORIZON days after it)
+
+
+def own_fits(train: np.ndarray, keys: np.ndarray, owner: np.ndarray, num_shards: int) -> Fit:
+    """The "own" fallback on every shard: the model fitted separately on each shard's series (the staged
+    fit on the shard's own history, what ``forecasting.forecast`` does, with each series' row key).
+    ``num_shards`` 1: fitted on the whole catalog."""
     mean, std = np.zeros((train.shape[0], HORIZON)), np.zeros((train.shape[0], HORIZON))
     for k in range(num_shards):
         rows = np.flatnonzero(owner == k)
         if rows.size:
-            result = forecasting.forecast(train[rows], HORIZON, season=7)
+            result = forecasting.pooled_forecast(train[rows], HORIZON, None, keys=keys[rows])[0]
             mean[rows], std[rows] = result.mean, result.std
     return mean, std
 
 
-def with_seed(seed: int, function: Callable[[], Any]) -> Any:
-    """``function()`` with the model's training-row sample drawn from another seed."""
-    saved = forecasting.SEED
-    forecasting.SEED = seed
-    try:
-        return function()
-    finally:
-        forecasting.SEED = saved
+def lagged_params(history: np.ndarray, keys: np.ndarray, *, lag: int = 1, days: int = LAG_CHAIN) -> forecasting.Params:
+    """The pooled parameters the live forecast uses at the end of ``history``: fitted from the
+    statistics of the history ``lag`` day(s) shorter, computed under the parameters fitted the day
+    before that, and so on back (handlers/pool.py). A stage (profile, regression, variance, tails) is
+    computed under the stages before it, so ``days`` = 4 links reach the steady state from nothing
+    fitted (``Params(series=S)``, a new store's first day). ``lag`` 0 runs every link on the same
+    history: the plain staged fit, the control."""
+    params = forecasting.Params(series=history.shape[0])
+    for back in range(days, 0, -1):
+        shorter = history[:, :history.shape[1] - lag * back]
+        params = forecasting.fit(forecasting.pooled_forecast(shorter, HORIZON, params, keys=keys)[1])
+    return params
+
+
+def lagged_fit(train: np.ndarray, keys: np.ndarray, *, lag: int = 1, days: int = LAG_CHAIN) -> Fit:
+    result = forecasting.pooled_forecast(train, HORIZON, lagged_params(train, keys, lag=lag, days=days), keys=keys)[0]
+    return result.mean, result.std
 
 
 def quantiles(values: np.ndarray) -> dict[str, Any]:
@@ -177,62 +217,95 @@ def hour_share_difference(data: DataSet, owner: np.ndarray, num_shards: int) -> 
     return quantiles(0.5 * np.abs(sharded - whole).sum(axis=1))  # share of a day's demand put at other hours
 
 
+def scores(splits: list[Split], fits: list[Fit]) -> dict[str, float]:
+    """Holdout accuracy over the origins: mean RMSSE, WAPE, and how often ``mean ± 1.96 std`` holds the day."""
+    errors = np.concatenate([rmsse(train, test, mean) for (train, test), (mean, _) in zip(splits, fits)])
+    absolute = sum(float(np.nansum(np.abs(test - mean))) for (_, test), (mean, _) in zip(splits, fits))
+    actual = sum(float(np.nansum(test)) for _, test in splits)
+    inside = [(np.abs(test - mean) <= forecasting.NORMAL_QUANTILE * std)[np.isfinite(test)]
+              for (_, test), (mean, std) in zip(splits, fits)]
+    return {"rmsse": float(np.nanmean(errors)), "wape": absolute / actual,
+            "coverage_95": float(np.concatenate(inside).mean())}
+
+
+def difference(splits: list[Split], fits: list[Fit], reference: list[Fit]) -> dict[str, Any]:
+    """Each series' 7-day forecast and spread against ``reference`` (series whose reference 7-day
+    forecast is >= 1 unit), and the holdout scores of ``fits``."""
+    mean_diff, std_diff = [], []
+    for (mean, std), (mean0, std0) in zip(fits, reference):
+        week, week0 = mean.sum(axis=1), mean0.sum(axis=1)
+        spread, spread0 = np.sqrt((std**2).sum(axis=1)), np.sqrt((std0**2).sum(axis=1))
+        counted = week0 >= 1.0
+        mean_diff.append(np.abs(week - week0)[counted] / week0[counted])
+        std_diff.append(np.abs(spread - spread0)[counted] / spread0[counted])
+    return {"forecast_7d": quantiles(np.concatenate(mean_diff)), "spread_7d": quantiles(np.concatenate(std_diff)),
+            **scores(splits, fits)}
+
+
+def pool_object_bytes(data: DataSet, train: np.ndarray) -> int:
+    """Size of the statistics object a forecast of this data set publishes (handlers/pool.py
+    ``state/pool/<day>.json``): the model's statistics under its pooled parameters and the hour-of-day
+    profile summed per warehouse."""
+    params = lagged_params(train, data.keys)
+    stats = forecasting.pooled_forecast(train, HORIZON, params, keys=data.keys)[1]
+    hours = data.hour_profile if data.hour_profile is not None else np.zeros((len(train), 24))
+    warehouses = int(data.warehouse.max()) + 1
+    return len(pool.own(0, stats, hours, [f"W-{w:02d}" for w in range(warehouses)], data.warehouse).to_bytes())
+
+
 def accuracy(data: DataSet, counts: list[int], folds: int) -> dict[str, Any]:
-    """Per shard count: the forecast's difference from the whole-catalog fit, and holdout accuracy."""
+    """Per shard count: the "own" fallback's difference from the pooled whole-catalog fit and its holdout
+    accuracy; then what the pooled fit's one-day lag costs."""
     length = data.history.shape[1]
     origins = [length - HORIZON * (folds - i) for i in range(folds)]
     splits = [(data.history[:, :o], data.history[:, o:o + HORIZON]) for o in origins]
-    whole = [fit(train, np.zeros(len(train), dtype=np.int64), 1) for train, _ in splits]
-
-    def scores(fits: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-        errors = np.concatenate([rmsse(train, test, mean) for (train, test), (mean, _) in zip(splits, fits)])
-        absolute = sum(float(np.nansum(np.abs(test - mean))) for (_, test), (mean, _) in zip(splits, fits))
-        actual = sum(float(np.nansum(test)) for _, test in splits)
-        inside = [(np.abs(test - mean) <= forecasting.NORMAL_QUANTILE * std)[np.isfinite(test)]
-                  for (_, test), (mean, std) in zip(splits, fits)]
-        return {"rmsse": float(np.nanmean(errors)), "wape": absolute / actual,
-                "coverage_95": float(np.concatenate(inside).mean())}
-
-    def difference(fits: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-        mean_diff, std_diff = [], []
-        for (mean, std), (mean0, std0) in zip(fits, whole):
-            week, week0 = mean.sum(axis=1), mean0.sum(axis=1)
-            spread, spread0 = np.sqrt((std**2).sum(axis=1)), np.sqrt((std0**2).sum(axis=1))
-            counted = week0 >= 1.0
-            mean_diff.append(np.abs(week - week0)[counted] / week0[counted])
-            std_diff.append(np.abs(spread - spread0)[counted] / spread0[counted])
-        return {"forecast_7d": quantiles(np.concatenate(mean_diff)), "spread_7d": quantiles(np.concatenate(std_diff)),
-                **scores(fits)}
-
-    reference = scores(whole)
+    whole = [own_fits(train, data.keys, np.zeros(len(train), dtype=np.int64), 1) for train, _ in splits]
     rows = []
     for n in counts:
         owner = owners(data, n)
         sizes = np.bincount(owner, minlength=n)
         started = time.perf_counter()
-        fits = [fit(train, owner, n) for train, _ in splits]
+        fits = [own_fits(train, data.keys, owner, n) for train, _ in splits]
         row = {"num_shards": n, "shard_series": {"min": int(sizes.min()), "median": float(np.median(sizes)),
                                                  "max": int(sizes.max())},
-               "seconds": time.perf_counter() - started, **difference(fits)}
+               "seconds": time.perf_counter() - started, **difference(splits, fits, whole)}
         if data.hour_profile is not None:
             row["hour_shares"] = hour_share_difference(data, owner, n)
         rows.append(row)
-    control = with_seed(1, lambda: [fit(train, np.zeros(len(train), dtype=np.int64), 1) for train, _ in splits])
+    other_keys = mix(data.keys ^ np.uint64(OTHER_SAMPLE))
+    control = [own_fits(train, other_keys, np.zeros(len(train), dtype=np.int64), 1) for train, _ in splits]
+    lagged = [lagged_fit(train, data.keys) for train, _ in splits]
+    first = splits[0][0]
+    lag = {**difference(splits, lagged, whole),
+           # controls: every link on the same history is the plain staged fit, bit for bit; a longer
+           # chain gives the same parameters as LAG_CHAIN links (the chain has reached its steady state)
+           "lag_0_is_the_plain_fit": all(np.array_equal(a, b) for a, b in zip(lagged_fit(first, data.keys, lag=0),
+                                                                               whole[0])),
+           "longer_chain_is_the_same": _same_params(lagged_params(first, data.keys),
+                                                    lagged_params(first, data.keys, days=LAG_CHAIN + 1)),
+           "pool_object_bytes": pool_object_bytes(data, first)}
     return {"name": data.name, "series": int(data.history.shape[0]), "products": len(set(data.products)),
-            "folds": folds, "whole": reference, "rows": rows, "control_other_sample": difference(control)}
+            "folds": folds, "whole": scores(splits, whole), "rows": rows,
+            "control_other_sample": difference(splits, control, whole), "lag": lag}
+
+
+def _same_params(a: forecasting.Params, b: forecasting.Params) -> bool:
+    return all(np.array_equal(getattr(a, name), getattr(b, name)) for name in ("profile", "coef", "variance_coef", "tails"))
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f} %"
 
 
 def print_accuracy(result: dict[str, Any]) -> None:
     w = result["whole"]
     print(f"\n### {result['name']}: {result['products']:,} products; {result['folds']} weekly origins, 7 days ahead; "
-          f"whole catalog RMSSE {w['rmsse']:.4f}, WAPE {w['wape']:.4f}, 95 % band holds {100 * w['coverage_95']:.2f} %")
+          f"pooled over the whole catalog: RMSSE {w['rmsse']:.4f}, WAPE {w['wape']:.4f}, 95 % band holds "
+          f"{pct(w['coverage_95'])}")
     hours = "hour_shares" in result["rows"][0]
     print("| N | series per shard (min / median) | 7-day forecast: rel. diff p50 / p95 / p99 | 7-day spread: p50 / p95 | "
-          "RMSSE sharded (Δ) | WAPE sharded (Δ) | 95 % band holds |" + (" hour shares moved: p50 / p99 |" if hours else ""))
+          "RMSSE own (Δ) | WAPE own (Δ) | 95 % band holds |" + (" hour shares moved: p50 / p99 |" if hours else ""))
     print("|---|---|---|---|---|---|---|" + ("---|" if hours else ""))
-
-    def pct(value: float) -> str:
-        return f"{100 * value:.2f} %"
 
     def line(label: str, sizes: str, row: dict[str, Any]) -> str:
         f, s = row["forecast_7d"], row["spread_7d"]
@@ -249,6 +322,25 @@ def print_accuracy(result: dict[str, Any]) -> None:
     print(line("1, another row sample", f"{result['series']:,}", result["control_other_sample"]))
     print(f"({result['rows'][0]['forecast_7d']['counted']:,} series-origins with a whole-catalog 7-day forecast >= 1 unit "
           "counted in the differences)", flush=True)
+
+
+def print_lag(results: list[dict[str, Any]]) -> None:
+    print("\n## The one-day lag: parameters fitted from the statistics of the day before (the live pooled fit) "
+          "against parameters fitted on the same history")
+    print("| data | series | RMSSE same day → lagged (Δ) | WAPE same day → lagged (Δ) | 95 % band holds: same day → "
+          "lagged | 7-day forecast moved: p50 / p95 / p99 | refit, another row sample: p50 / p95 / p99 | "
+          "statistics object |\n|---|---|---|---|---|---|---|---|")
+    for result in results:
+        w, lag, other = result["whole"], result["lag"], result["control_other_sample"]["forecast_7d"]
+        f = lag["forecast_7d"]
+        print(f"| {result['name']} | {result['series']:,} | {w['rmsse']:.4f} → {lag['rmsse']:.4f} "
+              f"({100 * (lag['rmsse'] / w['rmsse'] - 1):+.2f} %) | {w['wape']:.4f} → {lag['wape']:.4f} "
+              f"({100 * (lag['wape'] / w['wape'] - 1):+.2f} %) | {pct(w['coverage_95'])} → {pct(lag['coverage_95'])} | "
+              f"{pct(f['p50'])} / {pct(f['p95'])} / {pct(f['p99'])} | {pct(other['p50'])} / {pct(other['p95'])} / "
+              f"{pct(other['p99'])} | {lag['pool_object_bytes'] / 1000:.1f} KB |")
+    checks = all(r["lag"]["lag_0_is_the_plain_fit"] and r["lag"]["longer_chain_is_the_same"] for r in results)
+    print(f"(controls on the first origin of every data set: the chain with no lag is the plain fit bit for bit, and "
+          f"{LAG_CHAIN + 1} links give the parameters of {LAG_CHAIN}: {'yes' if checks else 'NO'})", flush=True)
 
 
 # -- 2. a large catalog as shards -----------------------------------------------------------------
@@ -358,11 +450,21 @@ def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> d
                                     "failures": failed}
             out["shards"][number] = figures
         first = out["prepared_shards"][0]
+        out["pool_objects"] = pool_objects(url, f"{shards.SHARDS_PREFIX}{first}/")
         out["catalog_whole"] = catalog_cost(url, path, "whole", num_shards, first, runs)
         out["catalog_own"] = catalog_cost(url, path, "shard", num_shards, first, runs)  # written by the first invocation
         return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def pool_objects(url: str, prefix: str) -> dict[str, int]:
+    """The forecast's statistics objects in a store (``prefix``: a shard's ``shards/<k>/``) and their
+    sizes in bytes (handlers/pool.py)."""
+    from handlers.storage import open_store
+
+    store = open_store(url)
+    return {key: len(store.get(key)) for key in store.list(f"{prefix}{pool.PREFIX}")}
 
 
 def unsharded(series: int, runs: int) -> dict[str, Any]:
@@ -372,7 +474,8 @@ def unsharded(series: int, runs: int) -> dict[str, Any]:
         path = work / "catalog.yaml"
         scale.write_catalog(path, series)
         url = scale.prepare(work / "store", path)
-        return {"series": series, "handlers": scale.handler_costs(work / "store", url, path, runs)}
+        return {"series": series, "handlers": scale.handler_costs(work / "store", url, path, runs),
+                "pool_objects": pool_objects(url, "")}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -402,6 +505,10 @@ def print_timing(big: dict[str, Any], base: dict[str, Any] | None, numpy_s: floa
     print(f"| only the shard's compiled sub-catalog ({own['series']:,} series) | "
           f"{own['import_s']:.2f} s | {own['load_s']:.2f} s | {own['split_s']:.2f} s | {own['wall_s']:.2f} s | "
           f"{own['rss_mb']:,.0f} MB |", flush=True)
+    for label, objects in ((f"shard {big['prepared_shards'][0]}", big["pool_objects"]),
+                           *(((f"unsharded {base['series']:,}", base["pool_objects"]),) if base else ())):
+        sizes = ", ".join(f"{key.rsplit('/', 1)[-1]} {size / 1000:.1f} KB" for key, size in sorted(objects.items()))
+        print(f"(the forecast's statistics objects of {label}: {sizes or 'none'})")
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -417,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=int, default=100_000, help="series of the unsharded baseline (0: none)")
     parser.add_argument("--data", type=Path, default=TINY_M5, help=f"tiny M5 CSV (default {TINY_M5})")
     parser.add_argument("--skip-accuracy", action="store_true", help="only the timed part")
+    parser.add_argument("--skip-timing", action="store_true", help="only the accuracy part (no fresh processes)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -425,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     commit = scale.commit()
     print(f"# benchmarks/shards.py{' --quick' if args.quick else ''} on {os.cpu_count()} cores, Python "
           f"{sys.version.split()[0]}, commit {commit}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
-          f"timed figures: medians of {args.runs} fresh processes", flush=True)
+          + ("no timed part" if args.skip_timing else f"timed figures: medians of {args.runs} fresh processes"),
+          flush=True)
     report: dict[str, Any] = {"cores": os.cpu_count(), "python": sys.version.split()[0], "commit": commit,
                               "quick": args.quick, "runs": args.runs, "horizon_days": HORIZON, "accuracy": []}
     days = scale.HISTORY_DAYS + HORIZON * args.folds
@@ -437,12 +546,20 @@ def main(argv: list[str] | None = None) -> int:
             makers.append(lambda: tiny_m5(args.data))
         else:
             print(f"(tiny M5 skipped: {args.data} not found)")
-    print("\n## Accuracy: the model fitted per shard against the whole catalog")
+    if not args.skip_accuracy:
+        print('\n## Accuracy of the "own" fallback: the model fitted on each shard\'s series against the pooled fit '
+              'over the whole catalog')
     for make in [] if args.skip_accuracy else makers:
         data = make()
         result = accuracy(data, [n for n in counts if n <= data.max_shards], args.folds)
         report["accuracy"].append(result)
         print_accuracy(result)
+    if report["accuracy"]:
+        print_lag(report["accuracy"])
+    if args.skip_timing:
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1, default=str))
+        return 0
     report["load_average_before_timing"] = os.getloadavg()
     report["numpy_process_s"] = scale.baseline(args.runs)
     report["baseline"] = unsharded(args.baseline, args.runs) if args.baseline else None

@@ -1,5 +1,5 @@
-"""benchmarks/shards.py --quick: the smoke run of the sharding benchmark, its JSON, and the control
-that one shard is the whole catalog."""
+"""benchmarks/shards.py --quick: the smoke run of the sharding benchmark, its JSON, and its controls:
+one shard is the whole catalog; the lag chain without a lag is the plain fit."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
     done = subprocess.run([sys.executable, "benchmarks/shards.py", "--quick", "--json", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "## Accuracy" in done.stdout and "| `forecast` |" in done.stdout
+    assert '## Accuracy of the "own" fallback' in done.stdout and "## The one-day lag" in done.stdout
+    assert "| `forecast` |" in done.stdout
     return json.loads(out.read_text())
 
 
@@ -29,8 +30,8 @@ def test_the_report_names_the_machine_and_the_commit(quick: dict) -> None:
 
 
 def test_one_shard_is_the_whole_catalog_and_two_are_not(quick: dict) -> None:
-    """GIVEN the accuracy rows WHEN N = 1 THEN every difference is zero and the scores equal the
-    whole fit; N = 2 (a real split) differs, so the comparison can see a difference."""
+    """GIVEN the rows of the "own" fallback WHEN N = 1 THEN every difference is zero and the scores
+    equal the whole fit; N = 2 (a real split) differs, so the comparison can see a difference."""
     result = quick["accuracy"][0]
     rows = {row["num_shards"]: row for row in result["rows"]}
     assert sorted(rows) == [1, 2, 4]
@@ -44,6 +45,19 @@ def test_one_shard_is_the_whole_catalog_and_two_are_not(quick: dict) -> None:
     assert set(result["control_other_sample"]) >= {"forecast_7d", "spread_7d", "rmsse", "wape"}
 
 
+def test_the_lag_is_measured_against_the_same_day_fit_and_its_chain_is_checked(quick: dict) -> None:
+    """GIVEN the lag figures WHEN the chain runs with no lag THEN it is the same-day fit bit for bit, and
+    a longer chain gives the same parameters (the steady state); with the lag the forecasts move (so the
+    comparison can see the lag) but stay scored; the statistics object has a size."""
+    result = quick["accuracy"][0]
+    lag = result["lag"]
+    assert lag["lag_0_is_the_plain_fit"] is True and lag["longer_chain_is_the_same"] is True
+    assert lag["forecast_7d"]["counted"] == result["rows"][0]["forecast_7d"]["counted"] > 0
+    assert lag["forecast_7d"]["p99"] > 0
+    assert lag["rmsse"] != result["whole"]["rmsse"] and 0 < lag["wape"] < 1 and 0.5 < lag["coverage_95"] <= 1
+    assert 1_000 < lag["pool_object_bytes"] < 100_000
+
+
 def test_the_sharded_catalog_is_timed_per_shard_and_its_catalog_cost_apart(quick: dict) -> None:
     sharded = quick["sharded"]
     assert sharded["num_shards"] == 2 and sum(sharded["shard_series"]) == sharded["series"]
@@ -54,3 +68,6 @@ def test_the_sharded_catalog_is_timed_per_shard_and_its_catalog_cost_apart(quick
     assert whole["series"] == sharded["series"] and whole["shard_series"] == sharded["shard_series"][0]
     assert own["series"] == own["shard_series"] == sharded["shard_series"][0]
     assert quick["baseline"] is None  # --quick runs no 100k baseline
+    # the timed forecasts published the shard's statistics of their day, under the shard's prefix
+    objects = sharded["pool_objects"]
+    assert len(objects) == 1 and all(k.startswith("shards/0/state/pool/") and v > 1_000 for k, v in objects.items())
