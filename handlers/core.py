@@ -19,11 +19,10 @@ from .events import Tick
 from .limits import DEFAULT_CATCH_UP_MINUTES
 from .logs import event, series_events
 from .purchasing import order_ids, receive_due
-from .state import HISTORY_DAYS, State
+from .state import HISTORY_DAYS, RATE_DECAY, State
 
 __all__ = ["Outcome", "order_tick", "restock", "RATE_DECAY", "PROFILE_DECAY"]
 
-RATE_DECAY = math.exp(-1 / 60)  # per-minute decay of the order-rate EWMA (time constant 1 h)
 PROFILE_DECAY = 0.9  # per-day decay of the hour-of-day demand profile (~10 days of memory)
 _CHUNK_MINUTES = 240  # catch-up ticks are simulated in chunks to bound memory
 
@@ -81,7 +80,7 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, *, max_minutes: int =
     minute_ends = np.arange(state.orders_through + 60, end + 1, 60, dtype=float)
     on_hand = state.on_hand.copy()
     shipped, lost = state.shipped.copy(), state.lost_sales.copy()
-    rate = state.order_rate.copy()
+    rate, rate_minute = state.order_rate.copy(), state.rate_minute.copy()
     history = _History(state)
     events: list[dict[str, Any]] = []
     units = {"shipped": 0, "lost": 0}
@@ -95,7 +94,10 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, *, max_minutes: int =
             on_hand -= filled
             shipped += filled
             lost += missed
-            rate = rate * RATE_DECAY + filled * (1 - RATE_DECAY)
+            sold = np.flatnonzero(filled)  # the rate of the others decays lazily (State.order_rate_now)
+            minute = int(minute_end // 60)
+            rate[sold] = rate[sold] * RATE_DECAY ** (minute - rate_minute[sold]) + filled[sold] * (1 - RATE_DECAY)
+            rate_minute[sold] = minute
             history.add(float(minute_end) - 60, demand)
             moment = datetime.fromtimestamp(float(minute_end), timezone.utc)
             events += series_events("order", "order_tick", moment, catalog, np.flatnonzero(filled),
@@ -104,7 +106,7 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, *, max_minutes: int =
                                     {"lost_quantity": missed, "remaining_inventory": on_hand})
             units["shipped"] += int(filled.sum())
             units["lost"] += int(missed.sum())
-    new_state = state.replace(on_hand=on_hand, shipped=shipped, lost_sales=lost, order_rate=rate,
+    new_state = state.replace(on_hand=on_hand, shipped=shipped, lost_sales=lost, order_rate=rate, rate_minute=rate_minute,
                               orders_through=max(state.orders_through, float(end)), **history.changes())
     summary = {"minutes": len(minute_ends), "units_shipped": units["shipped"], "units_lost": units["lost"],
                "behind_minutes": max(0, round((due - end) / 60))}

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -45,12 +46,19 @@ from .errors import ConfigError, ConflictError, StorageError
 from .state import SCHEMA, STATE_KEY, State, initial_state, pack, unpack
 from .storage import Store
 
-__all__ = ["Loaded", "load", "with_history", "fresh", "commit", "prune_history", "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "owner",
+log = logging.getLogger("stockpulse")
+
+__all__ = ["Loaded", "Committed", "load", "with_history", "fresh", "commit", "prune_history", "prune_hot",
+           "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "owner",
            "NOT_LOADED", "FORECAST_NOT_LOADED", "FORECAST_READERS", "reads_forecast", "is_loaded", "forecast_daily_demand"]
 
 FORECAST_KEY = "state/forecast.bin"
 HISTORY_PREFIX = "state/history/"
-HOT_SCHEMA = 2
+HOT_SCHEMA = 3  # 2: the hot part's per-series arrays inline; 3: a base and a chain of deltas (still read: 2)
+HOT_PREFIX = "state/hot/"
+MAX_CHAIN = 16  # deltas after a base before a hot commit writes a new base
+_LOAD_ATTEMPTS = 5
+_SMALL_CHAIN_BYTES = 1 << 16  # a chain this small is never worth a new base before MAX_CHAIN
 HISTORY_FIELDS = ("daily_demand", "hour_profile")
 FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "score_day", "score_forecast",
                    "score_forecast_std", "score_abs_error", "score_actual", "score_days", "score_paired_abs_error",
@@ -122,6 +130,17 @@ class Loaded:
     history_ref: str | None
     history: tuple[Any, Any]  # the arrays as loaded (identity tells whether a commit changed them)
     legacy: bool = False  # loaded from a schema-1 object: the first hot commit also writes the forecast part
+    base: str | None = None  # the hot part's base object (None: none yet, the next hot commit writes one)
+    chain: tuple[tuple[str, int], ...] = ()  # its deltas since the base, oldest first: (key, bytes)
+    base_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a commit references: the history object and the hot part's base (hot commits)."""
+
+    history: str | None = None
+    base: str | None = None
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +188,22 @@ def with_history(store: Store, loaded: Loaded) -> Loaded:
 
 def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
          forecast: bool = True) -> Loaded | None:
+    """Read the parts and merge them into one :class:`State` (:func:`_load`). An object of the hot
+    part that is gone was pruned after a newer commit: the hot part is read again."""
+    for _ in range(_LOAD_ATTEMPTS - 1):
+        try:
+            return _load(store, catalog, at=at, history=history, forecast=forecast)
+        except _Missing as exc:
+            log.info("%s was pruned meanwhile; reading the hot part again", exc.key)
+    try:
+        return _load(store, catalog, at=at, history=history, forecast=forecast)
+    except _Missing as exc:
+        raise StorageError(f"{exc.key}: referenced by {STATE_KEY} but missing from {store.url} — restore it "
+                           "from a backup, or start a new --store") from None
+
+
+def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
+          forecast: bool = True) -> Loaded | None:
     """Read the parts (hot; the forecast unless ``forecast=False``; the history unless
     ``history=False``) and merge them into one :class:`State`; ``None`` when the store has no state.
     A missing forecast part is a fresh one. Without the forecast part its fields are
@@ -187,7 +222,8 @@ def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = Tr
         raise ConfigError(f"--catalog: {store.url} was started with another catalog "
                           f"({fingerprint}); this one ({catalog.source}) is "
                           f"{catalog.fingerprint} — use the same catalog or a new --store")
-    ref = None
+    ref, base, base_bytes = None, None, 0
+    chain: tuple[tuple[str, int], ...] = ()
     header_schema = header.get("schema")
     if header_schema == SCHEMA:  # the whole state in one object (before this layout)
         legacy = State.from_fields({k: v for k, v in header.items() if k != "schema"}, values, hot_outbox)
@@ -196,14 +232,18 @@ def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = Tr
         values = {**{k: v for k, v in vars(legacy).items() if isinstance(v, np.ndarray)}}
         header = _scalars(scalars)
         per_hot: dict[str, Any] = {}
-    elif header.get("schema") == HOT_SCHEMA:
+    elif header_schema in (2, HOT_SCHEMA):
         per_hot = header.pop("handlers")
         ref = header.pop("history")
+        if header_schema == HOT_SCHEMA:
+            base, base_bytes = header.pop("base"), header.pop("base_bytes")
+            chain = tuple((str(key), int(size)) for key, size in header.pop("chain"))
+            values.update(_series(store, base, chain))
         if history:
             values.update(_history(store, ref))
     else:
         raise StorageError(f"{STATE_KEY}: state schema {header.get('schema')!r}, this stockpulse reads "
-                           f"{SCHEMA} and {HOT_SCHEMA}; use a new --store")
+                           f"{SCHEMA}, 2 and {HOT_SCHEMA}; use a new --store")
     header.pop("schema", None)
     forecast_read = forecast or header_schema == SCHEMA  # moving a schema-1 state needs to know whether it exists
     forecast_part = store.read(FORECAST_KEY) if forecast_read else None
@@ -230,7 +270,8 @@ def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = Tr
     state = State.from_fields(scalars, arrays, hot_outbox + forecast_outbox)
     return Loaded(state, {"hot": hot.etag, "forecast": None if forecast_part is None else forecast_part.etag},
                   {"hot": hot_outbox, "forecast": forecast_outbox}, ref, loaded_history,
-                  legacy=header_schema == SCHEMA and forecast_part is None)
+                  legacy=header_schema == SCHEMA and forecast_part is None, base=base, chain=chain,
+                  base_bytes=base_bytes)
 
 
 def _blank(series: int, at: float) -> State:
@@ -275,12 +316,14 @@ HOT_FIELDS = tuple(f.name for f in dataclasses.fields(State) if f.name not in _E
 
 
 def commit(store: Store, loaded: Loaded, state: State, part: str,
-           outbox: tuple[tuple[str, bytes], ...] | None = None) -> str | None:
+           outbox: tuple[tuple[str, bytes], ...] | None = None) -> Committed:
     """Compare-and-swap ``part`` (``hot`` or ``forecast``) to ``state`` — the single commit point of
     an invocation. A hot commit whose history changed first writes the new history object (write-once).
     ``outbox``: the part's new outbox (default: the one it was loaded with). ``ConflictError`` when
     another writer committed the part first. Returns the history object a hot commit references
-    (``None`` for the forecast part)."""
+    and the hot part's base (both ``None`` for the forecast part). The hot part's per-series arrays
+    go to a delta object (the elements that changed since the state it replaces) or, every
+    ``MAX_CHAIN`` deltas, a new base object; both write-once, before the compare-and-swap."""
     outbox = loaded.outboxes[part] if outbox is None else outbox
     handlers = tuple(h for h in HANDLERS if owner(h) == part)
     if part == "forecast":
@@ -290,7 +333,7 @@ def commit(store: Store, loaded: Loaded, state: State, part: str,
         header.update(schema=HOT_SCHEMA, catalog_fingerprint=state.catalog_fingerprint,
                       **_split_handlers(state, handlers))
         store.write(FORECAST_KEY, pack(header, arrays, outbox, level=LEVEL["forecast"]), etag=loaded.etags["forecast"])
-        return None
+        return Committed()
     if loaded.legacy:  # moving a schema-1 state: its forecast part first (a crash in between loads the same)
         try:
             commit(store, loaded, state, "forecast", outbox=())
@@ -305,9 +348,13 @@ def commit(store: Store, loaded: Loaded, state: State, part: str,
     if is_loaded(state.forecast_mean):  # the forecast part at hand: refresh the hot part's copy of what cover needs
         state = state.replace(cover_daily_demand=np.asarray(forecast_daily_demand(state), dtype=np.float32))
     header, arrays = _encode(state, HOT_FIELDS)
-    header.update(schema=HOT_SCHEMA, history=ref, **_split_handlers(state, handlers))
+    series = {name: arrays.pop(name) for name in SERIES_FIELDS}
+    base, chain, base_bytes = _write_series(store, loaded, series, _stamp(state))
+    header.update(schema=HOT_SCHEMA, history=ref, base=base, chain=[list(link) for link in chain],
+                  base_bytes=base_bytes, **_split_handlers(state, handlers))
     store.write(STATE_KEY, pack(header, arrays, outbox, level=LEVEL["hot"]), etag=loaded.etags["hot"])
-    return ref
+    _remember(store, base, tuple(key for key, _ in chain), series)  # the next invocation here reads no object
+    return Committed(history=ref, base=base)
 
 
 def prune_history(store: Store, keep: set[str]) -> int:
@@ -318,6 +365,164 @@ def prune_history(store: Store, keep: set[str]) -> int:
     deleted = 0
     for key in list(store.list(HISTORY_PREFIX)):
         if key not in keep and key.endswith(".bin"):
+            store.delete(key)
+            deleted += 1
+    return deleted
+
+
+# -- the hot part's per-series arrays: a base object and a chain of deltas ------------------------
+
+#: The hot part's arrays with one row per series (the open purchase orders are rows of their own,
+#: few, and stay inline in ``state/state.bin`` with the scalars and counters).
+SERIES_FIELDS = tuple(name for name in HOT_FIELDS if name in {
+    "initial", "on_hand", "received", "shipped", "lost_sales", "order_rate", "rate_minute", "today_hours",
+    "po_count", "reorders", "cover_daily_demand"})
+_MAX_CACHED = 4  # materialised generations kept per process (a warm function, a long `run`)
+_materialised: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, np.ndarray]]] = {}
+
+
+def _stamp(state: State) -> int:
+    """The business time of a commit (its newest applied tick; never decreases from one commit to
+    the next): objects of the hot part are named by it, so a prune can tell generations apart."""
+    times = [t for t in state.applied.values() if math.isfinite(t)]
+    return int(max(times, default=state.created_at))
+
+
+def _object_key(kind: str, stamp: int, data: bytes) -> str:
+    return f"{HOT_PREFIX}{max(stamp, 0):011d}-{kind}-{hashlib.sha256(data).hexdigest()[:24]}.bin"
+
+
+def _key_stamp(key: str) -> int | None:
+    name = key[len(HOT_PREFIX):] if key.startswith(HOT_PREFIX) else ""
+    head = name.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _same(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Element-wise: bit for bit the same value (NaN equals NaN; -0.0 is not 0.0)."""
+    if old.dtype.kind in "fc":
+        width = np.dtype(f"u{old.dtype.itemsize}")
+        return old.reshape(-1).view(width) == new.reshape(-1).view(width)
+    return old.reshape(-1) == new.reshape(-1)
+
+
+def _delta(previous: State | None, series: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Per array, the flat positions that changed since ``previous`` (as gaps) and their new values —
+    or the whole array when its shape or type changed. ``None`` when a delta cannot be made."""
+    if previous is None:
+        return None
+    out: dict[str, np.ndarray] = {}
+    for name, new in series.items():
+        old = getattr(previous, name)
+        if not is_loaded(old):
+            return None
+        new = np.ascontiguousarray(new)
+        if old.shape != new.shape or old.dtype != new.dtype:
+            out[f"{name}:full"] = new
+            continue
+        where = np.flatnonzero(~_same(np.ascontiguousarray(old), new))
+        if len(where):
+            out[f"{name}:at"] = np.diff(where, prepend=0).astype(np.uint32 if new.size < 2**32 else np.int64)
+            out[f"{name}:new"] = new.reshape(-1)[where]
+    return out
+
+
+def _apply(arrays: dict[str, np.ndarray], delta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = dict(arrays)
+    for entry, values in delta.items():
+        name, _, kind = entry.partition(":")
+        if kind == "full":
+            out[name] = values
+        elif kind == "at":
+            where = np.cumsum(values.astype(np.int64))
+            changed = np.array(out[name], copy=True)
+            changed.reshape(-1)[where] = delta[f"{name}:new"]
+            out[name] = changed
+    return out
+
+
+def _write_series(store: Store, loaded: Loaded, series: dict[str, np.ndarray],
+                  stamp: int) -> tuple[str, tuple[tuple[str, int], ...], int]:
+    """Write the per-series arrays of a hot commit (write-once, before its compare-and-swap): a delta
+    against the state the commit replaces, or a new base when there is none yet, the chain is
+    ``MAX_CHAIN`` long, or its deltas add up to half the base (and 64 KiB). Returns (base, chain,
+    base bytes)."""
+    chained = loaded.base is not None and len(loaded.chain) < MAX_CHAIN and \
+        sum(size for _, size in loaded.chain) < max(loaded.base_bytes // 2, _SMALL_CHAIN_BYTES)
+    delta = _delta(loaded.state, series) if chained else None
+    if delta is None or loaded.base is None:
+        data = pack({"schema": HOT_SCHEMA}, series, level=LEVEL["hot"])
+        base = _object_key("base", stamp, data)
+        store.put_once(base, data)
+        return base, (), len(data)
+    if not delta:  # nothing per series changed: the same chain
+        return loaded.base, loaded.chain, loaded.base_bytes
+    data = pack({"schema": HOT_SCHEMA}, delta, level=LEVEL["hot"])
+    key = _object_key("delta", stamp, data)
+    store.put_once(key, data)
+    return loaded.base, (*loaded.chain, (key, len(data))), loaded.base_bytes
+
+
+def forget() -> None:
+    """Forget the hot objects this process materialised (what a new process knows)."""
+    _materialised.clear()
+
+
+def _remember(store: Store, base: str, chain: tuple[str, ...], series: dict[str, np.ndarray]) -> None:
+    frozen = {}
+    for name, array in series.items():
+        array = np.asarray(array)
+        if array.flags.writeable:
+            array = array.copy()
+            array.flags.writeable = False
+        frozen[name] = array
+    if len(_materialised) >= _MAX_CACHED and (store.url, base) not in _materialised:
+        _materialised.pop(next(iter(_materialised)))
+    _materialised[(store.url, base)] = (chain, frozen)
+
+
+def _read_object(store: Store, key: str) -> dict[str, np.ndarray]:
+    if not store.exists(key):
+        raise _Missing(key)
+    return unpack(store.get(key), key=key)[1]
+
+
+class _Missing(StorageError):
+    """An object of the hot part is gone: pruned after a newer commit (read the hot part again), or lost."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key}: missing")
+        self.key = key
+
+
+def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...]) -> dict[str, np.ndarray]:
+    """The hot part's per-series arrays: its base with its deltas applied (what this process already
+    materialised of the same base is reused)."""
+    keys = tuple(key for key, _ in chain)
+    cached = _materialised.get((store.url, base))
+    if cached is not None and keys[:len(cached[0])] == cached[0]:
+        done, arrays = cached
+    else:
+        done, arrays = (), _read_object(store, base)
+    for key in keys[len(done):]:
+        arrays = _apply(arrays, _read_object(store, key))
+    _remember(store, base, keys, arrays)
+    return dict(_materialised[(store.url, base)][1])
+
+
+def prune_hot(store: Store, loaded: Loaded, committed: Committed) -> int:
+    """After a hot commit that wrote a new base: delete the hot objects older than the base the
+    invocation had loaded (the generation before it stays for readers of the previous hot part;
+    a reader that still finds an object gone reads the hot part again). Returns how many were deleted."""
+    if committed.base is None or committed.base == loaded.base or loaded.base is None:
+        return 0
+    keep_from = _key_stamp(loaded.base)
+    if keep_from is None:
+        return 0
+    deleted = 0
+    for key in list(store.list(HOT_PREFIX)):
+        stamp = _key_stamp(key)
+        if stamp is not None and stamp < keep_from:
             store.delete(key)
             deleted += 1
     return deleted

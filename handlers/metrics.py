@@ -154,7 +154,7 @@ def cover_days(state: State) -> np.ndarray:
     forecast: the recent order rate); inf with no demand, 0 when nothing is on hand. A handler that
     does not read the forecast part uses the hot part's copy of that demand (handlers/layout.py)."""
     forecast = forecast_daily_demand(state)
-    daily = np.where(np.isnan(forecast), state.order_rate * 1440.0, forecast)
+    daily = np.where(np.isnan(forecast), state.order_rate_now() * 1440.0, forecast)
     with np.errstate(divide="ignore", invalid="ignore"):
         cover = np.where(daily > 0, state.on_hand / np.where(daily > 0, daily, 1.0), np.inf)
     return np.where(state.on_hand <= 0, 0.0, cover)
@@ -220,7 +220,7 @@ class StateCollector:
     def _order_tick(self) -> Iterator[Metric]:
         s = self.state
         yield self._series("inventory_level_units", s.on_hand)
-        yield self._products("orders_per_minute", s.order_rate)
+        yield self._products("orders_per_minute", s.order_rate_now())
         yield self._products("orders_total", s.shipped.astype(float))
         yield self._series("lost_sales_units_total", s.lost_sales)
         yield self._products("inventory_units_by_product", s.on_hand.astype(float))

@@ -179,7 +179,7 @@ def forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy, *, pool
     within = np.isfinite(view.stockout_in)
     events = series_events("inventory", "forecast", tick.time, catalog, np.arange(state.num_series), {
         "inventory_units": state.on_hand,
-        "orders_per_hour": np.round(state.order_rate * 60.0, 3),
+        "orders_per_hour": np.round(state.order_rate_now() * 60.0, 3),
         "predicted_stockout_hours": np.round(view.stockout_in, 2),
         "low_stock_warning": plan.stockout_soon | plan.below_reorder_point,
         "stockout_within_horizon": within,

@@ -252,7 +252,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
         pool.publish(runtime.store, outcome.publish)  # before the commit: what a commit used is out there
         try:
-            referenced = layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point
+            committed = layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point
         except ConflictError:  # counted, and carried into the commit that finally wins
             conflicts += 1
             time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
@@ -264,11 +264,17 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
             log.warning("%s: committed, but the log object is not written yet (%s); the next invocation "
                         "writes it", key, exc)
             result["log_error"] = str(exc)
+        referenced = committed.history
         if referenced is not None and loaded.history_ref not in (None, referenced):  # a day closed
             try:
                 result["history_pruned"] = layout.prune_history(runtime.store, {referenced, loaded.history_ref})
             except StorageError as exc:  # garbage only: the next day's prune removes it
                 log.warning("old history objects not deleted yet: %s", exc)
+        if committed.base not in (None, loaded.base):  # a new base of the hot part
+            try:
+                result["hot_pruned"] = layout.prune_hot(runtime.store, loaded, committed)
+            except StorageError as exc:  # garbage only: the next new base's prune removes it
+                log.warning("old objects of the hot part not deleted yet: %s", exc)
         if runtime.publish is not None:
             error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline, exposed=outcome.exposed,
                                     shard=number)

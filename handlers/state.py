@@ -31,6 +31,7 @@ _MAGIC = b"STOCKPULSE-STATE\x00"
 STATE_KEY = "state/state.bin"
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                                       2.5, 5.0, 10.0)  # seconds; +Inf is implicit
+RATE_DECAY = math.exp(-1 / 60)  # per-minute decay of the order-rate EWMA (time constant 1 h)
 HISTORY_DAYS = 112  # complete days of demand kept for the forecaster
 FORECAST_DAYS = 8  # today + the next 7 days
 
@@ -53,7 +54,9 @@ class State:
     received: np.ndarray
     shipped: np.ndarray
     lost_sales: np.ndarray
-    order_rate: np.ndarray  # EWMA of shipped units per minute (time constant 60 min)
+    order_rate: np.ndarray  # EWMA of shipped units per minute (time constant 60 min), as of ``rate_minute``
+    #   (stored lazily: only a series that sells changes; :meth:`order_rate_now` decays it to ``orders_through``)
+    rate_minute: np.ndarray  # [S] the business minute (epoch seconds // 60) each ``order_rate`` is as of
 
     # -- demand history (demand = shipped + lost), UTC days ---------------------------------
     history_day: int  # UTC day number of ``today_demand``
@@ -111,6 +114,12 @@ class State:
     def num_series(self) -> int:
         return int(self.on_hand.shape[0])
 
+    def order_rate_now(self) -> np.ndarray:
+        """[S] the order-rate EWMA at ``orders_through`` (each series' stored rate decayed since its
+        ``rate_minute``)."""
+        age = np.maximum(self.orders_through // 60 - self.rate_minute, 0)
+        return self.order_rate * RATE_DECAY**age
+
     def replace(self, **changes: Any) -> State:
         return dataclasses.replace(self, **changes)
 
@@ -142,6 +151,9 @@ class State:
         values = dict(values)
         for name, fill in _ADDED_ARRAYS.items():  # arrays newer than the object: filled in
             values.setdefault(name, fill(int(values["on_hand"].shape[0])))
+        if "rate_minute" not in values:  # before rates were stored lazily: every rate is as of orders_through
+            values["rate_minute"] = np.full(int(values["on_hand"].shape[0]), int(header["orders_through"] // 60),
+                                            dtype=np.int64)
         for f in dataclasses.fields(cls):
             if f.name == "conflicts":  # newer than the first objects: zeros when absent
                 values[f.name] = {**dict.fromkeys(HANDLERS, 0), **header.get(f.name, {})}
@@ -243,6 +255,7 @@ def initial_state(catalog: Catalog, created_at: float) -> State:
         shipped=zeros_i.copy(),
         lost_sales=zeros_i.copy(),
         order_rate=np.zeros(s),
+        rate_minute=np.full(s, int((start_minute - 60) // 60), dtype=np.int64),
         history_day=int((start_minute - 60) // 86400),
         daily_demand=np.full((s, HISTORY_DAYS), np.nan),
         today_hours=np.zeros((s, 24)),

@@ -105,7 +105,7 @@ def status_extras(state: State, catalog: Catalog, store: Store) -> dict[str, Any
         daily = state.forecast_mean.mean(axis=1)  # forecast demand per day over the coming days
         basis = "forecast"
     else:
-        daily = state.order_rate * 1440.0
+        daily = state.order_rate_now() * 1440.0
         basis = "recent orders"
     restock_in = catalog.lead_time_hours / 24.0  # no open order: one placed now
     for i, due in zip(state.po_series.tolist(), state.po_due.tolist()):

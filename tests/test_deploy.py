@@ -54,7 +54,8 @@ def test_each_policy_allows_only_the_keys_and_log_group_of_its_function(handler)
     policy = statements(target, handler)
     assert policy["State"]["Resource"] == ["arn:aws:s3:::shop-store/eu/state/state.bin",
                                            "arn:aws:s3:::shop-store/eu/state/forecast.bin",
-                                           "arn:aws:s3:::shop-store/eu/state/history/*"]
+                                           "arn:aws:s3:::shop-store/eu/state/history/*",
+                                           "arn:aws:s3:::shop-store/eu/state/hot/*"]
     assert policy["State"]["Action"] == ["s3:GetObject", "s3:PutObject"]
     assert policy["Logs"]["Resource"] == ["arn:aws:s3:::shop-store/eu/logs/*"]
     assert policy["Metrics"] == {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"],
@@ -69,6 +70,10 @@ def test_each_policy_allows_only_the_keys_and_log_group_of_its_function(handler)
     if prune is not None:
         assert prune["Action"] == ["s3:DeleteObject"]
         assert prune["Resource"] == ["arn:aws:s3:::shop-store/eu/state/history/*"]
+    hot = policy.pop("PruneHotObjects", None)  # the hot part's old base and delta objects: its committers
+    assert (hot is not None) == (handler != "forecast")
+    if hot is not None:
+        assert hot["Action"] == ["s3:DeleteObject"] and hot["Resource"] == ["arn:aws:s3:::shop-store/eu/state/hot/*"]
     pooled = policy.pop("PooledFit", None)  # the forecast's statistics (handlers/pool.py): its own, and every shard's
     assert (pooled is not None) == (handler == "forecast")
     if pooled is not None:
@@ -216,7 +221,9 @@ def test_a_sharded_role_allows_the_shards_keys_and_the_manifest_not_the_unsharde
     policy = statements(sharded(3, prefix="eu/"), handler)
     store = "arn:aws:s3:::shop-store/eu/"
     assert policy["State"]["Resource"] == [f"{store}shards/*/state/state.bin", f"{store}shards/*/state/forecast.bin",
-                                           f"{store}shards/*/state/history/*"]
+                                           f"{store}shards/*/state/history/*", f"{store}shards/*/state/hot/*"]
+    if handler == "forecast":
+        assert policy["PooledFit"]["Resource"] == [f"{store}shards/*/state/pool/*"]
     assert policy["Metrics"]["Resource"] == [f"{store}metrics/{handler}/shard/*.prom"]
     assert policy["ShardManifest"]["Resource"] == [f"{store}state/shards.json"]
     assert policy["ShardManifest"]["Action"] == ["s3:GetObject", "s3:PutObject"]

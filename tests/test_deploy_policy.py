@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from handlers import HANDLERS, shards
+from handlers import HANDLERS, layout, shards
 from handlers.catalog import Catalog, default_catalog, parse_catalog
 from handlers.compiled import compiled_key, load_compiled, source_key, store_reference
 from handlers.metrics import publisher
@@ -69,6 +69,13 @@ def allowed(policy: dict[str, Any], action: str, arn: str) -> bool:
 def new_process() -> None:
     """What a new Lambda process has not done yet: its first invocation's manifest check."""
     shards.forget_checks()
+    layout.forget()
+
+
+def cold() -> None:
+    """Before each invocation: each function is a process of its own (it has not materialised the
+    hot part another function committed) — the calls of the coldest process."""
+    layout.forget()
 
 
 def run(url: str, catalog: Catalog, num_shards: int, *, start: datetime, hours: int) -> set[tuple[str, str, str]]:
@@ -87,6 +94,7 @@ def run(url: str, catalog: Catalog, num_shards: int, *, start: datetime, hours: 
                 started.add(handler)
                 new_process()
             store.handler = handler
+            cold()
             results = invoke_all(handler, event_at(moment), runtime)
             assert {result["status"] for result in results} == {"applied"}
     for handler in HANDLERS:
@@ -106,6 +114,7 @@ def days_closing(url: str, catalog: Catalog, num_shards: int) -> set[tuple[str, 
     runtime = Runtime(store=store, catalog=catalog, num_shards=num_shards)
     start = datetime(2026, 1, 5, tzinfo=timezone.utc)
     for hours in range(1, 4 * 24 + 1, 3):
+        cold()
         results = invoke_all("order_tick", event_at(start + timedelta(hours=hours)), runtime)
         assert {result["status"] for result in results} == {"applied"}
     assert any(action == "s3:DeleteObject" for _, action, _ in store.calls)
@@ -158,6 +167,7 @@ def run_store_catalog(url: str, text: str, num_shards: int, *, start: datetime,
                 if (handler, k) not in runtimes:
                     runtimes[handler, k] = process(store, handler, k)
                 store.handler = handler
+                cold()
                 result = invoke(handler, event_at(moment, detail={"shard": k}), runtimes[handler, k])
                 assert result["status"] == "applied", result
     for handler in HANDLERS:

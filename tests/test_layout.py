@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pytest
 
+from handlers import layout
+from handlers.errors import StorageError
 from handlers.runtime import Runtime, invoke, load_state
-from handlers.state import STATE_KEY
+from handlers.state import RATE_DECAY, STATE_KEY, pack, unpack
 from handlers.storage import FileStore
 from tests.conftest import START, event_at, zero_clock
 from tests.test_runtime import BUSY_CATALOG
@@ -131,3 +134,157 @@ def test_dying_while_deleting_old_history_loses_nothing_and_the_next_day_cleans_
     assert all(clean.get(k) == dying.inner.get(k) for k in clean.list("logs/"))
     assert list(clean.list(HISTORY_PREFIX)) == list(dying.inner.list(HISTORY_PREFIX))  # the garbage went later
     assert clean.read(STATE_KEY).data == dying.inner.read(STATE_KEY).data
+
+
+# -- the hot part's base and deltas -------------------------------------------------------------
+
+def _hot_objects(store: FileStore, kind: str) -> list[str]:
+    return sorted(k for k in store.list(layout.HOT_PREFIX) if f"-{kind}-" in k)
+
+
+def _fresh_process_state(store: FileStore):
+    layout.forget()
+    state, _ = load_state(store)
+    return state
+
+
+def test_an_order_tick_writes_what_changed_and_a_new_base_every_max_chain_commits(tmp_path):
+    """GIVEN a store WHEN order ticks run THEN each commit writes one delta object (the elements that
+    changed), every MAX_CHAIN-th a new base; a new process reads base + deltas back to exactly the
+    state the committing process holds."""
+    store = FileStore(tmp_path)
+    for minute in range(1, layout.MAX_CHAIN + 3):
+        invoke("order_tick", event_at(NOON + timedelta(minutes=minute)), _runtime(store))
+        if minute == 4:
+            warm, _ = load_state(store)
+            cold = _fresh_process_state(store)
+            for name in layout.SERIES_FIELDS:
+                assert np.array_equal(getattr(warm, name), getattr(cold, name), equal_nan=True), name
+    assert len(_hot_objects(store, "base")) == 2  # the first commit's, then after MAX_CHAIN deltas
+    assert len(_hot_objects(store, "delta")) == layout.MAX_CHAIN  # commits 2 .. MAX_CHAIN + 1
+    warm, _ = load_state(store)
+    cold = _fresh_process_state(store)
+    assert cold.orders_through == warm.orders_through
+    for name in layout.SERIES_FIELDS:
+        assert np.array_equal(getattr(warm, name), getattr(cold, name), equal_nan=True), name
+
+
+def test_a_delta_is_proportional_to_the_series_that_changed(tmp_path):
+    """GIVEN a state of 20 000 series WHEN a commit changes k of them THEN its delta object grows
+    with k and stays far below the base (the hot part no longer rewrites every series)."""
+    from handlers.catalog import parse_catalog
+
+    lines = ["seed: 1", "products:"] + [f"  - {{id: P{i:05d}, base_demand_per_day: 3, lead_time_hours: 24, pack_size: 1}}"
+                                         for i in range(10_000)]
+    lines += ["warehouses:", "  - {id: W1, timezone: UTC}", "  - {id: W2, timezone: UTC}"]
+    catalog = parse_catalog("\n".join(lines) + "\n", source="big.yaml")
+    store = FileStore(tmp_path)
+    loaded = layout.fresh(catalog, NOON.timestamp())
+    layout.commit(store, loaded, loaded.state, "hot")
+    sizes = {}
+    for k in (10, 100, 1000):
+        loaded = layout.load(store, catalog, at=0.0, history=False, forecast=False)
+        changed = np.array(loaded.state.on_hand, copy=True)
+        rng = np.random.default_rng(k)
+        changed[rng.choice(len(changed), k, replace=False)] -= rng.integers(1, 30, size=k)
+        before = set(_hot_objects(store, "delta"))
+        layout.commit(store, loaded, loaded.state.replace(on_hand=changed), "hot")
+        (key,) = set(_hot_objects(store, "delta")) - before
+        sizes[k] = len(store.get(key))
+    # about 3 bytes a changed series (its position's gap and its new value, compressed), against
+    # 8 bytes a series for the whole array
+    assert sizes[10] < sizes[100] < sizes[1000] < 1000 * 4 + 200
+    assert sizes[1000] > 5 * sizes[10] and sizes[1000] < catalog.num_series * 8 / 20
+    assert _fresh_process_state(store).on_hand.tolist() == changed.tolist()
+
+
+def test_a_new_base_deletes_the_generations_before_the_one_it_replaced(tmp_path):
+    """GIVEN three generations of the hot part WHEN the third base is committed THEN the first
+    generation's objects are deleted, the second's kept (a reader of the previous hot part may
+    still be reading them)."""
+    store = FileStore(tmp_path)
+    bases: list[str] = []
+    minute = 0
+    while len(bases) < 3 and minute < 4 * layout.MAX_CHAIN:
+        minute += 1
+        invoke("order_tick", event_at(NOON + timedelta(minutes=minute)), _runtime(store))
+        found = _hot_objects(store, "base")
+        if found and found[-1] not in bases:
+            bases.append(found[-1])
+    assert len(bases) == 3
+    left = _hot_objects(store, "base")
+    assert left == bases[1:]
+    oldest_kept = bases[1].split("/")[-1].split("-")[0]
+    assert all(k.split("/")[-1].split("-")[0] >= oldest_kept for k in store.list(layout.HOT_PREFIX))
+    assert _fresh_process_state(store).orders_through == (NOON + timedelta(minutes=minute)).timestamp()
+
+
+def test_a_reader_whose_objects_were_pruned_reads_the_hot_part_again(tmp_path):
+    """GIVEN a reader that got an older hot part whose objects a newer commit has pruned WHEN it loads
+    THEN it reads the hot part again and gets the newest state; a hot part whose own objects are gone
+    is an error that names the object."""
+    store = FileStore(tmp_path)
+    for minute in range(1, 3 * layout.MAX_CHAIN):
+        invoke("order_tick", event_at(NOON + timedelta(minutes=minute)), _runtime(store))
+    newest = store.read(STATE_KEY)
+
+    class StaleOnce:
+        """Serves the first hot part a commit of two generations ago had written."""
+
+        def __init__(self, inner: FileStore, old: bytes) -> None:
+            self.inner, self.old, self.url = inner, old, inner.url
+
+        def read(self, key: str):
+            if key == STATE_KEY and self.old is not None:
+                data, self.old = self.old, None
+                return type(newest)(data, "old")
+            return self.inner.read(key)
+
+        def __getattr__(self, name: str):
+            return getattr(self.inner, name)
+
+    # an older hot part: the same but for a base a later commit has pruned
+    header, arrays, outbox = unpack(newest.data, key=STATE_KEY)
+    header.update(base=f"{layout.HOT_PREFIX}00000000001-base-{'0' * 24}.bin", chain=[])
+    layout.forget()
+    loaded = layout.load(StaleOnce(store, pack(header, arrays, outbox)), None, at=0.0)
+    assert loaded is not None and loaded.etags["hot"] == newest.etag
+    for key in _hot_objects(store, "delta"):
+        store.delete(key)
+    layout.forget()
+    with pytest.raises(StorageError, match=r"state/hot/.*referenced by state/state.bin but missing"):
+        layout.load(store, None, at=0.0)
+
+
+def test_a_schema_2_hot_part_still_loads_and_the_next_commit_writes_a_base(tmp_path):
+    """GIVEN a hot part written before bases and deltas (schema 2: every array inline) WHEN it is
+    loaded THEN it gives the same state, and the next commit moves it to a base."""
+    store = FileStore(tmp_path)
+    for minute in range(1, 4):
+        invoke("order_tick", event_at(NOON + timedelta(minutes=minute)), _runtime(store))
+    expected, _ = load_state(store)
+    found = store.read(STATE_KEY)
+    header, arrays, outbox = unpack(found.data, key=STATE_KEY)
+    arrays.update(layout._series(store, header.pop("base"), tuple(map(tuple, header.pop("chain")))))
+    header.pop("base_bytes")
+    header["schema"] = 2
+    store.write(STATE_KEY, pack(header, arrays, outbox), etag=found.etag)
+    for key in list(store.list(layout.HOT_PREFIX)):
+        store.delete(key)
+    state = _fresh_process_state(store)
+    for name in layout.SERIES_FIELDS:
+        assert np.array_equal(getattr(state, name), getattr(expected, name), equal_nan=True), name
+    invoke("order_tick", event_at(NOON + timedelta(minutes=5)), _runtime(store))
+    assert len(_hot_objects(store, "base")) == 1
+
+
+def test_the_lazy_order_rate_is_the_minute_by_minute_ewma():
+    rng = np.random.default_rng(0)
+    sales = rng.poisson(0.05, size=(600, 30)) * (rng.random((600, 1)) < 0.5)
+    rate, lazy, at = np.zeros(30), np.zeros(30), np.zeros(30, dtype=np.int64)
+    for minute, sold in enumerate(sales, start=1):
+        rate = rate * RATE_DECAY + sold * (1 - RATE_DECAY)
+        hit = np.flatnonzero(sold)
+        lazy[hit] = lazy[hit] * RATE_DECAY ** (minute - at[hit]) + sold[hit] * (1 - RATE_DECAY)
+        at[hit] = minute
+    np.testing.assert_allclose(lazy * RATE_DECAY ** (600 - at), rate, rtol=1e-12, atol=1e-300)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from handlers import layout
 from handlers.catalog import parse_catalog
 from handlers.logs import decode_events
 from handlers.runtime import Runtime, invoke, load_state
@@ -63,10 +64,10 @@ class CrashingStore:
 
 
 def snapshot(store: FileStore) -> tuple[list[bytes | None], dict[str, bytes], dict[str, bytes]]:
-    """The state's parts (hot and forecast by their newest version, history objects and the forecast's
-    statistics) and every log object."""
+    """The state's parts (hot and forecast by their newest version, history objects, the hot part's
+    base and deltas, the forecast's statistics) and every log object."""
     parts = [store.read(key) for key in ("state/state.bin", "state/forecast.bin")]
-    history = {k: store.get(k) for prefix in ("state/history/", "state/pool/") for k in store.list(prefix)}
+    history = {k: store.get(k) for prefix in ("state/history/", "state/pool/", "state/hot/") for k in store.list(prefix)}
     return [p.data if p else None for p in parts], history, {k: store.get(k) for k in store.list("logs/")}
 
 
@@ -78,7 +79,8 @@ def run_with_retries(store, ticks) -> None:
             try:
                 invoke(name, event_at(moment), runtime)
                 break
-            except Crash:
+            except Crash:  # a new process: it knows nothing of the old one's
+                layout.forget()
                 store = FileStore(store.inner.root) if isinstance(store, CrashingStore) else store
 
 
@@ -95,7 +97,7 @@ def test_busy_window_has_every_kind_of_event(clean_run):
     assert {"order", "lost_sale", "inventory", "reorder_alert", "restock", "job_run"} <= types
 
 
-STORAGE_CALLS = 187  # storage calls of busy_ticks() run once without a crash (checked below); one is the
+STORAGE_CALLS = 218  # storage calls of busy_ticks() run once without a crash (checked below); one is the
 #                     shard manifest check (handlers/shards.py), once per store in a process
 
 
@@ -125,8 +127,9 @@ def test_crash_after_commit_leaves_the_log_to_the_next_invocation(tmp_path: Path
     store = FileStore(tmp_path)
     runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
     invoke("order_tick", event_at(START.replace(hour=12)), runtime)
-    # calls of an order tick: read (hot; never the forecast part), matches (outbox), write (commit), put_once (log)
-    crashing = CrashingStore(FileStore(tmp_path), crash_at=4)
+    # calls of an order tick: read (hot; never the forecast part; its base is known to this process),
+    # matches (outbox), put_once (the hot part's delta), write (commit), put_once (log)
+    crashing = CrashingStore(FileStore(tmp_path), crash_at=5)
     with pytest.raises(Crash):
         invoke("order_tick", event_at(START.replace(hour=12, minute=1)),
                Runtime(store=crashing, catalog=BUSY_CATALOG, clock=zero_clock))

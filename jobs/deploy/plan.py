@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers import DECLARATIONS, HANDLERS
+from handlers import DECLARATIONS, HANDLERS, layout
 from handlers.compiled import SOURCE_PREFIX, STORE_SCHEME, compiled_globs
 from handlers.errors import ConfigError
-from handlers.layout import FORECAST_KEY, HISTORY_PREFIX
+from handlers.layout import FORECAST_KEY, HISTORY_PREFIX, HOT_PREFIX
 from handlers.logs import LOG_PREFIX
 from handlers.metrics import metrics_key
 from handlers.pool import PREFIX as POOL_PREFIX
@@ -207,7 +207,8 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
     (handlers/shards.py: read by every process's first invocation; sharded, written once by the
     first, which first looks whether an unsharded state is there), and its own log group. The order
     tick may delete history objects: the one that closes a day deletes those older than the one its
-    commit replaced (handlers/layout.py ``prune_history``). The forecast reads every shard's
+    commit replaced (handlers/layout.py ``prune_history``); the hot part's committers delete its
+    base and delta objects older than the base they replaced (``prune_hot``). The forecast reads every shard's
     statistics of the day before and writes (and prunes) its own (handlers/pool.py).
     ``s3:ListBucket`` lets a read of a not-yet-existing object say 404 rather than 403. With the
     catalog in the store (``STOCKPULSE_CATALOG=store:...``, handlers/compiled.py): its source objects
@@ -235,7 +236,9 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "State", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
          "Resource": [f"{bucket}/{state}{STATE_KEY}", f"{bucket}/{state}{FORECAST_KEY}",
-                      f"{bucket}/{state}{HISTORY_PREFIX}*"]},
+                      f"{bucket}/{state}{HISTORY_PREFIX}*", f"{bucket}/{state}{HOT_PREFIX}*"]},
+        *([{"Sid": "PruneHotObjects", "Effect": "Allow", "Action": ["s3:DeleteObject"],  # after a new base
+            "Resource": [f"{bucket}/{state}{HOT_PREFIX}*"]}] if layout.owner(handler) == "hot" else []),
         *([{"Sid": "PruneHistory", "Effect": "Allow", "Action": ["s3:DeleteObject"],  # the order tick that closes a day
             "Resource": [f"{bucket}/{state}{HISTORY_PREFIX}*"]}] if handler == "order_tick" else []),
         *([{"Sid": "PooledFit", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
