@@ -250,9 +250,10 @@ def exact_sum(values: np.ndarray) -> list[int]:
 
 
 def _add(a: Any, b: Any) -> Any:
-    """Element-wise sum of nested lists of ints (a stage missing on either side is missing)."""
+    """Element-wise sum of nested lists of ints; a stage missing on one side adds nothing (a shard
+    with no history yet has no rows to add: the others' stages stand)."""
     if a is None or b is None:
-        return None
+        return b if a is None else a
     if isinstance(a, list):
         return [_add(x, y) for x, y in zip(a, b, strict=True)]
     return a + b
@@ -263,8 +264,8 @@ class Stats:
     """What the pooled fit needs from a set of series, as exact integer sums: the statistics of
     several shards add up to those of their union, bit for bit (handlers/pool.py).
 
-    A stage is ``None`` when the parameters it was computed under lacked what it needs: the regression
-    needs a profile, the variance a regression, the tails a variance.
+    A stage is ``None`` when the parameters it was computed under lacked what it needs (the regression
+    needs a profile, the variance a regression, the tails a variance) or there was no history.
     """
 
     series: int = 0
@@ -288,12 +289,19 @@ class Stats:
             raise ValueError("not the statistics of a forecast")
         if not isinstance(doc["series"], int) or doc["series"] < 0:
             raise ValueError("series: not a count")
-        for name in ("profile", "regression", "variance", "tails"):
+        width = 2 * (len(LEVEL_SEASONS) + len(PHASE_SEASONS) + len(PROFILE_SEASONS))
+        shapes = {"profile": (2, None), "regression": (width + 2, width + 2), "variance": (5, 5),
+                  "tails": (len(SHARE_BANDS) + 1, TAIL_BINS)}  # what this version of the model fits
+        for name, (rows, columns) in shapes.items():
             value = doc[name]
-            if value is not None and not (isinstance(value, list) and value and all(
-                    isinstance(row, list) and row and all(isinstance(x, int) and not isinstance(x, bool) for x in row)
-                    for row in value)):
-                raise ValueError(f"{name}: not a table of integers")
+            if value is None:
+                continue
+            if not (isinstance(value, list) and len(value) == rows and all(
+                    isinstance(row, list) and row and len(row) == len(value[0]) and all(
+                        isinstance(x, int) and not isinstance(x, bool) for x in row) for row in value)):
+                raise ValueError(f"{name}: not a table of integers of {rows} rows")
+            if columns is not None and len(value[0]) != columns:
+                raise ValueError(f"{name}: {len(value[0])} columns, this model has {columns}")
         return cls(**doc)
 
 

@@ -42,7 +42,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "lost_sale": ("product_id", "warehouse_id", "lost_quantity", "remaining_inventory"),
     "forecast_score": ("product_id", "warehouse_id", "day", "forecast_units", "forecast_std_units", "actual_units",
                        "abs_error", "seasonal_naive_abs_error"),
-    "job_run": ("tick_id", "status", "events", "duration_ms", "conflicts", "shard"),
+    "job_run": ("tick_id", "status", "events", "duration_ms", "conflicts", "shard", "pool"),
 }
 
 

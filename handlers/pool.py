@@ -13,12 +13,13 @@ and fits the model from the sum of every shard's statistics of the day before:
 2. fit the parameters from that sum and forecast with them (``forecasting.pooled_forecast``);
 3. publish this shard's statistics of day ``H``, computed under the same parameters, write-once
    (the first publication of a day stands), before the commit of the forecast; delete the shard's
-   objects older than ``H-1``.
+   objects older than ``H-2`` (a shard a day behind still finds ``H-2``).
 
 If a shard's statistics of ``H-1`` are missing (the first forecast of a store that already has
 history, a shard that did not forecast that day, a damaged object), the shard fits on its own
 series as an unsharded store would — the only case where a sharded forecast differs from the
-unsharded one — and says so in its ``job_run`` summary (``pool: own``).
+unsharded one — and says so in its ``job_run`` event and result (``pool: own``). A shard that has
+no history yet adds no stage to the sum (the others' stages stand).
 
 The parameters lag the data by a day: each stage of the fit (profile → regression → variance →
 tails) is fitted from statistics computed under the stage before as of the day before. A new
@@ -76,12 +77,14 @@ class Pool:
                            "hours": self.hours}, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str) -> Pool:
-        """Validated; a damaged object is a ``ValueError`` naming ``where``."""
+    def from_bytes(cls, data: bytes, where: str, day: int | None = None) -> Pool:
+        """Validated (of ``day``, when given); a damaged object is a ``ValueError`` naming ``where``."""
         try:
             doc = json.loads(data)
             if not isinstance(doc, dict) or doc.get("version") != _VERSION or not isinstance(doc.get("day"), int):
                 raise ValueError("not version 1 with a day")
+            if day is not None and doc["day"] != day:
+                raise ValueError(f"of day {doc['day']}, not {day}")
             hours = doc.get("hours")
             if not isinstance(hours, dict) or not all(
                     isinstance(row, list) and len(row) == 24 and all(isinstance(x, int) for x in row)
@@ -112,7 +115,7 @@ def gather(store: Store, num_shards: int, day: int) -> Pool | None:
         if not store.exists(name):
             return None
         try:
-            return Pool.from_bytes(store.get(name), name)
+            return Pool.from_bytes(store.get(name), name, day)
         except ValueError as exc:
             log.warning("%s; the forecast fits on its own series", exc)
             return None
@@ -128,25 +131,31 @@ def gather(store: Store, num_shards: int, day: int) -> Pool | None:
             if num_shards > 1 and store.read(f"shards/{number}/{STATE_KEY}") is None:
                 continue  # a shard without products (or not started): no series to pool
             return None
-        total = part if total is None else total + part
+        try:
+            total = part if total is None else total + part
+        except ValueError as exc:  # shapes that do not add up: another version of the model wrote one
+            log.warning("%s: %s; the forecast fits on its own series", keys[number], exc)
+            return None
     return total
 
 
 def publish(store: Store, objects: tuple[tuple[str, bytes], ...]) -> int:
     """Write a shard's statistics of their day once (``store``: the shard's; the first publication of
-    a day stands); then delete its objects of the days before the previous one (best effort).
-    Returns how many objects this call wrote."""
+    a day stands); then delete its objects of the days before ``day - 2`` (best effort: a shard a
+    day behind still finds the day before its own). Returns how many objects this call wrote."""
     written = 0
     for name, data in objects:
         if not store.put_once(name, data, content_type="application/json"):
             continue
         written += 1
         day = int(name[len(PREFIX):].split(".")[0])
-        for old in (day - 2, day - 3):
-            try:
-                store.delete(key(old))
-            except StorageError as exc:
-                log.warning("old forecast statistics not deleted yet: %s", exc)
+        try:
+            for old in list(store.list(PREFIX)):
+                stem = old[len(PREFIX):].split(".")[0]
+                if stem.lstrip("-").isdigit() and int(stem) < day - 2:
+                    store.delete(old)
+        except StorageError as exc:
+            log.warning("old forecast statistics not deleted yet: %s", exc)
     return written
 
 

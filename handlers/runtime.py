@@ -239,14 +239,15 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         inputs: dict[str, Any] = {}
         if DECLARATIONS[handler].pools:  # the pooled fit: every shard's statistics of the day before
             inputs["pooled"] = pool.gather(whole, runtime.num_shards, state.history_day - 1)
-            if inputs["pooled"] is None and number is not None:
-                log.info("shard %d: not every shard has published its statistics of the day before; the "
-                         "forecast fits on this shard's series alone today", number)
+            if inputs["pooled"] is None and number is not None and bool(np.isfinite(state.daily_demand).any()):
+                log.warning("shard %d: not every shard has published its forecast statistics of the day before; "
+                            "this forecast fits on the shard's own series (job_run pool: own)", number)
         outcome = runtime.cores[handler](state, tick, runtime.catalog, runtime.policy, **inputs)
         seconds = runtime.clock() - started
         run = event("job_run", handler, tick.time, "run" if number is None else f"run:shard-{number}",
                     tick_id=tick.event_id, status="applied", events=len(outcome.events),
-                    duration_ms=round(seconds * 1000, 3), conflicts=conflicts, shard=number)
+                    duration_ms=round(seconds * 1000, 3), conflicts=conflicts, shard=number,
+                    pool=outcome.summary.get("pool"))
         payload = encode_events([*outcome.events, run])
         key = log_key(handler, tick.time, number)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)

@@ -3,6 +3,8 @@ bit for bit however the series are split, their objects, and what a forecast doe
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -173,4 +175,28 @@ def test_publish_writes_a_day_once_and_keeps_two_days(tmp_path: Path):
     assert pool.publish(store, ((pool.key(100), first.to_bytes()),)) == 1
     assert pool.publish(store, ((pool.key(100), second.to_bytes()),)) == 0  # the first publication stands
     assert pool.Pool.from_bytes(store.get(pool.key(100)), "k") == first
-    assert set(store.list(pool.PREFIX)) == {pool.key(99), pool.key(100)}
+    assert set(store.list(pool.PREFIX)) == {pool.key(98), pool.key(99), pool.key(100)}  # a shard a day behind reads 98
+
+
+def test_a_shard_without_history_adds_no_stage_and_the_others_stand():
+    full = one_pool().model
+    assert full + Stats(series=7) == dataclasses.replace(full, series=full.series + 7)
+    assert Stats(series=7) + full == dataclasses.replace(full, series=full.series + 7)
+
+
+def test_statistics_of_another_day_or_another_model_are_refused(tmp_path: Path, caplog):
+    found = one_pool(100)
+    with pytest.raises(ValueError, match="of day 100, not 101"):
+        pool.Pool.from_bytes(found.to_bytes(), "k", 101)
+    other_model = json.loads(found.to_bytes())
+    other_model["model"]["regression"] = [row[:-1] for row in other_model["model"]["regression"][:-1]]
+    with pytest.raises(ValueError, match="regression: not a table of integers of 22 rows"):
+        pool.Pool.from_bytes(json.dumps(other_model).encode(), "k")
+    store = FileStore(tmp_path)
+    store.put_once(pool.key(100), found.to_bytes())
+    assert pool.gather(store, 1, 100) == found
+    store.delete(pool.key(100))
+    store.put_once(pool.key(100), json.dumps(other_model).encode())
+    with caplog.at_level(logging.WARNING, logger="stockpulse"):
+        assert pool.gather(store, 1, 100) is None
+    assert "regression" in caplog.text
