@@ -27,6 +27,7 @@ needs. ``--no-run --no-models`` measures the invocations only (a few minutes at 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -111,9 +112,21 @@ def prepare(directory: Path, catalog_path: Path) -> str:
                                  created_at=START.timestamp() - HISTORY_DAYS * 86400)
     layout.commit(store, loaded, state, "hot")  # writes the history object the hot state then references
     run(invoke_cmd("forecast", START + timedelta(minutes=1), url, catalog_path))
+    stand_in_yesterday(store)
     # an alert: the hot part then carries the forecast's demand the light handlers' metrics use for cover
     run(invoke_cmd("alert", START + timedelta(minutes=2), url, catalog_path))
     return url
+
+
+def stand_in_yesterday(store: Any) -> None:
+    """Let the prepared store's statistics of today stand in for those of the day before, so that the
+    timed forecasts fit as a live store's do: from the statistics of the day before
+    (handlers/pool.py), not on their own series (what a store that starts with history does first)."""
+    from handlers import pool
+
+    day = int(START.timestamp() // 86400)  # the prepared state's history day
+    today = pool.Pool.from_bytes(store.get(pool.key(day)), pool.key(day), day)
+    store.put_once(pool.key(day - 1), dataclasses.replace(today, day=day - 1).to_bytes())
 
 
 # -- measuring ---------------------------------------------------------------------------------

@@ -378,6 +378,7 @@ def prepare_shard(url: str, path: Path, catalog: Any, num_shards: int, number: i
     layout.commit(cast(Any, store), loaded, state, "hot")
     if scale.run(shard_cmd("forecast", scale.START + timedelta(minutes=1), url, path, num_shards, number))[2]:
         raise SystemExit(f"shard {number}: the first forecast failed")
+    scale.stand_in_yesterday(store)  # the timed forecasts fit from every prepared shard's statistics
 
 
 #: A fresh process that loads a catalog the way handlers/app.py does; prints seconds. "whole": the

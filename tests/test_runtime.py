@@ -97,7 +97,7 @@ def test_busy_window_has_every_kind_of_event(clean_run):
     assert {"order", "lost_sale", "inventory", "reorder_alert", "restock", "job_run"} <= types
 
 
-STORAGE_CALLS = 218  # storage calls of busy_ticks() run once without a crash (checked below); one is the
+STORAGE_CALLS = 217  # storage calls of busy_ticks() run once without a crash (checked below); one is the
 #                     shard manifest check (handlers/shards.py), once per store in a process
 
 
