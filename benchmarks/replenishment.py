@@ -54,6 +54,7 @@ from benchmarks.yardsticks import (  # noqa: E402
     cumulate,
     score,
 )
+from handlers import pool  # noqa: E402
 from handlers.catalog import Catalog, load_catalog  # noqa: E402
 from handlers.demand import minute_demand, minute_rates  # noqa: E402
 from handlers.events import scheduled_event  # noqa: E402
@@ -104,7 +105,7 @@ def run_policy(name: str, store: MemoryStore, catalog: Catalog, cores, begin: fl
                 empty = now_empty
             if handler == "forecast":
                 state, _ = load_state(store)
-                record_predictions(stats, state, catalog, float(minute_end))
+                record_predictions(stats, state, catalog, float(minute_end), store)
         if progress and minute_end % 86400 == 0:
             print(f"  {name}: day {(minute_end - begin) / 86400:.0f}/{days:g}", file=sys.stderr, flush=True)
     stats.final, _ = load_state(store)
@@ -112,10 +113,14 @@ def run_policy(name: str, store: MemoryStore, catalog: Catalog, cores, begin: fl
     return stats
 
 
-def record_predictions(stats: RunStats, state: State, catalog: Catalog, now: float) -> None:
+def record_predictions(stats: RunStats, state: State, catalog: Catalog, now: float, store: MemoryStore) -> None:
     """Both predictors on the same state: this project's projection and the original heuristic."""
-    mean, std = daily_forecast(state, catalog, now)  # as the forecast handler makes it, on any policy's state
-    shares = hour_shares(state, catalog)
+    pooled = pool.gather(store, 1, state.history_day - 1)  # as the forecast handler reads it
+    mean, std, model = daily_forecast(state, catalog, now, pooled)  # as the forecast handler makes it, on any policy's state
+    shares = hour_shares(state, catalog, pooled)
+    published = pool.own(state.history_day, model, state.hour_profile, [w.id for w in catalog.warehouses],
+                         catalog.warehouse_index)
+    pool.publish(store, ((pool.key(published.day), published.to_bytes()),))  # what the handler would publish
     ours_state = state.replace(forecast_at=now, forecast_mean=intraday_update(state, mean, shares, now),
                                forecast_std=std, hour_share=shares)
     view = outlook(ours_state, now, Policy(alert_threshold_hours=THRESHOLD))

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from handlers import layout
 from handlers.errors import StorageError
 from handlers.runtime import Runtime, invoke
 from handlers.storage import S3Store
@@ -29,9 +30,10 @@ def s3_store(moto_s3, url: str | None = None, endpoint: str | None = None) -> S3
 
 
 def snapshot(store: S3Store) -> tuple[list[bytes | None], dict[str, bytes], dict[str, bytes]]:
-    """The state's parts (hot and forecast by their newest version, history objects) and every log object."""
+    """The state's parts (hot and forecast by their newest version, history objects, the hot part's
+    base and deltas, the forecast's statistics) and every log object."""
     parts = [store.read(key) for key in ("state/state.bin", "state/forecast.bin")]
-    history = {k: store.get(k) for k in store.list("state/history/")}
+    history = {k: store.get(k) for prefix in ("state/history/", "state/hot/", "state/pool/") for k in store.list(prefix)}
     return [p.data if p else None for p in parts], history, {k: store.get(k) for k in store.list("logs/")}
 
 
@@ -45,7 +47,8 @@ def run_with_retries(make_store, ticks) -> int:
             try:
                 invoke(name, event_at(moment), Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock))
                 break
-            except Crash:
+            except Crash:  # a new process: it knows nothing of the old one's
+                layout.forget()
                 store = make_store.fresh()
     return first.calls
 
