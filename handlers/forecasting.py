@@ -161,14 +161,24 @@ def _predict(features: np.ndarray, share: np.ndarray, coef: np.ndarray) -> np.nd
     return _dot(features, coef[:width]) * share[..., 0] + _dot(features, coef[width:]) * (1.0 - share[..., 0])
 
 
-def _training_rows(keys: np.ndarray, length: int, horizon: int, season: int,
-                   per_series: float | None) -> tuple[np.ndarray, ...]:
+def _training_rows(keys: np.ndarray, length: int, horizon: int, season: int, per_series: float | None,
+                   starts: np.ndarray) -> tuple[np.ndarray, ...]:
     """(series, origin, step) of the rolling-origin training rows.
 
     Every row when there are at most ``per_series`` per series (``None``: no limit); otherwise about
     ``per_series`` rows of each series, drawn from that series' own stream (its ``key``): which rows a
-    series contributes never depends on which other series are in the fit (handlers/shards.py).
+    series contributes never depends on which other series are in the fit (handlers/shards.py). A
+    series contributes only origins that have at least its own ``first`` periods before them from its
+    start (``starts``: its first observed period): before that its windows would be empty.
     """
+    series, origin, step = _candidate_rows(keys, length, horizon, season, per_series)
+    seen = length - starts[series]  # the series' periods from its start
+    keep = origin - starts[series] >= np.minimum(2 * season, np.maximum(1, seen // 2))
+    return series[keep], origin[keep], step[keep]
+
+
+def _candidate_rows(keys: np.ndarray, length: int, horizon: int, season: int,
+                    per_series: float | None) -> tuple[np.ndarray, ...]:
     first = int(min(2 * season, max(1, length // 2)))
     max_step = min(horizon, length - first)
     n_series = len(keys)
@@ -264,8 +274,9 @@ class Stats:
     """What the pooled fit needs from a set of series, as exact integer sums: the statistics of
     several shards add up to those of their union, bit for bit (handlers/pool.py).
 
-    A stage is ``None`` when the parameters it was computed under lacked what it needs (the regression
-    needs a profile, the variance a regression, the tails a variance) or there was no history.
+    A stage is ``None`` when the parameters it was computed under lacked what it needs (the variance
+    needs a regression, the tails a variance; the regression takes a flat profile until there is
+    one) or there was no history.
     """
 
     series: int = 0
@@ -392,7 +403,10 @@ class _Model:
         self.win = _Windows(self.values / self.scale[:, None], season)
         if keys is None:
             keys = mix(np.arange(n_series, dtype=np.uint64) + np.uint64(SEED))
-        series, origin, step = _training_rows(np.asarray(keys, dtype=np.uint64), length, horizon, season, per_series)
+        finite = np.isfinite(self.values)
+        starts = np.where(finite.any(axis=1), np.argmax(finite, axis=1), length)
+        series, origin, step = _training_rows(np.asarray(keys, dtype=np.uint64), length, horizon, season, per_series,
+                                              starts)
         target = self.win.sum[series, origin + step] - self.win.sum[series, origin + step - 1]
         observed = self.win.count[series, origin + step] - self.win.count[series, origin + step - 1] > 0
         self.rows = series[observed], origin[observed], step[observed]
@@ -429,17 +443,20 @@ class _Model:
 
         return self._cached("features", (profile.tobytes(),), compute)
 
+    def profile(self, params: Params) -> np.ndarray:
+        """The pooled profile of ``params``; flat before there is one (a new store's first days: the
+        regression's first statistics need not wait a day for the profile)."""
+        return np.ones(self.season) if params.profile is None else params.profile
+
     def fitted(self, params: Params) -> np.ndarray:
-        assert params.profile is not None and params.coef is not None
-        wide, _ = self.features(params.profile)
+        assert params.coef is not None
+        wide, _ = self.features(self.profile(params))
         return np.maximum(_dot(wide, params.coef), 0.0)
 
     def statistics(self, params: Params) -> Stats:
         """This history's statistics under ``params``: each stage whose inputs ``params`` has."""
         stats = Stats(series=self.values.shape[0], profile=self.profile_stats())
-        if params.profile is None:
-            return stats
-        profile = params.profile
+        profile = self.profile(params)
         wide, share = self.features(profile)
 
         def regression() -> list[list[int]]:
@@ -479,11 +496,12 @@ class _Model:
         horizon = self.horizon
         out_series = np.arange(n_series)
         out_origin = np.full(n_series, length)
-        if params.profile is None or params.coef is None:  # nothing learnt yet: the mean of what is there, ±1 scale
+        if params.coef is None:  # nothing learnt yet: the mean of what is there, ±1 scale
             mean = np.repeat(np.nan_to_num(self.win.mean(out_series, out_origin, length)), horizon)
             return _result(mean, np.ones_like(mean), self.scale, self.values)
         out_step = np.broadcast_to(np.arange(1, horizon + 1), (n_series, horizon))
-        out_features, out_share = _design(self.win, out_series, out_origin, out_step, params.profile, self.first_day)
+        out_features, out_share = _design(self.win, out_series, out_origin, out_step, self.profile(params),
+                                          self.first_day)
         mean = np.maximum(_predict(out_features, out_share, params.coef), 0.0).ravel()
         if params.variance_coef is None:
             return _result(mean, np.ones_like(mean), self.scale, self.values)

@@ -119,8 +119,8 @@ def test_without_a_stage_the_forecast_falls_back_and_grows_a_stage_a_day():
         stages.append(tuple(getattr(params, name) is not None for name in ("profile", "coef", "variance_coef", "tails")))
         result, stats, _ = pooled_forecast(values, 8, params)
         assert np.isfinite(result.mean).all() and (result.std >= 0).all()
-    assert stages == [(False, False, False, False), (True, False, False, False), (True, True, False, False),
-                      (True, True, True, False), (True, True, True, True)]
+    assert stages == [(False, False, False, False), (True, True, False, False), (True, True, True, False),
+                      (True, True, True, True), (True, True, True, True)]
 
 
 # -- the objects --------------------------------------------------------------------------------
