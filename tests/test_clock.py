@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers import app
+from handlers import app, layout
 from handlers.alert import handler as alert_handler
 from handlers.errors import ConfigError, InputError
 from handlers.limits import DEFAULT_MAX_LEAD, Limits, parse_max_lead
@@ -113,7 +113,8 @@ def run_gap(store) -> None:
                 invoke(name, event_at(moment), Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock,
                                                        cores=catch_up_cores(1440)))
                 break
-            except Crash:
+            except Crash:  # a new process: it knows nothing of the old one's
+                layout.forget()
                 store = FileStore(store.inner.root)
 
 
