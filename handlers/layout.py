@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,7 @@ HOT_SCHEMA = 3  # 2: the hot part's per-series arrays inline; 3: a base and a ch
 HOT_PREFIX = "state/hot/"
 MAX_CHAIN = 16  # deltas after a base before a hot commit writes a new base
 _LOAD_ATTEMPTS = 5
+_PARALLEL_READS, _READERS = 3, 8  # from this many objects to read, read them in parallel
 _SMALL_CHAIN_BYTES = 1 << 16  # a chain this small is never worth a new base before MAX_CHAIN
 HISTORY_FIELDS = ("daily_demand", "hour_profile")
 FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "score_day", "score_forecast",
@@ -501,11 +503,16 @@ def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...]) -> dict
     keys = tuple(key for key, _ in chain)
     cached = _materialised.get((store.url, base))
     if cached is not None and keys[:len(cached[0])] == cached[0]:
-        done, arrays = cached
+        arrays, pending = cached[1], keys[len(cached[0]):]
     else:
-        done, arrays = (), _read_object(store, base)
-    for key in keys[len(done):]:
-        arrays = _apply(arrays, _read_object(store, key))
+        arrays, pending = {}, (base, *keys)
+    if len(pending) >= _PARALLEL_READS:  # a cold process on a network store: GET them at once
+        with ThreadPoolExecutor(_READERS) as pool:
+            objects = list(pool.map(lambda key: _read_object(store, key), pending))
+    else:
+        objects = [_read_object(store, key) for key in pending]
+    for key, found in zip(pending, objects):
+        arrays = found if key == base else _apply(arrays, found)
     _remember(store, base, keys, arrays)
     return dict(_materialised[(store.url, base)][1])
 
