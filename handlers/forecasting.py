@@ -218,9 +218,10 @@ def _series_scale(history: np.ndarray) -> np.ndarray:
 # -- exact sums: what the pooled fit needs, in fixed point, so any split adds up to the same integers --
 
 FIXED_BITS = 16  # values are summed as integers in units of 2**-16
-_LIMB_BITS, _LIMBS = 13, 3  # |value| * 2**16 < 2**39: three 13-bit limbs, whose products BLAS sums exactly
+_LIMB_BITS, _LIMBS = 20, 2  # |value| * 2**16 < 2**40: two 20-bit limbs, whose products BLAS sums exactly
 FIXED_LIMIT = 2.0 ** (_LIMB_BITS * _LIMBS - FIXED_BITS) - 1.0  # larger magnitudes are clipped (never met)
-_EXACT_ROWS = 1 << 26  # limb products < 2**26: a float64 sum of this many stays an exact integer
+_EXACT_ROWS = 1 << 13  # limb products < 2**40: a float64 sum of 2**13 of them stays an exact integer
+_FLUSH_CHUNKS = 1 << 9  # int64 holds the sum of this many chunks (each < 2**53)
 _SUM_ROWS = 1 << 24
 
 
@@ -228,26 +229,45 @@ def _fixed(values: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(np.nan_to_num(values), -FIXED_LIMIT, FIXED_LIMIT) * 2.0**FIXED_BITS).astype(np.int64)
 
 
+def _limbs(fixed: np.ndarray) -> list[np.ndarray]:
+    """Signed limbs of ``_LIMB_BITS`` bits, as floats: ``fixed == sum(limb_k * 2**(k * _LIMB_BITS))``."""
+    magnitude, sign = np.abs(fixed), np.sign(fixed)
+    mask = (1 << _LIMB_BITS) - 1
+    return [(sign * ((magnitude >> (_LIMB_BITS * k)) & mask)).astype(np.float64) for k in range(_LIMBS)]
+
+
 def exact_cross(left: np.ndarray, right: np.ndarray) -> list[list[int]]:
     """``left' @ right`` of ``[n, p]`` and ``[n, q]`` in units of ``2**-32``, exactly (Python ints).
 
-    Each value is rounded to ``2**-16`` and split into signed 13-bit limbs; every limb product is
-    below ``2**26``, so BLAS adds up to ``2**26`` rows of them without rounding, in any order. The
-    result is the same integers however the rows are split and in whatever order the parts are added.
+    Each value is rounded to ``2**-16`` and split into signed 20-bit limbs; every limb product is
+    below ``2**40``, so BLAS adds ``2**13`` rows of them without rounding, in any order, and the
+    chunks' sums are added as integers. The result is the same integers however the rows are split
+    and in whatever order the parts are added.
     """
-    fixed = [_fixed(left), _fixed(right)]
+    symmetric = left is right
+    fixed_left = _fixed(left)
+    fixed_right = fixed_left if symmetric else _fixed(right)
+    pairs = [(i, j) for i in range(_LIMBS) for j in range(_LIMBS) if not symmetric or i <= j]
     total = np.zeros((left.shape[1], right.shape[1]), dtype=object)
-    for begin in range(0, max(len(left), 1), _EXACT_ROWS):
-        limbs = []
-        for values in fixed:
-            part, sign = np.abs(values[begin:begin + _EXACT_ROWS]), np.sign(values[begin:begin + _EXACT_ROWS])
-            limbs.append([(sign * ((part >> (_LIMB_BITS * k)) & ((1 << _LIMB_BITS) - 1))).astype(np.float64)
-                          for k in range(_LIMBS)])
-        for i, a in enumerate(limbs[0]):
-            for j, b in enumerate(limbs[1]):
-                product = np.rint(a.T @ b).astype(np.int64).astype(object)
-                total += product * (1 << (_LIMB_BITS * (i + j)))
-    return total.tolist()
+    sums = {pair: np.zeros_like(total, dtype=np.int64) for pair in pairs}
+    for number, begin in enumerate(range(0, len(fixed_left), _EXACT_ROWS)):
+        a = _limbs(fixed_left[begin:begin + _EXACT_ROWS])
+        b = a if symmetric else _limbs(fixed_right[begin:begin + _EXACT_ROWS])
+        for i, j in pairs:
+            sums[i, j] += np.rint(a[i].T @ b[j]).astype(np.int64)
+        if (number + 1) % _FLUSH_CHUNKS == 0:
+            total += _combine(sums, symmetric)
+    return (total + _combine(sums, symmetric)).tolist()
+
+
+def _combine(sums: dict[tuple[int, int], np.ndarray], symmetric: bool) -> np.ndarray:
+    """The limb products' sums weighted by their place, as Python ints; resets them."""
+    out = np.zeros(next(iter(sums.values())).shape, dtype=object)
+    for (i, j), part in sums.items():
+        weighted = part.astype(object) * (1 << (_LIMB_BITS * (i + j)))
+        out += weighted + weighted.T if symmetric and i != j else weighted
+        part[...] = 0
+    return out
 
 
 def exact_sum(values: np.ndarray) -> list[int]:
