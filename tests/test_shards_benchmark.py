@@ -68,6 +68,9 @@ def test_the_sharded_catalog_is_timed_per_shard_and_its_catalog_cost_apart(quick
     assert whole["series"] == sharded["series"] and whole["shard_series"] == sharded["shard_series"][0]
     assert own["series"] == own["shard_series"] == sharded["shard_series"][0]
     assert quick["baseline"] is None  # --quick runs no 100k baseline
-    # the timed forecasts published the shard's statistics of their day, under the shard's prefix
+    # the shard's statistics of its day (published by its forecasts, under its prefix), and the copy
+    # standing in for the day before, which the timed forecasts fitted from (scale.stand_in_yesterday)
     objects = sharded["pool_objects"]
-    assert len(objects) == 1 and all(k.startswith("shards/0/state/pool/") and v > 1_000 for k, v in objects.items())
+    days = sorted(int(k.rsplit("/", 1)[1].split(".")[0]) for k in objects)
+    assert len(days) == 2 and days[1] == days[0] + 1
+    assert all(k.startswith("shards/0/state/pool/") and v > 1_000 for k, v in objects.items())
