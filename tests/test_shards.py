@@ -250,7 +250,7 @@ def test_a_shard_that_misses_the_statistics_fits_on_its_own_series(tmp_path: Pat
     there, each shard fits on its own series — and the same comparison catches the difference."""
     monkeypatch.setattr(pool, "gather", lambda store, num_shards, day: None)
     catalog = make_catalog(24)
-    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=3 * 24 * 60 + 90)
+    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=2 * 24 * 60 + 90)
     state, _ = load_state(sharded, catalog)
     expected, _ = load_state(whole, catalog)
     assert state is not None and expected is not None
