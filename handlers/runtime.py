@@ -16,12 +16,16 @@ The commit protocol (every step may crash; the retry of the same tick repairs it
    events as one gzip NDJSON object; write the objects the core publishes (write-once: the
    forecast's statistics of today);
 5. compare-and-swap the part this handler owns (``forecast``: ``state/forecast.bin``; the others:
-   ``state/state.bin``, after writing a new history object when a day closed), which carries the new log object in its outbox (conflict:
+   ``state/state.bin``, after writing a new history object when a day closed and the delta — or a
+   new base — of its per-series arrays, handlers/layout.py), which carries the new log object in
+   its outbox (conflict:
    someone else committed first — count it and start again from 1; the count goes into the
    handler's ``conflicts`` counter and the ``job_run`` event of the commit that wins);
 6. write the log object (write-once); when the commit referenced a new history object (a day
    closed), delete the history objects older than the one it replaced (best effort; a reader of
-   the previous hot part still finds its history — handlers/layout.py ``prune_history``);
+   the previous hot part still finds its history — handlers/layout.py ``prune_history``); when it
+   referenced a new base, delete the hot part's objects older than the base it replaced
+   (``prune_hot``; best effort);
 7. publish metrics (never fatal).
 
 The state write in step 5 is the single commit point: before it nothing is visible, after it the
