@@ -23,8 +23,8 @@ no history yet adds no stage to the sum (the others' stages stand).
 
 The parameters lag the data by a day: each stage of the fit (profile → regression → variance →
 tails) is fitted from statistics computed under the stage before as of the day before. A new
-store's model therefore grows a stage a day over its first days (the regression's first statistics
-are taken under a flat profile, so it comes with the profile) (the catalog's declared demand is
+store's model therefore grows a stage a day over its first days; the regression's first statistics
+are taken under a flat profile, so it comes with the profile (and the catalog's declared demand is
 blended in over the first week anyway, handlers/planning.py).
 """
 
