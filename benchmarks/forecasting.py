@@ -37,10 +37,10 @@ if TYPE_CHECKING:  # pandas loads only where a table is built or read
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from handlers.baselines import baselines_for  # noqa: E402
-from handlers.forecasting import HISTORY_DAYS, MODEL_NAME, Forecast, forecast  # noqa: E402
-from handlers.scores import mean_rmsse, wape  # noqa: E402
-from jobs.backtest import load_matrix, run_backtest  # noqa: E402
+from handlers.forecasting.baselines import baselines_for
+from handlers.forecasting.model import HISTORY_DAYS, MODEL_NAME, Forecast, forecast
+from handlers.forecasting.scores import mean_rmsse, wape
+from jobs.backtest import load_matrix, run_backtest
 
 TINY_M5 = ROOT.parent / "shared" / "data" / "m5_tiny_m5_280series.csv.gz"
 M5_COLUMNS: dict[str, Any] = {"id_cols": ["item_id", "store_id"], "date_col": "date", "value_col": "value"}

@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from handlers.catalog import Catalog
-from handlers.core import Outcome
-from handlers.events import Tick
-from handlers.logs import series_events
-from handlers.policy import Policy
-from handlers.purchasing import open_count, order_ids, place_orders
-from handlers.runtime import CORES, Core
-from handlers.state import State
+from handlers.model.catalog import Catalog
+from handlers.model.events import Tick
+from handlers.model.logs import series_events
+from handlers.model.ordering import Outcome
+from handlers.model.policy import Policy
+from handlers.model.purchasing import open_count, order_ids, place_orders
+from handlers.model.state import State
+from handlers.runtime.invoke import CORES, Core
 
 __all__ = ["heuristic_stockout_hours", "linear_trend_7", "original_cores", "THRESHOLD_HOURS"]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from handlers.errors import ConflictError  # noqa: E402
-from handlers.runtime import Runtime, invoke, load_state  # noqa: E402
-from handlers.storage import FileStore  # noqa: E402
-from tests.conftest import event_at  # noqa: E402
-from tests.test_runtime import BUSY_CATALOG, busy_ticks  # noqa: E402
+from handlers.errors import ConflictError
+from handlers.runtime.invoke import Runtime, invoke, load_state
+from handlers.storage.file import FileStore
+from tests.conftest import event_at
+from tests.test_runtime import BUSY_CATALOG, busy_ticks
 
 
 class CountingStore:
@@ -90,7 +90,7 @@ def push_budget() -> None:
     from prometheus_client import CollectorRegistry
     from prometheus_client import Counter as PromCounter
 
-    from handlers.metrics import _push
+    from handlers.telemetry.publisher import _push
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Dribbler)
     server.daemon_threads = True

@@ -42,9 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.memstore import MemoryStore  # noqa: E402
-from benchmarks.original import heuristic_stockout_hours, original_cores  # noqa: E402
-from benchmarks.yardsticks import (  # noqa: E402
+from benchmarks.original import heuristic_stockout_hours, original_cores
+from benchmarks.yardsticks import (
     HEURISTIC,
     PROBABILITY_THRESHOLDS,
     PROJECTION,
@@ -54,16 +53,19 @@ from benchmarks.yardsticks import (  # noqa: E402
     cumulate,
     score,
 )
-from handlers import pool  # noqa: E402
-from handlers.catalog import Catalog, load_catalog  # noqa: E402
-from handlers.demand import minute_demand, minute_rates  # noqa: E402
-from handlers.events import scheduled_event  # noqa: E402
-from handlers.planning import daily_forecast, hour_shares, intraday_update, outlook  # noqa: E402
-from handlers.policy import Policy  # noqa: E402
-from handlers.purchasing import arrivals  # noqa: E402
-from handlers.runtime import CORES, Runtime, invoke, load_state  # noqa: E402
-from handlers.state import State  # noqa: E402
-from jobs.schedule import Schedule  # noqa: E402
+from handlers.forecasting.planning import daily_forecast, hour_shares, intraday_update, outlook
+from handlers.forecasting.pooled import own
+from handlers.model.catalog import Catalog
+from handlers.model.demand import minute_demand, minute_rates
+from handlers.model.events import scheduled_event
+from handlers.model.policy import Policy
+from handlers.model.purchasing import arrivals
+from handlers.model.state import State
+from handlers.runtime import pool
+from handlers.runtime.catalogs import load_catalog
+from handlers.runtime.invoke import CORES, Runtime, invoke, load_state
+from handlers.storage.memory import MemoryStore
+from jobs.schedule import Schedule
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
 
@@ -118,9 +120,9 @@ def record_predictions(stats: RunStats, state: State, catalog: Catalog, now: flo
     pooled = pool.gather(store, 1, state.history_day - 1)  # as the forecast handler reads it
     mean, std, model = daily_forecast(state, catalog, now, pooled)  # as the forecast handler makes it, on any policy's state
     shares = hour_shares(state, catalog, pooled)
-    published = pool.own(state.history_day, model, state.hour_profile, [w.id for w in catalog.warehouses],
+    published = own(state.history_day, model, state.hour_profile, [w.id for w in catalog.warehouses],
                          catalog.warehouse_index)
-    pool.publish(store, ((pool.key(published.day), published.to_bytes()),))  # what the handler would publish
+    pool.publish(store, published)  # what the handler would publish
     ours_state = state.replace(forecast_at=now, forecast_mean=intraday_update(state, mean, shares, now),
                                forecast_std=std, hour_share=shares)
     view = outlook(ours_state, now, Policy(alert_threshold_hours=THRESHOLD))

@@ -85,7 +85,7 @@ def invoke_cmd(handler: str, moment: datetime, store: str, catalog: Path) -> lis
 def entry_point_cmd(handler: str, moment: datetime, store: str, catalog: Path) -> list[str]:
     """A fresh interpreter calling the Lambda entry point ``handlers.<handler>.handler`` once, configured
     by the environment as a function is (``env`` below); exit 1 unless the tick was applied."""
-    from handlers.events import scheduled_event
+    from handlers.model.events import scheduled_event
 
     event = json.dumps(scheduled_event(moment, f"stockpulse-{handler}", event_id=f"scale-{moment:%H%M}"))
     code = (f"import json, sys; from handlers.{handler} import handler; "
@@ -95,9 +95,9 @@ def entry_point_cmd(handler: str, moment: datetime, store: str, catalog: Path) -
 
 def prepare(directory: Path, catalog_path: Path) -> str:
     """A store at START with 112 days of history, one forecast and one alert; returns its URL."""
-    from handlers import layout
-    from handlers.catalog import load_catalog
-    from handlers.storage import open_store
+    from handlers.runtime import layout
+    from handlers.runtime.catalogs import load_catalog
+    from handlers.storage.location import open_store
 
     url = f"file://{directory}"
     run(invoke_cmd("order_tick", START, url, catalog_path))  # creates the state
@@ -121,11 +121,12 @@ def prepare(directory: Path, catalog_path: Path) -> str:
 def stand_in_yesterday(store: Any) -> None:
     """Let the prepared store's statistics of today stand in for those of the day before, so that the
     timed forecasts fit as a live store's do: from the statistics of the day before
-    (handlers/pool.py), not on their own series (what a store that starts with history does first)."""
-    from handlers import pool
+    (handlers/runtime/pool.py), not on their own series (what a store that starts with history does first)."""
+    from handlers.forecasting.pooled import Pool
+    from handlers.runtime import pool
 
     day = int(START.timestamp() // 86400)  # the prepared state's history day
-    today = pool.Pool.from_bytes(store.get(pool.key(day)), pool.key(day), day)
+    today = Pool.from_bytes(store.get(pool.key(day)), pool.key(day), day)
     store.put_once(pool.key(day - 1), dataclasses.replace(today, day=day - 1).to_bytes())
 
 
@@ -193,8 +194,8 @@ def baseline(runs: int, code: str = "import numpy") -> float:
 
 def conflict_rate(directory: Path, catalog: Path, speed: int, seconds: int) -> dict[str, Any]:
     """``jobs run --speed`` for ``seconds`` on a copy of the store: conflicts per handler."""
-    from handlers.runtime import load_state
-    from handlers.storage import open_store
+    from handlers.runtime.invoke import load_state
+    from handlers.storage.location import open_store
 
     copy = Path(tempfile.mkdtemp(prefix="scale-run-"))
     shutil.copytree(directory, copy, dirs_exist_ok=True)
@@ -217,8 +218,8 @@ def cold_import(runs: int) -> dict[str, float]:
 
     The handler module itself imports nothing heavy (the registry imports it); its first call loads
     the app (runtime, cores, storage) and the metrics (prometheus_client); forecast's first call also
-    loads scipy's NNLS (handlers/forecasting.py imports it on its first fit)."""
-    loads = {name: f"import handlers.{name}, handlers.app, handlers.metrics" for name in HANDLERS}
+    loads scipy's NNLS (handlers/forecasting/model.py imports it on its first fit)."""
+    loads = {name: f"import handlers.{name}, handlers.app, handlers.telemetry.metrics" for name in HANDLERS}
     loads["forecast"] += "; from scipy.optimize import nnls"
     out = {}
     for name, statement in loads.items():
@@ -240,7 +241,7 @@ def timed(function: Any, runs: int) -> float:
 
 def forecast_models(catalog: Any, runs: int, subset: int, ets_subset: int) -> dict[str, Any]:
     """Seconds for all N series: the project's core, statsforecast, a per-series sklearn loop."""
-    from handlers import forecasting
+    from handlers.forecasting import model as forecasting
 
     data = history(catalog)
     n = data.shape[0]
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"cores": os.cpu_count(), "commit": commit(), "runs": args.runs, "sizes": {}}
     report["cold_import_s"] = cold_import(max(args.runs, 7))
     print("cold import (s): " + ", ".join(f"{k} {v:.3f}" for k, v in report["cold_import_s"].items()), flush=True)
-    from handlers.catalog import load_catalog
+    from handlers.runtime.catalogs import load_catalog
 
     for n in sizes:
         work = Path(tempfile.mkdtemp(prefix=f"scale-{n}-"))

@@ -6,18 +6,18 @@ and a 1M-series catalog as shards.
     python benchmarks/shards.py --quick --json q.json        # a smoke run (< 1 minute; the test runs it)
 
 The live forecast fits its pooled parameters over the whole catalog however it is sharded, from the
-sum of every shard's statistics of the day before (handlers/pool.py); a shard fits on its own series
+sum of every shard's statistics of the day before (handlers/runtime/pool.py); a shard fits on its own series
 only when those are missing (``pool: own`` in its result). Data sets: benchmarks/scale.py's generated
 catalogs (``write_catalog``, ``history``: Poisson around the catalog's demand, one weekly pattern;
 each series' row key is the catalog's ``series_keys``, as in the handler) at 1k and 10k series;
 benchmarks/forecasting.py's retail-like generator (per-series weekly profiles, drift, promotions,
 stock-outs, launches; products = 10 consecutive series) at 1k and 10k; tiny M5 (../shared/data, 28
 items x 10 stores, N <= 4) when present. Holdout: ``--folds`` weekly origins at the end of each
-history, 7 days ahead; scored by mean RMSSE and WAPE (handlers/scores.py, as in jobs/backtest.py) and
+history, 7 days ahead; scored by mean RMSSE and WAPE (handlers/forecasting/scores.py, as in jobs/backtest.py) and
 by how often ``mean ± 1.96 std`` holds the actual day (the band safety stock is calibrated on).
 
 1. **The "own" fallback.** What a shard's forecast loses on a day it fits on its own series: for each
-   data set and ``N`` shards (products assigned by ``handlers.shards.shard_of``, every warehouse of a
+   data set and ``N`` shards (products assigned by ``handlers.runtime.shards.shard_of``, every warehouse of a
    product together) the model is fitted separately on each shard (``forecasting.pooled_forecast``
    with no parameters: the staged fit of ``forecasting.forecast``, each series drawing its training
    rows by its own key) and compared with the fit over the whole catalog — which is what the pooled
@@ -36,14 +36,14 @@ by how often ``mean ± 1.96 std`` holds the actual day (the band safety stock is
    fit of 1). Controls: the chain with no lag is the plain fit bit for bit. Also the size of the
    statistics object a forecast of the data set publishes.
 2. **1M series as 10 shards** (100k products x 10 warehouses). The catalog is compiled once in
-   this process (``handlers.compiled``, as the first process that reads the file would); two
+   this process (``handlers.runtime.catalogs``, as the first process that reads the file would); two
    shards get a state with 112 days of history (benchmarks/scale.py ``prepare``, through
    ``ShardStore``); then fresh ``python -m jobs invoke HANDLER --num-shards 10 --shard K``
    processes, wall and peak RSS (GNU time). A store prepared with history has no statistics of the
    day before, so these forecasts run the "own" fallback: the staged fit on up to ``MAX_TRAIN_ROWS``
    training rows of the shard's series, where the pooled path draws only the shard's share of the
    catalog's (``MAX_TRAIN_ROWS`` x shard series / catalog series) but reads every shard's statistics.
-   Separately, in fresh processes: reading the shard's compiled sub-catalog (``handlers.compiled``,
+   Separately, in fresh processes: reading the shard's compiled sub-catalog (``handlers.runtime.catalogs``,
    what a shard's invocation reads), against reading the whole 1M compiled catalog and splitting it
    (``shards.split``: what ``status``, ``report`` and an invocation without a shard read). The sizes
    of the statistics objects the forecasts published.
@@ -75,11 +75,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import scale  # noqa: E402
-from handlers import forecasting, planning, pool, shards  # noqa: E402
-from handlers.limits import MAX_SERIES  # noqa: E402
-from handlers.scores import rmsse  # noqa: E402
-from handlers.streams import mix  # noqa: E402
+from benchmarks import scale
+from handlers.forecasting import model as forecasting
+from handlers.forecasting import planning
+from handlers.forecasting.pooled import own
+from handlers.forecasting.scores import rmsse
+from handlers.model.bounds import MAX_SERIES
+from handlers.model.streams import mix
+from handlers.runtime import pool, shards
 
 PYTHON = sys.executable
 HORIZON = 7
@@ -105,8 +108,8 @@ class DataSet:
 def generated(series: int, days: int) -> DataSet:
     """benchmarks/scale.py's catalog and history, plus an hour profile from the simulator's diurnal
     curve in each warehouse's time zone (about ten days of counts)."""
-    from handlers.catalog import load_catalog
-    from handlers.demand import DIURNAL
+    from handlers.model.demand import DIURNAL
+    from handlers.runtime.catalogs import load_catalog
 
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "catalog.yaml"
@@ -173,7 +176,7 @@ def own_fits(train: np.ndarray, keys: np.ndarray, owner: np.ndarray, num_shards:
 def lagged_params(history: np.ndarray, keys: np.ndarray, *, lag: int = 1, days: int = LAG_CHAIN) -> forecasting.Params:
     """The pooled parameters the live forecast uses at the end of ``history``: fitted from the
     statistics of the history ``lag`` day(s) shorter, computed under the parameters fitted the day
-    before that, and so on back (handlers/pool.py). A stage (profile, regression, variance, tails) is
+    before that, and so on back (handlers/runtime/pool.py). A stage (profile, regression, variance, tails) is
     computed under the stages before it, so ``days`` = 4 links reach the steady state from nothing
     fitted (``Params(series=S)``, a new store's first day). ``lag`` 0 runs every link on the same
     history: the plain staged fit, the control."""
@@ -243,14 +246,14 @@ def difference(splits: list[Split], fits: list[Fit], reference: list[Fit]) -> di
 
 
 def pool_object_bytes(data: DataSet, train: np.ndarray) -> int:
-    """Size of the statistics object a forecast of this data set publishes (handlers/pool.py
+    """Size of the statistics object a forecast of this data set publishes (handlers/runtime/pool.py
     ``state/pool/<day>.json``): the model's statistics under its pooled parameters and the hour-of-day
     profile summed per warehouse."""
     params = lagged_params(train, data.keys)
     stats = forecasting.pooled_forecast(train, HORIZON, params, keys=data.keys)[1]
     hours = data.hour_profile if data.hour_profile is not None else np.zeros((len(train), 24))
     warehouses = int(data.warehouse.max()) + 1
-    return len(pool.own(0, stats, hours, [f"W-{w:02d}" for w in range(warehouses)], data.warehouse).to_bytes())
+    return len(own(0, stats, hours, [f"W-{w:02d}" for w in range(warehouses)], data.warehouse).to_bytes())
 
 
 def accuracy(data: DataSet, counts: list[int], folds: int) -> dict[str, Any]:
@@ -347,8 +350,8 @@ def print_lag(results: list[dict[str, Any]]) -> None:
 
 def compile_catalog(path: Path, url: str) -> tuple[Any, float]:
     """Parse ``path`` once and store its compiled form (what the first process does); (catalog, seconds)."""
-    from handlers.compiled import load_compiled
-    from handlers.storage import open_store
+    from handlers.runtime.catalogs import load_compiled
+    from handlers.storage.location import open_store
 
     started = time.perf_counter()
     catalog = load_compiled(path, open_store(url))
@@ -362,8 +365,8 @@ def shard_cmd(handler: str, moment: datetime, url: str, path: Path, num_shards: 
 def prepare_shard(url: str, path: Path, catalog: Any, num_shards: int, number: int) -> None:
     """benchmarks/scale.py ``prepare`` for one shard: its state at START with 112 days of history, then
     one forecast."""
-    from handlers import layout
-    from handlers.storage import open_store
+    from handlers.runtime import layout
+    from handlers.storage.location import open_store
 
     if scale.run(shard_cmd("order_tick", scale.START, url, path, num_shards, number))[2]:
         raise SystemExit(f"shard {number}: the first order tick failed")
@@ -387,9 +390,9 @@ def prepare_shard(url: str, path: Path, catalog: Any, num_shards: int, number: i
 CATALOG_PROBE = """
 import json, sys, time
 started = time.perf_counter()
-from handlers import shards
-from handlers.compiled import load_compiled
-from handlers.storage import open_store
+from handlers.runtime import shards
+from handlers.runtime.catalogs import load_compiled
+from handlers.storage.location import open_store
 imported = time.perf_counter()
 url, path, mode, count, number = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 whole = load_compiled(path, open_store(url), shard=None if mode == "whole" else (number, count))
@@ -430,7 +433,7 @@ def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> d
         out: dict[str, Any] = {"series": series, "num_shards": num_shards, "catalog_bytes": path.stat().st_size,
                                "compile_s": compile_s, "shards": {}}
         out["shard_series"] = [part.catalog.num_series for part in shards.split(catalog, num_shards)]
-        # an invocation refuses a shard above MAX_SERIES (handlers/limits.py): time the first that fit
+        # an invocation refuses a shard above MAX_SERIES (handlers/model/bounds.py): time the first that fit
         out["over_limit"] = [k for k, n in enumerate(out["shard_series"]) if n > MAX_SERIES]
         out["prepared_shards"] = [k for k, n in enumerate(out["shard_series"]) if n <= MAX_SERIES][:prepared]
         for number in out["prepared_shards"]:
@@ -461,8 +464,8 @@ def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> d
 
 def pool_objects(url: str, prefix: str) -> dict[str, int]:
     """The forecast's statistics objects in a store (``prefix``: a shard's ``shards/<k>/``) and their
-    sizes in bytes (handlers/pool.py)."""
-    from handlers.storage import open_store
+    sizes in bytes (handlers/runtime/pool.py)."""
+    from handlers.storage.location import open_store
 
     store = open_store(url)
     return {key: len(store.get(key)) for key in store.list(f"{prefix}{pool.PREFIX}")}

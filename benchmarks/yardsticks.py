@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import poisson
 
-from handlers.projection import HORIZON_HOURS
-from handlers.state import State
+from handlers.model.projection import HORIZON_HOURS
+from handlers.model.state import State
 
 __all__ = ["HEURISTIC", "PROBABILITY_THRESHOLDS", "PROJECTION", "THRESHOLD", "RunStats", "alert_episodes",
            "alert_scores", "cumulate", "oracle_probability", "realised_hours", "score"]

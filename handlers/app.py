@@ -8,13 +8,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .compiled import load_compiled
-from .deadline import Deadline
-from .events import parse_event
-from .runtime import Runtime, catch_up_cores, invoke
-from .settings import Settings
-from .shards import resolve
-from .storage import open_store
+from handlers.model.events import parse_event
+from handlers.runtime.catalogs import load_compiled
+from handlers.runtime.invoke import Runtime, catch_up_cores, invoke
+from handlers.runtime.settings import Settings
+from handlers.runtime.shards import resolve
+from handlers.storage.deadline import Deadline
+from handlers.storage.location import open_store
+from handlers.telemetry.publisher import publisher
 
 __all__ = ["build_runtime", "handle"]
 
@@ -25,9 +26,7 @@ _MAX_CACHED = 8
 
 def build_runtime(settings: Settings, *, shard: int | None = None) -> Runtime:
     """The runtime of these settings; with ``shard``, one bound to that shard, which reads only the
-    shard's compiled sub-catalog (handlers/compiled.py), not the whole catalog."""
-    from .metrics import publisher  # prometheus_client only when a runtime is built
-
+    shard's compiled sub-catalog (handlers/runtime/catalogs.py), not the whole catalog."""
     store = open_store(settings.store_url)
     part = None if shard is None or settings.num_shards == 1 else (shard, settings.num_shards)
     return Runtime(store=store, catalog=load_compiled(settings.catalog_path, store, shard=part), policy=settings.policy,

@@ -9,12 +9,15 @@
     └── StorageError           the store could not be read or written: names the key
         └── ConflictError      a conditional write lost (412): someone else wrote first
 
-Messages always name the offending field, variable or key, so one line is enough to fix it.
+Messages always name the offending field, variable or key, so one line is enough to fix it, and
+never show a credential (:func:`redact`).
 """
 
 from __future__ import annotations
 
-__all__ = ["StockpulseError", "ConfigError", "CatalogError", "InputError", "StorageError", "ConflictError"]
+import re
+
+__all__ = ["redact", "StockpulseError", "ConfigError", "CatalogError", "InputError", "StorageError", "ConflictError"]
 
 
 class StockpulseError(Exception):
@@ -39,3 +42,10 @@ class StorageError(StockpulseError):
 
 class ConflictError(StorageError):
     """A conditional write (If-Match / If-None-Match) lost against another writer."""
+
+
+def redact(text: str | None) -> str:
+    """``text`` with every ``scheme://user:password@`` reduced to ``scheme://***@``."""
+    if not text:
+        return text or ""
+    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .declaration import Declaration
+from handlers.app import handle
+from handlers.runtime.declarations import RESTOCK as DECLARED
 
-DECLARED = Declaration(
-    name="restock",
-    core="handlers.core:restock",
-    every_seconds=300,
-    takes_policy=False,
-    metrics=(
-        "received_units_total",
-        "received_units_by_warehouse_total",
-    ),
-    summary="Receive the purchase orders due by the tick time.",
-)
+__all__ = ["handler", "DECLARED"]
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    from .app import handle  # imported on the first call: the package's registry imports this module
-
     return handle(DECLARED.name, event, context)

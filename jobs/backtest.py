@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from handlers.baselines import baselines_for
 from handlers.errors import InputError
-from handlers.limits import MAX_BACKTEST_BYTES, MAX_BACKTEST_LINE
-from handlers.scores import mean_rmsse, wape
+from handlers.forecasting.baselines import baselines_for
+from handlers.forecasting.scores import mean_rmsse, wape
+from handlers.model.bounds import MAX_BACKTEST_BYTES, MAX_BACKTEST_LINE
 
 if TYPE_CHECKING:  # pandas and the model (scikit-learn) load when a backtest runs, not with the CLI
     import pandas as pd
 
-    from handlers import forecasting
+    from handlers.forecasting import model as forecasting
 
 __all__ = ["FREQUENCIES", "load_matrix", "register", "run", "run_backtest"]
 
@@ -213,7 +213,7 @@ def run_backtest(
     """
     import pandas as pd
 
-    from handlers import forecasting
+    from handlers.forecasting import model as forecasting
 
     say = progress or (lambda message: None)
     freq = freq.upper()

@@ -10,23 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 
-from handlers import HANDLERS
 from handlers.app import build_runtime
 from handlers.errors import InputError, StockpulseError
-from handlers.events import load_event_json, parse_event, parse_time, scheduled_event
-from handlers.limits import MAX_EVENT_BYTES
-from handlers.runtime import invoke, invoke_all, load_state, shard_states
-from handlers.settings import ENV, Settings
-from handlers.shards import resolve
+from handlers.model.bounds import MAX_EVENT_BYTES
+from handlers.model.events import load_event_json, parse_event, parse_time, scheduled_event
+from handlers.model.state import HANDLERS
+from handlers.runtime.invoke import invoke, invoke_all, load_state, shard_states
+from handlers.runtime.shards import resolve
 
 from . import backtest, console, deploy, package, report
+from .options import add_settings, settings_from
 from .schedule import Schedule
 from .simulate import DEFAULT_START, series_table, simulate
 from .status import show_status, status_report
@@ -41,18 +40,6 @@ MAX_SPEED = 1e5  # business seconds per wall second: a business minute every 0.6
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not usage + line
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
-    for name in names:
-        variable, flag, _, default = ENV[name]
-        shown = default or "unset"
-        parser.add_argument(flag, dest=name, metavar=name.split("_")[0].upper(),
-                            help=f"overrides ${variable} (default {shown})")
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(os.environ, **{name: getattr(args, name, None) for name in ENV})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--event", metavar="FILE", help="the event as a JSON file, or - for stdin")
     p.add_argument("--shard", type=int, metavar="K", help="with --num-shards: handle shard K only (default: every "
                                                           "shard in turn, one result each)")
-    _add_settings(p, *common)
+    add_settings(p, *common)
     p.set_defaults(func=cmd_invoke)
 
     p = sub.add_parser("simulate", help="replay N business days as fast as possible and print a summary",
@@ -85,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--report", metavar="FILE.html", help="also write the HTML report of this replay (see `report`)")
-    _add_settings(p, *common)
+    add_settings(p, *common)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("status", help="current state per product x warehouse",
@@ -94,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
                    help="redraw every SECONDS (default 2) until Ctrl-C, e.g. while `run` is going")
-    _add_settings(p, "store_url", "catalog_path")
+    add_settings(p, "store_url", "catalog_path")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("run", help="run the handlers on APScheduler in real time (business time x --speed)",
@@ -108,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="schedule override in business time, repeatable (default order_tick=1m restock=5m "
                         "forecast=1h alert=15m)")
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
-    _add_settings(p, *common)
+    add_settings(p, *common)
     p.set_defaults(func=cmd_run)
 
     backtest.register(sub)
@@ -146,7 +133,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     if args.shard is not None and isinstance(event, dict):
         event = {**event, "detail": {**(event.get("detail") or {}), "shard": args.shard}}
     tick = parse_event(event)  # validate before any store is touched
-    settings = _settings(args)
+    settings = settings_from(args)
     if settings.num_shards > 1 and tick.shard is not None:  # one shard: only its sub-catalog is read
         shard = resolve(tick.shard, tick.num_shards, settings.num_shards)
         results = [invoke(args.handler, event, build_runtime(settings, shard=shard))]
@@ -161,7 +148,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise InputError(f"--days: must be a number of days in (0, {MAX_SIMULATE_DAYS}], got {args.days:g}")
     schedule = Schedule.parse(args.every)
     start = parse_time(args.start, "--start") if args.start is not None else None
-    runtime = build_runtime(_settings(args))
+    runtime = build_runtime(settings_from(args))
     with console.progress_bar("simulating", enabled=not args.quiet and not args.json) as advance:
         # metrics are published once at the end, not after each of thousands of invocations
         result = simulate(replace(runtime, publish=None), start=start, days=args.days, schedule=schedule,
@@ -191,7 +178,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from(args)
     runtime = build_runtime(settings)
     if args.watch is not None and not args.json:
         return show_status(runtime.store, runtime.catalog, watch=args.watch)
@@ -217,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     duration = parse_duration(args.duration, "--for") if args.duration is not None else None
     schedule = Schedule.parse(args.every)
     start = parse_time(args.start, "--start").timestamp() if args.start is not None else None
-    runtime = build_runtime(_settings(args))
+    runtime = build_runtime(settings_from(args))
 
     def status(report: Any) -> None:
         counts = " ".join(f"{k}={v}" for k, v in sorted(report.invocations.items()))

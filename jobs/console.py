@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from handlers.events import format_epoch
+from handlers.model.events import format_epoch
 
 from .schedule import Schedule
 from .simulate import SimulationResult

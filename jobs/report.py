@@ -18,22 +18,24 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from handlers import HANDLERS
-from handlers.catalog import Catalog
-from handlers.compiled import load_compiled
 from handlers.errors import InputError, StockpulseError
-from handlers.events import format_epoch, parse_time
-from handlers.logs import LOG_PREFIX, parse_log_key
-from handlers.runtime import load_state
-from handlers.settings import ENV, Settings
-from handlers.state import State
-from handlers.storage import S3Store, Store, open_store
+from handlers.model.catalog import Catalog
+from handlers.model.events import format_epoch, parse_time
+from handlers.model.logs import LOG_PREFIX, parse_log_key
+from handlers.model.state import HANDLERS, State
+from handlers.runtime.catalogs import load_compiled
+from handlers.runtime.invoke import load_state
+from handlers.runtime.settings import ENV, Settings
+from handlers.storage.base import Store
+from handlers.storage.location import open_store
+from handlers.storage.s3 import S3Store
+
+from .report_data import RunData
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,25 +72,6 @@ _STOCK_RANK = {"restock": 0, "order": 1, "lost_sale": 1}
 
 class NoDataError(StockpulseError):
     """The store or the span holds nothing to report (``report`` exits 1 with one line)."""
-
-
-@dataclass(frozen=True)
-class RunData:
-    catalog: Catalog
-    state: State
-    store_url: str
-    start: float  # the span is (start, end], business epoch seconds
-    end: float
-    series: np.ndarray  # catalog series indices shown (the --product filter)
-    events: dict[str, pd.DataFrame]  # per type: time (epoch s), series, COLUMNS[type]; inside the span
-    minutes: np.ndarray  # minute ends in (start, end]
-    on_hand: np.ndarray  # [len(series), len(minutes)] on hand at the end of each minute
-    objects_read: int
-
-    @property
-    def product_ids(self) -> list[str]:
-        seen = dict.fromkeys(self.catalog.series_product_ids[i] for i in self.series.tolist())
-        return list(seen)
 
 
 # -- reading -------------------------------------------------------------------------------------

@@ -25,9 +25,9 @@ from bokeh.plotting import figure
 from bokeh.resources import INLINE
 from bokeh.transform import dodge
 
-from handlers.events import format_epoch
+from handlers.model.events import format_epoch
 
-from .report import RunData
+from .report_data import RunData
 
 __all__ = ["SECTIONS", "render_page", "daily_band", "BAND_Z"]
 

@@ -29,9 +29,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from handlers.errors import InputError
-from handlers.events import format_epoch, scheduled_event
-from handlers.limits import check_lead
-from handlers.runtime import Runtime, invoke_all, load_state
+from handlers.model.events import format_epoch, scheduled_event
+from handlers.runtime.clock import check_lead
+from handlers.runtime.invoke import Runtime, invoke_all, load_state
 
 from .schedule import RUN_ORDER, Schedule
 from .simulate import missed_ticks
@@ -74,7 +74,7 @@ def _start(runtime: Runtime, wall: float, requested: float | None) -> float:
     """The business start: ``requested``, else the store's clock (continue), else now.
 
     Refuses a start further ahead of the store's clock than the order tick's maximum lead
-    (handlers/limits.py) or behind it (nothing would apply)."""
+    (handlers/model/bounds.py) or behind it (nothing would apply)."""
     state, _ = load_state(runtime.store, runtime.catalog)
     if requested is None:
         return state.orders_through if state is not None else math.floor(wall / 60) * 60

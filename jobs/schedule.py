@@ -6,8 +6,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from handlers import DECLARATIONS, HANDLERS
 from handlers.errors import InputError
+from handlers.model.state import HANDLERS
+from handlers.runtime.declarations import DECLARATIONS
 
 __all__ = ["Schedule", "DEFAULT_INTERVALS", "parse_duration", "RUN_ORDER"]
 

@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from handlers.catalog import Catalog
 from handlers.errors import InputError
-from handlers.events import format_epoch, scheduled_event
-from handlers.limits import LATEST, check_lead
-from handlers.runtime import Runtime, invoke_all, load_state
-from handlers.state import State
+from handlers.model.bounds import LATEST
+from handlers.model.catalog import Catalog
+from handlers.model.events import format_epoch, scheduled_event
+from handlers.model.state import State
+from handlers.runtime.clock import check_lead
+from handlers.runtime.invoke import Runtime, invoke_all, load_state
 
 from .schedule import RUN_ORDER, Schedule
 

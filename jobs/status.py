@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from handlers import HANDLERS
-from handlers.catalog import Catalog
 from handlers.errors import InputError, StorageError
-from handlers.events import format_epoch
-from handlers.purchasing import order_ids
-from handlers.state import State
-from handlers.storage import Store
+from handlers.model.catalog import Catalog
+from handlers.model.events import format_epoch
+from handlers.model.purchasing import order_ids
+from handlers.model.state import HANDLERS, State
+from handlers.storage.base import Store
 
 __all__ = ["risk_of", "show_status", "status_extras", "status_report", "status_screen"]
 
@@ -125,7 +124,7 @@ def status_screen(store: Store, catalog: Catalog, *, now: float | None = None) -
     """The terminal view of the store as it is now (a rich renderable)."""
     from rich.text import Text
 
-    from handlers.runtime import load_state
+    from handlers.runtime.invoke import load_state
 
     from .console import status_view
 

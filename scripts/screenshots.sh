@@ -30,8 +30,8 @@ PYEOF
 "$PY" - "$STORE" docs/images/status.svg <<'PYEOF'
 import sys
 from rich.console import Console
-from handlers.catalog import load_catalog
-from handlers.storage import open_store
+from handlers.runtime.catalogs import load_catalog
+from handlers.storage.location import open_store
 from jobs.status import status_screen
 console = Console(record=True, width=122, file=open("/dev/null", "w"))
 console.print(status_screen(open_store(sys.argv[1]), load_catalog(None), now=1796169600.0))

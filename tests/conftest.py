@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from handlers.catalog import Catalog, default_catalog, parse_catalog
-from handlers.events import format_time
-from handlers.runtime import Runtime, invoke
-from handlers.storage import FileStore
+from handlers.model.catalog import Catalog, parse_catalog
+from handlers.model.events import format_time
+from handlers.runtime.catalogs import default_catalog
+from handlers.runtime.invoke import Runtime, invoke
+from handlers.storage.file import FileStore
 
 EVENTS = Path(__file__).parent / "events"
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday

@@ -21,14 +21,16 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from handlers import HANDLERS
-from handlers.catalog import Catalog, parse_catalog
-from handlers.events import scheduled_event
-from handlers.logs import decode_events
-from handlers.metrics import metrics_key, publisher
-from handlers.runtime import Publisher, Runtime, invoke, invoke_all
-from handlers.settings import Settings
-from handlers.storage import FileStore, Store
+from handlers.model.catalog import Catalog, parse_catalog
+from handlers.model.events import scheduled_event
+from handlers.model.logs import decode_events
+from handlers.model.state import HANDLERS
+from handlers.runtime.invoke import Publisher, Runtime, invoke, invoke_all
+from handlers.runtime.settings import Settings
+from handlers.storage.base import Store
+from handlers.storage.file import FileStore
+from handlers.telemetry.metrics import metrics_key
+from handlers.telemetry.publisher import publisher
 
 __all__ = ["CATALOG", "START", "FAST", "replay", "replay_sharded", "ticks", "log_events", "field_types", "pushed_metrics",
            "saved_objects", "referenced_fields", "kql_fields", "METRICBEAT_FIELD", "REPO"]

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from handlers.errors import ConflictError
-from handlers.logs import decode_events
-from handlers.runtime import Runtime, invoke
+from handlers.model.logs import decode_events
+from handlers.runtime.invoke import Runtime, invoke
 from tests.conftest import START, event_at
 
 

@@ -1,5 +1,5 @@
 """Every bad input is one line naming the field, exit 2, nothing written — with the size and
-magnitude limits of handlers/limits.py — plus property tests (hypothesis) over events, catalogs
+magnitude limits of handlers/model/bounds.py — plus property tests (hypothesis) over events, catalogs
 and backtest CSVs: whatever the input, the only failure is the project's own one-line error."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handlers.catalog import parse_catalog
 from handlers.errors import CatalogError, InputError
-from handlers.events import load_event_json, parse_event
-from handlers.limits import MAX_BACKTEST_LINE, MAX_CATALOG_SERIES, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, MAX_SERIES
+from handlers.model.bounds import MAX_BACKTEST_LINE, MAX_CATALOG_SERIES, MAX_EVENT_BYTES, MAX_EVENT_DEPTH, MAX_SERIES
+from handlers.model.catalog import parse_catalog
+from handlers.model.events import load_event_json, parse_event
 from jobs.backtest import load_matrix, run_backtest
 from tests.conftest import load_event
 from tests.test_cli import assert_one_line_error, cli
@@ -80,10 +80,10 @@ def test_a_catalog_with_more_series_than_the_limit_is_refused_before_it_is_built
 def test_an_invocation_over_more_series_than_it_handles_asks_for_shards(tmp_path: Path):
     """A catalog beyond MAX_SERIES parses, but one invocation refuses it (one line naming the
     setting, nothing written); split into shards, each invocation takes its part."""
-    from handlers.catalog import Catalog, Product, Warehouse
     from handlers.errors import ConfigError
-    from handlers.runtime import Runtime, invoke_all
-    from handlers.storage import FileStore
+    from handlers.model.catalog import Catalog, Product, Warehouse
+    from handlers.runtime.invoke import Runtime, invoke_all
+    from handlers.storage.file import FileStore
     from tests.conftest import START, event_at
 
     products = tuple(Product(f"P-{i}", 1.0, 24, 1) for i in range(MAX_SERIES // 10 + 1))

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers.catalog import default_catalog, load_catalog, parse_catalog
 from handlers.errors import CatalogError
+from handlers.model.catalog import parse_catalog
+from handlers.runtime.catalogs import default_catalog, load_catalog
 
 
 def test_default_catalog_is_the_original_five_products_in_three_warehouses():

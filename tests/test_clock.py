@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers import app, layout
+from handlers import app
 from handlers.alert import handler as alert_handler
 from handlers.errors import ConfigError, InputError
-from handlers.limits import DEFAULT_MAX_LEAD, Limits, parse_max_lead
-from handlers.runtime import Runtime, catch_up_cores, invoke, load_state
-from handlers.settings import Settings
-from handlers.storage import FileStore
+from handlers.runtime import layout
+from handlers.runtime.clock import DEFAULT_MAX_LEAD, Limits, parse_max_lead
+from handlers.runtime.invoke import Runtime, catch_up_cores, invoke, load_state
+from handlers.runtime.settings import Settings
+from handlers.storage.file import FileStore
 from jobs.cli import main
 from tests.conftest import START, event_at, zero_clock
 from tests.test_cli import assert_one_line_error, cli

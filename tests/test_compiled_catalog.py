@@ -7,11 +7,19 @@ import logging
 
 import pytest
 
-from handlers.catalog import load_catalog, parse_catalog
-from handlers.compiled import compile_catalog, compiled_key, load_compiled, parse_reference, source_key, store_reference
 from handlers.errors import CatalogError, ConfigError
-from handlers.settings import Settings
-from handlers.storage import FileStore
+from handlers.model.catalog import parse_catalog
+from handlers.runtime.catalogs import (
+    compile_catalog,
+    compiled_key,
+    load_catalog,
+    load_compiled,
+    parse_reference,
+    source_key,
+    store_reference,
+)
+from handlers.runtime.settings import Settings
+from handlers.storage.file import FileStore
 from tests.conftest import SMALL_CATALOG
 
 
@@ -65,7 +73,7 @@ def test_a_shard_reads_only_its_own_compiled_sub_catalog(tmp_path):
     """GIVEN a sharded catalog WHEN a shard first loads it THEN the whole catalog and every shard's
     sub-catalog are compiled; a later process of a shard reads only its own object, equal to the
     split of the parsed catalog, fingerprint included."""
-    from handlers import shards
+    from handlers.runtime import shards
     from tests.test_shards import catalog_text
 
     path = tmp_path / "catalog.yaml"
@@ -146,7 +154,7 @@ def test_a_store_reference_with_its_compiled_form_reads_only_that_form(tmp_path)
 
 
 def test_a_shard_of_a_store_reference_reads_only_its_own_compiled_form(tmp_path):
-    from handlers import shards
+    from handlers.runtime import shards
     from tests.test_shards import catalog_text
 
     text = catalog_text(30)
@@ -227,11 +235,11 @@ def test_a_store_reference_reads_back_through_the_settings_environment():
 
 
 def test_report_reads_a_catalog_kept_in_the_store(tmp_path):
-    """`report --catalog store:...` loads the catalog as the handlers do (handlers/compiled.py)."""
+    """`report --catalog store:...` loads the catalog as the handlers do (handlers/runtime/catalogs.py)."""
     import subprocess
     import sys
 
-    from handlers.compiled import source_key, store_reference
+    from handlers.runtime.catalogs import source_key, store_reference
 
     data = SMALL_CATALOG.encode()
     store = FileStore(tmp_path / "store")

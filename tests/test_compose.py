@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from handlers import HANDLERS
-from handlers.metrics import METRICS
+from handlers.model.state import HANDLERS
+from handlers.telemetry.metrics import METRICS
 from jobs import deploy as deploy_module
 from jobs import package
 from jobs.cli import build_parser

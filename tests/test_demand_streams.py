@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from handlers.catalog import Catalog, default_catalog, parse_catalog
-from handlers.core import order_tick
-from handlers.demand import demand_block, minute_demand, minute_rates, promotion_lift
-from handlers.events import Tick
-from handlers.state import initial_state
-from handlers.streams import INVERSION_MAX_RATE, poisson, string_keys
+from handlers.model.catalog import Catalog, parse_catalog
+from handlers.model.demand import demand_block, minute_demand, minute_rates, promotion_lift
+from handlers.model.events import Tick
+from handlers.model.ordering import order_tick
+from handlers.model.state import initial_state
+from handlers.model.streams import INVERSION_MAX_RATE, poisson, string_keys
+from handlers.runtime.catalogs import default_catalog
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
 LONG_ID = "BUNDLE-" + "X" * 80  # longer than the 64 bytes hashed word by word

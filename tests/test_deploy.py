@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 
-from handlers import HANDLERS
-from handlers.catalog import load_catalog
-from handlers.compiled import compiled_key, load_compiled, source_key, store_reference
 from handlers.errors import CatalogError, ConfigError
-from handlers.events import parse_event, scheduled_event
-from handlers.settings import Settings
-from handlers.shards import MAX_SHARDS, split
-from handlers.storage import open_store
+from handlers.model.events import parse_event, scheduled_event
+from handlers.model.state import HANDLERS
+from handlers.runtime.catalogs import compiled_key, load_catalog, load_compiled, source_key, store_reference
+from handlers.runtime.settings import Settings
+from handlers.runtime.shards import MAX_SHARDS, split
+from handlers.storage.location import open_store
 from jobs import cli, package
 from jobs.deploy import (
     FUNCTION_POLICY_BYTES,
@@ -74,7 +73,7 @@ def test_each_policy_allows_only_the_keys_and_log_group_of_its_function(handler)
     assert (hot is not None) == (handler != "forecast")
     if hot is not None:
         assert hot["Action"] == ["s3:DeleteObject"] and hot["Resource"] == ["arn:aws:s3:::shop-store/eu/state/hot/*"]
-    pooled = policy.pop("PooledFit", None)  # the forecast's statistics (handlers/pool.py): its own, and every shard's
+    pooled = policy.pop("PooledFit", None)  # the forecast's statistics (handlers/runtime/pool.py): its own, and every shard's
     assert (pooled is not None) == (handler == "forecast")
     if pooled is not None:
         assert pooled["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
@@ -288,7 +287,7 @@ def test_deploying_the_same_catalog_again_does_not_parse_it_again(tmp_path, monk
     """GIVEN a catalog deployed once WHEN it is prepared again THEN its validated compiled form is
     read back from the local cache (a 1M-series YAML takes ~30 s to parse) and the objects to
     upload are byte for byte the same; a changed file is parsed (and refused when invalid)."""
-    import handlers.catalog
+    import handlers.model.catalog
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = catalog_file(tmp_path)
@@ -298,7 +297,7 @@ def test_deploying_the_same_catalog_again_does_not_parse_it_again(tmp_path, monk
         raise AssertionError("parsed again")
 
     with monkeypatch.context() as patched:
-        patched.setattr(handlers.catalog, "parse_catalog", no_parsing)
+        patched.setattr(handlers.model.catalog, "parse_catalog", no_parsing)
         again = prepare_catalog(str(path), num_shards=3)
     assert first is not None and again is not None
     assert (again.reference, dict(again.objects)) == (first.reference, dict(first.objects))
@@ -364,7 +363,7 @@ def test_a_missing_catalog_file_or_a_bad_reference_is_one_line_exit_2(how, tmp_p
 
 
 def test_a_catalog_whose_shard_one_invocation_cannot_handle_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr("handlers.runtime.MAX_SERIES", 20)  # 30 products x 2 warehouses over 3 shards: > 20 each
+    monkeypatch.setattr("handlers.runtime.invoke.MAX_SERIES", 20)  # 30 products x 2 warehouses over 3 shards: > 20 each
     with pytest.raises(ConfigError, match=r"shard \d of 3 holds \d+ series, more than the 20 one invocation"):
         prepare_catalog(str(catalog_file(tmp_path)), num_shards=3)
 

@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 
-from handlers import HANDLERS, layout, shards
-from handlers.catalog import Catalog, default_catalog, parse_catalog
-from handlers.compiled import compiled_key, load_compiled, source_key, store_reference
-from handlers.metrics import publisher
-from handlers.runtime import Runtime, invoke, invoke_all
-from handlers.settings import Settings
-from handlers.storage import open_store
+from handlers.model.catalog import Catalog, parse_catalog
+from handlers.model.state import HANDLERS
+from handlers.runtime import layout, shards
+from handlers.runtime.catalogs import compiled_key, default_catalog, load_compiled, source_key, store_reference
+from handlers.runtime.invoke import Runtime, invoke, invoke_all
+from handlers.runtime.settings import Settings
+from handlers.storage.location import open_store
+from handlers.telemetry.publisher import publisher
 from jobs.deploy import Target, role_policy
 from jobs.schedule import Schedule
 from tests.conftest import event_at
@@ -108,7 +109,7 @@ def run(url: str, catalog: Catalog, num_shards: int, *, start: datetime, hours: 
 
 def days_closing(url: str, catalog: Catalog, num_shards: int) -> set[tuple[str, str, str]]:
     """Order ticks every 3 hours for 4 days: the third day to close deletes the first history
-    object (handlers/layout.py ``prune_history``), which the runs above are too short to reach."""
+    object (handlers/runtime/layout.py ``prune_history``), which the runs above are too short to reach."""
     store = RecordingStore(open_store(url))
     store.handler = "order_tick"
     runtime = Runtime(store=store, catalog=catalog, num_shards=num_shards)

@@ -19,9 +19,9 @@ import boto3
 import pytest
 import yaml
 
-from handlers import HANDLERS
-from handlers.logs import CONTENT_TYPE, EVENT_FIELDS, LOG_PREFIX, decode_events
-from handlers.storage import FileStore
+from handlers.model.logs import CONTENT_TYPE, EVENT_FIELDS, LOG_PREFIX, decode_events
+from handlers.model.state import HANDLERS
+from handlers.storage.file import FileStore
 from tests import emitted
 
 REPO = emitted.REPO
@@ -100,7 +100,7 @@ def data_view_of(vis: dict[str, Any]) -> str:
 
 def test_the_replay_emits_every_event_type_and_field(replayed):
     """GIVEN the short replay WHEN its log objects are read THEN every event type and every field
-    of handlers/logs.py EVENT_FIELDS occurs, with a non-null value somewhere (else the type checks
+    of handlers/model/logs.py EVENT_FIELDS occurs, with a non-null value somewhere (else the type checks
     below could not see it)."""
     types = {e["type"] for e in replayed["events"]}
     assert types == set(EVENT_FIELDS)

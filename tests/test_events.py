@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from handlers.errors import InputError
-from handlers.events import parse_event, scheduled_event
+from handlers.model.events import parse_event, scheduled_event
 from tests.conftest import load_event
 
 

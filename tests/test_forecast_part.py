@@ -1,4 +1,4 @@
-"""Who reads state/forecast.bin (handlers/layout.py): the forecast and the alert; an order tick and a
+"""Who reads state/forecast.bin (handlers/runtime/layout.py): the forecast and the alert; an order tick and a
 restock never do — their metrics' days of cover use the hot part's copy of the forecast's demand."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from handlers import layout
 from handlers.errors import StorageError
-from handlers.metrics import Focus, cover_days, focus_series
-from handlers.runtime import Runtime, invoke, load_state
-from handlers.storage import FileStore
+from handlers.runtime import layout
+from handlers.runtime.invoke import Runtime, invoke, load_state
+from handlers.storage.file import FileStore
+from handlers.telemetry.metrics import Focus, cover_days, focus_series
 from tests.conftest import START, event_at, zero_clock
 from tests.test_runtime import BUSY_CATALOG
 

@@ -8,11 +8,11 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from handlers.catalog import parse_catalog
-from handlers.logs import EVENT_FIELDS, decode_events
-from handlers.metrics import build_registry
-from handlers.runtime import Runtime, load_state
-from handlers.storage import FileStore
+from handlers.model.catalog import parse_catalog
+from handlers.model.logs import EVENT_FIELDS, decode_events
+from handlers.runtime.invoke import Runtime, load_state
+from handlers.storage.file import FileStore
+from handlers.telemetry.metrics import build_registry
 from jobs.schedule import Schedule
 from jobs.simulate import simulate
 from tests.conftest import SMALL_CATALOG, START

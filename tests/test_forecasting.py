@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handlers.baselines import BASELINES, baselines_for, linear_trend, moving_average, seasonal_naive
-from handlers.forecasting import HISTORY_DAYS, MODEL_NAME, Forecast, forecast
-from handlers.scores import mean_rmsse
+from handlers.forecasting.baselines import BASELINES, baselines_for, linear_trend, moving_average, seasonal_naive
+from handlers.forecasting.model import HISTORY_DAYS, MODEL_NAME, Forecast, forecast
+from handlers.forecasting.scores import mean_rmsse
 
 WEEKLY = np.array([1.0, 0.6, 0.6, 0.8, 1.2, 2.0, 1.8])
 

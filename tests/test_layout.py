@@ -1,4 +1,4 @@
-"""The state's objects (handlers/layout.py): each invocation writes only the part it changed."""
+"""The state's objects (handlers/runtime/layout.py): each invocation writes only the part it changed."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from handlers import layout
 from handlers.errors import StorageError
-from handlers.runtime import Runtime, invoke, load_state
-from handlers.state import RATE_DECAY, STATE_KEY, pack, unpack
-from handlers.storage import FileStore
+from handlers.model.state import RATE_DECAY, STATE_KEY, pack, unpack
+from handlers.runtime import layout
+from handlers.runtime.invoke import Runtime, invoke, load_state
+from handlers.storage.file import FileStore
 from tests.conftest import START, event_at, zero_clock
 from tests.test_runtime import BUSY_CATALOG
 
@@ -84,7 +84,7 @@ def test_a_closed_day_deletes_the_history_objects_before_the_previous_one(tmp_pa
     """GIVEN four business days of order ticks WHEN each day closes THEN the hot part references the
     new history object and only it and the one it replaced are kept (older ones were garbage: a day's
     history holds every day the model keeps); the state still loads with its history."""
-    from handlers.layout import HISTORY_PREFIX
+    from handlers.runtime.layout import HISTORY_PREFIX
 
     store = FileStore(tmp_path)
     runtime = Runtime(store=store, catalog=BUSY_CATALOG)
@@ -118,7 +118,7 @@ class _DiesAtDelete:
 
 
 def test_dying_while_deleting_old_history_loses_nothing_and_the_next_day_cleans_up(tmp_path):
-    from handlers.layout import HISTORY_PREFIX
+    from handlers.runtime.layout import HISTORY_PREFIX
 
     clean, dying = FileStore(tmp_path / "clean"), _DiesAtDelete(FileStore(tmp_path / "dying"))
     moments = [START + timedelta(hours=h) for h in range(1, 5 * 24 + 1, 3)]
@@ -172,7 +172,7 @@ def test_an_order_tick_writes_what_changed_and_a_new_base_every_max_chain_commit
 def test_a_delta_is_proportional_to_the_series_that_changed(tmp_path):
     """GIVEN a state of 20 000 series WHEN a commit changes k of them THEN its delta object grows
     with k and stays far below the base (the hot part no longer rewrites every series)."""
-    from handlers.catalog import parse_catalog
+    from handlers.model.catalog import parse_catalog
 
     lines = ["seed: 1", "products:"] + [f"  - {{id: P{i:05d}, base_demand_per_day: 3, lead_time_hours: 24, pack_size: 1}}"
                                          for i in range(10_000)]

@@ -11,18 +11,20 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from handlers import DECLARATIONS, HANDLERS
-from handlers.metrics import METRICS, metrics_key, publisher
-from handlers.runtime import Runtime, invoke, load_state
-from handlers.settings import Settings
-from handlers.storage import FileStore
+from handlers.model.state import HANDLERS
+from handlers.runtime.declarations import DECLARATIONS
+from handlers.runtime.invoke import Runtime, invoke, load_state
+from handlers.runtime.settings import Settings
+from handlers.storage.file import FileStore
+from handlers.telemetry.metrics import METRICS, metrics_key
+from handlers.telemetry.publisher import publisher
 from tests.conftest import START, event_at, run, schedule
 
 
 @pytest.fixture(scope="module")
 def worked(tmp_path_factory) -> tuple[FileStore, dict[str, CollectorRegistry]]:
     """Three business hours of every handler on the small catalog; each handler's last pushed registry."""
-    from handlers.catalog import parse_catalog
+    from handlers.model.catalog import parse_catalog
     from tests.conftest import SMALL_CATALOG
 
     store = FileStore(tmp_path_factory.mktemp("metrics"))

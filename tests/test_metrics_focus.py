@@ -8,15 +8,17 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from handlers import DECLARATIONS, HANDLERS, planning
-from handlers.catalog import default_catalog
-from handlers.events import parse_event
-from handlers.metrics import Focus, build_registry, focus_series, publisher
-from handlers.policy import Policy
-from handlers.runtime import CORES, Runtime, invoke
-from handlers.settings import Settings
-from handlers.state import initial_state
-from handlers.storage import FileStore
+from handlers.forecasting import planning
+from handlers.model.events import parse_event
+from handlers.model.policy import Policy
+from handlers.model.state import HANDLERS, initial_state
+from handlers.runtime.catalogs import default_catalog
+from handlers.runtime.declarations import DECLARATIONS
+from handlers.runtime.invoke import CORES, Runtime, invoke
+from handlers.runtime.settings import Settings
+from handlers.storage.file import FileStore
+from handlers.telemetry.metrics import Focus, build_registry, focus_series
+from handlers.telemetry.publisher import publisher
 from jobs.schedule import DEFAULT_INTERVALS
 from tests.conftest import START, event_at
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handlers.policy import Policy, plan_reorders, round_up_to_pack
+from handlers.model.policy import Policy, plan_reorders, round_up_to_pack
 from tests.test_projection import flat_path
 
 

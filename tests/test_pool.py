@@ -1,4 +1,4 @@
-"""The pooled fit over shards (handlers/pool.py, handlers/forecasting.py): statistics that add up
+"""The pooled fit over shards (handlers/runtime/pool.py, handlers/forecasting/model.py): statistics that add up
 bit for bit however the series are split, their objects, and what a forecast does without them."""
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers import forecasting, pool
-from handlers.forecasting import Stats, exact_cross, fit, pooled_forecast
-from handlers.storage import FileStore
-from handlers.streams import mix
+from handlers.forecasting import model as forecasting
+from handlers.forecasting.model import Stats, exact_cross, fit, pooled_forecast
+from handlers.forecasting.pooled import Pool, own
+from handlers.model.streams import mix
+from handlers.runtime import pool
+from handlers.storage.file import FileStore
 
 
 def history(n_series: int = 300, days: int = 112, *, seed: int = 0) -> np.ndarray:
@@ -125,29 +127,29 @@ def test_without_a_stage_the_forecast_falls_back_and_grows_a_stage_a_day():
 
 # -- the objects --------------------------------------------------------------------------------
 
-def one_pool(day: int = 100) -> pool.Pool:
+def one_pool(day: int = 100) -> Pool:
     values = history(40)
     stats = pooled_forecast(values, 8, None)[1]
     hours = np.random.default_rng(0).random((40, 24)) * 30
-    return pool.own(day, stats, hours, ["W-A", "W-B"], np.arange(40) % 2)
+    return own(day, stats, hours, ["W-A", "W-B"], np.arange(40) % 2)
 
 
 def test_a_pool_round_trips_and_refuses_damage():
     found = one_pool()
-    assert pool.Pool.from_bytes(found.to_bytes(), "k") == found
+    assert Pool.from_bytes(found.to_bytes(), "k") == found
     for damaged in (b"{", b"[]", found.to_bytes().replace(b'"version":1', b'"version":2'),
                     found.to_bytes().replace(b'"hours":{', b'"hours":{"W-X":[1],')):
         with pytest.raises(ValueError, match="k: damaged forecast statistics"):
-            pool.Pool.from_bytes(damaged, "k")
+            Pool.from_bytes(damaged, "k")
 
 
 def test_hours_add_up_by_warehouse_name():
-    a = pool.Pool(5, Stats(series=1), {"W-A": [1] * 24})
-    b = pool.Pool(5, Stats(series=2), {"W-A": [2] * 24, "W-B": [3] * 24})
+    a = Pool(5, Stats(series=1), {"W-A": [1] * 24})
+    b = Pool(5, Stats(series=2), {"W-A": [2] * 24, "W-B": [3] * 24})
     total = a + b
     assert total.hours == {"W-A": [3] * 24, "W-B": [3] * 24} and total.shards == 2 and total.model.series == 3
     with pytest.raises(ValueError, match="days 5 and 6"):
-        a + pool.Pool(6, Stats(), {})
+        a + Pool(6, Stats(), {})
 
 
 def test_gather_adds_every_shard_and_leaves_out_shards_without_a_state(tmp_path: Path, caplog):
@@ -171,10 +173,10 @@ def test_publish_writes_a_day_once_and_keeps_two_days(tmp_path: Path):
     store = FileStore(tmp_path)
     for day in (97, 98, 99):
         store.put_once(pool.key(day), b"old")
-    first, second = one_pool(100), pool.Pool(100, Stats(series=9), {})
-    assert pool.publish(store, ((pool.key(100), first.to_bytes()),)) == 1
-    assert pool.publish(store, ((pool.key(100), second.to_bytes()),)) == 0  # the first publication stands
-    assert pool.Pool.from_bytes(store.get(pool.key(100)), "k") == first
+    first, second = one_pool(100), Pool(100, Stats(series=9), {})
+    assert pool.publish(store, first) == 1
+    assert pool.publish(store, second) == 0  # the first publication stands
+    assert Pool.from_bytes(store.get(pool.key(100)), "k") == first
     assert set(store.list(pool.PREFIX)) == {pool.key(98), pool.key(99), pool.key(100)}  # a shard a day behind reads 98
 
 
@@ -187,11 +189,11 @@ def test_a_shard_without_history_adds_no_stage_and_the_others_stand():
 def test_statistics_of_another_day_or_another_model_are_refused(tmp_path: Path, caplog):
     found = one_pool(100)
     with pytest.raises(ValueError, match="of day 100, not 101"):
-        pool.Pool.from_bytes(found.to_bytes(), "k", 101)
+        Pool.from_bytes(found.to_bytes(), "k", 101)
     other_model = json.loads(found.to_bytes())
     other_model["model"]["regression"] = [row[:-1] for row in other_model["model"]["regression"][:-1]]
     with pytest.raises(ValueError, match="regression: not a table of integers of 22 rows"):
-        pool.Pool.from_bytes(json.dumps(other_model).encode(), "k")
+        Pool.from_bytes(json.dumps(other_model).encode(), "k")
     store = FileStore(tmp_path)
     store.put_once(pool.key(100), found.to_bytes())
     assert pool.gather(store, 1, 100) == found

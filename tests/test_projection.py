@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handlers.projection import demand_path, stockout_hours, stockout_probability
-from handlers.purchasing import Arrivals
+from handlers.model.projection import demand_path, stockout_hours, stockout_probability
+from handlers.model.purchasing import Arrivals
 
 NOW = 20_000 * 86400.0  # midnight UTC
 

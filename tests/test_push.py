@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from handlers import shards
-from handlers.deadline import Deadline
 from handlers.errors import ConfigError, StorageError
-from handlers.metrics import metrics_key, publisher
-from handlers.runtime import Runtime, invoke, load_state
-from handlers.settings import Settings
-from handlers.storage import FileStore
+from handlers.runtime import shards
+from handlers.runtime.invoke import Runtime, invoke, load_state
+from handlers.runtime.settings import Settings
+from handlers.storage.deadline import Deadline
+from handlers.storage.file import FileStore
+from handlers.telemetry.metrics import metrics_key
+from handlers.telemetry.publisher import publisher
 from jobs.cli import main
 from tests.conftest import START, event_at
 
@@ -227,7 +228,7 @@ def test_an_s3_call_that_hangs_ends_at_the_invocation_deadline(tmp_path, small_c
     import boto3
     from botocore.config import Config
 
-    from handlers.storage import S3Store
+    from handlers.storage.s3 import S3Store
 
     with gateway("hang") as (port, server):
         client = boto3.session.Session().client(

@@ -14,7 +14,7 @@ from benchmarks.yardsticks import (
     realised_hours,
     score,
 )
-from handlers.purchasing import Arrivals
+from handlers.model.purchasing import Arrivals
 
 
 def _arrivals(series, quantity, eta_hours) -> Arrivals:

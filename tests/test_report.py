@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from handlers.app import build_runtime
-from handlers.runtime import load_state
-from handlers.settings import Settings
+from handlers.runtime.invoke import load_state
+from handlers.runtime.settings import Settings
 from jobs.cli import main
 from jobs.report_page import BAND_Z, daily_band
 from jobs.schedule import Schedule
@@ -75,7 +75,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     store = f"file://{root}/store"
     runtime = build_runtime(Settings(store_url=store, catalog_path=str(catalog_file)))
     runtime = replace(runtime, publish=None)
-    from handlers.events import parse_time
+    from handlers.model.events import parse_time
 
     simulate(runtime, start=parse_time(FIRST_DAY), days=1, schedule=Schedule.parse())
     state_a, _ = load_state(runtime.store, runtime.catalog)

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers.logs import decode_events
-from handlers.runtime import Runtime, invoke, load_state
-from handlers.state import State
-from handlers.storage import FileStore
+from handlers.model.logs import decode_events
+from handlers.model.state import State
+from handlers.runtime.invoke import Runtime, invoke, load_state
+from handlers.storage.file import FileStore
 from jobs.schedule import Schedule
 from jobs.simulate import DEFAULT_START, simulate
 from tests.conftest import START, zero_clock

@@ -13,9 +13,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from handlers.catalog import parse_catalog
-from handlers.runtime import Runtime, load_state
-from handlers.storage import FileStore
+from handlers.model.catalog import parse_catalog
+from handlers.runtime.invoke import Runtime, load_state
+from handlers.storage.file import FileStore
 from jobs.runner import BusinessClock, run_scheduler
 from jobs.schedule import DEFAULT_INTERVALS, Schedule
 from tests.conftest import SMALL_CATALOG
@@ -96,8 +96,8 @@ def test_start_far_ahead_of_the_store_clock_is_refused(tmp_path: Path):
 def test_run_goes_over_every_shard_on_each_tick(tmp_path: Path):
     """GIVEN `run --num-shards 3` WHEN it ends THEN every handler tick was applied once per shard, and
     every shard's order clock followed the business clock."""
-    from handlers import shards
-    from handlers.catalog import load_catalog
+    from handlers.runtime import shards
+    from handlers.runtime.catalogs import load_catalog
     from tests.test_shards import catalog_text
 
     path = tmp_path / "catalog.yaml"

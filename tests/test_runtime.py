@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers import layout
-from handlers.catalog import parse_catalog
-from handlers.logs import decode_events
-from handlers.runtime import Runtime, invoke, load_state
-from handlers.storage import FileStore
+from handlers.model.catalog import parse_catalog
+from handlers.model.logs import decode_events
+from handlers.runtime import layout
+from handlers.runtime.invoke import Runtime, invoke, load_state
+from handlers.storage.file import FileStore
 from tests.conftest import START, event_at, zero_clock
 
 # Fast dynamics so a short window holds every kind of event: stock runs low within minutes,
@@ -98,7 +98,7 @@ def test_busy_window_has_every_kind_of_event(clean_run):
 
 
 STORAGE_CALLS = 217  # storage calls of busy_ticks() run once without a crash (checked below); one is the
-#                     shard manifest check (handlers/shards.py), once per store in a process
+#                     shard manifest check (handlers/runtime/shards.py), once per store in a process
 
 
 def test_the_crash_scenario_makes_the_expected_number_of_storage_calls(tmp_path: Path):

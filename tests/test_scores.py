@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from handlers.scores import mean_rmsse, naive_scale, rmsse, wape
+from handlers.forecasting.scores import mean_rmsse, naive_scale, rmsse, wape
 
 
 def test_scale_counts_from_the_first_non_zero_value() -> None:

@@ -1,4 +1,4 @@
-"""Sharding (handlers/shards.py): the split, the keys a shard uses, the store's manifest, and the
+"""Sharding (handlers/runtime/shards.py): the split, the keys a shard uses, the store's manifest, and the
 promise that a sharded run gives the same per-series results and log events as an unsharded one."""
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from handlers import forecasting, pool, shards
-from handlers.catalog import Catalog, parse_catalog
 from handlers.errors import ConfigError, InputError
-from handlers.logs import decode_events
-from handlers.runtime import Runtime, invoke, invoke_all, load_state
-from handlers.state import State
-from handlers.storage import FileStore
+from handlers.forecasting import model as forecasting
+from handlers.model.catalog import Catalog, parse_catalog
+from handlers.model.logs import decode_events
+from handlers.model.state import State
+from handlers.runtime import pool, shards
+from handlers.runtime.invoke import Runtime, invoke, invoke_all, load_state
+from handlers.storage.file import FileStore
 
 from .conftest import START, event_at, schedule, zero_clock
 
@@ -223,7 +224,7 @@ def test_the_first_day_sharded_equals_unsharded_with_the_real_handlers(tmp_path:
 
 
 def test_days_of_a_sharded_run_equal_unsharded_with_the_real_handlers(tmp_path: Path):
-    """The model pools over the whole catalog however it is sharded (handlers/pool.py): over six days,
+    """The model pools over the whole catalog however it is sharded (handlers/runtime/pool.py): over six days,
     long enough for every stage of the pooled fit (profile, regression, variance, tails) to come from
     every shard's statistics, a sharded run equals the unsharded run series by series — stock,
     purchase orders, restocks, alerts, forecasts, scores — and event by event."""

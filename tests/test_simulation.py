@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from handlers.catalog import default_catalog
-from handlers.logs import EVENT_FIELDS, decode_events
-from handlers.runtime import Runtime
-from handlers.storage import FileStore
+from handlers.model.logs import EVENT_FIELDS, decode_events
+from handlers.runtime.catalogs import default_catalog
+from handlers.runtime.invoke import Runtime
+from handlers.storage.file import FileStore
 from jobs.cli import main
 from jobs.schedule import Schedule
 from jobs.simulate import simulate

@@ -8,8 +8,8 @@ import zlib
 
 import numpy as np
 
-from handlers.catalog import default_catalog
-from handlers.state import State, initial_state
+from handlers.model.state import State, initial_state
+from handlers.runtime.catalogs import default_catalog
 
 _MAGIC = b"STOCKPULSE-STATE\x00"
 

@@ -1,4 +1,4 @@
-"""The state objects' codec (handlers/state.py pack/unpack): integer-valued arrays stored narrow,
+"""The state objects' codec (handlers/model/state.py pack/unpack): integer-valued arrays stored narrow,
 loaded exactly as they were; objects written before narrowing still load."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from handlers.state import _MAGIC, pack, unpack
+from handlers.model.state import _MAGIC, pack, unpack
 
 ROWS = 40_000  # above the size under which arrays are stored as they are
 

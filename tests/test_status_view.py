@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.text import Text
 
 from handlers.app import build_runtime
-from handlers.runtime import load_state
-from handlers.settings import Settings
+from handlers.runtime.invoke import load_state
+from handlers.runtime.settings import Settings
 from jobs.cli import main
 from jobs.console import status_view, watch_status
 from jobs.status import risk_of, status_extras, status_report, status_screen

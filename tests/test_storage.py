@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from handlers.errors import ConfigError, ConflictError
-from handlers.storage import KEEP_VERSIONS, FileStore, S3Store, open_store
+from handlers.storage.file import KEEP_VERSIONS, FileStore
+from handlers.storage.location import open_store
+from handlers.storage.s3 import S3Store
 from tests.storage_contract import *  # noqa: F403 - the shared contract suite
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from handlers.errors import ConfigError, StorageError
-from handlers.metrics import metrics_key, publisher
-from handlers.runtime import Runtime, invoke, load_state
-from handlers.settings import Settings
-from handlers.storage import FileStore, open_store
+from handlers.runtime.invoke import Runtime, invoke, load_state
+from handlers.runtime.settings import Settings
+from handlers.storage.file import FileStore
+from handlers.storage.location import open_store
+from handlers.telemetry.metrics import metrics_key
+from handlers.telemetry.publisher import publisher
 from tests.conftest import START, event_at, zero_clock
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_runtime import BUSY_CATALOG

@@ -1,7 +1,7 @@
-"""Comparison forecasters with the same contract as :func:`handlers.forecasting.forecast`.
+"""Comparison forecasters with the same contract as :func:`handlers.forecasting.model.forecast`.
 
 Each takes ``history [S, T]`` (NaN before a series started), ``horizon`` and ``season`` and returns a
-:class:`~handlers.forecasting.Forecast`. They are vectorised over series; ``std`` is a simple
+:class:`~handlers.forecasting.model.Forecast`. They are vectorised over series; ``std`` is a simple
 residual-based estimate, good enough to compare against, not to plan safety stock with.
 
 - ``naive`` — repeat the last observed value.
@@ -18,8 +18,8 @@ from functools import partial
 
 import numpy as np
 
-from handlers.forecasting import Forecast
-from handlers.scores import naive_scale
+from handlers.forecasting.model import Forecast
+from handlers.forecasting.scores import naive_scale
 
 __all__ = [
     "BASELINES",

@@ -26,7 +26,7 @@ What it does, for a history ``[S, T]`` and a horizon ``h``:
 Every pooled step is fitted from :class:`Stats`, exact integer sums (fixed point at ``2**-16``), so
 the statistics of any split of the series add up to those of the whole bit for bit, and a series'
 contribution never depends on the others: a sharded catalog fits the same model as the whole one
-(handlers/pool.py). :func:`forecast` fits the stages one after the other on the history it is given;
+(handlers/runtime/pool.py). :func:`forecast` fits the stages one after the other on the history it is given;
 :func:`pooled_forecast` forecasts with parameters fitted elsewhere (the sum of every shard's
 statistics) and returns this history's statistics under them.
 
@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from handlers.scores import naive_scale
-from handlers.streams import mix, uniforms, word
+from handlers.forecasting.scores import naive_scale
+from handlers.model.streams import mix, uniforms, word
 
 __all__ = ["MODEL_NAME", "HISTORY_DAYS", "Forecast", "forecast"]
 
@@ -167,7 +167,7 @@ def _training_rows(keys: np.ndarray, length: int, horizon: int, season: int, per
 
     Every row when there are at most ``per_series`` per series (``None``: no limit); otherwise about
     ``per_series`` rows of each series, drawn from that series' own stream (its ``key``): which rows a
-    series contributes never depends on which other series are in the fit (handlers/shards.py). A
+    series contributes never depends on which other series are in the fit (handlers/runtime/shards.py). A
     series contributes only origins that have at least its own ``first`` periods before them from its
     start (``starts``: its first observed period): before that its windows would be empty.
     """
@@ -292,7 +292,7 @@ def _add(a: Any, b: Any) -> Any:
 @dataclass(frozen=True)
 class Stats:
     """What the pooled fit needs from a set of series, as exact integer sums: the statistics of
-    several shards add up to those of their union, bit for bit (handlers/pool.py).
+    several shards add up to those of their union, bit for bit (handlers/runtime/pool.py).
 
     A stage is ``None`` when the parameters it was computed under lacked what it needs (the variance
     needs a regression, the tails a variance; the regression takes a flat profile until there is
@@ -554,7 +554,7 @@ def pooled_forecast(history: np.ndarray, horizon: int, params: Params | None, *,
     ``params`` ``None``: fitted here, stage by stage, on this history alone (the profile, then the
     regression under it, the variance under that, the tails last) — what :func:`forecast` does.
     Otherwise they are the parameters fitted from the summed statistics of every shard of a catalog
-    (handlers/pool.py), and the statistics returned are this history's share of the next fit.
+    (handlers/runtime/pool.py), and the statistics returned are this history's share of the next fit.
     ``keys``: each series' stream key (which training rows it contributes); ``first_day``: the absolute
     period of ``history``'s first column (the pooled profile is by absolute phase).
     Returns the forecast, the statistics and the parameters used.

@@ -9,17 +9,18 @@ from typing import Any
 
 import numpy as np
 
-from . import forecasting, pool
-from .catalog import Catalog
-from .core import Outcome
-from .demand import promotion_calendar
-from .events import Tick, format_time
-from .logs import series_events
-from .policy import Policy, ReorderPlan, plan_reorders
-from .pool import Pool
-from .projection import HORIZON_HOURS, DemandPath, demand_path, stockout_hours, stockout_probability
-from .purchasing import arrivals, inbound_units, open_count, order_ids, place_orders
-from .state import FORECAST_DAYS, State
+from handlers.forecasting import model as forecasting
+from handlers.forecasting import pooled as pooled_stats
+from handlers.forecasting.pooled import Pool
+from handlers.model.catalog import Catalog
+from handlers.model.demand import promotion_calendar
+from handlers.model.events import Tick, format_time
+from handlers.model.logs import series_events
+from handlers.model.ordering import Outcome
+from handlers.model.policy import Policy, ReorderPlan, plan_reorders
+from handlers.model.projection import HORIZON_HOURS, DemandPath, demand_path, stockout_hours, stockout_probability
+from handlers.model.purchasing import arrivals, inbound_units, open_count, order_ids, place_orders
+from handlers.model.state import FORECAST_DAYS, State
 
 __all__ = ["forecast", "alert", "Outlook", "outlook", "reorder_plan", "hour_shares", "daily_forecast"]
 
@@ -30,7 +31,7 @@ _SHARE_PSEUDO_UNITS = 24.0  # shrinkage of a series' hour-of-day profile to its 
 
 def hour_shares(state: State, catalog: Catalog, pooled: Pool | None = None) -> np.ndarray:
     """Share of a day's demand in each UTC hour [S, 24], shrunk towards the warehouse profile: that
-    of the catalog's series in ``pooled`` (every shard's, handlers/pool.py), else of these series."""
+    of the catalog's series in ``pooled`` (every shard's, handlers/runtime/pool.py), else of these series."""
     profile = state.hour_profile
     if pooled is None:
         summed = np.zeros((len(catalog.warehouses), 24))
@@ -47,11 +48,11 @@ def hour_shares(state: State, catalog: Catalog, pooled: Pool | None = None) -> n
 def daily_forecast(state: State, catalog: Catalog, now: float,
                    pooled: Pool | None = None) -> tuple[np.ndarray, np.ndarray, forecasting.Stats]:
     """Mean and std of demand for today and the next 7 UTC days [S, FORECAST_DAYS], and the
-    statistics of these series for the next day's fit (handlers/pool.py).
+    statistics of these series for the next day's fit (handlers/runtime/pool.py).
 
     The model sees the complete days of history with planned promotions taken out (divided by
     their lift), and its forecast gets the planned promotions of the coming days put back in: a
-    shop knows its own promotion calendar (``handlers.demand.promotion_calendar``). While there
+    shop knows its own promotion calendar (``handlers.model.demand.promotion_calendar``). While there
     are fewer than PRIOR_DAYS days of history, the catalog's declared base demand is blended in as
     a prior. ``pooled``: the catalog's statistics of the day before, which the model's pooled
     parameters are fitted from; ``None``: fitted on these series alone.
@@ -164,13 +165,13 @@ def forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy, *, pool
     """Forecast demand, project stock, emit one ``inventory`` event per series, and score the
     previous day's forecast once that day is complete.
 
-    ``pooled``: every shard's statistics of the day before (handlers/pool.py), which the pooled
+    ``pooled``: every shard's statistics of the day before (handlers/runtime/pool.py), which the pooled
     parameters are fitted from (``None``: fitted on this state's series). The outcome publishes
     this state's statistics of today."""
     mean, std, stats = daily_forecast(state, catalog, tick.epoch, pooled)
     scoring, score_events = score_forecasts(state, tick, catalog, mean[:, 0], std[:, 0])  # day-ahead, unadjusted
     shares = hour_shares(state, catalog, pooled)
-    published = pool.own(state.history_day, stats, state.hour_profile, [w.id for w in catalog.warehouses],
+    published = pooled_stats.own(state.history_day, stats, state.hour_profile, [w.id for w in catalog.warehouses],
                          catalog.warehouse_index)
     new_state = state.replace(forecast_at=tick.epoch, forecast_mean=intraday_update(state, mean, shares, tick.epoch),
                               forecast_std=std, hour_share=shares, **scoring)
@@ -192,8 +193,8 @@ def forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy, *, pool
                "stockout_within_threshold": int(plan.stockout_soon.sum()), "forecasts_scored": len(score_events)}
     exposed = {"stockout_hours": view.stockout_in, "stockout_probability": view.probability,
                "forecast_7d_units": view.path.cum_mean[:, -1], "reorder_point": plan.reorder_point}
-    return Outcome(new_state, events + score_events, {**summary, **pool.describe(pooled)}, exposed,
-                   publish=((pool.key(published.day), published.to_bytes()),))
+    return Outcome(new_state, events + score_events, {**summary, **pooled_stats.describe(pooled)}, exposed,
+                   statistics=published)
 
 
 def _reason(plan_below: bool, position: float, rop: float, lead: float, safety: float,

@@ -1,6 +1,7 @@
 """The catalog: which products are stocked in which warehouses, and how demand behaves.
 
-A catalog is a YAML file (see ``handlers/catalogs/default.yaml`` for the annotated default).
+A catalog is a YAML file (see ``handlers/catalogs/default.yaml`` for the annotated default), parsed
+and validated here from its text; reading it from a file or a store is handlers/runtime/catalogs.py.
 Every product is stocked in every warehouse; one *series* is one product x warehouse pair, and
 series are numbered product-major: series ``i`` is product ``i // W`` in warehouse ``i % W``.
 All per-series parameters are numpy arrays of length ``S = P * W`` so the core never loops over
@@ -14,19 +15,17 @@ import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import resources
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import yaml
 
-from .errors import CatalogError
-from .limits import CATALOG_MAXIMA, MAX_CATALOG_BYTES, MAX_CATALOG_SERIES
-from .streams import mix, string_keys
+from handlers.errors import CatalogError
+from handlers.model.bounds import CATALOG_MAXIMA, MAX_CATALOG_BYTES, MAX_CATALOG_SERIES
+from handlers.model.streams import mix, string_keys
 
-__all__ = ["Product", "Warehouse", "Catalog", "load_catalog", "default_catalog", "parse_catalog", "parse_catalog_bytes"]
+__all__ = ["Product", "Warehouse", "Catalog", "parse_catalog", "parse_catalog_bytes"]
 
 DEFAULT_INITIAL_STOCK_DAYS = 5.0
 _PRODUCT_KEYS = {"id", "base_demand_per_day", "lead_time_hours", "pack_size", "trend_per_year",
@@ -119,7 +118,7 @@ class Catalog:
     def initial_stock(self) -> np.ndarray:
         return np.array(self.initial_stock_table, dtype=np.int64).reshape(-1)
 
-    # -- random stream keys (handlers/streams.py) -------------------------------------------
+    # -- random stream keys (handlers/model/streams.py) -------------------------------------------
     @cached_property
     def product_keys(self) -> np.ndarray:
         """A 64-bit key of every product from (seed, product id), uint64 [P]."""
@@ -146,19 +145,6 @@ class Catalog:
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Load and validate a catalog file; ``None`` gives the built-in default."""
-    if path is None:
-        return default_catalog()
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CATALOG_BYTES + 1)
-    except OSError as exc:
-        raise CatalogError(f"catalog {str(path)!r}: cannot read ({exc.strerror or exc})") from None
-    return parse_catalog_bytes(data, source=str(path))
-
-
 def parse_catalog_bytes(data: bytes, *, source: str) -> Catalog:
     """Catalog file bytes validated as a file is (size, UTF-8, content); errors name ``source``."""
     if len(data) > MAX_CATALOG_BYTES:
@@ -168,11 +154,6 @@ def parse_catalog_bytes(data: bytes, *, source: str) -> Catalog:
     except UnicodeDecodeError as exc:
         raise CatalogError(f"{source}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
     return parse_catalog(text, source=source)
-
-
-def default_catalog() -> Catalog:
-    text = resources.files("handlers").joinpath("catalogs/default.yaml").read_text()
-    return parse_catalog(text, source="<default>")
 
 
 def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:

@@ -6,7 +6,7 @@ Units ordered in the minute ending at ``t`` for series ``i`` are Poisson with ra
         * exp(trend_per_year[i] * years since TREND_ORIGIN) * promotion lift
 
 where local time is the warehouse's time zone and a promotion is a whole UTC day on which a
-product's demand is lifted in every warehouse. Every draw is counter-based (handlers/streams.py):
+product's demand is lifted in every warehouse. Every draw is counter-based (handlers/model/streams.py):
 the units of series ``i`` in minute ``m`` come from the stream (key of (seed, product id,
 warehouse id), m) alone, and a product's promotion on day ``d`` from (key of (seed, product id),
 d). So the demand of a series is the same however the minutes are split into ticks, whichever
@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .catalog import Catalog
-from .streams import poisson, uniforms, word
+from handlers.model.catalog import Catalog
+from handlers.model.streams import poisson, uniforms, word
 
 __all__ = ["DIURNAL", "WEEKLY", "minute_rates", "minute_demand", "demand_block", "promotion_lift",
            "promotion_calendar"]

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import InputError
-from .limits import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, check_time
+from handlers.errors import InputError
+from handlers.model.bounds import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, check_time
 
 __all__ = ["Tick", "parse_event", "scheduled_event", "format_time", "format_epoch", "parse_time", "load_event_json"]
 
-#: ``shard``: the shard this invocation handles (handlers/shards.py); ``num_shards``: the count the
+#: ``shard``: the shard this invocation handles (handlers/runtime/shards.py); ``num_shards``: the count the
 #: sender assumed, checked against the deployment's.
 ALLOWED_DETAIL_KEYS: frozenset[str] = frozenset({"shard", "num_shards"})
-_MAX_SHARD_NUMBER = 1_000_000  # bounds only the parse; the deployment's count is checked in handlers/shards.py
+_MAX_SHARD_NUMBER = 1_000_000  # bounds only the parse; the deployment's count is checked in handlers/runtime/shards.py
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Tick:
 
 def parse_time(value: Any, field: str = "time") -> datetime:
     """Parse an ISO-8601 timestamp; naive values are taken as UTC. Raises InputError naming ``field``,
-    also for times outside 1971-01-01 .. 2199-12-31 (handlers/limits.py)."""
+    also for times outside 1971-01-01 .. 2199-12-31 (handlers/model/bounds.py)."""
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{field}: must be an ISO-8601 timestamp string, got {value!r}")
     text = value.strip()

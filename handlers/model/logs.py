@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog
-from .events import format_time
+from handlers.model.catalog import Catalog
+from handlers.model.events import format_time
 
 __all__ = ["EVENT_FIELDS", "log_key", "encode_events", "decode_events", "series_events", "event",
            "stamp", "LOG_PREFIX", "CONTENT_TYPE"]

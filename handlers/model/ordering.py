@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog
-from .demand import demand_block, minute_rates
-from .events import Tick
-from .limits import DEFAULT_CATCH_UP_MINUTES
-from .logs import event, series_events
-from .purchasing import order_ids, receive_due
-from .state import HISTORY_DAYS, RATE_DECAY, State
+from handlers.model.catalog import Catalog
+from handlers.model.demand import demand_block, minute_rates
+from handlers.model.events import Tick
+from handlers.model.logs import event, series_events
+from handlers.model.purchasing import order_ids, receive_due
+from handlers.model.state import HISTORY_DAYS, RATE_DECAY, State
 
-__all__ = ["Outcome", "order_tick", "restock", "RATE_DECAY", "PROFILE_DECAY"]
+__all__ = ["Outcome", "order_tick", "restock", "RATE_DECAY", "PROFILE_DECAY", "DEFAULT_CATCH_UP_MINUTES"]
 
+DEFAULT_CATCH_UP_MINUTES = 1440  # business minutes one order tick simulates at most (--max-catch-up-minutes)
 PROFILE_DECAY = 0.9  # per-day decay of the hour-of-day demand profile (~10 days of memory)
 _CHUNK_MINUTES = 240  # catch-up ticks are simulated in chunks to bound memory
 
@@ -33,7 +33,7 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     exposed: dict[str, np.ndarray] = field(default_factory=dict)  # per-series values its metrics expose as computed
-    publish: tuple[tuple[str, bytes], ...] = ()  # write-once objects (state keys) written before the commit
+    statistics: Any = None  # the forecast's statistics of today (forecasting.pooled.Pool), published before the commit
 
 
 class _History:

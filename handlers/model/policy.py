@@ -19,7 +19,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .projection import DemandPath
+from handlers.model.projection import DemandPath
 
 __all__ = ["Policy", "ReorderPlan", "plan_reorders", "round_up_to_pack"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .purchasing import Arrivals
+from handlers.model.purchasing import Arrivals
 
 __all__ = ["DemandPath", "demand_path", "stockout_hours", "stockout_probability", "HORIZON_HOURS"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog
-from .state import State
+from handlers.model.catalog import Catalog
+from handlers.model.state import State
 
 __all__ = ["Arrivals", "arrivals", "open_count", "inbound_units", "place_orders", "receive_due", "order_ids"]
 

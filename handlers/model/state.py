@@ -1,10 +1,14 @@
 """The inventory state: every per-series quantity is a numpy array over the catalog's series.
 
 A ``State`` is immutable: the core builds a new one with :func:`dataclasses.replace` and new
-arrays (loaded arrays are read-only, so an accidental in-place update fails loudly). It is stored
-as one object (a JSON header and the raw arrays, zlib-compressed) under ``state/state.bin`` and updated by
-compare-and-swap. It also carries the *outbox*: the log objects of the last committed invocation,
-so a crash between the state write and the log write is repaired by the next invocation.
+arrays (loaded arrays are read-only, so an accidental in-place update fails loudly). It also carries
+the *outbox*: the log objects of the last committed invocation, so a crash between the state write
+and the log write is repaired by the next invocation.
+
+Where it is stored is not this module's business: ``handlers/runtime/layout.py`` splits it into
+parts (the hot part with its base and deltas, the history, the forecast part), each written with
+:func:`pack` (a JSON header and raw arrays, zlib-compressed). :meth:`State.to_bytes` is the
+whole state as one object: schema 1, what stores held before that layout, still read.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from . import HANDLERS
-from .catalog import Catalog
-from .errors import StorageError
+from handlers.errors import StorageError
+from handlers.model.catalog import Catalog
 
 __all__ = ["State", "initial_state", "pack", "unpack", "HANDLERS", "LATENCY_BUCKETS", "HISTORY_DAYS", "FORECAST_DAYS",
            "STATE_KEY", "SCHEMA"]
 
+#: The handlers, in the order of the state's per-handler counters (rows of ``latency_buckets`` ...):
+#: part of the stored format. handlers/runtime/declarations.py describes each one.
+HANDLERS: tuple[str, ...] = ("order_tick", "restock", "forecast", "alert")
 SCHEMA = 1
 _MAGIC = b"STOCKPULSE-STATE\x00"
 STATE_KEY = "state/state.bin"
@@ -64,7 +70,7 @@ class State:
     today_hours: np.ndarray  # [S, 24] today's demand so far by UTC hour
     hour_profile: np.ndarray  # [S, 24] demand by UTC hour of complete days, decayed daily
 
-    # -- open purchase orders, one row each (handlers/purchasing.py) ------------------------
+    # -- open purchase orders, one row each (handlers/model/purchasing.py) ------------------------
     po_series: np.ndarray  # [N] series index
     po_quantity: np.ndarray  # [N] units
     po_due: np.ndarray  # [N] epoch seconds
@@ -80,7 +86,7 @@ class State:
     hour_share: np.ndarray  # [S, 24] share of a day's demand in each UTC hour
     # [S] float32: forecast_mean[:, 0] as of the last commit of the hot part that had the forecast part
     #   at hand (NaN before the first forecast): what the days of cover in the metrics of a handler
-    #   that does not read the forecast part use (handlers/layout.py, handlers/metrics.py)
+    #   that does not read the forecast part use (handlers/runtime/layout.py, handlers/telemetry/metrics.py)
     cover_daily_demand: np.ndarray
 
     # -- forecast quality, after the fact: each day's forecast (made at the day's first forecast
@@ -123,7 +129,7 @@ class State:
     def replace(self, **changes: Any) -> State:
         return dataclasses.replace(self, **changes)
 
-    # -- (de)serialisation: the whole state as one object (schema 1; handlers/layout.py splits it) --
+    # -- (de)serialisation: the whole state as one object (schema 1; handlers/runtime/layout.py splits it) --
     def to_bytes(self) -> bytes:
         """One zlib-compressed blob: a JSON header (scalars, array layout) then the raw arrays."""
         header: dict[str, Any] = {"schema": SCHEMA}

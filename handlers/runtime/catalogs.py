@@ -6,7 +6,7 @@ writes its validated content as JSON under ``catalogs/<sha256 of the file>.v2.js
 the same file always gives the same object), and every later process that names the same file
 bytes reads that instead. A changed file has another digest, so it is parsed and validated again.
 
-A sharded deployment (handlers/shards.py) also keeps each shard's sub-catalog,
+A sharded deployment (handlers/runtime/shards.py) also keeps each shard's sub-catalog,
 ``catalogs/<sha256>.v2.shard-<k>-of-<N>.json``: an invocation of one shard of a 1M-series
 catalog reads its tenth, not the whole (1.8 s to decode at 1M series, of which 1.0 s is
 recomputing the fingerprint). The first process that needs any shard's form writes them all.
@@ -30,15 +30,18 @@ import hashlib
 import json
 import logging
 import re
+from importlib import resources
 from pathlib import Path
 
-from .catalog import Catalog, Product, Warehouse, load_catalog, parse_catalog_bytes
-from .errors import ConfigError, StorageError
-from .limits import MAX_CATALOG_BYTES
-from .storage import Store
+from handlers.errors import CatalogError, ConfigError, StorageError
+from handlers.model.bounds import MAX_CATALOG_BYTES
+from handlers.model.catalog import Catalog, Product, Warehouse, parse_catalog, parse_catalog_bytes
+from handlers.runtime.shards import split
+from handlers.storage.base import Store
 
-__all__ = ["compiled_objects", "load_compiled", "compiled_key", "compile_catalog", "compiled_globs", "parse_reference",
-           "source_key", "store_reference", "CATALOG_PREFIX", "SOURCE_PREFIX", "STORE_SCHEME"]
+__all__ = ["load_catalog", "default_catalog", "compiled_objects", "load_compiled", "compiled_key", "compile_catalog",
+           "compiled_globs", "parse_reference", "source_key", "store_reference", "CATALOG_PREFIX", "SOURCE_PREFIX",
+           "STORE_SCHEME"]
 
 log = logging.getLogger("stockpulse")
 CATALOG_PREFIX = "catalogs/"
@@ -47,6 +50,24 @@ STORE_SCHEME = "store:"
 _FORMAT = 2
 _SOURCE_KEY = re.compile(rf"{re.escape(SOURCE_PREFIX)}([0-9a-f]{{32}})\.yaml")
 _SETTING = "--catalog / STOCKPULSE_CATALOG"
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load and validate a catalog file; ``None`` gives the built-in default."""
+    if path is None:
+        return default_catalog()
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CATALOG_BYTES + 1)
+    except OSError as exc:
+        raise CatalogError(f"catalog {str(path)!r}: cannot read ({exc.strerror or exc})") from None
+    return parse_catalog_bytes(data, source=str(path))
+
+
+def default_catalog() -> Catalog:
+    text = resources.files("handlers").joinpath("catalogs/default.yaml").read_text()
+    return parse_catalog(text, source="<default>")
 
 
 def _digest(data: bytes) -> str:
@@ -147,8 +168,6 @@ def compiled_objects(data: bytes, whole: Catalog, *, num_shards: int = 1) -> dic
     digest = _digest(data)
     objects = {source_key(data): data, _key(digest): _encode(whole, digest)}
     if num_shards > 1:
-        from .shards import split
-
         for part in split(whole, num_shards):
             objects[_key(digest, (part.number, num_shards))] = _encode(part.catalog, digest)
     return objects
@@ -163,7 +182,7 @@ def compiled_globs(num_shards: int = 1) -> list[str]:
 
 def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, int] | None = None) -> Catalog:
     """The catalog at ``path`` (``None``: the built-in default; ``store:<key>``: a file kept in
-    ``store``) — or with ``shard=(k, N)`` shard k's sub-catalog (handlers/shards.py) — from its
+    ``store``) — or with ``shard=(k, N)`` shard k's sub-catalog (handlers/runtime/shards.py) — from its
     compiled form in ``store`` when there is one for these file bytes; else parsed, validated, and
     compiled for next time."""
     if path is None:
@@ -217,8 +236,6 @@ def _label(path: str | Path, shard: tuple[int, int] | None) -> str:
 def _finish(store: Store, whole: Catalog, digest: str, shard: tuple[int, int] | None) -> Catalog:
     if shard is None:
         return whole
-    from .shards import split
-
     parts = split(whole, shard[1])
     for part in parts:  # every shard's form at once: the other shards' first processes find theirs
         _store(store, _key(digest, (part.number, shard[1])), _encode(part.catalog, digest))
@@ -228,6 +245,4 @@ def _finish(store: Store, whole: Catalog, digest: str, shard: tuple[int, int] | 
 def _pick(catalog: Catalog, shard: tuple[int, int] | None) -> Catalog:
     if shard is None:
         return catalog
-    from .shards import split
-
     return split(catalog, shard[1])[shard[0]].catalog

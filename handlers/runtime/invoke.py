@@ -4,26 +4,26 @@ The commit protocol (every step may crash; the retry of the same tick repairs it
 
 1. read the state's parts and their ETags (none yet: a fresh state at the tick time) — the hot
    ``state/state.bin``; ``state/forecast.bin`` only for ``forecast`` and ``alert``; the demand
-   history only when the core needs it (handlers/layout.py);
+   history only when the core needs it (handlers/runtime/layout.py);
 2. write out the *outbox* of the previous commit of each part read (write-once log objects; "already
    exists" is success) — this repairs a crash between a commit and its log write: the hot part's by
    any invocation, the forecast part's by the next ``forecast`` or ``alert``;
 3. if this handler already applied a tick at or after this time, stop: nothing is written;
    if the tick leads the store's clock by more than the handler's maximum lead, refuse it
-   (``InputError`` naming ``event.time``): nothing is written (handlers/limits.py);
+   (``InputError`` naming ``event.time``): nothing is written (handlers/model/bounds.py);
 4. run the pure core (an order tick catches up at most ``catch_up_minutes`` of a long gap; the
-   ``forecast`` gets every shard's statistics of the day before, handlers/pool.py); encode its
+   ``forecast`` gets every shard's statistics of the day before, handlers/runtime/pool.py); encode its
    events as one gzip NDJSON object; write the objects the core publishes (write-once: the
    forecast's statistics of today);
 5. compare-and-swap the part this handler owns (``forecast``: ``state/forecast.bin``; the others:
    ``state/state.bin``, after writing a new history object when a day closed and the delta — or a
-   new base — of its per-series arrays, handlers/layout.py), which carries the new log object in
+   new base — of its per-series arrays, handlers/runtime/layout.py), which carries the new log object in
    its outbox (conflict:
    someone else committed first — count it and start again from 1; the count goes into the
    handler's ``conflicts`` counter and the ``job_run`` event of the commit that wins);
 6. write the log object (write-once); when the commit referenced a new history object (a day
    closed), delete the history objects older than the one it replaced (best effort; a reader of
-   the previous hot part still finds its history — handlers/layout.py ``prune_history``); when it
+   the previous hot part still finds its history — handlers/runtime/layout.py ``prune_history``); when it
    referenced a new base, delete the hot part's objects older than the base it replaced
    (``prune_hot``; best effort);
 7. publish metrics (never fatal).
@@ -45,16 +45,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import DECLARATIONS, Declaration, core, layout, pool, shards
-from .catalog import Catalog
-from .deadline import Deadline, DeadlineStore
-from .errors import ConfigError, ConflictError, InputError, StorageError
-from .events import Tick, format_epoch, format_time, parse_event
-from .limits import MAX_SERIES, Limits, check_lead
-from .logs import CONTENT_TYPE, encode_events, event, log_key
-from .policy import Policy
-from .state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
-from .storage import Store
+from handlers.errors import ConfigError, ConflictError, InputError, StorageError
+from handlers.model import ordering as core
+from handlers.model.bounds import MAX_SERIES
+from handlers.model.catalog import Catalog
+from handlers.model.events import Tick, format_epoch, format_time, parse_event
+from handlers.model.logs import CONTENT_TYPE, encode_events, event, log_key
+from handlers.model.policy import Policy
+from handlers.model.state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
+from handlers.runtime import layout, pool, shards
+from handlers.runtime.clock import Limits, check_lead
+from handlers.runtime.declarations import DECLARATIONS, Declaration
+from handlers.storage.base import Store
+from handlers.storage.deadline import Deadline, DeadlineStore
 
 __all__ = ["Runtime", "invoke", "invoke_all", "load_state", "shard_states", "flush_outbox", "CORES", "Core", "Publisher", "catch_up_cores"]
 
@@ -99,15 +102,15 @@ class Runtime:
     max_attempts: int = 25
     cores: Mapping[str, Core] = field(default_factory=lambda: CORES)  # swap a policy in benchmarks
     budget_seconds: float | None = None  # per invocation when no Lambda context gives a deadline
-    num_shards: int = 1  # the catalog's shards (handlers/shards.py); an event's detail.shard picks one
+    num_shards: int = 1  # the catalog's shards (handlers/runtime/shards.py); an event's detail.shard picks one
     shard: int | None = None  # a runtime built for one shard: ``catalog`` is that shard's sub-catalog
 
 
 def load_state(store: Store, catalog: Catalog | None = None, *,
                num_shards: int | None = None) -> tuple[State | None, str | None]:
-    """The whole current state (every part, handlers/layout.py) and its hot part's ETag (``None, None``
+    """The whole current state (every part, handlers/runtime/layout.py) and its hot part's ETag (``None, None``
     when the store is empty). A sharded store (``num_shards``; ``None``: the count the store
-    records) gives every shard's state merged over the whole catalog (:func:`handlers.shards.merge`;
+    records) gives every shard's state merged over the whole catalog (:func:`handlers.runtime.shards.merge`;
     a shard not run yet counts as fresh) and no ETag."""
     count = shards.recorded(store) if num_shards is None else num_shards
     if count == 1:
@@ -187,7 +190,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
 
     With a ``deadline`` (the Lambda function's) — or, without one, the runtime's
     ``budget_seconds`` from now — every storage call checks it first and the metrics push gets at
-    most the time left (handlers/deadline.py)."""
+    most the time left (handlers/storage/deadline.py)."""
     if handler not in runtime.cores:
         raise InputError(f"handler: unknown {handler!r} (one of {', '.join(HANDLERS)})")
     tick = parse_event(event_doc)
@@ -199,7 +202,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         lambda store: DeadlineStore(store, deadline))
     shards.check_manifest(timed(runtime.store), runtime.num_shards)
     whole = runtime.store
-    if number is not None:  # one shard: its sub-catalog and its own state objects (handlers/shards.py)
+    if number is not None:  # one shard: its sub-catalog and its own state objects (handlers/runtime/shards.py)
         if runtime.shard is None:
             catalog = shards.shard(runtime.catalog, number, runtime.num_shards).catalog
         elif runtime.shard == number:
@@ -213,7 +216,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         runtime = replace(runtime, store=shards.ShardStore(runtime.store, number), catalog=catalog)
     else:
         check_size(runtime.catalog, 1, None)
-    whole = timed(whole)  # the forecast reads every shard's statistics (handlers/pool.py)
+    whole = timed(whole)  # the forecast reads every shard's statistics (handlers/runtime/pool.py)
     runtime = replace(runtime, store=timed(runtime.store))
     started = runtime.clock()
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
@@ -255,7 +258,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
         payload = encode_events([*outcome.events, run])
         key = log_key(handler, tick.time, number)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
-        pool.publish(runtime.store, outcome.publish)  # before the commit: what a commit used is out there
+        pool.publish(runtime.store, outcome.statistics)  # before the commit: what a commit used is out there
         try:
             committed = layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point
         except ConflictError:  # counted, and carried into the commit that finally wins
@@ -292,7 +295,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
 
 
 def check_size(catalog: Catalog, num_shards: int, number: int | None) -> None:
-    """Refuse an invocation over more series than one invocation handles (handlers/limits.py)."""
+    """Refuse an invocation over more series than one invocation handles (handlers/model/bounds.py)."""
     if catalog.num_series <= MAX_SERIES:
         return
     what = "the catalog" if number is None else f"shard {number} of {num_shards}"
@@ -304,7 +307,7 @@ def check_size(catalog: Catalog, num_shards: int, number: int | None) -> None:
 def invoke_all(handler: str, event_doc: Any, runtime: Runtime, *,
                deadline: Deadline | None = None) -> list[dict[str, Any]]:
     """Apply one tick of ``handler`` to every shard in turn (what the deployment's fan-out does in
-    parallel, handlers/shards.py), or once when the catalog is not sharded: ``simulate``, ``run``
+    parallel, handlers/runtime/shards.py), or once when the catalog is not sharded: ``simulate``, ``run``
     and ``invoke`` without ``--shard``. An event that names its shard is applied to that one."""
     detail = event_doc.get("detail") if isinstance(event_doc, dict) else None
     if runtime.num_shards == 1 or (isinstance(detail, dict) and detail.get("shard") is not None):

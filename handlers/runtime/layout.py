@@ -23,7 +23,7 @@ the history only when their core needs it (:data:`NOT_LOADED`). What their metri
 forecast — the demand per day of its first day, for days of cover — is carried in the hot part as
 ``cover_daily_demand``, copied by every hot commit that has the forecast part at hand (``alert``).
 The forecast part's outbox is therefore written out by the invocations that read it: ``forecast``
-and ``alert`` (handlers/runtime.py step 2).
+and ``alert`` (handlers/runtime/invoke.py step 2).
 
 A schema-1 ``state/state.bin`` (the whole state in one object, before this layout) still loads; the
 next hot commit writes it in this layout.
@@ -41,11 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from . import HANDLERS
-from .catalog import Catalog
-from .errors import ConfigError, ConflictError, StorageError
-from .state import SCHEMA, STATE_KEY, State, initial_state, pack, unpack
-from .storage import Store
+from handlers.errors import ConfigError, ConflictError, StorageError
+from handlers.model.catalog import Catalog
+from handlers.model.state import HANDLERS, SCHEMA, STATE_KEY, State, initial_state, pack, unpack
+from handlers.storage.base import Store
 
 log = logging.getLogger("stockpulse")
 
@@ -97,7 +96,7 @@ class _NotLoaded:
         self._part = part
 
     def __getattr__(self, name: str) -> Any:
-        raise StorageError(f"{self._part} was not loaded for this invocation (handlers/layout.py)")
+        raise StorageError(f"{self._part} was not loaded for this invocation (handlers/runtime/layout.py)")
 
     def __repr__(self) -> str:
         return f"<{self._part} not loaded>"

@@ -1,7 +1,7 @@
 """The forecast's pooled parameters, fitted over the whole catalog however it is sharded.
 
 The demand model pools: one regression, one variance model, one weekday profile over every series,
-and one hour-of-day profile per warehouse (handlers/forecasting.py, handlers/planning.py). A shard
+and one hour-of-day profile per warehouse (handlers/forecasting/model.py, handlers/forecasting/planning.py). A shard
 sees only its own series, so fitting on what it sees would give another model than the unsharded
 run's. Instead every ``forecast`` publishes the *statistics* of its series — exact integer sums
 (``forecasting.Stats``), so the statistics of the shards add up to the unsharded run's bit for bit —
@@ -25,82 +25,29 @@ The parameters lag the data by a day: each stage of the fit (profile → regress
 tails) is fitted from statistics computed under the stage before as of the day before. A new
 store's model therefore grows a stage a day over its first days; the regression's first statistics
 are taken under a flat profile, so it comes with the profile (and the catalog's declared demand is
-blended in over the first week anyway, handlers/planning.py).
+blended in over the first week anyway, handlers/forecasting/planning.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
+from handlers.errors import StorageError
+from handlers.forecasting.pooled import Pool
+from handlers.model.state import STATE_KEY
+from handlers.storage.base import Store
 
-from .errors import StorageError
-from .forecasting import Stats, exact_sum
-from .state import STATE_KEY
-from .storage import Store
-
-__all__ = ["Pool", "key", "gather", "publish", "own"]
+__all__ = ["key", "gather", "publish", "PREFIX"]
 
 log = logging.getLogger("stockpulse")
 
 PREFIX = "state/pool/"
-_VERSION = 1
 _READERS = 16  # parallel reads of the shards' objects (a network store)
 
 
 def key(day: int) -> str:
     return f"{PREFIX}{day}.json"
-
-
-@dataclass(frozen=True)
-class Pool:
-    """The statistics of one history day of one shard's series, or the sum over shards."""
-
-    day: int
-    model: Stats
-    hours: dict[str, list[int]]  # warehouse id -> its series' hour-of-day profile summed, [24] in 2**-16
-    shards: int = 1  # how many shards' statistics are in the sum
-
-    def __add__(self, other: Pool) -> Pool:
-        if other.day != self.day:
-            raise ValueError(f"statistics of days {self.day} and {other.day} do not add up")
-        hours = dict(self.hours)
-        for warehouse, row in other.hours.items():
-            hours[warehouse] = [a + b for a, b in zip(hours[warehouse], row, strict=True)] if warehouse in hours else row
-        return Pool(self.day, self.model + other.model, hours, self.shards + other.shards)
-
-    def to_bytes(self) -> bytes:
-        return json.dumps({"version": _VERSION, "day": self.day, "model": self.model.to_json(),
-                           "hours": self.hours}, sort_keys=True, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes, where: str, day: int | None = None) -> Pool:
-        """Validated (of ``day``, when given); a damaged object is a ``ValueError`` naming ``where``."""
-        try:
-            doc = json.loads(data)
-            if not isinstance(doc, dict) or doc.get("version") != _VERSION or not isinstance(doc.get("day"), int):
-                raise ValueError("not version 1 with a day")
-            if day is not None and doc["day"] != day:
-                raise ValueError(f"of day {doc['day']}, not {day}")
-            hours = doc.get("hours")
-            if not isinstance(hours, dict) or not all(
-                    isinstance(row, list) and len(row) == 24 and all(isinstance(x, int) for x in row)
-                    for row in hours.values()):
-                raise ValueError("hours: not 24 integers per warehouse")
-            return cls(doc["day"], Stats.from_json(doc.get("model")), hours)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{where}: damaged forecast statistics ({exc})") from None
-
-
-def own(day: int, model: Stats, hour_profile: np.ndarray, warehouse_ids: list[str],
-        warehouse_index: np.ndarray) -> Pool:
-    """One shard's statistics: the model's, and its series' hour profiles summed per warehouse."""
-    hours = {w: exact_sum(hour_profile[warehouse_index == i]) for i, w in enumerate(warehouse_ids)}
-    return Pool(day, model, hours)
 
 
 def _keys(num_shards: int, day: int) -> list[str]:
@@ -140,28 +87,18 @@ def gather(store: Store, num_shards: int, day: int) -> Pool | None:
     return total
 
 
-def publish(store: Store, objects: tuple[tuple[str, bytes], ...]) -> int:
+def publish(store: Store, statistics: Pool | None) -> int:
     """Write a shard's statistics of their day once (``store``: the shard's; the first publication of
     a day stands); then delete its objects of the days before ``day - 2`` (best effort: a shard a
     day behind still finds the day before its own). Returns how many objects this call wrote."""
-    written = 0
-    for name, data in objects:
-        if not store.put_once(name, data, content_type="application/json"):
-            continue
-        written += 1
-        day = int(name[len(PREFIX):].split(".")[0])
-        try:
-            for old in list(store.list(PREFIX)):
-                stem = old[len(PREFIX):].split(".")[0]
-                if stem.lstrip("-").isdigit() and int(stem) < day - 2:
-                    store.delete(old)
-        except StorageError as exc:
-            log.warning("old forecast statistics not deleted yet: %s", exc)
-    return written
-
-
-def describe(pooled: Pool | None) -> dict[str, Any]:
-    """What a ``job_run`` summary says about the parameters a forecast used."""
-    if pooled is None:
-        return {"pool": "own"}
-    return {"pool": "catalog", "pool_day": pooled.day, "pool_shards": pooled.shards}
+    if statistics is None or not store.put_once(key(statistics.day), statistics.to_bytes(),
+                                                content_type="application/json"):
+        return 0
+    try:
+        for old in list(store.list(PREFIX)):
+            stem = old[len(PREFIX):].split(".")[0]
+            if stem.lstrip("-").isdigit() and int(stem) < statistics.day - 2:
+                store.delete(old)
+    except StorageError as exc:
+        log.warning("old forecast statistics not deleted yet: %s", exc)
+    return 1

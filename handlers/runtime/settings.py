@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .errors import ConfigError
-from .limits import DEFAULT_CATCH_UP_MINUTES, DEFAULT_MAX_LEAD, Limits, format_max_lead, parse_max_lead
-from .policy import Policy
-from .push import redact
+from handlers.errors import ConfigError, redact
+from handlers.model.policy import Policy
+from handlers.runtime.catalogs import parse_reference
+from handlers.runtime.clock import DEFAULT_CATCH_UP_MINUTES, DEFAULT_MAX_LEAD, Limits, format_max_lead, parse_max_lead
+from handlers.runtime.shards import MAX_SHARDS
 
 __all__ = ["Settings", "ENV"]
 
@@ -51,9 +52,7 @@ def _optional_path(value: str) -> str | None:
 
 def _catalog(value: str) -> str | None:
     """A local catalog file, or ``store:catalogs/source/<sha>.yaml``: a file kept in the store
-    (handlers/compiled.py), whose key is checked here."""
-    from .compiled import parse_reference
-
+    (handlers/runtime/catalogs.py), whose key is checked here."""
     path = _optional_path(value)
     if path is not None:
         parse_reference(path)  # a malformed store: reference fails at start-up
@@ -68,8 +67,6 @@ def _series_cap(value: str) -> int:
 
 
 def _shards(value: str) -> int:
-    from .shards import MAX_SHARDS
-
     number = float(value)
     if not (number.is_integer() and 1 <= number <= MAX_SHARDS):
         raise ValueError(f"must be a whole number of shards in [1, {MAX_SHARDS}]")
@@ -102,7 +99,7 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "max_tick_lead": ("STOCKPULSE_MAX_TICK_LEAD", "--max-tick-lead", parse_max_lead, format_max_lead(DEFAULT_MAX_LEAD)),
     "max_catch_up_minutes": ("STOCKPULSE_MAX_CATCH_UP_MINUTES", "--max-catch-up-minutes", _minutes,
                              str(DEFAULT_CATCH_UP_MINUTES)),
-    # the catalog split into this many shards by a stable hash of the product id (handlers/shards.py)
+    # the catalog split into this many shards by a stable hash of the product id (handlers/runtime/shards.py)
     "num_shards": ("STOCKPULSE_NUM_SHARDS", "--num-shards", _shards, "1"),
     # per-series gauges of a large catalog: every series up to the cap, else only those that matter
     "metrics_series_cap": ("STOCKPULSE_METRICS_SERIES_CAP", "--metrics-series-cap", _series_cap, "1000"),

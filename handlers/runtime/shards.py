@@ -5,7 +5,7 @@ warehouse of a product lands in the same shard, a product keeps its shard whatev
 holds, and every process computes the same split without asking anyone. A shard is an ordinary
 sub-catalog (the products of the shard in catalog order, every warehouse, the same seed): the pure
 core cannot tell it from a small shop, and since demand is drawn per series
-(handlers/demand.py), a series sees the same demand sharded or not.
+(handlers/model/demand.py), a series sees the same demand sharded or not.
 
 Where a shard keeps what (``k`` = the shard number; with ``num_shards = 1`` nothing changes):
 
@@ -33,10 +33,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .catalog import Catalog
-from .errors import ConfigError, InputError
-from .state import STATE_KEY, State
-from .storage import Store, Versioned
+from handlers.errors import ConfigError, InputError
+from handlers.model.catalog import Catalog
+from handlers.model.state import STATE_KEY, State
+from handlers.storage.base import Store, Versioned
 
 __all__ = ["recorded", "forget_checks", "MAX_SHARDS", "MANIFEST_KEY", "Shard", "shard_of", "split", "shard", "ShardStore", "check_manifest",
            "merge", "resolve"]

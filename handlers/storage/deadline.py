@@ -2,11 +2,12 @@
 
 A per-read socket timeout bounds each ``recv`` — a server that answers a byte at a time holds the
 caller for as long as it likes. A :class:`Deadline` is an absolute point in time: each storage call
-checks it before it starts and is waited for at most the time left (:class:`DeadlineStore`), and the Pushgateway push (``handlers/push.py``)
-re-arms its socket with the time *left* before every read and write, so the push as a whole ends
-by the deadline. In Lambda the deadline is the function's own, from
-``context.get_remaining_time_in_millis()`` less a safety margin; outside Lambda, on an ``s3://``
-store, it is ``--invocation-budget`` from the invocation's start (``Runtime.budget_seconds``).
+checks it before it starts and is waited for at most the time left (:class:`DeadlineStore`), and the
+Pushgateway push (``handlers/telemetry/push.py``) re-arms its socket with the time *left* before
+every read and write, so the push as a whole ends by the deadline. In Lambda the deadline is the
+function's own, from ``context.get_remaining_time_in_millis()`` less a safety margin; outside
+Lambda, on an ``s3://`` store, it is ``--invocation-budget`` from the invocation's start
+(``Runtime.budget_seconds``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import StorageError
-from .storage import Store, Versioned
+from handlers.errors import StorageError
+from handlers.storage.base import Store, Versioned
 
 __all__ = ["Deadline", "DeadlineStore", "LAMBDA_MARGIN_SECONDS"]
 
@@ -53,7 +54,7 @@ class DeadlineStore:
     Each call checks the deadline before it starts, then runs in a worker thread and is waited for
     at most the time left: a server that hangs or dribbles cannot hold the invocation past its
     deadline. A call abandoned this way may still complete later — exactly the case of a process
-    that died after that call, which the commit protocol repairs (handlers/runtime.py)."""
+    that died after that call, which the commit protocol repairs (handlers/runtime/invoke.py)."""
 
     def __init__(self, inner: Store, deadline: Deadline) -> None:
         self.inner, self.deadline, self.url = inner, deadline, inner.url

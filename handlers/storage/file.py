@@ -1,15 +1,7 @@
-"""Object storage behind one location URL: ``file://<dir>`` or ``s3://<bucket>/<prefix>``.
+"""The ``file://<dir>`` backend of the storage contract (handlers/storage/base.py).
 
-Both backends offer the same three operations on the same keys, with the same guarantees:
-
-``read(key)``                    -> ``Versioned(data, etag)`` or ``None``
-``write(key, data, etag=...)``   compare-and-swap: succeeds only if the key is still at ``etag``
-                                 (``None``: only if the key does not exist); else ``ConflictError``
-``put_once(key, data)``          write-once: ``True`` if written, ``False`` if the key already existed
-``replace(key, data)``           unconditional overwrite (metrics text files only)
-
-S3 implements them with ``If-Match`` / ``If-None-Match: *`` (412 -> conflict). The file backend is
-lock-free: a CAS key is a chain of immutable version files ``<key>.versions/<n>`` created with
+S3 implements the contract with ``If-Match`` / ``If-None-Match: *`` (handlers/storage/s3.py). The
+file backend is lock-free: a CAS key is a chain of immutable version files ``<key>.versions/<n>`` created with
 ``link(2)`` (which fails if the name exists), so exactly one writer can create version ``n + 1``;
 old versions are truncated to empty tombstones (never unlinked, so a stale writer can never
 re-create one) and a hint file ``HEAD``, rewritten after every write, names the newest version: readers
@@ -24,78 +16,18 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlparse
 
-from .errors import ConfigError, ConflictError, StorageError
+from handlers.errors import ConflictError, StorageError
+from handlers.storage.base import Versioned
 
-__all__ = ["Versioned", "Store", "FileStore", "S3Store", "open_store"]
+__all__ = ["FileStore", "FILE_MODE", "KEEP_VERSIONS"]
 
 log = logging.getLogger("stockpulse")
 
 FILE_MODE = 0o644  # objects readable by other users (a Filebeat running as its own user)
 KEEP_VERSIONS = 3  # full versions kept behind the newest (for readers still loading one)
 
-
-@dataclass(frozen=True)
-class Versioned:
-    data: bytes
-    etag: str
-
-
-class Store(Protocol):
-    url: str
-
-    def read(self, key: str) -> Versioned | None: ...
-    def write(self, key: str, data: bytes, *, etag: str | None) -> str: ...
-    def put_once(self, key: str, data: bytes, *, content_type: str = ...) -> bool: ...
-    def exists(self, key: str) -> bool: ...
-    def matches(self, key: str, data: bytes) -> bool | None: ...
-    def replace(self, key: str, data: bytes, *, content_type: str = ...) -> None: ...
-    def get(self, key: str) -> bytes: ...
-    def list(self, prefix: str) -> Iterator[str]: ...
-    def delete(self, key: str) -> None: ...
-
-
-def open_store(url: str, *, s3_client: Any = None) -> Store:
-    """Open the store a location URL names. Errors name the setting (``--store``).
-
-    ``file:///abs/dir`` or ``file://./rel/dir`` (explicitly relative to the working directory);
-    no host, no query, never the filesystem root. ``s3://BUCKET/PREFIX``, no query."""
-    parsed = urlparse(url)
-    if parsed.query or parsed.fragment or parsed.params:
-        raise ConfigError(f"store URL {_shown(url)} (--store): a store URL takes no query or fragment")
-    if parsed.scheme == "file":
-        if parsed.netloc == ".":
-            path = "." + parsed.path
-        elif parsed.netloc in ("", "localhost"):
-            path = parsed.path
-        else:
-            raise ConfigError(f"store URL {_shown(url)} (--store): file:// URLs name no host ({parsed.netloc!r}); use "
-                              f"file:///absolute/dir or file://./relative/dir")
-        if not path:
-            raise ConfigError(f"store URL {_shown(url)} (--store): file:// needs a directory (file://./data or file:///abs/dir)")
-        if Path(path).resolve() == Path("/"):
-            raise ConfigError(f"store URL {_shown(url)} (--store): refusing the filesystem root; name a directory")
-        if Path(path).exists() and not Path(path).is_dir():
-            raise ConfigError(f"store URL {_shown(url)} (--store): {path} is a file, not a directory")
-        return FileStore(path, url=url)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ConfigError(f"store URL {_shown(url)} (--store): s3:// needs a bucket (s3://BUCKET/PREFIX)")
-        return S3Store(parsed.netloc, parsed.path.strip("/"), client=s3_client, url=url)
-    raise ConfigError(f"store URL {_shown(url)} (--store): unsupported scheme {parsed.scheme or '(none)'!r} "
-                      "(use file:///DIR, file://./DIR or s3://BUCKET/PREFIX)")
-
-
-def _shown(url: str) -> str:
-    return repr(url[:200])
-
-
-# ---------------------------------------------------------------------------------------------
-# file://
 
 
 class FileStore:
@@ -274,6 +206,3 @@ class FileStore:
                     rel = Path(dirpath, name).relative_to(base).as_posix()
                     if rel.startswith(prefix):
                         yield rel
-
-
-from .storage_s3 import S3Store  # noqa: E402 - the s3:// backend imports Versioned from here

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 from handlers.errors import ConflictError, StorageError
-from handlers.storage import Versioned
+from handlers.storage.base import Versioned
 
 __all__ = ["MemoryStore"]
 

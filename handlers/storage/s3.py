@@ -1,4 +1,4 @@
-"""The ``s3://BUCKET/PREFIX`` backend of handlers/storage.py: the same operations and guarantees,
+"""The ``s3://BUCKET/PREFIX`` backend of handlers/storage/file.py: the same operations and guarantees,
 with S3 conditional writes (``If-Match`` / ``If-None-Match: *``, 412 -> ``ConflictError``).
 
 boto3 is imported when the first client is built, never at import time (cold starts and moto
@@ -14,8 +14,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import ConflictError, StorageError
-from .storage import Versioned
+from handlers.errors import ConflictError, StorageError
+from handlers.storage.base import Versioned
 
 __all__ = ["S3Store"]
 

@@ -16,30 +16,22 @@ and counts it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from . import DECLARATIONS, HANDLERS
-from .catalog import Catalog
-from .deadline import Deadline
-from .layout import forecast_daily_demand
-from .purchasing import inbound_units, open_count
-from .push import pushgateway_handler, redact, split_credentials
-from .settings import Settings
-from .state import LATENCY_BUCKETS, State
-from .storage import Store, open_store
+from handlers.model.catalog import Catalog
+from handlers.model.purchasing import inbound_units, open_count
+from handlers.model.state import HANDLERS, LATENCY_BUCKETS, State
+from handlers.runtime.declarations import DECLARATIONS
+from handlers.runtime.layout import forecast_daily_demand
+from handlers.runtime.settings import Settings
 
-if TYPE_CHECKING:
-    from .runtime import Publisher
-
-__all__ = ["StateCollector", "build_registry", "publisher", "METRICS", "OPERATIONS", "Focus", "focus_series",
-           "metrics_key", "grouping_key"]
+__all__ = ["StateCollector", "build_registry", "METRICS", "OPERATIONS", "Focus", "focus_series",
+           "metrics_key", "grouping_key", "cover_days", "at_risk"]
 
 _SERIES = ("product_id", "warehouse_id")
 
@@ -152,7 +144,7 @@ class Focus:
 def cover_days(state: State) -> np.ndarray:
     """Days the on-hand units last at the last forecast's demand for its first day (before any
     forecast: the recent order rate); inf with no demand, 0 when nothing is on hand. A handler that
-    does not read the forecast part uses the hot part's copy of that demand (handlers/layout.py)."""
+    does not read the forecast part uses the hot part's copy of that demand (handlers/runtime/layout.py)."""
     forecast = forecast_daily_demand(state)
     daily = np.where(np.isnan(forecast), state.order_rate_now() * 1440.0, forecast)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -237,7 +229,7 @@ class StateCollector:
 
     def _forecast(self) -> Iterator[Metric]:
         values = self.exposed
-        if "stockout_hours" in values:  # the values the forecast core computed (handlers/planning.py)
+        if "stockout_hours" in values:  # the values the forecast core computed (handlers/forecasting/planning.py)
             hours = values["stockout_hours"]
             within = np.isfinite(hours)
             yield self._series("predicted_stockout_hours", np.nan_to_num(hours), where=within)
@@ -308,58 +300,3 @@ def build_registry(handler: str, state: State, catalog: Catalog, *, exposed: Map
     registry.register(StateCollector(handler, state, catalog, exposed=exposed, focus=focus,
                                      wall_time=time.time() if wall_time is None else wall_time))
     return registry
-
-
-def _push(url: str, timeout: float, handler: str, registry: CollectorRegistry, *,
-          username: str | None = None, password: str | None = None, ca_file: str | None = None,
-          grouping_key: dict[str, str] | None = None) -> None:
-    """PUT the group within ``timeout`` seconds in total (handlers/push.py)."""
-    target, user, secret = split_credentials(url)
-    push_to_gateway(target, job=handler, registry=registry, timeout=timeout, grouping_key=grouping_key or None,
-                    handler=pushgateway_handler(timeout, username=user if user is not None else username,
-                                                password=secret if user is not None else password,
-                                                ca_file=ca_file))
-
-
-def publisher(settings: Settings, *, store: Store | None = None,
-              push: Callable[..., None] = _push,  # (url, seconds, handler, registry[, grouping_key=])
-              wall_clock: Callable[[], float] = time.time) -> Publisher:
-    """The runtime's metrics publisher: push to the Pushgateway, or write ``metrics/<handler>.prom``.
-
-    A shard's group is ``/metrics/job/<handler>/shard/<k>`` (``metrics/<handler>/shard/<k>.prom``);
-    ``push`` is then called with ``grouping_key={"shard": "<k>"}``."""
-    focus = Focus.from_settings(settings)
-    target = store
-
-    if push is _push:
-        push = partial(_push, username=settings.pushgateway_username, password=settings.pushgateway_password,
-                       ca_file=settings.pushgateway_ca_file)
-
-    def publish(handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None,
-                exposed: Mapping[str, np.ndarray] | None = None, shard: int | None = None) -> str | None:
-        nonlocal target
-        registry = build_registry(handler, state, catalog, exposed=exposed, focus=focus, wall_time=wall_clock())
-        try:
-            if settings.pushgateway_url:
-                budget = settings.push_timeout_seconds
-                if deadline is not None:
-                    budget = min(budget, deadline.remaining())
-                    if budget <= 0:
-                        raise TimeoutError("the invocation's time budget is spent")
-                if shard is None:
-                    push(settings.pushgateway_url, budget, handler, registry)
-                else:
-                    push(settings.pushgateway_url, budget, handler, registry, grouping_key=grouping_key(shard))
-            else:
-                target = target or open_store(settings.store_url)
-                target.replace(metrics_key(handler, shard), generate_latest(registry))
-        except Exception as exc:  # noqa: BLE001 - metrics must never fail the handler
-            where = settings.pushgateway_url or settings.store_url
-            text = f"{where}: {type(exc).__name__}: {exc}"
-            for secret in (settings.pushgateway_password, split_credentials(where)[2]):
-                if secret:
-                    text = text.replace(secret, "***")
-            return redact(text)
-        return None
-
-    return publish

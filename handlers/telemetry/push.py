@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["pushgateway_handler", "redact", "split_credentials", "PushTimeout"]
+__all__ = ["pushgateway_handler", "split_credentials", "PushTimeout"]
 
 
 class PushTimeout(TimeoutError):
@@ -38,15 +38,6 @@ def split_credentials(url: str) -> tuple[str, str | None, str | None]:
         netloc += f":{parts.port}"
     clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return clean, unquote(parts.username or ""), unquote(parts.password or "")
-
-
-def redact(text: str | None) -> str:
-    """``text`` with every ``scheme://user:password@`` reduced to ``scheme://***@``."""
-    if not text:
-        return text or ""
-    import re
-
-    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
 
 
 class _DeadlineSocket:

@@ -1,6 +1,6 @@
 """The shop's own catalog in a deployment: a function cannot read the deployer's file, so
 ``deploy --catalog FILE`` validates it here and keeps it in the store, write-once and
-content-addressed, with its compiled forms (handlers/compiled.py) — no function ever parses YAML:
+content-addressed, with its compiled forms (handlers/runtime/catalogs.py) — no function ever parses YAML:
 
 ``catalogs/source/<sha>.yaml``                  the file's exact bytes (``<sha>``: the first 32 hex
                                                 digits of their SHA-256)
@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from handlers.catalog import Catalog
-from handlers.compiled import compile_catalog, compiled_objects, load_compiled, parse_reference, store_reference
 from handlers.errors import ConfigError, StorageError
-from handlers.limits import MAX_CATALOG_BYTES
-from handlers.settings import ENV
-from handlers.storage import FileStore
+from handlers.model.bounds import MAX_CATALOG_BYTES
+from handlers.model.catalog import Catalog
+from handlers.runtime.catalogs import compile_catalog, compiled_objects, load_compiled, parse_reference, store_reference
+from handlers.runtime.settings import ENV
+from handlers.storage.file import FileStore
 
 from .aws import DeployError, _Deployment, _error_code, object_exists
 from .plan import Target
@@ -55,8 +55,8 @@ def prepare_catalog(value: str | None, *, num_shards: int) -> CatalogUpload | No
         raise ConfigError(f"{_SETTING}: catalog {value!r}: cannot read ({exc.strerror or exc})") from None
     catalog = _validated(value, data)
     objects = compiled_objects(data, catalog, num_shards=num_shards)
-    from handlers.runtime import check_size
-    from handlers.shards import split
+    from handlers.runtime.invoke import check_size
+    from handlers.runtime.shards import split
 
     if num_shards == 1:
         check_size(catalog, 1, None)
@@ -70,7 +70,7 @@ def prepare_catalog(value: str | None, *, num_shards: int) -> CatalogUpload | No
 def _validated(path: str, data: bytes) -> Catalog:
     """The catalog in file ``path`` (its bytes ``data``), validated: parsed once per file version and
     then read back from its compiled form in a local cache (``~/.cache/stockpulse/catalogs``,
-    handlers/compiled.py: keyed by the bytes' digest, checksummed) — a 1M-series catalog takes
+    handlers/runtime/catalogs.py: keyed by the bytes' digest, checksummed) — a 1M-series catalog takes
     about 30 s to parse and 0.5 s to read back, so deploying it again does not parse it again."""
     if len(data) > MAX_CATALOG_BYTES:
         return compile_catalog(data, source=path)[0]  # refused with the size limit

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from handlers.errors import ConfigError
-from handlers.settings import ENV
+from handlers.runtime.settings import ENV
 
 from .. import package
+from ..options import add_settings, settings_from
 from ..schedule import Schedule
 from .apply import deploy, destroy
 from .catalog import prepare_catalog
@@ -28,8 +29,6 @@ from .plan import (
 
 
 def register(subparsers: Any) -> None:
-    from ..cli import _add_settings
-
     parser = subparsers.add_parser(
         "deploy", help="deploy the handlers as Lambda functions on EventBridge rules (AWS or LocalStack)",
         description="Create or update the bucket, one least-privilege role, log group, function and "
@@ -51,7 +50,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     parser.add_argument("--destroy", action="store_true", help="remove what deploy made")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
-    _add_settings(parser, *(name for name in ENV if name not in ("store_url",)))
+    add_settings(parser, *(name for name in ENV if name not in ("store_url",)))
     parser.set_defaults(func=cmd_deploy)
 
 
@@ -77,15 +76,13 @@ def _artifacts(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from ..cli import _settings
-
     _validate_names(args)
     schedule = Schedule.parse(args.every)
 
     def say(line: str) -> None:
         print(f"stockpulse deploy: {line}", file=sys.stderr)
 
-    settings = _settings(args)
+    settings = settings_from(args)
     # the catalog is validated and compiled before any call (one line, exit 2, nothing changed)
     upload = None if args.destroy else prepare_catalog(settings.catalog_path, num_shards=settings.num_shards)
     environment = {} if args.destroy else function_settings(

@@ -9,16 +9,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers import DECLARATIONS, HANDLERS, layout
-from handlers.compiled import SOURCE_PREFIX, STORE_SCHEME, compiled_globs
 from handlers.errors import ConfigError
-from handlers.layout import FORECAST_KEY, HISTORY_PREFIX, HOT_PREFIX
-from handlers.logs import LOG_PREFIX
-from handlers.metrics import metrics_key
-from handlers.pool import PREFIX as POOL_PREFIX
-from handlers.settings import ENV, Settings
-from handlers.shards import MANIFEST_KEY, SHARDS_PREFIX
-from handlers.state import STATE_KEY
+from handlers.model.logs import LOG_PREFIX
+from handlers.model.state import HANDLERS, STATE_KEY
+from handlers.runtime import layout
+from handlers.runtime.catalogs import SOURCE_PREFIX, STORE_SCHEME, compiled_globs
+from handlers.runtime.declarations import DECLARATIONS
+from handlers.runtime.layout import FORECAST_KEY, HISTORY_PREFIX, HOT_PREFIX
+from handlers.runtime.pool import PREFIX as POOL_PREFIX
+from handlers.runtime.settings import ENV, Settings
+from handlers.runtime.shards import MANIFEST_KEY, SHARDS_PREFIX
+from handlers.telemetry.metrics import metrics_key
 
 from .. import package
 from ..schedule import Schedule
@@ -200,18 +201,18 @@ def function_settings(settings: Settings, *, catalog: str | None = None) -> dict
 
 
 def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]:
-    """Least privilege for one function: the state's objects (handlers/layout.py: hot and forecast
+    """Least privilege for one function: the state's objects (handlers/runtime/layout.py: hot and forecast
     parts by compare-and-swap, history objects write-once; sharded, each shard's under
     ``shards/<k>/``), the log objects (its own, and any other handler's promised by the state's
     outbox, which every invocation completes), its own metrics text file(s), the shard manifest
-    (handlers/shards.py: read by every process's first invocation; sharded, written once by the
+    (handlers/runtime/shards.py: read by every process's first invocation; sharded, written once by the
     first, which first looks whether an unsharded state is there), and its own log group. The order
     tick may delete history objects: the one that closes a day deletes those older than the one its
-    commit replaced (handlers/layout.py ``prune_history``); the hot part's committers delete its
+    commit replaced (handlers/runtime/layout.py ``prune_history``); the hot part's committers delete its
     base and delta objects older than the base they replaced (``prune_hot``). The forecast reads every shard's
-    statistics of the day before and writes (and prunes) its own (handlers/pool.py).
+    statistics of the day before and writes (and prunes) its own (handlers/runtime/pool.py).
     ``s3:ListBucket`` lets a read of a not-yet-existing object say 404 rather than 403. With the
-    catalog in the store (``STOCKPULSE_CATALOG=store:...``, handlers/compiled.py): its source objects
+    catalog in the store (``STOCKPULSE_CATALOG=store:...``, handlers/runtime/catalogs.py): its source objects
     read (when a compiled form is missing), and the compiled forms (whole, each shard's) read and
     written (a process that found none writes them, write-once)."""
     bucket = f"arn:aws:s3:::{target.bucket}"

@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from handlers.shards import MANIFEST_KEY
-from handlers.state import STATE_KEY
+from handlers.model.state import STATE_KEY
+from handlers.runtime.shards import MANIFEST_KEY
 
 from .aws import DeployError, _Deployment, _error_code
 from .plan import (
@@ -51,7 +51,7 @@ def _natural(name: str) -> list[Any]:
 
 
 def check_store_split(d: _Deployment, bucket: str) -> None:
-    """Refuse a shard count the store would refuse (handlers/shards.py): the store's
+    """Refuse a shard count the store would refuse (handlers/runtime/shards.py): the store's
     ``state/shards.json`` names another count, or a sharded deployment meets an unsharded state."""
     if bucket == "missing":
         return

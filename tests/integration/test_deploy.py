@@ -19,10 +19,10 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers.catalog import parse_catalog
-from handlers.compiled import compiled_key, source_key, store_reference
-from handlers.logs import decode_events
-from handlers.shards import split
+from handlers.model.catalog import parse_catalog
+from handlers.model.logs import decode_events
+from handlers.runtime.catalogs import compiled_key, source_key, store_reference
+from handlers.runtime.shards import split
 from jobs import cli
 from jobs.deploy import (
     FUNCTION_SIZING,
@@ -354,7 +354,7 @@ def test_a_bucket_of_another_account_is_refused_before_anything_is_made(lambda_a
 # -- sharded: each schedule fans out as rules whose targets add detail.shard ---------------------
 
 SHARDS = 7
-#: the built-in catalog's 5 products over 7 shards (handlers/shards.py's stable hash): shards 2 and 3
+#: the built-in catalog's 5 products over 7 shards (handlers/runtime/shards.py's stable hash): shards 2 and 3
 #: (rule -s0-4) and 6 (rule -s5-6) hold products; the others answer "skipped" and write nothing
 NON_EMPTY = (2, 3, 6)
 

@@ -14,10 +14,10 @@ import servers
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from handlers import HANDLERS
-from handlers.metrics import publisher
-from handlers.settings import Settings
-from handlers.storage import FileStore
+from handlers.model.state import HANDLERS
+from handlers.runtime.settings import Settings
+from handlers.storage.file import FileStore
+from handlers.telemetry.publisher import publisher
 from tests import emitted
 
 SEED_METRICS = ("inventory_level_units", "orders_per_minute", "predicted_stockout_hours", "demand_forecast_units",
@@ -62,8 +62,8 @@ def federated(tmp_path_factory):
         store = FileStore(tmp_path_factory.mktemp("federation"))
         emitted.replay(store, minutes=WARM_UP_MINUTES)  # metrics to files: nothing pushed yet
         pushing = publisher(Settings(store_url=f"file://{store.root}", pushgateway_url=gateway.url), store=store)
-        from handlers.events import scheduled_event
-        from handlers.runtime import Runtime, invoke
+        from handlers.model.events import scheduled_event
+        from handlers.runtime.invoke import Runtime, invoke
 
         runtime = Runtime(store=store, catalog=emitted.CATALOG, publish=pushing)
         moment = emitted.START + timedelta(minutes=WARM_UP_MINUTES + 60)

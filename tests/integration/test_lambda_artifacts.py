@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers.logs import decode_events
-from handlers.storage import open_store
+from handlers.model.logs import decode_events
+from handlers.storage.location import open_store
 from jobs import package
 
 from .. import servers

@@ -8,9 +8,9 @@ import importlib
 import pytest
 
 import handlers.app as app
-from handlers import HANDLERS
-from handlers.logs import decode_events
-from handlers.storage import open_store
+from handlers.model.logs import decode_events
+from handlers.model.state import HANDLERS
+from handlers.storage.location import open_store
 from tests.conftest import START, event_at
 
 

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import servers
 
-from handlers import HANDLERS
-from handlers.catalog import parse_catalog
-from handlers.metrics import METRICS, publisher
-from handlers.runtime import Runtime, invoke, load_state
-from handlers.settings import Settings
-from handlers.storage import FileStore
+from handlers.model.catalog import parse_catalog
+from handlers.model.state import HANDLERS
+from handlers.runtime.invoke import Runtime, invoke, load_state
+from handlers.runtime.settings import Settings
+from handlers.storage.file import FileStore
+from handlers.telemetry.metrics import METRICS
+from handlers.telemetry.publisher import publisher
 from tests.conftest import START, event_at, run, schedule
 
 WARM_UP_MINUTES = 9 * 24 * 60  # 9 business days: day-ahead forecasts scored against seasonal naive

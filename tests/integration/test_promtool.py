@@ -7,7 +7,7 @@ from pathlib import Path
 
 import servers
 
-from handlers.metrics import METRICS
+from handlers.telemetry.metrics import METRICS
 
 INFRA = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
 

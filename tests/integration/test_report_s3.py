@@ -9,10 +9,11 @@ from dataclasses import replace
 import pytest
 
 from handlers.app import build_runtime
-from handlers.catalog import parse_catalog
-from handlers.events import parse_time
-from handlers.settings import Settings
-from handlers.storage import S3Store, open_store
+from handlers.model.catalog import parse_catalog
+from handlers.model.events import parse_time
+from handlers.runtime.settings import Settings
+from handlers.storage.location import open_store
+from handlers.storage.s3 import S3Store
 from jobs.report import load_run, summary_rows
 from jobs.schedule import Schedule
 from jobs.simulate import simulate

@@ -11,10 +11,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from handlers import layout
 from handlers.errors import StorageError
-from handlers.runtime import Runtime, invoke
-from handlers.storage import S3Store
+from handlers.runtime import layout
+from handlers.runtime.invoke import Runtime, invoke
+from handlers.storage.s3 import S3Store
 from tests.conftest import event_at, zero_clock
 from tests.test_runtime import BUSY_CATALOG, Crash, CrashingStore, busy_ticks
 

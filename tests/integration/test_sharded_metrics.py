@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import servers
 
-from handlers import HANDLERS, shards
-from handlers.catalog import parse_catalog
-from handlers.metrics import publisher
-from handlers.runtime import Runtime, invoke_all, load_state
-from handlers.settings import Settings
-from handlers.storage import FileStore
+from handlers.model.catalog import parse_catalog
+from handlers.model.state import HANDLERS
+from handlers.runtime import shards
+from handlers.runtime.invoke import Runtime, invoke_all, load_state
+from handlers.runtime.settings import Settings
+from handlers.storage.file import FileStore
+from handlers.telemetry.publisher import publisher
 from tests.conftest import START, event_at, schedule
 from tests.test_shards import catalog_text
 

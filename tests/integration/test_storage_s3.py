@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.storage import S3Store, open_store
+from handlers.storage.location import open_store
+from handlers.storage.s3 import S3Store
 from tests.storage_contract import *  # noqa: F403 - the shared contract suite
 
 

@@ -1,0 +1,8 @@
+"""Forecasting, pure: the demand model, its yardsticks, and the cores that plan from it.
+
+``model``        the pooled regression over scaled window features, fitted from exact statistics
+``baselines``    naive, seasonal naive, moving average, linear trend (what the model must beat)
+``scores``       RMSSE and WAPE
+``pooled``       a shard's statistics of a day (``Pool``), which add up over shards
+``planning``     the forecast and alert cores: (state, tick, catalog, inputs) -> Outcome
+"""

@@ -1,0 +1,95 @@
+"""How far business time may move in one step: the guard that keeps a store's clock unpoisonable.
+
+A store's clock is the latest business time it has reached: the end of the last simulated order
+minute, or the latest tick any handler applied. A tick may lead that clock by at most its
+handler's *maximum lead* (``--max-tick-lead`` / ``STOCKPULSE_MAX_TICK_LEAD``, default
+``order_tick=7d,restock=6h,forecast=6h,alert=6h``); a tick further ahead is refused with an
+``InputError`` naming ``event.time`` and nothing is written. One mistaken future date can
+therefore hold a handler's ticks back by at most its lead, never forever.
+
+A long gap (up to the order-tick lead) is caught up a bounded piece at a time: one order tick
+simulates at most ``--max-catch-up-minutes`` business minutes (default 1440), records its tick as
+applied (a redelivery is still "already applied") and leaves the rest to the next ticks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from handlers.errors import InputError
+from handlers.model.events import format_epoch
+from handlers.model.ordering import DEFAULT_CATCH_UP_MINUTES
+from handlers.model.state import HANDLERS, State
+
+__all__ = ["Limits", "DEFAULT_MAX_LEAD", "DEFAULT_CATCH_UP_MINUTES", "parse_max_lead", "format_max_lead",
+           "store_clock", "check_lead"]
+
+DEFAULT_MAX_LEAD: dict[str, float] = {"order_tick": 7 * 86400.0, "restock": 6 * 3600.0,
+                                      "forecast": 6 * 3600.0, "alert": 6 * 3600.0}
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_lead: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_LEAD))  # seconds
+    catch_up_minutes: int = DEFAULT_CATCH_UP_MINUTES
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if not match or not 0 < float(match.group(1)) * _UNITS[match.group(2)] <= 3660 * 86400:
+        raise ValueError("must be durations like 7d or 6h (at most 3660d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_max_lead(text: str) -> dict[str, float]:
+    """``7d`` (every handler) or ``HANDLER=DURATION,...`` (the others keep their defaults)."""
+    leads = dict(DEFAULT_MAX_LEAD)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.rpartition("=")
+        if not sep:
+            leads = dict.fromkeys(HANDLERS, _seconds(value))
+        elif name.strip() in HANDLERS:
+            leads[name.strip()] = _seconds(value)
+        else:
+            raise ValueError(f"must be DURATION or HANDLER=DURATION with HANDLER one of {', '.join(HANDLERS)}")
+    return leads
+
+
+def format_max_lead(leads: Mapping[str, float]) -> str:
+    def human(seconds: float) -> str:
+        for unit in ("d", "h", "m"):
+            if seconds % _UNITS[unit] == 0:
+                return f"{seconds / _UNITS[unit]:g}{unit}"
+        return f"{seconds:g}s"
+    return ",".join(f"{name}={human(leads[name])}" for name in HANDLERS)
+
+
+def store_clock(state: State) -> float:
+    """The latest business time the store has reached (epoch seconds)."""
+    applied = [t for t in state.applied.values() if math.isfinite(t)]
+    return max([state.orders_through, *applied])
+
+
+def check_lead(handler: str, tick_epoch: float, state: State, limits: Limits, field_name: str = "event.time") -> None:
+    """Refuse a tick further ahead of the store's clock than ``handler``'s maximum lead."""
+    clock = store_clock(state)
+    lead = tick_epoch - clock
+    allowed = limits.max_lead[handler]
+    if lead > allowed:
+        raise InputError(f"{field_name}: {format_epoch(tick_epoch)} is {_human(lead)} ahead of the store's clock "
+                         f"({format_epoch(clock)}); {handler} accepts at most {_human(allowed)} "
+                         f"(--max-tick-lead / STOCKPULSE_MAX_TICK_LEAD) — replay the gap with "
+                         f"`simulate --days {math.ceil(lead / 86400)}`, or fix the event's time")
+
+
+def _human(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min"

@@ -1,0 +1,41 @@
+"""The storage contract: the operations every backend offers on the same keys, with the same guarantees.
+
+``read(key)``                    -> ``Versioned(data, etag)`` or ``None``
+``write(key, data, etag=...)``   compare-and-swap: succeeds only if the key is still at ``etag``
+                                 (``None``: only if the key does not exist); else ``ConflictError``
+``put_once(key, data)``          write-once: ``True`` if written, ``False`` if the key already existed
+``exists(key)`` / ``matches(key, data)`` / ``get(key)`` / ``list(prefix)`` / ``delete(key)``
+``replace(key, data)``           unconditional overwrite (metrics text files only)
+
+Every failure is a ``StorageError`` naming the key (``ConflictError`` for a lost conditional write),
+chained to the backend's own error. tests/support/storage_contract.py runs the contract on every
+backend: ``file://``, ``s3://`` against a real S3 API server, and in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Versioned", "Store"]
+
+
+@dataclass(frozen=True)
+class Versioned:
+    data: bytes
+    etag: str
+
+
+class Store(Protocol):
+    url: str
+
+    def read(self, key: str) -> Versioned | None: ...
+    def write(self, key: str, data: bytes, *, etag: str | None) -> str: ...
+    def put_once(self, key: str, data: bytes, *, content_type: str = ...) -> bool: ...
+    def exists(self, key: str) -> bool: ...
+    def matches(self, key: str, data: bytes) -> bool | None: ...
+    def replace(self, key: str, data: bytes, *, content_type: str = ...) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def list(self, prefix: str) -> Iterator[str]: ...
+    def delete(self, key: str) -> None: ...
