@@ -68,7 +68,7 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
         raise
     except (OSError, EOFError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"cannot read {path}: {reason}") from None
+        raise InputError(f"cannot read {path}: {reason}") from exc
 
 
 def _check_size(path: Path) -> None:
@@ -135,7 +135,7 @@ def load_matrix(
         dates = raw_dates if _is_datetime(raw_dates) else pd.to_datetime(raw_dates, errors="coerce",
                                                                           format=date_format)
     except (ValueError, TypeError) as exc:  # e.g. mixed time-zone offsets
-        raise InputError(f"column {date_col!r}: cannot parse the dates ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"column {date_col!r}: cannot parse the dates ({str(exc).splitlines()[0]})") from exc
     hint = f" (format {date_format!r})" if date_format else " (not ISO 8601? set --date-format, e.g. %d/%m/%Y)"
     _first_bad(dates.isna().to_numpy(), raw_dates, "unparseable date", date_col, hint)
     dates = pd.DatetimeIndex(dates)

@@ -117,7 +117,7 @@ def _read_event(source: str) -> Any:
             with open(source, "rb") as handle:
                 data = handle.read(limit)
     except OSError as exc:
-        raise InputError(f"--event {source}: cannot read ({exc.strerror})") from None
+        raise InputError(f"--event {source}: cannot read ({exc.strerror})") from exc
     return load_event_json(data, f"--event {source}")
 
 

@@ -242,7 +242,7 @@ def build(out: Path, *, python: str = DEFAULT_PYTHON, cache: Path | None = None,
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create ({exc.strerror})") from None
+        raise ConfigError(f"--out {out}: cannot create ({exc.strerror})") from exc
     artifacts = []
     sources = sources_fingerprint(python)
     for name, served in ARTIFACTS.items():

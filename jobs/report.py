@@ -262,7 +262,7 @@ def write_report(store: Store, catalog: Catalog, out: str, *, start: datetime | 
             handle.write(html)
         os.replace(tmp, out)
     except OSError as exc:
-        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from exc
     return data, rows
 
 

@@ -58,7 +58,7 @@ class Pool:
                 raise ValueError("hours: not 24 integers per warehouse")
             return cls(doc["day"], Stats.from_json(doc.get("model")), hours)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{where}: damaged forecast statistics ({exc})") from None
+            raise ValueError(f"{where}: damaged forecast statistics ({exc})") from exc
 
 
 def own(day: int, model: Stats, hour_profile: np.ndarray, warehouse_ids: list[str],

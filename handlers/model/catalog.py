@@ -152,7 +152,7 @@ def parse_catalog_bytes(data: bytes, *, source: str) -> Catalog:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CatalogError(f"{source}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
+        raise CatalogError(f"{source}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from exc
     return parse_catalog(text, source=source)
 
 
@@ -163,7 +163,7 @@ def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
-        raise CatalogError(f"{source}: not valid YAML{where}: {problem}") from None
+        raise CatalogError(f"{source}: not valid YAML{where}: {problem}") from exc
     return _Parser(source).catalog(doc)
 
 
@@ -256,8 +256,8 @@ class _Parser:
             if not isinstance(zone, str):
                 raise ValueError
             ZoneInfo(zone)
-        except (ValueError, ZoneInfoNotFoundError):
-            raise self.fail(f"{where}.timezone", f"must be an IANA time zone name, got {zone!r}") from None
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            raise self.fail(f"{where}.timezone", f"must be an IANA time zone name, got {zone!r}") from exc
         return Warehouse(ident, zone, self.number(row, "demand_factor", where, default=1.0))
 
     def initial_stock(self, spec: Any, products: tuple[Product, ...],

@@ -41,14 +41,14 @@ def parse_time(value: Any, field: str = "time") -> datetime:
     text = value.strip()
     try:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise InputError(f"{field}: not an ISO-8601 timestamp: {value[:64]!r}") from None
+    except ValueError as exc:
+        raise InputError(f"{field}: not an ISO-8601 timestamp: {value[:64]!r}") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     try:
         parsed = parsed.astimezone(timezone.utc)
-    except OverflowError:
-        raise InputError(f"{field}: {value[:64]!r} is outside the supported business times") from None
+    except OverflowError as exc:
+        raise InputError(f"{field}: {value[:64]!r} is outside the supported business times") from exc
     return check_time(parsed, field)
 
 
@@ -77,7 +77,8 @@ def parse_event(event: Any) -> Tick:
     unknown = sorted(set(detail) - ALLOWED_DETAIL_KEYS)
     if unknown:
         allowed = ", ".join(sorted(ALLOWED_DETAIL_KEYS)) or "none"
-        raise InputError(f"event.detail.{unknown[0]}: unknown key (allowed: {allowed})")
+        key = unknown[0] if unknown[0].isprintable() and len(unknown[0]) <= 64 else repr(unknown[0][:64])
+        raise InputError(f"event.detail.{key}: unknown key (allowed: {allowed})")
     event_id = event.get("id", "")
     if not isinstance(event_id, str):
         raise InputError(f"event.id: must be a string, got {type(event_id).__name__}")
@@ -124,7 +125,7 @@ def load_event_json(data: bytes, field: str) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{field}: not UTF-8 text (byte {exc.start})") from None
+        raise InputError(f"{field}: not UTF-8 text (byte {exc.start})") from exc
     depth = deepest = 0
     quoted = escaped = False
     for char in text:  # nesting is counted before parsing: json.loads would recurse without a bound
@@ -142,4 +143,4 @@ def load_event_json(data: bytes, field: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{field}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}") from None
+        raise InputError(f"{field}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}") from exc

@@ -232,7 +232,7 @@ def unpack(data: bytes, *, key: str) -> tuple[dict[str, Any], dict[str, np.ndarr
         header = json.loads(raw[4:4 + size])
         body = memoryview(raw)[4 + size:]
     except (ValueError, zlib.error, struct.error) as exc:
-        raise StorageError(f"{key}: not a stockpulse state object ({exc})") from None
+        raise StorageError(f"{key}: not a stockpulse state object ({exc})") from exc
     arrays = {}
     for name, dtype, shape, start, length, *stored in header.pop("arrays"):
         array = np.frombuffer(body[start:start + length], dtype=np.dtype(stored[0] if stored else dtype)).reshape(shape)

@@ -61,7 +61,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         with path.open("rb") as handle:
             data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError as exc:
-        raise CatalogError(f"catalog {str(path)!r}: cannot read ({exc.strerror or exc})") from None
+        raise CatalogError(f"catalog {str(path)!r}: cannot read ({exc.strerror or exc})") from exc
     return parse_catalog_bytes(data, source=str(path))
 
 
@@ -190,7 +190,7 @@ def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, in
     try:
         reference = parse_reference(path) if isinstance(path, str) else None
     except ValueError as exc:
-        raise ConfigError(f"{_SETTING}: {exc}, got {str(path)[:200]!r}") from None
+        raise ConfigError(f"{_SETTING}: {exc}, got {str(path)[:200]!r}") from exc
     if reference is not None:
         return _load_referenced(str(path), *reference, store, shard)
     try:

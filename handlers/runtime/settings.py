@@ -150,7 +150,7 @@ class Settings:
             except ValueError as exc:
                 reason = str(exc) if "must" in str(exc) else "must be a number"
                 shown = "(hidden)" if f.name == "pushgateway_password" else redact(raw[:200])
-                raise ConfigError(f"{flag} / {variable}: {reason}, got {shown!r}") from None
+                raise ConfigError(f"{flag} / {variable}: {reason}, got {shown!r}") from exc
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:

@@ -181,8 +181,8 @@ def recorded(store: Store) -> int:
         return 1
     try:
         return int(json.loads(store.get(MANIFEST_KEY))["num_shards"])
-    except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"{MANIFEST_KEY}: damaged in {store.url} (expected {{\"num_shards\": N}})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{MANIFEST_KEY}: damaged in {store.url} (expected {{\"num_shards\": N}})") from exc
 
 
 def check_manifest(store: Store, num_shards: int) -> None:

@@ -98,7 +98,7 @@ class FileStore:
         try:
             return self._read(key)
         except OSError as exc:
-            raise StorageError(f"{key}: cannot read in {self.root} ({exc.strerror})") from None
+            raise StorageError(f"{key}: cannot read in {self.root} ({exc.strerror})") from exc
 
     def _read(self, key: str) -> Versioned | None:
         vdir = self._versions_dir(key)
@@ -122,7 +122,7 @@ class FileStore:
         try:
             return self._write(key, data, etag=etag)
         except OSError as exc:
-            raise StorageError(f"{key}: cannot write in {self.root} ({exc.strerror})") from None
+            raise StorageError(f"{key}: cannot write in {self.root} ({exc.strerror})") from exc
 
     def matches(self, key: str, data: bytes) -> bool | None:
         """Whether write-once ``key`` holds exactly ``data`` (None: it does not exist)."""
@@ -164,7 +164,7 @@ class FileStore:
         try:
             return self._link_new(self._path(key), data)
         except OSError as exc:
-            raise StorageError(f"{key}: cannot write ({exc.strerror})") from None
+            raise StorageError(f"{key}: cannot write ({exc.strerror})") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -179,20 +179,20 @@ class FileStore:
                 handle.write(data)
             os.replace(tmp, path)
         except OSError as exc:
-            raise StorageError(f"{key}: cannot write in {self.root} ({exc.strerror})") from None
+            raise StorageError(f"{key}: cannot write in {self.root} ({exc.strerror})") from exc
 
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise StorageError(f"{key}: no such object in {self.url}") from None
+        except FileNotFoundError as exc:
+            raise StorageError(f"{key}: no such object in {self.url}") from exc
 
     def delete(self, key: str) -> None:
         """Remove write-once object ``key`` (already gone: nothing to do)."""
         try:
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:
-            raise StorageError(f"{key}: cannot delete in {self.root} ({exc.strerror})") from None
+            raise StorageError(f"{key}: cannot delete in {self.root} ({exc.strerror})") from exc
 
     def list(self, prefix: str) -> Iterator[str]:
         base = self.root

@@ -1,14 +1,17 @@
-"""The ``s3://BUCKET/PREFIX`` backend of handlers/storage/file.py: the same operations and guarantees,
-with S3 conditional writes (``If-Match`` / ``If-None-Match: *``, 412 -> ``ConflictError``).
+"""The ``s3://BUCKET/PREFIX`` backend of the storage contract (handlers/storage/base.py), with S3
+conditional writes (``If-Match`` / ``If-None-Match: *``, 412 -> ``ConflictError``).
 
 boto3 is imported when the first client is built, never at import time (cold starts and moto
-care). Every foreign error is translated in one place, :meth:`S3Store._fail`, into a
-``StorageError`` naming the bucket and key.
+care). Only botocore's errors and ``OSError`` are caught (:func:`foreign_errors`), and each is
+translated in one place, :meth:`S3Store._fail`, into a ``StorageError`` naming the bucket and key,
+chained to the original (``raise ... from exc``: a Lambda's log shows botocore's own error under
+it). Anything else — a ``TypeError``, a bug — is not storage's to explain and propagates as it is.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -20,6 +23,16 @@ from handlers.storage.base import Versioned
 __all__ = ["S3Store"]
 
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+
+
+@functools.cache
+def foreign_errors() -> tuple[type[BaseException], ...]:
+    """What an S3 call may raise that this backend translates: botocore's client and transport errors
+    (imported on the first failure, with botocore already loaded by the client) and ``OSError``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return ClientError, BotoCoreError, OSError
 
 
 class S3Store:
@@ -47,7 +60,7 @@ class S3Store:
     def _key(self, key: str) -> str:
         return self.prefix + key
 
-    def _fail(self, key: str, exc: Exception) -> StorageError:
+    def _fail(self, key: str, exc: BaseException) -> StorageError:
         code = _error_code(exc)
         if code in _CONFLICT_CODES:
             return ConflictError(f"{self._key(key)}: conditional write lost ({code})")
@@ -59,17 +72,17 @@ class S3Store:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
             return Versioned(response["Body"].read(), response["ETag"])
-        except Exception as exc:  # botocore raises ClientError and connection errors
-            if _error_code(exc) in ("NoSuchKey", "404"):
+        except foreign_errors() as exc:
+            if _error_code(exc) in _NOT_FOUND:
                 return None
-            raise self._fail(key, exc) from None
+            raise self._fail(key, exc) from exc
 
     def write(self, key: str, data: bytes, *, etag: str | None) -> str:
         condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
         try:
             response = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
-        except Exception as exc:
-            raise self._fail(key, exc) from None
+        except foreign_errors() as exc:
+            raise self._fail(key, exc) from exc
         return response["ETag"]
 
     def matches(self, key: str, data: bytes) -> bool | None:
@@ -77,10 +90,10 @@ class S3Store:
         ETag (single-part uploads, as every stockpulse object is)."""
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except Exception as exc:
-            if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+        except foreign_errors() as exc:
+            if _error_code(exc) in _NOT_FOUND:
                 return None
-            raise self._fail(key, exc) from None
+            raise self._fail(key, exc) from exc
         return (head.get("ContentLength") == len(data)
                 and head.get("ETag", "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest())
 
@@ -88,40 +101,40 @@ class S3Store:
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
                                    ContentType=content_type, IfNoneMatch="*")
-        except Exception as exc:
+        except foreign_errors() as exc:
             failure = self._fail(key, exc)
             if isinstance(failure, ConflictError):
                 return False
-            raise failure from None
+            raise failure from exc
         return True
 
     def exists(self, key: str) -> bool:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
-        except Exception as exc:
-            if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+        except foreign_errors() as exc:
+            if _error_code(exc) in _NOT_FOUND:
                 return False
-            raise self._fail(key, exc) from None
+            raise self._fail(key, exc) from exc
 
     def replace(self, key: str, data: bytes, *, content_type: str = "text/plain") -> None:
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
-        except Exception as exc:
-            raise self._fail(key, exc) from None
+        except foreign_errors() as exc:
+            raise self._fail(key, exc) from exc
 
     def get(self, key: str) -> bytes:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except Exception as exc:
-            raise self._fail(key, exc) from None
+        except foreign_errors() as exc:
+            raise self._fail(key, exc) from exc
 
     def delete(self, key: str) -> None:
         """Remove write-once object ``key`` (S3 answers a missing key with success too)."""
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-        except Exception as exc:
-            raise self._fail(key, exc) from None
+        except foreign_errors() as exc:
+            raise self._fail(key, exc) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -129,11 +142,11 @@ class S3Store:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
                 for item in page.get("Contents", []):
                     yield item["Key"][len(self.prefix):]
-        except Exception as exc:
-            raise self._fail(prefix, exc) from None
+        except foreign_errors() as exc:
+            raise self._fail(prefix, exc) from exc
 
 
-def _error_code(exc: Exception) -> str:
+def _error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         error = response.get("Error", {})

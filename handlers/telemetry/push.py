@@ -117,8 +117,8 @@ def pushgateway_handler(budget: float, *, username: str | None = None, password:
                     response.read()
                 finally:
                     conn.close()
-            except TimeoutError:  # PushTimeout and socket.timeout are TimeoutErrors
-                raise PushTimeout(f"no complete answer within the push budget of {budget:.3g} s") from None
+            except TimeoutError as exc:  # PushTimeout and socket.timeout are TimeoutErrors
+                raise PushTimeout(f"no complete answer within the push budget of {budget:.3g} s") from exc
             if response.status >= 400:
                 raise OSError(f"error talking to pushgateway: {response.status} {response.reason}")
 

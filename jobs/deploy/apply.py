@@ -48,7 +48,7 @@ def deploy(target: Target, artifacts: Mapping[str, package.Artifact], *, dry_run
         if not changed:
             raise
         raise DeployError(f"{exc} (after {len(changed)} changes: run deploy again to finish, or deploy "
-                          "--destroy to remove them)") from None
+                          "--destroy to remove them)") from exc
 
 
 def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_run: bool) -> list[Row]:

@@ -18,6 +18,14 @@ class DeployError(StockpulseError):
     """The cloud said no (or could not be reached): one line naming the resource."""
 
 
+def client_error() -> type[Exception]:
+    """botocore's ``ClientError`` (an answer from the API: 404, 412, AccessDenied ...), imported when a
+    deploy runs, not with the command line."""
+    from botocore.exceptions import ClientError
+
+    return ClientError
+
+
 def _error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
@@ -32,16 +40,16 @@ def aws_errors(what: str, endpoint: str | None) -> Iterator[None]:
         yield
     except StockpulseError:
         raise
-    except (bx.NoCredentialsError, bx.PartialCredentialsError):
+    except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
         raise DeployError("no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE "
-                          "(LocalStack takes any, e.g. test/test)") from None
+                          "(LocalStack takes any, e.g. test/test)") from exc
     except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as exc:
-        raise DeployError(f"{what}: cannot reach {endpoint or 'AWS'} ({type(exc).__name__})") from None
+        raise DeployError(f"{what}: cannot reach {endpoint or 'AWS'} ({type(exc).__name__})") from exc
     except bx.ClientError as exc:
         message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-        raise DeployError(f"{what}: {_error_code(exc) or 'error'}: {message}") from None
+        raise DeployError(f"{what}: {_error_code(exc) or 'error'}: {message}") from exc
     except bx.BotoCoreError as exc:
-        raise DeployError(f"{what}: {exc}") from None
+        raise DeployError(f"{what}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,13 +112,13 @@ class _Deployment:
         with self.errors(f"bucket {self.t.bucket}"):
             try:
                 self.c.s3.head_bucket(Bucket=self.t.bucket, ExpectedBucketOwner=self.account())
-            except Exception as exc:
+            except client_error() as exc:
                 code = _error_code(exc)
                 if code in ("404", "NoSuchBucket", "NotFound"):
                     return "missing"
                 if code in ("403", "AccessDenied", "Forbidden"):  # AWS: another account's bucket
                     raise DeployError(f"bucket {self.t.bucket}: exists and belongs to another account "
-                                      "(bucket names are global): choose another --bucket") from None
+                                      "(bucket names are global): choose another --bucket") from exc
                 raise
             owned = {bucket["Name"] for bucket in self.c.s3.list_buckets().get("Buckets", [])}
             if self.t.bucket not in owned:  # visible but not ours (LocalStack answers HEAD for any account)
@@ -118,7 +126,7 @@ class _Deployment:
                                   "(bucket names are global): choose another --bucket")
             try:
                 tags = self.c.s3.get_bucket_tagging(Bucket=self.t.bucket).get("TagSet", [])
-            except Exception as exc:
+            except client_error() as exc:
                 if _error_code(exc) not in ("NoSuchTagSet", "NoSuchTagSetError"):
                     raise
                 tags = []
@@ -188,7 +196,7 @@ def object_exists(d: _Deployment, key: str) -> bool:
     try:
         d.c.s3.head_object(Bucket=d.t.bucket, Key=key)
         return True
-    except Exception as exc:
+    except client_error() as exc:
         if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return False
         raise

@@ -26,7 +26,7 @@ from handlers.runtime.catalogs import compile_catalog, compiled_objects, load_co
 from handlers.runtime.settings import ENV
 from handlers.storage.file import FileStore
 
-from .aws import DeployError, _Deployment, _error_code, object_exists
+from .aws import DeployError, _Deployment, _error_code, client_error, object_exists
 from .plan import Target
 
 _SETTING = f"{ENV['catalog_path'][1]} / {ENV['catalog_path'][0]}"
@@ -52,7 +52,7 @@ def prepare_catalog(value: str | None, *, num_shards: int) -> CatalogUpload | No
         with Path(value).open("rb") as handle:
             data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"{_SETTING}: catalog {value!r}: cannot read ({exc.strerror or exc})") from None
+        raise ConfigError(f"{_SETTING}: catalog {value!r}: cannot read ({exc.strerror or exc})") from exc
     catalog = _validated(value, data)
     objects = compiled_objects(data, catalog, num_shards=num_shards)
     from handlers.runtime.invoke import check_size
@@ -122,7 +122,7 @@ def upload_catalog(d: _Deployment, present: set[str], dry_run: bool) -> None:
                 try:
                     d.c.s3.put_object(Bucket=d.t.bucket, Key=key, Body=data, IfNoneMatch="*",
                                       ContentType="application/yaml" if key.endswith(".yaml") else "application/json")
-                except Exception as exc:
+                except client_error() as exc:
                     if _error_code(exc) not in ("PreconditionFailed", "412"):
                         raise  # else written meanwhile: the same bytes, the key is their digest
         d.row("catalog", key, will + "upload")

@@ -16,7 +16,7 @@ from typing import Any
 from handlers.model.state import STATE_KEY
 from handlers.runtime.shards import MANIFEST_KEY
 
-from .aws import DeployError, _Deployment, _error_code
+from .aws import DeployError, _Deployment, _error_code, client_error
 from .plan import (
     FUNCTION_POLICY_BYTES,
     RULES_PER_BUS,
@@ -61,9 +61,9 @@ def check_store_split(d: _Deployment, bucket: str) -> None:
     if recorded_doc is not None:
         try:
             recorded = int(json.loads(recorded_doc)["num_shards"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError) as exc:
             raise DeployError(f"{store}/{MANIFEST_KEY}: damaged (expected {{\"num_shards\": N}}); the functions "
-                              "would refuse every event") from None
+                              "would refuse every event") from exc
         if recorded != t.num_shards:
             raise DeployError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store} is split into {recorded} "
                               f"shard(s) ({MANIFEST_KEY}), got {t.num_shards}; resharding moves products between "
@@ -80,7 +80,7 @@ def _read_small(d: _Deployment, key: str, *, head: bool = False) -> bytes | None
                 d.c.s3.head_object(Bucket=d.t.bucket, Key=key)
                 return b""
             return bytes(d.c.s3.get_object(Bucket=d.t.bucket, Key=key)["Body"].read(65536))
-        except Exception as exc:
+        except client_error() as exc:
             if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
