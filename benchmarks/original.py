@@ -13,19 +13,18 @@ order for that product x warehouse.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
-from typing import Any
 
 import numpy as np
 
 from handlers.model.catalog import Catalog
 from handlers.model.events import Tick
 from handlers.model.logs import series_events
-from handlers.model.ordering import Outcome
-from handlers.model.policy import Policy
+from handlers.model.outcome import Inputs, Outcome
 from handlers.model.purchasing import open_count, order_ids, place_orders
 from handlers.model.state import State
-from handlers.runtime.invoke import CORES, Core
+from handlers.runtime.declarations import DECLARATIONS, Declaration
 
 __all__ = ["heuristic_stockout_hours", "linear_trend_7", "original_cores", "THRESHOLD_HOURS"]
 
@@ -51,14 +50,15 @@ def linear_trend_7(daily: np.ndarray, horizon: int = 7) -> np.ndarray:
     return np.clip(intercept[:, None] + slope[:, None] * ahead[None, :], 0.0, None)
 
 
-def _forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy, **_: Any) -> Outcome:
+def _forecast(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs()) -> Outcome:
     mean = np.zeros_like(state.forecast_mean)
     mean[:, 1:] = linear_trend_7(state.daily_demand, mean.shape[1] - 1)
     mean[:, 0] = mean[:, 1]
     return Outcome(state.replace(forecast_at=tick.epoch, forecast_mean=mean), [], {})
 
 
-def _alert(state: State, tick: Tick, catalog: Catalog, policy: Policy, *, every_alert_orders: bool) -> Outcome:
+def _alert(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs(), *,
+           every_alert_orders: bool) -> Outcome:
     hours = heuristic_stockout_hours(state)
     alerting = hours < THRESHOLD_HOURS
     quantity = np.maximum(np.round(state.forecast_mean[:, 1:].sum(axis=1) / 3.0), 1).astype(np.int64)
@@ -75,5 +75,7 @@ def _alert(state: State, tick: Tick, catalog: Catalog, policy: Policy, *, every_
     return Outcome(state.replace(reorders=reorders, **changes), events, {"alerts": int(alerting.sum())})
 
 
-def original_cores(*, every_alert_orders: bool) -> dict[str, Core]:
-    return {**CORES, "forecast": _forecast, "alert": partial(_alert, every_alert_orders=every_alert_orders)}
+def original_cores(*, every_alert_orders: bool) -> dict[str, Declaration]:
+    """The declarations with the original system's forecast and alert cores in place of stockpulse's."""
+    return {**DECLARATIONS, "forecast": replace(DECLARATIONS["forecast"], core=_forecast, pools=False),
+            "alert": replace(DECLARATIONS["alert"], core=partial(_alert, every_alert_orders=every_alert_orders))}

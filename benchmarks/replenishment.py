@@ -63,7 +63,8 @@ from handlers.model.purchasing import arrivals
 from handlers.model.state import State
 from handlers.runtime import pool
 from handlers.runtime.catalogs import load_catalog
-from handlers.runtime.invoke import CORES, Runtime, invoke, load_state
+from handlers.runtime.declarations import DECLARATIONS
+from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.storage.memory import MemoryStore
 from jobs.schedule import Schedule
 
@@ -87,7 +88,7 @@ def demand_matrix(catalog: Catalog, first_minute_end: float, minutes: int) -> tu
 
 def run_policy(name: str, store: MemoryStore, catalog: Catalog, cores, begin: float, days: float,
                schedule: Schedule, progress: bool, policy: Policy = Policy()) -> RunStats:
-    runtime = Runtime(store=store, catalog=catalog, cores=cores, policy=policy)
+    runtime = Runtime(store=store, catalog=catalog, handlers=cores, policy=policy)
     stats = RunStats(name)
     stats.start, _ = load_state(store)
     empty = np.zeros(catalog.num_series, dtype=bool) if stats.start is None else stats.start.on_hand <= 0
@@ -159,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     warm = MemoryStore()
     if progress:
         print(f"warm-up: {args.warm_up_days:g} days under the stockpulse policy", file=sys.stderr)
-    run_policy("warm-up", warm, catalog, CORES, START.timestamp(), args.warm_up_days, schedule, progress, policy)
+    run_policy("warm-up", warm, catalog, DECLARATIONS, START.timestamp(), args.warm_up_days, schedule, progress, policy)
     begin = START.timestamp() + args.warm_up_days * 86400
     runs = []
-    for name, cores in (("stockpulse", CORES),
+    for name, cores in (("stockpulse", DECLARATIONS),
                         ("original", original_cores(every_alert_orders=True)),
                         ("original, one open order", original_cores(every_alert_orders=False))):
         runs.append(run_policy(name, warm.copy(), catalog, cores, begin, args.days, schedule, progress, policy))

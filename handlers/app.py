@@ -10,7 +10,7 @@ from typing import Any
 
 from handlers.model.events import parse_event
 from handlers.runtime.catalogs import load_compiled
-from handlers.runtime.invoke import Runtime, catch_up_cores, invoke
+from handlers.runtime.invoke import Runtime, apply_tick
 from handlers.runtime.settings import Settings
 from handlers.runtime.shards import resolve
 from handlers.storage.deadline import Deadline
@@ -30,19 +30,14 @@ def build_runtime(settings: Settings, *, shard: int | None = None) -> Runtime:
     store = open_store(settings.store_url)
     part = None if shard is None or settings.num_shards == 1 else (shard, settings.num_shards)
     return Runtime(store=store, catalog=load_compiled(settings.catalog_path, store, shard=part), policy=settings.policy,
-                   limits=settings.limits, cores=catch_up_cores(settings.max_catch_up_minutes),
+                   limits=settings.limits,
                    publish=publisher(settings, store=store),
                    # the network's calls are bounded per invocation; a file:// store's are local
                    budget_seconds=None if settings.store_url.startswith("file:") else settings.invocation_budget_seconds,
                    num_shards=settings.num_shards, shard=None if part is None else shard)
 
 
-def _runtime(environ: Mapping[str, str], event: Any) -> Runtime:
-    settings = Settings.from_env(environ)
-    shard = None
-    if settings.num_shards > 1:  # the shard this event asks for, checked before anything is loaded
-        tick = parse_event(event)
-        shard = resolve(tick.shard, tick.num_shards, settings.num_shards)
+def _runtime(settings: Settings, shard: int | None) -> Runtime:
     with _lock:
         if shard not in _cached:
             if len(_cached) >= _MAX_CACHED:
@@ -53,6 +48,9 @@ def _runtime(environ: Mapping[str, str], event: Any) -> Runtime:
 
 def handle(name: str, event: Any, context: Any = None, *, environ: Mapping[str, str] | None = None) -> dict:
     """Run handler ``name`` for one EventBridge event; with a Lambda ``context`` the invocation
-    ends its storage calls and metrics push within the function's remaining time."""
-    return invoke(name, event, _runtime(os.environ if environ is None else environ, event),
-                  deadline=Deadline.from_context(context))
+    ends its storage calls and metrics push within the function's remaining time. The event is
+    parsed and its shard resolved once, before anything is loaded."""
+    settings = Settings.from_env(os.environ if environ is None else environ)
+    tick = parse_event(event)
+    shard = resolve(tick.shard, tick.num_shards, settings.num_shards)
+    return apply_tick(name, tick, shard, _runtime(settings, shard), deadline=Deadline.from_context(context))

@@ -14,7 +14,7 @@ from handlers.alert import handler as alert_handler
 from handlers.errors import ConfigError, InputError
 from handlers.runtime import layout
 from handlers.runtime.clock import DEFAULT_MAX_LEAD, Limits, parse_max_lead
-from handlers.runtime.invoke import Runtime, catch_up_cores, invoke, load_state
+from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
 from jobs.cli import main
@@ -81,9 +81,9 @@ def test_a_long_gap_is_caught_up_in_bounded_pieces_with_the_same_result(tmp_path
     t0 = START.replace(hour=12)
     gap = t0 + timedelta(days=3)
     bounded = Runtime(store=FileStore(tmp_path / "bounded"), catalog=BUSY_CATALOG, clock=zero_clock,
-                      cores=catch_up_cores(1440))
+                      limits=Limits(catch_up_minutes=1440))
     at_once = Runtime(store=FileStore(tmp_path / "once"), catalog=BUSY_CATALOG, clock=zero_clock,
-                      cores=catch_up_cores(10080))
+                      limits=Limits(catch_up_minutes=10080))
     for runtime in (bounded, at_once):
         invoke("order_tick", event_at(t0), runtime)
     first = invoke("order_tick", event_at(gap), bounded)
@@ -112,7 +112,7 @@ def run_gap(store) -> None:
         while True:
             try:
                 invoke(name, event_at(moment), Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock,
-                                                       cores=catch_up_cores(1440)))
+                                                       limits=Limits(catch_up_minutes=1440)))
                 break
             except Crash:  # a new process: it knows nothing of the old one's
                 layout.forget()

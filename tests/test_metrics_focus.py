@@ -10,11 +10,12 @@ import pytest
 
 from handlers.forecasting import planning
 from handlers.model.events import parse_event
+from handlers.model.outcome import Inputs
 from handlers.model.policy import Policy
 from handlers.model.state import HANDLERS, initial_state
 from handlers.runtime.catalogs import default_catalog
 from handlers.runtime.declarations import DECLARATIONS
-from handlers.runtime.invoke import CORES, Runtime, invoke
+from handlers.runtime.invoke import Runtime, invoke
 from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import Focus, build_registry, focus_series
@@ -32,7 +33,7 @@ def forecast_outcome(on_hand: list[int] | None = None):
     state = initial_state(CATALOG, START.timestamp() - 60)
     if on_hand is not None:
         state = state.replace(on_hand=np.array(on_hand, dtype=state.on_hand.dtype))
-    return planning.forecast(state, parse_event(event_at(START)), CATALOG, Policy())
+    return planning.forecast(state, parse_event(event_at(START)), CATALOG, Inputs(policy=Policy()))
 
 
 def labels(i: int) -> dict[str, str]:
@@ -154,8 +155,7 @@ def test_the_registry_and_the_schedule_derive_from_the_handler_modules():
     assert HANDLERS == ("order_tick", "restock", "forecast", "alert")
     assert DEFAULT_INTERVALS == {name: d.every_seconds for name, d in DECLARATIONS.items()}
     assert DEFAULT_INTERVALS == {"order_tick": 60, "restock": 300, "forecast": 3600, "alert": 900}
-    assert CORES["forecast"] is planning.forecast and CORES["alert"] is planning.alert
-    assert DECLARATIONS["order_tick"].load_core().__name__ == "order_tick"
+    assert DECLARATIONS["forecast"].core is planning.forecast and DECLARATIONS["alert"].core is planning.alert
     import handlers.restock
 
     assert handlers.restock.DECLARED is DECLARATIONS["restock"]

@@ -16,7 +16,7 @@ from handlers.model.catalog import Catalog
 from handlers.model.demand import promotion_calendar
 from handlers.model.events import Tick, format_time
 from handlers.model.logs import series_events
-from handlers.model.ordering import Outcome
+from handlers.model.outcome import Inputs, Outcome
 from handlers.model.policy import Policy, ReorderPlan, plan_reorders
 from handlers.model.projection import HORIZON_HOURS, DemandPath, demand_path, stockout_hours, stockout_probability
 from handlers.model.purchasing import arrivals, inbound_units, open_count, order_ids, place_orders
@@ -161,13 +161,14 @@ def score_forecasts(state: State, tick: Tick, catalog: Catalog, today_forecast: 
     return changes, events
 
 
-def forecast(state: State, tick: Tick, catalog: Catalog, policy: Policy, *, pooled: Pool | None = None) -> Outcome:
+def forecast(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs()) -> Outcome:
     """Forecast demand, project stock, emit one ``inventory`` event per series, and score the
     previous day's forecast once that day is complete.
 
-    ``pooled``: every shard's statistics of the day before (handlers/runtime/pool.py), which the pooled
+    ``inputs.pooled``: every shard's statistics of the day before (handlers/runtime/pool.py), which the pooled
     parameters are fitted from (``None``: fitted on this state's series). The outcome publishes
     this state's statistics of today."""
+    policy, pooled = inputs.policy, inputs.pooled
     mean, std, stats = daily_forecast(state, catalog, tick.epoch, pooled)
     scoring, score_events = score_forecasts(state, tick, catalog, mean[:, 0], std[:, 0])  # day-ahead, unadjusted
     shares = hour_shares(state, catalog, pooled)
@@ -208,8 +209,9 @@ def _reason(plan_below: bool, position: float, rop: float, lead: float, safety: 
     return "; ".join(parts)
 
 
-def alert(state: State, tick: Tick, catalog: Catalog, policy: Policy) -> Outcome:
+def alert(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs()) -> Outcome:
     """Raise a reorder alert and place a purchase order where the policy says so."""
+    policy = inputs.policy
     if math.isnan(state.forecast_at):
         return Outcome(state, [], {"alerts": 0, "skipped": "no forecast yet"})
     view = outlook(state, tick.epoch, policy)

@@ -1,4 +1,4 @@
-"""The pure core of the order-tick and restock handlers: (state, tick, catalog) -> outcome.
+"""The pure cores of the order-tick and restock handlers: (state, tick, catalog, inputs) -> Outcome.
 
 No clock, no environment, no I/O: business time comes from the tick and random draws from
 (seed, series, minute), so every run is reproducible. Every per-series step is a numpy operation.
@@ -7,7 +7,6 @@ No clock, no environment, no I/O: business time comes from the tick and random d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,23 +16,14 @@ from handlers.model.catalog import Catalog
 from handlers.model.demand import demand_block, minute_rates
 from handlers.model.events import Tick
 from handlers.model.logs import event, series_events
+from handlers.model.outcome import Inputs, Outcome
 from handlers.model.purchasing import order_ids, receive_due
 from handlers.model.state import HISTORY_DAYS, RATE_DECAY, State
 
-__all__ = ["Outcome", "order_tick", "restock", "RATE_DECAY", "PROFILE_DECAY", "DEFAULT_CATCH_UP_MINUTES"]
+__all__ = ["order_tick", "restock", "RATE_DECAY", "PROFILE_DECAY"]
 
-DEFAULT_CATCH_UP_MINUTES = 1440  # business minutes one order tick simulates at most (--max-catch-up-minutes)
 PROFILE_DECAY = 0.9  # per-day decay of the hour-of-day demand profile (~10 days of memory)
 _CHUNK_MINUTES = 240  # catch-up ticks are simulated in chunks to bound memory
-
-
-@dataclass(frozen=True)
-class Outcome:
-    state: State
-    events: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    exposed: dict[str, np.ndarray] = field(default_factory=dict)  # per-series values its metrics expose as computed
-    statistics: Any = None  # the forecast's statistics of today (forecasting.pooled.Pool), published before the commit
 
 
 class _History:
@@ -68,15 +58,15 @@ class _History:
                 "hour_profile": self.hours}
 
 
-def order_tick(state: State, tick: Tick, catalog: Catalog, *, max_minutes: int = DEFAULT_CATCH_UP_MINUTES) -> Outcome:
+def order_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs()) -> Outcome:
     """Simulate the orders of the business minutes since the last tick, fulfil them from stock.
 
-    At most ``max_minutes`` minutes per tick: a longer gap is caught up by the next ticks
+    At most ``inputs.catch_up_minutes`` minutes per tick: a longer gap is caught up by the next ticks
     (``summary["behind_minutes"]`` says how many minutes are left). Unmet demand is lost (never
     backordered): on-hand never goes below zero.
     """
     due = math.floor(tick.epoch / 60) * 60
-    end = min(due, state.orders_through + max_minutes * 60)
+    end = min(due, state.orders_through + inputs.catch_up_minutes * 60)
     minute_ends = np.arange(state.orders_through + 60, end + 1, 60, dtype=float)
     on_hand = state.on_hand.copy()
     shipped, lost = state.shipped.copy(), state.lost_sales.copy()
@@ -113,7 +103,7 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, *, max_minutes: int =
     return Outcome(new_state, events, summary)
 
 
-def restock(state: State, tick: Tick, catalog: Catalog) -> Outcome:
+def restock(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs()) -> Outcome:
     """Receive every open purchase order due by the tick time."""
     changes, got = receive_due(state, tick.epoch)
     products, warehouses = catalog.series_product_ids, catalog.series_warehouse_ids

@@ -21,21 +21,25 @@ from dataclasses import dataclass, field
 
 from handlers.errors import InputError
 from handlers.model.events import format_epoch
-from handlers.model.ordering import DEFAULT_CATCH_UP_MINUTES
+from handlers.model.outcome import DEFAULT_CATCH_UP_MINUTES
 from handlers.model.state import HANDLERS, State
+from handlers.runtime.declarations import DECLARATIONS
 
 __all__ = ["Limits", "DEFAULT_MAX_LEAD", "DEFAULT_CATCH_UP_MINUTES", "parse_max_lead", "format_max_lead",
            "store_clock", "check_lead"]
 
-DEFAULT_MAX_LEAD: dict[str, float] = {"order_tick": 7 * 86400.0, "restock": 6 * 3600.0,
-                                      "forecast": 6 * 3600.0, "alert": 6 * 3600.0}
+#: each handler's declared maximum lead (handlers/runtime/declarations.py), seconds
+DEFAULT_MAX_LEAD: dict[str, float] = {name: declared.max_lead_seconds for name, declared in DECLARATIONS.items()}
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_lead: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_LEAD))  # seconds
+    """How far a tick may lead the store's clock (per handler, seconds), and how many business minutes
+    one order tick catches up at most (the core's ``inputs.catch_up_minutes``)."""
+
+    max_lead: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_LEAD))
     catch_up_minutes: int = DEFAULT_CATCH_UP_MINUTES
 
 

@@ -1,43 +1,65 @@
-"""Each handler described once: its name, its core, its schedule, its metrics.
+"""Each handler described once: everything that differs between the four handlers.
 
-The entry points (``handlers/order_tick.py`` ...) serve these declarations; the runtime's cores
-(``handlers.runtime.invoke.CORES``), the CLI schedule (``jobs.schedule``) and the ownership of
-metrics (``handlers.telemetry.metrics.METRICS``) are derived from them. The core is named as
-``"module:function"`` and imported on first use, so importing a handler module stays cheap.
+A :class:`Declaration` says what a handler *is*: its core as the runtime calls it, its default
+schedule, the part of the state it commits and the parts it reads, when it needs the demand
+history, how far its tick may lead the store's clock, whether it fits from every shard's
+statistics, and the metrics its group owns. The runtime (handlers/runtime/invoke.py), the state's
+layout (``layout.py``), the clock (``clock.py``), the metrics (handlers/telemetry/metrics.py), the
+command line's schedule (``jobs/schedule.py``) and the deployment's roles (``jobs/deploy/plan.py``)
+read these instead of asking for a handler by name. The entry points (``handlers/order_tick.py``
+...) serve them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import import_module
-from typing import Any
+from typing import Literal
 
-from handlers.model.state import HANDLERS
+from handlers.forecasting import planning
+from handlers.model import ordering
+from handlers.model.events import Tick
+from handlers.model.outcome import Core
+from handlers.model.state import HANDLERS, State
 
-__all__ = ["Declaration", "DECLARATIONS", "ORDER_TICK", "RESTOCK", "FORECAST", "ALERT"]
+__all__ = ["Declaration", "DECLARATIONS", "ORDER_TICK", "RESTOCK", "FORECAST", "ALERT", "Part", "parts_of"]
+
+#: The state's compare-and-swap parts (handlers/runtime/layout.py): ``state/state.bin`` and
+#: ``state/forecast.bin``.
+Part = Literal["hot", "forecast"]
+_DAY, _HOUR = 86400.0, 3600.0
+
+
+def never(state: State, tick: Tick) -> bool:
+    return False
+
+
+def always(state: State, tick: Tick) -> bool:
+    return True
+
+
+def when_a_day_closes(state: State, tick: Tick) -> bool:
+    """An order tick reads the history only when the minutes it simulates close a business day."""
+    return (tick.epoch - 60) // 86400 > state.history_day
 
 
 @dataclass(frozen=True)
 class Declaration:
-    name: str  # the handler's name: log objects, metric group, state counters, function name
-    core: str  # "module:function", the pure core: (state, tick, catalog[, policy]) -> Outcome
+    name: str  # log objects, metric group, state counters, function name
+    core: Core  # (state, tick, catalog, inputs) -> Outcome, as the runtime calls it
     every_seconds: int  # default schedule (EventBridge rate), business seconds
+    owns: Part  # the part its commit swaps
+    reads_forecast: bool  # whether its invocations read state/forecast.bin (else its fields are not loaded)
+    reads_history: Callable[[State, Tick], bool]  # whether this tick's core needs the demand history
+    max_lead_seconds: float  # default --max-tick-lead: how far its tick may lead the store's clock
     metrics: tuple[str, ...]  # the metrics its group owns (besides every handler's operations metrics)
-    takes_policy: bool = True  # whether the core takes the reorder policy as its 4th argument
-    pools: bool = False  # whether the core fits pooled parameters over every shard (handlers/runtime/pool.py): it
-    #   takes ``pooled=`` (the shards' statistics of the day before) and publishes its own
+    pools: bool = False  # gets every shard's statistics of the day before (inputs.pooled) and publishes its own
     summary: str = ""
-
-    def load_core(self) -> Any:
-        module, _, function = self.core.partition(":")
-        return getattr(import_module(module), function)
 
 
 ORDER_TICK = Declaration(
-    name="order_tick",
-    core="handlers.model.ordering:order_tick",
-    every_seconds=60,
-    takes_policy=False,
+    name="order_tick", core=ordering.order_tick, every_seconds=60, owns="hot", reads_forecast=False,
+    reads_history=when_a_day_closes, max_lead_seconds=7 * _DAY,
     metrics=(
         "inventory_level_units",
         "orders_per_minute",
@@ -51,27 +73,18 @@ ORDER_TICK = Declaration(
     ),
     summary="Simulate the orders of the business minutes since the last tick and fulfil them from stock.",
 )
-
-
 RESTOCK = Declaration(
-    name="restock",
-    core="handlers.model.ordering:restock",
-    every_seconds=300,
-    takes_policy=False,
+    name="restock", core=ordering.restock, every_seconds=300, owns="hot", reads_forecast=False,
+    reads_history=never, max_lead_seconds=6 * _HOUR,
     metrics=(
         "received_units_total",
         "received_units_by_warehouse_total",
     ),
     summary="Receive the purchase orders due by the tick time.",
 )
-
-
 FORECAST = Declaration(
-    name="forecast",
-    core="handlers.forecasting.planning:forecast",
-    every_seconds=3600,
-    takes_policy=True,
-    pools=True,
+    name="forecast", core=planning.forecast, every_seconds=3600, owns="forecast", reads_forecast=True,
+    reads_history=always, max_lead_seconds=6 * _HOUR, pools=True,
     metrics=(
         "predicted_stockout_hours",
         "stockout_within_horizon",
@@ -89,13 +102,9 @@ FORECAST = Declaration(
     ),
     summary="Forecast demand, project stock, emit one inventory event per product x warehouse.",
 )
-
-
 ALERT = Declaration(
-    name="alert",
-    core="handlers.forecasting.planning:alert",
-    every_seconds=900,
-    takes_policy=True,
+    name="alert", core=planning.alert, every_seconds=900, owns="hot", reads_forecast=True,
+    reads_history=never, max_lead_seconds=6 * _HOUR,
     metrics=(
         "reorder_events_total",
         "purchase_orders_open",
@@ -109,3 +118,8 @@ ALERT = Declaration(
 #: handler name -> its declaration, in the order of the state's per-handler counters
 DECLARATIONS: dict[str, Declaration] = {d.name: d for d in (ORDER_TICK, RESTOCK, FORECAST, ALERT)}
 assert tuple(DECLARATIONS) == HANDLERS, "the declarations follow the state's order of handlers"
+
+
+def parts_of(part: Part) -> tuple[str, ...]:
+    """The handlers that commit to ``part`` (whose counters that part stores), in state order."""
+    return tuple(name for name, declared in DECLARATIONS.items() if declared.owns == part)

@@ -46,11 +46,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from handlers.errors import ConfigError, ConflictError, InputError, StorageError
-from handlers.model import ordering as core
 from handlers.model.bounds import MAX_SERIES
 from handlers.model.catalog import Catalog
 from handlers.model.events import Tick, format_epoch, format_time, parse_event
 from handlers.model.logs import CONTENT_TYPE, encode_events, event, log_key
+from handlers.model.outcome import Inputs
 from handlers.model.policy import Policy
 from handlers.model.state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
 from handlers.runtime import layout, pool, shards
@@ -59,29 +59,9 @@ from handlers.runtime.declarations import DECLARATIONS, Declaration
 from handlers.storage.base import Store
 from handlers.storage.deadline import Deadline, DeadlineStore
 
-__all__ = ["Runtime", "invoke", "invoke_all", "load_state", "shard_states", "flush_outbox", "CORES", "Core", "Publisher", "catch_up_cores"]
+__all__ = ["Runtime", "invoke", "apply_tick", "invoke_all", "load_state", "shard_states", "flush_outbox", "Publisher"]
 
 log = logging.getLogger("stockpulse")
-
-Core = Callable[[State, Tick, Catalog, Policy], core.Outcome]
-
-
-def _core(declared: Declaration) -> Core:
-    """The core a handler module declares, called as (state, tick, catalog, policy)."""
-    function = declared.load_core()
-    if declared.takes_policy:
-        return function
-    return lambda state, tick, catalog, policy: function(state, tick, catalog)
-
-
-CORES: dict[str, Core] = {name: _core(declared) for name, declared in DECLARATIONS.items()}
-assert tuple(CORES) == HANDLERS
-
-
-def catch_up_cores(minutes: int, cores: Mapping[str, Core] = CORES) -> dict[str, Core]:
-    """``cores`` with an order tick that simulates at most ``minutes`` business minutes."""
-    return {**cores, "order_tick": lambda state, tick, catalog, policy: core.order_tick(state, tick, catalog,
-                                                                                        max_minutes=minutes)}
 
 
 class Publisher(Protocol):
@@ -96,11 +76,11 @@ class Runtime:
     store: Store
     catalog: Catalog
     policy: Policy = Policy()
-    limits: Limits = field(default_factory=Limits)  # max lead of a tick over the store's clock
+    limits: Limits = field(default_factory=Limits)  # each handler's max lead; the order tick's catch-up bound
     publish: Publisher | None = None
     clock: Callable[[], float] = time.perf_counter
     max_attempts: int = 25
-    cores: Mapping[str, Core] = field(default_factory=lambda: CORES)  # swap a policy in benchmarks
+    handlers: Mapping[str, Declaration] = field(default_factory=lambda: DECLARATIONS)  # swap a core in benchmarks
     budget_seconds: float | None = None  # per invocation when no Lambda context gives a deadline
     num_shards: int = 1  # the catalog's shards (handlers/runtime/shards.py); an event's detail.shard picks one
     shard: int | None = None  # a runtime built for one shard: ``catalog`` is that shard's sub-catalog
@@ -136,12 +116,6 @@ def shard_states(store: Store, catalog: Catalog, num_shards: int) -> list[tuple[
     return [(part, (loaded or layout.fresh(part.catalog, at)).state) for part, loaded in found]
 
 
-def needs_history(handler: str, state: State, tick: Tick) -> bool:
-    """Whether the core reads the demand history: the forecast always, an order tick only when a
-    business day closes (once a day); restock and alert never."""
-    return handler == "forecast" or (handler == "order_tick" and (tick.epoch - 60) // 86400 > state.history_day)
-
-
 def flush_outbox(store: Store, state: State) -> int:
     """Write the log objects a commit promised; returns how many were missing or damaged."""
     written = 0
@@ -170,31 +144,39 @@ def _record(state: State, handler: str, tick: Tick, seconds: float, key: str, pa
                          conflicts={**state.conflicts, handler: state.conflicts[handler] + conflicts})
 
 
-def count_push_failure(store: Store, handler: str, attempts: int = 10) -> None:
+def count_push_failure(store: Store, declared: Declaration, attempts: int = 10) -> None:
     """Add one to the handler's push-failure counter (best effort, compare-and-swap of its part)."""
     for _ in range(attempts):
-        loaded = layout.load(store, None, at=0.0, history=False, forecast=layout.owner(handler) == "forecast")
+        loaded = layout.load(store, None, at=0.0, history=False, forecast=declared.owns == "forecast")
         if loaded is None:
             return
         failures = loaded.state.push_failures.copy()
-        failures[HANDLERS.index(handler)] += 1
+        failures[HANDLERS.index(declared.name)] += 1
         try:
-            layout.commit(store, loaded, loaded.state.replace(push_failures=failures), layout.owner(handler))
+            layout.commit(store, loaded, loaded.state.replace(push_failures=failures), declared.owns)
             return
         except ConflictError:
             continue
 
 
 def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline | None = None) -> dict[str, Any]:
-    """Apply one tick of ``handler``; returns a small JSON-safe summary.
+    """Apply one tick of ``handler`` for an EventBridge event; returns a small JSON-safe summary.
 
     With a ``deadline`` (the Lambda function's) — or, without one, the runtime's
     ``budget_seconds`` from now — every storage call checks it first and the metrics push gets at
     most the time left (handlers/storage/deadline.py)."""
-    if handler not in runtime.cores:
-        raise InputError(f"handler: unknown {handler!r} (one of {', '.join(HANDLERS)})")
+    if handler not in runtime.handlers:
+        raise InputError(f"handler: unknown {handler!r} (one of {', '.join(runtime.handlers)})")
     tick = parse_event(event_doc)
-    number = shards.resolve(tick.shard, tick.num_shards, runtime.num_shards)
+    return apply_tick(handler, tick, shards.resolve(tick.shard, tick.num_shards, runtime.num_shards), runtime,
+                      deadline=deadline)
+
+
+def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *,
+               deadline: Deadline | None = None) -> dict[str, Any]:
+    """:func:`invoke` for an event already parsed and its shard resolved (``number``; ``None``:
+    unsharded): the commit protocol of the module docstring, step by step."""
+    declared = runtime.handlers[handler]
     result: dict[str, Any] = {"handler": handler, "time": format_time(tick.time)}
     if deadline is None and runtime.budget_seconds is not None:
         deadline = Deadline(runtime.budget_seconds)
@@ -217,12 +199,13 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
     else:
         check_size(runtime.catalog, 1, None)
     whole = timed(whole)  # the forecast reads every shard's statistics (handlers/runtime/pool.py)
+    untimed = runtime.store  # counting a failed push comes after the invocation's budget, on its own
     runtime = replace(runtime, store=timed(runtime.store))
     started = runtime.clock()
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
     for attempt in range(runtime.max_attempts):
         loaded = (layout.load(runtime.store, runtime.catalog, at=tick.epoch, history=False,
-                              forecast=layout.reads_forecast(handler))
+                              forecast=declared.reads_forecast)
                   or layout.fresh(runtime.catalog, tick.epoch))
         state = loaded.state
         repaired = flush_outbox(runtime.store, state)
@@ -233,23 +216,24 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
             last = format_epoch(state.applied[handler])
             return {**result, "status": "skipped", "reason": f"already applied (last applied tick {last})"}
         check_lead(handler, tick.epoch, state, runtime.limits)
-        part = layout.owner(handler)
+        part = declared.owns
         if part != "hot" and loaded.etags["hot"] is None:  # the hot part comes first: it creates the store
             try:
                 layout.commit(runtime.store, loaded, state, "hot")
             except ConflictError:
                 conflicts += 1
             continue
-        if needs_history(handler, state, tick):
+        if declared.reads_history(state, tick):
             loaded = layout.with_history(runtime.store, loaded)
             state = loaded.state
-        inputs: dict[str, Any] = {}
-        if DECLARATIONS[handler].pools:  # the pooled fit: every shard's statistics of the day before
-            inputs["pooled"] = pool.gather(whole, runtime.num_shards, state.history_day - 1)
-            if inputs["pooled"] is None and number is not None and bool(np.isfinite(state.daily_demand).any()):
+        pooled = None
+        if declared.pools:  # the pooled fit: every shard's statistics of the day before
+            pooled = pool.gather(whole, runtime.num_shards, state.history_day - 1)
+            if pooled is None and number is not None and bool(np.isfinite(state.daily_demand).any()):
                 log.warning("shard %d: not every shard has published its forecast statistics of the day before; "
                             "this forecast fits on the shard's own series (job_run pool: own)", number)
-        outcome = runtime.cores[handler](state, tick, runtime.catalog, runtime.policy, **inputs)
+        inputs = Inputs(policy=runtime.policy, catch_up_minutes=runtime.limits.catch_up_minutes, pooled=pooled)
+        outcome = declared.core(state, tick, runtime.catalog, inputs)
         seconds = runtime.clock() - started
         run = event("job_run", handler, tick.time, "run" if number is None else f"run:shard-{number}",
                     tick_id=tick.event_id, status="applied", events=len(outcome.events),
@@ -288,7 +272,7 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
                                     shard=number)
             if error is not None:
                 log.warning("metrics for %s not published: %s", handler, error)
-                count_push_failure(getattr(runtime.store, "inner", runtime.store), handler)  # the shard's store
+                count_push_failure(untimed, declared)
                 result["metrics_error"] = error
         return result
     raise StorageError(f"{STATE_KEY}: gave up after {runtime.max_attempts} conflicting writes")

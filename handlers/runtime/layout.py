@@ -44,13 +44,14 @@ import numpy as np
 from handlers.errors import ConfigError, ConflictError, StorageError
 from handlers.model.catalog import Catalog
 from handlers.model.state import HANDLERS, SCHEMA, STATE_KEY, State, initial_state, pack, unpack
+from handlers.runtime.declarations import Part, parts_of
 from handlers.storage.base import Store
 
 log = logging.getLogger("stockpulse")
 
 __all__ = ["Loaded", "Committed", "load", "with_history", "fresh", "commit", "prune_history", "prune_hot",
-           "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "owner",
-           "NOT_LOADED", "FORECAST_NOT_LOADED", "FORECAST_READERS", "reads_forecast", "is_loaded", "forecast_daily_demand"]
+           "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "NOT_LOADED", "FORECAST_NOT_LOADED", "is_loaded",
+           "forecast_daily_demand"]
 
 FORECAST_KEY = "state/forecast.bin"
 HISTORY_PREFIX = "state/history/"
@@ -72,21 +73,6 @@ _ROWS = ("latency_buckets", "latency_sum", "invocations", "push_failures")  # ar
 #: zlib level per part, measured at 100k series (docs/storage.md "Codecs"): the forecast's floats shrink
 #: 16 % at level 1 for 0.8 s (0 = stored); the hot part 6x at 0.16 s; the history 5x, once a day
 LEVEL = {"hot": 1, "forecast": 0, "history": 1}
-
-
-#: The handlers whose invocations read ``state/forecast.bin``: the forecast (it owns it) and the
-#: alert (its core plans from the forecast). The others' cores never use it.
-FORECAST_READERS = ("forecast", "alert")
-
-
-def owner(handler: str) -> str:
-    """The part a handler commits to."""
-    return "forecast" if handler == "forecast" else "hot"
-
-
-def reads_forecast(handler: str) -> bool:
-    """Whether an invocation of ``handler`` reads the forecast part (``load(..., forecast=...)``)."""
-    return handler in FORECAST_READERS
 
 
 class _NotLoaded:
@@ -200,7 +186,7 @@ def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = Tr
         return _load(store, catalog, at=at, history=history, forecast=forecast)
     except _Missing as exc:
         raise StorageError(f"{exc.key}: referenced by {STATE_KEY} but missing from {store.url} — restore it "
-                           "from a backup, or start a new --store") from None
+                           "from a backup, or start a new --store") from exc
 
 
 def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
@@ -316,7 +302,7 @@ _EXCLUDED_FROM_HOT = set(HISTORY_FIELDS) | set(FORECAST_FIELDS) | set(PER_HANDLE
 HOT_FIELDS = tuple(f.name for f in dataclasses.fields(State) if f.name not in _EXCLUDED_FROM_HOT)
 
 
-def commit(store: Store, loaded: Loaded, state: State, part: str,
+def commit(store: Store, loaded: Loaded, state: State, part: Part,
            outbox: tuple[tuple[str, bytes], ...] | None = None) -> Committed:
     """Compare-and-swap ``part`` (``hot`` or ``forecast``) to ``state`` — the single commit point of
     an invocation. A hot commit whose history changed first writes the new history object (write-once).
@@ -326,7 +312,7 @@ def commit(store: Store, loaded: Loaded, state: State, part: str,
     go to a delta object (the elements that changed since the state it replaces) or, every
     ``MAX_CHAIN`` deltas, a new base object; both write-once, before the compare-and-swap."""
     outbox = loaded.outboxes[part] if outbox is None else outbox
-    handlers = tuple(h for h in HANDLERS if owner(h) == part)
+    handlers = parts_of(part)
     if part == "forecast":
         if not is_loaded(state.forecast_mean):
             raise ValueError("the forecast part is committed only by an invocation that read it")

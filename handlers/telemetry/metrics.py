@@ -16,8 +16,9 @@ and counts it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -185,12 +186,15 @@ class StateCollector:
         factory = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}[kind]
         return factory(name, text, labels=list(labels))
 
-    def _series(self, name: str, values: np.ndarray, *, where: np.ndarray | None = None) -> Metric:
+    def _series(self, name: str, values: np.ndarray) -> Metric:
+        """One sample per selected series; a NaN value is an absent sample (``predicted_stockout_hours``
+        of a series that does not run out within the horizon), never a sentinel number."""
         family = self._family(name)
-        index = self.selected if where is None else self.selected[where[self.selected]]
+        values = np.asarray(values, dtype=float)
+        index = self.selected[~np.isnan(values[self.selected])]
         products, warehouses = self.catalog.products, self.catalog.warehouses
         p_index, w_index = self.catalog.product_index[index].tolist(), self.catalog.warehouse_index[index].tolist()
-        for p, w, value in zip(p_index, w_index, np.asarray(values, dtype=float)[index].tolist()):
+        for p, w, value in zip(p_index, w_index, values[index].tolist()):
             family.add_metric([products[p].id, warehouses[w].id], value)
         return family
 
@@ -209,63 +213,22 @@ class StateCollector:
             family.add_metric([warehouse.id], value)
         return family
 
-    def _order_tick(self) -> Iterator[Metric]:
-        s = self.state
-        yield self._series("inventory_level_units", s.on_hand)
-        yield self._products("orders_per_minute", s.order_rate_now())
-        yield self._products("orders_total", s.shipped.astype(float))
-        yield self._series("lost_sales_units_total", s.lost_sales)
-        yield self._products("inventory_units_by_product", s.on_hand.astype(float))
-        yield self._warehouses("inventory_units_by_warehouse", s.on_hand)
-        yield self._warehouses("series_out_of_stock", s.on_hand <= 0)
-        yield self._warehouses("lost_sales_units_by_warehouse_total", s.lost_sales)
-        family = self._family("catalog_series")
-        family.add_metric([], float(s.num_series))
-        yield family
+    def _scalar(self, name: str, value: float) -> Metric:
+        family = self._family(name)
+        family.add_metric([], float(value))
+        return family
 
-    def _restock(self) -> Iterator[Metric]:
-        yield self._series("received_units_total", self.state.received)
-        yield self._warehouses("received_units_by_warehouse_total", self.state.received)
-
-    def _forecast(self) -> Iterator[Metric]:
-        values = self.exposed
-        if "stockout_hours" in values:  # the values the forecast core computed (handlers/forecasting/planning.py)
-            hours = values["stockout_hours"]
-            within = np.isfinite(hours)
-            yield self._series("predicted_stockout_hours", np.nan_to_num(hours), where=within)
-            yield self._series("stockout_within_horizon", within.astype(float))
-            yield self._series("stockout_probability", values["stockout_probability"])
-            yield self._products("demand_forecast_units", values["forecast_7d_units"])
-            yield self._series("reorder_point_units", values["reorder_point"])
-            yield self._warehouses("series_at_risk", at_risk(self.state, self.focus, values))
-        yield self._warehouses("series_low_cover", cover_days(self.state) < self.focus.low_cover_days)
-        yield from self._forecast_quality()
-
-    def _alert(self) -> Iterator[Metric]:
-        opened, inbound = open_count(self.state), inbound_units(self.state)
-        yield self._series("reorder_events_total", self.state.reorders)
-        yield self._series("purchase_orders_open", opened)
-        yield self._series("inbound_units", inbound)
-        yield self._warehouses("purchase_orders_open_by_warehouse", opened)
-        yield self._warehouses("inbound_units_by_warehouse", inbound)
-
-    def _forecast_quality(self) -> Iterator[Metric]:
-        s, index, n = self.state, self.catalog.product_index, len(self.catalog.products)
-        error = np.bincount(index, weights=s.score_abs_error, minlength=n)
-        actual = np.bincount(index, weights=s.score_actual, minlength=n)
-        paired = np.bincount(index, weights=s.score_paired_abs_error, minlength=n)
-        naive = np.bincount(index, weights=s.score_naive_abs_error, minlength=n)
-        yield self._products("forecast_abs_error_units_total", s.score_abs_error)
-        yield self._products("forecast_actual_units_total", s.score_actual)
-        yield self._products("forecast_paired_abs_error_units_total", s.score_paired_abs_error)
-        yield self._products("forecast_seasonal_naive_abs_error_units_total", s.score_naive_abs_error)
-        for name, numerator, denominator, offset in (("forecast_wape", error, actual, 0.0),
-                                                      ("forecast_skill_vs_seasonal_naive", -paired, naive, 1.0)):
-            family = self._family(name)
-            for p, product in enumerate(self.catalog.products):
-                if denominator[p] > 0:  # no value before a day was scored: absent, not 0
-                    family.add_metric([product.id], offset + numerator[p] / denominator[p])
-            yield family
+    def _ratio(self, name: str, parts: tuple[np.ndarray, np.ndarray, float]) -> Metric:
+        """Per product: ``offset + Σ numerator / Σ denominator`` over its series; absent (not 0) while
+        the denominator is 0 (no day scored yet)."""
+        numerator, denominator, offset = parts
+        index, n = self.catalog.product_index, len(self.catalog.products)
+        top, bottom = np.bincount(index, weights=numerator, minlength=n), np.bincount(index, weights=denominator, minlength=n)
+        family = self._family(name)
+        for p, product in enumerate(self.catalog.products):
+            if bottom[p] > 0:
+                family.add_metric([product.id], offset + top[p] / bottom[p])
+        return family
 
     def _operations(self) -> Iterator[Metric]:
         h = HANDLERS.index(self.handler)
@@ -287,10 +250,60 @@ class StateCollector:
             yield family
 
     def collect(self) -> Iterator[Metric]:
-        owned = {"order_tick": self._order_tick, "restock": self._restock, "forecast": self._forecast,
-                 "alert": self._alert}[self.handler]
-        yield from owned()
+        """The metrics the handler's declaration owns, in its order, then every handler's operations metrics."""
+        for name in DECLARATIONS[self.handler].metrics:
+            shape, read = VALUES[name]
+            value = read(self)
+            if value is not None:  # e.g. the forecast's projection when no forecast core computed it
+                yield getattr(self, f"_{shape}")(name, value)
         yield from self._operations()
+
+
+def _exposed(name: str) -> Callable[[StateCollector], np.ndarray | None]:
+    return lambda c: c.exposed.get(name)
+
+
+def _scores(c: StateCollector, numerator: str, denominator: str, sign: float = 1.0, offset: float = 0.0) -> tuple:
+    return sign * getattr(c.state, numerator), getattr(c.state, denominator), offset
+
+
+#: metric -> (shape, what it reads): every value is read from the committed state or taken as the
+#: core computed it (``exposed``); exposition recomputes no policy. Shapes: ``series`` (one sample per
+#: selected series), ``products`` / ``warehouses`` (summed), ``scalar``, ``ratio`` (per product).
+VALUES: dict[str, tuple[str, Callable[[StateCollector], Any]]] = {
+    "inventory_level_units": ("series", lambda c: c.state.on_hand),
+    "orders_per_minute": ("products", lambda c: c.state.order_rate_now()),
+    "orders_total": ("products", lambda c: c.state.shipped.astype(float)),
+    "lost_sales_units_total": ("series", lambda c: c.state.lost_sales),
+    "inventory_units_by_product": ("products", lambda c: c.state.on_hand.astype(float)),
+    "inventory_units_by_warehouse": ("warehouses", lambda c: c.state.on_hand),
+    "series_out_of_stock": ("warehouses", lambda c: c.state.on_hand <= 0),
+    "lost_sales_units_by_warehouse_total": ("warehouses", lambda c: c.state.lost_sales),
+    "catalog_series": ("scalar", lambda c: c.state.num_series),
+    "received_units_total": ("series", lambda c: c.state.received),
+    "received_units_by_warehouse_total": ("warehouses", lambda c: c.state.received),
+    "predicted_stockout_hours": ("series", _exposed("stockout_hours")),
+    "stockout_within_horizon": ("series", lambda c: None if "stockout_hours" not in c.exposed
+                                else np.isfinite(c.exposed["stockout_hours"]).astype(float)),
+    "stockout_probability": ("series", _exposed("stockout_probability")),
+    "demand_forecast_units": ("products", _exposed("forecast_7d_units")),
+    "reorder_point_units": ("series", _exposed("reorder_point")),
+    "series_at_risk": ("warehouses", lambda c: at_risk(c.state, c.focus, c.exposed) if "stockout_hours" in c.exposed
+                       else None),
+    "series_low_cover": ("warehouses", lambda c: cover_days(c.state) < c.focus.low_cover_days),
+    "forecast_abs_error_units_total": ("products", lambda c: c.state.score_abs_error),
+    "forecast_actual_units_total": ("products", lambda c: c.state.score_actual),
+    "forecast_paired_abs_error_units_total": ("products", lambda c: c.state.score_paired_abs_error),
+    "forecast_seasonal_naive_abs_error_units_total": ("products", lambda c: c.state.score_naive_abs_error),
+    "forecast_wape": ("ratio", lambda c: _scores(c, "score_abs_error", "score_actual")),
+    "forecast_skill_vs_seasonal_naive": ("ratio", lambda c: _scores(c, "score_paired_abs_error",
+                                                                     "score_naive_abs_error", -1.0, 1.0)),
+    "reorder_events_total": ("series", lambda c: c.state.reorders),
+    "purchase_orders_open": ("series", lambda c: open_count(c.state)),
+    "inbound_units": ("series", lambda c: inbound_units(c.state)),
+    "purchase_orders_open_by_warehouse": ("warehouses", lambda c: open_count(c.state)),
+    "inbound_units_by_warehouse": ("warehouses", lambda c: inbound_units(c.state)),
+}
 
 
 def build_registry(handler: str, state: State, catalog: Catalog, *, exposed: Mapping[str, np.ndarray] | None = None,
@@ -300,3 +313,4 @@ def build_registry(handler: str, state: State, catalog: Catalog, *, exposed: Map
     registry.register(StateCollector(handler, state, catalog, exposed=exposed, focus=focus,
                                      wall_time=time.time() if wall_time is None else wall_time))
     return registry
+assert set(VALUES) == set(METRICS) - set(OPERATIONS), "every metric a handler owns has one definition of its value"

@@ -12,7 +12,6 @@ from typing import Any
 from handlers.errors import ConfigError
 from handlers.model.logs import LOG_PREFIX
 from handlers.model.state import HANDLERS, STATE_KEY
-from handlers.runtime import layout
 from handlers.runtime.catalogs import SOURCE_PREFIX, STORE_SCHEME, compiled_globs
 from handlers.runtime.declarations import DECLARATIONS
 from handlers.runtime.layout import FORECAST_KEY, HISTORY_PREFIX, HOT_PREFIX
@@ -239,7 +238,7 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
          "Resource": [f"{bucket}/{state}{STATE_KEY}", f"{bucket}/{state}{FORECAST_KEY}",
                       f"{bucket}/{state}{HISTORY_PREFIX}*", f"{bucket}/{state}{HOT_PREFIX}*"]},
         *([{"Sid": "PruneHotObjects", "Effect": "Allow", "Action": ["s3:DeleteObject"],  # after a new base
-            "Resource": [f"{bucket}/{state}{HOT_PREFIX}*"]}] if layout.owner(handler) == "hot" else []),
+            "Resource": [f"{bucket}/{state}{HOT_PREFIX}*"]}] if DECLARATIONS[handler].owns == "hot" else []),
         *([{"Sid": "PruneHistory", "Effect": "Allow", "Action": ["s3:DeleteObject"],  # the order tick that closes a day
             "Resource": [f"{bucket}/{state}{HISTORY_PREFIX}*"]}] if handler == "order_tick" else []),
         *([{"Sid": "PooledFit", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
