@@ -46,7 +46,7 @@ def _runtime(settings: Settings, shard: int | None) -> Runtime:
         return _cached[shard]
 
 
-def handle(name: str, event: Any, context: Any = None, *, environ: Mapping[str, str] | None = None) -> dict:
+def handle(name: str, event: Any, context: Any = None, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run handler ``name`` for one EventBridge event; with a Lambda ``context`` the invocation
     ends its storage calls and metrics push within the function's remaining time. The event is
     parsed and its shard resolved once, before anything is loaded."""

@@ -167,7 +167,7 @@ def _is_datetime(column: pd.Series) -> bool:
     """True if ``column`` already holds timestamps."""
     import pandas as pd
 
-    return pd.api.types.is_datetime64_any_dtype(column)
+    return bool(pd.api.types.is_datetime64_any_dtype(column))
 
 
 def _check_horizon(matrix: np.ndarray, names: list[str], calendar: pd.DatetimeIndex, horizon: int) -> None:

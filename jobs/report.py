@@ -104,8 +104,8 @@ def read_objects(store: Store, keys: Sequence[str]) -> Iterable[bytes]:
             yield store.get(key)
 
 
-def _collect(payloads: Iterable[bytes], index: dict[tuple[str, str], int]) -> dict[str, list[tuple]]:
-    rows: dict[str, list[tuple]] = {kind: [] for kind in COLUMNS}
+def _collect(payloads: Iterable[bytes], index: dict[tuple[str, str], int]) -> dict[str, list[tuple[Any, ...]]]:
+    rows: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in COLUMNS}
     for payload in payloads:
         for line in gzip.decompress(payload).split(b"\n"):
             if not line:
@@ -118,7 +118,7 @@ def _collect(payloads: Iterable[bytes], index: dict[tuple[str, str], int]) -> di
     return rows
 
 
-def _frame(kind: str, rows: list[tuple]) -> pd.DataFrame:
+def _frame(kind: str, rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     import pandas as pd  # only when a report is made: `python -m jobs invoke` does not pay for it
     frame = pd.DataFrame.from_records(rows, columns=["stamp", "series", *COLUMNS[kind]])
     stamps = pd.to_datetime(frame["stamp"], utc=True, format="ISO8601").dt.as_unit("s")

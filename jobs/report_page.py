@@ -166,7 +166,7 @@ def _inventory(data: RunData, x_range: Range1d) -> list[Any]:
     alerts, restocks = data.events["reorder_alert"], data.events["restock"]
     for product in data.product_ids:
         fig = _time_figure(f"Inventory on hand — {product}", x_range, "units")
-        runs: dict[str, list] = {"left": [], "right": [], "warehouse": []}
+        runs: dict[str, list[Any]] = {"left": [], "right": [], "warehouse": []}
         placed, arrived = [], []
         top = 1
         for r, i, wh in _series_of(data, product):

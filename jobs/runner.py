@@ -59,10 +59,10 @@ class BusinessClock:
 class RunReport:
     business_start: float
     business_end: float = math.nan
-    invocations: Counter = field(default_factory=Counter)
-    applied: Counter = field(default_factory=Counter)
+    invocations: Counter[str] = field(default_factory=Counter)
+    applied: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
-    missed: Counter = field(default_factory=Counter)
+    missed: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {"business_start": format_epoch(self.business_start), "business_end": format_epoch(self.business_end),

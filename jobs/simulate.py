@@ -116,7 +116,7 @@ def series_table(result: SimulationResult, catalog: Catalog) -> list[dict[str, A
 
     def delta(name: str) -> np.ndarray:
         now = getattr(after, name)
-        return now - getattr(before, name) if before is not None else now
+        return np.asarray(now - getattr(before, name) if before is not None else now)
 
     sold, lost, reorders = delta("shipped"), delta("lost_sales"), delta("reorders")
     demand = sold + lost

@@ -6,7 +6,8 @@
 #   1. apt-installs the servers the integration tests run (only when a binary is missing);
 #   2. creates or updates the virtualenv .venv and installs the project with its test extra;
 #   3. installs LocalStack (host mode) into .servers/localstack for the deploy tests;
-#   4. runs ruff and mypy, then pytest, passing this script's arguments through.
+#   4. runs ruff, mypy --strict and the import contract (lint-imports), then pytest, passing this
+#      script's arguments through.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -139,9 +140,11 @@ log "pip install -e '.[test]'"
 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
     .venv/bin/python -m pip install --quiet --editable '.[test]'
 
-# Lint and type-check first (seconds), then the tests. Both read their settings from pyproject.toml.
-log "ruff check; mypy"
+# Lint, type-check and check the import contract first (seconds), then the tests. All three read
+# their settings from pyproject.toml.
+log "ruff check; mypy --strict; lint-imports"
 .venv/bin/ruff check --quiet .
 .venv/bin/mypy --no-error-summary
+.venv/bin/lint-imports --no-cache --no-logo >/dev/null || .venv/bin/lint-imports --no-cache --no-logo
 
 exec .venv/bin/python -m pytest "$@"

@@ -37,8 +37,9 @@ No loop over series and no seeded sample: the same history forecasts the same an
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -47,6 +48,7 @@ from handlers.model.streams import mix, uniforms, word
 
 __all__ = ["MODEL_NAME", "HISTORY_DAYS", "Forecast", "forecast"]
 
+_T = TypeVar("_T")
 MODEL_NAME = "stockpulse"
 LOOKBACK_SEASONS = 16
 HISTORY_DAYS = 7 * LOOKBACK_SEASONS  # 112: daily history the live handler keeps; the model uses no more
@@ -152,13 +154,13 @@ def _design(
 def _dot(features: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """``features @ coef`` summed row by row (a row's result never depends on the other rows, as a
     BLAS call's blocking may: a series forecasts the same in any shard)."""
-    return (features * coef).sum(axis=-1)
+    return np.asarray((features * coef).sum(axis=-1))
 
 
 def _predict(features: np.ndarray, share: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """``[features * share, features * (1 - share)] @ coef`` without building the wide matrix."""
     width = features.shape[-1]
-    return _dot(features, coef[:width]) * share[..., 0] + _dot(features, coef[width:]) * (1.0 - share[..., 0])
+    return np.asarray(_dot(features, coef[:width]) * share[..., 0] + _dot(features, coef[width:]) * (1.0 - share[..., 0]))
 
 
 def _training_rows(keys: np.ndarray, length: int, horizon: int, season: int, per_series: float | None,
@@ -226,7 +228,7 @@ _SUM_ROWS = 1 << 24
 
 
 def _fixed(values: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(np.nan_to_num(values), -FIXED_LIMIT, FIXED_LIMIT) * 2.0**FIXED_BITS).astype(np.int64)
+    return np.asarray(np.rint(np.clip(np.nan_to_num(values), -FIXED_LIMIT, FIXED_LIMIT) * 2.0**FIXED_BITS), dtype=np.int64)
 
 
 def _limbs(fixed: np.ndarray) -> list[np.ndarray]:
@@ -257,7 +259,8 @@ def exact_cross(left: np.ndarray, right: np.ndarray) -> list[list[int]]:
             sums[i, j] += np.rint(a[i].T @ b[j]).astype(np.int64)
         if (number + 1) % _FLUSH_CHUNKS == 0:
             total += _combine(sums, symmetric)
-    return (total + _combine(sums, symmetric)).tolist()
+    result: list[list[int]] = (total + _combine(sums, symmetric)).tolist()
+    return result
 
 
 def _combine(sums: dict[tuple[int, int], np.ndarray], symmetric: bool) -> np.ndarray:
@@ -397,7 +400,7 @@ def _nonnegative_least_squares(gram: np.ndarray, cross: np.ndarray) -> np.ndarra
     jitter = 1e-10 * (np.trace(gram) / len(gram) + 1.0)  # collinear windows: keep Cholesky defined
     upper = np.linalg.cholesky(gram + jitter * np.eye(len(gram))).T
     rotated = np.linalg.solve(upper.T, cross)
-    return nnls(upper, rotated)[0]
+    return np.asarray(nnls(upper, rotated)[0])
 
 
 def _variance_features(mean: np.ndarray, step: np.ndarray, season: int) -> np.ndarray:
@@ -433,14 +436,15 @@ class _Model:
         self.target = target[observed]
         self._cache: dict[str, tuple[tuple[Any, ...], Any]] = {}
 
-    def _cached(self, name: str, key: tuple[Any, ...], compute: Any) -> Any:
+    def _cached(self, name: str, key: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
         """What ``compute()`` gives, once per ``(name, key)``: the stages fitted on one history one
         after the other reuse what the earlier ones computed."""
         found = self._cache.get(name)
         if found is None or found[0] != key:
             found = (key, compute())
             self._cache[name] = found
-        return found[1]
+        result: _T = found[1]
+        return result
 
     def profile_stats(self) -> list[list[int]]:
         def compute() -> list[list[int]]:
@@ -471,7 +475,7 @@ class _Model:
     def fitted(self, params: Params) -> np.ndarray:
         assert params.coef is not None
         wide, _ = self.features(self.profile(params))
-        return np.maximum(_dot(wide, params.coef), 0.0)
+        return np.asarray(np.maximum(_dot(wide, params.coef), 0.0))
 
     def statistics(self, params: Params) -> Stats:
         """This history's statistics under ``params``: each stage whose inputs ``params`` has."""

@@ -42,7 +42,7 @@ def hour_shares(state: State, catalog: Catalog, pooled: Pool | None = None) -> n
     totals = summed.sum(axis=1, keepdims=True)
     shrink = np.where(totals > 0, (summed + 1.0) / (totals + 24.0), 1 / 24)[catalog.warehouse_index]
     own = profile.sum(axis=1, keepdims=True)
-    return (profile + _SHARE_PSEUDO_UNITS * shrink) / (own + _SHARE_PSEUDO_UNITS)
+    return np.asarray((profile + _SHARE_PSEUDO_UNITS * shrink) / (own + _SHARE_PSEUDO_UNITS))
 
 
 def daily_forecast(state: State, catalog: Catalog, now: float,

@@ -95,12 +95,12 @@ class Catalog:
 
     # -- per-series parameters -------------------------------------------------------------
     def _per_product(self, field: str) -> np.ndarray:
-        return np.array([getattr(p, field) for p in self.products], dtype=float)[self.product_index]
+        return np.asarray(np.array([getattr(p, field) for p in self.products], dtype=float)[self.product_index])
 
     @cached_property
     def base_demand_per_day(self) -> np.ndarray:
         factor = np.array([w.demand_factor for w in self.warehouses])[self.warehouse_index]
-        return self._per_product("base_demand_per_day") * factor
+        return np.asarray(self._per_product("base_demand_per_day") * factor)
 
     @cached_property
     def lead_time_hours(self) -> np.ndarray:
@@ -183,7 +183,7 @@ class _Parser:
                             f"unknown field (expected one of {', '.join(sorted(allowed))})")
         return value
 
-    def number(self, row: dict, key: str, where: str, *, default: float | None = None,
+    def number(self, row: dict[str, Any], key: str, where: str, *, default: float | None = None,
                minimum: float = 0.0, strict: bool = True, integer: bool = False) -> float:
         if key not in row:
             if default is None:
@@ -207,7 +207,7 @@ class _Parser:
             raise self.fail(field, f"must be {kind} {bound}{limit}, got {shown}")
         return int(value) if integer else float(value)
 
-    def ident(self, row: dict, where: str, seen: set[str]) -> str:
+    def ident(self, row: dict[str, Any], where: str, seen: set[str]) -> str:
         value = row.get("id")
         if not isinstance(value, str) or not value.strip():
             raise self.fail(f"{where}.id", f"must be a non-empty string, got {value!r}")

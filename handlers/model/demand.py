@@ -67,7 +67,7 @@ def promotion_calendar(catalog: Catalog, first_day: int, days: int) -> np.ndarra
     same calendar, as a shop's forecasting reads its marketing calendar.
     """
     lifts = np.stack([promotion_lift(catalog, day) for day in range(first_day, first_day + days)], axis=1)
-    return lifts[catalog.product_index]
+    return np.asarray(lifts[catalog.product_index])
 
 
 #: Demand saturates at this many expected units per minute and series: a trend compounded over
@@ -90,7 +90,7 @@ def minute_rates(catalog: Catalog, minute_ends: np.ndarray) -> np.ndarray:
     promo = lifts[which][:, catalog.product_index]
     with np.errstate(over="ignore", invalid="ignore"):
         rates = (catalog.base_demand_per_day / 1440.0) * shape * trend * promo
-    return np.minimum(np.nan_to_num(rates, nan=MAX_RATE_PER_MINUTE, posinf=MAX_RATE_PER_MINUTE), MAX_RATE_PER_MINUTE)
+    return np.asarray(np.minimum(np.nan_to_num(rates, nan=MAX_RATE_PER_MINUTE, posinf=MAX_RATE_PER_MINUTE), MAX_RATE_PER_MINUTE))
 
 
 def demand_block(catalog: Catalog, minute_ends: np.ndarray, rates: np.ndarray) -> np.ndarray:
@@ -107,4 +107,4 @@ def demand_block(catalog: Catalog, minute_ends: np.ndarray, rates: np.ndarray) -
 
 def minute_demand(catalog: Catalog, minute_end: float, rates: np.ndarray) -> np.ndarray:
     """Units ordered in one minute [S]: the row of :func:`demand_block` for that minute."""
-    return demand_block(catalog, np.array([minute_end]), np.asarray(rates)[None, :])[0]
+    return np.asarray(demand_block(catalog, np.array([minute_end]), np.asarray(rates)[None, :])[0])

@@ -50,7 +50,7 @@ class ReorderPlan:
 def round_up_to_pack(units: np.ndarray, pack_size: np.ndarray) -> np.ndarray:
     """Whole packs covering ``units`` (at least one pack)."""
     packs = np.maximum(np.ceil(np.asarray(units, dtype=float) / pack_size), 1.0)
-    return (packs * pack_size).astype(np.int64)
+    return np.asarray(packs * pack_size, dtype=np.int64)
 
 
 def plan_reorders(policy: Policy, path: DemandPath, *, on_hand: np.ndarray, inbound: np.ndarray,

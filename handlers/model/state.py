@@ -18,6 +18,7 @@ import json
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ HISTORY_DAYS = 112  # complete days of demand kept for the forecaster
 FORECAST_DAYS = 8  # today + the next 7 days
 
 #: Arrays added after SCHEMA 1 was first written: name -> the value a state without it loads with.
-_ADDED_ARRAYS = {"score_forecast_std": lambda series: np.full(series, np.nan),
+_ADDED_ARRAYS: dict[str, Callable[[int], np.ndarray]] = {"score_forecast_std": lambda series: np.full(series, np.nan),
                  "cover_daily_demand": lambda series: np.full(series, np.nan, dtype=np.float32)}
 
 

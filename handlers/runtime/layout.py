@@ -389,8 +389,8 @@ def _same(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """Element-wise: bit for bit the same value (NaN equals NaN; -0.0 is not 0.0)."""
     if old.dtype.kind in "fc":
         width = np.dtype(f"u{old.dtype.itemsize}")
-        return old.reshape(-1).view(width) == new.reshape(-1).view(width)
-    return old.reshape(-1) == new.reshape(-1)
+        return np.asarray(old.reshape(-1).view(width) == new.reshape(-1).view(width))
+    return np.asarray(old.reshape(-1) == new.reshape(-1))
 
 
 def _delta(previous: State | None, series: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:

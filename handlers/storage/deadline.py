@@ -15,13 +15,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from handlers.errors import StorageError
 from handlers.storage.base import Store, Versioned
 
 __all__ = ["Deadline", "DeadlineStore", "LAMBDA_MARGIN_SECONDS"]
 
+_T = TypeVar("_T")
 LAMBDA_MARGIN_SECONDS = 1.0  # kept back from the Lambda timeout to report instead of being killed
 
 
@@ -59,26 +60,26 @@ class DeadlineStore:
     def __init__(self, inner: Store, deadline: Deadline) -> None:
         self.inner, self.deadline, self.url = inner, deadline, inner.url
 
-    def _call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, method: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         self.deadline.check(what)
-        outcome: list[Any] = []
+        results: list[_T] = []
+        failures: list[BaseException] = []
 
         def run() -> None:
             try:
-                outcome.append((True, method(*args, **kwargs)))
+                results.append(method(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                outcome.append((False, exc))
+                failures.append(exc)
 
         worker = threading.Thread(target=run, name="stockpulse-io", daemon=True)  # never holds up exit
         worker.start()
         worker.join(self.deadline.remaining())
-        if not outcome:
+        if failures:
+            raise failures[0]
+        if not results:
             raise StorageError(f"{what}: no answer from {self.url} within the invocation's time budget "
                                f"({self.deadline.seconds:.1f} s); the next invocation continues")
-        ok, value = outcome[0]
-        if not ok:
-            raise value
-        return value
+        return results[0]
 
     def read(self, key: str) -> Versioned | None:
         return self._call(key, self.inner.read, key)

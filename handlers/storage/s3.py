@@ -83,7 +83,7 @@ class S3Store:
             response = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
         except foreign_errors() as exc:
             raise self._fail(key, exc) from exc
-        return response["ETag"]
+        return str(response["ETag"])
 
     def matches(self, key: str, data: bytes) -> bool | None:
         """Whether write-once ``key`` holds exactly ``data`` (None: it does not exist): size and MD5
@@ -94,7 +94,7 @@ class S3Store:
             if _error_code(exc) in _NOT_FOUND:
                 return None
             raise self._fail(key, exc) from exc
-        return (head.get("ContentLength") == len(data)
+        return bool(head.get("ContentLength") == len(data)
                 and head.get("ETag", "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest())
 
     def put_once(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> bool:
@@ -125,7 +125,7 @@ class S3Store:
 
     def get(self, key: str) -> bytes:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
         except foreign_errors() as exc:
             raise self._fail(key, exc) from exc
 

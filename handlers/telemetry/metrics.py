@@ -156,7 +156,7 @@ def cover_days(state: State) -> np.ndarray:
 def at_risk(state: State, focus: Focus, exposed: Mapping[str, np.ndarray]) -> np.ndarray:
     if "stockout_hours" in exposed and "stockout_probability" in exposed:
         soon = np.nan_to_num(exposed["stockout_hours"], nan=np.inf) <= focus.alert_threshold_hours
-        return soon | (exposed["stockout_probability"] >= focus.risk_probability) | (state.on_hand <= 0)
+        return np.asarray(soon | (exposed["stockout_probability"] >= focus.risk_probability) | (state.on_hand <= 0))
     return cover_days(state) * 24.0 <= focus.alert_threshold_hours
 
 
@@ -184,7 +184,8 @@ class StateCollector:
     def _family(self, name: str) -> GaugeMetricFamily | CounterMetricFamily:
         kind, labels, _, text = METRICS[name]
         factory = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}[kind]
-        return factory(name, text, labels=list(labels))
+        family: GaugeMetricFamily | CounterMetricFamily = factory(name, text, labels=list(labels))
+        return family
 
     def _series(self, name: str, values: np.ndarray) -> Metric:
         """One sample per selected series; a NaN value is an absent sample (``predicted_stockout_hours``
@@ -263,7 +264,8 @@ def _exposed(name: str) -> Callable[[StateCollector], np.ndarray | None]:
     return lambda c: c.exposed.get(name)
 
 
-def _scores(c: StateCollector, numerator: str, denominator: str, sign: float = 1.0, offset: float = 0.0) -> tuple:
+def _scores(c: StateCollector, numerator: str, denominator: str, sign: float = 1.0,
+            offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, float]:
     return sign * getattr(c.state, numerator), getattr(c.state, denominator), offset
 
 

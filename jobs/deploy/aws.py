@@ -23,7 +23,8 @@ def client_error() -> type[Exception]:
     deploy runs, not with the command line."""
     from botocore.exceptions import ClientError
 
-    return ClientError
+    error: type[Exception] = ClientError
+    return error
 
 
 def _error_code(exc: BaseException) -> str:

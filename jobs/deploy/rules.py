@@ -182,7 +182,8 @@ def _target_view(target: Mapping[str, Any]) -> tuple[str, str, str | None]:
 
 def _source_arn(statement: Mapping[str, Any]) -> str | None:
     condition = statement.get("Condition", {}).get("ArnLike", {})
-    return condition.get("AWS:SourceArn")
+    found = condition.get("AWS:SourceArn")
+    return None if found is None else str(found)
 
 
 def remove_rule(d: _Deployment, function: str, name: str, dry_run: bool, *, why: str = "",
