@@ -181,6 +181,14 @@ es_count() {  # TYPE -> number of documents of that type in filebeat-*
 }
 es_has() { [ "$(es_count "$1")" -gt 0 ]; }
 
+es_ids_are_event_ids() {  # TYPE -> "<n> <m>": n of a sample of documents, m of them with _id == event_id
+    curl -fsS -H 'Content-Type: application/json' "$(url elasticsearch 9200)/filebeat-*/_search" \
+        -d "{\"size\": 50, \"query\": {\"term\": {\"type\": \"$1\"}}, \"_source\": [\"event_id\"]}" 2>/dev/null \
+        | python3 -c 'import json, sys
+hits = json.load(sys.stdin)["hits"]["hits"]
+print(len(hits), sum(h["_id"] == h["_source"].get("event_id") for h in hits))' 2>/dev/null || echo "0 0"
+}
+
 prom_series() {  # PROMQL -> number of series in the instant vector
     curl -fsS --get --data-urlencode "query=$1" "$(url prometheus 9090)/api/v1/query" 2>/dev/null \
         | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["data"]["result"]))' 2>/dev/null || echo 0
@@ -243,6 +251,9 @@ remaining=$((deadline - SECONDS)); [ "$remaining" -gt 120 ] || remaining=120
 for t in "${LAMBDA_EVENT_TYPES[@]}"; do
     if until_ok "$remaining" es_has "$t"; then pass "Elasticsearch holds $(es_count "$t") '$t' documents"
     else fail "Elasticsearch holds no '$t' documents (docker compose logs filebeat)"; fi
+    read -r sampled same <<<"$(es_ids_are_event_ids "$t")"
+    if [ "$sampled" -gt 0 ] && [ "$same" = "$sampled" ]; then pass "'$t' documents: _id = event_id ($same of $sampled sampled)"
+    else fail "'$t' documents: only $same of $sampled sampled have _id = event_id (infra/filebeat/filebeat.yml processors)"; fi
 done
 for m in "${METRICS[@]}"; do
     if until_ok 120 prom_has "$m"; then pass "Prometheus returns $m ($(prom_series "$m") series)"

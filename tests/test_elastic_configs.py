@@ -8,11 +8,14 @@ invocations configured as Lambda configures them, with the bucket and prefix Fil
 
 from __future__ import annotations
 
+import copy
+import gzip
+import hashlib
 import importlib
 import importlib.util
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import boto3
@@ -43,6 +46,7 @@ FILEBEAT_OWN = {"message", "@metadata._id"}
 ALLOWED_MAPPING = {"string": {"keyword", "date"}, "integer": {"long"}, "number": {"double"},
                    "boolean": {"boolean"}}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+READ_TIME = datetime(2030, 1, 1, tzinfo=timezone.utc)  # the wall clock when Filebeat reads (not business time)
 
 
 def beats_default(value: str) -> str:
@@ -59,8 +63,11 @@ def replayed(tmp_path_factory):
     sharded = FileStore(tmp_path_factory.mktemp("sharded"))
     emitted.replay_sharded(sharded)
     events = emitted.log_events(store) + emitted.log_events(sharded)
+    stores = {"replay": store, "sharded": sharded}  # two deployments: ids are unique within each
+    by_store = {name: [(key, s.get(key)) for key in s.list(LOG_PREFIX)] for name, s in stores.items()}
     return {"applied": applied, "events": events, "types": emitted.field_types(events),
-            "metrics": emitted.pushed_metrics(store)}
+            "metrics": emitted.pushed_metrics(store), "objects_by_store": by_store,
+            "objects": [o for objects in by_store.values() for o in objects]}
 
 
 @pytest.fixture(scope="module")
@@ -173,15 +180,15 @@ def test_filebeat_polls_the_bucket_and_prefix_the_handlers_write(filebeat):
     assert filebeat["monitoring.enabled"] is False
 
 
-def test_filebeat_decodes_json_to_top_level_fields_and_ids_documents_by_event_id(filebeat):
-    processors = [next(iter(p.items())) for p in filebeat["processors"]]
-    names = [name for name, _ in processors]
-    assert names.index("decode_json_fields") < names.index("copy_fields")
-    decode = dict(processors)["decode_json_fields"]
+def test_filebeat_decodes_first_then_replaces_the_inputs_id_then_drops_message(filebeat):
+    chain = [next(iter(p.items())) for p in filebeat["processors"]]
+    assert [name for name, _ in chain] == ["decode_json_fields", "drop_fields", "copy_fields", "drop_fields"]
+    decode = chain[0][1]
     assert decode["fields"] == ["message"] and decode["target"] == "" and decode["overwrite_keys"] is True
-    assert "document_id" not in decode  # it would remove event_id from the document
-    copy = dict(processors)["copy_fields"]
-    assert copy["fields"] == [{"from": "event_id", "to": "@metadata._id"}]
+    assert "document_id" not in decode  # it would delete event_id from the document
+    assert chain[1][1]["fields"] == ["@metadata._id"]
+    assert chain[2][1]["fields"] == [{"from": "event_id", "to": "@metadata._id"}]
+    assert chain[3][1]["fields"] == ["message"]
 
 
 def test_every_field_the_filebeat_processors_name_is_emitted(filebeat, replayed):
@@ -193,6 +200,282 @@ def test_every_field_the_filebeat_processors_name_is_emitted(filebeat, replayed)
             named |= set(item.values()) if isinstance(item, dict) else {item}
     assert named - FILEBEAT_OWN
     assert named - FILEBEAT_OWN <= set(replayed["types"])
+
+
+# A model of Filebeat for the processor chain above: the aws-s3 input's events and the three
+# processors, with their semantics as the elastic/beats sources state them (read 2026-12 through
+# the source index, main line: each function names its file). It refuses options it does not
+# model, so a config change that it cannot judge fails here instead of passing unjudged.
+
+class BeatEvent:
+    """libbeat/beat/event.go: ``Timestamp``, ``Meta``, ``Fields``. Keys address ``@timestamp``, the
+    metadata (``@metadata.<key>``) or the fields, dotted keys walk nested maps (mapstr)."""
+
+    def __init__(self, fields: dict[str, Any], meta: dict[str, Any], timestamp: datetime) -> None:
+        self.fields, self.meta, self.timestamp = fields, meta, timestamp
+
+    def _root(self, key: str) -> tuple[dict[str, Any], list[str]]:
+        if key.startswith("@metadata."):
+            return self.meta, key.removeprefix("@metadata.").split(".")
+        return self.fields, key.split(".")
+
+    def get(self, key: str) -> Any:
+        """KeyError when absent (mapstr.ErrKeyNotFound)."""
+        if key == "@timestamp":
+            return self.timestamp
+        node, path = self._root(key)
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(key)
+            node = node[part]
+        return node
+
+    def put(self, key: str, value: Any) -> None:
+        node, path = self._root(key)
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+
+    def delete(self, key: str) -> None:
+        node, path = self._root(key)
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or path[-1] not in node:
+            raise KeyError(key)
+        del node[path[-1]]
+
+
+def aws_s3_events(body: bytes, *, bucket: str, key: str, content_type: str) -> list[BeatEvent]:
+    """x-pack/filebeat/input/awss3/s3_objects.go: gunzip when the body starts 1f 8b 08
+    (isStreamGzipped); content type application/json or application/x-ndjson -> readJSON, one event
+    per JSON value with the value's raw text in ``message``; createEvent then sets the event's id,
+    ``SetID(objectID(s3ObjHash, offset))`` = ``@metadata._id`` "<10 hex of sha256(bucket ARN + key)>-
+    <offset, 12 digits>", offset = the decoder's InputOffset at the value (whitespace skipped). In
+    polling mode the bucket "ARN" is the configured bucket (s3_input.go createS3ObjectProcessor)."""
+    if body[:3] == b"\x1f\x8b\x08":
+        body = gzip.decompress(body)
+    assert content_type.startswith(("application/json", "application/x-ndjson")), content_type
+    object_hash = hashlib.sha256((bucket + key).encode()).hexdigest()[:10]
+    text, decoder, events = body.decode(), json.JSONDecoder(), []
+    position = offset = 0  # in characters of text, in bytes of body
+    while True:
+        while position < len(text) and text[position] in " \t\r\n":
+            position, offset = position + 1, offset + 1
+        if position == len(text):
+            return events
+        _, end = decoder.raw_decode(text, position)
+        raw = text[position:end]
+        fields = {"message": raw, "log": {"offset": offset, "file": {"path": f"s3://{bucket}/{key}"}},
+                  "aws": {"s3": {"bucket": {"name": bucket, "arn": bucket}, "object": {"key": key}}},
+                  "cloud": {"provider": "aws", "region": "us-east-1"}}
+        events.append(BeatEvent(fields, {"_id": f"{object_hash}-{offset:012d}"}, READ_TIME))
+        position, offset = end, offset + len(raw.encode())
+
+
+def _parse_timestamp(text: str) -> datetime:
+    """jsontransform.parseTimestamp: time.RFC3339, then ISO 8601 with milliseconds."""
+    if not RFC3339.match(text):
+        raise ValueError(f"timestamp parse error on {text}")
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _deep_update(target: dict[str, Any], update: dict[str, Any]) -> None:
+    """mapstr.M.DeepUpdate: nested maps merge, anything else overwrites."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def _write_json_keys(event: BeatEvent, keys: dict[str, Any], *, overwrite: bool, add_error_key: bool) -> None:
+    """libbeat/common/jsontransform/jsonhelper.go WriteJSONKeys (expand_keys off)."""
+    def error(message: str) -> None:
+        if add_error_key:
+            event.fields["error"] = {"message": message, "type": "json"}
+
+    if not overwrite:
+        for key, value in keys.items():
+            if key not in ("@timestamp", "@metadata"):
+                event.fields.setdefault(key, value)
+        return
+    for key, value in list(keys.items()):
+        if key == "@timestamp":
+            try:
+                if not isinstance(value, str):
+                    raise ValueError("@timestamp not overwritten (not string)")
+                event.timestamp = _parse_timestamp(value)
+            except ValueError as parse_error:
+                error(str(parse_error))
+        elif key == "@metadata":
+            if isinstance(value, dict):
+                _deep_update(event.meta, value)
+            else:
+                error("failed to update @metadata")
+        elif key == "type":
+            if isinstance(value, str) and value and not value.startswith("_"):
+                event.fields["type"] = value
+            else:
+                error(f"type not overwritten (invalid value [{value}])")
+    _deep_update(event.fields, {k: v for k, v in keys.items() if k not in ("@timestamp", "@metadata", "type")})
+
+
+def decode_json_fields(event: BeatEvent, options: dict[str, Any]) -> str | None:
+    """libbeat/processors/actions/decode_json_fields.go Run: a field that is absent or no string is
+    skipped; ``document_id: <key>`` takes that key of the decoded object as the event id, deletes it
+    from the object and sets ``@metadata._id`` (overwriting any id) after the fields are written."""
+    assert options.get("max_depth", 1) == 1 and not options.get("process_array") and not options.get("expand_keys")
+    errors = []
+    for field in options["fields"]:
+        try:
+            text = event.get(field)
+        except KeyError:
+            continue
+        if not isinstance(text, str):
+            continue
+        try:
+            output = json.loads(text)  # one JSON value, else "multiple json elements found"
+        except ValueError as parse_error:
+            errors.append(str(parse_error))
+            if options.get("add_error_key"):
+                event.fields["error"] = {"message": f"parsing input as JSON: {parse_error}", "data": text,
+                                         "field": field}
+            continue
+        document_id = None
+        if options.get("document_id") and isinstance(output, dict):
+            if isinstance(output.get(options["document_id"]), str):
+                document_id = output.pop(options["document_id"])
+        target = options.get("target", field)
+        if target != "":
+            event.put(target, output)
+        elif isinstance(output, dict):
+            _write_json_keys(event, output, overwrite=bool(options.get("overwrite_keys")),
+                             add_error_key=bool(options.get("add_error_key")))
+        else:
+            errors.append("failed to add target to root")
+            continue
+        if document_id:
+            event.meta["_id"] = document_id
+    return ", ".join(errors) or None
+
+
+def drop_fields(event: BeatEvent, options: dict[str, Any]) -> str | None:
+    """libbeat/processors/actions/dropfields/drop_fields.go: ``type`` and ``type.*`` are never dropped
+    (processors.MandatoryExportedFields); ``@metadata.<key>`` deletes from the metadata
+    (beat.Event.Delete); a missing field is an error unless ``ignore_missing``."""
+    assert not options.get("cleanup") and not any(f.startswith("/") for f in options["fields"])
+    errors = []
+    for field in options["fields"]:
+        if field == "type" or field.startswith("type."):
+            continue
+        try:
+            event.delete(field)
+        except KeyError:
+            if not options.get("ignore_missing", False):
+                errors.append(f"failed to drop field [{field}]")
+    return ", ".join(errors) or None
+
+
+def copy_fields(event: BeatEvent, options: dict[str, Any]) -> str | None:
+    """libbeat/processors/actions/copy_fields.go: a target that exists is an error ("target field %s
+    already exists, drop or rename this field first"); with ``fail_on_error`` (default true) the
+    event is restored and gets ``error.message``, without it the remaining pairs go on."""
+    fail_on_error = options.get("fail_on_error", True)
+    backup = copy.deepcopy((event.fields, event.meta)) if fail_on_error else None
+    for pair in options["fields"]:
+        source, target = pair["from"], pair["to"]
+        try:
+            event.get(target)
+            problem = f"target field {target} already exists, drop or rename this field first"
+        except KeyError:
+            try:
+                event.put(target, copy.deepcopy(event.get(source)))
+                continue
+            except KeyError:
+                if options.get("ignore_missing", False):
+                    continue
+                problem = f"could not fetch value for key: {source}"
+        if fail_on_error:
+            event.fields, event.meta = backup
+            event.put("error.message", f"Failed to copy fields in copy_fields processor: {problem}")
+            return problem
+    return None
+
+
+FILEBEAT_PROCESSORS = {"decode_json_fields": decode_json_fields, "drop_fields": drop_fields,
+                       "copy_fields": copy_fields}
+
+
+def run_processors(event: BeatEvent, chain: list[dict[str, Any]]) -> BeatEvent:
+    """libbeat/publisher/processing/processors.go group.Run: each processor in turn; an error is
+    logged and the event goes on to the next one. ``when`` (libbeat/conditions): only ``has_fields``,
+    true when every field resolves."""
+    for entry in chain:
+        ((name, options),) = entry.items()
+        assert name in FILEBEAT_PROCESSORS, f"the Filebeat model has no {name}: add it from the beats source"
+        when = options.get("when")
+        if when is not None:
+            assert set(when) == {"has_fields"}, f"the Filebeat model has no condition {set(when)}"
+            try:
+                for field in when["has_fields"]:
+                    event.get(field)
+            except KeyError:
+                continue
+        FILEBEAT_PROCESSORS[name](event, {k: v for k, v in options.items() if k != "when"})
+    return event
+
+
+def filebeat_documents(objects: list[tuple[str, bytes]], chain: list[dict[str, Any]],
+                       bucket: str = "stockpulse") -> list[BeatEvent]:
+    return [run_processors(event, chain) for key, body in objects
+            for event in aws_s3_events(body, bucket=bucket, key=key, content_type=CONTENT_TYPE)]
+
+
+INPUT_OWN = {"log", "aws", "cloud"}  # fields the aws-s3 input adds to every event
+HASH_ID = re.compile(r"^[0-9a-f]{10}-\d{12}$")
+
+
+def test_filebeat_ids_every_document_by_its_event_id_and_keeps_the_event(filebeat, replayed):
+    """GIVEN every log object of the replay, read as the aws-s3 input reads it (which sets its own
+    @metadata._id) WHEN the configured processors run THEN each document's id is its event_id, the
+    document holds exactly the event's fields (event_id included) and its @timestamp, no message,
+    no error."""
+    documents = filebeat_documents(replayed["objects"], filebeat["processors"])
+    originals = [event for _, body in replayed["objects"] for event in decode_events(body)]
+    assert len(documents) == len(originals) == len(replayed["events"]) > 1000
+    for document, original in zip(documents, originals, strict=True):
+        assert document.meta["_id"] == original["event_id"]
+        assert {k: v for k, v in document.fields.items() if k not in INPUT_OWN} == \
+            {k: v for k, v in original.items() if k != "@timestamp"}
+        assert document.timestamp == datetime.fromisoformat(original["@timestamp"].replace("Z", "+00:00"))
+    for objects in replayed["objects_by_store"].values():  # distinct: no event's 409 hides another
+        ids = [d.meta["_id"] for d in filebeat_documents(objects, filebeat["processors"])]
+        assert len(set(ids)) == len(ids)
+
+
+def test_control_copying_onto_the_inputs_id_without_dropping_it_leaves_the_hash_id(filebeat, replayed):
+    """The chain this config had before: copy_fields onto the @metadata._id the input already set,
+    with fail_on_error false. The model keeps the input's <hash>-<offset> id on every document (so
+    the test above can fail), as Filebeat did."""
+    old_chain = [filebeat["processors"][0],
+                 {"copy_fields": {"when": {"has_fields": ["event_id"]},
+                                  "fields": [{"from": "event_id", "to": "@metadata._id"}],
+                                  "fail_on_error": False, "ignore_missing": True}},
+                 filebeat["processors"][-1]]
+    documents = filebeat_documents(replayed["objects"][:20], old_chain)
+    assert documents
+    assert all(HASH_ID.match(d.meta["_id"]) and d.meta["_id"] != d.fields["event_id"] for d in documents)
+
+
+def test_decode_json_fields_document_id_would_set_the_id_but_delete_event_id(replayed):
+    """Why the config does not use decode_json_fields' document_id: the id is right, but event_id
+    (the log contract's field) leaves the document."""
+    chain = [{"decode_json_fields": {"fields": ["message"], "target": "", "overwrite_keys": True,
+                                     "document_id": "event_id"}}]
+    (key, body) = replayed["objects"][0]
+    (document, *_) = filebeat_documents([(key, body)], chain)
+    assert document.meta["_id"] == next(decode_events(body))["event_id"]
+    assert "event_id" not in document.fields
 
 
 def test_every_event_timestamp_is_rfc3339_for_decode_json_fields(replayed):
