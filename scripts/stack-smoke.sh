@@ -269,6 +269,12 @@ kibana="$(url kibana 5601)"
 dashboard="$(dashboard_id)"
 if curl -fsS -o /dev/null "$kibana/api/saved_objects/dashboard/$dashboard"; then pass "Kibana dashboard $dashboard exists ($kibana/app/dashboards#/view/$dashboard)"
 else fail "Kibana dashboard $dashboard missing (docker compose logs kibana-setup)"; fi
+panels="$(python3 -c 'import json, sys
+print(" ".join(o["id"] for o in map(json.loads, filter(str.strip, sys.stdin)) if o["type"] == "lens"))' < "$SAVED_OBJECTS")"
+for panel in $panels; do
+    if curl -fsS -o /dev/null "$kibana/api/saved_objects/lens/$panel"; then pass "Kibana Lens panel $panel exists"
+    else fail "Kibana Lens panel $panel missing (docker compose logs kibana-setup)"; fi
+done
 for view in $(data_view_ids); do
     if curl -fsS -o /dev/null "$kibana/api/saved_objects/index-pattern/$view"; then pass "Kibana data view $view exists"
     else fail "Kibana data view $view missing"; fi

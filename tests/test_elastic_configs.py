@@ -42,6 +42,7 @@ ORIGINAL_PANELS = {
 ADDED_PANELS = {"Lost Sales by Product", "Fill Rate by Product", "Forecast Error vs Seasonal Naive"}
 # Fields Filebeat itself puts on an event (not the handlers): the processors may name these.
 FILEBEAT_OWN = {"message", "@metadata._id"}
+RECORDS = "___records___"  # Lens' document-count pseudo field, not a document field
 # JSON types of the values seen -> the mapping types that hold them without coercion or loss.
 ALLOWED_MAPPING = {"string": {"keyword", "date"}, "integer": {"long"}, "number": {"double"},
                    "boolean": {"boolean"}}
@@ -92,15 +93,6 @@ def objects() -> list[dict[str, Any]]:
 
 def by_type(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {o["id"]: o for o in objects if o["type"] == kind}
-
-
-def vis_state(vis: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(vis["attributes"]["visState"])
-
-
-def data_view_of(vis: dict[str, Any]) -> str:
-    (ref,) = [r for r in vis["references"] if r["type"] == "index-pattern"]
-    return ref["id"]
 
 
 # --- the replay itself ----------------------------------------------------------------------------
@@ -498,7 +490,67 @@ def test_metricbeat_federates_the_handlers_groups_from_prometheus(metricbeat):
     assert all(re.fullmatch(jobs[1], handler) for handler in HANDLERS)
 
 
-# --- Kibana saved objects ---------------------------------------------------------------------------
+# --- Kibana saved objects: Lens ---------------------------------------------------------------------
+
+BUCKET_OPERATIONS = {"date_histogram": "date", "terms": "keyword"}  # -> the mapping type they need
+NUMBER_OPERATIONS = {"average", "sum", "min", "max", "median", "last_value"}
+FORMULA_CALL = re.compile(r"\b(count|sum|average|min|max|median)\(([\w.@]*)\)")
+TINYMATH_OPERATORS = {"divide": "/", "add": "+", "subtract": "-", "multiply": "*"}
+
+
+def layers(lens: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return lens["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]
+
+
+def data_view_of(lens: dict[str, Any]) -> str:
+    (view,) = {r["id"] for r in lens["references"] if r["type"] == "index-pattern"}
+    return view
+
+
+def lens_fields(lens: dict[str, Any]) -> dict[str, set[str]]:
+    """Every document field a Lens object names, by use: ``sourceField`` of each column (by its
+    operation; Lens' count pseudo field aside), ``secondaryFields`` of multi terms, the fields of a
+    formula's calls, the fields of KQL (the query, column filters, filters)."""
+    uses: dict[str, set[str]] = {}
+
+    def use(kind: str, field: str) -> None:
+        uses.setdefault(kind, set()).add(field)
+
+    state = lens["attributes"]["state"]
+    for layer in layers(lens).values():
+        for column in layer["columns"].values():
+            operation = column["operationType"]
+            if column.get("sourceField") not in (None, RECORDS):
+                use(operation, column["sourceField"])
+            for field in column.get("params", {}).get("secondaryFields", []):
+                use(operation, field)
+            for function, field in FORMULA_CALL.findall(column.get("params", {}).get("formula", "")):
+                if field:
+                    use(function, field)
+            if column.get("filter"):
+                assert column["filter"]["language"] == "kuery"
+                for field in emitted.kql_fields(column["filter"]["query"]):
+                    use("kql", field)
+    assert state["query"]["language"] == "kuery"
+    for field in emitted.kql_fields(state["query"]["query"]):
+        use("kql", field)
+    for item in state["filters"]:
+        use("kql", item["meta"]["key"])
+    return uses
+
+
+def all_fields(lens: dict[str, Any]) -> set[str]:
+    return set().union(*lens_fields(lens).values())
+
+
+def tinymath_text(node: Any, parts: dict[str, str], *, top: bool = True) -> str:
+    """A formula's math AST written back as formula text (column ids -> their function calls)."""
+    if isinstance(node, str):
+        return parts[node]
+    left, right = (tinymath_text(arg, parts, top=False) for arg in node["args"])
+    text = f"{left} {TINYMATH_OPERATORS[node['name']]} {right}"
+    return text if top or node["name"] in ("multiply", "divide") else f"({text})"
+
 
 def test_the_ndjson_is_what_the_generator_builds(objects):
     spec = importlib.util.spec_from_file_location("saved_objects", INFRA / "kibana" / "saved_objects.py")
@@ -514,68 +566,114 @@ def test_the_data_views_are_the_contracts(objects):
     assert len({o["id"] for o in objects}) == len(objects)
 
 
-def test_the_original_panels_and_the_added_ones_are_there_on_their_data_views(objects):
-    panels = by_type(objects, "visualization")
-    titles = {v["attributes"]["title"]: data_view_of(v) for v in panels.values()}
+def test_every_panel_is_lens_and_the_original_and_added_titles_are_there(objects):
+    """No aggregation-based visualisation or TSVB is left (Kibana 9 can't create them any more);
+    every title of the contract is a Lens panel on its data view."""
+    assert {o["type"] for o in objects} == {"index-pattern", "lens", "dashboard"}
+    panels = by_type(objects, "lens")
+    titles = {p["attributes"]["title"]: data_view_of(p) for p in panels.values()}
     assert {t: titles.get(t) for t in ORIGINAL_PANELS} == ORIGINAL_PANELS
     assert ADDED_PANELS <= set(titles)
-    for vis in panels.values():
-        assert vis_state(vis)["title"] == vis["attributes"]["title"]
+    assert len(titles) == len(panels) == len(ORIGINAL_PANELS) + len(ADDED_PANELS)
+
+
+def test_every_lens_object_has_the_shape_and_versions_a_kibana_9_export_has(objects):
+    """As in Kibana's own exports (saved_objects.py names them): versions, the formBased datasource,
+    XY layers whose accessors are columns of their datasource layer, buckets before metrics."""
+    for lens in by_type(objects, "lens").values():
+        assert (lens["coreMigrationVersion"], lens["typeMigrationVersion"]) == ("8.8.0", "10.1.0"), lens["id"]
+        attributes = lens["attributes"]
+        assert set(attributes) == {"title", "description", "visualizationType", "state"}
+        assert attributes["visualizationType"] == "lnsXY"
+        state = attributes["state"]
+        assert set(state) >= {"datasourceStates", "visualization", "query", "filters"}
+        vis_layers = state["visualization"]["layers"]
+        assert {v["layerId"] for v in vis_layers} == set(layers(lens))
+        for vis_layer in vis_layers:
+            layer = layers(lens)[vis_layer["layerId"]]
+            columns = layer["columns"]
+            order = layer["columnOrder"]
+            assert sorted(order) == sorted(columns)  # every column once (the NDJSON sorts the keys)
+            used = [vis_layer["xAccessor"], *vis_layer["accessors"], *filter(None, [vis_layer.get("splitAccessor")])]
+            assert set(used) <= set(columns), (lens["id"], used)
+            assert vis_layer["seriesType"] in ("line", "bar", "area", "bar_stacked")
+            for column_id, column in columns.items():
+                bucketed = column["operationType"] in BUCKET_OPERATIONS
+                assert column["isBucketed"] is bucketed, (lens["id"], column_id)
+                order = column.get("params", {}).get("orderBy", {})
+                if order.get("type") == "column":
+                    assert not columns[order["columnId"]]["isBucketed"], (lens["id"], column_id)
+            flags = [columns[c]["isBucketed"] for c in order]
+            assert flags == sorted(flags, reverse=True), (lens["id"], order)  # buckets first
+            assert vis_layer.get("splitAccessor") is None or columns[vis_layer["splitAccessor"]]["isBucketed"]
+            assert not any(columns[a]["isBucketed"] for a in vis_layer["accessors"])
 
 
 def test_every_reference_resolves(objects):
+    """A Lens layer's data view is the reference ``indexpattern-datasource-layer-<layerId>`` (its
+    only link to one), the dashboard's panels are references ``<i>:panel_<i>``, and every
+    reference names an object of the file."""
     ids = {(o["type"], o["id"]) for o in objects}
     for saved in objects:
         names = [r["name"] for r in saved["references"]]
         assert len(names) == len(set(names)), saved["id"]
         for ref in saved["references"]:
             assert (ref["type"], ref["id"]) in ids, f"{saved['id']}: dangling {ref}"
-    for vis in by_type(objects, "visualization").values():
-        source = json.loads(vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
-        state = vis_state(vis)
-        used = {source["indexRefName"]} if "indexRefName" in source else set()
-        if state["type"] == "metrics":
-            used.add(state["params"]["index_pattern_ref_name"])
-            assert state["params"]["use_kibana_indexes"] is True and "index_pattern" not in state["params"]
-        assert used and used == {r["name"] for r in vis["references"]}, vis["id"]
+    for lens in by_type(objects, "lens").values():
+        assert {r["name"] for r in lens["references"]} == {
+            f"indexpattern-datasource-layer-{layer_id}" for layer_id in layers(lens)}
+        assert {r["type"] for r in lens["references"]} == {"index-pattern"}
 
 
-def test_the_dashboard_holds_every_visualisation_through_its_panel_references(objects):
+def test_the_dashboard_holds_every_lens_panel_through_its_panel_references(objects):
     (board,) = by_type(objects, "dashboard").values()
+    assert board["typeMigrationVersion"] == "10.2.0" and board["id"] == "stockpulse-overview"
     panels = json.loads(board["attributes"]["panelsJSON"])
     refs = {r["name"]: r for r in board["references"]}
     held = set()
     for panel in panels:
         ref = refs[f"{panel['panelIndex']}:{panel['panelRefName']}"]
-        assert ref["type"] == panel["type"] == "visualization"
+        assert ref["type"] == panel["type"] == "lens"
         held.add(ref["id"])
         assert panel["gridData"]["i"] == panel["panelIndex"]
-    assert held == set(by_type(objects, "visualization"))
+    assert held == set(by_type(objects, "lens"))
     assert len(refs) == len(panels)
-    assert board["id"] == "stockpulse-overview"
 
 
 def test_every_log_panel_field_is_emitted_and_mapped_for_its_use(objects, replayed, template):
     properties = template["template"]["mappings"]["properties"]
-    for vis in by_type(objects, "visualization").values():
-        if data_view_of(vis) != "app-logs":
+    seen = 0
+    for lens in by_type(objects, "lens").values():
+        if data_view_of(lens) != "app-logs":
             continue
-        fields = emitted.referenced_fields(vis)
-        assert fields - set(replayed["types"]) == set(), vis["attributes"]["title"]
-        state = vis_state(vis)
-        for agg in state.get("aggs", []):
-            field, kind = agg["params"].get("field"), properties.get(agg["params"].get("field"), {}).get("type")
-            if agg["type"] == "terms":
-                assert kind == "keyword", (vis["id"], field)
-            elif agg["type"] in ("avg", "sum", "max", "min"):
-                assert kind in ("long", "double"), (vis["id"], field)
-            elif agg["type"] == "date_histogram":
-                assert kind == "date", (vis["id"], field)
-        for series in state["params"].get("series", []):
-            assert properties[series["terms_field"]]["type"] == "keyword"
-            for metric in series["metrics"]:
-                if metric["type"] == "sum":
-                    assert properties[metric["field"]]["type"] in ("long", "double")
+        uses = lens_fields(lens)
+        assert set().union(*uses.values()) - set(replayed["types"]) == set(), lens["attributes"]["title"]
+        for operation, fields in uses.items():
+            for field in fields:
+                kind = properties[field]["type"]
+                if operation in BUCKET_OPERATIONS:
+                    assert kind == BUCKET_OPERATIONS[operation], (lens["id"], field, kind)
+                elif operation in NUMBER_OPERATIONS:
+                    assert kind in ("long", "double"), (lens["id"], field, kind)
+        seen += 1
+    assert seen == 7
+
+
+def test_control_a_panel_field_the_handlers_do_not_emit_is_caught(objects, replayed):
+    """The field checks see sourceField, multi-terms fields, formula calls and KQL: one unknown
+    field in any of them is reported."""
+    emitted_fields = set(replayed["types"])
+    lens = by_type(objects, "lens")["stockpulse-fill-rate"]
+    assert all_fields(lens) <= emitted_fields
+    for mutate in (
+        lambda c: c["split"].update(sourceField="product_id.keyword"),
+        lambda c: c["split"]["params"].update(secondaryFields=["warehouse"]),
+        lambda c: c["fill"]["params"].update(formula="sum(quantity) / sum(lost_qty)"),
+        lambda c: c["fill"].update(filter={"query": 'kind : "order"', "language": "kuery"}),
+    ):
+        broken = copy.deepcopy(lens)
+        mutate(next(iter(layers(broken).values()))["columns"])
+        assert all_fields(broken) - emitted_fields, mutate
 
 
 def test_every_metric_panel_field_is_a_pushed_metric_as_metricbeat_names_it(objects, replayed):
@@ -583,29 +681,73 @@ def test_every_metric_panel_field_is_a_pushed_metric_as_metricbeat_names_it(obje
     and prometheus.labels.<label> of that metric (x-pack/metricbeat/module/prometheus/collector)."""
     pushed = replayed["metrics"]
     seen = 0
-    for vis in by_type(objects, "visualization").values():
-        if data_view_of(vis) != "prom-metrics":
+    for lens in by_type(objects, "lens").values():
+        if data_view_of(lens) != "prom-metrics":
             continue
-        fields = emitted.referenced_fields(vis) - {"@timestamp"}
+        uses = lens_fields(lens)
+        fields = all_fields(lens) - {"@timestamp"}
         parsed = [emitted.METRICBEAT_FIELD.match(f) for f in fields]
         assert all(parsed), sorted(fields)
         metrics = {m["metric"] for m in parsed if m["metric"]}
-        assert len(metrics) == 1 and metrics <= set(pushed), (vis["id"], metrics)
+        assert len(metrics) == 1 and metrics <= set(pushed), (lens["id"], metrics)
         assert {m["kind"] for m in parsed if m["metric"]} == {"value"}
         labels = {m["label"] for m in parsed if m["label"]}
-        assert labels and labels <= pushed[metrics.pop()], (vis["id"], labels)
+        assert labels and labels <= pushed[metrics.pop()], (lens["id"], labels)
+        assert {f"prometheus.labels.{label}" for label in labels} == uses["terms"]
         seen += 1
     assert seen == 2
 
 
-def test_fill_rate_and_forecast_error_panels_use_the_right_event_types(objects):
-    panels = {v["attributes"]["title"]: v for v in by_type(objects, "visualization").values()}
-    fill = vis_state(panels["Fill Rate by Product"])["params"]["series"][0]
-    assert {m["field"] for m in fill["metrics"] if m["type"] == "sum"} == {"quantity", "lost_quantity"}
-    assert emitted.kql_fields(fill["filter"]["query"]) == {"type"}
-    assert set(re.findall(r'"(\w+)"', fill["filter"]["query"])) == {"order", "lost_sale"}
-    error = json.loads(panels["Forecast Error vs Seasonal Naive"]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
-    assert '"forecast_score"' in error["query"]["query"]
+def test_fill_rate_is_a_lens_formula_whose_parts_and_math_say_what_its_text_says(objects):
+    """GIVEN the fill-rate panel WHEN its formula column is read as Lens reads it (the hidden part
+    columns and the math AST, not the text) THEN it computes sum(quantity) / (sum(quantity) +
+    sum(lost_quantity)) over order and lost_sale events."""
+    lens = by_type(objects, "lens")["stockpulse-fill-rate"]
+    (layer,) = layers(lens).values()
+    columns = layer["columns"]
+    (formula_id,) = [i for i, c in columns.items() if c["operationType"] == "formula"]
+    formula = columns[formula_id]
+    text = formula["params"]["formula"]
+    assert text == "sum(quantity) / (sum(quantity) + sum(lost_quantity))"
+    assert formula["params"]["isFormulaBroken"] is False and formula["params"]["format"]["id"] == "percent"
+    (math_id,) = formula["references"]
+    math = columns[math_id]
+    assert math["operationType"] == "math"
+    parts = math["references"]
+    assert all(p.startswith(f"{formula_id}X") for p in [*parts, math_id])
+    calls = [f"{columns[p]['operationType']}({columns[p]['sourceField']})" for p in parts]
+    assert calls == [f"{f}({a})" for f, a in FORMULA_CALL.findall(text)]
+    ast = math["params"]["tinymathAst"]
+    assert tinymath_text(ast, dict(zip(parts, calls, strict=True))) == text == ast["text"]
+
+    def located(node: Any) -> None:
+        if isinstance(node, dict):
+            assert text[node["location"]["min"]:node["location"]["max"]] == node["text"]
+            for arg in node["args"]:
+                located(arg)
+
+    located(ast)
+    query = lens["attributes"]["state"]["query"]["query"]
+    assert emitted.kql_fields(query) == {"type"} and set(re.findall(r'"(\w+)"', query)) == {"order", "lost_sale"}
+
+
+def test_control_a_formula_whose_math_disagrees_with_its_text_is_caught(objects):
+    lens = copy.deepcopy(by_type(objects, "lens")["stockpulse-fill-rate"])
+    (layer,) = layers(lens).values()
+    math = layer["columns"]["fillX3"]
+    math["params"]["tinymathAst"]["args"][1]["name"] = "subtract"
+    parts = math["references"]
+    calls = [f"{layer['columns'][p]['operationType']}({layer['columns'][p]['sourceField']})" for p in parts]
+    assert tinymath_text(math["params"]["tinymathAst"], dict(zip(parts, calls, strict=True))) != \
+        layer["columns"]["fill"]["params"]["formula"]
+
+
+def test_forecast_error_compares_the_two_errors_of_forecast_score_events(objects):
+    lens = by_type(objects, "lens")["stockpulse-forecast-error"]
+    (layer,) = layers(lens).values()
+    sums = {c["sourceField"] for c in layer["columns"].values() if c["operationType"] == "sum"}
+    assert sums == {"abs_error", "seasonal_naive_abs_error"}
+    assert '"forecast_score"' in lens["attributes"]["state"]["query"]["query"]
 
 
 # --- one version for the four -----------------------------------------------------------------------
@@ -770,14 +912,14 @@ def test_setup_fails_when_kibana_answers_200_with_success_false(capsys):
     """GIVEN an import answered HTTP 200 but success: false WHEN kibana-setup runs THEN it exits 1
     with one line saying so, followed by the errors."""
     answer = {"success": False, "successCount": 11, "errors": [
-        {"id": "stockpulse-fill-rate", "type": "visualization", "title": "Fill Rate by Product",
+        {"id": "stockpulse-fill-rate", "type": "lens", "title": "Fill Rate by Product",
          "error": {"type": "missing_references", "references": [{"type": "index-pattern", "id": "app-logs"}]}}]}
     with FakeStack(answer) as stack:
         code, _, err = _run_setup(stack, capsys)
     assert code == 1
     first, *rest = err.splitlines()
     assert first.startswith("kibana-setup: saved objects import failed: success=False, 1 error(s)")
-    assert rest and "visualization/stockpulse-fill-rate" in rest[0] and "missing_references" in rest[0]
+    assert rest and "lens/stockpulse-fill-rate" in rest[0] and "missing_references" in rest[0]
 
 
 def test_setup_fails_on_errors_even_with_success_true(capsys):

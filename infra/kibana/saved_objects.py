@@ -1,4 +1,4 @@
-"""Builds saved_objects.ndjson: the data views, visualisations and dashboard Kibana imports.
+"""Builds saved_objects.ndjson: the data views, Lens visualisations and dashboard Kibana imports.
 
     python3 infra/kibana/saved_objects.py > infra/kibana/saved_objects.ndjson
 
@@ -6,9 +6,23 @@ Stdlib only. The NDJSON is committed (kibana-setup imports it as it is); the tes
 this script's output, that every field and reference in it resolves, and that every field is one
 the handlers emit or Metricbeat produces from a metric they push.
 
-Legacy aggregation-based visualisations (``visualization`` with a ``visState``) and one TSVB panel
-(the fill-rate ratio), not Lens: their saved-object shape has been stable since 8.5 and Kibana
-migrates them forward on import (``typeMigrationVersion`` below is what an 8.x/9.x export writes).
+Every panel is a Lens object (``type: "lens"``, ``formBased`` datasource): aggregation-based
+``visualization`` objects and TSVB still render in Kibana 9 but can no longer be created there
+(kibana #197045) and are to be removed in 10 (#198136). The object shape follows Kibana's own
+exports of the 8.x/9.x line:
+
+- ``x-pack/test/functional/fixtures/kbn_archiver/lens/legend_statistics.json`` (a Lens ``lnsXY``
+  saved object: columns, ``columnOrder``, ``incompleteColumns``, the XY ``layers``, the reference
+  ``indexpattern-datasource-layer-<layerId>`` per layer);
+- ``src/platform/plugins/shared/home/server/services/sample_data/data_sets/ecommerce/saved_objects.ts``
+  (a formula column with its hidden ``<id>X<n>`` parts and the ``math`` column's ``tinymathAst``,
+  multi-column XY layers).
+
+Versions written (what a 9.x export writes; Kibana migrates an older one forward, refuses a newer
+one): ``coreMigrationVersion`` 8.8.0; ``typeMigrationVersion`` ``lens`` 10.1.0 (model version 1 of
+the ``lens`` type, ``x-pack/platform/plugins/shared/lens/server/saved_objects.ts``, kibana #229534,
+9.2+), ``index-pattern`` 8.0.0, ``dashboard`` 10.2.0 (model version 2; 9.x adds 3 and 4, mapping
+additions only: ``.../dashboard/server/dashboard_saved_object/dashboard_saved_object.ts``).
 """
 
 from __future__ import annotations
@@ -17,14 +31,15 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["build", "render", "LOGS_VIEW", "METRICS_VIEW", "DASHBOARD_ID"]
+__all__ = ["build", "render", "LOGS_VIEW", "METRICS_VIEW", "DASHBOARD_ID", "FILL_RATE_FORMULA"]
 
 LOGS_VIEW = "app-logs"  # data view id and name; title (the index pattern) filebeat-*
 METRICS_VIEW = "prom-metrics"  # metricbeat-*
 DASHBOARD_ID = "stockpulse-overview"
 CORE_MIGRATION_VERSION = "8.8.0"
-TYPE_MIGRATION_VERSION = {"index-pattern": "8.0.0", "visualization": "8.5.0", "dashboard": "10.2.0"}
-INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
+TYPE_MIGRATION_VERSION = {"index-pattern": "8.0.0", "lens": "10.1.0", "dashboard": "10.2.0"}
+RECORDS = "___records___"  # Lens' document-count pseudo field (count columns)
+FILL_RATE_FORMULA = "sum(quantity) / (sum(quantity) + sum(lost_quantity))"
 
 
 def _saved(kind: str, ident: str, attributes: dict[str, Any], references: list[dict[str, str]]) -> dict[str, Any]:
@@ -40,155 +55,167 @@ def data_view(ident: str, pattern: str) -> dict[str, Any]:
     }, [])
 
 
-def _search_source(query: str, *, with_index: bool = True) -> str:
-    source: dict[str, Any] = {"query": {"query": query, "language": "kuery"}, "filter": []}
-    if with_index:
-        source["indexRefName"] = INDEX_REF
-    return json.dumps(source)
+# --- Lens columns (formBased datasource) -----------------------------------------------------------
+
+def date_column() -> dict[str, Any]:
+    return {"label": "@timestamp", "dataType": "date", "operationType": "date_histogram", "sourceField": "@timestamp",
+            "isBucketed": True, "scale": "interval",
+            "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False}}
 
 
-def _metric(agg_id: str, kind: str, field: str | None = None) -> dict[str, Any]:
-    params = {"field": field} if field else {}
-    return {"id": agg_id, "enabled": True, "type": kind, "params": params, "schema": "metric"}
+def metric_column(operation: str, field: str | None, label: str) -> dict[str, Any]:
+    """average / sum / count (``field`` None: Lens' count of records)."""
+    return {"label": label, "customLabel": True, "dataType": "number", "operationType": operation,
+            "sourceField": field or RECORDS, "isBucketed": False, "scale": "ratio", "params": {"emptyAsNull": True}}
 
 
-def _date_histogram(agg_id: str) -> dict[str, Any]:
-    return {"id": agg_id, "enabled": True, "type": "date_histogram", "schema": "segment",
-            "params": {"field": "@timestamp", "useNormalizedEsInterval": True, "scaleMetricValues": False,
-                       "interval": "auto", "drop_partials": False, "min_doc_count": 1, "extended_bounds": {}}}
+def terms_column(field: str, *, size: int, order_by: str | None, also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Top ``size`` values of ``field`` (with ``also``: of the field combinations, Lens multi terms),
+    ordered by the metric column ``order_by``, else alphabetically."""
+    order = {"type": "column", "columnId": order_by} if order_by else {"type": "alphabetical", "fallback": False}
+    params: dict[str, Any] = {"size": size, "orderBy": order, "orderDirection": "desc" if order_by else "asc",
+                              "otherBucket": True, "missingBucket": False, "include": [], "exclude": [],
+                              "includeIsRegex": False, "excludeIsRegex": False,
+                              "parentFormat": {"id": "multi_terms" if also else "terms"}}
+    if also:
+        params["secondaryFields"] = list(also)
+    label = f"Top {size} values of {', '.join((field, *also))}"
+    return {"label": label, "dataType": "string", "operationType": "terms", "sourceField": field,
+            "isBucketed": True, "scale": "ordinal", "params": params}
 
 
-def _terms(agg_id: str, field: str, schema: str, order_by: str = "1", size: int = 20) -> dict[str, Any]:
-    return {"id": agg_id, "enabled": True, "type": "terms", "schema": schema,
-            "params": {"field": field, "orderBy": order_by, "order": "desc", "size": size, "otherBucket": False,
-                       "otherBucketLabel": "Other", "missingBucket": False, "missingBucketLabel": "Missing"}}
-
-
-def _xy_params(chart: str, metrics: list[tuple[str, str]], *, mode: str, y_title: str) -> dict[str, Any]:
-    """The params of Kibana's legacy line/histogram vis types (vis_types/xy defaults)."""
+def fill_rate_columns(ident: str, label: str) -> dict[str, dict[str, Any]]:
+    """FILL_RATE_FORMULA as Lens stores a formula: the visible ``formula`` column, one hidden column
+    per function call (``<id>X0``..), and the ``math`` column that combines them (``tinymathAst``)."""
+    part = {"label": f"Part of {label}", "customLabel": True, "dataType": "number", "isBucketed": False,
+            "scale": "ratio", "params": {"emptyAsNull": False}}
+    x0, x1, x2, x3 = (f"{ident}X{n}" for n in range(4))
+    inner = "sum(quantity) + sum(lost_quantity)"
+    start = FILL_RATE_FORMULA.index("(" + inner) + 1
+    ast = {"type": "function", "name": "divide",
+           "args": [x0, {"type": "function", "name": "add", "args": [x1, x2],
+                         "location": {"min": start, "max": start + len(inner)}, "text": inner}],
+           "location": {"min": 0, "max": len(FILL_RATE_FORMULA)}, "text": FILL_RATE_FORMULA}
     return {
-        "type": chart,
-        "grid": {"categoryLines": False},
-        "categoryAxes": [{"id": "CategoryAxis-1", "type": "category", "position": "bottom", "show": True,
-                          "scale": {"type": "linear"}, "labels": {"show": True, "filter": True, "truncate": 100},
-                          "title": {}, "style": {}}],
-        "valueAxes": [{"id": "ValueAxis-1", "name": "LeftAxis-1", "type": "value", "position": "left", "show": True,
-                       "scale": {"type": "linear", "mode": "normal"},
-                       "labels": {"show": True, "rotate": 0, "filter": False, "truncate": 100},
-                       "title": {"text": y_title}, "style": {}}],
-        "seriesParams": [{"show": True, "type": chart, "mode": mode, "data": {"label": label, "id": agg_id},
-                          "valueAxis": "ValueAxis-1", "drawLinesBetweenPoints": True, "lineWidth": 2,
-                          "interpolate": "linear", "showCircles": True, "circlesRadius": 1}
-                         for agg_id, label in metrics],
-        "addTooltip": True, "detailedTooltip": True, "palette": {"type": "palette", "name": "default"},
-        "addLegend": True, "legendPosition": "right", "fittingFunction": "linear", "times": [],
-        "addTimeMarker": False, "truncateLegend": True, "maxLegendLines": 1, "labels": {}, "radiusRatio": 9,
-        "thresholdLine": {"show": False, "value": 10, "width": 1, "style": "full", "color": "#E7664C"},
+        ident: {"label": label, "customLabel": True, "dataType": "number", "operationType": "formula",
+                "isBucketed": False, "scale": "ratio", "references": [x3],
+                "params": {"formula": FILL_RATE_FORMULA, "isFormulaBroken": False,
+                           "format": {"id": "percent", "params": {"decimals": 0}}}},
+        x0: {**part, "operationType": "sum", "sourceField": "quantity"},
+        x1: {**part, "operationType": "sum", "sourceField": "quantity"},
+        x2: {**part, "operationType": "sum", "sourceField": "lost_quantity"},
+        x3: {**part, "operationType": "math", "references": [x0, x1, x2], "params": {"tinymathAst": ast}},
     }
 
 
-def aggregation_vis(ident: str, title: str, view: str, chart: str, aggs: list[dict[str, Any]], query: str,
-                    *, description: str, mode: str = "normal", y_title: str = "") -> dict[str, Any]:
-    metrics = [(a["id"], a.get("params", {}).get("field") or a["type"]) for a in aggs if a["schema"] == "metric"]
-    vis_state = {"title": title, "type": chart, "aggs": aggs,
-                 "params": _xy_params(chart, metrics, mode=mode, y_title=y_title)}
-    return _saved("visualization", ident, {
-        "title": title, "description": description, "version": 1, "uiStateJSON": "{}",
-        "visState": json.dumps(vis_state),
-        "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source(query)},
-    }, [{"name": INDEX_REF, "type": "index-pattern", "id": view}])
+# --- Lens XY objects ----------------------------------------------------------------------------------
 
-
-def fill_rate_vis(ident: str) -> dict[str, Any]:
-    """TSVB: per product, shipped / (shipped + lost) units in each interval (order and lost_sale events)."""
-    title = "Fill Rate by Product"
-    ref = "metrics_0_index_pattern"
-    params = {
-        "id": "stockpulse-fill-rate", "type": "timeseries", "time_field": "@timestamp",
-        "index_pattern_ref_name": ref, "use_kibana_indexes": True, "interval": "", "drop_last_bucket": 0,
-        "axis_position": "left", "axis_formatter": "percent", "axis_scale": "normal", "axis_min": "0", "axis_max": "1",
-        "show_legend": 1, "show_grid": 1, "tooltip_mode": "show_all", "isModelInvalid": False, "annotations": [],
-        "series": [{
-            "id": "fill-rate", "label": "Fill rate", "color": "#54B399", "split_mode": "terms",
-            "terms_field": "product_id", "terms_size": "20", "terms_order_by": "_count",
-            "split_color_mode": "kibana", "palette": {"type": "palette", "name": "default"},
-            "filter": {"query": 'type : "order" or type : "lost_sale"', "language": "kuery"},
-            "metrics": [
-                {"id": "shipped", "type": "sum", "field": "quantity"},
-                {"id": "lost", "type": "sum", "field": "lost_quantity"},
-                {"id": "fill", "type": "math", "script": "params.shipped / (params.shipped + params.lost)",
-                 "variables": [{"id": "v-shipped", "name": "shipped", "field": "shipped"},
-                               {"id": "v-lost", "name": "lost", "field": "lost"}]},
-            ],
-            "chart_type": "line", "line_width": 2, "point_size": 1, "fill": 0, "stacked": "none",
-            "formatter": "percent", "separate_axis": 0, "axis_position": "right", "override_index_pattern": 0,
-        }],
+def lens_xy(ident: str, title: str, view: str, *, description: str, query: str, series: str,
+            columns: dict[str, dict[str, Any]], x: str, y: list[str], split: str | None = None,
+            y_title: str = "", extent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One Lens XY chart of one data layer on ``view``; ``columns`` in display order (buckets first)."""
+    layer_id = f"{ident}-layer"
+    layer: dict[str, Any] = {"layerId": layer_id, "layerType": "data", "seriesType": series, "xAccessor": x,
+                             "accessors": y, "position": "top", "showGridlines": False,
+                             "palette": {"type": "palette", "name": "default"}}
+    if split:
+        layer["splitAccessor"] = split
+    visualization = {
+        "legend": {"isVisible": True, "position": "right"}, "valueLabels": "hide", "fittingFunction": "None",
+        "preferredSeriesType": series, "layers": [layer], "yTitle": y_title,
+        "axisTitlesVisibilitySettings": {"x": True, "yLeft": True, "yRight": True},
+        "tickLabelsVisibilitySettings": {"x": True, "yLeft": True, "yRight": True},
+        "gridlinesVisibilitySettings": {"x": True, "yLeft": True, "yRight": True},
+        "labelsOrientation": {"x": 0, "yLeft": 0, "yRight": 0},
+        "yLeftExtent": extent or {"mode": "full"},
     }
-    vis_state = {"title": title, "type": "metrics", "aggs": [], "params": params}
-    return _saved("visualization", ident, {
-        "title": title, "version": 1, "uiStateJSON": "{}", "visState": json.dumps(vis_state),
-        "description": "Units shipped / (shipped + lost) per product: sum(quantity) of order events, "
-                       "sum(lost_quantity) of lost_sale events.",
-        "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source("", with_index=False)},
-    }, [{"name": ref, "type": "index-pattern", "id": LOGS_VIEW}])
+    state = {
+        "datasourceStates": {"formBased": {"layers": {layer_id: {
+            "columns": columns, "columnOrder": list(columns), "incompleteColumns": {}, "sampling": 1}}}},
+        "visualization": visualization,
+        "query": {"query": query, "language": "kuery"}, "filters": [],
+        "internalReferences": [], "adHocDataViews": {},
+    }
+    return _saved("lens", ident, {"title": title, "description": description, "visualizationType": "lnsXY",
+                                  "state": state},
+                  [{"type": "index-pattern", "id": view, "name": f"indexpattern-datasource-layer-{layer_id}"}])
+
+
+def over_time(ident: str, title: str, view: str, field: str, split: tuple[str, ...], query: str, *,
+              description: str, y_title: str) -> dict[str, Any]:
+    """Average of ``field`` per date bucket, one line per value of ``split`` (one field or a combination)."""
+    columns = {"split": terms_column(split[0], size=20, order_by="y", also=split[1:]),
+               "x": date_column(), "y": metric_column("average", field, f"Average {field}")}
+    return lens_xy(ident, title, view, description=description, query=query, series="line", columns=columns,
+                   x="x", y=["y"], split="split", y_title=y_title)
+
+
+def by_product(ident: str, title: str, metrics: list[tuple[str, str | None, str]], query: str, *,
+               description: str, y_title: str) -> dict[str, Any]:
+    """Bars per product_id (app-logs): one bar per (operation, field, label) of ``metrics``."""
+    ys = [f"y{n}" for n in range(len(metrics))]
+    columns = {"x": terms_column("product_id", size=20, order_by=ys[0]),
+               **{y: metric_column(op, field, label) for y, (op, field, label) in zip(ys, metrics, strict=True)}}
+    return lens_xy(ident, title, LOGS_VIEW, description=description, query=query, series="bar", columns=columns,
+                   x="x", y=ys, y_title=y_title)
 
 
 def visualisations() -> list[dict[str, Any]]:
-    avg_over_time = [_date_histogram("2")]
+    inventory = 'type : "inventory"'
+    fill = {"split": terms_column("product_id", size=20, order_by=None), "x": date_column(),
+            **fill_rate_columns("fill", "Fill rate")}
     return [
-        aggregation_vis("stockpulse-inventory-by-warehouse", "Inventory Levels by Warehouse", LOGS_VIEW, "line",
-                        [_metric("1", "avg", "inventory_units"), *avg_over_time, _terms("3", "warehouse_id", "group")],
-                        'type : "inventory"', y_title="units on hand",
-                        description="Average inventory_units of the hourly inventory events, per warehouse."),
-        aggregation_vis("stockpulse-order-rates-by-product", "Order Rates by Product", LOGS_VIEW, "line",
-                        [_metric("1", "avg", "orders_per_hour"), *avg_over_time, _terms("3", "product_id", "group")],
-                        'type : "inventory"', y_title="units per hour",
-                        description="Average orders_per_hour (1 h exponential average) per product."),
-        aggregation_vis("stockpulse-predicted-stockout-hours", "Predicted Stockout Hours", LOGS_VIEW, "line",
-                        [_metric("1", "avg", "predicted_stockout_hours"), *avg_over_time,
-                         _terms("3", "product_id", "group")],
-                        'type : "inventory"', y_title="hours",
-                        description="Average predicted_stockout_hours per product; null (no stockout within "
-                                    "the 7-day horizon) is ignored by the average."),
-        aggregation_vis("stockpulse-reorder-alerts-by-product", "Reorder Alerts by Product", LOGS_VIEW, "histogram",
-                        [_metric("1", "count"), _terms("2", "product_id", "segment")],
-                        'type : "reorder_alert"', y_title="alerts",
-                        description="Count of reorder_alert events per product."),
-        aggregation_vis("stockpulse-demand-forecast", "7-Day Demand Forecast", METRICS_VIEW, "line",
-                        [_metric("1", "avg", "prometheus.demand_forecast_units.value"), *avg_over_time,
-                         _terms("3", "prometheus.labels.product_id", "group")],
-                        "prometheus.demand_forecast_units.value : *", y_title="units over the next 7 days",
-                        description="demand_forecast_units (pushed by the forecast handler), per product."),
-        aggregation_vis("stockpulse-inventory-prometheus", "Inventory Levels (Prometheus Metrics)", METRICS_VIEW,
-                        "line",
-                        [_metric("1", "avg", "prometheus.inventory_level_units.value"), *avg_over_time,
-                         _terms("3", "prometheus.labels.product_id", "group"),
-                         _terms("4", "prometheus.labels.warehouse_id", "group")],
-                        "prometheus.inventory_level_units.value : *", y_title="units on hand",
-                        description="inventory_level_units (pushed by the order_tick handler), per product and "
-                                    "warehouse."),
-        aggregation_vis("stockpulse-lost-sales-by-product", "Lost Sales by Product", LOGS_VIEW, "histogram",
-                        [_metric("1", "sum", "lost_quantity"), _terms("2", "product_id", "segment")],
-                        'type : "lost_sale"', y_title="units demanded while out of stock",
-                        description="Sum of lost_quantity of lost_sale events per product."),
-        fill_rate_vis("stockpulse-fill-rate"),
-        aggregation_vis("stockpulse-forecast-error", "Forecast Error vs Seasonal Naive", LOGS_VIEW, "histogram",
-                        [_metric("1", "sum", "abs_error"), _metric("2", "sum", "seasonal_naive_abs_error"),
-                         _terms("3", "product_id", "segment")],
-                        'type : "forecast_score" and seasonal_naive_abs_error : *', y_title="units (sum of |error|)",
-                        description="Day-ahead forecast absolute error beside seasonal naive's, summed per product "
-                                    "over the days both exist (lower is better)."),
+        over_time("stockpulse-inventory-by-warehouse", "Inventory Levels by Warehouse", LOGS_VIEW, "inventory_units",
+                  ("warehouse_id",), inventory, y_title="units on hand",
+                  description="Average inventory_units of the hourly inventory events, per warehouse."),
+        over_time("stockpulse-order-rates-by-product", "Order Rates by Product", LOGS_VIEW, "orders_per_hour",
+                  ("product_id",), inventory, y_title="units per hour",
+                  description="Average orders_per_hour (1 h exponential average) per product."),
+        over_time("stockpulse-predicted-stockout-hours", "Predicted Stockout Hours", LOGS_VIEW,
+                  "predicted_stockout_hours", ("product_id",), inventory, y_title="hours",
+                  description="Average predicted_stockout_hours per product; null (no stockout within the 7-day "
+                              "horizon) is ignored by the average."),
+        by_product("stockpulse-reorder-alerts-by-product", "Reorder Alerts by Product",
+                   [("count", None, "Reorder alerts")], 'type : "reorder_alert"', y_title="alerts",
+                   description="Count of reorder_alert events per product."),
+        over_time("stockpulse-demand-forecast", "7-Day Demand Forecast", METRICS_VIEW,
+                  "prometheus.demand_forecast_units.value", ("prometheus.labels.product_id",),
+                  "prometheus.demand_forecast_units.value : *", y_title="units over the next 7 days",
+                  description="demand_forecast_units (pushed by the forecast handler), per product."),
+        over_time("stockpulse-inventory-prometheus", "Inventory Levels (Prometheus Metrics)", METRICS_VIEW,
+                  "prometheus.inventory_level_units.value",
+                  ("prometheus.labels.product_id", "prometheus.labels.warehouse_id"),
+                  "prometheus.inventory_level_units.value : *", y_title="units on hand",
+                  description="inventory_level_units (pushed by the order_tick handler), per product and warehouse."),
+        by_product("stockpulse-lost-sales-by-product", "Lost Sales by Product",
+                   [("sum", "lost_quantity", "Units lost")], 'type : "lost_sale"',
+                   y_title="units demanded while out of stock",
+                   description="Sum of lost_quantity of lost_sale events per product."),
+        lens_xy("stockpulse-fill-rate", "Fill Rate by Product", LOGS_VIEW, series="line", columns=fill,
+                x="x", y=["fill"], split="split", y_title="fill rate",
+                extent={"mode": "custom", "lowerBound": 0, "upperBound": 1},
+                query='type : "order" or type : "lost_sale"',
+                description="Units shipped / (shipped + lost) per product: sum(quantity) of order events, "
+                            "sum(lost_quantity) of lost_sale events (a Lens formula)."),
+        by_product("stockpulse-forecast-error", "Forecast Error vs Seasonal Naive",
+                   [("sum", "abs_error", "Forecast |error|"),
+                    ("sum", "seasonal_naive_abs_error", "Seasonal naive |error|")],
+                   'type : "forecast_score" and seasonal_naive_abs_error : *', y_title="units (sum of |error|)",
+                   description="Day-ahead forecast absolute error beside seasonal naive's, summed per product over "
+                               "the days both exist (lower is better)."),
     ]
 
 
 def dashboard(panels: list[dict[str, Any]]) -> dict[str, Any]:
+    """Panels by reference: ``panelRefName: panel_<i>`` and a reference named ``<i>:panel_<i>``, as the
+    dashboard's own extract code writes them (``dashboard_container_references.ts``)."""
     entries, references = [], []
     for n, vis in enumerate(panels):
         index = str(n + 1)
-        entries.append({"type": "visualization", "panelIndex": index, "panelRefName": f"panel_{index}",
+        entries.append({"type": vis["type"], "panelIndex": index, "panelRefName": f"panel_{index}",
                         "gridData": {"x": 24 * (n % 2), "y": 15 * (n // 2), "w": 24, "h": 15, "i": index},
                         "embeddableConfig": {}})
-        references.append({"name": f"{index}:panel_{index}", "type": "visualization", "id": vis["id"]})
+        references.append({"name": f"{index}:panel_{index}", "type": vis["type"], "id": vis["id"]})
     return _saved("dashboard", DASHBOARD_ID, {
         "title": "stockpulse", "version": 1, "timeRestore": False,
         "description": "Inventory, orders, stockout predictions, reorders, lost sales, fill rate and forecast "
@@ -196,7 +223,8 @@ def dashboard(panels: list[dict[str, Any]]) -> dict[str, Any]:
         "panelsJSON": json.dumps(entries),
         "optionsJSON": json.dumps({"useMargins": True, "syncColors": False, "syncCursor": True,
                                    "syncTooltips": False, "hidePanelTitles": False}),
-        "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source("", with_index=False)},
+        "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"query": {"query": "", "language": "kuery"},
+                                                                  "filter": []})},
     }, references)
 
 
