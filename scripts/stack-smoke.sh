@@ -10,14 +10,15 @@
 #
 # Prints one line per check, PASS or FAIL, and exits 1 if any check failed.
 #
-# Phase 1, Lambdas (the default mode): every service healthy, deploy and kibana-setup completed,
-#   the four functions and their EventBridge rules exist in LocalStack, log objects appear under
-#   s3://BUCKET/logs/<handler>/ for all four handlers, Elasticsearch holds `order` and
-#   `inventory` documents, Prometheus returns the seed metrics, the Kibana dashboard and data
-#   views exist. The rules fire on the wall clock: order_tick each minute, restock every 5,
-#   alert every 15 minutes; forecast's rule fires hourly, so unless SMOKE_WAIT_FORECAST_RULE=1
-#   the script invokes the forecast function once itself (a Scheduled Event for the current hour)
-#   when the other three have run.
+# Phase 1, Lambdas (the default mode): every service healthy, the one-shots (deploy, es-setup,
+#   kibana-setup) completed, the four functions and their EventBridge rules exist in LocalStack,
+#   log objects appear under s3://BUCKET/logs/<handler>/ for all four handlers, Elasticsearch
+#   holds `order` and `inventory` documents (a sample: _id = event_id), Prometheus returns the
+#   seed metrics, the Kibana dashboard, its Lens panels and the data views exist. The rules fire
+#   on the wall clock: order_tick each minute, restock every 5, alert every 15 minutes;
+#   forecast's rule fires hourly, so unless SMOKE_WAIT_FORECAST_RULE=1 the script invokes the
+#   forecast function once itself (a Scheduled Event for the current hour) when the other three
+#   have run.
 # Phase 2, scheduler (COMPOSE_PROFILES=scheduler, business time SMOKE_SPEED x the wall clock):
 #   the functions are gone (the guard), the scheduler is healthy, and Elasticsearch gets
 #   `reorder_alert` and `restock` documents. In Lambda mode those need real time: on the default
@@ -44,7 +45,7 @@ NAME=stockpulse
 BUCKET="${STOCKPULSE_BUCKET:-stockpulse}"
 HANDLERS=(order_tick restock forecast alert)
 LONG_RUNNING=(localstack pushgateway prometheus alertmanager elasticsearch kibana filebeat metricbeat)
-ONE_SHOT=(deploy kibana-setup)
+ONE_SHOT=(deploy es-setup kibana-setup)
 LAMBDA_EVENT_TYPES=(order inventory)
 SCHEDULER_EVENT_TYPES=(reorder_alert restock)
 # The seed metrics (predicted_stockout_hours is absent while no stockout is projected within the

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ELASTIC_IMAGES = ("elasticsearch/elasticsearch", "kibana/kibana", "beats/filebeat", "beats/metricbeat")
 SERVICES = {"localstack", "deploy", "scheduler", "pushgateway", "prometheus", "alertmanager",
-            "elasticsearch", "kibana", "kibana-setup", "filebeat", "metricbeat"}
-ONE_SHOT = {"deploy", "kibana-setup"}
+            "elasticsearch", "kibana", "es-setup", "kibana-setup", "filebeat", "metricbeat"}
+ONE_SHOT = {"deploy", "es-setup", "kibana-setup"}
 SEED_EVENT_TYPES = {"order", "inventory", "reorder_alert", "restock"}
 SEED_METRICS = {"inventory_level_units", "orders_per_minute", "orders_total", "demand_forecast_units",
                 "reorder_events_total", "processing_latency_seconds"}
@@ -164,7 +164,30 @@ def test_every_dependency_waits_for_health_or_completion(raw, config):
             assert spec == {"condition": wanted}, (name, other, spec)
     # the resolved config agrees (nothing dropped by anchors/merges)
     assert config["services"]["scheduler"]["depends_on"]["deploy"]["condition"] == "service_completed_successfully"
-    assert config["services"]["filebeat"]["depends_on"]["kibana-setup"]["condition"] == "service_completed_successfully"
+    assert config["services"]["filebeat"]["depends_on"]["es-setup"]["condition"] == "service_completed_successfully"
+
+
+def test_logs_reach_elasticsearch_without_kibana(config):
+    """The template step needs Elasticsearch alone, and Filebeat needs only that step, Elasticsearch
+    and LocalStack: a slow or failing Kibana holds no log back. Nothing but kibana-setup waits for
+    Kibana, and nothing waits for kibana-setup."""
+    services = config["services"]
+    assert set(services["es-setup"]["depends_on"]) == {"elasticsearch"}
+    assert set(services["filebeat"]["depends_on"]) == {"elasticsearch", "localstack", "es-setup"}
+    waiting_for = {name: set(service.get("depends_on", {})) for name, service in services.items()}
+    assert {name for name, deps in waiting_for.items() if "kibana" in deps} == {"kibana-setup"}
+    assert not any("kibana-setup" in deps for deps in waiting_for.values())
+
+    # the two one-shots run the two steps of one script, each only its own
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("kibana_setup_steps", ROOT / "infra" / "kibana" / "setup.py")
+    setup = module_from_spec(spec)
+    sys.modules[spec.name] = setup  # dataclasses resolve annotations through it
+    spec.loader.exec_module(setup)
+    steps = {name: services[name]["entrypoint"][2:] for name in ("es-setup", "kibana-setup")}
+    assert steps == {"es-setup": ["elasticsearch"], "kibana-setup": ["kibana"]}
+    assert set(setup.STEPS) == {"elasticsearch", "kibana"}
 
 
 def test_one_elastic_version_for_the_four_images_pinned_in_infra(config):
@@ -226,14 +249,16 @@ def test_config_files_land_where_each_program_reads_them(config):
     persistence = [a for a in services["pushgateway"]["command"] if a.startswith("--persistence.file=")]
     assert persistence and persistence[0].split("=", 1)[1].startswith("/pushgateway/")
 
-    setup = services["kibana-setup"]
-    assert setup["entrypoint"] == ["python3", "/setup/setup.py"]
-    assert target_of("kibana-setup", "infra/kibana") == "/setup"
     setup_source = (ROOT / "infra" / "kibana" / "setup.py").read_text()
     read = set(re.findall(r'env\.get\("([A-Z_]+)"', setup_source))
-    assert set(setup["environment"]) <= read, set(setup["environment"]) - read
-    assert setup["environment"]["KIBANA_DIR"] == "/setup"
-    assert setup["environment"]["ELASTICSEARCH_DIR"] == target_of("kibana-setup", "infra/elasticsearch")
+    kibana_setup, es_setup = services["kibana-setup"], services["es-setup"]
+    assert kibana_setup["entrypoint"][:2] == es_setup["entrypoint"][:2] == ["python3", "/setup/setup.py"]
+    assert target_of("kibana-setup", "infra/kibana") == "/setup"
+    assert target_of("es-setup", "infra/kibana/setup.py") == "/setup/setup.py"
+    for setup in (kibana_setup, es_setup):
+        assert set(setup["environment"]) <= read, set(setup["environment"]) - read
+    assert kibana_setup["environment"]["KIBANA_DIR"] == "/setup"
+    assert es_setup["environment"]["ELASTICSEARCH_DIR"] == target_of("es-setup", "infra/elasticsearch")
 
 
 def test_prometheus_targets_are_compose_services_on_their_container_ports(config):

@@ -1,9 +1,12 @@
 """The Elastic configs agree with what the handlers really emit (no Elastic binary runs here).
 
-A short replay of the real handlers (tests/emitted.py) gives every log event type and every pushed
-metric; the Filebeat and Metricbeat configs, the index template, the Kibana saved objects and the
-dashboard are checked against it. The last test lists a real S3 API (moto) after handler
-invocations configured as Lambda configures them, with the bucket and prefix Filebeat polls.
+A short replay of the real handlers (tests/emitted.py) gives every log event type, every log object
+and every pushed metric; the Filebeat and Metricbeat configs, the index template, the Kibana Lens
+objects and the dashboard are checked against it. Filebeat's processor chain is run, as configured,
+over the replay's real log objects by a model of the aws-s3 input and of the processors, written
+from the beats sources (each function names its file). One test lists a real S3 API (moto) after
+handler invocations configured as Lambda configures them, with the bucket and prefix Filebeat polls;
+the last ones run kibana-setup / es-setup (infra/kibana/setup.py) against a stdlib server.
 """
 
 from __future__ import annotations
@@ -878,13 +881,44 @@ class FakeStack:
         self.server.server_close()
 
 
-def _run_setup(stack: FakeStack, capsys) -> tuple[int, str, str]:
+def _run_setup(stack: FakeStack, capsys, *, steps: tuple[str, ...] = ("elasticsearch", "kibana"),
+               es_url: str | None = None, kibana_url: str | None = None) -> tuple[int, str, str]:
     setup = _load_setup()
     lines: list[str] = []
-    code = setup.main({"ELASTICSEARCH_URL": stack.url, "KIBANA_URL": stack.url + "/",
+    code = setup.main({"ELASTICSEARCH_URL": es_url or stack.url, "KIBANA_URL": kibana_url or stack.url + "/",
                        "ELASTICSEARCH_DIR": str(INFRA / "elasticsearch"), "KIBANA_DIR": str(INFRA / "kibana"),
-                       "SETUP_TIMEOUT_SECONDS": "10"}, progress=lines.append)
+                       "SETUP_TIMEOUT_SECONDS": "10"}, steps=steps, progress=lines.append)
     return code, "\n".join(lines), capsys.readouterr().err
+
+
+def test_setup_elasticsearch_step_installs_the_template_without_kibana(capsys):
+    """GIVEN no Kibana at all WHEN the es-setup step runs THEN it installs the template and exits 0,
+    having asked Kibana nothing (Filebeat waits for this step alone)."""
+    from tests.servers import free_port
+
+    with FakeStack({"success": True, "errors": []}) as stack:
+        code, out, err = _run_setup(stack, capsys, steps=("elasticsearch",),
+                                    kibana_url=f"http://127.0.0.1:{free_port()}")
+    assert (code, err) == (0, "")
+    assert [(r[0], r[1].split("?")[0]) for r in stack.requests] == [
+        ("GET", "/_cluster/health"), ("PUT", "/_index_template/stockpulse-logs")]
+    assert "es-setup: done (elasticsearch)" in out
+
+
+def test_setup_kibana_step_imports_the_objects_without_elasticsearch(capsys):
+    from tests.servers import free_port
+
+    with FakeStack({"success": True, "successCount": 12, "errors": []}) as stack:
+        code, _, err = _run_setup(stack, capsys, steps=("kibana",), es_url=f"http://127.0.0.1:{free_port()}")
+    assert (code, err) == (0, "")
+    assert [(r[0], r[1]) for r in stack.requests] == [
+        ("GET", "/api/status"), ("POST", "/api/saved_objects/_import?overwrite=true")]
+
+
+def test_setup_refuses_an_unknown_step(capsys):
+    with FakeStack({"success": True, "errors": []}) as stack:
+        code, _, err = _run_setup(stack, capsys, steps=("templates",))
+    assert code == 2 and "unknown step(s) ['templates']" in err and stack.requests == []
 
 
 def test_setup_installs_the_template_and_imports_the_objects_as_multipart(capsys):

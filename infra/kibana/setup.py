@@ -1,16 +1,24 @@
-"""kibana-setup: install the log index template and import the Kibana saved objects, idempotently.
+"""Install the log index template and import the Kibana saved objects, idempotently.
 
-    python3 /setup/setup.py          # the compose one-shot (stdlib only, Python 3.11+)
+    python3 /setup/setup.py elasticsearch   # compose es-setup: the index template (needs only ES)
+    python3 /setup/setup.py kibana          # compose kibana-setup: data views, Lens panels, dashboard
+    python3 /setup/setup.py                 # both, in that order
 
-1. wait for Elasticsearch (``GET /_cluster/health`` answers 200) and Kibana (``GET /api/status``
-   says ``available``), with a deadline and a progress line every few seconds;
-2. ``PUT /_index_template/<name>`` for every ``*.index-template.json`` in ``ELASTICSEARCH_DIR``;
-3. ``POST /api/saved_objects/_import?overwrite=true`` of ``saved_objects.ndjson`` in ``KIBANA_DIR``
-   (multipart, ``kbn-xsrf: true``). Kibana answers HTTP 200 even when objects failed: the body's
-   ``success`` and ``errors`` decide.
+Stdlib only, Python 3.11+. Two steps, so that Filebeat waits for the template alone and a slow or
+failing Kibana never holds logs back from Elasticsearch:
 
-Exits 0 when everything is in place (running it again changes nothing), else 1 with one line
-saying why (the import's errors are printed after it).
+``elasticsearch``
+    wait for Elasticsearch (``GET /_cluster/health`` answers 200), then
+    ``PUT /_index_template/<name>`` for every ``*.index-template.json`` in ``ELASTICSEARCH_DIR``;
+``kibana``
+    wait for Kibana (``GET /api/status``: ``status.overall.level`` is ``available``), then
+    ``POST /api/saved_objects/_import?overwrite=true`` of ``saved_objects.ndjson`` in ``KIBANA_DIR``
+    (multipart, ``kbn-xsrf: true``). Kibana answers HTTP 200 even when objects failed: the body's
+    ``success`` and ``errors`` decide.
+
+Each wait has a deadline and prints a progress line every few seconds. Exits 0 when everything is in
+place (running it again changes nothing), else 1 with one line saying why (the import's errors are
+printed after it), 2 on an unknown step.
 
 Environment: ``ELASTICSEARCH_URL`` (http://elasticsearch:9200), ``KIBANA_URL`` (http://kibana:5601),
 ``ELASTICSEARCH_DIR`` or ``ELASTICSEARCH_SETUP_DIR`` (/elasticsearch), ``KIBANA_DIR`` or
@@ -33,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SetupError", "Response", "request", "wait_until", "elasticsearch_ready", "kibana_ready",
-           "put_index_templates", "multipart_body", "import_saved_objects", "check_import", "main"]
+           "put_index_templates", "multipart_body", "import_saved_objects", "check_import", "main", "STEPS"]
 
 TEMPLATE_SUFFIX = ".index-template.json"
 SAVED_OBJECTS = "saved_objects.ndjson"
+STEPS = ("elasticsearch", "kibana")  # in the order they run
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # compose hosts: never via a proxy
 
 
@@ -164,30 +173,39 @@ def import_saved_objects(kibana_url: str, path: Path, *, progress: Callable[[str
     return result
 
 
-def main(environ: dict[str, str] | None = None, *, progress: Callable[[str], None] = print) -> int:
+def main(environ: dict[str, str] | None = None, *, steps: list[str] | tuple[str, ...] = STEPS,
+         progress: Callable[[str], None] = print) -> int:
     env = os.environ if environ is None else environ
+    name = "es-setup" if list(steps) == ["elasticsearch"] else "kibana-setup"
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown or not steps:
+        print(f"{name}: unknown step(s) {unknown or steps!r}: give {' and/or '.join(STEPS)}", file=sys.stderr)
+        return 2
     es_url = env.get("ELASTICSEARCH_URL", "http://elasticsearch:9200").rstrip("/")
     kibana_url = env.get("KIBANA_URL", "http://kibana:5601").rstrip("/")
     es_dir = Path(env.get("ELASTICSEARCH_DIR") or env.get("ELASTICSEARCH_SETUP_DIR") or "/elasticsearch")
     kibana_dir = Path(env.get("KIBANA_DIR") or env.get("KIBANA_SETUP_DIR") or Path(__file__).resolve().parent)
     try:
         timeout = float(env.get("SETUP_TIMEOUT_SECONDS", "300"))
-        wait_until(f"Elasticsearch at {es_url}", lambda: elasticsearch_ready(es_url), timeout=timeout,
-                   progress=progress)
-        put_index_templates(es_url, es_dir, progress=progress)
-        wait_until(f"Kibana at {kibana_url}", lambda: kibana_ready(kibana_url), timeout=timeout, progress=progress)
-        import_saved_objects(kibana_url, kibana_dir / SAVED_OBJECTS, progress=progress)
+        if "elasticsearch" in steps:
+            wait_until(f"Elasticsearch at {es_url}", lambda: elasticsearch_ready(es_url), timeout=timeout,
+                       progress=progress)
+            put_index_templates(es_url, es_dir, progress=progress)
+        if "kibana" in steps:
+            wait_until(f"Kibana at {kibana_url}", lambda: kibana_ready(kibana_url), timeout=timeout,
+                       progress=progress)
+            import_saved_objects(kibana_url, kibana_dir / SAVED_OBJECTS, progress=progress)
     except SetupError as error:
-        print(f"kibana-setup: {error}", file=sys.stderr)
+        print(f"{name}: {error}", file=sys.stderr)
         for line in error.details:
             print(f"  {line}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as error:
-        print(f"kibana-setup: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"{name}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    progress("kibana-setup: done")
+    progress(f"{name}: done ({', '.join(s for s in STEPS if s in steps)})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(steps=sys.argv[1:] or STEPS))
