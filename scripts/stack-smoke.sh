@@ -206,7 +206,7 @@ print(json.dumps({"version": "0", "id": "stack-smoke-" + t.strftime("%Y%m%dT%H%M
     "time": t.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
     "resources": ["arn:aws:events:us-east-1:000000000000:rule/'"$fn"'"], "detail": {}}))')"
     printf '%s' "$event" | compose exec -T localstack sh -c 'cat > /tmp/stack-smoke-event.json'
-    # a cold forecast (scikit-learn import and fit) can outlast the CLI's default 60 s read timeout
+    # a cold forecast (numpy and scipy imports, the fit) can outlast the CLI's default 60 s read timeout
     awslocal lambda invoke --function-name "$fn" --payload fileb:///tmp/stack-smoke-event.json \
         --cli-read-timeout 600 /tmp/stack-smoke-out.json --query FunctionError --output text 2>&1 | grep -qx None
 }

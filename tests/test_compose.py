@@ -8,7 +8,9 @@ records its arguments, which proves the guard that keeps the two runners off one
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import json
 import os
 import re
 import shlex
@@ -202,6 +204,123 @@ def test_one_elastic_version_for_the_four_images_pinned_in_infra(config):
     assert set(tags.values()) == {pinned}
     assert _variables()["ELASTIC_VERSION"] == pinned
     assert env_file_values(ROOT / ".env.example")["ELASTIC_VERSION"] == pinned
+
+
+# -- Kibana's health check, memory ----------------------------------------------------------------
+
+KIBANA_HOME = "/usr/share/kibana/"
+# GET /api/status answers (src/core/packages/status: the v8 format; the redacted one anonymous users get)
+STATUS_AVAILABLE = {"name": "kibana", "status": {"overall": {"level": "available", "summary": "All services and "
+                    "plugins are available"}, "core": {"elasticsearch": {"level": "available"}},
+                    "plugins": {"lens": {"level": "available"}}}}
+STATUS_DEGRADED = {"name": "kibana", "status": {"overall": {"level": "degraded", "summary": "1 service is degraded"},
+                   "core": {"elasticsearch": {"level": "available"}, "savedObjects": {"level": "degraded"}},
+                   "plugins": {"lens": {"level": "available"}}}}
+STATUS_KEYS_REORDERED = {"status": {"plugins": {}, "overall": {"summary": "ok", "level": "available"}}}
+STATUS_REDACTED = {"status": {"overall": {"level": "available"}}}
+STATUS_STARTING = {"status": {"overall": {"level": "unavailable"}, "core": {"x": {"level": "available"}}}}
+
+
+def run_kibana_healthcheck(command: str, body: str | None, tmp_path: Path) -> int:
+    """Run the health check's shell command as the container would, with /usr/share/kibana made
+    of the host's node.js (the image ships one under node/<build>/bin/) and a curl that prints
+    ``body`` (None: fails like a refused connection)."""
+    node = servers.find_binary("node", debian_package="nodejs")
+    home = tmp_path / "kibana"
+    (home / "node" / "glibc-217" / "bin").mkdir(parents=True, exist_ok=True)
+    link = home / "node" / "glibc-217" / "bin" / "node"
+    if not link.exists():
+        link.symlink_to(node)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (tmp_path / "body.json").write_text(body or "")
+    curl = bin_dir / "curl"
+    curl.write_text(f"#!/bin/sh\n[ -s '{tmp_path / 'body.json'}' ] || exit 7\ncat '{tmp_path / 'body.json'}'\n")
+    curl.chmod(0o755)
+    script = command.replace("$$", "$").replace(KIBANA_HOME, f"{home}/")
+    assert KIBANA_HOME not in script
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    return subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, timeout=60).returncode
+
+
+def test_kibanas_healthcheck_reads_the_overall_level(config, tmp_path):
+    """GIVEN the health check compose gives Kibana WHEN /api/status says overall "available" (key
+    order and redaction aside) THEN healthy; WHEN overall is degraded or unavailable while single
+    plugins say "available", or nothing answers THEN unhealthy."""
+    check = config["services"]["kibana"]["healthcheck"]["test"]
+    assert check[0] == "CMD-SHELL" and "/api/status" in check[1]
+    for status, healthy in ((STATUS_AVAILABLE, True), (STATUS_KEYS_REORDERED, True), (STATUS_REDACTED, True),
+                            (STATUS_DEGRADED, False), (STATUS_STARTING, False), (None, False)):
+        code = run_kibana_healthcheck(check[1], json.dumps(status) if status else None, tmp_path)
+        assert (code == 0) is healthy, (status, code)
+
+
+def test_control_the_old_pattern_healthcheck_calls_a_degraded_kibana_healthy(tmp_path):
+    old = """curl -fsS http://127.0.0.1:5601/api/status | grep -Eq '"level": ?"available"'"""
+    assert run_kibana_healthcheck(old, json.dumps(STATUS_DEGRADED), tmp_path) == 0
+
+
+def memory_lock_consistent(service: dict[str, Any]) -> bool:
+    """bootstrap.memory_lock=true and an unlimited memlock ulimit, both or neither (either alone
+    locks nothing: Elasticsearch needs the ulimit to lock, and locks only when asked to)."""
+    wants = str(service.get("environment", {}).get("bootstrap.memory_lock", "false")).lower() == "true"
+    memlock = service.get("ulimits", {}).get("memlock")
+    unlimited = memlock in (-1, {"soft": -1, "hard": -1})
+    return wants == unlimited and (memlock is None or unlimited)
+
+
+def test_elasticsearch_locks_memory_both_ways_or_not_at_all(config):
+    elasticsearch = config["services"]["elasticsearch"]
+    assert memory_lock_consistent(elasticsearch)
+    half = copy.deepcopy(elasticsearch)
+    half.setdefault("ulimits", {})["memlock"] = {"soft": -1, "hard": -1}  # the old file: ulimit alone
+    assert not memory_lock_consistent(half)
+    half["environment"]["bootstrap.memory_lock"] = "true"
+    assert memory_lock_consistent(half)
+
+
+UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def to_bytes(size: str | int) -> int:
+    """A compose / JVM size ("512m", "2g", "1536m", 1073741824) in bytes."""
+    match = re.fullmatch(r"(\d+)([bkmg]?)b?", str(size).lower())
+    assert match, size
+    return int(match[1]) * UNITS[match[2] or "b"]
+
+
+def stated_ram_mib() -> int:
+    """The one RAM figure: .env.example, "resources"."""
+    (figure,) = re.findall(r"add up to (\d+) MiB", (ROOT / ".env.example").read_text())
+    return int(figure)
+
+
+def test_every_service_has_a_memory_limit_and_they_add_up_to_the_stated_figure(config):
+    limits = {name: to_bytes(service["mem_limit"]) for name, service in config["services"].items()
+              if "mem_limit" in service}
+    assert set(limits) == SERVICES
+    assert sum(limits.values()) == stated_ram_mib() * 1024**2
+    readme = (ROOT / "README.md").read_text()
+    full_stack = readme[readme.index("## Full stack"):readme.index("## Development")]
+    assert not re.search(r"\d+(\.\d+)? ?GB of RAM", full_stack)  # no second figure
+    assert ".env.example" in full_stack.split("```")[0]  # the first paragraph refers to the one figure
+
+
+def test_elasticsearchs_heap_is_at_most_half_its_memory_limit(config):
+    elasticsearch = config["services"]["elasticsearch"]
+    options = elasticsearch["environment"]["ES_JAVA_OPTS"].split()
+    (xms,) = [o[4:] for o in options if o.startswith("-Xms")]
+    (xmx,) = [o[4:] for o in options if o.startswith("-Xmx")]
+    assert xms == xmx  # a fixed heap
+    assert 2 * to_bytes(xmx) <= to_bytes(elasticsearch["mem_limit"])
+    assert to_bytes("1536m") == 1536 * 1024**2 and to_bytes(1024) == 1024
+
+
+def test_no_comment_calls_the_forecast_artifact_scikit_learn():
+    """The forecast's Lambda artifact holds numpy and scipy (nnls), no scikit-learn."""
+    for path in (COMPOSE_FILE, ROOT / "scripts" / "stack-smoke.sh"):
+        assert not re.search(r"scikit|sklearn", path.read_text(), re.I), path
+    assert "scikit" not in (ROOT / "jobs" / "lambda" / "forecast.txt").read_text().lower()
 
 
 def test_localstack_is_pinned_runs_lambdas_on_the_compose_network_and_waits_for_its_hooks(config):
