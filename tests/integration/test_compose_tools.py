@@ -4,16 +4,26 @@
 - ``promtool check config`` on the Prometheus config compose mounts (read from the resolved
   compose file, so a change of mount or path is followed);
 - the scheduler's guard probe (``LAMBDAS_DEPLOYED`` in docker-compose.yml) against a real Lambda
-  API (moto server): "absent" before deploy's functions exist, "deployed" after one does.
+  API (moto server): "absent" before deploy's functions exist, "deployed" after one does;
+- scripts/observability.sh, the Pushgateway + Prometheus + Alertmanager of the compose file run on
+  the host: real servers on free ports, a push seen through Prometheus, the rules, the listeners,
+  the stop on SIGTERM.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +137,155 @@ def test_guard_probe_sees_deploys_functions_on_a_real_lambda_api(compose_config,
     assert ask() == "deployed"
     for name in ("someone-else", function_names()["order_tick"]):
         lambda_.delete_function(FunctionName=name)
+
+
+# -- scripts/observability.sh: the metrics stack on the host, without Docker -------------------------
+
+OBSERVABILITY = ROOT / "scripts" / "observability.sh"
+RULES_FILE = ROOT / "infra" / "prometheus" / "rules" / "stockpulse.rules.yml"
+
+
+def _http_json(url: str) -> Any:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=5) as answer:
+        return json.load(answer)
+
+
+def _answers(url: str) -> bool:
+    """True when GET ``url`` answers 2xx (errors raise OSError: "not yet")."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=5) as answer:
+        return 200 <= answer.status < 300
+
+
+def _until(what: str, check: Callable[[], Any], *, proc: subprocess.Popen, deadline: float = 60.0) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail (with the script's output) when the
+    script exits or the deadline passes. Connection errors count as "not yet"."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"observability.sh exited ({proc.returncode}) while waiting for {what}: "
+                                 f"{proc.stdout.read() if proc.stdout else ''}")
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: not within {deadline:g} s")
+        time.sleep(0.2)
+
+
+def children(pid: int) -> dict[int, str]:
+    """pid -> command name of every process whose parent is ``pid`` (/proc/<pid>/stat)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if int(rest[1]) == pid:
+                found[int(entry.name)] = name
+    return found
+
+
+def _address(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+
+
+def listeners(pids: Iterable[int]) -> list[tuple[int, str, str, int]]:
+    """(pid, protocol, address, port) of every listening TCP and every bound UDP socket the processes
+    hold: their socket inodes (/proc/<pid>/fd) looked up in /proc/net/{tcp,tcp6,udp,udp6}."""
+    owner = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                match = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(fd))
+            except OSError:
+                continue
+            if match:
+                owner[match[1]] = pid
+    found = []
+    for protocol, state in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
+        for line in Path(f"/proc/net/{protocol}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in owner and fields[3] == state:
+                address, port = fields[1].split(":")
+                found.append((owner[fields[9]], protocol, _address(address), int(port, 16)))
+    return found
+
+
+def test_control_listeners_sees_a_socket_on_every_interface():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert (os.getpid(), "tcp", "0.0.0.0", port) in listeners([os.getpid()])
+
+
+@pytest.mark.integration
+def test_observability_script_runs_the_metrics_stack_on_loopback_and_stops_it(tmp_path):
+    """GIVEN scripts/observability.sh on free ports and a data dir WHEN the three are ready THEN a
+    metric pushed to its Pushgateway comes back from its Prometheus with the pushed job label
+    (honor_labels), the project's rules are loaded, alerts go to its Alertmanager, every listener
+    is on 127.0.0.1 and the printed --pushgateway flag is one `python -m jobs run` accepts; WHEN it
+    gets SIGTERM THEN it exits 0 and all three processes are gone."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    from jobs.cli import build_parser
+
+    ports = {name: servers.free_port() for name in ("pushgateway", "prometheus", "alertmanager")}
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_PORT")}
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    argv = ["bash", str(OBSERVABILITY), "--data-dir", str(data), "--scrape-interval", "1s",
+            *(a for name, port in ports.items() for a in (f"--{name}-port", str(port)))]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    started: dict[int, str] = {}
+    try:
+        url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        for name in ports:
+            _until(f"{name} ready", lambda name=name: _answers(url[name] + "/-/ready"), proc=proc)
+
+        def three_children() -> dict[int, str] | None:
+            found = children(proc.pid)
+            return found if len(found) == 3 else None
+
+        started = _until("three children", three_children, proc=proc)
+        assert sorted(started.values()) == sorted(["prometheus", "prometheus-push", "prometheus-aler"])
+
+        registry = CollectorRegistry()
+        Gauge("stockpulse_observability_probe", "test probe", registry=registry).set(42)
+        push_to_gateway(f"127.0.0.1:{ports['pushgateway']}", job="observability_probe", registry=registry)
+        query = url["prometheus"] + "/api/v1/query?query=stockpulse_observability_probe"
+        (sample,) = _until("the pushed metric in Prometheus", lambda: _http_json(query)["data"]["result"], proc=proc)
+        assert sample["metric"]["job"] == "observability_probe" and sample["value"][1] == "42"
+
+        groups = _http_json(url["prometheus"] + "/api/v1/rules")["data"]["groups"]
+        wanted = yaml.safe_load(RULES_FILE.read_text())["groups"]
+        assert {(g["name"], r["name"]) for g in groups for r in g["rules"]} == {
+            (g["name"], r.get("alert") or r["record"]) for g in wanted for r in g["rules"]}
+        managers = _until("an active Alertmanager", lambda: _http_json(
+            url["prometheus"] + "/api/v1/alertmanagers")["data"]["activeAlertmanagers"], proc=proc)
+        assert [m["url"] for m in managers] == [f"{url['alertmanager']}/api/v2/alerts"]
+
+        bound = listeners(started)
+        assert {port for _, _, _, port in bound} == set(ports.values())
+        assert {(address, protocol) for _, protocol, address, _ in bound} == {("127.0.0.1", "tcp")}, bound
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert started and not [pid for pid in started if Path(f"/proc/{pid}").exists()], started
+    (flag_line,) = [line for line in output.splitlines() if "--pushgateway" in line]
+    args = build_parser().parse_args(flag_line.split("-m jobs ", 1)[1].split())
+    assert (args.command, args.pushgateway_url) == ("run", f"http://127.0.0.1:{ports['pushgateway']}")
+    assert (data / "pushgateway" / "metrics.db").is_file()  # its persistence file, in the given dir
