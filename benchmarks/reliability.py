@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from handlers.errors import ConflictError
 from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.storage.file import FileStore
-from tests.conftest import event_at
-from tests.test_runtime import BUSY_CATALOG, busy_ticks
+from tests.support.crash import BUSY_CATALOG, busy_ticks
+from tests.support.ticks import event_at
 
 
 class CountingStore:

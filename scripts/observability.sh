@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pushgateway + Prometheus + Alertmanager on this machine, without Docker, for `python -m jobs run`
-# (README "Full stack", "Metrics without Docker"). Debian packages:
+# (docs/full-stack.md, "Metrics without Docker"). Debian packages:
 #   apt-get install -y prometheus prometheus-pushgateway prometheus-alertmanager
 #
 #   bash scripts/observability.sh [--data-dir DIR] [--pushgateway-port N] [--prometheus-port N]

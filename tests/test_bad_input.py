@@ -19,8 +19,8 @@ from handlers.model.bounds import MAX_BACKTEST_LINE, MAX_CATALOG_SERIES, MAX_EVE
 from handlers.model.catalog import parse_catalog
 from handlers.model.events import load_event_json, parse_event
 from jobs.backtest import load_matrix, run_backtest
-from tests.conftest import load_event
-from tests.test_cli import assert_one_line_error, cli
+from tests.support.cli import assert_one_line_error, cli
+from tests.support.ticks import load_event
 
 CATALOG = """
 products:
@@ -84,7 +84,7 @@ def test_an_invocation_over_more_series_than_it_handles_asks_for_shards(tmp_path
     from handlers.model.catalog import Catalog, Product, Warehouse
     from handlers.runtime.invoke import Runtime, invoke_all
     from handlers.storage.file import FileStore
-    from tests.conftest import START, event_at
+    from tests.support.ticks import START, event_at
 
     products = tuple(Product(f"P-{i}", 1.0, 24, 1) for i in range(MAX_SERIES // 10 + 1))
     catalog = Catalog(products, tuple(Warehouse(f"W-{w}", "UTC") for w in range(10)), ((5,) * 10,) * len(products))

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from jobs.cli import main
-from tests.conftest import load_event
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jobs", *args], input=stdin, capture_output=True, text=True,
-                          cwd=cwd or REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from jobs.cli import build_parser, main
+from tests.support.cli import assert_one_line_error, cli
+from tests.support.ticks import load_event
 
 
 def test_invoke_with_time_prints_the_result_and_writes_state(tmp_path: Path):
@@ -152,16 +138,38 @@ def test_simulate_with_an_earlier_start_runs_only_the_ticks_not_yet_applied(tmp_
     assert rest["invocations"] == {"order_tick": 20 * 60, "restock": 20 * 12, "forecast": 20, "alert": 20 * 4}
 
 
-def test_every_command_has_help():
-    for command in ("invoke", "simulate", "status", "backtest"):
-        proc = cli(command, "--help")
-        assert proc.returncode == 0 and "usage:" in proc.stdout
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices)
+
+
+def test_every_command_and_option_says_what_it_does():
+    """GIVEN the parser THEN the eight commands are there, each with a description, and every
+    option of every command has a help text (``--help`` explains every flag it lists)."""
+    commands = subcommands()
+    assert set(commands) == {"invoke", "simulate", "status", "report", "run", "backtest", "package", "deploy"}
+    for name, parser in commands.items():
+        assert parser.description, name
+        for action in parser._actions:
+            assert action.help and action.help.strip(), f"{name} {action.option_strings or action.dest}: no help"
+
+
+def test_help_lists_each_commands_own_options_and_exits_zero():
+    """GIVEN ``python -m jobs COMMAND --help`` for each command THEN it exits 0 and shows that
+    command's description and every one of its options (not just argparse's usage line)."""
+    for name, parser in subcommands().items():
+        proc = cli(name, "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert " ".join(parser.description.split()[:4]) in " ".join(proc.stdout.split()), name
+        for action in parser._actions:
+            for flag in action.option_strings:
+                assert flag in proc.stdout, f"{name} --help does not show {flag}"
 
 
 def test_invoke_loads_no_reporting_or_model_libraries(tmp_path: Path):
     """`python -m jobs invoke order_tick` is the scale benchmark's unit of work: it must not pay for
     pandas or bokeh (reports), nor scipy (the forecast's fit)."""
-    code = ("import sys; from jobs.cli import main; "
+    code = ("import sys; from jobs.cli import build_parser, main; "
             f"code = main(['invoke', 'order_tick', '--time', '2026-01-05T00:05:00Z', '--store', 'file://{tmp_path}']); "
             "print(sorted(m for m in ('pandas', 'bokeh', 'scipy', 'sklearn') if m in sys.modules)); sys.exit(code)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -18,9 +18,9 @@ from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
 from jobs.cli import main
-from tests.conftest import START, event_at, zero_clock
-from tests.test_cli import assert_one_line_error, cli
-from tests.test_runtime import BUSY_CATALOG, Crash, CrashingStore, snapshot
+from tests.support.cli import assert_one_line_error, cli
+from tests.support.crash import BUSY_CATALOG, Crash, CrashingStore, snapshot
+from tests.support.ticks import START, event_at, zero_clock
 
 
 def files(root: Path) -> dict[str, bytes]:

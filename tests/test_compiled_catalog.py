@@ -20,7 +20,7 @@ from handlers.runtime.catalogs import (
 )
 from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
-from tests.conftest import SMALL_CATALOG
+from tests.support.ticks import SMALL_CATALOG
 
 
 class Recording:
@@ -74,7 +74,7 @@ def test_a_shard_reads_only_its_own_compiled_sub_catalog(tmp_path):
     sub-catalog are compiled; a later process of a shard reads only its own object, equal to the
     split of the parsed catalog, fingerprint included."""
     from handlers.runtime import shards
-    from tests.test_shards import catalog_text
+    from tests.support.catalogs import catalog_text
 
     path = tmp_path / "catalog.yaml"
     path.write_text(catalog_text(30))
@@ -155,7 +155,7 @@ def test_a_store_reference_with_its_compiled_form_reads_only_that_form(tmp_path)
 
 def test_a_shard_of_a_store_reference_reads_only_its_own_compiled_form(tmp_path):
     from handlers.runtime import shards
-    from tests.test_shards import catalog_text
+    from tests.support.catalogs import catalog_text
 
     text = catalog_text(30)
     store = RecordingKeys(FileStore(tmp_path / "store"))
@@ -171,7 +171,7 @@ def test_a_store_reference_without_a_compiled_form_is_compiled_from_the_source_o
     """GIVEN only the source object in the store (someone uploaded the YAML alone) WHEN a shard's
     process loads the reference THEN it reads the source, validates and compiles it, stores the
     whole catalog's form and every shard's; the next process reads only its shard's form."""
-    from tests.test_shards import catalog_text
+    from tests.support.catalogs import catalog_text
 
     text = catalog_text(30)
     data = text.encode()

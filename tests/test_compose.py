@@ -30,7 +30,7 @@ from handlers.telemetry.metrics import METRICS
 from jobs import deploy as deploy_module
 from jobs import package
 from jobs.cli import build_parser
-from tests import servers
+from tests.support import servers
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -300,8 +300,7 @@ def test_every_service_has_a_memory_limit_and_they_add_up_to_the_stated_figure(c
               if "mem_limit" in service}
     assert set(limits) == SERVICES
     assert sum(limits.values()) == stated_ram_mib() * 1024**2
-    readme = (ROOT / "README.md").read_text()
-    full_stack = readme[readme.index("## Full stack"):readme.index("## Development")]
+    full_stack = (ROOT / "docs" / "full-stack.md").read_text()
     assert not re.search(r"\d+(\.\d+)? ?GB of RAM", full_stack)  # no second figure
     assert ".env.example" in full_stack.split("```")[0]  # the first paragraph refers to the one figure
 

@@ -249,7 +249,7 @@ def test_num_shards_reaches_the_functions_environment_and_the_target():
 # -- the shop's own catalog: validated here, kept in the store, named by the functions ------------
 
 def catalog_file(tmp_path, products: int = 30) -> Any:
-    from tests.test_shards import catalog_text
+    from tests.support.catalogs import catalog_text
 
     path = tmp_path / "shop.yaml"
     path.write_text(catalog_text(products))

@@ -28,7 +28,7 @@ from handlers.storage.location import open_store
 from handlers.telemetry.publisher import publisher
 from jobs.deploy import Target, role_policy
 from jobs.schedule import Schedule
-from tests.conftest import event_at
+from tests.support.ticks import event_at
 
 NUM_SHARDS = 3
 #: 12 products: every one of 3 shards holds some (checked below)

@@ -1,6 +1,6 @@
 """The Elastic configs agree with what the handlers really emit (no Elastic binary runs here).
 
-A short replay of the real handlers (tests/emitted.py) gives every log event type, every log object
+A short replay of the real handlers (tests/support/emitted.py) gives every log event type, every log object
 and every pushed metric; the Filebeat and Metricbeat configs, the index template, the Kibana Lens
 objects and the dashboard are checked against it. Filebeat's processor chain is run, as configured,
 over the replay's real log objects by a model of the aws-s3 input and of the processors, written
@@ -28,7 +28,7 @@ import yaml
 from handlers.model.logs import CONTENT_TYPE, EVENT_FIELDS, LOG_PREFIX, decode_events
 from handlers.model.state import HANDLERS
 from handlers.storage.file import FileStore
-from tests import emitted
+from tests.support import emitted
 
 REPO = emitted.REPO
 INFRA = REPO / "infra"
@@ -780,8 +780,8 @@ def test_the_prefix_filebeat_polls_lists_every_handlers_log_objects_on_s3(filebe
     Lambda runs it (STOCKPULSE_STORE_URL=s3://<bucket>, AWS_ENDPOINT_URL) THEN listing the bucket
     with Filebeat's bucket_list_prefix finds every handler's log objects, gzip NDJSON that decode."""
     import handlers.app as app
-    from tests import servers
-    from tests.conftest import START, event_at
+    from tests.support import servers
+    from tests.support.ticks import START, event_at
 
     (source,) = filebeat["filebeat.inputs"]
     bucket, prefix = beats_default(source["non_aws_bucket_name"]), source["bucket_list_prefix"]
@@ -894,7 +894,7 @@ def _run_setup(stack: FakeStack, capsys, *, steps: tuple[str, ...] = ("elasticse
 def test_setup_elasticsearch_step_installs_the_template_without_kibana(capsys):
     """GIVEN no Kibana at all WHEN the es-setup step runs THEN it installs the template and exits 0,
     having asked Kibana nothing (Filebeat waits for this step alone)."""
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     with FakeStack({"success": True, "errors": []}) as stack:
         code, out, err = _run_setup(stack, capsys, steps=("elasticsearch",),
@@ -906,7 +906,7 @@ def test_setup_elasticsearch_step_installs_the_template_without_kibana(capsys):
 
 
 def test_setup_kibana_step_imports_the_objects_without_elasticsearch(capsys):
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     with FakeStack({"success": True, "successCount": 12, "errors": []}) as stack:
         code, _, err = _run_setup(stack, capsys, steps=("kibana",), es_url=f"http://127.0.0.1:{free_port()}")
@@ -965,7 +965,7 @@ def test_setup_fails_on_errors_even_with_success_true(capsys):
 
 def test_setup_gives_up_at_the_deadline_with_one_line(capsys):
     """GIVEN nothing listening WHEN the deadline passes THEN exit 1 naming what was not ready."""
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     setup = _load_setup()
     clock = iter(range(0, 1000, 5))

@@ -8,7 +8,7 @@ import pytest
 
 from handlers.errors import InputError
 from handlers.model.events import parse_event, scheduled_event
-from tests.conftest import load_event
+from tests.support.ticks import load_event
 
 
 def test_scheduled_event_time_is_the_business_clock():

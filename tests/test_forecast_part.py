@@ -14,8 +14,8 @@ from handlers.runtime import layout
 from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import Focus, cover_days, focus_series
-from tests.conftest import START, event_at, zero_clock
-from tests.test_runtime import BUSY_CATALOG
+from tests.support.crash import BUSY_CATALOG
+from tests.support.ticks import START, event_at, zero_clock
 
 NOON = START.replace(hour=12)
 

@@ -15,7 +15,7 @@ from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import build_registry
 from jobs.schedule import Schedule
 from jobs.simulate import simulate
-from tests.conftest import SMALL_CATALOG, START
+from tests.support.ticks import SMALL_CATALOG, START
 
 
 @pytest.fixture(scope="module")

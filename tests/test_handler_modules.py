@@ -13,7 +13,7 @@ import pytest
 from handlers import app
 from handlers.model.state import HANDLERS
 from handlers.runtime.declarations import DECLARATIONS, parts_of
-from tests.conftest import START, event_at
+from tests.support.ticks import START, event_at
 
 HEAVY = ("numpy", "yaml", "prometheus_client", "boto3", "scipy", "sklearn", "pandas")
 

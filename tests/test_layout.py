@@ -12,8 +12,8 @@ from handlers.model.state import RATE_DECAY, STATE_KEY, pack, unpack
 from handlers.runtime import layout
 from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.storage.file import FileStore
-from tests.conftest import START, event_at, zero_clock
-from tests.test_runtime import BUSY_CATALOG
+from tests.support.crash import BUSY_CATALOG
+from tests.support.ticks import START, event_at, zero_clock
 
 NOON = START.replace(hour=12)
 

@@ -18,14 +18,14 @@ from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import METRICS, metrics_key
 from handlers.telemetry.publisher import publisher
-from tests.conftest import START, event_at, run, schedule
+from tests.support.ticks import START, event_at, run, schedule
 
 
 @pytest.fixture(scope="module")
 def worked(tmp_path_factory) -> tuple[FileStore, dict[str, CollectorRegistry]]:
     """Three business hours of every handler on the small catalog; each handler's last pushed registry."""
     from handlers.model.catalog import parse_catalog
-    from tests.conftest import SMALL_CATALOG
+    from tests.support.ticks import SMALL_CATALOG
 
     store = FileStore(tmp_path_factory.mktemp("metrics"))
     pushed: dict[str, CollectorRegistry] = {}

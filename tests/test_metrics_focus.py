@@ -21,7 +21,7 @@ from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import Focus, build_registry, focus_series
 from handlers.telemetry.publisher import publisher
 from jobs.schedule import DEFAULT_INTERVALS
-from tests.conftest import START, event_at
+from tests.support.ticks import START, event_at
 
 #: series of the default catalog (5 products x 3 warehouses), in catalog order
 CATALOG = default_catalog()

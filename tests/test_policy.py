@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from handlers.model.policy import Policy, plan_reorders, round_up_to_pack
-from tests.test_projection import flat_path
+from tests.support.paths import flat_path
 
 
 def plan(on_hand, inbound=0, open_orders=0, lead=24.0, pack=10, stockout_in=np.nan, std=6.0, policy=Policy()):

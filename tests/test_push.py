@@ -29,7 +29,7 @@ from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import metrics_key
 from handlers.telemetry.publisher import publisher
 from jobs.cli import main
-from tests.conftest import START, event_at
+from tests.support.ticks import START, event_at
 
 SECRET = "s3cr3t-pw"
 

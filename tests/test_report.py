@@ -22,7 +22,7 @@ from jobs.report_page import BAND_Z, daily_band
 from jobs.schedule import Schedule
 from jobs.simulate import simulate
 from jobs.status import status_report
-from tests.conftest import SMALL_CATALOG
+from tests.support.ticks import SMALL_CATALOG
 
 FIRST_DAY = "2026-01-05T00:00:00Z"
 MINUTES_AFTER = 300  # replayed one business minute at a time, the state read after each

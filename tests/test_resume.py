@@ -26,8 +26,8 @@ from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.storage.file import FileStore
 from jobs.schedule import Schedule
 from jobs.simulate import DEFAULT_START, simulate
-from tests.conftest import START, zero_clock
-from tests.test_runtime import BUSY_CATALOG
+from tests.support.crash import BUSY_CATALOG
+from tests.support.ticks import START, zero_clock
 
 REPO = Path(__file__).resolve().parent.parent
 DAYS = "0.25"  # 6 business hours: 462 invocations, a few seconds

@@ -18,7 +18,7 @@ from handlers.runtime.invoke import Runtime, load_state
 from handlers.storage.file import FileStore
 from jobs.runner import BusinessClock, run_scheduler
 from jobs.schedule import DEFAULT_INTERVALS, Schedule
-from tests.conftest import SMALL_CATALOG
+from tests.support.ticks import SMALL_CATALOG
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,7 +98,7 @@ def test_run_goes_over_every_shard_on_each_tick(tmp_path: Path):
     every shard's order clock followed the business clock."""
     from handlers.runtime import shards
     from handlers.runtime.catalogs import load_catalog
-    from tests.test_shards import catalog_text
+    from tests.support.catalogs import catalog_text
 
     path = tmp_path / "catalog.yaml"
     path.write_text(catalog_text(24))

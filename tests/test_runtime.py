@@ -9,66 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers.model.catalog import parse_catalog
 from handlers.model.logs import decode_events
 from handlers.runtime import layout
 from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.storage.file import FileStore
-from tests.conftest import START, event_at, zero_clock
-
-# Fast dynamics so a short window holds every kind of event: stock runs low within minutes,
-# purchase orders arrive 6 minutes after they are placed.
-BUSY_CATALOG = parse_catalog("""
-seed: 11
-products:
-  - {id: FAST, base_demand_per_day: 2000, lead_time_hours: 0.1, pack_size: 5}
-  - {id: SLOW, base_demand_per_day: 300, lead_time_hours: 0.1, pack_size: 5}
-warehouses: [{id: W1, timezone: Europe/Berlin}, {id: W2, timezone: America/Chicago}]
-initial_stock: 8
-""", source="busy.yaml")
-
-
-def busy_ticks(minutes: int = 24) -> list[tuple[str, object]]:
-    ticks = []
-    for m in range(1, minutes + 1):
-        moment = START.replace(hour=12) + timedelta(minutes=m)
-        if m % 4 == 0:
-            ticks.append(("restock", moment))
-        ticks.append(("order_tick", moment))
-        if m % 6 == 0:
-            ticks += [("forecast", moment), ("alert", moment)]
-    return ticks
-
-
-class Crash(BaseException):
-    """The process dies (not an Exception: nothing may catch it)."""
-
-
-class CrashingStore:
-    """Delegates to a store and dies just before its ``crash_at``-th call."""
-
-    def __init__(self, inner, crash_at: int) -> None:
-        self.inner, self.crash_at, self.calls = inner, crash_at, 0
-        self.url = inner.url
-
-    def __getattr__(self, name):
-        method = getattr(self.inner, name)
-
-        def call(*args, **kwargs):
-            self.calls += 1
-            if self.calls == self.crash_at:
-                raise Crash(f"crash before call {self.calls}: {name}")
-            return method(*args, **kwargs)
-
-        return call
-
-
-def snapshot(store: FileStore) -> tuple[list[bytes | None], dict[str, bytes], dict[str, bytes]]:
-    """The state's parts (hot and forecast by their newest version, history objects, the hot part's
-    base and deltas, the forecast's statistics) and every log object."""
-    parts = [store.read(key) for key in ("state/state.bin", "state/forecast.bin")]
-    history = {k: store.get(k) for prefix in ("state/history/", "state/pool/", "state/hot/") for k in store.list(prefix)}
-    return [p.data if p else None for p in parts], history, {k: store.get(k) for k in store.list("logs/")}
+from handlers.storage.memory import MemoryStore
+from tests.support.crash import BUSY_CATALOG, Crash, CrashingStore, busy_ticks, snapshot
+from tests.support.ticks import START, event_at, zero_clock
 
 
 def run_with_retries(store, ticks) -> None:
@@ -97,17 +44,32 @@ def test_busy_window_has_every_kind_of_event(clean_run):
     assert {"order", "lost_sale", "inventory", "reorder_alert", "restock", "job_run"} <= types
 
 
-STORAGE_CALLS = 217  # storage calls of busy_ticks() run once without a crash (checked below); one is the
-#                     shard manifest check (handlers/runtime/shards.py), once per store in a process
+def counted_run(store) -> CrashingStore:
+    """The busy schedule run once without a crash, every storage call counted."""
+    layout.forget()
+    counting = CrashingStore(store, crash_at=0)
+    run_with_retries(counting, busy_ticks())
+    layout.forget()
+    return counting
 
 
-def test_the_crash_scenario_makes_the_expected_number_of_storage_calls(tmp_path: Path):
-    store = CrashingStore(FileStore(tmp_path), crash_at=10**9)
-    run_with_retries(store, busy_ticks())
-    assert store.calls == STORAGE_CALLS
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One crash point before each storage call of a clean run, as many as that run makes (counted in
+    memory when the tests are collected: the protocol's calls do not depend on the backend)."""
+    if "crash_at" in metafunc.fixturenames:
+        metafunc.parametrize("crash_at", range(1, counted_run(MemoryStore()).calls + 1))
 
 
-@pytest.mark.parametrize("crash_at", range(1, STORAGE_CALLS + 1))
+def test_the_crash_scenario_calls_every_storage_operation_the_same_on_any_backend(tmp_path: Path):
+    """GIVEN the busy schedule WHEN it runs on file:// and in memory THEN it makes the same storage
+    calls, and they include every operation the runtime uses but ``delete`` (no day closes and no
+    older generation exists in 24 minutes: tests/test_layout.py crashes the prunes): a crash before
+    each of them is tested below."""
+    on_file, in_memory = counted_run(FileStore(tmp_path)), counted_run(MemoryStore())
+    assert on_file.operations == in_memory.operations
+    assert {"read", "write", "put_once", "exists", "matches", "get", "list"} <= set(on_file.operations)
+
+
 def test_crash_before_any_storage_call_then_retry_equals_one_clean_run(crash_at, clean_run, tmp_path: Path):
     """GIVEN a process that dies before its n-th storage call WHEN the tick is retried and the
     schedule goes on THEN state and logs are byte-identical to a run that never crashed."""

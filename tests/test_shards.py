@@ -16,32 +16,14 @@ import pytest
 
 from handlers.errors import ConfigError, InputError
 from handlers.forecasting import model as forecasting
-from handlers.model.catalog import Catalog, parse_catalog
+from handlers.model.catalog import Catalog
 from handlers.model.logs import decode_events
 from handlers.model.state import State
 from handlers.runtime import pool, shards
 from handlers.runtime.invoke import Runtime, invoke, invoke_all, load_state
 from handlers.storage.file import FileStore
-
-from .conftest import START, event_at, schedule, zero_clock
-
-
-def catalog_text(products: int = 24, *, seed: int = 3) -> str:
-    """A shop whose shelves run low within hours: reorders, purchase orders, restocks and lost sales
-    all happen on the first day."""
-    rng = np.random.default_rng(seed)
-    lines = [f"seed: {seed}", "products:"]
-    for i in range(products):
-        lines.append(f"  - {{id: SKU-{i:03d}, base_demand_per_day: {int(rng.integers(60, 400))}, "
-                     f"lead_time_hours: {int(rng.choice([4, 6, 8]))}, pack_size: {int(rng.choice([1, 5, 10]))}}}")
-    lines += ["warehouses:", "  - {id: W-A, timezone: America/New_York}",
-              "  - {id: W-B, timezone: Europe/Berlin, demand_factor: 0.6}", "initial_stock: 25"]
-    return "\n".join(lines) + "\n"
-
-
-def make_catalog(products: int = 24, *, seed: int = 3) -> Catalog:
-    return parse_catalog(catalog_text(products, seed=seed), source="shards.yaml")
-
+from tests.support.catalogs import catalog_text, make_catalog
+from tests.support.ticks import START, event_at, schedule, zero_clock
 
 EVERY = {"order_tick": 5, "restock": 10, "forecast": 60, "alert": 15}
 

@@ -17,7 +17,7 @@ from handlers.runtime.settings import Settings
 from jobs.cli import main
 from jobs.console import status_view, watch_status
 from jobs.status import risk_of, status_extras, status_report, status_screen
-from tests.conftest import SMALL_CATALOG
+from tests.support.ticks import SMALL_CATALOG
 
 JSON_KEYS = ["store", "catalog", "created_at", "orders_through", "last_applied", "series", "purchase_orders_open",
              "counters", "pending_log_objects"]

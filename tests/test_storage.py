@@ -10,7 +10,7 @@ from handlers.errors import ConfigError, ConflictError
 from handlers.storage.file import KEEP_VERSIONS, FileStore
 from handlers.storage.location import open_store
 from handlers.storage.s3 import S3Store
-from tests.storage_contract import *  # noqa: F403 - the shared contract suite
+from tests.support.storage_contract import *  # noqa: F403 - the shared contract suite
 
 
 @pytest.fixture

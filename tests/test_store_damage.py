@@ -17,9 +17,9 @@ from handlers.storage.file import FileStore
 from handlers.storage.location import open_store
 from handlers.telemetry.metrics import metrics_key
 from handlers.telemetry.publisher import publisher
-from tests.conftest import START, event_at, zero_clock
-from tests.test_cli import assert_one_line_error, cli
-from tests.test_runtime import BUSY_CATALOG
+from tests.support.cli import assert_one_line_error, cli
+from tests.support.crash import BUSY_CATALOG
+from tests.support.ticks import START, event_at, zero_clock
 
 VERSIONS = "state/state.bin.versions"
 

@@ -1,35 +1,36 @@
 """One invocation, exactly once: read state, run the pure core, commit, write the log, publish.
 
-The commit protocol (every step may crash; the retry of the same tick repairs it):
+The commit protocol — written down here once; docs/storage.md explains why it is exactly once. Every
+step may crash; the retry of the same tick repairs it. :func:`apply_tick` follows the steps in order:
 
 1. read the state's parts and their ETags (none yet: a fresh state at the tick time) — the hot
-   ``state/state.bin``; ``state/forecast.bin`` only for ``forecast`` and ``alert``; the demand
-   history only when the core needs it (handlers/runtime/layout.py);
-2. write out the *outbox* of the previous commit of each part read (write-once log objects; "already
-   exists" is success) — this repairs a crash between a commit and its log write: the hot part's by
-   any invocation, the forecast part's by the next ``forecast`` or ``alert``;
+   ``state/state.bin``; ``state/forecast.bin`` when the handler's declaration reads it; the demand
+   history when the declaration says this tick's core needs it (handlers/runtime/layout.py);
+2. write out the *outbox* of the previous commit of each part read (write-once log objects;
+   "already there with the promised bytes" is success, an object that differs is rewritten) — this
+   repairs a crash between a commit and its log write: the hot part's by any invocation, the
+   forecast part's by the next ``forecast`` or ``alert``;
 3. if this handler already applied a tick at or after this time, stop: nothing is written;
    if the tick leads the store's clock by more than the handler's maximum lead, refuse it
-   (``InputError`` naming ``event.time``): nothing is written (handlers/model/bounds.py);
-4. run the pure core (an order tick catches up at most ``catch_up_minutes`` of a long gap; the
-   ``forecast`` gets every shard's statistics of the day before, handlers/runtime/pool.py); encode its
-   events as one gzip NDJSON object; write the objects the core publishes (write-once: the
-   forecast's statistics of today);
+   (``InputError`` naming ``event.time``): nothing is written (handlers/runtime/clock.py);
+4. run the pure core with its ``Inputs`` (an order tick catches up at most ``catch_up_minutes`` of
+   a long gap; a pooling core gets every shard's statistics of the day before,
+   handlers/runtime/pool.py); encode its events and a ``job_run`` event as one gzip NDJSON object;
+   write the statistics the core computed (write-once: the forecast's of today);
 5. compare-and-swap the part this handler owns (``forecast``: ``state/forecast.bin``; the others:
    ``state/state.bin``, after writing a new history object when a day closed and the delta — or a
-   new base — of its per-series arrays, handlers/runtime/layout.py), which carries the new log object in
-   its outbox (conflict:
-   someone else committed first — count it and start again from 1; the count goes into the
-   handler's ``conflicts`` counter and the ``job_run`` event of the commit that wins);
-6. write the log object (write-once); when the commit referenced a new history object (a day
-   closed), delete the history objects older than the one it replaced (best effort; a reader of
-   the previous hot part still finds its history — handlers/runtime/layout.py ``prune_history``); when it
-   referenced a new base, delete the hot part's objects older than the base it replaced
-   (``prune_hot``; best effort);
-7. publish metrics (never fatal).
+   new base — of its per-series arrays), which carries the new log object in its outbox. On a
+   conflict — someone else committed first — count it and start again from 1; the count goes into
+   the handler's ``conflicts`` counter and the ``job_run`` event of the commit that wins;
+6. write the log object (write-once; if that fails the tick is still committed and the result says
+   ``log_error``); when the commit referenced a new history object (a day closed), delete the
+   history objects older than the one it replaced; when it referenced a new base, delete the hot
+   part's objects older than the base it replaced (both best effort, layout.py ``prune_history``,
+   ``prune_hot``);
+7. publish metrics (never fatal; a failure is counted in the handler's ``push_failures``).
 
-The state write in step 5 is the single commit point: before it nothing is visible, after it the
-log object is guaranteed to be written by this or a later invocation. No event is lost, none is
+The compare-and-swap of step 5 is the single commit point: before it nothing is visible, after it
+the log object is guaranteed to be written by this or a later invocation. No event is lost, none is
 duplicated, no order is applied twice.
 """
 

@@ -1,8 +1,11 @@
-"""Where the state lives: three objects, so that no invocation pays for what it did not change.
+"""Where the state lives: a few objects, so that no invocation pays for what it did not change.
 
-``state/state.bin`` (compare-and-swap) — the **hot** part: clocks, the stock ledger, open
-  purchase orders, today's demand by hour, the per-handler counters of ``order_tick``,
-  ``restock`` and ``alert``, their outbox, and ``history``: the key of the history object.
+``state/state.bin`` (compare-and-swap) — the **hot** part: clocks, open purchase orders, the
+  per-handler counters of ``order_tick``, ``restock`` and ``alert``, their outbox, the key of the
+  history object, and the keys of the hot part's per-series arrays:
+``state/hot/<stamp>-{base,delta}-<sha>.bin`` (write-once, content-addressed) — the stock ledger,
+  the order rate, today's demand by hour and the other per-series arrays of the hot part: a base,
+  then one delta per commit with the elements that changed (a new base every ``MAX_CHAIN`` deltas).
 ``state/history/<sha256>.bin`` (write-once, content-addressed) — the **history**: complete days
   of demand and the hour-of-day profile ([S, 112] and [S, 24]); a new object only when a day
   closes (once a business day), referenced by the hot part's commit that closed it.
@@ -10,9 +13,10 @@
   scores, and the ``forecast`` handler's own counters and outbox. Only ``forecast`` writes it, so a
   slow forecast never races the order ticks for one ETag.
 
-Each invocation still has a single commit point: ``forecast`` commits by compare-and-swap of
-``state/forecast.bin``, every other handler by compare-and-swap of ``state/state.bin``. A history
-object is written (write-once) *before* the hot commit that references it: a crash in between
+Each invocation still has a single commit point (handlers/runtime/invoke.py, step 5): ``forecast``
+commits by compare-and-swap of ``state/forecast.bin``, every other handler by compare-and-swap of
+``state/state.bin``. A history object, a base or a delta is written (write-once) *before* the hot
+commit that references it: a crash in between
 leaves an unreferenced object, which the retry writes again under the same key (same content);
 readers only follow references of committed hot states. Unreferenced history objects are garbage:
 the order tick that closes a day deletes all but the newest two (``prune_history``).

@@ -1,8 +1,15 @@
-"""An in-memory store with the storage contract's semantics, so benchmarks measure policies, not
-disks. (Not a backend users can select: state in a process's memory is not object storage.)"""
+"""An in-memory store with the storage contract's semantics (handlers/storage/base.py): the test double
+shipped with the package, as httpx ships its ``MockTransport``.
+
+Tests and benchmarks use it to run the real runtime with no disk: the benchmarks measure policies,
+not file systems, and a test can count, inspect or copy every object. The contract suite
+(tests/support/storage_contract.py) runs on it as on ``file://`` and ``s3://``. Not a backend a
+user can select: state in one process's memory is not object storage. Each store has its own URL,
+so what a process materialised of one store is never taken for another's."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 
@@ -13,9 +20,10 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    url = "memory://"
+    _made = itertools.count(1)
 
     def __init__(self) -> None:
+        self.url = f"memory://{next(self._made)}"
         self.objects: dict[str, tuple[bytes, int]] = {}
         self._lock = threading.Lock()
 
@@ -40,7 +48,9 @@ class MemoryStore:
             return True
 
     def replace(self, key: str, data: bytes, *, content_type: str = "") -> None:
-        self.objects[key] = (data, 1)
+        with self._lock:
+            current = self.objects.get(key)
+            self.objects[key] = (data, current[1] + 1 if current else 1)
 
     def exists(self, key: str) -> bool:
         return key in self.objects

@@ -1,4 +1,4 @@
-"""Fixtures that run real servers (tests/servers.py) for the tests in this folder.
+"""Fixtures that run real servers (tests/support/servers.py) for the tests in this folder.
 
 - ``moto_server`` (session): one moto server for the whole run.
 - ``moto_s3`` (function): AWS test credentials in the environment, a boto3 S3 client on that
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,11 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-_TESTS_DIR = Path(__file__).resolve().parent.parent
-if str(_TESTS_DIR) not in sys.path:  # tests/servers.py, whatever pytest's import mode
-    sys.path.insert(0, str(_TESTS_DIR))
-
-import servers  # noqa: E402
+from tests.support import servers
 
 AWS_REGION = "us-east-1"
 _HERE = Path(__file__).resolve().parent

@@ -29,10 +29,10 @@ from typing import Any
 
 import boto3
 import pytest
-import servers
 import yaml
 
 from jobs.deploy import function_names
+from tests.support import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEYS = {"auth_password", "auth_secret", "api_url", "api_key", "routing_key", "service_key",

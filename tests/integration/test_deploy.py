@@ -37,8 +37,7 @@ from jobs.deploy import (
     rules_of,
     shard_input,
 )
-
-from .. import servers
+from tests.support import servers
 
 SCHEDULES = {"order_tick": "rate(1 minute)", "restock": "rate(5 minutes)", "forecast": "rate(1 hour)",
              "alert": "rate(15 minutes)"}
@@ -524,7 +523,7 @@ def shop(localstack, lambda_artifacts, tmp_path_factory):
     """One deployment through the command line of a generated catalog (30 products x 2 warehouses)
     in 3 shards, every shard holding products, under a store prefix; schedules of a day, so only
     the tests' own invocations run. Removed at the end."""
-    from tests.test_shards import catalog_text
+    from tests.support.catalogs import catalog_text
 
     directory = tmp_path_factory.mktemp("shop")
     path = directory / "shop.yaml"

@@ -10,7 +10,6 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-import servers
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,7 +17,7 @@ from handlers.model.state import HANDLERS
 from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
 from handlers.telemetry.publisher import publisher
-from tests import emitted
+from tests.support import emitted, servers
 
 SEED_METRICS = ("inventory_level_units", "orders_per_minute", "predicted_stockout_hours", "demand_forecast_units",
                 "orders_total", "reorder_events_total", "processing_latency_seconds")

@@ -15,8 +15,7 @@ import pytest
 from handlers.model.logs import decode_events
 from handlers.storage.location import open_store
 from jobs import package
-
-from .. import servers
+from tests.support import servers
 
 TIMES = {"restock": "2026-01-05T09:05:00Z", "order_tick": "2026-01-05T09:06:00Z",
          "forecast": "2026-01-05T10:00:00Z", "alert": "2026-01-05T10:15:00Z"}

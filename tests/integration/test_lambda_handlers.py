@@ -11,7 +11,7 @@ import handlers.app as app
 from handlers.model.logs import decode_events
 from handlers.model.state import HANDLERS
 from handlers.storage.location import open_store
-from tests.conftest import START, event_at
+from tests.support.ticks import START, event_at
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Handlers push to a real Pushgateway; a real Prometheus scrapes it; PromQL gives right answers.
 
-Also: every PromQL query in the README returns a valid, non-empty result, and the alerting rules
+Also: every PromQL query in docs/observability.md returns a valid, non-empty result, and the alerting rules
 load in the real Prometheus.
 """
 
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import servers
 
 from handlers.model.catalog import parse_catalog
 from handlers.model.state import HANDLERS
@@ -23,7 +22,8 @@ from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import METRICS
 from handlers.telemetry.publisher import publisher
-from tests.conftest import START, event_at, run, schedule
+from tests.support import servers
+from tests.support.ticks import START, event_at, run, schedule
 
 WARM_UP_MINUTES = 9 * 24 * 60  # 9 business days: day-ahead forecasts scored against seasonal naive
 FAST = {"order_tick": 15, "restock": 15, "forecast": 60, "alert": 15}
@@ -56,8 +56,8 @@ def leave_low(store: FileStore, series: list[int]) -> None:
 
 
 def readme_queries() -> list[str]:
-    """Every line of every ```promql block in the README."""
-    text = (REPO / "README.md").read_text()
+    """Every line of every ```promql block in the docs of the metrics (docs/observability.md)."""
+    text = (REPO / "docs" / "observability.md").read_text()
     blocks = re.findall(r"```promql\n(.*?)```", text, flags=re.S)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
@@ -132,7 +132,7 @@ def test_pushed_values_equal_the_state(stack):
 
 @pytest.mark.parametrize("query", readme_queries())
 def test_every_readme_query_returns_data(stack, query):
-    """GIVEN the README's PromQL queries THEN each is valid and returns a non-empty result."""
+    """GIVEN the PromQL queries of docs/observability.md THEN each is valid and returns a non-empty result."""
     _, prom, _, _ = stack
     assert prom.query(query), query
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import servers
-
 from handlers.telemetry.metrics import METRICS
+from tests.support import servers
 
 INFRA = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
 

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from jobs.cli import main
-from tests.conftest import SMALL_CATALOG
+from tests.support.ticks import SMALL_CATALOG
 
 pytestmark = pytest.mark.integration
 

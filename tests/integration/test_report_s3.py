@@ -17,7 +17,7 @@ from handlers.storage.s3 import S3Store
 from jobs.report import load_run, summary_rows
 from jobs.schedule import Schedule
 from jobs.simulate import simulate
-from tests.conftest import SMALL_CATALOG
+from tests.support.ticks import SMALL_CATALOG
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from handlers.errors import StorageError
 from handlers.runtime import layout
 from handlers.runtime.invoke import Runtime, invoke
 from handlers.storage.s3 import S3Store
-from tests.conftest import event_at, zero_clock
-from tests.test_runtime import BUSY_CATALOG, Crash, CrashingStore, busy_ticks
+from tests.support.crash import BUSY_CATALOG, Crash, CrashingStore, busy_ticks
+from tests.support.ticks import event_at, zero_clock
 
 TICKS = busy_ticks(8)  # every handler: 13 ticks, 2 restocks, a forecast and an alert
 

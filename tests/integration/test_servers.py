@@ -1,13 +1,14 @@
-"""The real-server harness (tests/servers.py) against the real binaries."""
+"""The real-server harness (tests/support/servers.py) against the real binaries."""
 
 from __future__ import annotations
 
 import urllib.error
 
 import pytest
-import servers
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+from tests.support import servers
 
 
 def _error_code(error: ClientError) -> str:

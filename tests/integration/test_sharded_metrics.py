@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import servers
 
 from handlers.model.catalog import parse_catalog
 from handlers.model.state import HANDLERS
@@ -17,8 +16,9 @@ from handlers.runtime.invoke import Runtime, invoke_all, load_state
 from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
 from handlers.telemetry.publisher import publisher
-from tests.conftest import START, event_at, schedule
-from tests.test_shards import catalog_text
+from tests.support import servers
+from tests.support.catalogs import catalog_text
+from tests.support.ticks import START, event_at, schedule
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = parse_catalog(catalog_text(24), source="sharded.yaml")

@@ -7,7 +7,7 @@ import pytest
 
 from handlers.storage.location import open_store
 from handlers.storage.s3 import S3Store
-from tests.storage_contract import *  # noqa: F403 - the shared contract suite
+from tests.support.storage_contract import *  # noqa: F403 - the shared contract suite
 
 
 @pytest.fixture

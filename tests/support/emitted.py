@@ -111,7 +111,7 @@ def pushed_metrics(store: Store) -> dict[str, set[str]]:
 
 # --- what the Elastic configs reference ----------------------------------------------------------
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 KIBANA_DIR = REPO / "infra" / "kibana"
 _FIELD_KEYS = {"field", "terms_field", "time_field", "timeFieldName"}
 _KQL_FIELD = re.compile(r"([A-Za-z_@][\w.@]*)\s*:")

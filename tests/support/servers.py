@@ -329,7 +329,7 @@ def moto_server(
 # --- LocalStack ---------------------------------------------------------------------------
 
 #: LocalStack's own virtualenv (its pins clash with ours), made by scripts/test.sh.
-LOCALSTACK_VENV = Path(__file__).resolve().parent.parent / ".servers" / "localstack"
+LOCALSTACK_VENV = Path(__file__).resolve().parent.parent.parent / ".servers" / "localstack"
 
 
 def lambda_python(version: str = "3.12") -> str:

@@ -12,7 +12,7 @@ import pytest
 from handlers.errors import ConflictError
 from handlers.model.logs import decode_events
 from handlers.runtime.invoke import Runtime, invoke
-from tests.conftest import START, event_at
+from tests.support.ticks import START, event_at
 
 
 def test_reading_a_missing_key_gives_none(store):
