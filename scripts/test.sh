@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The project's test command:  bash scripts/test.sh [pytest arguments...]
+# The project's test command:  bash scripts/test.sh [--quick] [pytest arguments...]
 #
 # From any directory, on a fresh Debian 12 machine (root, or sudo; PyPI and Debian reachable)
 # as on a prepared one:
 #   1. apt-installs the servers the integration tests run (only when a binary is missing);
 #   2. creates or updates the virtualenv .venv and installs the project with its test extra;
 #   3. installs LocalStack (host mode) into .servers/localstack for the deploy tests;
-#   4. runs ruff, mypy --strict and the import contract (lint-imports), then pytest, passing this
-#      script's arguments through.
+#   4. runs ruff, mypy --strict and the import contract (lint-imports), then pytest on two workers
+#      (pytest-xdist; tests sharing a LocalStack stay on one), passing this script's arguments through.
+# --quick: the same checks, then the unit tests only (no servers: -m "not integration"), the loop to
+# run while working; CI runs everything.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -134,11 +136,18 @@ install_localstack() {
     rm -rf tests/localstack_executor/build tests/localstack_executor/*.egg-info
     printf '%s\n' "$executor_stamp" > "$LOCALSTACK_VENV/.stamp"
 }
-install_localstack
+QUICK=false
+for arg in "$@"; do [ "$arg" = "--quick" ] && QUICK=true; done
+[ "$QUICK" = true ] || install_localstack  # the unit tests start no server
 
-log "pip install -e '.[test]'"
-PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-    .venv/bin/python -m pip install --quiet --editable '.[test]'
+# The project into .venv, again only when pyproject.toml changed since the last install.
+project_stamp=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat .venv/.stockpulse-stamp 2>/dev/null)" != "$project_stamp" ]; then
+    log "pip install -e '.[test]'"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+        .venv/bin/python -m pip install --quiet --editable '.[test]'
+    printf '%s\n' "$project_stamp" > .venv/.stockpulse-stamp
+fi
 
 # Lint, type-check and check the import contract first (seconds), then the tests. All three read
 # their settings from pyproject.toml.
@@ -147,4 +156,12 @@ log "ruff check; mypy --strict; lint-imports"
 .venv/bin/mypy --no-error-summary
 .venv/bin/lint-imports --no-cache --no-logo >/dev/null || .venv/bin/lint-imports --no-cache --no-logo
 
-exec .venv/bin/python -m pytest "$@"
+pytest_args=()
+for arg in "$@"; do
+    if [ "$arg" = "--quick" ]; then pytest_args+=(-m "not integration"); else pytest_args+=("$arg"); fi
+done
+case " ${pytest_args[*]} " in
+    *" -n "*|*" -n="*|*" -p no:xdist "*) ;;  # the caller chose how to distribute
+    *) pytest_args=(-n "${STOCKPULSE_TEST_WORKERS:-2}" --dist loadgroup "${pytest_args[@]}") ;;
+esac
+exec .venv/bin/python -m pytest "${pytest_args[@]}"

@@ -29,10 +29,18 @@ AWS_REGION = "us-east-1"
 _HERE = Path(__file__).resolve().parent
 
 
+#: Session fixtures one process should hold for the whole run: with pytest-xdist (scripts/test.sh runs
+#: two workers) every test that uses one goes to the same worker (``--dist loadgroup``), so one
+#: LocalStack starts and one set of Lambda zips is built, not one per worker.
+_SHARED_BY_ONE_WORKER = {"localstack", "lambda_artifacts"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _HERE in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.integration)
+            if _SHARED_BY_ONE_WORKER & set(getattr(item, "fixturenames", ())):
+                item.add_marker(pytest.mark.xdist_group("localstack"))
 
 
 @pytest.fixture(scope="session", autouse=True)
