@@ -10,6 +10,7 @@ from typing import Any
 
 from handlers.model.events import parse_event
 from handlers.runtime.catalogs import load_compiled
+from handlers.runtime.feeds import Feeds
 from handlers.runtime.invoke import Runtime, apply_tick
 from handlers.runtime.settings import Settings
 from handlers.runtime.shards import resolve
@@ -34,7 +35,15 @@ def build_runtime(settings: Settings, *, shard: int | None = None) -> Runtime:
                    publish=publisher(settings, store=store),
                    # the network's calls are bounded per invocation; a file:// store's are local
                    budget_seconds=None if settings.store_url.startswith("file:") else settings.invocation_budget_seconds,
-                   num_shards=settings.num_shards, shard=None if part is None else shard)
+                   num_shards=settings.num_shards, shard=None if part is None else shard,
+                   feeds=feeds_of(settings), censor_lost_sales=settings.censor_lost_sales)
+
+
+def feeds_of(settings: Settings) -> Feeds | None:
+    """The shop's feeds the settings name (read-only stores), or None: demand is simulated."""
+    urls = {"orders": settings.orders_url, "receipts": settings.receipts_url, "counts": settings.counts_url}
+    stores = {kind: open_store(url) for kind, url in urls.items() if url}
+    return Feeds(stores, max_lateness=settings.feed_max_lateness) if stores else None
 
 
 def _runtime(settings: Settings, shard: int | None) -> Runtime:

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     common = ("store_url", "catalog_path", "pushgateway_url", "push_timeout_seconds", "invocation_budget_seconds",
               "alert_threshold_hours", "service_level", "cover_days", "max_tick_lead", "max_catch_up_minutes",
-              "pushgateway_username", "pushgateway_ca_file", "num_shards")
+              "pushgateway_username", "pushgateway_ca_file", "num_shards", "orders_url", "receipts_url", "counts_url",
+              "feed_max_lateness", "censor_lost_sales")
 
     p = sub.add_parser("invoke", help="run one handler invocation and print its result as JSON",
                        description="Run one invocation of a handler with an EventBridge Scheduled Event.")

@@ -66,11 +66,12 @@ def replayed(tmp_path_factory):
     applied = emitted.replay(store)
     sharded = FileStore(tmp_path_factory.mktemp("sharded"))
     emitted.replay_sharded(sharded)
-    events = emitted.log_events(store) + emitted.log_events(sharded)
-    stores = {"replay": store, "sharded": sharded}  # two deployments: ids are unique within each
+    fed = emitted.replay_feed(tmp_path_factory.mktemp("feed"))
+    events = emitted.log_events(store) + emitted.log_events(sharded) + emitted.log_events(fed)
+    stores = {"replay": store, "sharded": sharded, "feed": fed}  # three deployments: ids are unique within each
     by_store = {name: [(key, s.get(key)) for key in s.list(LOG_PREFIX)] for name, s in stores.items()}
     return {"applied": applied, "events": events, "types": emitted.field_types(events),
-            "metrics": emitted.pushed_metrics(store), "objects_by_store": by_store,
+            "metrics": {**emitted.pushed_metrics(store), **emitted.pushed_metrics(fed)}, "objects_by_store": by_store,
             "objects": [o for objects in by_store.values() for o in objects]}
 
 

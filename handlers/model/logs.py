@@ -21,7 +21,7 @@ import numpy as np
 from handlers.model.catalog import Catalog
 from handlers.model.events import format_time
 
-__all__ = ["EVENT_FIELDS", "log_key", "encode_events", "decode_events", "series_events", "event",
+__all__ = ["EVENT_FIELDS", "FEED_ONLY_FIELDS", "log_key", "encode_events", "decode_events", "series_events", "event",
            "stamp", "LOG_PREFIX", "CONTENT_TYPE"]
 
 LOG_PREFIX = "logs/"
@@ -31,19 +31,33 @@ CONTENT_TYPE = "application/x-ndjson"
 #: four types and their first fields are the original system's contract; Kibana, Filebeat and the
 #: tests read this table.
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    "order": ("product_id", "warehouse_id", "quantity", "remaining_inventory"),
+    "order": ("product_id", "warehouse_id", "quantity", "remaining_inventory", "line_id", "line_time", "late",
+              "backordered"),
     "inventory": ("product_id", "warehouse_id", "inventory_units", "orders_per_hour",
                   "predicted_stockout_hours", "low_stock_warning", "stockout_within_horizon",
                   "stockout_probability", "inbound_units", "forecast_7d_units", "reorder_point"),
     "reorder_alert": ("product_id", "warehouse_id", "current_inventory", "predicted_stockout_hours",
                       "recommended_reorder_quantity", "reason", "reorder_point", "inventory_position",
                       "service_level", "stockout_probability", "purchase_order_id", "expected_arrival"),
-    "restock": ("product_id", "warehouse_id", "restocked_quantity", "new_inventory", "purchase_order_id"),
+    "restock": ("product_id", "warehouse_id", "restocked_quantity", "new_inventory", "purchase_order_id",
+                "backorder_filled"),
+    # a shop's feeds (handlers/model/feeding.py); an order from a feed carries its line_id and line_time
+    "return": ("product_id", "warehouse_id", "quantity", "new_inventory", "backorder_filled", "line_id", "line_time",
+               "late"),
+    "receipt": ("product_id", "warehouse_id", "received_quantity", "new_inventory", "backorder_filled", "line_id",
+                "line_time", "late"),
+    "adjustment": ("product_id", "warehouse_id", "counted", "expected", "difference", "new_inventory", "line_id",
+                   "line_time", "late"),
+    "feed_rejected": ("feed", "key", "line", "reason", "line_id", "outcome"),
     "lost_sale": ("product_id", "warehouse_id", "lost_quantity", "remaining_inventory"),
     "forecast_score": ("product_id", "warehouse_id", "day", "forecast_units", "forecast_std_units", "actual_units",
                        "abs_error", "seasonal_naive_abs_error"),
     "job_run": ("tick_id", "status", "events", "duration_ms", "conflicts", "shard", "pool"),
 }
+
+
+#: Fields an event carries only when it comes from a shop's feed (an ``order`` the simulator drew has none).
+FEED_ONLY_FIELDS: dict[str, tuple[str, ...]] = {"order": ("line_id", "line_time", "late", "backordered")}
 
 
 def stamp(moment: datetime) -> str:

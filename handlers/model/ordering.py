@@ -12,66 +12,39 @@ from typing import Any
 
 import numpy as np
 
+from handlers.model import feeding
 from handlers.model.catalog import Catalog
 from handlers.model.demand import demand_block, minute_rates
 from handlers.model.events import Tick
+from handlers.model.history import DayHistory, order_window
 from handlers.model.logs import event, series_events
 from handlers.model.outcome import Inputs, Outcome
 from handlers.model.purchasing import order_ids, receive_due
-from handlers.model.state import HISTORY_DAYS, RATE_DECAY, State
+from handlers.model.state import RATE_DECAY, State
 
-__all__ = ["order_tick", "restock", "RATE_DECAY", "PROFILE_DECAY"]
+__all__ = ["order_tick", "restock", "RATE_DECAY"]
 
-PROFILE_DECAY = 0.9  # per-day decay of the hour-of-day demand profile (~10 days of memory)
 _CHUNK_MINUTES = 240  # catch-up ticks are simulated in chunks to bound memory
 
 
-class _History:
-    """Working copy of the demand history while minutes are added."""
-
-    def __init__(self, state: State) -> None:
-        self.created_at = state.created_at
-        self.day = state.history_day
-        self.daily = state.daily_demand
-        self.today = state.today_hours.copy()
-        self.hours = state.hour_profile
-
-    def add(self, minute_start: float, demand: np.ndarray) -> None:
-        day = int(minute_start // 86400)
-        if day > self.day:
-            self._close_days(day)
-        self.today[:, int(minute_start % 86400 // 3600)] += demand
-
-    def _close_days(self, day: int) -> None:
-        gap = day - self.day
-        # the day the state was created in is partial: unknown, not a low-demand day
-        complete = self.day * 86400 >= self.created_at - 60
-        fresh = np.zeros((self.today.shape[0], min(gap, HISTORY_DAYS)))
-        fresh[:, 0] = self.today.sum(axis=1) if complete else np.nan
-        self.daily = np.concatenate([self.daily, fresh], axis=1)[:, -HISTORY_DAYS:]
-        self.hours = self.hours * PROFILE_DECAY ** gap + (self.today if complete else 0.0)
-        self.today = np.zeros_like(self.today)
-        self.day = day
-
-    def changes(self) -> dict[str, Any]:
-        return {"history_day": self.day, "daily_demand": self.daily, "today_hours": self.today,
-                "hour_profile": self.hours}
-
-
 def order_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs()) -> Outcome:
-    """Simulate the orders of the business minutes since the last tick, fulfil them from stock.
+    """Simulate the orders of the business minutes since the last tick, fulfil them from stock — or,
+    with a shop's feed (``inputs.feed``), apply its lines instead (handlers/model/feeding.py).
 
     At most ``inputs.catch_up_minutes`` minutes per tick: a longer gap is caught up by the next ticks
-    (``summary["behind_minutes"]`` says how many minutes are left). Unmet demand is lost (never
-    backordered): on-hand never goes below zero.
+    (``summary["behind_minutes"]`` says how many minutes are left). Unmet simulated demand is lost
+    (never backordered): on-hand never goes below zero. The history records demand (sold + lost), or
+    with ``inputs.censor_lost_sales`` only what sold, as a shop would see it.
     """
+    if inputs.feed is not None:
+        return feeding.feed_tick(state, tick, catalog, inputs)
     due = math.floor(tick.epoch / 60) * 60
-    end = min(due, state.orders_through + inputs.catch_up_minutes * 60)
+    _, end = order_window(state, tick.epoch, inputs.catch_up_minutes)
     minute_ends = np.arange(state.orders_through + 60, end + 1, 60, dtype=float)
     on_hand = state.on_hand.copy()
     shipped, lost = state.shipped.copy(), state.lost_sales.copy()
     rate, rate_minute = state.order_rate.copy(), state.rate_minute.copy()
-    history = _History(state)
+    history = DayHistory(state)
     events: list[dict[str, Any]] = []
     units = {"shipped": 0, "lost": 0}
     for chunk in range(0, len(minute_ends), _CHUNK_MINUTES):
@@ -79,6 +52,7 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inpu
         drawn = demand_block(catalog, ends, minute_rates(catalog, ends))
         for j, minute_end in enumerate(ends):
             demand = drawn[j]
+            out_of_stock = on_hand <= 0
             filled = np.minimum(demand, on_hand)
             missed = demand - filled
             on_hand -= filled
@@ -88,7 +62,7 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inpu
             minute = int(minute_end // 60)
             rate[sold] = rate[sold] * RATE_DECAY ** (minute - rate_minute[sold]) + filled[sold] * (1 - RATE_DECAY)
             rate_minute[sold] = minute
-            history.add(float(minute_end) - 60, demand)
+            history.add(float(minute_end) - 60, filled if inputs.censor_lost_sales else demand, out_of_stock)
             moment = datetime.fromtimestamp(float(minute_end), timezone.utc)
             events += series_events("order", "order_tick", moment, catalog, np.flatnonzero(filled),
                                     {"quantity": filled, "remaining_inventory": on_hand})
@@ -110,8 +84,9 @@ def restock(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs(
     ids = order_ids(catalog, got["series"], got["number"])
     events = [event("restock", "restock", tick.time, f"{products[i]}:{warehouses[i]}:{n}",
                     product_id=products[i], warehouse_id=warehouses[i], restocked_quantity=q,
-                    new_inventory=after, purchase_order_id=po)
-              for i, n, q, after, po in zip(got["series"].tolist(), got["number"].tolist(),
-                                            got["quantity"].tolist(), got["new_inventory"].tolist(), ids)]
+                    new_inventory=after, purchase_order_id=po, backorder_filled=filled)
+              for i, n, q, after, po, filled in zip(got["series"].tolist(), got["number"].tolist(),
+                                                    got["quantity"].tolist(), got["new_inventory"].tolist(), ids,
+                                                    got["backorder_filled"].tolist())]
     return Outcome(state.replace(**changes), events, {"purchase_orders_received": len(events),
                                                       "units_received": int(got["quantity"].sum())})

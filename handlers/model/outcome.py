@@ -31,6 +31,8 @@ class Inputs:
     policy: Policy = Policy()  # the reorder policy (forecast, alert)
     catch_up_minutes: int = DEFAULT_CATCH_UP_MINUTES  # business minutes one order tick simulates at most
     pooled: Any = None  # forecast: every shard's statistics of the day before (forecasting.pooled.Pool), or None
+    feed: Any = None  # order tick: the shop's feed lines due by this tick (model.feed.Batch); None: simulated demand
+    censor_lost_sales: bool = False  # order tick, simulated demand: record sales, not demand (what a shop sees)
 
 
 @dataclass(frozen=True)

@@ -67,26 +67,35 @@ def place_orders(state: State, series: np.ndarray, quantity: np.ndarray, due: np
 def receive_due(state: State, now: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Take every order due by ``now`` into stock.
 
-    Returns the state changes and the received orders in (series, due) order, each with the
-    on-hand right after it (``new_inventory``), for the restock events.
+    What arrives ships the series' backorders first (units a shop's feed sold beyond on hand,
+    handlers/model/feeding.py). Returns the state changes and the received orders in (series, due)
+    order, each with the on-hand right after it (``new_inventory``) and the backorders it shipped
+    (``backorder_filled``), for the restock events.
     """
     due = state.po_due <= now
     rows = np.flatnonzero(due)
     rows = rows[np.lexsort((state.po_due[rows], state.po_series[rows]))]
     series, quantity = state.po_series[rows], state.po_quantity[rows]
-    on_hand = state.on_hand.copy()
-    np.add.at(on_hand, series, quantity)
-    # on hand after each receipt: before + running total within its series
+    # per receipt: the running total within its series, the backorders shipped so far, on hand after it
     running = np.cumsum(quantity)
     starts = np.r_[0, np.flatnonzero(np.diff(series)) + 1] if len(series) else np.array([], dtype=np.int64)
     group_offset = np.repeat(running[starts] - quantity[starts], np.diff(np.r_[starts, len(series)]))
-    after = state.on_hand[series] + running - group_offset
+    cumulative = running - group_offset
+    owed = state.backorder[series]
+    shipped_so_far = np.minimum(owed, cumulative)
+    filled = shipped_so_far - np.minimum(owed, cumulative - quantity)
+    after = state.on_hand[series] + cumulative - shipped_so_far
+    total = np.bincount(series, weights=quantity, minlength=state.num_series).astype(np.int64)
+    ship = np.minimum(state.backorder, total)
     keep = ~due
     changes = {
-        "on_hand": on_hand,
-        "received": state.received + np.bincount(series, weights=quantity, minlength=state.num_series).astype(np.int64),
+        "on_hand": state.on_hand + total - ship,
+        "backorder": state.backorder - ship,
+        "shipped": state.shipped + ship,
+        "received": state.received + total,
         "po_series": state.po_series[keep], "po_quantity": state.po_quantity[keep], "po_due": state.po_due[keep],
         "po_placed": state.po_placed[keep], "po_number": state.po_number[keep],
     }
-    received = {"series": series, "quantity": quantity, "number": state.po_number[rows], "new_inventory": after}
+    received = {"series": series, "quantity": quantity, "number": state.po_number[rows], "new_inventory": after,
+                "backorder_filled": filled}
     return changes, received

@@ -27,7 +27,7 @@ import numpy as np
 from handlers.errors import StorageError
 from handlers.model.catalog import Catalog
 
-__all__ = ["State", "initial_state", "pack", "unpack", "HANDLERS", "LATENCY_BUCKETS", "HISTORY_DAYS", "FORECAST_DAYS",
+__all__ = ["FEED_OUTCOMES", "State", "initial_state", "pack", "unpack", "HANDLERS", "LATENCY_BUCKETS", "HISTORY_DAYS", "FORECAST_DAYS",
            "STATE_KEY", "SCHEMA"]
 
 #: The handlers, in the order of the state's per-handler counters (rows of ``latency_buckets`` ...):
@@ -43,8 +43,16 @@ HISTORY_DAYS = 112  # complete days of demand kept for the forecaster
 FORECAST_DAYS = 8  # today + the next 7 days
 
 #: Arrays added after SCHEMA 1 was first written: name -> the value a state without it loads with.
-_ADDED_ARRAYS: dict[str, Callable[[int], np.ndarray]] = {"score_forecast_std": lambda series: np.full(series, np.nan),
-                 "cover_daily_demand": lambda series: np.full(series, np.nan, dtype=np.float32)}
+_ADDED_ARRAYS: dict[str, Callable[[int], np.ndarray]] = {
+    "score_forecast_std": lambda series: np.full(series, np.nan),
+    "cover_daily_demand": lambda series: np.full(series, np.nan, dtype=np.float32),
+    **{name: lambda series: np.zeros(series, dtype=np.int64) for name in ("backorder", "backordered", "returned", "adjusted")},
+    "today_oos": lambda series: np.zeros((series, 24), dtype=np.int16),
+}
+#: Scalars added after SCHEMA 1 was first written: name -> the value a state without it loads with.
+_ADDED_SCALARS: dict[str, Callable[[], Any]] = {"feed_counters": dict, "feed_journals": list}
+#: What each feed's counters count (handlers/runtime/feeds.py; the metrics ``feed_lines_total{outcome}``).
+FEED_OUTCOMES = ("applied", "late", "too_late", "duplicate", "bad", "not_in_catalog", "objects_damaged")
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,14 @@ class State:
     po_count: np.ndarray  # [S] purchase orders placed so far
     reorders: np.ndarray  # [S] reorder alerts raised, cumulative
 
+    # -- a shop's own feed (handlers/model/feeding.py): sold beyond on hand, returns, counts ---------
+    #    the ledger: on_hand == initial + received + returned + adjusted - shipped, always
+    backorder: np.ndarray  # [S] units sold but not shipped yet: shipped first from the next receipt
+    backordered: np.ndarray  # [S] units that went to backorder, cumulative
+    returned: np.ndarray  # [S] units returned by customers (stock back, not demand), cumulative
+    adjusted: np.ndarray  # [S] net units stock counts corrected on hand by, cumulative
+    today_oos: np.ndarray  # [S, 24] int16: minutes of today, by UTC hour, that began with nothing on hand
+
     # -- the last forecast ------------------------------------------------------------------
     forecast_at: float  # NaN before the first forecast
     forecast_mean: np.ndarray  # [S, FORECAST_DAYS] day 0 = the UTC day of forecast_at
@@ -106,6 +122,11 @@ class State:
     latency_sum: np.ndarray  # [handlers]
     invocations: np.ndarray  # [handlers] applied invocations
     push_failures: np.ndarray  # [handlers]
+    #: feed -> outcome (FEED_OUTCOMES) -> lines (objects), cumulative; feed -> "newest": the business
+    #: time of the newest line applied
+    feed_counters: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: the feed journals this state references (handlers/runtime/feeds.py): [key, business time written]
+    feed_journals: list[list[Any]] = field(default_factory=list)
     conflicts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(HANDLERS, 0))  # handler -> compare-
     #   and-swap writes it lost (and retried) before its commits, cumulative
 
@@ -162,7 +183,9 @@ class State:
             values["rate_minute"] = np.full(int(values["on_hand"].shape[0]), int(header["orders_through"] // 60),
                                             dtype=np.int64)
         for f in dataclasses.fields(cls):
-            if f.name == "conflicts":  # newer than the first objects: zeros when absent
+            if f.name in _ADDED_SCALARS and f.name not in header:  # newer than the object
+                values[f.name] = _ADDED_SCALARS[f.name]()
+            elif f.name == "conflicts":  # newer than the first objects: zeros when absent
                 values[f.name] = {**dict.fromkeys(HANDLERS, 0), **header.get(f.name, {})}
             elif f.name not in values and f.name != "outbox":
                 value = header[f.name]
@@ -274,6 +297,11 @@ def initial_state(catalog: Catalog, created_at: float) -> State:
         po_number=np.zeros(0, dtype=np.int64),
         po_count=zeros_i.copy(),
         reorders=zeros_i.copy(),
+        backorder=zeros_i.copy(),
+        backordered=zeros_i.copy(),
+        returned=zeros_i.copy(),
+        adjusted=zeros_i.copy(),
+        today_oos=np.zeros((s, 24), dtype=np.int16),
         forecast_at=math.nan,
         forecast_mean=np.zeros((s, FORECAST_DAYS)),
         forecast_std=np.zeros((s, FORECAST_DAYS)),

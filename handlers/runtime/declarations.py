@@ -54,12 +54,13 @@ class Declaration:
     max_lead_seconds: float  # default --max-tick-lead: how far its tick may lead the store's clock
     metrics: tuple[str, ...]  # the metrics its group owns (besides every handler's operations metrics)
     pools: bool = False  # gets every shard's statistics of the day before (inputs.pooled) and publishes its own
+    reads_feeds: bool = False  # applies a shop's feed lines when feeds are configured (inputs.feed)
     summary: str = ""
 
 
 ORDER_TICK = Declaration(
     name="order_tick", core=ordering.order_tick, every_seconds=60, owns="hot", reads_forecast=False,
-    reads_history=when_a_day_closes, max_lead_seconds=7 * _DAY,
+    reads_history=when_a_day_closes, max_lead_seconds=7 * _DAY, reads_feeds=True,
     metrics=(
         "inventory_level_units",
         "orders_per_minute",
@@ -70,6 +71,14 @@ ORDER_TICK = Declaration(
         "series_out_of_stock",
         "lost_sales_units_by_warehouse_total",
         "catalog_series",
+        "feed_lines_total",
+        "feed_lag_seconds",
+        "feed_newest_line_timestamp_seconds",
+        "backorder_units",
+        "backorder_units_by_warehouse",
+        "backordered_units_total",
+        "returned_units_total",
+        "stock_adjustment_units_total",
     ),
     summary="Simulate the orders of the business minutes since the last tick and fulfil them from stock.",
 )

@@ -50,13 +50,16 @@ from handlers.errors import ConfigError, ConflictError, InputError, StorageError
 from handlers.model.bounds import MAX_SERIES
 from handlers.model.catalog import Catalog
 from handlers.model.events import Tick, format_epoch, format_time, parse_event
+from handlers.model.feed import Batch
+from handlers.model.history import order_window
 from handlers.model.logs import CONTENT_TYPE, encode_events, event, log_key
 from handlers.model.outcome import Inputs
 from handlers.model.policy import Policy
 from handlers.model.state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
-from handlers.runtime import layout, pool, shards
+from handlers.runtime import feeds, layout, pool, shards
 from handlers.runtime.clock import Limits, check_lead
 from handlers.runtime.declarations import DECLARATIONS, Declaration
+from handlers.runtime.feeds import Feeds
 from handlers.storage.base import Store
 from handlers.storage.deadline import Deadline, DeadlineStore
 
@@ -85,6 +88,8 @@ class Runtime:
     budget_seconds: float | None = None  # per invocation when no Lambda context gives a deadline
     num_shards: int = 1  # the catalog's shards (handlers/runtime/shards.py); an event's detail.shard picks one
     shard: int | None = None  # a runtime built for one shard: ``catalog`` is that shard's sub-catalog
+    feeds: Feeds | None = None  # a shop's feeds (handlers/runtime/feeds.py); None: simulated demand
+    censor_lost_sales: bool = False  # simulated demand: the history records sales, not demand
 
 
 def load_state(store: Store, catalog: Catalog | None = None, *,
@@ -233,8 +238,22 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
             if pooled is None and number is not None and bool(np.isfinite(state.daily_demand).any()):
                 log.warning("shard %d: not every shard has published its forecast statistics of the day before; "
                             "this forecast fits on the shard's own series (job_run pool: own)", number)
-        inputs = Inputs(policy=runtime.policy, catch_up_minutes=runtime.limits.catch_up_minutes, pooled=pooled)
+        prepared = None
+        if declared.reads_feeds and runtime.feeds is not None:  # the shop's lines due by this tick
+            prepared = feeds.prepare(runtime.feeds, runtime.store, state, tick.epoch, runtime.catalog,
+                                     catch_up_minutes=runtime.limits.catch_up_minutes,
+                                     shard=None if number is None else (number, runtime.num_shards))
+        inputs = Inputs(policy=runtime.policy, catch_up_minutes=runtime.limits.catch_up_minutes, pooled=pooled,
+                        feed=None if prepared is None else prepared.batch,
+                        censor_lost_sales=runtime.censor_lost_sales)
         outcome = declared.core(state, tick, runtime.catalog, inputs)
+        if runtime.feeds is not None and declared.owns == "hot":  # its journal: what a later tick must know
+            window = (order_window(state, tick.epoch, runtime.limits.catch_up_minutes) if declared.reads_feeds
+                      else (state.orders_through, state.orders_through))
+            moves = feeds.moves_of(state, outcome.state, None if prepared is None else prepared.batch, tick.epoch)
+            journal = feeds.write_journal(runtime.store, prepared or feeds.Prepared(Batch.empty()), moves, window[1])
+            outcome = replace(outcome, state=outcome.state.replace(
+                feed_journals=feeds.referenced(state, window, journal, runtime.feeds)))
         seconds = runtime.clock() - started
         run = event("job_run", handler, tick.time, "run" if number is None else f"run:shard-{number}",
                     tick_id=tick.event_id, status="applied", events=len(outcome.events),
@@ -263,6 +282,11 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
                 result["history_pruned"] = layout.prune_history(runtime.store, {referenced, loaded.history_ref})
             except StorageError as exc:  # garbage only: the next day's prune removes it
                 log.warning("old history objects not deleted yet: %s", exc)
+        if runtime.feeds is not None and declared.owns == "hot" and state.feed_journals != new_state.feed_journals:
+            try:  # the journals no later tick needs
+                result["journals_pruned"] = feeds.prune_journals(runtime.store, new_state)
+            except StorageError as exc:  # garbage only: a later tick's prune removes it
+                log.warning("old feed journals not deleted yet: %s", exc)
         if committed.base not in (None, loaded.base):  # a new base of the hot part
             try:
                 result["hot_pruned"] = layout.prune_hot(runtime.store, loaded, committed)

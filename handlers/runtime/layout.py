@@ -367,7 +367,7 @@ def prune_history(store: Store, keep: set[str]) -> int:
 #: few, and stay inline in ``state/state.bin`` with the scalars and counters).
 SERIES_FIELDS = tuple(name for name in HOT_FIELDS if name in {
     "initial", "on_hand", "received", "shipped", "lost_sales", "order_rate", "rate_minute", "today_hours",
-    "po_count", "reorders", "cover_daily_demand"})
+    "po_count", "reorders", "cover_daily_demand", "backorder", "backordered", "returned", "adjusted", "today_oos"})
 _MAX_CACHED = 4  # materialised generations kept per process (a warm function, a long `run`)
 _materialised: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, np.ndarray]]] = {}
 

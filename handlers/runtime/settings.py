@@ -7,6 +7,7 @@ command-line flag that overrides it; invalid values fail at start-up naming both
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -59,6 +60,37 @@ def _catalog(value: str) -> str | None:
     return path
 
 
+def _feed_url(value: str) -> str | None:
+    """A feed's location: ``file:///DIR``, ``file://./DIR`` or ``s3://BUCKET/PREFIX`` (checked as a store URL)."""
+    value = value.strip()
+    if not value:
+        return None
+    if not value.startswith(("file://", "s3://")):
+        raise ValueError("must be a file:// or s3:// URL")
+    return value.rstrip("/") if value.startswith("s3://") else value
+
+
+def _lateness(value: str) -> float:
+    seconds = _duration(value)
+    if not 60 <= seconds <= 7 * 86400:
+        raise ValueError("must be a duration from 1m to 7d, like 1h or 90m")
+    return seconds
+
+
+def _duration(value: str) -> float:
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd])\s*", value)
+    if match is None:
+        raise ValueError("must be a duration like 90m, 1h or 2d")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _flag(value: str) -> bool:
+    text = value.strip().lower()
+    if text not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ValueError("must be true or false")
+    return text in ("1", "true", "yes")
+
+
 def _series_cap(value: str) -> int:
     number = float(value)
     if not (number.is_integer() and 0 <= number <= 1_000_000):
@@ -99,6 +131,13 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "max_tick_lead": ("STOCKPULSE_MAX_TICK_LEAD", "--max-tick-lead", parse_max_lead, format_max_lead(DEFAULT_MAX_LEAD)),
     "max_catch_up_minutes": ("STOCKPULSE_MAX_CATCH_UP_MINUTES", "--max-catch-up-minutes", _minutes,
                              str(DEFAULT_CATCH_UP_MINUTES)),
+    # a shop's own feeds (handlers/runtime/feeds.py, docs/feeds.md): orders replace the simulated demand
+    "orders_url": ("STOCKPULSE_ORDERS_URL", "--orders", _feed_url, ""),
+    "receipts_url": ("STOCKPULSE_RECEIPTS_URL", "--receipts", _feed_url, ""),
+    "counts_url": ("STOCKPULSE_COUNTS_URL", "--counts", _feed_url, ""),
+    "feed_max_lateness": ("STOCKPULSE_FEED_MAX_LATENESS", "--feed-max-lateness", _lateness, "1h"),
+    # simulated demand: the history records what sold, not what was demanded (a stockout hides demand)
+    "censor_lost_sales": ("STOCKPULSE_CENSOR_LOST_SALES", "--censor-lost-sales", _flag, "false"),
     # the catalog split into this many shards by a stable hash of the product id (handlers/runtime/shards.py)
     "num_shards": ("STOCKPULSE_NUM_SHARDS", "--num-shards", _shards, "1"),
     # per-series gauges of a large catalog: every series up to the cap, else only those that matter
@@ -114,7 +153,9 @@ def _text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-_FORMAT: dict[str, Callable[[Any], str]] = {"max_tick_lead": format_max_lead}
+_FORMAT: dict[str, Callable[[Any], str]] = {"max_tick_lead": format_max_lead,
+                                            "feed_max_lateness": lambda seconds: f"{seconds / 60:g}m",
+                                            "censor_lost_sales": lambda flag: "true" if flag else "false"}
 
 
 @dataclass(frozen=True)
@@ -132,6 +173,11 @@ class Settings:
     pushgateway_ca_file: str | None = None  # CA bundle for an https:// Pushgateway (default: the system's)
     max_tick_lead: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_LEAD))
     max_catch_up_minutes: int = DEFAULT_CATCH_UP_MINUTES
+    orders_url: str | None = None  # a shop's order feed (its orders and returns replace the simulated demand)
+    receipts_url: str | None = None  # goods that arrive outside stockpulse's purchase orders
+    counts_url: str | None = None  # on-hand counts (cycle counts, nightly snapshots)
+    feed_max_lateness: float = 3600.0  # seconds a feed line may come after its minute was applied
+    censor_lost_sales: bool = False  # simulated demand: record sales, as a shop sees them
     num_shards: int = 1  # shards of the catalog; each invocation handles one (event detail.shard)
     metrics_series_cap: int = 1000  # per-series gauges for every series of a catalog up to this size
     metrics_risk_probability: float = 0.5  # above it a series is at risk (and exposed) in a large catalog

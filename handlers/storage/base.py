@@ -5,6 +5,8 @@
                                  (``None``: only if the key does not exist); else ``ConflictError``
 ``put_once(key, data)``          write-once: ``True`` if written, ``False`` if the key already existed
 ``exists(key)`` / ``matches(key, data)`` / ``get(key)`` / ``list(prefix)`` / ``delete(key)``
+``scan(prefix)``                 -> ``Listed(key, size, tag)`` for each key under ``prefix``: ``tag``
+                                 changes whenever the object's bytes may have (S3: its ETag)
 ``replace(key, data)``           unconditional overwrite (metrics text files only)
 
 Every failure is a ``StorageError`` naming the key (``ConflictError`` for a lost conditional write),
@@ -18,13 +20,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Versioned", "Store"]
+__all__ = ["Versioned", "Listed", "Store"]
 
 
 @dataclass(frozen=True)
 class Versioned:
     data: bytes
     etag: str
+
+
+@dataclass(frozen=True)
+class Listed:
+    key: str
+    size: int  # bytes
+    tag: str  # another tag: the object may have been rewritten (S3: its ETag)
 
 
 class Store(Protocol):
@@ -38,4 +47,5 @@ class Store(Protocol):
     def replace(self, key: str, data: bytes, *, content_type: str = ...) -> None: ...
     def get(self, key: str) -> bytes: ...
     def list(self, prefix: str) -> Iterator[str]: ...
+    def scan(self, prefix: str) -> Iterator[Listed]: ...
     def delete(self, key: str) -> None: ...

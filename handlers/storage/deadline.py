@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from handlers.errors import StorageError
-from handlers.storage.base import Store, Versioned
+from handlers.storage.base import Listed, Store, Versioned
 
 __all__ = ["Deadline", "DeadlineStore", "LAMBDA_MARGIN_SECONDS"]
 
@@ -101,6 +101,9 @@ class DeadlineStore:
 
     def get(self, key: str) -> bytes:
         return self._call(key, self.inner.get, key)
+
+    def scan(self, prefix: str) -> Iterator[Listed]:
+        return iter(self._call(prefix, lambda: list(self.inner.scan(prefix))))
 
     def list(self, prefix: str) -> Iterator[str]:
         return iter(self._call(prefix, lambda: list(self.inner.list(prefix))))

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from handlers.errors import ConflictError, StorageError
-from handlers.storage.base import Versioned
+from handlers.storage.base import Listed, Versioned
 
 __all__ = ["FileStore", "FILE_MODE", "KEEP_VERSIONS"]
 
@@ -195,6 +195,11 @@ class FileStore:
             raise StorageError(f"{key}: cannot delete in {self.root} ({exc.strerror})") from exc
 
     def list(self, prefix: str) -> Iterator[str]:
+        return (found.key for found in self.scan(prefix))
+
+    def scan(self, prefix: str) -> Iterator[Listed]:
+        """Every object under ``prefix``, in key order, with its size and a tag of its size and
+        modification time (nanoseconds)."""
         base = self.root
         start = self._path(prefix.rstrip("/")) if prefix.strip("/") else base
         if not start.exists():
@@ -205,4 +210,8 @@ class FileStore:
                 if not name.startswith(".tmp-"):
                     rel = Path(dirpath, name).relative_to(base).as_posix()
                     if rel.startswith(prefix):
-                        yield rel
+                        try:
+                            info = os.stat(Path(dirpath, name))
+                        except FileNotFoundError:  # deleted meanwhile
+                            continue
+                        yield Listed(rel, info.st_size, f"{info.st_size}-{info.st_mtime_ns}")

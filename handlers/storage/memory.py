@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 
 from handlers.errors import ConflictError, StorageError
-from handlers.storage.base import Versioned
+from handlers.storage.base import Listed, Versioned
 
 __all__ = ["MemoryStore"]
 
@@ -66,6 +66,11 @@ class MemoryStore:
     def delete(self, key: str) -> None:
         with self._lock:
             self.objects.pop(key, None)
+
+    def scan(self, prefix: str) -> Iterator[Listed]:
+        for key in sorted(k for k in self.objects if k.startswith(prefix)):
+            data, version = self.objects[key]
+            yield Listed(key, len(data), str(version))
 
     def list(self, prefix: str) -> Iterator[str]:
         yield from sorted(k for k in self.objects if k.startswith(prefix))

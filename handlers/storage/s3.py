@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from handlers.errors import ConflictError, StorageError
-from handlers.storage.base import Versioned
+from handlers.storage.base import Listed, Versioned
 
 __all__ = ["S3Store"]
 
@@ -137,11 +137,14 @@ class S3Store:
             raise self._fail(key, exc) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
+        return (found.key for found in self.scan(prefix))
+
+    def scan(self, prefix: str) -> Iterator[Listed]:
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
                 for item in page.get("Contents", []):
-                    yield item["Key"][len(self.prefix):]
+                    yield Listed(item["Key"][len(self.prefix):], int(item.get("Size", 0)), str(item.get("ETag", "")))
         except foreign_errors() as exc:
             raise self._fail(prefix, exc) from exc
 

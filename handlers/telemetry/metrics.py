@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from handlers.model.catalog import Catalog
 from handlers.model.purchasing import inbound_units, open_count
-from handlers.model.state import HANDLERS, LATENCY_BUCKETS, State
+from handlers.model.state import FEED_OUTCOMES, HANDLERS, LATENCY_BUCKETS, State
 from handlers.runtime.declarations import DECLARATIONS
 from handlers.runtime.layout import forecast_daily_demand
 from handlers.runtime.settings import Settings
@@ -76,6 +76,17 @@ _DEFINED: dict[str, tuple[str, tuple[str, ...], str]] = {
     "inbound_units": ("gauge", _SERIES, "Units on open purchase orders"),
     "purchase_orders_open_by_warehouse": ("gauge", ("warehouse_id",), "Open purchase orders, summed over products"),
     "inbound_units_by_warehouse": ("gauge", ("warehouse_id",), "Units on open purchase orders, summed over products"),
+    # a shop's feeds (handlers/runtime/feeds.py): lines by outcome, how far behind, backorders, counts
+    "feed_lines_total": ("counter", ("feed", "outcome"), "Feed lines (objects, for objects_damaged) by outcome: applied, "
+                                                         "late, too_late, duplicate, bad, not_in_catalog, objects_damaged"),
+    "feed_lag_seconds": ("gauge", ("feed",), "Business seconds from the newest feed line applied to the order clock"),
+    "feed_newest_line_timestamp_seconds": ("gauge", ("feed",), "Business time of the newest feed line applied"),
+    "backorder_units": ("gauge", _SERIES, "Units sold but not shipped yet (a feed's orders beyond on hand)"),
+    "backorder_units_by_warehouse": ("gauge", ("warehouse_id",), "Units sold but not shipped yet, summed over products"),
+    "backordered_units_total": ("counter", ("product_id",), "Units that went to backorder, cumulative"),
+    "returned_units_total": ("counter", ("product_id",), "Units customers returned (a feed's returns), cumulative"),
+    "stock_adjustment_units_total": ("counter", ("warehouse_id",),
+                                     "Net units stock counts corrected on hand by, cumulative (negative: shrinkage)"),
     # every handler's group:
     "processing_latency_seconds": ("histogram", ("handler",), "Handler processing time"),
     "handler_invocations_total": ("counter", ("handler",), "Applied invocations, cumulative"),
@@ -219,6 +230,12 @@ class StateCollector:
         family.add_metric([], float(value))
         return family
 
+    def _labelled(self, name: str, rows: list[tuple[list[str], float]]) -> Metric:
+        family = self._family(name)
+        for labels, value in rows:
+            family.add_metric(labels, value)
+        return family
+
     def _ratio(self, name: str, parts: tuple[np.ndarray, np.ndarray, float]) -> Metric:
         """Per product: ``offset + Σ numerator / Σ denominator`` over its series; absent (not 0) while
         the denominator is 0 (no day scored yet)."""
@@ -264,6 +281,19 @@ def _exposed(name: str) -> Callable[[StateCollector], np.ndarray | None]:
     return lambda c: c.exposed.get(name)
 
 
+def _feed_lines(c: StateCollector) -> list[tuple[list[str], float]] | None:
+    counters = c.state.feed_counters
+    return [([feed, outcome], float(counters[feed].get(outcome, 0))) for feed in sorted(counters)
+            for outcome in FEED_OUTCOMES] or None
+
+
+def _feed_newest(c: StateCollector, lag: bool) -> list[tuple[list[str], float]] | None:
+    clock = c.state.orders_through
+    rows = [([feed], clock - values["newest"] if lag else values["newest"])
+            for feed, values in sorted(c.state.feed_counters.items()) if "newest" in values]
+    return rows or None
+
+
 def _scores(c: StateCollector, numerator: str, denominator: str, sign: float = 1.0,
             offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, float]:
     return sign * getattr(c.state, numerator), getattr(c.state, denominator), offset
@@ -300,6 +330,14 @@ VALUES: dict[str, tuple[str, Callable[[StateCollector], Any]]] = {
     "forecast_wape": ("ratio", lambda c: _scores(c, "score_abs_error", "score_actual")),
     "forecast_skill_vs_seasonal_naive": ("ratio", lambda c: _scores(c, "score_paired_abs_error",
                                                                      "score_naive_abs_error", -1.0, 1.0)),
+    "feed_lines_total": ("labelled", _feed_lines),
+    "feed_lag_seconds": ("labelled", lambda c: _feed_newest(c, lag=True)),
+    "feed_newest_line_timestamp_seconds": ("labelled", lambda c: _feed_newest(c, lag=False)),
+    "backorder_units": ("series", lambda c: c.state.backorder),
+    "backorder_units_by_warehouse": ("warehouses", lambda c: c.state.backorder),
+    "backordered_units_total": ("products", lambda c: c.state.backordered.astype(float)),
+    "returned_units_total": ("products", lambda c: c.state.returned.astype(float)),
+    "stock_adjustment_units_total": ("warehouses", lambda c: c.state.adjusted),
     "reorder_events_total": ("series", lambda c: c.state.reorders),
     "purchase_orders_open": ("series", lambda c: open_count(c.state)),
     "inbound_units": ("series", lambda c: inbound_units(c.state)),

@@ -32,7 +32,7 @@ from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import metrics_key
 from handlers.telemetry.publisher import publisher
 
-__all__ = ["CATALOG", "START", "FAST", "replay", "replay_sharded", "ticks", "log_events", "field_types", "pushed_metrics",
+__all__ = ["CATALOG", "START", "FAST", "replay", "replay_sharded", "replay_feed", "ticks", "log_events", "field_types", "pushed_metrics",
            "saved_objects", "referenced_fields", "kql_fields", "METRICBEAT_FIELD", "REPO"]
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
@@ -80,6 +80,41 @@ def replay_sharded(store: Store, num_shards: int = 2, hours: int = 2) -> None:
     runtime = Runtime(store=store, catalog=CATALOG, num_shards=num_shards)
     for name, moment in ticks(minutes=hours * 60):
         invoke_all(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"s-{name}-{moment:%s}"), runtime)
+
+
+def replay_feed(root: Path, hours: int = 3) -> FileStore:
+    """A few hours of ``CATALOG`` on a shop's feeds (handlers/runtime/feeds.py): orders beyond on hand
+    (backorders), a return, a receipt, an on-time and a late count, a duplicate, bad and unknown lines and
+    a damaged object — every event type and field a feed adds. Metrics go to the store's files."""
+    import gzip
+
+    from handlers.runtime.feeds import Feeds
+    from tests.support.feeds import line, ndjson, put
+
+    store = FileStore(root / "store")
+    stores = {kind: FileStore(root / kind) for kind in ("orders", "receipts", "counts")}
+    runtime = Runtime(store=store, catalog=CATALOG, publish=publisher(Settings(store_url=f"file://{store.root}"),
+                                                                      store=store),
+                      feeds=Feeds(stores))
+    at = START.replace(hour=9)
+    minute = timedelta(minutes=1)
+    laptop = {"product": "LAPTOP-001", "warehouse": "WH-NYC"}
+    put(stores["orders"], at, "o1.ndjson", ndjson([
+        line("o1", at + 2 * minute, quantity=25, **laptop), line("o2", at + 3 * minute, quantity=30, **laptop),
+        line("o3", at + 4 * minute, quantity=2, type="return", **laptop),
+        line("o4", at + 5 * minute, product="NO-SUCH", warehouse="WH-NYC")]) + b"{broken\n")
+    put(stores["orders"], at, "o1-again.ndjson", ndjson([line("o1", at + 2 * minute, quantity=25, **laptop)]))
+    put(stores["orders"], at, "cut.ndjson.gz", gzip.compress(ndjson([line("o9", at + minute, **laptop)]))[:-4])
+    put(stores["receipts"], at, "r.ndjson", ndjson([line("r1", at + 6 * minute, quantity=40, **laptop)]))
+    count = {k: v for k, v in line("c1", at + 8 * minute, **laptop).items() if k != "quantity"}
+    put(stores["counts"], at, "c.ndjson", ndjson([{**count, "on_hand": 20}]))
+    late = {k: v for k, v in line("c2", at + 20 * minute, product="MOUSE-004", warehouse="WH-TYO").items()
+            if k != "quantity"}
+    put(stores["counts"], at + 40 * minute, "late.ndjson", ndjson([{**late, "on_hand": 33}]))
+    for name, moment in ticks(start=at, minutes=hours * 60, every={"restock": 5, "order_tick": 5, "forecast": 60,
+                                                                    "alert": 15}):
+        invoke(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"f-{name}-{moment:%s}"), runtime)
+    return store
 
 
 def log_events(store: Store) -> list[dict[str, Any]]:

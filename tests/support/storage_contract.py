@@ -1,5 +1,6 @@
-"""The storage contract, run on every backend: tests/test_storage.py (file://) and
-tests/integration/test_storage_s3.py (s3:// on a real moto server) import these tests and supply
+"""The storage contract, run on every backend: tests/test_storage.py (file://),
+tests/test_storage_memory.py (the in-memory test double) and tests/integration/test_storage_s3.py
+(s3:// on a real moto server) import these tests and supply
 the fixtures ``store`` and ``store_factory`` (a new handle on the same location each call, as a
 second process would have)."""
 
@@ -53,6 +54,21 @@ def test_list_gives_keys_under_a_prefix_in_order(store):
     for key in ("logs/b/2026/01/02/x", "logs/a/2026/01/01/y", "logs/b/2026/01/01/z", "state/other"):
         store.put_once(key, b"-")
     assert list(store.list("logs/b/")) == ["logs/b/2026/01/01/z", "logs/b/2026/01/02/x"]
+
+
+def test_scan_gives_each_keys_size_and_a_tag_that_changes_with_its_bytes(store):
+    """GIVEN objects under a prefix WHEN scanned THEN each key comes with its size, in key order, the
+    same keys as list; an object rewritten with other bytes has another tag, the others keep theirs."""
+    store.put_once("feed/2026/01/05/10/b.ndjson", b"12345")
+    store.put_once("feed/2026/01/05/10/a.ndjson", b"1")
+    store.put_once("other/c", b"-")
+    found = list(store.scan("feed/"))
+    assert [(f.key, f.size) for f in found] == [("feed/2026/01/05/10/a.ndjson", 1), ("feed/2026/01/05/10/b.ndjson", 5)]
+    assert [f.key for f in found] == list(store.list("feed/"))
+    store.replace("feed/2026/01/05/10/b.ndjson", b"123456789")
+    again = {f.key: f for f in store.scan("feed/")}
+    assert again["feed/2026/01/05/10/b.ndjson"].tag != found[1].tag and again["feed/2026/01/05/10/b.ndjson"].size == 9
+    assert again["feed/2026/01/05/10/a.ndjson"].tag == found[0].tag
 
 
 def test_delete_removes_a_write_once_object_and_a_missing_one_is_no_error(store):
