@@ -42,7 +42,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.original import heuristic_stockout_hours, original_cores
 from benchmarks.yardsticks import (
     HEURISTIC,
     PROBABILITY_THRESHOLDS,
@@ -66,6 +65,7 @@ from handlers.runtime.catalogs import load_catalog
 from handlers.runtime.declarations import DECLARATIONS
 from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.storage.memory import MemoryStore
+from jobs.original import heuristic_stockout_hours, original_cores
 from jobs.schedule import Schedule
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)

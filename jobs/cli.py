@@ -24,7 +24,7 @@ from handlers.model.state import HANDLERS
 from handlers.runtime.invoke import invoke, invoke_all, load_state, shard_states
 from handlers.runtime.shards import resolve
 
-from . import backtest, console, deploy, package, report
+from . import backtest, console, deploy, package, replay, report
 from .options import add_settings, settings_from
 from .schedule import Schedule
 from .simulate import DEFAULT_START, series_table, simulate
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     backtest.register(sub)
+    replay.register(sub)
     report.register(sub)
     package.register(sub)
     deploy.register(sub)
