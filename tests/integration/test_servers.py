@@ -259,7 +259,8 @@ def test_localstack_script_runs_functions_on_loopback_and_leaves_no_process_howe
     """GIVEN scripts/localstack.sh run on a free port, as a user runs it, and a function invoked
     through it WHEN the script gets Ctrl-C (SIGINT to its process group, as a terminal sends it) or
     SIGTERM with no grace (--stop-timeout 0: the SIGKILL path), or is killed outright, or LocalStack
-    dies THEN LocalStack, the function's process and everything else it started are gone."""
+    dies THEN LocalStack, the function's process and everything else it started are gone, and the
+    --data-dir given is kept."""
     port = servers.free_port()
     stop_timeout = "0" if ending == "sigterm, no grace" else "20"
     argv = ["bash", str(servers.LOCALSTACK_SCRIPT), "run", "--port", str(port), "--data-dir", str(tmp_path / "data"),
@@ -297,6 +298,7 @@ def test_localstack_script_runs_functions_on_loopback_and_leaves_no_process_howe
     assert script.returncode == status, "".join(output)
     assert said is None or said in "".join(output), "".join(output)
     assert not _gone(started - {script.pid}), "".join(output)
+    assert (tmp_path / "data" / "localstack.log").is_file()  # --data-dir is the user's: kept
 
 
 def test_localstack_script_refuses_a_taken_port_in_one_line(tmp_path):
