@@ -124,18 +124,18 @@ keep_data=true
 stop_timeout=20
 
 stop() {  # SIGTERM to LocalStack's process group; SIGKILL to whatever of it is left after the timeout
-    local timer ended=""
+    local tenths
     kill -TERM -- "-$pid" 2>/dev/null || true
-    sleep "$stop_timeout" &
-    timer=$!
-    wait -n -p ended "$pid" "$timer" 2>/dev/null || true
-    if [ "$ended" != "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null; then
+    # Poll: bash reaps an ended child at once, so `kill -0` fails from then on.
+    for ((tenths = 0; tenths < stop_timeout * 10; tenths++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -KILL "$pid" 2>/dev/null; then
         say "LocalStack did not stop within ${stop_timeout}s of SIGTERM: killed"
-        wait "$pid" 2>/dev/null || true
     fi
-    kill -KILL -- "-$pid" 2>/dev/null || true  # function processes LocalStack left behind
-    kill -KILL "$timer" 2>/dev/null || true    # (SIGKILL: the signal traps make it ignore SIGTERM)
-    wait "$timer" 2>/dev/null || true
+    kill -KILL -- "-$pid" 2>/dev/null || true  # and every function process left in its group
+    wait "$pid" 2>/dev/null || true
     pid=""
 }
 cleanup() {
