@@ -5,7 +5,8 @@
 # as on a prepared one:
 #   1. apt-installs the servers the integration tests run (only when a binary is missing);
 #   2. creates or updates the virtualenv .venv and installs the project with its test extra;
-#   3. installs LocalStack (host mode) into .servers/localstack for the deploy tests;
+#   3. installs LocalStack (host mode) into .servers/localstack for the deploy tests
+#      (scripts/localstack.sh install);
 #   4. runs ruff, mypy --strict and the import contract (lint-imports), then pytest on two workers
 #      (pytest-xdist; tests sharing a LocalStack stay on one), passing this script's arguments through.
 # --quick: the same checks, then the unit tests only (no servers: -m "not integration"), the loop to
@@ -104,41 +105,13 @@ if ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
     log "creating .venv with $("$PYTHON" --version 2>&1)"
     "$PYTHON" -m venv --clear .venv
 fi
-# LocalStack in host mode (no Docker), in its own virtualenv: its pins clash with ours. 4.14.0 needs
-# Python >= 3.12 (these machines have pyenv's 3.13); with only 3.11, 4.12.0 is the last that runs.
-# The pins below keep it starting (see ../shared/notes/real-servers.md). Its Lambda functions run
-# as local processes through tests/localstack_executor, installed into the same virtualenv.
-LOCALSTACK_VENV=.servers/localstack
-LOCALSTACK_PINS=('cbor2<6' 'pyopenssl<24.3' 'cryptography<44' 'service_identity<24.3')
-find_localstack_python() {
-    local candidate
-    for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python "$(command -v python3.13 || true)" \
-                     "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python "$(command -v python3.12 || true)"; do
-        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
-            printf '%s\n' "$candidate"
-            return
-        fi
-    done
-    printf '%s\n' "$PYTHON"
-}
-install_localstack() {
-    local executor_stamp python version
-    executor_stamp=$( (cat tests/localstack_executor/*.py tests/localstack_executor/pyproject.toml; echo "${LOCALSTACK_PINS[*]}") | sha256sum | cut -c1-16)
-    if [ -f "$LOCALSTACK_VENV/.stamp" ] && [ "$(cat "$LOCALSTACK_VENV/.stamp")" = "$executor_stamp" ]; then
-        return
-    fi
-    python=$(find_localstack_python)
-    if "$python" -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then version=4.14.0; else version=4.12.0; fi
-    log "installing LocalStack $version (host mode) with $("$python" --version 2>&1) into $LOCALSTACK_VENV"
-    [ -x "$LOCALSTACK_VENV/bin/python" ] || "$python" -m venv --clear "$LOCALSTACK_VENV"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "$LOCALSTACK_VENV/bin/python" -m pip install --quiet \
-        "localstack-core[runtime]==$version" "${LOCALSTACK_PINS[@]}" ./tests/localstack_executor
-    rm -rf tests/localstack_executor/build tests/localstack_executor/*.egg-info
-    printf '%s\n' "$executor_stamp" > "$LOCALSTACK_VENV/.stamp"
-}
+# LocalStack in host mode (no Docker) with the executor that runs its Lambda functions as local
+# processes, in a virtualenv of its own (.servers/localstack): the same install as a user's
+# `bash scripts/localstack.sh` (docs/deploy.md); nothing to do when it is up to date. --quick runs
+# the unit tests only, which start no server.
 QUICK=false
 for arg in "$@"; do [ "$arg" = "--quick" ] && QUICK=true; done
-[ "$QUICK" = true ] || install_localstack  # the unit tests start no server
+[ "$QUICK" = true ] || bash scripts/localstack.sh install
 
 # The project into .venv, again only when pyproject.toml changed since the last install.
 project_stamp=$(sha256sum pyproject.toml | cut -c1-16)

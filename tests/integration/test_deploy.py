@@ -1,8 +1,8 @@
 """``python -m jobs deploy`` against a real LocalStack (host mode, on 127.0.0.1).
 
-LocalStack runs the deployed functions as local processes of CPython 3.12 from the uploaded
-artifacts (tests/localstack_executor), so the functions are invoked for real, and EventBridge
-rules fire them. Each test deploys under a name and bucket of its own."""
+LocalStack (scripts/localstack.sh, as a user runs it) runs the deployed functions as local processes
+of CPython 3.12 from the uploaded artifacts (localstack/executor/), so the functions are invoked for
+real, and EventBridge rules fire them. Each test deploys under a name and bucket of its own."""
 
 from __future__ import annotations
 

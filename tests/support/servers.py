@@ -14,6 +14,9 @@ so a killed test run leaves no orphans::
         with prometheus(prometheus_config(gateway.address)) as prom:
             prom.wait_for("up", lambda result: len(result) == 1)
 
+Every server listens on 127.0.0.1 only; ``listeners(server.processes())`` says what a server and
+every process below it listen on (tests/integration/test_servers.py checks each kind).
+
 Errors::
 
     ServerError
@@ -43,11 +46,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 __all__ = [
     "HOST",
+    "LOCALSTACK_SCRIPT",
     "BinaryNotFoundError",
+    "Listener",
     "MotoServer",
     "PromQLError",
     "Prometheus",
@@ -56,7 +61,9 @@ __all__ = [
     "ServerProcess",
     "ServerStartError",
     "find_binary",
+    "descendants",
     "free_port",
+    "listeners",
     "moto_server",
     "LocalStack",
     "localstack",
@@ -180,6 +187,17 @@ class ServerProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise ServerError(f"{self.name} on {self.url} is not started")
+        return self._process.pid
+
+    def processes(self) -> set[int]:
+        """The server's process and every process below it (a server may run others: LocalStack
+        its functions)."""
+        return descendants(self.pid)
+
     def start(self) -> None:
         """Start the server on ``self.port`` and wait until it is ready."""
         if self._process is not None:
@@ -259,6 +277,71 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
         pass
 
 
+# --- what processes listen on -------------------------------------------------------------
+
+
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every process below it (children, their children, ...), whatever session or
+    process group they moved to: parents read from /proc/<pid>/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])  # the name, in (), may hold spaces
+            children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(children.get(current, []))
+    return found
+
+
+class Listener(NamedTuple):
+    pid: int
+    protocol: str  # tcp, tcp6, udp, udp6
+    address: str   # as socket.inet_ntop writes it: 127.0.0.1, 0.0.0.0, ::
+    port: int
+
+
+def _address(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)  # /proc/net/*: 32-bit words in host (little-endian) order
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+
+
+def listeners(pids: Iterable[int]) -> list[Listener]:
+    """Every listening TCP socket and every bound UDP socket the processes hold: their socket inodes
+    (/proc/<pid>/fd) looked up in /proc/net/{tcp,tcp6,udp,udp6}."""
+    owner = {}
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:  # ended meanwhile
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                owner[link[len("socket:["):-1]] = pid
+    found = []
+    for protocol, state in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
+        for line in Path(f"/proc/net/{protocol}").read_text().splitlines()[1:]:
+            fields = line.split()  # sl, local address, remote address, state, ..., inode (the 10th)
+            if fields[9] in owner and fields[3] == state:
+                address, port = fields[1].split(":")
+                found.append(Listener(owner[fields[9]], protocol, _address(address), int(port, 16)))
+    return found
+
+
 _Server = TypeVar("_Server", bound=ServerProcess)
 
 
@@ -328,13 +411,16 @@ def moto_server(
 
 # --- LocalStack ---------------------------------------------------------------------------
 
-#: LocalStack's own virtualenv (its pins clash with ours), made by scripts/test.sh.
-LOCALSTACK_VENV = Path(__file__).resolve().parent.parent.parent / ".servers" / "localstack"
+_ROOT = Path(__file__).resolve().parent.parent.parent
+#: Installs LocalStack (host mode) with the process executor and runs it: the user's command, which
+#: holds the one definition of LocalStack's environment.
+LOCALSTACK_SCRIPT = _ROOT / "scripts" / "localstack.sh"
 
 
 def lambda_python(version: str = "3.12") -> str:
     """A CPython of the Lambda runtime's version: ``STOCKPULSE_LAMBDA_PYTHON_<major><minor>``, else
-    pyenv's (these machines have ``$(pyenv root)/versions/3.12.1``), else ``python<version>``."""
+    pyenv's (these machines have ``$(pyenv root)/versions/3.12.1``), else ``python<version>`` --
+    as scripts/localstack.sh looks for the interpreters it runs functions on."""
     override = os.environ.get(f"STOCKPULSE_LAMBDA_PYTHON_{version.replace('.', '')}")
     if override:
         return override
@@ -351,41 +437,49 @@ def lambda_python(version: str = "3.12") -> str:
 
 
 class LocalStack(ServerProcess):
-    """LocalStack in host mode (``python -m localstack.runtime.main`` from its own virtualenv).
+    """LocalStack in host mode, run by ``scripts/localstack.sh run`` as a user runs it.
 
     Lambda functions run as local processes of the runtime's Python (the ``process`` runtime
-    executor of tests/localstack_executor, installed with LocalStack), as they would run in
-    LocalStack's Docker containers; EventBridge rules fire them."""
+    executor of localstack/executor/, installed with LocalStack), as they would run in LocalStack's
+    Docker containers; EventBridge rules fire them. ``stop()`` is the script's: SIGTERM to LocalStack
+    and its function processes, SIGKILL to what is left after ``script_stop_timeout`` seconds."""
 
     name = "localstack"
     ready_path = "/_localstack/health"
+    script_stop_timeout = 20
 
-    def __init__(self, *, python: str, services: str, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(start_timeout=120.0, **kwargs)
-        self.python = python
-        self.services = services
 
     @property
     def endpoint_url(self) -> str:
         return self.url
 
     def _argv(self) -> list[str]:
-        return ["env", f"GATEWAY_LISTEN={HOST}:{self.port}", f"LOCALSTACK_HOST={HOST}:{self.port}",
-                f"SERVICES={self.services}", "DNS_ADDRESS=0", "SKIP_SSL_CERT_DOWNLOAD=1", "DISABLE_EVENTS=1",
-                "LOCALSTACK_TELEMETRY=0", f"FILESYSTEM_ROOT={self.workdir / 'fs'}",
-                "LAMBDA_RUNTIME_EXECUTOR=process",
-                "LAMBDA_PROCESS_PYTHONS=" + json.dumps({f"python{v}": lambda_python(v) for v in ("3.12",)}),
-                f"TMPDIR={self.workdir}", self.python, "-m", "localstack.runtime.main"]
+        return ["bash", str(LOCALSTACK_SCRIPT), "run", "--port", str(self.port), "--data-dir", str(self.workdir / "data"),
+                "--stop-timeout", str(self.script_stop_timeout)]
+
+    def stop(self, timeout: float = script_stop_timeout + DEFAULT_STOP_TIMEOUT) -> None:
+        super().stop(timeout)
+
+    def _answers(self, url: str) -> bool:
+        # Ready when the script says so: it has also checked that LocalStack itself holds the port.
+        return super()._answers(url) and "ready on http://" in self.log_path.read_text(errors="replace")
+
+
+def install_localstack() -> None:
+    """``scripts/localstack.sh install``: nothing to do when it is installed, as scripts/test.sh left it."""
+    done = subprocess.run(["bash", str(LOCALSTACK_SCRIPT), "install"], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        raise BinaryNotFoundError(f"{LOCALSTACK_SCRIPT} install failed (exit {done.returncode}):\n"
+                                  + "\n".join(done.stdout.splitlines()[-LOG_TAIL_LINES:]))
 
 
 @contextlib.contextmanager
-def localstack(*, services: str = "s3,lambda,events,iam,sts,logs", port: int | None = None) -> Iterator[LocalStack]:
-    python = LOCALSTACK_VENV / "bin" / "python"
-    if not python.is_file():
-        raise BinaryNotFoundError(f"{python} not found: scripts/test.sh installs LocalStack (host mode) there")
-    with _workdir("localstack") as workdir, _running(
-        lambda p: LocalStack(python=str(python), services=services, workdir=workdir, port=p), port=port
-    ) as server:
+def localstack(*, port: int | None = None) -> Iterator[LocalStack]:
+    install_localstack()
+    with _workdir("localstack") as workdir, _running(lambda p: LocalStack(workdir=workdir, port=p), port=port) as server:
         yield server
 
 

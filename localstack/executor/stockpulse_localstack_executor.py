@@ -1,5 +1,6 @@
 """A LocalStack (4.x) Lambda runtime executor running each execution environment as a local
-process of the function runtime's Python, for tests on machines without a Docker engine.
+process of the function runtime's Python, for machines without a Docker engine
+(scripts/localstack.sh installs it with LocalStack; docs/deploy.md, "LocalStack without Docker").
 
 It speaks LocalStack's own executor protocol (``executor_endpoint``): the process reports ready
 to ``LOCALSTACK_RUNTIME_ENDPOINT``, takes ``POST /invoke`` on its port and posts each result back,
@@ -7,6 +8,11 @@ as LocalStack's ``lambda-runtime-init`` does inside a container (``stockpulse_la
 ``LAMBDA_PROCESS_PYTHONS`` maps runtimes to interpreters as JSON, e.g.
 ``{"python3.12": "/root/.pyenv/versions/3.12.1/bin/python"}``; the function's code runs from the
 unzipped package, with ``-I`` and nothing else on its path, as in Lambda's /var/task.
+
+A function process never outlives the LocalStack that started it: it stays in LocalStack's process
+group (scripts/localstack.sh stops that whole group), and it holds the read end of a pipe whose only
+write end is LocalStack's (``STOCKPULSE_EXECUTOR_LIFELINE``): when LocalStack ends, however it ends
+(a SIGKILL included), the kernel closes that end and the process exits.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         super().__init__(id, function_version)
         self.executor_endpoint = ExecutorEndpoint(id, container_address="127.0.0.1", container_port=_free_port())
         self.process: subprocess.Popen[bytes] | None = None
+        self.lifeline: int | None = None  # the write end of the process's lifeline pipe
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"lambda-{id}.log"
 
     def _python(self) -> str:
@@ -52,12 +59,20 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         self.executor_endpoint.start()
         code = self.function_version.config.code.get_unzipped_code_location()
         env = {str(k): str(v) for k, v in env_vars.items()}
+        python = self._python()
+        # Both ends are non-inheritable (PEP 446): only this process gets the read end (pass_fds), and
+        # no other child of LocalStack ever holds the write end.
+        lifeline_read, self.lifeline = os.pipe()
         env.update(LAMBDA_TASK_ROOT=str(code), STOCKPULSE_EXECUTOR_PORT=str(self.executor_endpoint.container_port),
-                   PATH=os.environ.get("PATH", "/usr/bin:/bin"))
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([self._python(), "-I", str(BOOTSTRAP)], cwd=code, env=env,
-                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+                   STOCKPULSE_EXECUTOR_LIFELINE=str(lifeline_read), PATH=os.environ.get("PATH", "/usr/bin:/bin"))
+        try:
+            with open(self.log_path, "ab") as log:
+                # No new session: the process stays in LocalStack's process group.
+                self.process = subprocess.Popen([python, "-I", str(BOOTSTRAP)], cwd=code, env=env,
+                                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                                pass_fds=(lifeline_read,))
+        finally:
+            os.close(lifeline_read)
         self.executor_endpoint.wait_for_startup()
 
     def stop(self) -> None:
@@ -67,6 +82,10 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+            self.lifeline = None
         try:
             self.executor_endpoint.shutdown()
         except Exception:  # noqa: BLE001 - already shut down

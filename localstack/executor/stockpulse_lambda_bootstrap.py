@@ -69,7 +69,17 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def exit_with_localstack(lifeline):
+    """Block on the lifeline pipe: it reads end-of-file once LocalStack, the only holder of its write
+    end, has closed it or ended (however: the kernel closes a dead process's files); then exit."""
+    while os.read(lifeline, 1):
+        pass
+    os._exit(0)
+
+
 def main():
+    threading.Thread(target=exit_with_localstack, args=(int(os.environ["STOCKPULSE_EXECUTOR_LIFELINE"]),),
+                     daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["STOCKPULSE_EXECUTOR_PORT"])), Handler)
     post(f"/status/{RUNTIME_ID}/ready", {})
     server.serve_forever()
