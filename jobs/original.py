@@ -47,7 +47,7 @@ def linear_trend_7(daily: np.ndarray, horizon: int = 7) -> np.ndarray:
     x = np.arange(window.shape[1], dtype=float)
     slope, intercept = np.polyfit(x, window.T, 1)
     ahead = np.arange(window.shape[1], window.shape[1] + horizon, dtype=float)
-    return np.clip(intercept[:, None] + slope[:, None] * ahead[None, :], 0.0, None)
+    return np.asarray(np.clip(intercept[:, None] + slope[:, None] * ahead[None, :], 0.0, None))
 
 
 def _forecast(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs()) -> Outcome:

@@ -92,7 +92,7 @@ def hour_units(units: np.ndarray) -> np.ndarray:
     short = units - whole.sum(axis=-1)
     remainder = exact - whole
     rank = np.argsort(np.argsort(-remainder, axis=-1, kind="stable"), axis=-1, kind="stable")
-    return whole + (rank < short[..., None])
+    return np.asarray(whole + (rank < short[..., None]))
 
 
 def build_catalog(ids: list[str], units: np.ndarray, *, lead_time_days: float, pack_size: int,
