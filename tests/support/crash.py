@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 from handlers.model.catalog import parse_catalog
 from handlers.storage.file import FileStore
@@ -62,9 +63,37 @@ class CrashingStore:
 
 def snapshot(store: FileStore) -> tuple[list[bytes | None], dict[str, bytes], dict[str, bytes]]:
     """The state's parts (hot and forecast by their newest version, history objects, the hot part's
-    base and deltas, the forecast's statistics) and every log object."""
+    base and deltas, the forecast's statistics, the feed journals) and every log object."""
     parts = [store.read(key) for key in ("state/state.bin", "state/forecast.bin")]
-    history = {k: store.get(k) for prefix in ("state/history/", "state/pool/", "state/hot/") for k in store.list(prefix)}
+    history = {k: store.get(k) for prefix in ("state/history/", "state/pool/", "state/hot/", "state/feed/")
+               for k in store.list(prefix)}
     return [p.data if p else None for p in parts], history, {k: store.get(k) for k in store.list("logs/")}
 
 
+
+
+class Crashes:
+    """One crash point shared by several stores (the state's and a feed's): the process dies before
+    the ``crash_at``-th storage call of any of them."""
+
+    def __init__(self, crash_at: int) -> None:
+        self.crash_at, self.calls = crash_at, 0
+
+    def wrap(self, inner: Any) -> Any:
+        return _SharedCrashing(inner, self)
+
+
+class _SharedCrashing:
+    def __init__(self, inner: Any, crashes: Crashes) -> None:
+        self.inner, self.crashes, self.url = inner, crashes, inner.url
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.crashes.calls += 1
+            if self.crashes.calls == self.crashes.crash_at:
+                raise Crash(f"crash before call {self.crashes.calls}: {name}")
+            return method(*args, **kwargs)
+
+        return call

@@ -7,11 +7,13 @@ import csv
 import gzip
 import io
 import json
+import os
 from datetime import datetime, timezone
 from typing import Any
 
 from handlers.model.events import format_epoch
 from handlers.storage.base import Store
+from handlers.storage.file import FileStore
 
 
 def line(line_id: str, moment: datetime | float, product: str = "P-1", warehouse: str = "W-A", quantity: int = 1,
@@ -40,7 +42,11 @@ def partition(moment: datetime | float) -> str:
 
 
 def put(store: Store, arrived: datetime | float, name: str, data: bytes, *, zipped: bool = False) -> str:
-    """Write one object into the partition of the hour it arrived in; its key."""
+    """Write one object into the partition of the hour it arrived in; its key. A file's modification
+    time is its arrival (what its tag is made of: runs of the same feed in two directories read alike)."""
     key = partition(arrived) + name
     store.put_once(key, gzip.compress(data, mtime=0) if zipped else data)
+    if isinstance(store, FileStore):
+        epoch = arrived.timestamp() if isinstance(arrived, datetime) else arrived
+        os.utime(store.root / key, (epoch, epoch))
     return key
