@@ -104,10 +104,10 @@ def test_schedules_become_eventbridge_rates(seconds, expression):
 
 
 def test_store_url_and_key_prefix_follow_bucket_and_prefix():
-    assert Target(bucket="b").store_url == "s3://b"
-    assert Target(bucket="b", prefix="/shop/").store_url == "s3://b/shop"
-    assert Target(bucket="b", prefix="shop").key_prefix == "shop/"
-    assert Target(bucket="b").key_prefix == ""
+    assert Target(bucket="bkt").store_url == "s3://bkt"
+    assert Target(bucket="bkt", prefix="shop/").store_url == "s3://bkt/shop"
+    assert Target(bucket="bkt", prefix="shop").key_prefix == "shop/"
+    assert Target(bucket="bkt").key_prefix == ""
 
 
 def test_functions_get_only_the_settings_that_differ_from_the_defaults():
@@ -140,6 +140,7 @@ def test_every_setting_a_function_gets_reads_back_as_chosen():
 
 @pytest.mark.parametrize(("argv", "field"), [(["--name", "Shop_1"], "--name"), (["--bucket", "a"], "--bucket"),
                                              (["--bucket", "UPPER"], "--bucket"), (["--prefix", "../x"], "--prefix"),
+                                             (["--prefix", "/shop"], "--prefix"), (["--prefix", "a//b"], "--prefix"),
                                              (["--region", "mars"], "--region"),
                                              (["--every", "alert=90s"], "--every alert")])
 def test_bad_names_are_one_line_errors_before_any_call(argv, field, capsys, monkeypatch):
@@ -147,6 +148,67 @@ def test_bad_names_are_one_line_errors_before_any_call(argv, field, capsys, monk
     assert cli.main(["deploy", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"stockpulse: error: {field}")
+
+
+#: every flag whose value reaches an ARN, with a valid value to put a pattern character into
+ARN_FLAGS = {"--prefix": "shop/eu", "--bucket": "shop-store", "--name": "shop", "--region": "eu-west-1"}
+
+
+@pytest.mark.parametrize("flag", ARN_FLAGS)
+@pytest.mark.parametrize("pattern", ["*", "?", "[", "]", "${aws:username}", "{a}"])
+@pytest.mark.parametrize("destroy_", [False, True])
+def test_a_pattern_character_in_any_name_reaching_an_arn_is_refused_naming_the_flag(
+        flag, pattern, destroy_, capsys, monkeypatch, tmp_path):
+    """GIVEN ``deploy [--destroy] --prefix '*'`` (or '?', '[', a policy variable; in any flag whose
+    value reaches an IAM resource ARN) THEN one line naming the flag, exit 2, before any call: the
+    endpoint is one nothing listens on, and the artifacts are not even built. Also refused by
+    ``Target`` itself, so no caller of ``deploy()``/``destroy()``/``role_policy()`` gets a
+    wildcard into a policy."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never reached
+    value = f"{ARN_FLAGS[flag]}{pattern}" if flag != "--prefix" else pattern
+    argv = ["deploy", flag, value, "--artifacts", str(tmp_path / "none"), *(["--destroy"] if destroy_ else [])]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"stockpulse: error: {flag}: ") and repr(value) in err[0]
+    assert not (tmp_path / "none").exists()
+    field = flag.removeprefix("--")
+    with pytest.raises(ConfigError, match=f"^{flag}: "):
+        Target(**{field: value})
+
+
+def test_a_pattern_character_in_a_prefix_says_it_would_widen_the_grant():
+    with pytest.raises(ConfigError, match=r"--prefix: .*got 'eu/\*' \(\* would be a pattern in the IAM policies' "
+                                          r"resource ARNs, granting more than this store\)"):
+        Target(prefix="eu/*")
+
+
+def test_names_that_are_literals_pass_and_reach_the_arns_as_they_are():
+    """The control: prefixes of the allowed characters (nested, with '=', '+', '.', a trailing
+    '/') are accepted, and each role's ARNs are those of the store without a prefix with the
+    prefix put in literally (the policy's own '*'s and nothing else)."""
+    def arns(prefix: str) -> list[str]:
+        target = Target(name="shop", bucket="shop.store-1", prefix=prefix, region="ap-southeast-2")
+        return [arn for handler in HANDLERS for s in statements(target, handler).values() for arn in s["Resource"]]
+
+    for prefix, key_prefix in (("eu", "eu/"), ("eu/shop-1/", "eu/shop-1/"), ("dt=2026+x/v1.2", "dt=2026+x/v1.2/"),
+                               ("..a/b", "..a/b/")):
+        assert arns(prefix) == [arn.replace("shop.store-1/", f"shop.store-1/{key_prefix}") for arn in arns("")]
+
+
+def test_every_target_value_that_reaches_an_arn_is_one_the_names_check_covers(tmp_path):
+    """GIVEN a target whose every text value is a distinct marker THEN the markers found in the
+    roles' and the functions' resource ARNs are only those of the checked flags (name, bucket,
+    prefix, region) and the account: a new value reaching an ARN fails here until it is checked."""
+    markers = {"name": "qqname", "bucket": "qqbucket", "prefix": "qqprefix", "region": "qq-qqregion-1",
+               "endpoint": "http://qqendpoint"}
+    environment = function_settings(Settings(pushgateway_url="http://qqgateway:9091", num_shards=3, cover_days=2.0))
+    target = Target(**markers, environment=environment)
+    arns = [arn for handler in HANDLERS for s in statements(target, handler).values() for arn in s["Resource"]]
+    arns += [f"arn:aws:lambda:{target.region}:123456789012:function:{f}" for f in function_names(target.name).values()]
+    arns += [f"rule/{spec.name}" for handler in HANDLERS for spec in rules_of(target, handler)]
+    found = {field for field, marker in markers.items() if any(marker.removeprefix("http://") in arn for arn in arns)}
+    assert found == {"name", "bucket", "prefix", "region"}
+    assert not [arn for arn in arns if "qqgateway" in arn]
 
 
 # -- sharding: the schedule as a fan-out of rules ----------------------------------------------
