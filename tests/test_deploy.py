@@ -24,6 +24,7 @@ from jobs import cli, package
 from jobs.deploy import (
     FUNCTION_POLICY_BYTES,
     RULES_PER_BUS,
+    TAG_KEY,
     TARGETS_PER_RULE,
     DeployError,
     RuleSpec,
@@ -446,20 +447,25 @@ def aws(monkeypatch):
         yield boto3.client("s3", region_name="us-east-1")
 
 
-@pytest.fixture
-def artifacts(tmp_path_factory) -> dict[str, package.Artifact]:
-    """Tiny stand-ins for the Lambda zips (moto makes functions from them; nothing runs them)."""
-    directory = tmp_path_factory.mktemp("artifacts")
+def stand_ins(directory: Any, version: str = "1") -> dict[str, package.Artifact]:
+    """Tiny stand-ins for the Lambda zips (moto makes functions from them; nothing runs them); each
+    ``version`` has other bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
     found = {}
     for name, served in package.ARTIFACTS.items():
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("handlers/__init__.py", f"# {name}\n")
+            archive.writestr("handlers/__init__.py", f"# {name} {version}\n")
         path = directory / f"{name}.zip"
         path.write_bytes(buffer.getvalue())
         found[name] = package.Artifact(name, path, tuple(served), "3.12", path.stat().st_size, 16,
                                        base64.b64encode(hashlib.sha256(buffer.getvalue()).digest()).decode())
     return found
+
+
+@pytest.fixture
+def artifacts(tmp_path_factory) -> dict[str, package.Artifact]:
+    return stand_ins(tmp_path_factory.mktemp("artifacts"))
 
 
 def bucket_objects(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
@@ -528,10 +534,210 @@ def test_destroy_keeps_the_catalog_objects_as_the_stores_data(aws, artifacts, tm
     target = catalog_target(catalog_file(tmp_path))
     deploy(target, artifacts)
     stored = bucket_objects(aws, target.bucket)
-    assert [row.action for row in destroy(target, dry_run=True) if row.resource == "bucket"] == [
-        "kept: holds 5 objects of the store (empty it, then --destroy again)"]
+    kept = ("kept: holds 5 objects this deployment did not make (the store's data, other deployments' code): "
+            "remove them, then --destroy again")
+    assert [row.action for row in destroy(target, dry_run=True) if row.resource == "bucket"] == [kept]
     rows = destroy(target)
-    assert [row.action for row in rows if row.resource == "bucket"] == [
-        "kept: holds 5 objects of the store (empty it, then --destroy again)"]
+    assert [row.action for row in rows if row.resource == "bucket"] == [kept]
     assert bucket_objects(aws, target.bucket) == {k: v for k, v in stored.items() if "/lambda-code/" not in k}
     assert len(bucket_objects(aws, target.bucket)) == 5
+
+
+# -- the code objects: a deployment deletes only its own, and never the code its functions run ------
+
+def code_of(artifacts: dict[str, package.Artifact], prefix: str) -> set[str]:
+    return {f"{prefix}{name}-{artifact.sha256_hex[:16]}.zip" for name, artifact in artifacts.items()}
+
+
+def runs(function: str) -> str:
+    return str(boto3_lambda().get_function_configuration(FunctionName=function)["CodeSha256"])
+
+
+def test_a_redeploy_and_a_destroy_delete_only_the_code_this_deployment_made(aws, tmp_path):
+    """GIVEN two deployments (--name shop, --name shop-b) sharing a bucket and prefix, and another
+    team's objects under lambda-code/ (one named like code, one in shop's own folder, untagged)
+    WHEN shop is redeployed with new code, then destroyed THEN shop's old code, then its new code
+    are deleted, and nothing else: shop-b's code and functions are as they were (a redeploy of
+    shop-b changes nothing), the other team's objects are intact."""
+    v1, v2 = stand_ins(tmp_path / "v1", "1"), stand_ins(tmp_path / "v2", "2")
+    shop, other = Target(name="shop", bucket="shared-store", prefix="eu"), Target(name="shop-b", bucket="shared-store",
+                                                                                 prefix="eu")
+    deploy(shop, v1)
+    others_rows = deploy(other, v1)
+    team = {"eu/lambda-code/handlers-0123456789abcdef.zip": b"another team's zip", "eu/lambda-code/tools/x.zip": b"x",
+            "eu/lambda-code/shop/notes.txt": b"notes", "eu/lambda-code/shop/forecast-0123456789abcdef.zip": b"untagged"}
+    for key, body in team.items():
+        aws.put_object(Bucket="shared-store", Key=key, Body=body)
+    # the code shop-b's functions were made from, wherever deploy keeps it
+    names = {row.name for row in others_rows if row.resource == "code"}
+    others_code = {k: v for k, v in bucket_objects(aws, "shared-store", "eu/lambda-code/").items()
+                   if k.rsplit("/", 1)[1] in names and k not in team and not k.startswith("eu/lambda-code/shop/")}
+    assert len(others_code) == 2
+    others_run = {f: runs(f) for f in function_names("shop-b").values()}
+
+    rows = deploy(shop, v2)
+    code = {row.name: row.action for row in rows if row.resource == "code"}
+    assert code == {**{key: "upload" for key in code_of(v2, "")},
+                    **{key: "delete (superseded)" for key in code_of(v1, "")},
+                    "notes.txt": "kept (not made by deploy --name shop)",
+                    "forecast-0123456789abcdef.zip": "kept (not made by deploy --name shop)"}
+    assert set(bucket_objects(aws, "shared-store", "eu/lambda-code/shop/")) == code_of(v2, "eu/lambda-code/shop/") | {
+        "eu/lambda-code/shop/notes.txt", "eu/lambda-code/shop/forecast-0123456789abcdef.zip"}
+    assert {k: v for k, v in bucket_objects(aws, "shared-store").items() if k in others_code} == others_code
+    assert {f: runs(f) for f in function_names("shop-b").values()} == others_run
+
+    rows = destroy(shop)
+    assert {row.name: row.action for row in rows if row.resource == "code"} == {
+        **{key: "delete" for key in code_of(v2, "")},
+        "notes.txt": "kept (not made by deploy --name shop)",
+        "forecast-0123456789abcdef.zip": "kept (not made by deploy --name shop)"}
+    assert [row.action for row in rows if row.resource == "bucket"] == [
+        "kept: holds 6 objects this deployment did not make (the store's data, other deployments' code): "
+        "remove them, then --destroy again"]
+    assert bucket_objects(aws, "shared-store") == {**others_code, **team}
+    assert {f: runs(f) for f in function_names("shop-b").values()} == others_run
+    assert {row.action for row in deploy(other, v1) if row.resource != "bucket"} == {"unchanged"}
+
+
+def test_an_object_this_deployment_did_not_make_at_its_code_key_is_refused_before_anything_changes(aws, artifacts):
+    """GIVEN an untagged object at the key where shop's handlers.zip goes WHEN shop is deployed
+    THEN it is refused naming the key, and no function is made from it."""
+    aws.create_bucket(Bucket="shop-store")
+    key, = [k for k in code_of(artifacts, "lambda-code/shop/") if "/handlers-" in k]
+    aws.put_object(Bucket="shop-store", Key=key, Body=b"not the artifact")
+    with pytest.raises(DeployError, match=f"s3://shop-store/{key}: exists and was not made by"):
+        deploy(Target(name="shop", bucket="shop-store"), artifacts)
+    assert boto3_lambda().list_functions()["Functions"] == []
+    assert set(bucket_objects(aws, "shop-store")) == {key}
+
+
+def update_accepted_but_not_applied(function: str) -> Any:
+    """A botocore hook answering UpdateFunctionCode for ``function`` as Lambda does when the update
+    then fails: accepted, the function still on its old code (LastUpdateStatus Failed)."""
+    from botocore.awsrequest import AWSResponse
+
+    def answer(params: dict[str, Any], **kwargs: Any) -> Any:
+        if f"/functions/{function}/code" not in params["url_path"]:
+            return None
+        current = boto3_lambda().get_function_configuration(FunctionName=function)
+        return AWSResponse("", 200, {}, None), {**current, "LastUpdateStatus": "Failed",
+                                                  "LastUpdateStatusReason": "injected"}
+    return answer
+
+
+def test_a_function_left_on_its_old_code_by_a_failed_update_keeps_that_code(aws, tmp_path):
+    """GIVEN shop deployed with v1 WHEN a redeploy with v2 has the forecast's code update fail on
+    Lambda's side THEN deploy stops with one line naming the function and the code it runs, and
+    that code object (v1's forecast.zip) is still in the bucket."""
+    from jobs.deploy import Clients
+
+    v1, v2 = stand_ins(tmp_path / "v1", "1"), stand_ins(tmp_path / "v2", "2")
+    shop = Target(name="shop", bucket="shop-store")
+    deploy(shop, v1)
+    clients = Clients(shop)
+    clients.lambda_.meta.events.register("before-call.lambda.UpdateFunctionCode",
+                                         update_accepted_but_not_applied("shop-forecast"))
+    v1_forecast = f"forecast-{v1['forecast'].sha256_hex[:16]}.zip"
+    with pytest.raises(DeployError, match=rf"function shop-forecast: runs {v1_forecast}, not forecast-"
+                                          rf"{v2['forecast'].sha256_hex[:16]}.zip \(last update "):
+        deploy(shop, v2, clients=clients)
+    assert runs("shop-forecast") == v1["forecast"].sha256
+    assert f"lambda-code/shop/{v1_forecast}" in bucket_objects(aws, "shop-store", "lambda-code/shop/")
+
+
+def test_a_redeploy_never_deletes_the_code_its_functions_run_now(aws, tmp_path):
+    """GIVEN shop deployed with v1 WHEN, while a redeploy with v2 is about to remove superseded
+    code, another deploy of shop puts every function on v3 THEN the first keeps v3's code (its
+    functions run it, as they report it after the listing); a dry run says it would delete what a
+    real run would supersede, and deletes nothing."""
+    from jobs.deploy import Clients
+
+    v1, v2, v3 = (stand_ins(tmp_path / f"v{n}", str(n)) for n in (1, 2, 3))
+    shop = Target(name="shop", bucket="shop-store")
+    deploy(shop, v1)
+    clients = Clients(shop)
+    raced: list[list[Any]] = []
+
+    def another_deploy_first(**kwargs: Any) -> None:
+        if not raced:
+            raced.append(deploy(shop, v3))  # its own clients: no hook
+    clients.s3.meta.events.register("before-call.s3.ListObjectsV2", another_deploy_first)
+    rows = deploy(shop, v2, clients=clients)
+    assert raced
+    assert {f: runs(f) for f in function_names("shop").values()} == {
+        f: v3[package_of(h)].sha256 for h, f in function_names("shop").items()}
+    code = {row.name: row.action for row in rows if row.resource == "code"}
+    assert {code[key] for key in code_of(v3, "")} == {"kept (a function still runs it)"}
+    # v1's and v2's code went with the deploy of v3 (once its functions ran v3); v3's stays
+    assert set(bucket_objects(aws, "shop-store", "lambda-code/shop/")) == code_of(v3, "lambda-code/shop/")
+    rows = deploy(shop, v1, dry_run=True)
+    assert {row.name: row.action for row in rows if row.resource == "code"} == {
+        **{key: "would upload" for key in code_of(v1, "")}, **{key: "would delete (superseded)" for key in code_of(v3, "")}}
+    assert set(bucket_objects(aws, "shop-store", "lambda-code/shop/")) == code_of(v3, "lambda-code/shop/")
+
+
+def package_of(handler: str) -> str:
+    return next(name for name, served in package.ARTIFACTS.items() if handler in served)
+
+
+def inventory(s3: Any, target: Target) -> dict[str, set[str]]:
+    """What exists of a deployment's names, by kind."""
+    import boto3
+
+    names = set(function_names(target.name).values())
+    return {"function": {f["FunctionName"] for f in boto3_lambda().list_functions()["Functions"]} & names,
+            "role": {r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]} & names,
+            "rule": {r["Name"] for r in boto3.client("events", region_name="us-east-1").list_rules()["Rules"]} & names,
+            "log group": {g["logGroupName"] for g in boto3.client("logs", region_name="us-east-1").describe_log_groups()[
+                "logGroups"]} & {f"/aws/lambda/{n}" for n in names},
+            "code": set(bucket_objects(s3, target.bucket, "lambda-code/"))}
+
+
+def replace_with_foreign(kind: str, name: str) -> str:
+    """Delete the deployment's resource ``name`` of ``kind`` and make an untagged one in its place
+    (a log group: take the tag off)."""
+    import boto3
+
+    if kind == "function":
+        lam = boto3_lambda()
+        role = lam.get_function_configuration(FunctionName=name)["Role"]
+        code = {"ZipFile": io.BytesIO(zipfile_bytes()).getvalue()}
+        lam.delete_function(FunctionName=name)
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="x.handler", Code=code)
+    elif kind == "role":
+        iam = boto3.client("iam")
+        iam.delete_role_policy(RoleName=name, PolicyName="stockpulse")
+        iam.delete_role(RoleName=name)
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    elif kind == "rule":
+        events = boto3.client("events", region_name="us-east-1")
+        events.remove_targets(Rule=name, Ids=["function"])
+        events.delete_rule(Name=name)
+        events.put_rule(Name=name, ScheduleExpression="rate(1 day)")
+    else:  # untagged in place: moto keeps a deleted log group's tags for the next one of that name
+        name = f"/aws/lambda/{name}"
+        boto3.client("logs", region_name="us-east-1").untag_log_group(logGroupName=name, tags=[TAG_KEY])
+    return name
+
+
+def zipfile_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("x.py", "def handler(event, context): return {}\n")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["function", "role", "rule", "log group"])
+def test_destroy_deletes_nothing_when_one_of_its_names_is_someone_elses(kind, aws, artifacts):
+    """GIVEN a deployment one of whose names (a function, role, rule or log group) now holds
+    something it did not make (no tag) WHEN it is destroyed THEN one line names that resource, and
+    nothing is deleted: neither it, nor any of the deployment's own resources or code."""
+    target = Target(name="shop", bucket="shop-store")
+    deploy(target, artifacts)
+    name = replace_with_foreign(kind, function_names("shop")["alert"])
+    before = inventory(aws, target)
+    assert all(before.values())
+    with pytest.raises(DeployError, match=f"^{kind} {name}: exists and was not made by"):
+        destroy(target)
+    assert inventory(aws, target) == before
+    assert set(bucket_objects(aws, "shop-store", "lambda-code/")) == code_of(artifacts, "lambda-code/shop/")

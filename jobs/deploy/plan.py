@@ -133,6 +133,26 @@ class Target:
         return self.environment.get(ENV["catalog_path"][0], "").startswith(STORE_SCHEME)
 
 
+# -- the code objects --------------------------------------------------------------------------
+
+def code_prefix(target: Target) -> str:
+    """Where this deployment keeps its zips: ``PREFIX/lambda-code/<name>/``. Its own folder, so that
+    another deployment sharing the bucket and prefix (another ``--name``), or another team's objects
+    under ``lambda-code/``, are never listed as this deployment's code."""
+    return f"{target.key_prefix}{CODE_PREFIX}{target.name}/"
+
+
+def code_name(artifact: str, sha256_hex: str) -> str:
+    """The zip's name in the folder: content-addressed (the first 16 hex digits of its SHA-256)."""
+    return f"{artifact}-{sha256_hex[:16]}.zip"
+
+
+def is_code_name(name: str) -> bool:
+    """Whether ``name`` (relative to ``code_prefix``) is one ``code_name`` makes."""
+    found = re.fullmatch(r"([a-z]+)-[0-9a-f]{16}\.zip", name)
+    return found is not None and found.group(1) in package.ARTIFACTS
+
+
 # -- the schedule as EventBridge rules ---------------------------------------------------------
 
 @dataclass(frozen=True)
