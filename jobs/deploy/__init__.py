@@ -43,6 +43,8 @@ from .plan import (
     RuleSpec,
     Target,
     artifact_of,
+    check_names,
+    code_prefix,
     function_names,
     function_policy_bytes,
     function_settings,
@@ -55,6 +57,6 @@ from .plan import (
 
 __all__ = ["CODE_PREFIX", "DEFAULT_BUCKET", "DEFAULT_NAME", "FUNCTION_POLICY_BYTES", "FUNCTION_SIZING", "RULES_PER_BUS",
            "TAG_KEY", "TARGETS_PER_RULE", "CatalogUpload", "Clients", "DeployError", "Row", "RuleSpec", "Target",
-           "artifact_of", "aws_errors", "deploy", "destroy", "function_names", "function_policy_bytes",
+           "artifact_of", "aws_errors", "check_names", "code_prefix", "deploy", "destroy", "function_names", "function_policy_bytes",
            "function_settings", "prepare_catalog", "rate_expression", "register", "role_policy", "rule_targets",
            "rules_of", "shard_input"]
