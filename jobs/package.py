@@ -8,7 +8,12 @@ Two artifacts, because the functions import different things at run time:
 ``forecast.zip``   the same plus scipy (the non-negative least squares the forecast fits)
 
 Dependencies come as manylinux x86_64 wheels for the Lambda runtime's CPython (``pip download
---platform ... --python-version ...``), from the closures pinned in ``jobs/lambda/*.txt``; the
+--platform ... --python-version ...``), from the closures pinned in ``jobs/lambda/*.txt`` — each
+version with the SHA-256 of its wheel for every supported runtime (pip's ``--hash=sha256:`` form,
+``--require-hashes``). Every wheel, from the cache (``~/.cache/stockpulse/wheels``) or just
+downloaded, is read once, checked against those hashes and against the tags its own ``WHEEL`` file
+declares, and unzipped from the bytes that were checked: an altered wheel is refused by name and
+nothing is zipped. ``package --refresh-pins`` recomputes the hashes after a version changes. The
 wheels are unpacked straight into the zip (no ``pip install``, so no build-time files), with their
 ``tests`` folders and byte code left out. Every entry has a fixed date and mode and the entries
 are sorted, so building twice from the same sources gives byte-identical zips and ``deploy`` can
@@ -23,9 +28,9 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import io
 import json
 import os
-import subprocess
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
@@ -34,7 +39,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from handlers.errors import ConfigError, StockpulseError
+from handlers.errors import ConfigError
+
+from .wheels import REFRESH_COMMAND, RUNTIMES, PackageError, Wheel, fetch_wheels, refresh_pins, requirements_file
 
 __all__ = [
     "ARTIFACTS",
@@ -45,23 +52,18 @@ __all__ = [
     "PackageError",
     "build",
     "register",
+    "requirements_file",
 ]
 
 #: artifact -> the handlers it serves (the forecast is the only one that needs scipy)
 ARTIFACTS: dict[str, tuple[str, ...]] = {"handlers": ("order_tick", "restock", "alert"),
                                          "forecast": ("forecast",)}
-RUNTIMES = ("3.11", "3.12", "3.13")  # Lambda's python3.x runtimes this code supports
 DEFAULT_PYTHON = "3.12"
 MAX_UNZIPPED_BYTES = 262_144_000  # AWS Lambda: function and layers, unzipped
 MAX_DIRECT_UPLOAD_BYTES = 50 * 1024 * 1024  # AWS Lambda: zipped, uploaded with the API call
-PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
 _DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 _SKIP_DIRS = {"tests", "__pycache__"}
 MANIFEST = "manifest.json"
-
-
-class PackageError(StockpulseError):
-    """The artifacts could not be built (pip failed, a limit is exceeded)."""
 
 
 @dataclass(frozen=True)
@@ -88,101 +90,9 @@ class Artifact:
                 "unzipped_bytes": self.unzipped_bytes, "sha256": self.sha256}
 
 
-def requirements_file(artifact: str) -> Path:
-    return Path(str(resources.files("jobs") / "lambda" / f"{artifact}.txt"))
-
-
-def _cache_dir(python: str) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "stockpulse" / "wheels" / f"cp{python.replace('.', '')}"
-
-
-def _pip_download(requirements: Path, dest: Path, python: str, *, offline: bool) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-               "--no-deps", "--only-binary=:all:", "--implementation", "cp",
-               "--python-version", python, "--abi", f"cp{python.replace('.', '')}",
-               "-r", str(requirements), "-d", str(dest)]
-    for platform in PLATFORMS:
-        command += ["--platform", platform]
-    if offline:
-        command += ["--no-index", "--find-links", str(dest)]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
-
-
-def fetch_wheels(requirements: Path, python: str, *, cache: Path | None = None,
-                 say: Callable[[str], None] = lambda line: None) -> list[Path]:
-    """The wheels a requirements file pins, for Lambda's platform: from the cache when it holds
-    them all, else from the package index (into the cache)."""
-    cache = cache or _cache_dir(python)
-    cache.mkdir(parents=True, exist_ok=True)
-    if _pip_download(requirements, cache, python, offline=True).returncode != 0:
-        say(f"downloading wheels for CPython {python} manylinux x86_64 ({requirements.name})")
-        done = _pip_download(requirements, cache, python, offline=False)
-        if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines()
-                     if line.strip() and not line.startswith("WARNING: Location")]
-            raise PackageError(f"pip download -r {requirements}: {lines[-1] if lines else 'failed'}")
-    wanted = {_canonical(line) for line in _pins(requirements)}
-    wheels = sorted(path for path in cache.glob("*.whl") if _canonical(path.name.split("-")[0]) in wanted
-                    and _version_of(path) == _pins(requirements)[_canonical(path.name.split("-")[0])])
-    found = {_canonical(path.name.split("-")[0]) for path in wheels}
-    if found != wanted:
-        raise PackageError(f"{requirements.name}: no wheel for {', '.join(sorted(wanted - found))} "
-                           f"(CPython {python}, manylinux x86_64)")
-    check_closure(wheels, _pins(requirements), python, requirements.name)
-    return wheels
-
-
-def check_closure(wheels: list[Path], pins: dict[str, str], python: str, source: str) -> None:
-    """Every requirement of every wheel, on Lambda's platform, is pinned at a version it accepts
-    (the pins are installed with --no-deps: a missing one would fail only at run time)."""
-    from packaging.requirements import Requirement
-
-    environment = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux",
-                   "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-                   "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
-    for wheel in wheels:
-        with zipfile.ZipFile(wheel) as archive:
-            metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
-            lines = archive.read(metadata).decode("utf-8", "replace").splitlines()
-        for line in lines:
-            if not line.startswith("Requires-Dist:"):
-                continue
-            requirement = Requirement(line.partition(":")[2].strip())
-            if requirement.marker is not None and not requirement.marker.evaluate(environment):
-                continue
-            pinned = pins.get(_canonical(requirement.name))
-            if pinned is None or not requirement.specifier.contains(pinned, prereleases=True):
-                raise PackageError(f"{source}: {wheel.name.split('-')[0]} {_version_of(wheel)} needs "
-                                   f"{requirement}, pinned {pinned or 'nowhere'}")
-
-
-def _canonical(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
-def _pins(requirements: Path) -> dict[str, str]:
-    """``name -> version`` of every ``name==version`` line, following ``-r`` includes."""
-    pins: dict[str, str] = {}
-    for raw in requirements.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line.startswith("-r "):
-            pins.update(_pins(requirements.parent / line[3:].strip()))
-        elif line:
-            name, sep, version = line.partition("==")
-            if not sep:
-                raise ConfigError(f"{requirements}: {line!r} is not pinned as name==version")
-            pins[_canonical(name.strip())] = version.strip()
-    return pins
-
-
-def _version_of(wheel: Path) -> str:
-    return wheel.name.split("-")[1]
-
-
-def _wheel_entries(wheel: Path) -> Iterator[tuple[str, bytes]]:
-    """The files a wheel installs into site-packages, by their path there."""
-    with zipfile.ZipFile(wheel) as archive:
+def _wheel_entries(wheel: Wheel) -> Iterator[tuple[str, bytes]]:
+    """The files a wheel installs into site-packages, by their path there (from the checked bytes)."""
+    with zipfile.ZipFile(io.BytesIO(wheel.data)) as archive:
         for info in archive.infolist():
             if info.is_dir():
                 continue
@@ -234,22 +144,25 @@ def sha256_b64(path: Path) -> str:
     return base64.b64encode(digest.digest()).decode()
 
 
-def build(out: Path, *, python: str = DEFAULT_PYTHON, cache: Path | None = None,
+def build(out: Path, *, python: str = DEFAULT_PYTHON, cache: Path | None = None, pins: Path | None = None,
           say: Callable[[str], None] = lambda line: None) -> list[Artifact]:
-    """Build every artifact into ``out``; errors name what failed."""
+    """Build every artifact into ``out`` from the requirements pinned in ``pins`` (default
+    ``jobs/lambda``), every wheel checked against its hashes before anything is zipped; errors name
+    what failed."""
     if python not in RUNTIMES:
         raise ConfigError(f"--python: Lambda runtimes supported are {', '.join(RUNTIMES)}, got {python!r}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot create ({exc.strerror})") from exc
+    sources = sources_fingerprint(python, pins)
+    checked = {name: fetch_wheels(requirements_file(name, pins), python, cache=cache, say=say) for name in ARTIFACTS}
     artifacts = []
-    sources = sources_fingerprint(python)
     for name, served in ARTIFACTS.items():
-        wheels = fetch_wheels(requirements_file(name), python, cache=cache, say=say)
+        wheels = checked[name]
         say(f"zipping {name}.zip ({len(wheels)} wheels + handlers/)")
 
-        def entries(wheels: list[Path] = wheels) -> Iterator[tuple[str, bytes]]:
+        def entries(wheels: list[Wheel] = wheels) -> Iterator[tuple[str, bytes]]:
             yield from _project_entries()
             for wheel in wheels:
                 yield from _wheel_entries(wheel)
@@ -265,10 +178,10 @@ def build(out: Path, *, python: str = DEFAULT_PYTHON, cache: Path | None = None,
     return artifacts
 
 
-def sources_fingerprint(python: str) -> str:
+def sources_fingerprint(python: str, pins: Path | None = None) -> str:
     """What the artifacts are built from: the handlers package and the pinned requirements."""
     digest = hashlib.sha256(python.encode())
-    entries = list(_project_entries()) + [(f"requirements/{name}", requirements_file(name).read_bytes())
+    entries = list(_project_entries()) + [(f"requirements/{name}", requirements_file(name, pins).read_bytes())
                                           for name in ARTIFACTS]
     for name, data in sorted(entries):
         digest.update(f"{name}\0{len(data)}\0".encode())
@@ -303,11 +216,16 @@ def register(subparsers: Any) -> None:
         "package", help="build the Lambda artifacts (deterministic zips)",
         description="Build handlers.zip (order_tick, restock, alert) and forecast.zip for a Lambda "
                     "Python runtime: the handlers package plus its dependencies as manylinux x86_64 "
-                    "wheels. The same sources give byte-identical zips.")
+                    "wheels, each checked against the SHA-256 pinned in jobs/lambda/*.txt (refresh them "
+                    f"with `{REFRESH_COMMAND}`). The same sources give byte-identical zips.")
     parser.add_argument("--out", default="build/lambda", metavar="DIR", help="where to write (default build/lambda)")
     parser.add_argument("--python", default=DEFAULT_PYTHON, choices=RUNTIMES,
                         help=f"the Lambda runtime's Python (default {DEFAULT_PYTHON})")
     parser.add_argument("--json", action="store_true", help="print the artifacts as JSON")
+    parser.add_argument("--refresh-pins", action="store_true",
+                        help="rewrite the SHA-256 pins of jobs/lambda/*.txt for the pinned versions (after changing "
+                             f"one): the wheels of every runtime ({', '.join(RUNTIMES)}) are downloaded and hashed; "
+                             "nothing is built")
     parser.set_defaults(func=cmd_package)
 
 
@@ -315,6 +233,12 @@ def cmd_package(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f"stockpulse package: {line}", file=sys.stderr)
 
+    if args.refresh_pins:
+        files = [requirements_file(name) for name in ARTIFACTS]
+        changed = refresh_pins(files, say=say)
+        for path in files:
+            print(f"{path}: {'rewritten: review the diff' if path in changed else 'unchanged'}")
+        return 0
     artifacts = build(Path(args.out), python=args.python, say=say)
     if args.json:
         print(json.dumps([artifact.as_dict() for artifact in artifacts], indent=2))

@@ -24,6 +24,7 @@ from jobs import cli, package
 from jobs.deploy import (
     FUNCTION_POLICY_BYTES,
     RULES_PER_BUS,
+    TAG_KEY,
     TARGETS_PER_RULE,
     DeployError,
     RuleSpec,
@@ -104,10 +105,10 @@ def test_schedules_become_eventbridge_rates(seconds, expression):
 
 
 def test_store_url_and_key_prefix_follow_bucket_and_prefix():
-    assert Target(bucket="b").store_url == "s3://b"
-    assert Target(bucket="b", prefix="/shop/").store_url == "s3://b/shop"
-    assert Target(bucket="b", prefix="shop").key_prefix == "shop/"
-    assert Target(bucket="b").key_prefix == ""
+    assert Target(bucket="bkt").store_url == "s3://bkt"
+    assert Target(bucket="bkt", prefix="shop/").store_url == "s3://bkt/shop"
+    assert Target(bucket="bkt", prefix="shop").key_prefix == "shop/"
+    assert Target(bucket="bkt").key_prefix == ""
 
 
 def test_functions_get_only_the_settings_that_differ_from_the_defaults():
@@ -140,6 +141,7 @@ def test_every_setting_a_function_gets_reads_back_as_chosen():
 
 @pytest.mark.parametrize(("argv", "field"), [(["--name", "Shop_1"], "--name"), (["--bucket", "a"], "--bucket"),
                                              (["--bucket", "UPPER"], "--bucket"), (["--prefix", "../x"], "--prefix"),
+                                             (["--prefix", "/shop"], "--prefix"), (["--prefix", "a//b"], "--prefix"),
                                              (["--region", "mars"], "--region"),
                                              (["--every", "alert=90s"], "--every alert")])
 def test_bad_names_are_one_line_errors_before_any_call(argv, field, capsys, monkeypatch):
@@ -147,6 +149,67 @@ def test_bad_names_are_one_line_errors_before_any_call(argv, field, capsys, monk
     assert cli.main(["deploy", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"stockpulse: error: {field}")
+
+
+#: every flag whose value reaches an ARN, with a valid value to put a pattern character into
+ARN_FLAGS = {"--prefix": "shop/eu", "--bucket": "shop-store", "--name": "shop", "--region": "eu-west-1"}
+
+
+@pytest.mark.parametrize("flag", ARN_FLAGS)
+@pytest.mark.parametrize("pattern", ["*", "?", "[", "]", "${aws:username}", "{a}"])
+@pytest.mark.parametrize("destroy_", [False, True])
+def test_a_pattern_character_in_any_name_reaching_an_arn_is_refused_naming_the_flag(
+        flag, pattern, destroy_, capsys, monkeypatch, tmp_path):
+    """GIVEN ``deploy [--destroy] --prefix '*'`` (or '?', '[', a policy variable; in any flag whose
+    value reaches an IAM resource ARN) THEN one line naming the flag, exit 2, before any call: the
+    endpoint is one nothing listens on, and the artifacts are not even built. Also refused by
+    ``Target`` itself, so no caller of ``deploy()``/``destroy()``/``role_policy()`` gets a
+    wildcard into a policy."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never reached
+    value = f"{ARN_FLAGS[flag]}{pattern}" if flag != "--prefix" else pattern
+    argv = ["deploy", flag, value, "--artifacts", str(tmp_path / "none"), *(["--destroy"] if destroy_ else [])]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"stockpulse: error: {flag}: ") and repr(value) in err[0]
+    assert not (tmp_path / "none").exists()
+    field = flag.removeprefix("--")
+    with pytest.raises(ConfigError, match=f"^{flag}: "):
+        Target(**{field: value})
+
+
+def test_a_pattern_character_in_a_prefix_says_it_would_widen_the_grant():
+    with pytest.raises(ConfigError, match=r"--prefix: .*got 'eu/\*' \(\* would be a pattern in the IAM policies' "
+                                          r"resource ARNs, granting more than this store\)"):
+        Target(prefix="eu/*")
+
+
+def test_names_that_are_literals_pass_and_reach_the_arns_as_they_are():
+    """The control: prefixes of the allowed characters (nested, with '=', '+', '.', a trailing
+    '/') are accepted, and each role's ARNs are those of the store without a prefix with the
+    prefix put in literally (the policy's own '*'s and nothing else)."""
+    def arns(prefix: str) -> list[str]:
+        target = Target(name="shop", bucket="shop.store-1", prefix=prefix, region="ap-southeast-2")
+        return [arn for handler in HANDLERS for s in statements(target, handler).values() for arn in s["Resource"]]
+
+    for prefix, key_prefix in (("eu", "eu/"), ("eu/shop-1/", "eu/shop-1/"), ("dt=2026+x/v1.2", "dt=2026+x/v1.2/"),
+                               ("..a/b", "..a/b/")):
+        assert arns(prefix) == [arn.replace("shop.store-1/", f"shop.store-1/{key_prefix}") for arn in arns("")]
+
+
+def test_every_target_value_that_reaches_an_arn_is_one_the_names_check_covers(tmp_path):
+    """GIVEN a target whose every text value is a distinct marker THEN the markers found in the
+    roles' and the functions' resource ARNs are only those of the checked flags (name, bucket,
+    prefix, region) and the account: a new value reaching an ARN fails here until it is checked."""
+    markers = {"name": "qqname", "bucket": "qqbucket", "prefix": "qqprefix", "region": "qq-qqregion-1",
+               "endpoint": "http://qqendpoint"}
+    environment = function_settings(Settings(pushgateway_url="http://qqgateway:9091", num_shards=3, cover_days=2.0))
+    target = Target(**markers, environment=environment)
+    arns = [arn for handler in HANDLERS for s in statements(target, handler).values() for arn in s["Resource"]]
+    arns += [f"arn:aws:lambda:{target.region}:123456789012:function:{f}" for f in function_names(target.name).values()]
+    arns += [f"rule/{spec.name}" for handler in HANDLERS for spec in rules_of(target, handler)]
+    found = {field for field, marker in markers.items() if any(marker.removeprefix("http://") in arn for arn in arns)}
+    assert found == {"name", "bucket", "prefix", "region"}
+    assert not [arn for arn in arns if "qqgateway" in arn]
 
 
 # -- sharding: the schedule as a fan-out of rules ----------------------------------------------
@@ -384,20 +447,25 @@ def aws(monkeypatch):
         yield boto3.client("s3", region_name="us-east-1")
 
 
-@pytest.fixture
-def artifacts(tmp_path_factory) -> dict[str, package.Artifact]:
-    """Tiny stand-ins for the Lambda zips (moto makes functions from them; nothing runs them)."""
-    directory = tmp_path_factory.mktemp("artifacts")
+def stand_ins(directory: Any, version: str = "1") -> dict[str, package.Artifact]:
+    """Tiny stand-ins for the Lambda zips (moto makes functions from them; nothing runs them); each
+    ``version`` has other bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
     found = {}
     for name, served in package.ARTIFACTS.items():
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("handlers/__init__.py", f"# {name}\n")
+            archive.writestr("handlers/__init__.py", f"# {name} {version}\n")
         path = directory / f"{name}.zip"
         path.write_bytes(buffer.getvalue())
         found[name] = package.Artifact(name, path, tuple(served), "3.12", path.stat().st_size, 16,
                                        base64.b64encode(hashlib.sha256(buffer.getvalue()).digest()).decode())
     return found
+
+
+@pytest.fixture
+def artifacts(tmp_path_factory) -> dict[str, package.Artifact]:
+    return stand_ins(tmp_path_factory.mktemp("artifacts"))
 
 
 def bucket_objects(s3: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
@@ -466,10 +534,210 @@ def test_destroy_keeps_the_catalog_objects_as_the_stores_data(aws, artifacts, tm
     target = catalog_target(catalog_file(tmp_path))
     deploy(target, artifacts)
     stored = bucket_objects(aws, target.bucket)
-    assert [row.action for row in destroy(target, dry_run=True) if row.resource == "bucket"] == [
-        "kept: holds 5 objects of the store (empty it, then --destroy again)"]
+    kept = ("kept: holds 5 objects this deployment did not make (the store's data, other deployments' code): "
+            "remove them, then --destroy again")
+    assert [row.action for row in destroy(target, dry_run=True) if row.resource == "bucket"] == [kept]
     rows = destroy(target)
-    assert [row.action for row in rows if row.resource == "bucket"] == [
-        "kept: holds 5 objects of the store (empty it, then --destroy again)"]
+    assert [row.action for row in rows if row.resource == "bucket"] == [kept]
     assert bucket_objects(aws, target.bucket) == {k: v for k, v in stored.items() if "/lambda-code/" not in k}
     assert len(bucket_objects(aws, target.bucket)) == 5
+
+
+# -- the code objects: a deployment deletes only its own, and never the code its functions run ------
+
+def code_of(artifacts: dict[str, package.Artifact], prefix: str) -> set[str]:
+    return {f"{prefix}{name}-{artifact.sha256_hex[:16]}.zip" for name, artifact in artifacts.items()}
+
+
+def runs(function: str) -> str:
+    return str(boto3_lambda().get_function_configuration(FunctionName=function)["CodeSha256"])
+
+
+def test_a_redeploy_and_a_destroy_delete_only_the_code_this_deployment_made(aws, tmp_path):
+    """GIVEN two deployments (--name shop, --name shop-b) sharing a bucket and prefix, and another
+    team's objects under lambda-code/ (one named like code, one in shop's own folder, untagged)
+    WHEN shop is redeployed with new code, then destroyed THEN shop's old code, then its new code
+    are deleted, and nothing else: shop-b's code and functions are as they were (a redeploy of
+    shop-b changes nothing), the other team's objects are intact."""
+    v1, v2 = stand_ins(tmp_path / "v1", "1"), stand_ins(tmp_path / "v2", "2")
+    shop, other = Target(name="shop", bucket="shared-store", prefix="eu"), Target(name="shop-b", bucket="shared-store",
+                                                                                 prefix="eu")
+    deploy(shop, v1)
+    others_rows = deploy(other, v1)
+    team = {"eu/lambda-code/handlers-0123456789abcdef.zip": b"another team's zip", "eu/lambda-code/tools/x.zip": b"x",
+            "eu/lambda-code/shop/notes.txt": b"notes", "eu/lambda-code/shop/forecast-0123456789abcdef.zip": b"untagged"}
+    for key, body in team.items():
+        aws.put_object(Bucket="shared-store", Key=key, Body=body)
+    # the code shop-b's functions were made from, wherever deploy keeps it
+    names = {row.name for row in others_rows if row.resource == "code"}
+    others_code = {k: v for k, v in bucket_objects(aws, "shared-store", "eu/lambda-code/").items()
+                   if k.rsplit("/", 1)[1] in names and k not in team and not k.startswith("eu/lambda-code/shop/")}
+    assert len(others_code) == 2
+    others_run = {f: runs(f) for f in function_names("shop-b").values()}
+
+    rows = deploy(shop, v2)
+    code = {row.name: row.action for row in rows if row.resource == "code"}
+    assert code == {**{key: "upload" for key in code_of(v2, "")},
+                    **{key: "delete (superseded)" for key in code_of(v1, "")},
+                    "notes.txt": "kept (not made by deploy --name shop)",
+                    "forecast-0123456789abcdef.zip": "kept (not made by deploy --name shop)"}
+    assert set(bucket_objects(aws, "shared-store", "eu/lambda-code/shop/")) == code_of(v2, "eu/lambda-code/shop/") | {
+        "eu/lambda-code/shop/notes.txt", "eu/lambda-code/shop/forecast-0123456789abcdef.zip"}
+    assert {k: v for k, v in bucket_objects(aws, "shared-store").items() if k in others_code} == others_code
+    assert {f: runs(f) for f in function_names("shop-b").values()} == others_run
+
+    rows = destroy(shop)
+    assert {row.name: row.action for row in rows if row.resource == "code"} == {
+        **{key: "delete" for key in code_of(v2, "")},
+        "notes.txt": "kept (not made by deploy --name shop)",
+        "forecast-0123456789abcdef.zip": "kept (not made by deploy --name shop)"}
+    assert [row.action for row in rows if row.resource == "bucket"] == [
+        "kept: holds 6 objects this deployment did not make (the store's data, other deployments' code): "
+        "remove them, then --destroy again"]
+    assert bucket_objects(aws, "shared-store") == {**others_code, **team}
+    assert {f: runs(f) for f in function_names("shop-b").values()} == others_run
+    assert {row.action for row in deploy(other, v1) if row.resource != "bucket"} == {"unchanged"}
+
+
+def test_an_object_this_deployment_did_not_make_at_its_code_key_is_refused_before_anything_changes(aws, artifacts):
+    """GIVEN an untagged object at the key where shop's handlers.zip goes WHEN shop is deployed
+    THEN it is refused naming the key, and no function is made from it."""
+    aws.create_bucket(Bucket="shop-store")
+    key, = [k for k in code_of(artifacts, "lambda-code/shop/") if "/handlers-" in k]
+    aws.put_object(Bucket="shop-store", Key=key, Body=b"not the artifact")
+    with pytest.raises(DeployError, match=f"s3://shop-store/{key}: exists and was not made by"):
+        deploy(Target(name="shop", bucket="shop-store"), artifacts)
+    assert boto3_lambda().list_functions()["Functions"] == []
+    assert set(bucket_objects(aws, "shop-store")) == {key}
+
+
+def update_accepted_but_not_applied(function: str) -> Any:
+    """A botocore hook answering UpdateFunctionCode for ``function`` as Lambda does when the update
+    then fails: accepted, the function still on its old code (LastUpdateStatus Failed)."""
+    from botocore.awsrequest import AWSResponse
+
+    def answer(params: dict[str, Any], **kwargs: Any) -> Any:
+        if f"/functions/{function}/code" not in params["url_path"]:
+            return None
+        current = boto3_lambda().get_function_configuration(FunctionName=function)
+        return AWSResponse("", 200, {}, None), {**current, "LastUpdateStatus": "Failed",
+                                                  "LastUpdateStatusReason": "injected"}
+    return answer
+
+
+def test_a_function_left_on_its_old_code_by_a_failed_update_keeps_that_code(aws, tmp_path):
+    """GIVEN shop deployed with v1 WHEN a redeploy with v2 has the forecast's code update fail on
+    Lambda's side THEN deploy stops with one line naming the function and the code it runs, and
+    that code object (v1's forecast.zip) is still in the bucket."""
+    from jobs.deploy import Clients
+
+    v1, v2 = stand_ins(tmp_path / "v1", "1"), stand_ins(tmp_path / "v2", "2")
+    shop = Target(name="shop", bucket="shop-store")
+    deploy(shop, v1)
+    clients = Clients(shop)
+    clients.lambda_.meta.events.register("before-call.lambda.UpdateFunctionCode",
+                                         update_accepted_but_not_applied("shop-forecast"))
+    v1_forecast = f"forecast-{v1['forecast'].sha256_hex[:16]}.zip"
+    with pytest.raises(DeployError, match=rf"function shop-forecast: runs {v1_forecast}, not forecast-"
+                                          rf"{v2['forecast'].sha256_hex[:16]}.zip \(last update "):
+        deploy(shop, v2, clients=clients)
+    assert runs("shop-forecast") == v1["forecast"].sha256
+    assert f"lambda-code/shop/{v1_forecast}" in bucket_objects(aws, "shop-store", "lambda-code/shop/")
+
+
+def test_a_redeploy_never_deletes_the_code_its_functions_run_now(aws, tmp_path):
+    """GIVEN shop deployed with v1 WHEN, while a redeploy with v2 is about to remove superseded
+    code, another deploy of shop puts every function on v3 THEN the first keeps v3's code (its
+    functions run it, as they report it after the listing); a dry run says it would delete what a
+    real run would supersede, and deletes nothing."""
+    from jobs.deploy import Clients
+
+    v1, v2, v3 = (stand_ins(tmp_path / f"v{n}", str(n)) for n in (1, 2, 3))
+    shop = Target(name="shop", bucket="shop-store")
+    deploy(shop, v1)
+    clients = Clients(shop)
+    raced: list[list[Any]] = []
+
+    def another_deploy_first(**kwargs: Any) -> None:
+        if not raced:
+            raced.append(deploy(shop, v3))  # its own clients: no hook
+    clients.s3.meta.events.register("before-call.s3.ListObjectsV2", another_deploy_first)
+    rows = deploy(shop, v2, clients=clients)
+    assert raced
+    assert {f: runs(f) for f in function_names("shop").values()} == {
+        f: v3[package_of(h)].sha256 for h, f in function_names("shop").items()}
+    code = {row.name: row.action for row in rows if row.resource == "code"}
+    assert {code[key] for key in code_of(v3, "")} == {"kept (a function still runs it)"}
+    # v1's and v2's code went with the deploy of v3 (once its functions ran v3); v3's stays
+    assert set(bucket_objects(aws, "shop-store", "lambda-code/shop/")) == code_of(v3, "lambda-code/shop/")
+    rows = deploy(shop, v1, dry_run=True)
+    assert {row.name: row.action for row in rows if row.resource == "code"} == {
+        **{key: "would upload" for key in code_of(v1, "")}, **{key: "would delete (superseded)" for key in code_of(v3, "")}}
+    assert set(bucket_objects(aws, "shop-store", "lambda-code/shop/")) == code_of(v3, "lambda-code/shop/")
+
+
+def package_of(handler: str) -> str:
+    return next(name for name, served in package.ARTIFACTS.items() if handler in served)
+
+
+def inventory(s3: Any, target: Target) -> dict[str, set[str]]:
+    """What exists of a deployment's names, by kind."""
+    import boto3
+
+    names = set(function_names(target.name).values())
+    return {"function": {f["FunctionName"] for f in boto3_lambda().list_functions()["Functions"]} & names,
+            "role": {r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]} & names,
+            "rule": {r["Name"] for r in boto3.client("events", region_name="us-east-1").list_rules()["Rules"]} & names,
+            "log group": {g["logGroupName"] for g in boto3.client("logs", region_name="us-east-1").describe_log_groups()[
+                "logGroups"]} & {f"/aws/lambda/{n}" for n in names},
+            "code": set(bucket_objects(s3, target.bucket, "lambda-code/"))}
+
+
+def replace_with_foreign(kind: str, name: str) -> str:
+    """Delete the deployment's resource ``name`` of ``kind`` and make an untagged one in its place
+    (a log group: take the tag off)."""
+    import boto3
+
+    if kind == "function":
+        lam = boto3_lambda()
+        role = lam.get_function_configuration(FunctionName=name)["Role"]
+        code = {"ZipFile": io.BytesIO(zipfile_bytes()).getvalue()}
+        lam.delete_function(FunctionName=name)
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="x.handler", Code=code)
+    elif kind == "role":
+        iam = boto3.client("iam")
+        iam.delete_role_policy(RoleName=name, PolicyName="stockpulse")
+        iam.delete_role(RoleName=name)
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    elif kind == "rule":
+        events = boto3.client("events", region_name="us-east-1")
+        events.remove_targets(Rule=name, Ids=["function"])
+        events.delete_rule(Name=name)
+        events.put_rule(Name=name, ScheduleExpression="rate(1 day)")
+    else:  # untagged in place: moto keeps a deleted log group's tags for the next one of that name
+        name = f"/aws/lambda/{name}"
+        boto3.client("logs", region_name="us-east-1").untag_log_group(logGroupName=name, tags=[TAG_KEY])
+    return name
+
+
+def zipfile_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("x.py", "def handler(event, context): return {}\n")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["function", "role", "rule", "log group"])
+def test_destroy_deletes_nothing_when_one_of_its_names_is_someone_elses(kind, aws, artifacts):
+    """GIVEN a deployment one of whose names (a function, role, rule or log group) now holds
+    something it did not make (no tag) WHEN it is destroyed THEN one line names that resource, and
+    nothing is deleted: neither it, nor any of the deployment's own resources or code."""
+    target = Target(name="shop", bucket="shop-store")
+    deploy(target, artifacts)
+    name = replace_with_foreign(kind, function_names("shop")["alert"])
+    before = inventory(aws, target)
+    assert all(before.values())
+    with pytest.raises(DeployError, match=f"^{kind} {name}: exists and was not made by"):
+        destroy(target)
+    assert inventory(aws, target) == before
+    assert set(bucket_objects(aws, "shop-store", "lambda-code/")) == code_of(artifacts, "lambda-code/shop/")

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import package
-from .aws import Clients, DeployError, Row, _Deployment, _say_nothing, object_exists
+from .aws import Clients, DeployError, Row, _Deployment, _say_nothing
 from .catalog import plan_catalog, upload_catalog
+from .code import code_keys, list_keys, plan_code, remove_code, remove_superseded, running_code, upload_code
 from .plan import (
     _LAMBDA_TRUST,
-    CODE_PREFIX,
     FUNCTION_SIZING,
     LOG_RETENTION_DAYS,
     Target,
     artifact_of,
+    code_name,
     role_policy,
 )
 from .rules import apply_rules, check_quotas, check_store_split, existing_rules, remove_rule
@@ -62,6 +63,8 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
     check_store_split(d, bucket)  # a shard count the store would refuse
     check_quotas(d, account, {h: rules for h, (_, _, rules, _) in existing.items()})
     catalog_present = plan_catalog(d, bucket)  # a store: reference to nothing is refused
+    keys = code_keys(d, artifacts)
+    code_present = plan_code(d, bucket, keys)  # an object of someone else's at one of our keys is refused
 
     # 2. the bucket
     if bucket == "missing":
@@ -73,16 +76,8 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
     # 2b. the shop's catalog and its compiled forms, before any function names them
     upload_catalog(d, catalog_present, dry_run)
 
-    # 3. the code, content-addressed
-    code_keys = {}
-    for name, artifact in artifacts.items():
-        key = f"{target.key_prefix}{CODE_PREFIX}{name}-{artifact.sha256_hex[:16]}.zip"
-        code_keys[name] = key
-        with d.errors(f"s3://{target.bucket}/{key}"):
-            present = bucket != "missing" and object_exists(d, key)
-            if not present and not dry_run:
-                d.c.s3.upload_file(str(artifact.path), target.bucket, key)
-        d.row("code", key.rsplit("/", 1)[-1], "unchanged" if present else will + "upload")
+    # 3. the code, content-addressed, in the deployment's own folder (jobs/deploy/code.py)
+    upload_code(d, artifacts, keys, code_present, dry_run)
 
     for handler, function in d.functions.items():
         role, config, rules, group = existing[handler]
@@ -99,25 +94,34 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
         wanted = _function_config(target, handler, role_arn, artifact)
         if config is None:
             if not dry_run:
-                config = _create_function(d, function, wanted, code_keys[artifact_of(handler)])
+                config = _runs(d, function, artifact, _create_function(d, function, wanted, keys[artifact.name]))
             d.row("function", function, will + "create")
         else:
             changes = ["configuration"] if _differs(config, wanted) else []
             if config.get("CodeSha256") != artifact.sha256:
                 changes.append("code")
             if changes and not dry_run:
-                config = _update_function(d, function, config, wanted, code_keys[artifact_of(handler)], changes)
+                config = _runs(d, function, artifact,
+                               _update_function(d, function, config, wanted, keys[artifact.name], changes))
             d.row("function", function, f"{will}update {' and '.join(changes)}" if changes else "unchanged")
         # 7. rules (one, or the shards' fan-out), their targets and permissions; stale rules removed
         apply_rules(d, handler, function, rules, config, account, dry_run)
-    # 8. code no function uses any more
+    # 8. this deployment's code that none of its functions runs any more
     if bucket != "missing":
-        with d.errors(f"s3://{target.bucket}/{target.key_prefix}{CODE_PREFIX}"):
-            for key in sorted(set(_keys(d, f"{target.key_prefix}{CODE_PREFIX}")) - set(code_keys.values())):
-                if not dry_run:
-                    d.c.s3.delete_object(Bucket=target.bucket, Key=key)
-                d.row("code", key.rsplit("/", 1)[-1], will + "delete (superseded)")
+        remove_superseded(d, keys, {f: artifact_of(h) for h, f in d.functions.items()}, dry_run)
     return d.rows
+
+
+def _runs(d: _Deployment, function: str, artifact: package.Artifact, config: dict[str, Any]) -> dict[str, Any]:
+    """``config``, once Lambda reports the function runs ``artifact``; else a ``DeployError`` (an
+    update that failed on Lambda's side, or a code object whose bytes are not the artifact's): the
+    code it does run is then kept, as nothing superseded is deleted after an error."""
+    if config.get("CodeSha256") == artifact.sha256:
+        return config
+    runs = running_code(artifact.name, config.get("CodeSha256")) or "no code"
+    raise DeployError(f"function {function}: runs {runs}, not {code_name(artifact.name, artifact.sha256_hex)} "
+                      f"(last update {config.get('LastUpdateStatus', 'unknown')}: "
+                      f"{config.get('LastUpdateStatusReason') or 'no reason given'})")
 
 
 def _make_bucket(d: _Deployment) -> None:
@@ -229,28 +233,16 @@ def destroy(target: Target, *, dry_run: bool = False, clients: Clients | None = 
             d.row("role", function, will + "delete")
     if bucket == "missing":
         return d.rows
+    code = remove_code(d, dry_run)  # only this deployment's own zips (jobs/deploy/code.py)
     with d.errors(f"bucket {target.bucket}"):
-        code = list(_keys(d, f"{target.key_prefix}{CODE_PREFIX}"))
-        for key in code:
-            if not dry_run:
-                d.c.s3.delete_object(Bucket=target.bucket, Key=key)
-            d.row("code", key.rsplit("/", 1)[-1], will + "delete")
         if bucket != "ours":
             d.row("bucket", target.bucket, "kept (not made by deploy)")
-        elif next(iter(_keys(d, "")), None) is not None and not (dry_run and set(_keys(d, "")) <= set(code)):
-            count = sum(1 for key in _keys(d, "") if key not in code)  # a dry run's code would be gone
-            d.row("bucket", target.bucket, f"kept: holds {count} objects of the store (empty it, then --destroy again)")
+        elif next(iter(list_keys(d, "")), None) is not None and not (dry_run and set(list_keys(d, "")) <= set(code)):
+            count = sum(1 for key in list_keys(d, "") if key not in code)  # a dry run's code would be gone
+            d.row("bucket", target.bucket, f"kept: holds {count} objects this deployment did not make (the store's "
+                                           "data, other deployments' code): remove them, then --destroy again")
         else:
             if not dry_run:
                 d.c.s3.delete_bucket(Bucket=target.bucket)
             d.row("bucket", target.bucket, will + "delete")
     return d.rows
-
-
-def _keys(d: _Deployment, prefix: str) -> Iterator[str]:
-    for page in d.c.s3.get_paginator("list_objects_v2").paginate(Bucket=d.t.bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            yield item["Key"]
-
-
-# ---------------------------------------------------------------------------------------------

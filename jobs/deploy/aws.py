@@ -11,7 +11,7 @@ from typing import Any
 
 from handlers.errors import StockpulseError
 
-from .plan import TAG_KEY, Target, function_names
+from .plan import TAG_KEY, Target, check_account, function_names
 
 
 class DeployError(StockpulseError):
@@ -105,7 +105,7 @@ class _Deployment:
     def account(self) -> str:
         if self._account is None:
             with self.errors("sts get-caller-identity"):
-                self._account = str(self.c.sts.get_caller_identity()["Account"])
+                self._account = check_account(str(self.c.sts.get_caller_identity()["Account"]))
         return self._account
 
     def bucket_state(self) -> str:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from handlers.errors import ConfigError
 from handlers.runtime.settings import ENV
 
 from .. import package
@@ -23,6 +21,7 @@ from .plan import (
     DEFAULT_BUCKET,
     DEFAULT_NAME,
     Target,
+    check_names,
     function_names,
     function_settings,
 )
@@ -55,15 +54,8 @@ def register(subparsers: Any) -> None:
 
 
 def _validate_names(args: argparse.Namespace) -> None:
-
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", args.name):
-        raise ConfigError(f"--name: lowercase letters, digits and '-', at most 41 characters, got {args.name!r}")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", args.bucket) or ".." in args.bucket:
-        raise ConfigError(f"--bucket: not a valid S3 bucket name: {args.bucket!r}")
-    if args.prefix.startswith("/") or ".." in args.prefix.split("/"):
-        raise ConfigError(f"--prefix: a relative key prefix without '..', got {args.prefix!r}")
-    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", args.region):
-        raise ConfigError(f"--region: not an AWS region name: {args.region!r}")
+    """Every name that reaches an ARN, before anything is read (plan.py ``check_names``)."""
+    check_names(name=args.name, bucket=args.bucket, prefix=args.prefix, region=args.region)
 
 
 def _artifacts(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, package.Artifact]:

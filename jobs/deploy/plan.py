@@ -57,9 +57,44 @@ def rate_expression(seconds: int) -> str:
     raise ConfigError(f"schedule: {seconds} s is not whole minutes (EventBridge rates are)")
 
 
+#: every name that reaches an ARN (the roles' S3 resources, log groups, functions, rules) and what it
+#: may hold: no character with a meaning in an IAM resource or ArnLike condition — '*' and '?' are
+#: wildcards (``--prefix '*'`` would grant every store in the bucket), '${...}' a policy variable —
+#: nor '[' (a pattern elsewhere). The account comes from STS: twelve digits.
+_NAME_RULES: dict[str, tuple[str, str]] = {
+    "--name": (r"[a-z0-9][a-z0-9-]{0,40}", "lowercase letters, digits and '-', at most 41 characters"),
+    "--bucket": (r"(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "a valid S3 bucket name (lowercase letters, digits, '.' and '-')"),
+    "--prefix": (r"(?:(?!\.\.?/)[A-Za-z0-9._=+-]+/)*(?!\.\.?$)[A-Za-z0-9._=+-]*",
+                 "key prefix: segments of letters, digits and . _ = + - separated by '/', no leading '/' and no '.' "
+                 "or '..' segment"),
+    "--region": (r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region name"),
+}
+_PATTERN_CHARACTERS = "*?[]{}$"
+
+
+def check_names(*, name: str, bucket: str, prefix: str, region: str) -> None:
+    """Refuse, with one line naming the flag, a name that would put anything but a literal into an
+    ARN (or is not a name AWS takes). Called by the command line before anything is read, and by
+    every ``Target``."""
+    for flag, value in (("--name", name), ("--bucket", bucket), ("--prefix", prefix), ("--region", region)):
+        pattern, what = _NAME_RULES[flag]
+        if not re.fullmatch(pattern, value):
+            wild = sorted({c for c in value if c in _PATTERN_CHARACTERS})
+            why = (f" ({' '.join(wild)} would be a pattern in the IAM policies' resource ARNs, granting more than "
+                   "this store)") if wild else ""
+            raise ConfigError(f"{flag}: {what}, got {value!r}{why}")
+
+
+def check_account(account: str) -> str:
+    """The caller's account id as STS gave it, refused unless twelve digits (it reaches the ARNs)."""
+    if not re.fullmatch(r"\d{12}", account):
+        raise ConfigError(f"sts get-caller-identity: account {account!r} is not twelve digits")
+    return account
+
+
 @dataclass(frozen=True)
 class Target:
-    """Where and how to deploy."""
+    """Where and how to deploy. Its names are checked when it is made (``check_names``)."""
 
     name: str = DEFAULT_NAME
     bucket: str = DEFAULT_BUCKET
@@ -71,6 +106,9 @@ class Target:
     #: the shop's catalog to keep in the store before the functions name it (jobs/deploy/catalog.py):
     #: key relative to the store -> bytes, write-once
     catalog_objects: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        check_names(name=self.name, bucket=self.bucket, prefix=self.prefix, region=self.region)
 
     @property
     def key_prefix(self) -> str:
@@ -93,6 +131,26 @@ class Target:
     def catalog_in_store(self) -> bool:
         """Whether the functions read their catalog from the store (``STOCKPULSE_CATALOG=store:...``)."""
         return self.environment.get(ENV["catalog_path"][0], "").startswith(STORE_SCHEME)
+
+
+# -- the code objects --------------------------------------------------------------------------
+
+def code_prefix(target: Target) -> str:
+    """Where this deployment keeps its zips: ``PREFIX/lambda-code/<name>/``. Its own folder, so that
+    another deployment sharing the bucket and prefix (another ``--name``), or another team's objects
+    under ``lambda-code/``, are never listed as this deployment's code."""
+    return f"{target.key_prefix}{CODE_PREFIX}{target.name}/"
+
+
+def code_name(artifact: str, sha256_hex: str) -> str:
+    """The zip's name in the folder: content-addressed (the first 16 hex digits of its SHA-256)."""
+    return f"{artifact}-{sha256_hex[:16]}.zip"
+
+
+def is_code_name(name: str) -> bool:
+    """Whether ``name`` (relative to ``code_prefix``) is one ``code_name`` makes."""
+    found = re.fullmatch(r"([a-z]+)-[0-9a-f]{16}\.zip", name)
+    return found is not None and found.group(1) in package.ARTIFACTS
 
 
 # -- the schedule as EventBridge rules ---------------------------------------------------------

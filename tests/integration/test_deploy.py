@@ -12,6 +12,8 @@ import json
 import shutil
 import time
 import uuid
+import zipfile
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from handlers.model.catalog import parse_catalog
 from handlers.model.logs import decode_events
 from handlers.runtime.catalogs import compiled_key, source_key, store_reference
 from handlers.runtime.shards import split
-from jobs import cli
+from jobs import cli, package
 from jobs.deploy import (
     FUNCTION_SIZING,
     TAG_KEY,
@@ -37,6 +39,7 @@ from jobs.deploy import (
     rules_of,
     shard_input,
 )
+from jobs.schedule import Schedule
 from tests.support import servers
 
 SCHEDULES = {"order_tick": "rate(1 minute)", "restock": "rate(5 minutes)", "forecast": "rate(1 hour)",
@@ -348,6 +351,78 @@ def test_a_bucket_of_another_account_is_refused_before_anything_is_made(lambda_a
         deploy(target, lambda_artifacts)
     names = {r["RoleName"] for r in client(localstack, "iam").list_roles()["Roles"]}
     assert not names & set(function_names(target.name).values())
+
+
+# -- deployments sharing a bucket: each deletes only the code it made -------------------------------
+
+def new_code(artifacts: dict[str, package.Artifact], directory: Path) -> dict[str, package.Artifact]:
+    """The same artifacts with other bytes (one more file in each zip): a new version of the code."""
+    changed = {}
+    for name, artifact in artifacts.items():
+        path = directory / artifact.path.name
+        shutil.copy2(artifact.path, path)
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr("stockpulse-test-version.txt", "2\n")
+        changed[name] = replace(artifact, path=path, zipped_bytes=path.stat().st_size, sha256=package.sha256_b64(path))
+    return changed
+
+
+def invoke_applies(localstack: servers.LocalStack, function: str, moment: str) -> None:
+    event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "000000000000", "time": moment, "region": "us-east-1", "resources": [], "detail": {}}
+    response = client(localstack, "lambda").invoke(FunctionName=function, Payload=json.dumps(event))
+    payload = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response and payload["status"] == "applied", payload
+
+
+def test_another_deployment_in_the_same_bucket_and_prefix_keeps_its_code_and_runs_through_a_redeploy_and_a_destroy(
+        lambda_artifacts, localstack, aws_env, tmp_path):
+    """GIVEN deployments A and B (another --name) in one bucket under one prefix, another team's
+    objects under lambda-code/ WHEN A is redeployed with new code, then destroyed THEN A's old code,
+    then its new code are deleted, and nothing else: B's code objects are as they were and its
+    functions still run (invoked through LocalStack) after each, and the other team's objects are
+    intact."""
+    daily = Schedule.parse([f"{handler}=1d" for handler in SCHEDULES])  # only the test's own invocations run
+    a = new_target(localstack, prefix="shared", environment={}, schedule=daily)
+    b = Target(**{**a.__dict__, "name": f"{a.name}b"})
+    s3 = client(localstack, "s3")
+    deploy(a, lambda_artifacts)
+    b_rows = deploy(b, lambda_artifacts)
+    team = {"shared/lambda-code/team-x/tool.zip": b"another team's", "shared/lambda-code/handlers-0123456789abcdef.zip": b"x"}
+    for key, body in team.items():
+        s3.put_object(Bucket=a.bucket, Key=key, Body=body)
+
+    def listed(prefix: str) -> dict[str, str]:
+        return {item["Key"]: item["ETag"] for item in s3.list_objects_v2(Bucket=a.bucket, Prefix=prefix).get("Contents", [])}
+
+    def b_code_now() -> dict[str, str]:  # the code B's functions were made from, wherever deploy keeps it
+        names = {row.name for row in b_rows if row.resource == "code"}
+        return {k: v for k, v in listed("shared/lambda-code/").items()
+                if k.rsplit("/", 1)[1] in names and k not in team and not k.startswith(f"shared/lambda-code/{a.name}/")}
+
+    b_code = b_code_now()
+    assert len(b_code) == 2
+    v2 = new_code(lambda_artifacts, tmp_path)
+    rows = actions(deploy(a, v2))
+    assert sorted(action for (resource, _), action in rows.items() if resource == "code") == [
+        "delete (superseded)", "delete (superseded)", "upload", "upload"]
+    assert b_code_now() == b_code
+    assert {key: s3.get_object(Bucket=a.bucket, Key=key)["Body"].read() for key in team} == team
+    invoke_applies(localstack, function_names(b.name)["order_tick"], "2026-01-05T09:01:00Z")
+
+    rows = actions(destroy(a))
+    assert rows[("bucket", a.bucket)].startswith("kept: holds ")
+    assert listed(f"shared/lambda-code/{a.name}/") == {}
+    assert b_code_now() == b_code
+    assert {key: s3.get_object(Bucket=a.bucket, Key=key)["Body"].read() for key in team} == team
+    invoke_applies(localstack, function_names(b.name)["order_tick"], "2026-01-05T09:02:00Z")
+
+    for key in listed(""):  # clean up: B's store and the team's objects, then B, then the bucket
+        if not key.startswith(f"shared/lambda-code/{b.name}/"):
+            s3.delete_object(Bucket=a.bucket, Key=key)
+    assert actions(destroy(b))[("bucket", a.bucket)] == "kept (not made by deploy)"
+    assert listed("") == {}
+    s3.delete_bucket(Bucket=a.bucket)
 
 
 # -- sharded: each schedule fans out as rules whose targets add detail.shard ---------------------
