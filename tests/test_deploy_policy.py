@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from handlers.errors import ConfigError
 from handlers.model.catalog import Catalog, parse_catalog
 from handlers.model.state import HANDLERS
 from handlers.runtime import layout, shards
@@ -28,6 +29,7 @@ from handlers.storage.location import open_store
 from handlers.telemetry.publisher import publisher
 from jobs.deploy import Target, role_policy
 from jobs.schedule import Schedule
+from tests.support.crash import BUSY_CATALOG
 from tests.support.ticks import event_at
 
 NUM_SHARDS = 3
@@ -39,15 +41,26 @@ SHARDED_CATALOG = "seed: 7\nproducts:\n" + "".join(
 #: the S3 action each Store method needs (storage_s3.py: HEAD for exists/matches, conditional PUTs)
 ACTIONS = {"read": "s3:GetObject", "get": "s3:GetObject", "exists": "s3:GetObject", "matches": "s3:GetObject",
            "write": "s3:PutObject", "put_once": "s3:PutObject", "replace": "s3:PutObject", "list": "s3:ListBucket",
-           "delete": "s3:DeleteObject"}
+           "scan": "s3:ListBucket", "delete": "s3:DeleteObject"}
+FEED = "feed:"  # a recorded key of a feed's store: feed:<kind>:<key>
 
 
 class RecordingStore:
     """Passes every call to the store it wraps and records (handler, S3 action, key)."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.url, self.handler = inner, inner.url, ""
-        self.calls: set[tuple[str, str, str]] = set()
+    def __init__(self, inner: Any, *, feed: str | None = None, calls: set[tuple[str, str, str]] | None = None,
+                 handler: list[str] | None = None) -> None:
+        self.inner, self.url, self.feed = inner, inner.url, feed
+        self.calls: set[tuple[str, str, str]] = set() if calls is None else calls
+        self._handler = handler if handler is not None else [""]
+
+    @property
+    def handler(self) -> str:
+        return self._handler[0]
+
+    @handler.setter
+    def handler(self, value: str) -> None:
+        self._handler[0] = value
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.inner, name)
@@ -55,15 +68,20 @@ class RecordingStore:
             return method
 
         def recorded(key: str, *args: Any, **kwargs: Any) -> Any:
-            self.calls.add((self.handler, ACTIONS[name], key))
+            self.calls.add((self.handler, ACTIONS[name], key if self.feed is None else f"{FEED}{self.feed}:{key}"))
             result = method(key, *args, **kwargs)
             return list(result) if isinstance(result, Iterator) else result
         return recorded
 
 
-def allowed(policy: dict[str, Any], action: str, arn: str) -> bool:
+def allowed(policy: dict[str, Any], action: str, arn: str, listed: str | None = None) -> bool:
+    """Whether ``policy`` allows ``action`` on ``arn`` (a ``ListBucket`` of prefix ``listed``: within the
+    statement's ``s3:prefix`` condition, when it has one)."""
+    def condition(statement: dict[str, Any]) -> bool:
+        prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+        return prefixes is None or (listed is not None and any(fnmatch.fnmatchcase(listed, p) for p in prefixes))
     return any(statement["Effect"] == "Allow" and action in statement["Action"]
-               and any(fnmatch.fnmatchcase(arn, pattern) for pattern in statement["Resource"])
+               and any(fnmatch.fnmatchcase(arn, pattern) for pattern in statement["Resource"]) and condition(statement)
                for statement in policy["Statement"])
 
 
@@ -195,10 +213,16 @@ def store_catalog_target(prefix: str = "") -> Target:
 def refused_calls(calls: set[tuple[str, str, str]], target: Target,
                   policy_of: Any = role_policy) -> dict[str, set[tuple[str, str]]]:
     refused = defaultdict(set)
-    bucket = f"arn:aws:s3:::{target.bucket}"
     for handler, action, key in calls:
-        arn = bucket if action == "s3:ListBucket" else f"{bucket}/{target.key_prefix}{key}"
-        if not allowed(policy_of(target, handler, account="123456789012"), action, arn):
+        where, prefix, name = f"arn:aws:s3:::{target.bucket}", target.key_prefix, key
+        if key.startswith(FEED):  # a feed's object, in the feed's own bucket and prefix
+            kind, name = key[len(FEED):].split(":", 1)
+            if kind not in target.feeds:
+                refused[handler].add((action, key))
+                continue
+            where, prefix = f"arn:aws:s3:::{target.feeds[kind][0]}", target.feeds[kind][1]
+        arn = where if action == "s3:ListBucket" else f"{where}/{prefix}{name}"
+        if not allowed(policy_of(target, handler, account="123456789012"), action, arn, listed=prefix + name):
             refused[handler].add((action, key))
     return dict(refused)
 
@@ -317,3 +341,102 @@ def test_no_role_may_write_another_functions_metrics(calls):
         for other in HANDLERS:
             arn = f"arn:aws:s3:::shop-store/metrics/{other}.prom"
             assert allowed(policy, "s3:PutObject", arn) is (other == handler)
+
+
+# -- a shop's feeds (handlers/runtime/feeds.py) --------------------------------------------------------
+
+FEED_TARGET_ENV = {"STOCKPULSE_ORDERS_URL": "s3://shop-feeds/orders", "STOCKPULSE_RECEIPTS_URL": "s3://shop-feeds/in",
+                   "STOCKPULSE_COUNTS_URL": "s3://shop-counts"}
+
+
+@pytest.fixture(scope="module")
+def feed_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
+    """Six hours on a shop's three feeds (orders, a receipt, a count), journals kept and pruned, every
+    handler's calls recorded — the feeds' as ``feed:<kind>:<key>``."""
+    from handlers.runtime.feeds import Feeds
+    from tests.support.feeds import line, ndjson, put
+
+    root = tmp_path_factory.mktemp("feeds")
+    url = f"file://{root / 'store'}"
+    handler = [""]
+    store = RecordingStore(open_store(url), handler=handler)
+    feeds = {kind: RecordingStore(open_store(f"file://{root / kind}"), feed=kind, calls=store.calls, handler=handler)
+             for kind in ("orders", "receipts", "counts")}
+    start = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
+    catalog = BUSY_CATALOG  # purchase orders land within minutes: restock moves stock, and journals it
+    for hour in range(6):
+        at = start + timedelta(hours=hour)
+        put(feeds["orders"].inner, at, f"o{hour}.ndjson",
+            ndjson([line(f"o{hour}-{n}", at + timedelta(minutes=n), product="FAST", warehouse="W1", quantity=3)
+                    for n in range(0, 60, 7)]))
+    put(feeds["receipts"].inner, start, "r.ndjson", ndjson([line("r1", start + timedelta(minutes=30), product="FAST",
+                                                                 warehouse="W1", quantity=5)]))
+    count = {k: v for k, v in line("c1", start + timedelta(hours=2), product="SLOW", warehouse="W2").items()
+             if k != "quantity"}
+    put(feeds["counts"].inner, start + timedelta(hours=3), "c.ndjson", ndjson([{**count, "on_hand": 50}]))
+    runtime = Runtime(store=store, catalog=catalog, feeds=Feeds(feeds),
+                      publish=publisher(Settings(store_url=url), store=store))
+    schedule = Schedule.parse()
+    started: set[str] = set()
+    for minute in range(1, 6 * 60 + 1):
+        moment = start + timedelta(minutes=minute)
+        for name in schedule.due(int(moment.timestamp())):
+            if name not in started:
+                started.add(name)
+                new_process()
+            store.handler = name
+            cold()
+            assert invoke(name, event_at(moment), runtime)["status"] == "applied"
+    assert any(action == "s3:DeleteObject" and key.startswith("state/feed/") for _, action, key in store.calls)
+    return store.calls
+
+
+def feed_target(prefix: str = "") -> Target:
+    return Target(name="shop", bucket="shop-store", prefix=prefix, environment=FEED_TARGET_ENV)
+
+
+def test_the_feed_run_read_every_feed_and_kept_journals(feed_calls):
+    keys = {(handler, key.split(":")[1]) for handler, _, key in feed_calls if key.startswith(FEED)}
+    assert keys == {("order_tick", "orders"), ("order_tick", "receipts"), ("order_tick", "counts")}
+    assert {handler for handler, _, key in feed_calls if key.startswith("state/feed/")} >= {"order_tick", "restock"}
+
+
+@pytest.mark.parametrize("prefix", ["", "shop/"])
+def test_each_role_allows_every_call_its_function_made_on_feeds(feed_calls, prefix):
+    assert not refused_calls(feed_calls, feed_target(prefix))
+
+
+def test_only_the_order_tick_may_read_the_feeds_and_none_may_write_them():
+    """GIVEN feeds WHEN the roles are made THEN only order_tick's may read them, listing only their
+    prefixes; no role may write or delete a feed's object; without feeds no role names them."""
+    target = feed_target()
+    for handler in HANDLERS:
+        policy = role_policy(target, handler, account="123456789012")
+        for bucket, prefix in target.feeds.values():
+            arn = f"arn:aws:s3:::{bucket}/{prefix}2026/01/05/09/o.ndjson"
+            assert allowed(policy, "s3:GetObject", arn) is (handler == "order_tick")
+            assert not allowed(policy, "s3:PutObject", arn) and not allowed(policy, "s3:DeleteObject", arn)
+            assert allowed(policy, "s3:ListBucket", f"arn:aws:s3:::{bucket}", f"{prefix}2026/") is (handler == "order_tick")
+        assert not allowed(policy, "s3:ListBucket", "arn:aws:s3:::shop-feeds", "elsewhere/")
+    plain = Target(name="shop", bucket="shop-store")
+    assert not any("Feed" in s["Sid"] for h in HANDLERS for s in role_policy(plain, h, account="123456789012")["Statement"])
+
+
+@pytest.mark.parametrize("url", ["file:///tmp/orders", "s3://shop-feeds/or*ders", "s3://Bad_Bucket/x"])
+def test_a_feed_a_function_cannot_read_or_that_would_widen_an_arn_is_refused(url):
+    with pytest.raises(ConfigError, match="STOCKPULSE_ORDERS_URL"):
+        Target(name="shop", bucket="shop-store", environment={"STOCKPULSE_ORDERS_URL": url})
+
+
+def test_every_feed_grant_is_needed_by_some_call(feed_calls):
+    """The check above can fail: without any one of the feed statements, some recorded call is refused."""
+    target = feed_target()
+    for handler in ("order_tick", "restock"):
+        for statement in role_policy(target, handler, account="123456789012")["Statement"]:
+            if "Feed" not in statement["Sid"]:
+                continue
+
+            def lacking(target: Target, name: str, *, account: str, _sid: str = statement["Sid"]) -> dict[str, Any]:
+                policy = role_policy(target, name, account=account)
+                return {**policy, "Statement": [s for s in policy["Statement"] if s["Sid"] != _sid]}
+            assert refused_calls(feed_calls, target, lacking), statement["Sid"]

@@ -14,6 +14,7 @@ from handlers.model.logs import LOG_PREFIX
 from handlers.model.state import HANDLERS, STATE_KEY
 from handlers.runtime.catalogs import SOURCE_PREFIX, STORE_SCHEME, compiled_globs
 from handlers.runtime.declarations import DECLARATIONS
+from handlers.runtime.feeds import JOURNAL_PREFIX
 from handlers.runtime.layout import FORECAST_KEY, HISTORY_PREFIX, HOT_PREFIX
 from handlers.runtime.pool import PREFIX as POOL_PREFIX
 from handlers.runtime.settings import ENV, Settings
@@ -109,6 +110,7 @@ class Target:
 
     def __post_init__(self) -> None:
         check_names(name=self.name, bucket=self.bucket, prefix=self.prefix, region=self.region)
+        self.feeds  # noqa: B018 - a feed URL that is not an ARN-safe s3:// location is refused here too
 
     @property
     def key_prefix(self) -> str:
@@ -126,6 +128,28 @@ class Target:
     def num_shards(self) -> int:
         """The functions' ``STOCKPULSE_NUM_SHARDS`` (1 when unset)."""
         return int(self.environment.get(ENV["num_shards"][0], "1"))
+
+    @property
+    def feeds(self) -> dict[str, tuple[str, str]]:
+        """The shop's feeds the functions read (``STOCKPULSE_ORDERS_URL`` ...): kind -> (bucket, key
+        prefix ending in ``/``, or empty). Each must be an ``s3://`` location whose names are literals in
+        an ARN (a ``file://`` directory is on the deploying machine, not the functions')."""
+        found = {}
+        for kind, setting in (("orders", "orders_url"), ("receipts", "receipts_url"), ("counts", "counts_url")):
+            variable, flag = ENV[setting][:2]
+            url = self.environment.get(variable)
+            if not url:
+                continue
+            match = re.fullmatch(r"s3://([^/]+)/?(.*)", url)
+            if match is None:
+                raise ConfigError(f"{flag} / {variable}: a deployed function reads its feed from S3 "
+                                  f"(s3://BUCKET/PREFIX), got {url[:200]!r}")
+            bucket, prefix = match.group(1), match.group(2).strip("/")
+            for rule, value in (("--bucket", bucket), ("--prefix", prefix)):
+                if not re.fullmatch(_NAME_RULES[rule][0], value):
+                    raise ConfigError(f"{flag} / {variable}: {_NAME_RULES[rule][1]}, got {value!r} in {url[:200]!r}")
+            found[kind] = (bucket, f"{prefix}/" if prefix else "")
+        return found
 
     @property
     def catalog_in_store(self) -> bool:
@@ -257,6 +281,28 @@ def function_settings(settings: Settings, *, catalog: str | None = None) -> dict
     return environment
 
 
+def feed_statements(target: Target, handler: str, *, state: str) -> list[dict[str, Any]]:
+    """With the shop's feeds (handlers/runtime/feeds.py): the hot committers read, write and prune their
+    journals (``state/feed/``); the handler that applies the feeds may read each feed's objects and list
+    its prefix — only read, and only there."""
+    if not target.feeds:
+        return []
+    declared = DECLARATIONS[handler]
+    out: list[dict[str, Any]] = []
+    if declared.owns == "hot":
+        out.append({"Sid": "FeedJournals", "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    "Resource": [f"{state}{JOURNAL_PREFIX}*"]})
+    if declared.reads_feeds:
+        for kind, (feed_bucket, feed_prefix) in sorted(target.feeds.items()):
+            out.append({"Sid": f"ReadFeed{kind.capitalize()}", "Effect": "Allow", "Action": ["s3:GetObject"],
+                        "Resource": [f"arn:aws:s3:::{feed_bucket}/{feed_prefix}*"]})
+            out.append({"Sid": f"ListFeed{kind.capitalize()}", "Effect": "Allow", "Action": ["s3:ListBucket"],
+                        "Resource": [f"arn:aws:s3:::{feed_bucket}"],
+                        "Condition": {"StringLike": {"s3:prefix": [f"{feed_prefix}*"]}}})
+    return out
+
+
 def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]:
     """Least privilege for one function: the state's objects (handlers/runtime/layout.py: hot and forecast
     parts by compare-and-swap, history objects write-once; sharded, each shard's under
@@ -307,6 +353,7 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
          "Resource": [f"{bucket}/{prefix}{metrics}"]},
         *manifest,
         *catalog,
+        *feed_statements(target, handler, state=f"{bucket}/{state}"),
         {"Sid": "NotFoundIsNotForbidden", "Effect": "Allow", "Action": ["s3:ListBucket"],
          "Resource": [bucket]},
         {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
