@@ -143,9 +143,9 @@ def _text(value: Any, name: str, limit: int) -> str:
     return value
 
 
-def _whole(value: Any, name: str, low: int, high: int) -> int:
-    """A whole number from JSON (an integer, never a bool or float) or CSV text (ASCII digits only)."""
-    if isinstance(value, str):
+def _whole(value: Any, name: str, low: int, high: int, text: bool) -> int:
+    """A whole number from JSON (an integer, never a bool, float or string) or CSV ``text`` (ASCII digits only)."""
+    if text and isinstance(value, str):
         if not _DIGITS.fullmatch(value.strip()):
             raise ValueError(f"{name}: must be a whole number {low}..{high} in ASCII digits, got {value[:20]!r}")
         value = int(value.strip())
@@ -156,7 +156,7 @@ def _whole(value: Any, name: str, low: int, high: int) -> int:
     return value
 
 
-def _row(kind: str, doc: dict[str, Any]) -> tuple[str, int, str, str, int, int]:
+def _row(kind: str, doc: dict[str, Any], text: bool) -> tuple[str, int, str, str, int, int]:
     unknown = sorted(set(doc) - set(_FIELDS[kind]) - set(_OPTIONAL[kind]))
     if unknown:
         raise ValueError(f"{str(unknown[0])[:40]!r}: unknown field (a {kind} line has "
@@ -169,8 +169,8 @@ def _row(kind: str, doc: dict[str, Any]) -> tuple[str, int, str, str, int, int]:
     product = _text(doc["product_id"], "product_id", 256)
     warehouse = _text(doc["warehouse_id"], "warehouse_id", 256)
     if kind == "counts":
-        return line_id, moment, product, warehouse, _whole(doc["on_hand"], "on_hand", 0, MAX_ON_HAND), COUNT
-    quantity = _whole(doc["quantity"], "quantity", 1, MAX_QUANTITY)
+        return line_id, moment, product, warehouse, _whole(doc["on_hand"], "on_hand", 0, MAX_ON_HAND, text), COUNT
+    quantity = _whole(doc["quantity"], "quantity", 1, MAX_QUANTITY, text)
     if kind == "receipts":
         return line_id, moment, product, warehouse, quantity, RECEIPT
     what = doc.get("type") or "order"
@@ -194,7 +194,7 @@ def _records(text: str, kind: str) -> Any:
             except ValueError as exc:  # also an integer of thousands of digits
                 yield number, f"not a JSON object ({str(exc)[:60]})"
                 continue
-            yield number, doc if isinstance(doc, dict) else "not a JSON object"
+            yield number, (doc, False) if isinstance(doc, dict) else "not a JSON object"
         return
     lines = text.splitlines()
     header = next(csv.reader([lines[0]]))
@@ -215,7 +215,7 @@ def _records(text: str, kind: str) -> Any:
         if len(values) != len(header):
             yield number, f"{len(values)} fields, the header names {len(header)}"
             continue
-        yield number, {name: value for name, value in zip(header, values) if value != "" or name in _FIELDS[kind]}
+        yield number, ({name: value for name, value in zip(header, values) if value != "" or name in _FIELDS[kind]}, True)
 
 
 def parse_object(data: bytes, kind: str) -> Parsed:
@@ -239,7 +239,7 @@ def parse_object(data: bytes, kind: str) -> Parsed:
                 bad.append((number, record))
                 continue
             try:
-                row = _row(kind, record)
+                row = _row(kind, *record)
             except ValueError as exc:
                 bad.append((number, str(exc)))
                 continue
