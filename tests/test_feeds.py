@@ -205,3 +205,37 @@ def test_a_store_remembers_line_ids_only_within_the_lateness_horizon(tmp_path: P
     shop.tick(T0 + timedelta(minutes=301))
     assert shop.counters()["too_late"] == 1 and shop.counters()["applied"] == 31
     assert np.asarray(shop.state().shipped).sum() == 31
+
+
+def test_a_sharded_feed_equals_an_unsharded_one_series_by_series(tmp_path: Path):
+    """GIVEN 24 products in 3 shards and one order feed WHEN each shard applies it THEN per series the
+    stock, backorders and demand equal an unsharded store's, every event is the same, and a line of a
+    product in no shard is refused once (by the shard its id hashes to), not by every shard."""
+    from handlers.runtime.invoke import invoke_all
+    from tests.support.catalogs import make_catalog
+
+    catalog = make_catalog(24)
+    feed = FileStore(tmp_path / "orders")
+    ids = [p.id for p in catalog.products]
+    rows = [line(f"l{n}", T0 + timedelta(minutes=1 + n % 9, seconds=n % 60), product=ids[n % len(ids)],
+                 warehouse=catalog.warehouses[n % len(catalog.warehouses)].id, quantity=1 + n % 5)
+            for n in range(120)] + [line("ghost", T0 + timedelta(minutes=2), product="NO-SUCH",
+                                          warehouse=catalog.warehouses[0].id)]
+    put(feed, T0, "all.ndjson", ndjson(rows))
+    results = {}
+    for shards in (1, 3):
+        store = FileStore(tmp_path / f"store-{shards}")
+        runtime = Runtime(store=store, catalog=catalog, clock=zero_clock, num_shards=shards,
+                          feeds=Feeds({"orders": feed}))
+        for minute in range(0, 11):
+            invoke_all("order_tick", event_at(T0 + timedelta(minutes=minute)), runtime)
+        state, _ = load_state(store, catalog)
+        events = sorted((e for key in store.list("logs/") for e in decode_events(store.get(key))
+                         if e["type"] != "job_run"), key=lambda e: e["event_id"])
+        results[shards] = state, events
+    (whole, whole_events), (sharded, sharded_events) = results[1], results[3]
+    for name in ("on_hand", "shipped", "backorder", "backordered", "today_hours", "today_oos"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(sharded, name), err_msg=name)
+    assert whole_events == sharded_events
+    assert sharded.feed_counters["orders"]["not_in_catalog"] == whole.feed_counters["orders"]["not_in_catalog"] == 1
+    assert sharded.feed_counters["orders"]["applied"] == 120
