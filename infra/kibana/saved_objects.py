@@ -203,6 +203,22 @@ def visualisations() -> list[dict[str, Any]]:
                    'type : "forecast_score" and seasonal_naive_abs_error : *', y_title="units (sum of |error|)",
                    description="Day-ahead forecast absolute error beside seasonal naive's, summed per product over "
                                "the days both exist (lower is better)."),
+        # a shop's own feeds (docs/feeds.md)
+        by_product("stockpulse-backorders-by-product", "Backorders by Product",
+                   [("sum", "backordered", "Units backordered")], 'type : "order" and backordered > 0',
+                   y_title="units sold beyond on hand",
+                   description="Sum of backordered of a feed's order events per product: units sold beyond on hand, "
+                               "shipped later from a receipt."),
+        over_time("stockpulse-stock-adjustments", "Stock Adjustments by Warehouse", LOGS_VIEW, "difference",
+                  ("warehouse_id",), 'type : "adjustment"', y_title="units (counted - expected)",
+                  description="Average difference of the adjustment events (stock counts) per warehouse: negative is "
+                              "shrinkage."),
+        lens_xy("stockpulse-feed-lines-refused", "Feed Lines Refused by Outcome", LOGS_VIEW, series="bar",
+                columns={"split": terms_column("outcome", size=10, order_by="y"), "x": date_column(),
+                         "y": metric_column("count", None, "Refused lines")},
+                x="x", y=["y"], split="split", y_title="lines", query='type : "feed_rejected"',
+                description="feed_rejected events per outcome (bad, duplicate, too_late, not_in_catalog, "
+                            "objects_damaged) over time: what a shop's feeds sent that stockpulse refused."),
     ]
 
 
