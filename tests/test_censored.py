@@ -249,12 +249,35 @@ def test_warehouse_profiles_add_up_over_shards(shop: CensoredShop) -> None:
         (lambda: recover_censored(np.ones((2, 9)), np.zeros((2, 8), dtype=bool)), "stockout"),
         (lambda: close_day(LiveState.empty(2), np.full((2, 24), np.nan), np.zeros((2, 24)), 0), "sales"),
         (lambda: close_day(LiveState.empty(2), np.zeros((2, 24)), np.zeros((2, 24)), 0, np.ones(23)), "prior"),
+        (lambda: close_day(LiveState.empty(2), np.zeros((2, 24)), np.zeros((2, 24)), 7), "weekday"),
+        (lambda: close_day(LiveState.empty(2), np.zeros((1, 24)), np.zeros((2, 24)), 0), "sales"),
         (lambda: LiveState.from_array(np.zeros((2, 67))), "live state"),
     ],
 )
 def test_wrong_inputs_are_named(call: Callable[[], object], named: str) -> None:
-    """GIVEN arrays of the wrong shape, negative sales, minutes outside [0, 60] or NaN sales in a day said observed
+    """GIVEN arrays of the wrong shape, negative sales, minutes outside [0, 60], NaN sales in a day said
+    observed or a weekday outside 0..6
     WHEN an entry point is called
     THEN a ValueError names the argument (these arrays come from code, not from a user)."""
     with pytest.raises(ValueError, match=named):
         call()
+
+
+def test_what_is_not_observed_is_not_read(shop: CensoredShop) -> None:
+    """GIVEN a day some series did not observe, with NaN in their sales and minutes, and hours not
+    observed (NaN sales) with NaN minutes in a batch
+    WHEN the day closes and the batch is recovered
+    THEN nothing is refused, and the rest recovers exactly as with clean values there."""
+    sales, minutes = _hours(shop.hourly_sales, 15)[:4], _hours(shop.hourly_minutes, 15)[:4]
+    _, live = warm_state(sales[:, :14 * 24], minutes[:, :14 * 24])
+    observed = np.array([True, False, True, False])
+    dirty_sales, dirty_minutes = sales[:, 14 * 24:].copy(), minutes[:, 14 * 24:].copy()
+    dirty_sales[~observed], dirty_minutes[~observed] = np.nan, np.nan
+    day, after = close_day(live, dirty_sales, dirty_minutes, 2, observed=observed)
+    clean_day, clean_after = close_day(live, sales[:, 14 * 24:], minutes[:, 14 * 24:], 2, observed=observed)
+    assert np.array_equal(day, clean_day, equal_nan=True) and np.array_equal(after.to_array(), clean_after.to_array())
+    late = sales.copy()
+    late[:, :48] = np.nan
+    gaps = minutes.copy()
+    gaps[:, :48] = np.nan
+    assert np.array_equal(recover_hourly(late, gaps).hourly, recover_hourly(late, minutes).hourly, equal_nan=True)

@@ -76,12 +76,12 @@ def _blocks(rows: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, rows)) for i in range(0, max(rows, 1), size)]
 
 
-def _matrix(name: str, values: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """``values`` as float, checked: the expected ``shape`` (2-d when None) and no negative value."""
+def _matrix(name: str, values: np.ndarray, shape: tuple[int, ...] | None = None, check: bool = True) -> np.ndarray:
+    """``values`` as float, checked: the expected ``shape`` (2-d when None) and (``check``) no negative value."""
     array = np.asarray(values, dtype=float)
     if (shape is None and array.ndim != 2) or (shape is not None and array.shape != shape):
         raise ValueError(f"{name}: expected shape {shape or '[series, periods]'}, got {array.shape}")
-    if (array < 0).any():
+    if check and (array < 0).any():
         raise ValueError(f"{name}: negative values")
     return array
 
@@ -215,7 +215,7 @@ def recover_hourly(sales: np.ndarray, minutes: np.ndarray, *, flags: bool = Fals
                    prior_profile: np.ndarray | None = None, rounds: int = ROUNDS) -> Recovered:
     """Hourly and daily demand from hourly ``sales`` and in-stock ``minutes``, both ``[S, days * 24]``,
     whole days, hour 0 first. NaN sales: not observed (before a series started, or a padded hour):
-    no exposure, and NaN in ``hourly``.
+    no exposure, NaN in ``hourly``, and their minutes are not read.
 
     Starting from the in-stock rate per hour as the profile, ``rounds + 1`` times: w_d = sum_h P_h e_dh;
     mu from :func:`expected_demand` with the negative-binomial weights tau / (tau + mu w); tau = phi / (1/k)
@@ -234,7 +234,8 @@ def recover_hourly(sales: np.ndarray, minutes: np.ndarray, *, flags: bool = Fals
     sales = _matrix("sales", sales)
     if sales.shape[1] % 24:
         raise ValueError(f"sales: whole days of 24 hours expected, got {sales.shape[1]} hours")
-    share = _minutes("minutes", minutes, sales.shape)
+    minutes = _matrix("minutes", minutes, sales.shape, check=False)
+    share = _minutes("minutes", np.where(np.isfinite(sales), minutes, 60.0), sales.shape)  # an hour not observed: not read
     s = sales.shape[0]
     prior = None if prior_profile is None else _shares(prior_profile, s, "prior_profile")
     parts = [_recover_hourly(sales[b], share[b], flags, None if prior is None else prior[b], rounds)
@@ -527,8 +528,8 @@ def close_day(live: LiveState, sales: np.ndarray, minutes: np.ndarray, weekday: 
     ``weekday`` the day's phase 0..6 (any fixed numbering, e.g. the UTC day number % 7);
     ``prior_profile`` what a series' hour profile is shrunk to (see :meth:`LiveState.profile`: ``[24]``,
     ``[S, 24]`` or per group with ``groups``); ``observed`` ``[S]`` (or one bool): False for a series
-    whose day is not a complete observed day (created during it): its recovered day is NaN and its
-    state is left as it was.
+    whose day is not a complete observed day (created during it): its recovered day is NaN, its state
+    is left as it was, and its sales and minutes are not read.
 
         mu = level x weekday factor (from the days before),   w = sum_h P_h e_h,
         A  = mu (tau + Y) / (tau + mu w),                     D = Y + A sum_h P_h (1 - e_h)
@@ -538,11 +539,14 @@ def close_day(live: LiveState, sales: np.ndarray, minutes: np.ndarray, weekday: 
     own bias cannot feed back into the history.
     """
     s = live.hour_sales.shape[0]
-    y = _matrix("sales", sales, (s, 24))
-    e = _minutes("minutes", minutes, (s, 24))
+    if not 0 <= weekday < 7:
+        raise ValueError(f"weekday: expected 0..6, got {weekday}")
+    keep = np.broadcast_to(np.asarray(observed, dtype=bool), (s,))
+    rows = keep[:, None]  # the hours of a day not observed are not read
+    y = _matrix("sales", np.where(rows, _matrix("sales", sales, (s, 24), check=False), 0.0), (s, 24))
+    e = _minutes("minutes", np.where(rows, _matrix("minutes", minutes, (s, 24), check=False), 60.0), (s, 24))
     if not np.isfinite(y).all():
         raise ValueError("sales: NaN or infinite values (mark a day that is not observed with observed=False)")
-    keep = np.broadcast_to(np.asarray(observed, dtype=bool), (s,))
     profile = live.profile(prior_profile, groups)
     tau = live.tau()
     y_day = y.sum(axis=1)
