@@ -12,6 +12,18 @@ order lines or transactions works as it is; a period missing after a series' fir
 sales; periods before its first row are "not started" (NaN). Dates are parsed by pandas (ISO 8601
 and timestamps with a time zone work), or with ``--date-format`` (``strptime`` codes, e.g.
 ``%d/%m/%Y``) when they are not ISO.
+
+Stockouts (``--stockout-col COLUMN``): a column holding, per row, a 0/1 flag or the share of the
+period out of stock, in [0, 1]. Sales stop during a stockout while demand does not, so a flagged
+period only says "demand >= what sold": it is censored. Every model is then fitted on the demand
+recovered by handlers/forecasting/censored.py (daily: ``recover_censored`` from the flags, a share
+> 0 counting as a flag; ``--freq H``: ``recover_hourly``, the share as the time out of stock), and
+scored over the test periods that were in stock only (there sales are demand). Rows of the same
+period take the largest value; a missing period counts as in stock. The JSON then gains, per model,
+``bias`` = (Σ forecast − Σ actual) / Σ actual over those periods, and ``bias_recovered``: the same
+against the test window's own recovered demand over every period (in-stock periods are a selected
+sample — those whose demand fitted the stock — so even a perfect demand forecast reads high on them;
+docs/forecasting.md, "Censored demand").
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +41,7 @@ import numpy as np
 
 from handlers.errors import InputError
 from handlers.forecasting.baselines import baselines_for
-from handlers.forecasting.scores import mean_rmsse, wape
+from handlers.forecasting.scores import mean_rmsse, naive_scale, wape
 from handlers.model.bounds import MAX_BACKTEST_BYTES, MAX_BACKTEST_LINE
 
 if TYPE_CHECKING:  # pandas and the model (scikit-learn) load when a backtest runs, not with the CLI
@@ -36,7 +49,7 @@ if TYPE_CHECKING:  # pandas and the model (scikit-learn) load when a backtest ru
 
     from handlers.forecasting import model as forecasting
 
-__all__ = ["FREQUENCIES", "load_matrix", "register", "run", "run_backtest"]
+__all__ = ["FREQUENCIES", "load_matrix", "load_stockout", "register", "run", "run_backtest"]
 
 FREQUENCIES = {"D": ("D", 7), "H": ("h", 24)}  # --freq -> (pandas period, season)
 MAX_SALES_VALUE = 1e12  # units of one series in one period
@@ -170,6 +183,40 @@ def _is_datetime(column: pd.Series) -> bool:
     return bool(pd.api.types.is_datetime64_any_dtype(column))
 
 
+STOCKOUT_HINT = " (--stockout-col: a 0/1 flag or the share of the period out of stock, in [0, 1])"
+
+
+def load_stockout(
+    frame: pd.DataFrame, *, column: str, id_cols: Sequence[str], date_col: str, freq: str,
+    names: list[str], calendar: pd.DatetimeIndex, date_format: str | None = None,
+) -> np.ndarray:
+    """The stockout column laid out like :func:`load_matrix`'s matrix (whose ``names`` and ``calendar``
+    it takes): ``[series, periods]`` shares out of stock in [0, 1] (a flag is 0 or 1). Rows of the same
+    period take the largest value; a period without a row counts as in stock (0).
+
+    Raises:
+        InputError: the column is missing, or a value is not a number in [0, 1] (naming the CSV line).
+    """
+    import pandas as pd
+
+    if column not in frame.columns:
+        raise InputError(f"no column {column!r} for --stockout-col (columns: {', '.join(map(str, frame.columns))})")
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    _first_bad(~np.isfinite(values), frame[column], "non-numeric value", column, STOCKOUT_HINT)
+    _first_bad((values < 0) | (values > 1), frame[column], "value outside [0, 1]", column, STOCKOUT_HINT)
+    raw_dates = frame[date_col]  # load_matrix has parsed and checked these already
+    dates = pd.DatetimeIndex(raw_dates if _is_datetime(raw_dates) else pd.to_datetime(raw_dates, format=date_format))
+    dates = (dates.tz_convert(None) if dates.tz is not None else dates).floor(FREQUENCIES[freq][0])
+    index = np.asarray((dates - calendar[0]) // pd.Timedelta(1, unit="D" if freq == "D" else "h"), dtype=np.int64)
+    joined = frame[id_cols[0]].astype(str)
+    for name in id_cols[1:]:
+        joined = joined + "|" + frame[name].astype(str)
+    codes = pd.Index(names).get_indexer(joined)
+    shares = np.zeros((len(names), len(calendar)))
+    np.maximum.at(shares, (codes, index), values)
+    return shares
+
+
 def _check_horizon(matrix: np.ndarray, names: list[str], calendar: pd.DatetimeIndex, horizon: int) -> None:
     """Every series needs at least one period of history before the held-out ``horizon``."""
     lengths = np.isfinite(matrix).sum(axis=1)
@@ -194,6 +241,7 @@ def run_backtest(
     horizon: int = 28,
     freq: str = "D",
     date_format: str | None = None,
+    stockout_col: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Hold out the last ``horizon`` periods, fit and score every model; return the JSON structure.
@@ -205,11 +253,15 @@ def run_backtest(
         horizon: periods held out per series (must be shorter than every series).
         freq: ``"D"`` (daily, season 7) or ``"H"`` (hourly, season 24).
         date_format: ``strptime`` format of the dates (``None``: let pandas infer it).
+        stockout_col: a column of 0/1 stockout flags or shares of the period out of stock: every model
+            is fitted on the recovered demand and scored over the in-stock test periods, and each row
+            gains ``bias`` and ``bias_recovered`` (the module docstring says how).
         progress: called with a short message before each long step (the CLI shows it on stderr).
 
     Raises:
-        InputError: a missing column, non-numeric value, unparseable date, unreadable file or a horizon
-            that leaves a series without history; the message names it in one line.
+        InputError: a missing column, non-numeric value, unparseable date, unreadable file, a stockout
+            value outside [0, 1] or a horizon that leaves a series without history; the message names it
+            in one line.
     """
     import pandas as pd
 
@@ -227,14 +279,23 @@ def run_backtest(
     else:
         file = str(frame_or_path)
         say(f"reading {file}")
-        frame = _read_csv(Path(frame_or_path), list(dict.fromkeys([*id_cols, date_col, value_col])))
+        wanted = [*id_cols, date_col, value_col, *([stockout_col] if stockout_col else [])]
+        frame = _read_csv(Path(frame_or_path), list(dict.fromkeys(wanted)))
     say("building the series matrix")
     matrix, names, calendar = load_matrix(
         frame, id_cols=id_cols, date_col=date_col, value_col=value_col, freq=freq, date_format=date_format
     )
+    censored = None
+    if stockout_col:
+        shares = load_stockout(frame, column=stockout_col, id_cols=id_cols, date_col=date_col, freq=freq, names=names,
+                               calendar=calendar, date_format=date_format)
     _check_horizon(matrix, names, calendar, horizon)
     train, test = matrix[:, :-horizon], matrix[:, -horizon:]
     season = FREQUENCIES[freq][1]
+    if stockout_col:
+        say("recovering the demand hidden by stockouts")
+        censored = _recover(matrix, shares, horizon, freq, int(calendar[0].hour), stockout_col)
+        train = censored.history
     models: dict[str, Callable[..., forecasting.Forecast]] = {forecasting.MODEL_NAME: forecasting.forecast}
     models.update(baselines_for(season))
     rows = []
@@ -243,15 +304,83 @@ def run_backtest(
         started = time.perf_counter()
         result = model(train, horizon, season=season)
         seconds = time.perf_counter() - started
-        rows.append(
-            {
-                "model": name,
-                "rmsse": _finite(mean_rmsse(train, test, result.mean)),
-                "wape": _finite(wape(test, result.mean)),
-                "seconds": round(seconds, 4),
-            }
-        )
-    return {"models": rows, "series": len(names), "horizon": horizon, "freq": freq, "file": file}
+        if censored is None:
+            scores = {"rmsse": _finite(mean_rmsse(train, test, result.mean)), "wape": _finite(wape(test, result.mean))}
+        else:
+            scores = censored.scores(test, result.mean)
+        rows.append({"model": name, **scores, "seconds": round(seconds, 4)})
+    out = {"models": rows, "series": len(names), "horizon": horizon, "freq": freq, "file": file}
+    if censored is not None:
+        out["stockout"] = censored.summary
+    return out
+
+
+@dataclass(frozen=True)
+class _Recovery:
+    """The demand a stockout column says the sales hid: what the models fit on and what they are scored on."""
+
+    history: np.ndarray  # [S, T - horizon] recovered demand of the training periods
+    in_stock: np.ndarray  # [S, horizon] test periods without a stockout (there sales = demand): scored
+    recovered: np.ndarray  # [S, horizon] the test window's demand recovered from its own sales and stockouts
+    summary: dict[str, Any]
+
+    def scores(self, test: np.ndarray, pred: np.ndarray) -> dict[str, float | None]:
+        """RMSSE, WAPE and bias over the in-stock test periods; ``bias_recovered`` over every test
+        period, against the recovered demand. RMSSE's scale is the recovered history's."""
+        scored = self.in_stock
+        error = np.where(scored, pred - test, 0.0)
+        actual = float(np.where(scored, test, 0.0).sum())
+        count = scored.sum(axis=1)
+        scale = naive_scale(self.history)
+        usable = (count > 0) & (scale > 0)
+        per_series = np.sqrt((error[usable] ** 2).sum(axis=1) / count[usable] / scale[usable])
+        recovered = float(self.recovered.sum())
+        return {
+            "rmsse": _finite(float(per_series.mean()) if per_series.size else math.nan),
+            "wape": _finite(float(np.abs(error).sum()) / actual if actual > 0 else math.nan),
+            "bias": _finite(float(error.sum()) / actual if actual > 0 else math.nan),
+            "bias_recovered": _finite((float(pred.sum()) - recovered) / recovered if recovered > 0 else math.nan),
+        }
+
+
+def _recover(matrix: np.ndarray, shares: np.ndarray, horizon: int, freq: str, first_hour: int, column: str) -> _Recovery:
+    """Daily: ``recover_censored`` on the flags (a share > 0 is a stockout). Hourly: ``recover_hourly``
+    with the share as the time out of stock (a column of 0/1 only: hourly flags). The training part is
+    recovered on its own (nothing of the test window leaks into the fit); the test window's recovered
+    demand comes from the whole series."""
+    from handlers.forecasting.censored import recover_censored
+
+    started = time.perf_counter()
+    flags_only = bool(np.isin(shares, (0.0, 1.0)).all())
+    if freq == "D":
+        history = recover_censored(matrix[:, :-horizon], shares[:, :-horizon] > 0)
+        whole = recover_censored(matrix, shares > 0)
+    else:
+        history = _recover_hours(matrix[:, :-horizon], shares[:, :-horizon], first_hour, flags_only)
+        whole = _recover_hours(matrix, shares, first_hour, flags_only)
+    observed = np.isfinite(matrix)
+    summary = {
+        "column": column,
+        "kind": "flag" if flags_only else "share",
+        "censored_train_periods": int(((shares > 0) & observed)[:, :-horizon].sum()),
+        "train_periods": int(observed[:, :-horizon].sum()),
+        "scored_test_periods": int((shares[:, -horizon:] == 0).sum()),
+        "test_periods": int(observed[:, -horizon:].sum()),
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    return _Recovery(history, shares[:, -horizon:] == 0, whole[:, -horizon:], summary)
+
+
+def _recover_hours(sales: np.ndarray, shares: np.ndarray, first_hour: int, flags: bool) -> np.ndarray:
+    """``recover_hourly`` on a calendar that starts at ``first_hour``: padded to whole days with hours
+    that are not observed (NaN), which it leaves out, then cut back."""
+    from handlers.forecasting.censored import recover_hourly
+
+    s, n = sales.shape
+    after = (-(first_hour + n)) % 24
+    padded = np.pad(sales, ((0, 0), (first_hour, after)), constant_values=np.nan)
+    minutes = np.pad(60.0 * (1.0 - shares), ((0, 0), (first_hour, after)), constant_values=60.0)
+    return recover_hourly(padded, minutes, flags=flags).hourly[:, first_hour:first_hour + n]
 
 
 def _finite(value: float) -> float | None:
@@ -266,12 +395,19 @@ def _table(result: dict[str, Any]) -> Any:
         f"backtest: {result['series']} series, last {result['horizon']} periods held out "
         f"(freq {result['freq']})"
     )
+    stockout = result.get("stockout")
+    if stockout:
+        title += (f"; stockouts from {stockout['column']!r} ({stockout['kind']}): fitted on recovered demand, scored on "
+                  f"the {stockout['scored_test_periods']} in-stock test periods of {stockout['test_periods']}")
     table = Table(title=title)
-    for column in ("model", "RMSSE", "WAPE", "seconds"):
+    columns = ["model", "RMSSE", "WAPE", *(["bias", "bias (recovered)"] if stockout else []), "seconds"]
+    for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in result["models"]:
         cells = [row["rmsse"], row["wape"]]
         shown = ["n/a" if cell is None else f"{cell:.3f}" for cell in cells]
+        if stockout:
+            shown += ["n/a" if row[key] is None else f"{row[key]:+.1%}" for key in ("bias", "bias_recovered")]
         table.add_row(row["model"], *shown, f"{row['seconds']:.2f}")
     return table
 
@@ -294,6 +430,7 @@ def run(args: argparse.Namespace) -> int:
             horizon=args.horizon,
             freq=args.freq,
             date_format=args.date_format,
+            stockout_col=args.stockout_col,
             progress=lambda message: status.update(message),
         )
     if args.json:
@@ -335,6 +472,16 @@ def register(subparsers: Any) -> None:
         type=str.upper,
         choices=sorted(FREQUENCIES),
         help="D = daily, season 7 (default); H = hourly, season 24",
+    )
+    parser.add_argument(
+        "--stockout-col",
+        metavar="COLUMN",
+        help=(
+            "column of stockout flags (0/1) or shares of the period out of stock (0..1): flagged periods are "
+            "censored (demand >= sales) in training, every model fits on the recovered demand, and the scores "
+            "count in-stock test periods only; rows gain bias (in stock) and bias_recovered (against the test "
+            "window's recovered demand, every period: the yardstick that in-stock selection does not bias)"
+        ),
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)

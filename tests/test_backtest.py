@@ -12,6 +12,10 @@ import pandas as pd
 import pytest
 
 from handlers.errors import InputError
+from handlers.forecasting.baselines import baselines_for
+from handlers.forecasting.censored import recover_censored, recover_hourly
+from handlers.forecasting.censored_shop import CensoredShop, fresh_shop
+from handlers.forecasting.model import forecast
 from jobs import backtest
 from jobs.backtest import load_matrix, register, run_backtest
 
@@ -243,3 +247,146 @@ def test_an_unknown_frequency_is_named() -> None:
     THEN the InputError names --freq."""
     with pytest.raises(InputError, match="--freq"):
         run_backtest(periodic_frame(), id_cols=["item"], date_col="day", value_col="units", freq="W")
+
+
+# -- --stockout-col: fitted on the recovered demand, scored over in-stock periods ----------------------
+
+def shop_frame(shop: CensoredShop, *, hourly: bool = False, start: str = "2024-01-01") -> pd.DataFrame:
+    """The shop's feed as a long table: sales, a 0/1 stockout flag and the share of the period out of stock."""
+    if hourly:
+        sales, flag, share = shop.hourly_sales, shop.hour_flags, 1.0 - shop.hourly_minutes / 60.0
+    else:
+        sales, flag, share = shop.sales, shop.flags, 1.0 - shop.in_stock
+    series, periods = sales.shape
+    stamps = pd.date_range(start, periods=periods, freq="h" if hourly else "D").strftime("%Y-%m-%d %H:%M")
+    return pd.DataFrame({"unique_id": np.repeat([f"s{i:03d}" for i in range(series)], periods),
+                         "ds": np.tile(stamps, series), "y": sales.ravel(), "oos": flag.ravel().astype(int),
+                         "share": share.ravel()})
+
+
+@pytest.fixture(scope="module")
+def censored_shop() -> CensoredShop:
+    """300 fresh-retail series, 63 days, seed 12 (tests/test_censored.py measures the estimators on it)."""
+    return fresh_shop(series=300, days=63, seed=12)
+
+
+def test_a_stockout_flag_fits_every_model_on_recovered_demand(censored_shop: CensoredShop) -> None:
+    """GIVEN a shop's daily sales with a 0/1 stockout flag column
+    WHEN the backtest runs with --stockout-col
+    THEN each model's scores are those of the model fitted on recover_censored's history and scored over
+    the in-stock test days (checked by hand for stockpulse and the moving average), the stockpulse
+    fit is within 3 % of the true demand, and the JSON says how many periods were censored and scored."""
+    shop, horizon = censored_shop, 7
+    result = run_backtest(shop_frame(shop), horizon=horizon, stockout_col="oos")
+    models = by_model(result)
+    history = recover_censored(shop.sales[:, :-horizon], shop.flags[:, :-horizon])
+    scored = ~shop.flags[:, -horizon:]
+    actual = shop.sales[:, -horizon:]
+    recovered = recover_censored(shop.sales, shop.flags)[:, -horizon:]
+    for name, model in (("stockpulse", forecast), ("moving_average_28", baselines_for(7)["moving_average_28"])):
+        pred = model(history, horizon, season=7).mean
+        error = np.where(scored, pred - actual, 0.0)
+        assert models[name]["bias"] == round(error.sum() / actual[scored].sum(), 6)
+        assert models[name]["wape"] == round(np.abs(error).sum() / actual[scored].sum(), 6)
+        assert models[name]["bias_recovered"] == round(pred.sum() / recovered.sum() - 1, 6)
+    truth = shop.demand[:, -horizon:]
+    assert abs(forecast(history, horizon).mean.sum() / truth.sum() - 1) <= 0.03
+    assert result["stockout"] == {
+        "column": "oos", "kind": "flag", "censored_train_periods": int(shop.flags[:, :-horizon].sum()),
+        "train_periods": shop.sales[:, :-horizon].size, "scored_test_periods": int(scored.sum()),
+        "test_periods": scored.size, "seconds": result["stockout"]["seconds"]}
+
+
+def test_a_stockout_share_scores_like_the_flag_it_implies(censored_shop: CensoredShop) -> None:
+    """GIVEN the same daily feed with the share of each day out of stock instead of the flag
+    WHEN the backtest runs with --stockout-col share
+    THEN it is read as a share and scores exactly what the flag scores (daily data: a share > 0 is a
+    stockout; a share of time is not a share of demand)."""
+    frame = shop_frame(censored_shop)
+    by_flag = run_backtest(frame, horizon=7, stockout_col="oos")
+    by_share = run_backtest(frame, horizon=7, stockout_col="share")
+    assert by_share["stockout"]["kind"] == "share"
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in by_share["models"]] == [
+        {k: v for k, v in row.items() if k != "seconds"} for row in by_flag["models"]]
+
+
+@pytest.mark.parametrize(("column", "first_hour"), [("oos", 0), ("share", 0), ("oos", 13)])
+def test_hourly_stockouts_are_recovered_by_the_hour(column: str, first_hour: int) -> None:
+    """GIVEN an hourly feed (--freq H) with hourly stockout flags or shares, starting at midnight or at 05:00
+    WHEN the backtest runs with --stockout-col
+    THEN stockpulse's in-stock bias is that of the model fitted on recover_hourly's history (flags: an
+    hour flagged with sales counts as half in stock; shares: the time out of stock), the hours before
+    the calendar's first being not observed."""
+    shop, horizon = fresh_shop(series=40, days=22, seed=5), 24
+    frame = shop_frame(shop, hourly=True)
+    frame = frame[pd.to_datetime(frame["ds"]) >= pd.Timestamp("2024-01-01") + pd.Timedelta(hours=first_hour)]
+    result = run_backtest(frame, horizon=horizon, freq="H", stockout_col=column)
+    sales = shop.hourly_sales.copy()
+    sales[:, :first_hour] = np.nan
+    minutes = shop.hourly_minutes if column == "share" else np.where(shop.hour_flags, 0.0, 60.0)
+    history = recover_hourly(sales[:, :-horizon], minutes[:, :-horizon], flags=column == "oos").hourly[:, first_hour:]
+    pred = forecast(history, horizon, season=24).mean
+    scored = ~shop.hour_flags[:, -horizon:]
+    actual = shop.hourly_sales[:, -horizon:]
+    assert result["stockout"]["kind"] == ("flag" if column == "oos" else "share")
+    assert by_model(result)["stockpulse"]["bias"] == round((pred - actual)[scored].sum() / actual[scored].sum(), 6)
+
+
+def test_the_cli_prints_the_stockout_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            censored_shop: CensoredShop) -> None:
+    """GIVEN a CSV with a stockout column
+    WHEN the backtest subcommand runs with --stockout-col and --json, then without --json
+    THEN the JSON gains "stockout" and, per model, bias and bias_recovered; the table shows both biases."""
+    path = write_csv(shop_frame(censored_shop).drop(columns="share"), tmp_path / "shop.csv")
+    parser = argparse.ArgumentParser(prog="python -m jobs")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["backtest", str(path), "--horizon", "7", "--stockout-col", "oos", "--json"])
+    assert args.func(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"models", "series", "horizon", "freq", "file", "stockout"}
+    assert set(result["models"][0]) == {"model", "rmsse", "wape", "bias", "bias_recovered", "seconds"}
+    args = parser.parse_args(["backtest", str(path), "--horizon", "7", "--stockout-col", "oos"])
+    assert args.func(args) == 0
+    out = " ".join(capsys.readouterr().out.split())  # the title wraps
+    assert "bias (recovered)" in out and "in-stock test periods" in out and "stockpulse" in out
+
+
+@pytest.mark.parametrize(("value", "shown"), [("1.5", "'1.5'"), ("-0.2", "'-0.2'"), ("yes", "'yes'"), ("", "''")])
+def test_a_bad_stockout_value_is_named_with_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     value: str, shown: str) -> None:
+    """GIVEN a stockout column holding 1.5, -0.2, "yes" or nothing on the fifth data row
+    WHEN ``python -m jobs backtest --stockout-col oos`` runs
+    THEN it exits 2 with one line naming the column, the value and the file line (6)."""
+    from jobs.cli import main
+
+    frame = periodic_frame().assign(oos="0")
+    frame.loc[4, "oos"] = value
+    path = write_csv(frame, tmp_path / "sales.csv")
+    argv = ["backtest", str(path), "--id-col", "item", "--date-col", "day", "--value-col", "units", "--horizon", "7",
+            "--stockout-col", "oos"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'oos'" in err and shown in err and "line 6" in err, err
+
+
+def test_a_missing_stockout_column_is_named(tmp_path: Path) -> None:
+    """GIVEN a CSV, or a table, without the stockout column asked for
+    WHEN the backtest runs
+    THEN the InputError names the column."""
+    assert "'oos'" in _bad(periodic_frame(), tmp_path, stockout_col="oos")
+    frame = periodic_frame().rename(columns={"item": "unique_id", "day": "ds", "units": "y"})
+    with pytest.raises(InputError, match="no column 'oos' for --stockout-col"):
+        run_backtest(frame, horizon=7, stockout_col="oos")
+
+
+def test_without_stockouts_nothing_changes(censored_shop: CensoredShop) -> None:
+    """GIVEN a table with a stockout column that is never set
+    WHEN the backtest runs with --stockout-col on it, and without
+    THEN the fit and the scores are the same (no stockout: the recovery returns the sales as they are),
+    and the run without the option gains no field."""
+    frame = shop_frame(censored_shop).assign(oos=0)
+    plain = run_backtest(frame, horizon=7)
+    flagged = run_backtest(frame, horizon=7, stockout_col="oos")
+    assert "stockout" not in plain and set(plain["models"][0]) == {"model", "rmsse", "wape", "seconds"}
+    for a, b in zip(plain["models"], flagged["models"]):
+        assert (a["model"], a["rmsse"], a["wape"]) == (b["model"], b["rmsse"], b["wape"])
