@@ -631,3 +631,21 @@ def profile_from_sums(sums: np.ndarray) -> np.ndarray:
     ratio = np.where(exposed > 0, sales / np.where(exposed > 0, exposed, 1.0), 0.0)
     total = ratio.sum(axis=1, keepdims=True)
     return np.asarray(np.where(total > 0, ratio / np.where(total > 0, total, 1.0), 1 / 24))
+
+
+def close_day_arrays(live: np.ndarray, sales: np.ndarray, out_of_stock_minutes: np.ndarray,
+                     weekday: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`close_day` as the order tick's history calls it (handlers/model/history.py), on plain arrays:
+    ``live`` ``[S, 68]`` (or ``[S, 0]``: nothing kept yet), the day's ``sales`` ``[S, 24]`` and minutes
+    out of stock ``[S, 24]``. Returns the recovered demand of the day ``[S]``, the recovered demand by
+    hour ``[S, 24]`` (the day's extra spread over its time out of stock by the series' profile, for the
+    hour-of-day profile) and the new ``live`` ``[S, 68]``."""
+    s = sales.shape[0]
+    state = LiveState.from_array(live) if live.shape[1] == LIVE_WIDTH else LiveState.empty(s)
+    minutes = np.clip(60.0 - np.asarray(out_of_stock_minutes, dtype=float), 0.0, 60.0)
+    day, new = close_day(state, sales, minutes, weekday)
+    missing = state.profile() * (1.0 - minutes / 60.0)
+    spread = missing.sum(axis=1, keepdims=True)
+    extra = (day - sales.sum(axis=1))[:, None]
+    hours = sales + np.where(spread > 0, extra * missing / np.where(spread > 0, spread, 1.0), 0.0)
+    return day, np.asarray(hours), new.to_array()

@@ -69,7 +69,7 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
               ("on_hand", "shipped", "received", "returned", "adjusted", "backorder", "backordered",
                "order_rate", "rate_minute")}
     on_hand, backorder = arrays["on_hand"], arrays["backorder"]
-    history = DayHistory(state)
+    history = DayHistory(state, inputs.recover_day)
     products, warehouses = catalog.series_product_ids, catalog.series_warehouse_ids
     events: list[dict[str, Any]] = []
     units = {"ordered": 0, "shipped": 0, "backordered": 0, "returned": 0, "received": 0, "adjusted": 0}

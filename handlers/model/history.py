@@ -33,13 +33,15 @@ def order_window(state: State, tick_epoch: float, catch_up_minutes: int) -> tupl
 class DayHistory:
     """Working copy of the demand history while minutes are added."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, recover_day: Any = None) -> None:
         self.created_at = state.created_at
         self.day = state.history_day
         self.daily = state.daily_demand
         self.today = state.today_hours.copy()
         self.hours = state.hour_profile
         self.oos = state.today_oos.copy()
+        self.recover_day = recover_day  # (live, sales, out-of-stock minutes, weekday) -> (day, hours, live)
+        self.live = state.censor_live if recover_day is not None else None
 
     def add(self, minute_start: float, demand: np.ndarray, out_of_stock: np.ndarray | None = None) -> None:
         """One business minute's demand [S]; ``out_of_stock`` [S] bool: the series that began it with
@@ -65,15 +67,21 @@ class DayHistory:
         # the day the state was created in is partial: unknown, not a low-demand day
         complete = self.day * 86400 >= self.created_at - 60
         fresh = np.zeros((self.today.shape[0], min(gap, HISTORY_DAYS)))
-        fresh[:, 0] = self.today.sum(axis=1) if complete else np.nan
+        hours = self.today
+        if complete and self.recover_day is not None:  # demand was censored: recover what stockouts hid
+            total, hours, self.live = self.recover_day(self.live, self.today, self.oos, self.day % 7)
+            fresh[:, 0] = total
+        else:
+            fresh[:, 0] = self.today.sum(axis=1) if complete else np.nan
         self.daily = np.concatenate([self.daily, fresh], axis=1)[:, -HISTORY_DAYS:]
-        self.hours = self.hours * PROFILE_DECAY ** gap + (self.today if complete else 0.0)
+        self.hours = self.hours * PROFILE_DECAY ** gap + (hours if complete else 0.0)
         self.today = np.zeros_like(self.today)
         self.oos = np.zeros_like(self.oos)
         self.day = day
 
     def changes(self) -> dict[str, Any]:
-        return {"history_day": self.day, "daily_demand": self.daily, "today_hours": self.today,
-                "hour_profile": self.hours, "today_oos": self.oos}
+        changes = {"history_day": self.day, "daily_demand": self.daily, "today_hours": self.today,
+                   "hour_profile": self.hours, "today_oos": self.oos}
+        return changes if self.live is None else {**changes, "censor_live": self.live}
 
 

@@ -44,7 +44,7 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inpu
     on_hand = state.on_hand.copy()
     shipped, lost = state.shipped.copy(), state.lost_sales.copy()
     rate, rate_minute = state.order_rate.copy(), state.rate_minute.copy()
-    history = DayHistory(state)
+    history = DayHistory(state, inputs.recover_day)
     events: list[dict[str, Any]] = []
     units = {"shipped": 0, "lost": 0}
     for chunk in range(0, len(minute_ends), _CHUNK_MINUTES):

@@ -33,6 +33,9 @@ class Inputs:
     pooled: Any = None  # forecast: every shard's statistics of the day before (forecasting.pooled.Pool), or None
     feed: Any = None  # order tick: the shop's feed lines due by this tick (model.feed.Batch); None: simulated demand
     censor_lost_sales: bool = False  # order tick, simulated demand: record sales, not demand (what a shop sees)
+    #: order tick, when demand is censored (a feed's orders, or censor_lost_sales): how a closed day's demand
+    #: is recovered from its sales and minutes out of stock (forecasting.censored.close_day_arrays)
+    recover_day: Any = None
 
 
 @dataclass(frozen=True)

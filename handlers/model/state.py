@@ -48,6 +48,7 @@ _ADDED_ARRAYS: dict[str, Callable[[int], np.ndarray]] = {
     "cover_daily_demand": lambda series: np.full(series, np.nan, dtype=np.float32),
     **{name: lambda series: np.zeros(series, dtype=np.int64) for name in ("backorder", "backordered", "returned", "adjusted")},
     "today_oos": lambda series: np.zeros((series, 24), dtype=np.int16),
+    "censor_live": lambda series: np.zeros((series, 0)),
 }
 #: Scalars added after SCHEMA 1 was first written: name -> the value a state without it loads with.
 _ADDED_SCALARS: dict[str, Callable[[], Any]] = {"feed_counters": dict, "feed_journals": list}
@@ -78,6 +79,9 @@ class State:
     daily_demand: np.ndarray  # [S, HISTORY_DAYS] complete days, oldest first; NaN before creation
     today_hours: np.ndarray  # [S, 24] today's demand so far by UTC hour
     hour_profile: np.ndarray  # [S, 24] demand by UTC hour of complete days, decayed daily
+    # [S, 68] (or [S, 0]) what the censored-demand recovery keeps per series: decayed sums of sales and
+    #   exposed demand (handlers/forecasting/censored.py LiveState); none until a day closes censored
+    censor_live: np.ndarray
 
     # -- open purchase orders, one row each (handlers/model/purchasing.py) ------------------------
     po_series: np.ndarray  # [N] series index
@@ -290,6 +294,7 @@ def initial_state(catalog: Catalog, created_at: float) -> State:
         daily_demand=np.full((s, HISTORY_DAYS), np.nan),
         today_hours=np.zeros((s, 24)),
         hour_profile=np.zeros((s, 24)),
+        censor_live=np.zeros((s, 0)),
         po_series=np.zeros(0, dtype=np.int64),
         po_quantity=np.zeros(0, dtype=np.int64),
         po_due=np.zeros(0),

@@ -47,6 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from handlers.errors import ConfigError, ConflictError, InputError, StorageError
+from handlers.forecasting.censored import close_day_arrays
 from handlers.model.bounds import MAX_SERIES
 from handlers.model.catalog import Catalog
 from handlers.model.events import Tick, format_epoch, format_time, parse_event
@@ -90,6 +91,15 @@ class Runtime:
     shard: int | None = None  # a runtime built for one shard: ``catalog`` is that shard's sub-catalog
     feeds: Feeds | None = None  # a shop's feeds (handlers/runtime/feeds.py); None: simulated demand
     censor_lost_sales: bool = False  # simulated demand: the history records sales, not demand
+    #: how a censored day's demand is recovered (handlers/forecasting/censored.py); None keeps the raw sales
+    #: (what a fit on sales alone sees: the benchmarks' and tests' control)
+    recover_day: Callable[..., Any] | None = close_day_arrays
+
+    @property
+    def censored(self) -> bool:
+        """Whether the history sees sales, not demand (a shop's orders, or the simulator told to hide its
+        lost sales): each closed day's demand is then recovered (handlers/forecasting/censored.py)."""
+        return self.censor_lost_sales or (self.feeds is not None and "orders" in self.feeds.stores)
 
 
 def load_state(store: Store, catalog: Catalog | None = None, *,
@@ -245,7 +255,8 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
                                      shard=None if number is None else (number, runtime.num_shards))
         inputs = Inputs(policy=runtime.policy, catch_up_minutes=runtime.limits.catch_up_minutes, pooled=pooled,
                         feed=None if prepared is None else prepared.batch,
-                        censor_lost_sales=runtime.censor_lost_sales)
+                        censor_lost_sales=runtime.censor_lost_sales,
+                        recover_day=runtime.recover_day if runtime.censored else None)
         outcome = declared.core(state, tick, runtime.catalog, inputs)
         if runtime.feeds is not None and declared.owns == "hot":  # its journal: what a later tick must know
             window = (order_window(state, tick.epoch, runtime.limits.catch_up_minutes) if declared.reads_feeds

@@ -65,7 +65,9 @@ MAX_CHAIN = 16  # deltas after a base before a hot commit writes a new base
 _LOAD_ATTEMPTS = 5
 _PARALLEL_READS, _READERS = 3, 8  # from this many objects to read, read them in parallel
 _SMALL_CHAIN_BYTES = 1 << 16  # a chain this small is never worth a new base before MAX_CHAIN
-HISTORY_FIELDS = ("daily_demand", "hour_profile")
+#: the history object's arrays; ``censor_live``: what the censored-demand recovery keeps per series
+#: (handlers/forecasting/censored.py LiveState; zero columns for a store whose demand is never censored)
+HISTORY_FIELDS = ("daily_demand", "hour_profile", "censor_live")
 FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "score_day", "score_forecast",
                    "score_forecast_std", "score_abs_error", "score_actual", "score_days", "score_paired_abs_error",
                    "score_naive_abs_error")
@@ -168,13 +170,21 @@ def _history(store: Store, ref: str) -> dict[str, np.ndarray]:
     return unpack(store.get(ref), key=ref)[1]
 
 
+def _absent(name: str, state: State) -> np.ndarray:
+    """A history array an older history object does not hold (``censor_live``: none kept yet)."""
+    if name != "censor_live":
+        raise StorageError(f"history object: no {name!r}")
+    return np.zeros((state.num_series, 0))
+
+
 def with_history(store: Store, loaded: Loaded) -> Loaded:
     """``loaded`` with its history read (a no-op when it is already there)."""
     if loaded.history_ref is None or loaded.history[0] is not NOT_LOADED:
         return loaded
     arrays = _history(store, loaded.history_ref)
-    state = loaded.state.replace(**{name: arrays[name] for name in HISTORY_FIELDS})
-    return dataclasses.replace(loaded, state=state, history=(state.daily_demand, state.hour_profile))
+    state = loaded.state.replace(**{name: arrays[name] if name in arrays else _absent(name, loaded.state)
+                                    for name in HISTORY_FIELDS})
+    return dataclasses.replace(loaded, state=state, history=tuple(getattr(state, name) for name in HISTORY_FIELDS))
 
 
 def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
@@ -254,8 +264,10 @@ def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = T
         header.update(_scalars({k: getattr(fresh_forecast, k) for k in _FORECAST_SCALARS}))
         values.update({k: getattr(fresh_forecast, k) for k in _FORECAST_ARRAYS})
     _merge_handlers(header, values, {**per_hot, **per_forecast}, blank)
-    loaded_history = (values.get("daily_demand", NOT_LOADED), values.get("hour_profile", NOT_LOADED))
-    values.update(daily_demand=loaded_history[0], hour_profile=loaded_history[1])
+    if "daily_demand" in values:  # a history object from before censor_live: none kept yet
+        values.setdefault("censor_live", np.zeros((int(values["on_hand"].shape[0]), 0)))
+    loaded_history = tuple(values.get(name, NOT_LOADED) for name in HISTORY_FIELDS)
+    values.update(zip(HISTORY_FIELDS, loaded_history))
     arrays = {k: v for k, v in values.items()}
     scalars = {k: v for k, v in header.items() if k not in arrays}
     state = State.from_fields(scalars, arrays, hot_outbox + forecast_outbox)
@@ -287,7 +299,7 @@ def fresh(catalog: Catalog, at: float) -> Loaded:
     """What :func:`load` gives for an empty store: a fresh state at business time ``at``."""
     state = initial_state(catalog, at)
     return Loaded(state, {"hot": None, "forecast": None}, {"hot": (), "forecast": ()}, None,
-                  (state.daily_demand, state.hour_profile))
+                  tuple(getattr(state, name) for name in HISTORY_FIELDS))
 
 
 def _encode(state: State, names: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -331,7 +343,7 @@ def commit(store: Store, loaded: Loaded, state: State, part: Part,
         except ConflictError:
             pass  # a forecast committed its own part meanwhile: that one is newer
     ref = loaded.history_ref
-    if ref is None or state.daily_demand is not loaded.history[0] or state.hour_profile is not loaded.history[1]:
+    if ref is None or any(getattr(state, name) is not before for name, before in zip(HISTORY_FIELDS, loaded.history)):
         data = pack({"schema": HOT_SCHEMA}, {name: getattr(state, name) for name in HISTORY_FIELDS},
                     level=LEVEL["history"])
         ref = f"{HISTORY_PREFIX}{hashlib.sha256(data).hexdigest()[:32]}.bin"
