@@ -36,7 +36,7 @@ CAP = 999.0
 def heuristic_stockout_hours(state: State) -> np.ndarray:
     """inventory / orders per hour; 9999 with no recent orders, capped at 999."""
     per_hour = state.order_rate_now() * 60.0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         hours = np.where(per_hour > 0, np.minimum(state.on_hand / per_hour, CAP), NEVER)
     return hours
 

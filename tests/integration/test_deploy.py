@@ -684,3 +684,50 @@ def test_a_second_deploy_of_the_catalog_uploads_nothing_new(shop):
     rows = run_cli()
     assert [row["action"] for row in rows if row["resource"] == "catalog"] == ["unchanged"] * 5
     assert {row["action"] for row in rows} == {"unchanged"}
+
+
+# -- a shop's order feed: the deployed order_tick applies it from another bucket ----------------------
+
+
+def test_a_deployed_order_tick_applies_the_shops_order_feed_and_destroy_keeps_the_feed(
+        lambda_artifacts, localstack, aws_env, tmp_path):
+    """GIVEN a deployment with STOCKPULSE_ORDERS_URL on a bucket of the shop's (not deploy's), holding
+    an hour's partition of NDJSON order lines (one repeated in a second object, one bad) WHEN LocalStack
+    invokes order_tick minute by minute THEN each good line is applied exactly once as an order event
+    carrying its line id, the bad one is refused with a feed_rejected event, the journal lives under
+    state/feed/ in the deployment's bucket; and destroy leaves the feed's bucket and objects alone."""
+    from tests.support.feeds import line, ndjson, partition
+
+    s3 = client(localstack, "s3")
+    target = new_target(localstack, schedule=Schedule.parse(f"{handler}=1d" for handler in SCHEDULES))
+    feed_bucket = f"{target.name}-feed"
+    s3.create_bucket(Bucket=feed_bucket)
+    target = replace(target, environment={**target.environment, "STOCKPULSE_ORDERS_URL": f"s3://{feed_bucket}/orders"})
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+    minute = timedelta(minutes=1)
+    laptop, phone = {"product": "LAPTOP-001", "warehouse": "WH-NYC"}, {"product": "PHONE-002", "warehouse": "WH-LDN"}
+    lines = [line("o-1", t0 + minute, quantity=3, **laptop), line("o-2", t0 + minute + timedelta(seconds=20),
+             quantity=1, **phone), line("o-3", t0 + 2 * minute, quantity=2, **laptop)]
+    keys = {f"orders/{partition(t0)}a.ndjson": ndjson(lines),
+            f"orders/{partition(t0)}b.ndjson": ndjson(lines[:1]) + b'{"line_id": "o-bad", "quantity": 1}\n'}
+    deploy(target, lambda_artifacts)
+    try:
+        function = function_names(target.name)["order_tick"]
+        invoke_applies(localstack, function, t0.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        for key, body in keys.items():
+            s3.put_object(Bucket=feed_bucket, Key=key, Body=body)
+        for step in (1, 2, 3):
+            invoke_applies(localstack, function, (t0 + step * minute).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        listed = s3.list_objects_v2(Bucket=target.bucket, Prefix="logs/order_tick/")["Contents"]
+        events = [e for item in sorted(listed, key=lambda item: item["Key"])
+                  for e in decode_events(s3.get_object(Bucket=target.bucket, Key=item["Key"])["Body"].read())]
+        applied = sorted((e["line_id"], e["product_id"], e["quantity"]) for e in events
+                         if e["type"] == "order" and e.get("line_id"))
+        assert applied == [("o-1", "LAPTOP-001", 3), ("o-2", "PHONE-002", 1), ("o-3", "LAPTOP-001", 2)]
+        rejected = sorted((e["outcome"], e["key"].rsplit("/", 1)[-1], e["line"]) for e in events
+                          if e["type"] == "feed_rejected")
+        assert rejected == [("bad", "b.ndjson", 2), ("duplicate", "b.ndjson", 1)]
+        assert s3.list_objects_v2(Bucket=target.bucket, Prefix="state/feed/")["KeyCount"] >= 1
+    finally:
+        destroy_all(target, localstack)
+    assert sorted(item["Key"] for item in s3.list_objects_v2(Bucket=feed_bucket)["Contents"]) == sorted(keys)
