@@ -2,7 +2,8 @@
 
 Every command exits 0 on success, 2 with one line ``stockpulse: error: <reason>`` on bad input
 or configuration, 1 when the thing asked for is not there (e.g. ``status`` on an empty store) or
-was done only in part (``invoke`` committed its tick but could not write the log object yet).
+was done only in part (``invoke`` committed its tick but could not write the log object yet),
+32 (EPIPE) quietly when the reader of its output went away (``| head``).
 """
 
 from __future__ import annotations
