@@ -28,6 +28,7 @@ from handlers.errors import InputError, StockpulseError
 from handlers.model.catalog import Catalog
 from handlers.model.events import format_epoch, parse_time
 from handlers.model.logs import LOG_PREFIX, parse_log_key
+from handlers.model.numbers import shown
 from handlers.model.state import HANDLERS, State
 from handlers.runtime.catalogs import load_compiled
 from handlers.runtime.invoke import load_state
@@ -244,7 +245,9 @@ def load_run(store: Store, catalog: Catalog, *, start: datetime | None = None, e
     known = list(dict.fromkeys(catalog.series_product_ids))
     unknown = [p for p in products if p not in known]
     if unknown:
-        raise InputError(f"--product: unknown {unknown[0]!r} (one of {', '.join(known)})")
+        listed = ", ".join(shown(p, 64) if not p.isprintable() else p for p in known[:10])
+        more = f", ... ({len(known):,} products)" if len(known) > 10 else ""
+        raise InputError(f"--product: unknown {shown(unknown[0], 64)} (one of {listed}{more})")
     first = math.floor(state.created_at / 60) * 60 - 60.0  # the initial state's order clock
     lo = first if start is None else max(first, start.timestamp())
     hi = state.orders_through if end is None else min(state.orders_through, end.timestamp())

@@ -412,3 +412,19 @@ def test_the_whole_store_is_all_in_the_span(small_run, tmp_path, capsys):
     objects = json.loads(capsys.readouterr().out)["log_objects"]
     store = small_run["root"] / "store"
     assert objects == {"span": len(list((store / "logs").rglob("*.ndjson.gz"))), "before": 0, "after": 0}
+
+
+def test_an_unknown_product_lists_ten_known_ids_and_the_count(tmp_path, capsys):
+    """GIVEN a catalog of 24 products WHEN `report --product NOPE` THEN the one line lists the first
+    ten ids and says how many there are (it listed every id: a 100,000-product catalog made one
+    line of a megabyte)."""
+    from tests.support.catalogs import catalog_text
+
+    (tmp_path / "catalog.yaml").write_text(catalog_text(24))
+    args = ["--store", f"file://{tmp_path}/s", "--catalog", str(tmp_path / "catalog.yaml")]
+    assert main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", *args]) == 0
+    capsys.readouterr()
+    assert main(["report", *args, "--product", "NOPE", "--out", str(tmp_path / "r.html")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("--product: unknown 'NOPE' (one of SKU-000, SKU-001, SKU-002, SKU-003, SKU-004, SKU-005, "
+                         "SKU-006, SKU-007, SKU-008, SKU-009, ... (24 products))")
