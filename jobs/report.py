@@ -15,6 +15,7 @@ import gzip
 import json
 import math
 import os
+import re
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -72,6 +73,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 _STOCK_RANK = {"restock": 0, "order": 1, "lost_sale": 1}
 _STOCK_HANDLERS = ("order_tick", "restock")  # their events change on hand
 BEFORE_BATCH = 64  # objects before the span read at first, then twice as many each round
+_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")  # format_time's
 
 
 class NoDataError(StockpulseError):
@@ -144,8 +146,8 @@ def _events_of(payload: bytes, index: dict[tuple[str, str], int]) -> Rows:
             continue
         doc = json.loads(line)
         kind, stamp = doc["type"], doc["@timestamp"]
-        if not isinstance(stamp, str):
-            raise TypeError(f"@timestamp is {type(stamp).__name__}, not text")
+        if not isinstance(stamp, str) or not _STAMP.fullmatch(stamp):
+            raise ValueError(f"@timestamp {shown(stamp)} is not an ISO-8601 UTC time")
         if kind in mine:
             series = index.get((doc["product_id"], doc["warehouse_id"]), -1)
             mine[kind].append((stamp, series, *(doc.get(c) for c in COLUMNS[kind])))

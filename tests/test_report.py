@@ -249,7 +249,9 @@ def _damaged(payload: bytes, how: str) -> bytes:
     return {"truncated": payload[: len(payload) // 2], "not-gzip": b"not a gzip stream at all",
             "crc": payload[:20] + bytes([payload[20] ^ 0xFF]) + payload[21:],
             "not-json": gzip.compress(b'{"type": "order", nope\n'),
-            "not-an-event": gzip.compress(b'{"quantity": 3}\n')}[how]
+            "not-an-event": gzip.compress(b'{"quantity": 3}\n'),
+            "bad-timestamp": gzip.compress(b'{"type": "order", "@timestamp": "yesterday", "product_id": "P-1", '
+                                           b'"warehouse_id": "W-A", "quantity": 1, "remaining_inventory": 5}\n')}[how]
 
 
 @pytest.fixture(scope="module")
@@ -262,10 +264,10 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"root": root, "args": args}
 
 
-@pytest.mark.parametrize("how", ["truncated", "not-gzip", "crc", "not-json", "not-an-event"])
+@pytest.mark.parametrize("how", ["truncated", "not-gzip", "crc", "not-json", "not-an-event", "bad-timestamp"])
 def test_a_damaged_log_object_is_skipped_with_a_warning_and_counted(small_run, tmp_path, capsys, how):
     """GIVEN an old order_tick log object that cannot be read (truncated: EOFError; not gzip:
-    BadGzipFile; a failed CRC; a line that is not JSON or not an event) WHEN `report` runs THEN it
+    BadGzipFile; a failed CRC; a line that is not JSON, not an event, or not stamped with a time) WHEN `report` runs THEN it
     writes the page, warns once naming the key, lists it in --json and on the page, and every figure
     is the status figure less exactly that object's events (report stopped with a traceback)."""
     import shutil
