@@ -43,6 +43,7 @@ from handlers.errors import InputError
 from handlers.forecasting.baselines import baselines_for
 from handlers.forecasting.scores import mean_rmsse, naive_scale, wape
 from handlers.model.bounds import MAX_BACKTEST_BYTES, MAX_BACKTEST_LINE
+from handlers.model.numbers import shown, whole
 
 if TYPE_CHECKING:  # pandas and the model (scikit-learn) load when a backtest runs, not with the CLI
     import pandas as pd
@@ -53,7 +54,14 @@ __all__ = ["FREQUENCIES", "load_matrix", "load_stockout", "register", "run", "ru
 
 FREQUENCIES = {"D": ("D", 7), "H": ("h", 24)}  # --freq -> (pandas period, season)
 MAX_SALES_VALUE = 1e12  # units of one series in one period
-MAX_CELLS = 200_000_000  # series x periods held in memory (1.6 GB of float64)
+MAX_CELLS = 200_000_000  # series x periods at most, whatever the memory
+#: Peak memory of a whole backtest per cell of its [series, periods] matrix: the matrix, the models' working
+#: copies and forecasts (measured 26-32 bytes with 2,000 x 10,000 and 20,000 x 500 cells; rounded up).
+PEAK_BYTES_PER_CELL = 40
+#: What ``--stockout-col`` adds per cell: the shares and the recovered history (measured 22 bytes with
+#: 6,000 x 365 cells; rounded up).
+STOCKOUT_BYTES_PER_CELL = 32
+MemoryRoom = Callable[[], "tuple[float, str]"]
 Progress = Callable[[str], None]
 
 
@@ -115,18 +123,20 @@ def _first_bad(mask: np.ndarray, raw: pd.Series, what: str, column: str, hint: s
     if mask.any():
         row = int(np.argmax(mask))
         value = raw.iloc[row]
-        shown = "" if isinstance(value, float) and math.isnan(value) else value
-        raise InputError(f"column {column!r}: {what} {shown!r} at line {row + 2}{hint}")
+        text = "''" if isinstance(value, float) and math.isnan(value) else shown(value)
+        raise InputError(f"column {column!r}: {what} {text} at line {row + 2}{hint}")
 
 
 def load_matrix(
     frame: pd.DataFrame, *, id_cols: Sequence[str], date_col: str, value_col: str, freq: str,
-    date_format: str | None = None,
+    date_format: str | None = None, room: MemoryRoom | None = None, bytes_per_cell: int = PEAK_BYTES_PER_CELL,
 ) -> tuple[np.ndarray, list[str], pd.DatetimeIndex]:
     """Validate a long table and lay it out as ``[series, periods]`` on a regular calendar.
 
     Returns the matrix (NaN before each series' first row, 0 for missing periods after it), the
-    series ids (several id columns joined by ``|``) and the calendar.
+    series ids (several id columns joined by ``|``) and the calendar. The matrix is dense: its size
+    is series x the span of the dates, however few the rows, and is checked against ``room()``
+    (default: :func:`memory_room`) before anything of that size is allocated, at ``bytes_per_cell``.
     """
     import pandas as pd
 
@@ -150,6 +160,9 @@ def load_matrix(
     except (ValueError, TypeError) as exc:  # e.g. mixed time-zone offsets
         raise InputError(f"column {date_col!r}: cannot parse the dates ({str(exc).splitlines()[0]})") from exc
     hint = f" (format {date_format!r})" if date_format else " (not ISO 8601? set --date-format, e.g. %d/%m/%Y)"
+    if not _is_datetime(raw_dates):  # only ASCII digits are numbers (pandas reads '٢٠٢٤-٠١-٠١' as a date)
+        _first_bad(~raw_dates.fillna("").astype(str).str.isascii().to_numpy(dtype=bool), raw_dates,
+                   "date not written in ASCII", date_col)
     _first_bad(dates.isna().to_numpy(), raw_dates, "unparseable date", date_col, hint)
     dates = pd.DatetimeIndex(dates)
     dates = dates.tz_convert(None) if dates.tz is not None else dates
@@ -163,17 +176,76 @@ def load_matrix(
     step = pd.Timedelta(1, unit="D" if freq == "D" else "h")
     index = np.asarray((dates - start) // step, dtype=np.int64)
     length = int(index.max()) + 1
-    if len(names) * length > MAX_CELLS:
-        raise InputError(
-            f"{len(names)} series x {length} periods ({freq}) is more than {MAX_CELLS:,} cells; "
-            "cut the file to recent dates or fewer series"
-        )
+    _check_memory(len(names), length, start, freq, date_col, room, bytes_per_cell)
     flat = codes * length + index
     matrix = np.bincount(flat, weights=values, minlength=len(names) * length).reshape(len(names), length)
     first = np.full(len(names), length, dtype=np.int64)
     np.minimum.at(first, codes, index)
     matrix[np.arange(length)[None, :] < first[:, None]] = np.nan
     return matrix, names, pd.date_range(start, periods=length, freq=period)
+
+
+def memory_room() -> tuple[float, str]:
+    """Bytes this process may still allocate, and what limits it: the smallest of the address-space
+    and data limits (``ulimit -v``, ``ulimit -d``) less what the process holds, the cgroup's memory
+    limit less its usage, and the memory the kernel reports available (Linux; elsewhere: unlimited)."""
+    import resource
+
+    found: list[tuple[float, str]] = []
+    status = _fields("/proc/self/status")
+    for limit, held, what in ((resource.RLIMIT_AS, "VmSize", "the address-space limit (ulimit -v)"),
+                              (resource.RLIMIT_DATA, "VmData", "the data limit (ulimit -d)")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY and held in status:
+            found.append((soft - status[held], what))
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit_text, usage_text = Path(limit_file).read_text().strip(), Path(usage_file).read_text().strip()
+        except OSError:
+            continue
+        if limit_text.isascii() and limit_text.isdigit() and int(limit_text) < 2**60:
+            found.append((int(limit_text) - int(usage_text), "the cgroup's memory limit"))
+            break
+    available = _fields("/proc/meminfo").get("MemAvailable")
+    if available is not None:
+        found.append((available, "the memory available"))
+    return min(found, default=(math.inf, "no limit"))
+
+
+def _fields(path: str) -> dict[str, float]:
+    """``Name:   123 kB`` lines of a /proc file, in bytes ({} when it cannot be read)."""
+    out = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == "kB" and parts[0].isascii() and parts[0].isdigit():
+            out[name] = int(parts[0]) * 1024.0
+    return out
+
+
+def _check_memory(series: int, periods: int, start: pd.Timestamp, freq: str, date_col: str,
+                  room: MemoryRoom | None, bytes_per_cell: int) -> None:
+    """Refuse, before allocating it, a matrix whose backtest would not fit: series x the span of the
+    dates cells (a handful of rows spread over centuries is as large as a full table)."""
+    import pandas as pd
+
+    cells, unit = series * periods, "days" if freq == "D" else "hours"
+    need = cells * bytes_per_cell
+    free, what = (room or memory_room)()
+    if cells <= MAX_CELLS and need <= free:
+        return
+    step = pd.Timedelta(1, unit="D" if freq == "D" else "h")
+    span = f"{start:%Y-%m-%d} .. {start + (periods - 1) * step:%Y-%m-%d}"
+    limit = (f"more than {what} ({free / 1e9:.1f} GB)" if cells <= MAX_CELLS
+             else f"more than the {MAX_CELLS:,} cells a backtest holds")
+    raise InputError(f"column {date_col!r}: {series:,} series x {periods:,} {unit} ({span}) = {cells:,} cells "
+                     f"need about {need / 1e9:.1f} GB, {limit}; cut the file to recent dates or fewer series")
 
 
 def _is_datetime(column: pd.Series) -> bool:
@@ -243,6 +315,7 @@ def run_backtest(
     date_format: str | None = None,
     stockout_col: str | None = None,
     progress: Progress | None = None,
+    room: MemoryRoom | None = None,
 ) -> dict[str, Any]:
     """Hold out the last ``horizon`` periods, fit and score every model; return the JSON structure.
 
@@ -257,6 +330,7 @@ def run_backtest(
             is fitted on the recovered demand and scored over the in-stock test periods, and each row
             gains ``bias`` and ``bias_recovered`` (the module docstring says how).
         progress: called with a short message before each long step (the CLI shows it on stderr).
+        room: what the process may allocate (default :func:`memory_room`), checked before the matrix is built.
 
     Raises:
         InputError: a missing column, non-numeric value, unparseable date, unreadable file, a stockout
@@ -264,8 +338,6 @@ def run_backtest(
             in one line.
     """
     import pandas as pd
-
-    from handlers.forecasting import model as forecasting
 
     say = progress or (lambda message: None)
     freq = freq.upper()
@@ -282,8 +354,21 @@ def run_backtest(
         wanted = [*id_cols, date_col, value_col, *([stockout_col] if stockout_col else [])]
         frame = _read_csv(Path(frame_or_path), list(dict.fromkeys(wanted)))
     say("building the series matrix")
+    try:
+        return _backtest(frame, file, id_cols, date_col, value_col, horizon, freq, date_format, stockout_col, say, room)
+    except MemoryError as exc:  # the estimate before allocating was short: still one line
+        raise InputError(f"{file or 'the sales table'}: out of memory ({exc}); cut the file to recent dates "
+                         "or fewer series") from exc
+
+
+def _backtest(frame: pd.DataFrame, file: str | None, id_cols: list[str], date_col: str, value_col: str,
+              horizon: int, freq: str, date_format: str | None, stockout_col: str | None, say: Progress,
+              room: MemoryRoom | None) -> dict[str, Any]:
+    from handlers.forecasting import model as forecasting
+
     matrix, names, calendar = load_matrix(
-        frame, id_cols=id_cols, date_col=date_col, value_col=value_col, freq=freq, date_format=date_format
+        frame, id_cols=id_cols, date_col=date_col, value_col=value_col, freq=freq, date_format=date_format, room=room,
+        bytes_per_cell=PEAK_BYTES_PER_CELL + (STOCKOUT_BYTES_PER_CELL if stockout_col else 0),
     )
     censored = None
     if stockout_col:
@@ -418,9 +503,9 @@ def run(args: argparse.Namespace) -> int:
     Bad input raises :class:`~handlers.errors.InputError`; the CLI (``jobs.cli.main``) prints it as one
     line and exits 2.
     """
-    from rich.console import Console
+    from .console import PipeConsole
 
-    out, err = Console(), Console(stderr=True)
+    out, err = PipeConsole(), PipeConsole(stderr=True)
     with err.status("backtest") as status:
         result = run_backtest(
             args.file,
@@ -438,6 +523,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         out.print(_table(result))
     return 0
+
+
+def _periods(text: str) -> int:
+    """``--horizon``: a whole number written with ASCII digits (``int("٢٨")`` would be 28)."""
+    try:
+        return whole(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"must be a whole number written with ASCII digits, got {shown(text)}") from exc
 
 
 def register(subparsers: Any) -> None:
@@ -465,7 +558,7 @@ def register(subparsers: Any) -> None:
         metavar="FORMAT",
         help="strptime format of the dates when they are not ISO 8601, e.g. %%d/%%m/%%Y (default: inferred)",
     )
-    parser.add_argument("--horizon", type=int, default=28, help="periods held out (default: 28)")
+    parser.add_argument("--horizon", type=_periods, default=28, help="periods held out (default: 28)")
     parser.add_argument(
         "--freq",
         default="D",

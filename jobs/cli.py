@@ -2,16 +2,19 @@
 
 Every command exits 0 on success, 2 with one line ``stockpulse: error: <reason>`` on bad input
 or configuration, 1 when the thing asked for is not there (e.g. ``status`` on an empty store) or
-was done only in part (``invoke`` committed its tick but could not write the log object yet).
+was done only in part (``invoke`` committed its tick but could not write the log object yet),
+32 (EPIPE) quietly when the reader of its output went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NoReturn
@@ -20,6 +23,7 @@ from handlers.app import build_runtime
 from handlers.errors import InputError, StockpulseError
 from handlers.model.bounds import MAX_EVENT_BYTES
 from handlers.model.events import load_event_json, parse_event, parse_time, scheduled_event
+from handlers.model.numbers import decimal, shown, whole
 from handlers.model.state import HANDLERS
 from handlers.runtime.invoke import invoke, invoke_all, load_state, shard_states
 from handlers.runtime.shards import resolve
@@ -28,13 +32,29 @@ from . import backtest, console, deploy, package, replay, report
 from .options import add_settings, settings_from
 from .schedule import Schedule
 from .simulate import DEFAULT_START, series_table, simulate
-from .status import show_status, status_report
+from .status import check_watch, show_status, status_report
 
 __all__ = ["main", "build_parser"]
 
 
 MAX_SIMULATE_DAYS = 3660  # ten years of business time in one replay
 MAX_SPEED = 1e5  # business seconds per wall second: a business minute every 0.6 ms
+
+
+def _flag_type(parse: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    """An argparse ``type`` whose error says what the flag takes (argparse adds the flag's name)."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {shown(text)}") from exc
+    convert.__name__ = parse.__name__
+    return convert
+
+
+#: only ASCII digits are numbers (``float("٥")`` is 5.0): handlers/model/numbers.py
+NUMBER = _flag_type(decimal, "a number written with ASCII digits")
+WHOLE = _flag_type(whole, "a whole number written with ASCII digits")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--time", help="business time of the tick, ISO-8601 (default: now, whole minute)")
     source.add_argument("--event", metavar="FILE", help="the event as a JSON file, or - for stdin")
-    p.add_argument("--shard", type=int, metavar="K", help="with --num-shards: handle shard K only (default: every "
+    p.add_argument("--shard", type=WHOLE, metavar="K", help="with --num-shards: handle shard K only (default: every "
                                                           "shard in turn, one result each)")
     add_settings(p, *common)
     p.set_defaults(func=cmd_invoke)
@@ -65,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="replay N business days as fast as possible and print a summary",
                        description="Replay the schedule in business time on the store, then print per "
                                    "product x warehouse: units sold, lost sales, fill rate, reorders, end inventory.")
-    p.add_argument("--days", type=float, required=True, help="business days to replay")
+    p.add_argument("--days", type=NUMBER, required=True, help="business days to replay")
     p.add_argument("--start", help=f"business start time, ISO-8601 (default: continue the store's clock, "
                                    f"or {DEFAULT_START} on an empty store)")
     p.add_argument("--every", action="append", default=[], metavar="HANDLER=DURATION",
@@ -80,15 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Show on hand, initial, received, shipped, lost sales, open purchase "
                                    "orders, cumulative counters and the last applied tick of each handler.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
-                   help="redraw every SECONDS (default 2) until Ctrl-C, e.g. while `run` is going")
+    p.add_argument("--watch", nargs="?", const=2.0, type=NUMBER, metavar="SECONDS",
+                   help="redraw every SECONDS (default 2; 0.2 to 3600) until Ctrl-C, e.g. while `run` is going")
     add_settings(p, "store_url", "catalog_path")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("run", help="run the handlers on APScheduler in real time (business time x --speed)",
                        description="Run every handler on its schedule in real time; business time runs "
                                    "--speed times faster than wall time. Stops on Ctrl-C/SIGTERM or after --for.")
-    p.add_argument("--speed", type=float, default=1.0, help="business seconds per wall second (default 1)")
+    p.add_argument("--speed", type=NUMBER, default=1.0, help="business seconds per wall second (default 1)")
     p.add_argument("--for", dest="duration", metavar="DURATION", help="stop after this wall time (e.g. 10s, 5m)")
     p.add_argument("--start", help="business start time, ISO-8601 (default: continue the store's clock, or now "
                                    "on an empty store)")
@@ -180,9 +200,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.watch is not None:  # checked before the store is opened
+        check_watch(args.watch)
+        if args.json:
+            raise InputError("--watch: redraws the terminal view; not with --json (run `status --json` again instead)")
     settings = settings_from(args)
     runtime = build_runtime(settings)
-    if args.watch is not None and not args.json:
+    if args.watch is not None:
         return show_status(runtime.store, runtime.catalog, watch=args.watch)
     state, _ = load_state(runtime.store, runtime.catalog)
     if state is None:
@@ -223,6 +247,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. Output piped into a reader that stops early (``| head``) ends
+    the command quietly, exit code EPIPE (32) as Python's own tools (``json.tool``, ``cProfile``)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a reader that went away is found here, not at interpreter exit
+    except BrokenPipeError as exc:
+        _close_stdout()
+        return exc.errno or errno.EPIPE
+
+
+def _close_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file (a test's capture)
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,10 +20,28 @@ from handlers.model.events import format_epoch
 from .schedule import Schedule
 from .simulate import SimulationResult
 
-__all__ = ["print_simulation", "progress_bar", "simulation_json", "status_view", "watch_status"]
+__all__ = ["PipeConsole", "plain", "print_simulation", "progress_bar", "simulation_json", "status_view", "watch_status"]
 
-out = Console(soft_wrap=True, width=None if Console().is_terminal else 120)
-err = Console(stderr=True)
+
+class PipeConsole(Console):
+    """A rich Console that leaves a closed pipe (``| head``) to ``jobs.cli.main``, which ends every
+    command the same way (rich's own handling would exit 1 from inside the command)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+out = PipeConsole(soft_wrap=True, width=None if Console().is_terminal else 120)
+err = PipeConsole(stderr=True)
+
+
+def plain(text: str, style: str = "") -> Text:
+    """``text`` as it is: never read as rich markup (a catalog id ``[/]`` or ``[bold red]X`` prints as
+    written), and a character that is not printable (an escape sequence, a newline) shown escaped
+    (``\\x1b``) instead of acting on the terminal or the file the output goes to."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return Text(text, style=style)
 
 
 @contextmanager
@@ -65,7 +84,7 @@ def print_simulation(result: SimulationResult, rows: list[dict[str, Any]], store
     for column in ("product", "warehouse", "units sold", "lost sales", "fill rate", "reorders", "end inventory"):
         table.add_column(column, justify="left" if column in ("product", "warehouse") else "right")
     for r in rows:
-        table.add_row(r["product_id"], r["warehouse_id"], f"{r['units_sold']:,}", f"{r['lost_sales']:,}",
+        table.add_row(plain(r["product_id"]), plain(r["warehouse_id"]), f"{r['units_sold']:,}", f"{r['lost_sales']:,}",
                       f"{r['fill_rate']:.1%}", str(r["reorders"]), f"{r['end_inventory']:,}")
     t = summary["totals"]
     table.add_section()
@@ -74,8 +93,8 @@ def print_simulation(result: SimulationResult, rows: list[dict[str, Any]], store
     out.print(table)
     calls = sum(result.invocations.values())
     rate = calls / result.wall_seconds if result.wall_seconds else float("inf")
-    out.print(f"{calls:,} invocations ({schedule.describe()}) in {result.wall_seconds:.1f} s "
-              f"({rate:,.0f}/s); state and logs in {store}")
+    out.print(plain(f"{calls:,} invocations ({schedule.describe()}) in {result.wall_seconds:.1f} s "
+                    f"({rate:,.0f}/s); state and logs in {store}"))
 
 
 _RISK_STYLE = {"out": "bold white on red", "high": "bold red", "watch": "yellow", "ok": "green"}
@@ -101,7 +120,7 @@ def status_view(report: dict[str, Any], extras: dict[str, Any], *, now: float) -
     the handlers' last ticks, successes and lag, and the cumulative counters."""
     clock = report["orders_through"]
     title = Text.assemble(("business time ", "dim"), (clock or "—", "bold cyan"), ("   store ", "dim"),
-                          report["store"], ("   as of ", "dim"), datetime.fromtimestamp(now).strftime("%H:%M:%S"))
+                          plain(report["store"]), ("   as of ", "dim"), datetime.fromtimestamp(now).strftime("%H:%M:%S"))
     stock = Table(title="Inventory", title_justify="left", expand=False)
     for column in ("product", "warehouse", "on hand", "days of cover", "demand/day", "restock in", "risk",
                    "lost sales", "reorders"):
@@ -109,7 +128,7 @@ def status_view(report: dict[str, Any], extras: dict[str, Any], *, now: float) -
     for s, x in zip(report["series"], extras["series"]):
         style = _RISK_STYLE[x["risk"]]
         cover = "∞" if x["days_of_cover"] == float("inf") else f"{x['days_of_cover']:.1f} d"
-        stock.add_row(s["product_id"], s["warehouse_id"], Text(f"{s['on_hand']:,}", style=style),
+        stock.add_row(plain(s["product_id"]), plain(s["warehouse_id"]), Text(f"{s['on_hand']:,}", style=style),
                       Text(cover, style=style), f"{x['daily_demand']:.1f}", f"{x['restock_in_days']:.1f} d",
                       Text(x["risk"], style=style), f"{s['lost_sales']:,}", str(s["reorders"]))
     stock.caption = f"days of cover = on hand / demand per day ({extras['cover_basis']}); risk: high = runs out " \
@@ -121,7 +140,7 @@ def status_view(report: dict[str, Any], extras: dict[str, Any], *, now: float) -
     for po in report["purchase_orders_open"]:
         due = _epoch(po["due"])
         left = "" if due is None or now_business is None else _age(due - now_business)
-        orders.add_row(po["id"], f"{po['quantity']:,}", po["placed"] or "", po["due"] or "", left)
+        orders.add_row(plain(po["id"]), f"{po['quantity']:,}", po["placed"] or "", po["due"] or "", left)
     if not report["purchase_orders_open"]:
         orders.add_row("none", "", "", "", "")
     handlers = Table(title="Handlers", title_justify="left")
@@ -152,7 +171,7 @@ def watch_status(load: Callable[[], Any], seconds: float, *, console: Console | 
     """Redraw ``load()`` (a renderable) every ``seconds`` until Ctrl-C (or ``rounds`` redraws)."""
     shown = 0
     # not ``out``: soft wrapping would leave the terminal's wrapped lines behind on every redraw
-    with Live(load(), console=console or Console(), auto_refresh=False, screen=False) as live:
+    with Live(load(), console=console or PipeConsole(), auto_refresh=False, screen=False) as live:
         while rounds is None or shown < rounds:
             sleep(seconds)
             live.update(load(), refresh=True)

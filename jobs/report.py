@@ -15,8 +15,10 @@ import gzip
 import json
 import math
 import os
+import re
 import sys
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,7 @@ from handlers.errors import InputError, StockpulseError
 from handlers.model.catalog import Catalog
 from handlers.model.events import format_epoch, parse_time
 from handlers.model.logs import LOG_PREFIX, parse_log_key
+from handlers.model.numbers import shown
 from handlers.model.state import HANDLERS, State
 from handlers.runtime.catalogs import load_compiled
 from handlers.runtime.invoke import load_state
@@ -68,6 +71,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: Within one business minute restock runs before order_tick (jobs/schedule.py RUN_ORDER).
 _STOCK_RANK = {"restock": 0, "order": 1, "lost_sale": 1}
+_STOCK_HANDLERS = ("order_tick", "restock")  # their events change on hand
+BEFORE_BATCH = 64  # objects before the span read at first, then twice as many each round
+_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")  # format_time's
 
 
 class NoDataError(StockpulseError):
@@ -77,6 +83,10 @@ class NoDataError(StockpulseError):
 # -- reading -------------------------------------------------------------------------------------
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _key_epoch(key: str) -> float:
     """``logs/<h>/YYYY/MM/DD/HH/<h>-20260105T000100Z[-shard-<k>].ndjson.gz`` -> epoch seconds of the tick
     (NaN for a key of another shape)."""
@@ -84,14 +94,21 @@ def _key_epoch(key: str) -> float:
     return math.nan if parsed is None else parsed[1]
 
 
-def _wanted_keys(store: Store, start: float, end: float) -> list[str]:
-    keys = []
+def _wanted_keys(store: Store, start: float, end: float) -> tuple[list[str], list[str]]:
+    """The log objects a report of (start, end] reads: every object keyed in (start, end + CATCH_UP_MARGIN],
+    and, oldest first, the ``order_tick`` and ``restock`` objects keyed at or before ``start``, of which
+    :func:`_read_run` reads only the latest it needs for the on hand at the span's start."""
+    during, before = [], []
     for handler in HANDLERS:
-        since = -math.inf if handler in ("order_tick", "restock") else start
         for key in store.list(f"{LOG_PREFIX}{handler}/"):
-            if key.endswith(".ndjson.gz") and since < _key_epoch(key) <= end + CATCH_UP_MARGIN:
-                keys.append(key)
-    return keys
+            if not key.endswith(".ndjson.gz"):
+                continue
+            epoch = _key_epoch(key)
+            if start < epoch <= end + CATCH_UP_MARGIN:
+                during.append(key)
+            elif epoch <= start and handler in _STOCK_HANDLERS:
+                before.append(key)
+    return during, sorted(before, key=_key_epoch)
 
 
 def read_objects(store: Store, keys: Sequence[str]) -> Iterable[bytes]:
@@ -104,26 +121,99 @@ def read_objects(store: Store, keys: Sequence[str]) -> Iterable[bytes]:
             yield store.get(key)
 
 
-def _collect(payloads: Iterable[bytes], index: dict[tuple[str, str], int]) -> dict[str, list[tuple[Any, ...]]]:
-    rows: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in COLUMNS}
-    for payload in payloads:
-        for line in gzip.decompress(payload).split(b"\n"):
-            if not line:
-                continue
-            doc = json.loads(line)
-            kind = doc["type"]
-            if kind in rows:
-                series = index.get((doc["product_id"], doc["warehouse_id"]), -1)
-                rows[kind].append((doc["@timestamp"], series, *(doc.get(c) for c in COLUMNS[kind])))
-    return rows
+Rows = dict[str, list[tuple[Any, ...]]]
+
+
+def _collect(keys: Sequence[str], payloads: Iterable[bytes], index: dict[tuple[str, str], int], rows: Rows,
+             damaged: list[tuple[str, str]]) -> None:
+    """Add the events of every object to ``rows``. An object that cannot be read whole (truncated,
+    not gzip, a failed CRC, a line that is not an event) is left out entirely and listed in ``damaged``
+    with the reason: none of its events is counted, and nothing else is."""
+    for key, payload in zip(keys, payloads):
+        try:
+            mine = _events_of(payload, index)
+        except (EOFError, OSError, zlib.error, ValueError, KeyError, TypeError) as exc:  # BadGzipFile is an OSError
+            damaged.append((key, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'damaged'}"))
+            continue
+        for kind, found in mine.items():
+            rows[kind].extend(found)
+
+
+def _events_of(payload: bytes, index: dict[tuple[str, str], int]) -> Rows:
+    mine: Rows = {kind: [] for kind in COLUMNS}
+    for line in gzip.decompress(payload).split(b"\n"):
+        if not line:
+            continue
+        doc = json.loads(line)
+        kind, stamp = doc["type"], doc["@timestamp"]
+        if not isinstance(stamp, str) or not _STAMP.fullmatch(stamp):
+            raise ValueError(f"@timestamp {shown(stamp)} is not an ISO-8601 UTC time")
+        if kind in mine:
+            series = index.get((doc["product_id"], doc["warehouse_id"]), -1)
+            mine[kind].append((stamp, series, *(doc.get(c) for c in COLUMNS[kind])))
+    return mine
+
+
+def _last_changes(rows: Rows, start: float, num_series: int) -> np.ndarray:
+    """Per catalog series, the time of its last change of on hand at or before ``start`` among ``rows``
+    (-inf when none)."""
+    last = np.full(num_series, -math.inf)
+    for kind in _STOCK_RANK:
+        if rows[kind]:
+            stamps = _epochs([row[0] for row in rows[kind]])
+            series = np.array([row[1] for row in rows[kind]], dtype=np.int64)
+            keep = (stamps <= start) & (series >= 0)
+            np.maximum.at(last, series[keep], stamps[keep])
+    return last
+
+
+def _epochs(stamps: Sequence[str]) -> np.ndarray:
+    import pandas as pd  # only when a report is made: `python -m jobs invoke` does not pay for it
+
+    parsed = pd.to_datetime(pd.Series(stamps, dtype=object), utc=True, format="ISO8601").dt.as_unit("s")
+    return np.asarray(parsed.astype("int64").to_numpy(), dtype=np.float64)
 
 
 def _frame(kind: str, rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    import pandas as pd  # only when a report is made: `python -m jobs invoke` does not pay for it
+    import pandas as pd
+
     frame = pd.DataFrame.from_records(rows, columns=["stamp", "series", *COLUMNS[kind]])
     stamps = pd.to_datetime(frame["stamp"], utc=True, format="ISO8601").dt.as_unit("s")
     frame.insert(0, "time", stamps.astype("int64"))
     return frame.drop(columns="stamp")
+
+
+def _read_run(store: Store, catalog: Catalog, lo: float, hi: float,
+              series: np.ndarray) -> tuple[Rows, dict[str, int], list[tuple[str, str]]]:
+    """The events a report of (lo, hi] needs, how many objects it read (in the span, before it,
+    after it) and the damaged objects it left out.
+
+    Every object keyed in the span (or within CATCH_UP_MARGIN after it) is read. The on hand at
+    ``lo`` is the inventory after each series' last change at or before ``lo``: the ``order_tick``
+    and ``restock`` objects before the span are read newest first, in growing batches, until every
+    series shown has a change later than every object still unread (an object keyed at ``t`` holds
+    no event after ``t``), or none is left (a series without a change starts from ``initial``)."""
+    index = {(p, w): i for i, (p, w) in enumerate(zip(catalog.series_product_ids, catalog.series_warehouse_ids))}
+    during, before = _wanted_keys(store, lo, hi)
+    rows: Rows = {kind: [] for kind in COLUMNS}
+    damaged: list[tuple[str, str]] = []
+    _collect(during, read_objects(store, during), index, rows, damaged)
+    last = _last_changes(rows, lo, catalog.num_series)
+    read_before, batch = 0, BEFORE_BATCH
+    while read_before < len(before):
+        unread = before[:len(before) - read_before]
+        if bool((last[series] > _key_epoch(unread[-1])).all()):
+            break
+        keys = unread[-batch:]
+        found: Rows = {kind: [] for kind in COLUMNS}
+        _collect(keys, read_objects(store, keys), index, found, damaged)
+        last = np.maximum(last, _last_changes(found, lo, catalog.num_series))
+        for kind in COLUMNS:
+            rows[kind].extend(found[kind])
+        read_before += len(keys)
+        batch *= 2
+    after = sum(_key_epoch(key) > hi for key in during)
+    return rows, {"span": len(during) - after, "before": read_before, "after": after}, damaged
 
 
 def _stock_path(frames: dict[str, pd.DataFrame], state: State, series: np.ndarray,
@@ -148,15 +238,18 @@ def _stock_path(frames: dict[str, pd.DataFrame], state: State, series: np.ndarra
 
 
 def load_run(store: Store, catalog: Catalog, *, start: datetime | None = None, end: datetime | None = None,
-             products: Sequence[str] = ()) -> RunData:
-    """Read the logs and state of ``store`` for the span (start, end] (default: the whole run)."""
+             products: Sequence[str] = (), warn: Callable[[str], None] = _stderr) -> RunData:
+    """Read the logs and state of ``store`` for the span (start, end] (default: the whole run);
+    ``warn`` gets one line per damaged log object left out."""
     state, _ = load_state(store, catalog)
     if state is None:
         raise NoDataError(f"{store.url} holds no state yet (run `simulate` or `invoke` first)")
     known = list(dict.fromkeys(catalog.series_product_ids))
     unknown = [p for p in products if p not in known]
     if unknown:
-        raise InputError(f"--product: unknown {unknown[0]!r} (one of {', '.join(known)})")
+        listed = ", ".join(shown(p, 64) if not p.isprintable() else p for p in known[:10])
+        more = f", ... ({len(known):,} products)" if len(known) > 10 else ""
+        raise InputError(f"--product: unknown {shown(unknown[0], 64)} (one of {listed}{more})")
     first = math.floor(state.created_at / 60) * 60 - 60.0  # the initial state's order clock
     lo = first if start is None else max(first, start.timestamp())
     hi = state.orders_through if end is None else min(state.orders_through, end.timestamp())
@@ -167,11 +260,11 @@ def load_run(store: Store, catalog: Catalog, *, start: datetime | None = None, e
     stored = f"(the store has data from {format_epoch(first)} through {format_epoch(state.orders_through)})"
     if hi <= lo:
         raise NoDataError(f"--from/--to: no data {asked} {stored}")
-    index = {(p, w): i for i, (p, w) in enumerate(zip(catalog.series_product_ids, catalog.series_warehouse_ids))}
-    keys = _wanted_keys(store, lo, hi)
-    rows = _collect(read_objects(store, keys), index)
-    frames = {kind: _frame(kind, r) for kind, r in rows.items()}
     series = np.array([i for i, p in enumerate(catalog.series_product_ids) if not products or p in products])
+    rows, counts, damaged = _read_run(store, catalog, lo, hi, series)
+    for key, reason in damaged:
+        warn(f"stockpulse: warning: skipped the damaged log object {key} ({reason}); its events are in no figure")
+    frames = {kind: _frame(kind, r) for kind, r in rows.items()}
     lo_minute, hi_minute = math.floor(lo / 60) * 60, math.floor(hi / 60) * 60
     minutes = np.arange(lo_minute + 60, hi_minute + 1, 60, dtype=np.int64)
     on_hand = _stock_path(frames, state, series, minutes)
@@ -180,7 +273,7 @@ def load_run(store: Store, catalog: Catalog, *, start: datetime | None = None, e
              for kind, f in frames.items()}
     if not any(len(f) for f in spans.values()):
         raise NoDataError(f"--from/--to: no events of {', '.join(products) or 'any product'} {asked} {stored}")
-    return RunData(catalog, state, store.url, lo, hi, series, spans, minutes, on_hand, len(keys))
+    return RunData(catalog, state, store.url, lo, hi, series, spans, minutes, on_hand, counts, tuple(damaged))
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -285,11 +378,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         print(json.dumps({"store": data.store_url, "from": format_epoch(data.start), "to": format_epoch(data.end),
-                          "out": args.out, "rows": rows}, indent=2))
+                          "out": args.out, "log_objects": dict(data.objects),
+                          "damaged_log_objects": [{"key": key, "reason": reason} for key, reason in data.damaged],
+                          "rows": rows}, indent=2))
     else:
         total = rows[-1]
+        damaged = f"; {len(data.damaged):,} damaged log objects skipped (see the warnings)" if data.damaged else ""
         print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB): {format_epoch(data.start)} .. "
               f"{format_epoch(data.end)}, {len(data.series)} product x warehouse series, "
-              f"{data.objects_read:,} log objects; fill rate {total['fill_rate']:.1%}, "
+              f"{data.objects_note()}{damaged}; fill rate {_percent(total['fill_rate'])}, "
               f"lost sales {total['lost_sales']:,}, reorders {total['reorders']:,}")
     return 0
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"

@@ -97,6 +97,7 @@ th:nth-child(-n+2), td:nth-child(-n+2) { text-align: left; }
 tr.product td { background: #f4f6f8; font-weight: 600; } tr.total td { background: #e8ecf0; font-weight: 700; }
 td.bad { color: #b00020; }
 #page-errors { color: #b00020; white-space: pre-wrap; }
+p.damaged { color: #b00020; font-weight: 600; }
 #render-check { display: none; }
 </style>
 </head>
@@ -104,6 +105,7 @@ td.bad { color: #b00020; }
 <h1>{{ title | e }}</h1>
 <p class="meta">{{ meta | e }}</p>
 <pre id="page-errors" hidden></pre>
+{% if damaged %}<p class="damaged" id="damaged-objects">{{ damaged | e }}</p>{% endif %}
 <h2 id="summary">Summary</h2>
 <p class="note">Sums of the log events with {{ span | e }} — the same figures as the difference of
 <code>status --json</code> at the two ends of the span (at the store's start every counter is 0).
@@ -362,7 +364,7 @@ def render_page(data: RunData, rows: list[dict[str, Any]]) -> str:
     span = f"{format_epoch(data.start)} < @timestamp <= {format_epoch(data.end)}"
     products = ", ".join(data.product_ids)
     meta = (f"{data.store_url} · business time {format_epoch(data.start)} .. {format_epoch(data.end)} · "
-            f"{products} · catalog {data.catalog.fingerprint} · {data.objects_read:,} log objects read")
+            f"{products} · catalog {data.catalog.fingerprint} · {data.objects_note()}")
     return file_html(doc, resources=INLINE, title="stockpulse report", template=_PAGE,
                      template_variables={"title": "stockpulse report", "meta": meta, "span": span,
-                                         "table": _table(rows), "sections": SECTIONS})
+                                         "damaged": data.damaged_note(), "table": _table(rows), "sections": SECTIONS})

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from handlers.errors import InputError
+from handlers.model.numbers import shown
 from handlers.model.state import HANDLERS
 from handlers.runtime.declarations import DECLARATIONS
 
@@ -21,9 +22,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_duration(text: str, field: str) -> float:
     """``90s``, ``5m``, ``1h``, ``2d`` or a number of seconds; errors name ``field``."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
+    match = re.fullmatch(r"\s*(\d{1,15}(?:\.\d{1,15})?)\s*([smhd]?)\s*", str(text), re.ASCII)  # ASCII digits only
     if not match or float(match.group(1)) <= 0:
-        raise InputError(f"{field}: not a positive duration like 90s, 5m, 1h or 2d: {text!r}")
+        raise InputError(f"{field}: not a positive duration like 90s, 5m, 1h or 2d: {shown(text)}")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 

@@ -15,7 +15,10 @@ from handlers.model.purchasing import order_ids
 from handlers.model.state import HANDLERS, State
 from handlers.storage.base import Store
 
-__all__ = ["risk_of", "show_status", "status_extras", "status_report", "status_screen"]
+__all__ = ["WATCH_SECONDS", "check_watch", "risk_of", "show_status", "status_extras", "status_report", "status_screen"]
+
+#: ``status --watch SECONDS`` accepts (SECONDS redraws a second at most: each one reads the state)
+WATCH_SECONDS = (0.2, 3600.0)
 
 
 def _time(epoch: float) -> str | None:
@@ -73,28 +76,39 @@ def risk_of(on_hand: int, cover_days: float, restock_in_days: float) -> str:
     return "ok"
 
 
-def _last_success(store: Store, handler: str) -> float | None:
+def _last_success(store: Store, handler: str, applied: float) -> float | None:
     """Wall-clock time of the handler's last success from ``metrics/<handler>.prom`` — sharded, the
-    oldest of ``metrics/<handler>/shard/<k>.prom`` (the shard furthest behind) — or None when the
-    metrics go to a Pushgateway or were never written."""
+    oldest of ``metrics/<handler>/shard/<k>.prom`` (the shard furthest behind) — or None when it is
+    not known: the metrics were never written, or they are older than the state's last applied tick
+    ``applied`` (the metrics go to a Pushgateway now, and these files are from an earlier run; or a
+    commit whose metrics are being written at this moment)."""
     keys = ([f"metrics/{handler}.prom"] if store.exists(f"metrics/{handler}.prom")
             else list(store.list(f"metrics/{handler}/shard/")))
-    found = [when for when in (_success_in(store, key) for key in keys) if when is not None]
-    return min(found) if found else None
+    found = [_read_metrics(store, key) for key in keys]
+    if not found or any(f is None for f in found):
+        return None
+    successes, ticks = zip(*(f for f in found if f is not None))
+    return min(successes) if min(ticks) >= applied else None
 
 
-def _success_in(store: Store, key: str) -> float | None:
+_WANTED = ("handler_last_success_timestamp_seconds", "handler_business_time_seconds")
+
+
+def _read_metrics(store: Store, key: str) -> tuple[float, float] | None:
+    """(last success, business time of the tick it published) from a metrics file, or None."""
     try:
         text = store.get(key).decode(errors="replace")
     except StorageError:
         return None
+    values: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("handler_last_success_timestamp_seconds"):
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in _WANTED:
             try:
-                return float(line.rsplit(" ", 1)[1])
+                values[name] = float(line.rsplit(" ", 1)[1])
             except ValueError:
                 return None
-    return None
+    return (values[_WANTED[0]], values[_WANTED[1]]) if len(values) == 2 else None
 
 
 def status_extras(state: State, catalog: Catalog, store: Store) -> dict[str, Any]:
@@ -117,7 +131,7 @@ def status_extras(state: State, catalog: Catalog, store: Store) -> dict[str, Any
                      "restock_in_days": float(restock_in[i]),
                      "risk": risk_of(int(state.on_hand[i]), cover, float(restock_in[i]))})
     return {"series": rows, "cover_basis": basis,
-            "last_success": {name: _last_success(store, name) for name in HANDLERS}}
+            "last_success": {name: _last_success(store, name, state.applied[name]) for name in HANDLERS}}
 
 
 def status_screen(store: Store, catalog: Catalog, *, now: float | None = None) -> Any:
@@ -135,6 +149,14 @@ def status_screen(store: Store, catalog: Catalog, *, now: float | None = None) -
                        now=time.time() if now is None else now)
 
 
+def check_watch(seconds: float) -> float:
+    """``--watch SECONDS`` within WATCH_SECONDS: a redraw reads the state, and 1e-9 would spin."""
+    low, high = WATCH_SECONDS
+    if not low <= seconds <= high:
+        raise InputError(f"--watch: must be a number of seconds in [{low:g}, {high:g}], got {seconds:g}")
+    return seconds
+
+
 def show_status(store: Store, catalog: Catalog, *, watch: float | None = None) -> int:
     """``status`` without ``--json``: print the view once, or redraw it every ``watch`` seconds
     until Ctrl-C (exit 0)."""
@@ -143,8 +165,7 @@ def show_status(store: Store, catalog: Catalog, *, watch: float | None = None) -
     if watch is None:
         out.print(status_screen(store, catalog))
         return 0
-    if not 0 < watch <= 3600:
-        raise InputError(f"--watch: must be a number of seconds in (0, 3600], got {watch:g}")
+    check_watch(watch)
     try:
         watch_status(lambda: status_screen(store, catalog), watch)
     except KeyboardInterrupt:

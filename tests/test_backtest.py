@@ -6,6 +6,7 @@ import argparse
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from handlers.forecasting.model import forecast
 from jobs import backtest
 from jobs.backtest import load_matrix, register, run_backtest
 
+REPO = Path(__file__).resolve().parent.parent
 PATTERN = np.array([3.0, 1.0, 1.0, 2.0, 4.0, 8.0, 6.0])
 
 
@@ -390,3 +392,103 @@ def test_without_stockouts_nothing_changes(censored_shop: CensoredShop) -> None:
     assert "stockout" not in plain and set(plain["models"][0]) == {"model", "rmsse", "wape", "seconds"}
     for a, b in zip(plain["models"], flagged["models"]):
         assert (a["model"], a["rmsse"], a["wape"]) == (b["model"], b["rmsse"], b["wape"])
+
+
+def test_a_date_in_other_digits_is_named_with_its_line(tmp_path: Path) -> None:
+    """GIVEN a date written in Arabic-Indic digits on the third data row (pandas reads it as 2024-01-03)
+    WHEN the backtest runs THEN the InputError names the date column and the line: only ASCII digits are numbers."""
+    frame = periodic_frame()
+    frame.loc[2, "day"] = "٢٠٢٤-٠١-٠٣"
+    message = _bad(frame, tmp_path)
+    assert "column 'day': date not written in ASCII '٢٠٢٤-٠١-٠٣' at line 4" in message
+
+
+def test_a_value_of_5000_digits_is_shown_short(tmp_path: Path) -> None:
+    frame = periodic_frame().astype({"units": object})
+    frame.loc[4, "units"] = "9" * 5000
+    message = _bad(frame, tmp_path)
+    assert "'units'" in message and "line 6" in message and len(message) < 200
+
+
+# -- memory: the matrix is series x the span of the dates, however few the rows ----------------------
+
+
+def sparse_centuries(path: Path, series: int = 1790) -> Path:
+    """A 33 KB CSV: every series sold once in 1900, one of them once more in 2199 — 196 million cells."""
+    rows = [f"S{i},1900-01-01,1" for i in range(series)] + ["S0,2199-12-31,1"]
+    path.write_text("unique_id,ds,y\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def backtest_under_a_memory_limit(*args: str, limit: int = 2 * 1024**3) -> Any:
+    """``python -m jobs backtest ARGS`` with its address space limited (``ulimit -v``), as a container would."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.run([sys.executable, "-m", "jobs", "backtest", *args], capture_output=True, text=True,
+                          timeout=300, preexec_fn=limited, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1"})
+
+
+def test_a_few_rows_over_three_centuries_are_refused_before_the_matrix_is_allocated(tmp_path: Path) -> None:
+    """GIVEN a 33 KB CSV whose dates span 1900..2199 (1,790 series x 109,573 days) and a 2 GiB
+    address-space limit WHEN backtest runs THEN one line names the date column, the size and the
+    limit, exit 2 (it was a numpy MemoryError traceback after allocating 1.5 GiB)."""
+    proc = backtest_under_a_memory_limit(str(sparse_centuries(tmp_path / "sales.csv")))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("stockpulse: error: column 'ds': 1,790 series x 109,573 days (1900-01-01 .. 2199-12-31) "
+                           "= 196,135,670 cells need about 7.8 GB, more than the address-space limit (ulimit -v)"), line
+
+
+def test_control_a_small_file_backtests_under_the_same_limit(tmp_path: Path) -> None:
+    path = write_csv(periodic_frame().rename(columns={"item": "unique_id", "day": "ds", "units": "y"}),
+                     tmp_path / "sales.csv")
+    proc = backtest_under_a_memory_limit(str(path), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["series"] == 6
+
+
+def test_the_dense_size_is_checked_against_the_room_given() -> None:
+    """GIVEN 6 series x 84 days and room for 10 KB WHEN laid out THEN refused naming that room;
+    with room for 1 MB THEN laid out (the check is the cells' peak bytes against the room)."""
+    frame = periodic_frame()
+    options = {"id_cols": ["store", "item"], "date_col": "day", "value_col": "units", "freq": "D"}
+    with pytest.raises(InputError, match=r"^column 'day': 6 series x 84 days .* = 504 cells need about 0\.0 GB, "
+                                         r"more than a test budget \(0\.0 GB\)"):
+        load_matrix(frame, **options, room=lambda: (504 * backtest.PEAK_BYTES_PER_CELL - 1, "a test budget"))
+    matrix, _, _ = load_matrix(frame, **options, room=lambda: (504 * backtest.PEAK_BYTES_PER_CELL, "a test budget"))
+    assert matrix.shape == (6, 84)
+
+
+def test_a_stockout_column_is_counted_in_the_room_it_needs() -> None:
+    """GIVEN room for exactly the plain backtest of 6 series x 84 days WHEN it runs THEN it runs; with
+    --stockout-col THEN refused before anything is allocated (the recovery's arrays are counted too)."""
+    frame = periodic_frame().assign(oos=0)
+    options = {"id_cols": ["store", "item"], "date_col": "day", "value_col": "units", "horizon": 7,
+               "room": lambda: (504 * backtest.PEAK_BYTES_PER_CELL, "a test budget")}
+    assert run_backtest(frame, **options)["series"] == 6
+    need = 504 * (backtest.PEAK_BYTES_PER_CELL + backtest.STOCKOUT_BYTES_PER_CELL)
+    with pytest.raises(InputError, match=rf"504 cells need about {need / 1e9:.1f} GB, more than a test budget"):
+        run_backtest(frame, stockout_col="oos", **options)
+
+
+def test_memory_room_reads_the_limit_this_process_runs_under(tmp_path: Path) -> None:
+    """GIVEN a process with a 3 GiB address-space limit THEN memory_room() is that limit less what it
+    holds, and says so; without a limit it is not the address-space limit."""
+    import subprocess
+    import sys
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30)); "
+            "from jobs.backtest import memory_room; room, what = memory_room(); print(round(room / 2**30, 1), what)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    room, what = proc.stdout.split(" ", 1)
+    assert 2.0 < float(room) < 3.0 and what.strip() == "the address-space limit (ulimit -v)", proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-c", code.split("; ", 1)[1]], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    assert "ulimit -v" not in proc.stdout, proc.stdout

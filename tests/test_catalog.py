@@ -104,3 +104,49 @@ def test_the_busy_benchmark_catalog_is_the_default_shop_ten_times_busier():
     np.testing.assert_array_equal(busy.lead_time_hours, default.lead_time_hours)
     np.testing.assert_allclose(busy.base_demand_per_day, 10 * default.base_demand_per_day)
     np.testing.assert_array_equal(busy.pack_size, 10 * default.pack_size)
+
+
+LONG = "7" * 5000
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (SMALL.replace("pack_size: 10", f"pack_size: {LONG}"), "products[0].pack_size: must be an integer > 0"),
+    (SMALL.replace("base_demand_per_day: 1", f"base_demand_per_day: -{LONG}"), "products[0].base_demand_per_day"),
+    (SMALL.replace("timezone: UTC", f"timezone: UTC, demand_factor: 0x{'f' * 4000}"), "warehouses[0].demand_factor"),
+    (SMALL + f"seed: {LONG}", "seed: must be a non-negative integer"),
+    (SMALL + f"initial_stock: {LONG}", "initial_stock: must be an integer"),
+    (SMALL + f"initial_stock: {{A: {{X: {LONG}}}}}", "initial_stock.A.X: must be an integer"),
+    (SMALL + f"initial_stock:\n  ? {LONG}\n  : 3\n", "initial_stock.<an integer of 5,000 digits>: not a product id"),
+    (SMALL.replace("id: A,", f"id: {LONG},"), "products[0].id: must be a non-empty string, got <an integer of 5,000"),
+    (SMALL.replace("pack_size: 10", "pack_size: 1" + "0" * 400), "products[0].pack_size: must be an integer > 0"),
+], ids=["pack_size", "demand", "hex", "seed", "stock", "stock-cell", "stock-key", "id", "400-digits"])
+def test_an_integer_of_thousands_of_digits_is_one_line_naming_the_field(text, expected):
+    """GIVEN a catalog holding a 5,000-digit integer (YAML builds it; Python cannot print it:
+    ValueError: Exceeds the limit, or OverflowError comparing it as a float) WHEN parsed THEN one
+    CatalogError line names the row and field."""
+    with pytest.raises(CatalogError) as info:
+        parse_catalog(text, source="bad.yaml")
+    message = str(info.value)
+    assert message.startswith("bad.yaml: ") and expected in message and "\n" not in message and len(message) < 300
+
+
+@pytest.mark.parametrize(("ident", "code"), [
+    ('"\\e[31mRED"', "U+001B"), ('"A\\nB"', "U+000A"), ('"tab\\there"', "U+0009"), ('"\\u202eevil"', "U+202E"),
+    ('"zero\\u200bwidth"', "U+200B"), ('"bell\\a"', "U+0007"),
+], ids=["ansi", "newline", "tab", "bidi-override", "zero-width", "bell"])
+@pytest.mark.parametrize("row", ["products", "warehouses"])
+def test_an_id_with_a_control_character_is_refused_naming_the_row(ident, code, row):
+    """GIVEN a product or warehouse id holding a character that acts instead of showing (an ANSI escape
+    sequence, a newline, a bidi override) WHEN parsed THEN one line names the row, field and character."""
+    text = SMALL.replace("id: A,", f"id: {ident},") if row == "products" else SMALL.replace("id: X,", f"id: {ident},")
+    with pytest.raises(CatalogError) as info:
+        parse_catalog(text, source="bad.yaml")
+    message = str(info.value)
+    assert message.startswith(f"bad.yaml: {row}[0].id: contains the control character {code}") and "\n" not in message
+
+
+def test_control_ids_that_look_like_markup_or_are_not_ascii_load_as_written():
+    """Printable ids load as they are: markup-like text is escaped where it is printed, not refused."""
+    text = SMALL.replace("id: A,", 'id: "[/]",').replace("id: X,", 'id: "[bold red]Café ☕ Lager 1",')
+    catalog = parse_catalog(text, source="ok.yaml")
+    assert catalog.series_product_ids == ["[/]"] and catalog.series_warehouse_ids == ["[bold red]Café ☕ Lager 1"]

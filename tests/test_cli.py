@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jobs.cli import build_parser, main
-from tests.support.cli import assert_one_line_error, cli
+from tests.support.cli import REPO, assert_one_line_error, cli
 from tests.support.ticks import load_event
 
 
@@ -81,13 +82,41 @@ def test_bad_catalog_is_rejected_with_nothing_written(tmp_path: Path):
     (["simulate", "--days", "1", "--every", "tick=1m"], ["--every", "HANDLER=DURATION"]),
     (["simulate", "--days", "1", "--service-level", "1.5"], ["--service-level / STOCKPULSE_SERVICE_LEVEL"]),
     (["simulate", "--days", "1", "--store", "ftp://x"], ["store URL 'ftp://x'"]),
-    (["simulate", "--days", "x"], ["--days", "invalid float value"]),
+    (["simulate", "--days", "x"], ["--days: must be a number written with ASCII digits, got 'x'"]),
 ])
 def test_bad_options_are_one_line_errors(tmp_path: Path, args, fragments):
     """GIVEN a bad option WHEN the command runs THEN one line names it, exit 2, nothing written."""
     proc = cli(*args, cwd=tmp_path) if "--store" in args else cli(*args, "--store", f"file://{tmp_path}/s")
     assert_one_line_error(proc, *fragments)
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["simulate", "--days", "٠.٥"], ["argument --days: must be a number written with ASCII digits, got '٠.٥'"]),
+    (["simulate", "--days", "1" * 5000], ["argument --days: must be a number written with ASCII digits, got '1111"]),
+    (["simulate", "--days", "1", "--every", "order_tick=٥m"], ["--every order_tick: not a positive duration"]),
+    (["simulate", "--days", "1", "--service-level", "٠.٩"], ["--service-level / STOCKPULSE_SERVICE_LEVEL"]),
+    (["simulate", "--days", "1", "--num-shards", "²"], ["--num-shards / STOCKPULSE_NUM_SHARDS"]),
+    (["simulate", "--days", "1", "--max-tick-lead", "٧d"], ["--max-tick-lead / STOCKPULSE_MAX_TICK_LEAD"]),
+    (["invoke", "order_tick", "--shard", "٣"], ["argument --shard: must be a whole number written with ASCII digits"]),
+    (["run", "--speed", "²", "--for", "1s"], ["argument --speed: must be a number written with ASCII digits"]),
+    (["run", "--speed", "600", "--for", "٣s"], ["--for: not a positive duration"]),
+    (["status", "--watch", "١"], ["argument --watch: must be a number written with ASCII digits"]),
+    (["backtest", "sales.csv", "--horizon", "٢٨"], ["argument --horizon: must be a whole number written with ASCII"]),
+], ids=["days", "days-5000-digits", "every", "service-level", "num-shards", "max-tick-lead", "shard", "speed", "for",
+        "watch", "horizon"])
+def test_only_ascii_digits_are_numbers_on_the_command_line(tmp_path: Path, args, fragments):
+    """GIVEN a number written with other digits (``float("٠.٥")`` is 0.5, ``int("٣")`` is 3) or
+    5,000 of them WHEN a command reads it THEN one short line names the flag, exit 2, nothing written."""
+    proc = cli(*args, "--store", f"file://{tmp_path}/s") if args[0] != "backtest" else cli(*args, cwd=tmp_path)
+    assert_one_line_error(proc, *fragments)
+    assert len(proc.stderr) < 300 and not (tmp_path / "s").exists()
+
+
+def test_control_ascii_numbers_with_spaces_still_read(tmp_path: Path, capsys):
+    assert main(["simulate", "--days", " 0.01 ", "--service-level", " 0.95", "-q", "--json",
+                 "--store", f"file://{tmp_path}/s"]) == 0
+    assert json.loads(capsys.readouterr().out)["invocations"]["order_tick"] == 14
 
 
 def test_catalog_mismatch_with_the_store_is_refused(tmp_path: Path, capsys):
@@ -144,10 +173,11 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 def test_every_command_and_option_says_what_it_does():
-    """GIVEN the parser THEN the eight commands are there, each with a description, and every
+    """GIVEN the parser THEN the nine commands are there, each with a description, and every
     option of every command has a help text (``--help`` explains every flag it lists)."""
     commands = subcommands()
-    assert set(commands) == {"invoke", "simulate", "status", "report", "run", "backtest", "package", "deploy"}
+    assert set(commands) == {"invoke", "simulate", "status", "report", "run", "backtest", "package", "deploy",
+                             "replay"}
     for name, parser in commands.items():
         assert parser.description, name
         for action in parser._actions:
@@ -175,3 +205,80 @@ def test_invoke_loads_no_reporting_or_model_libraries(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def piped_into_a_closed_reader(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m jobs ARGS | head`` where head has already gone: stdout is a pipe whose read end is closed."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", "jobs", *args], stdout=write, stderr=subprocess.PIPE, text=True,
+                              cwd=cwd or REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    finally:
+        os.close(write)
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    store = f"file://{tmp_path_factory.mktemp('piped')}/s"
+    assert main(["simulate", "--days", "0.02", "-q", "--json", "--store", store]) == 0
+    return store
+
+
+@pytest.mark.parametrize("args", [
+    ["status", "--json"], ["status"], ["simulate", "--days", "0.01", "-q"], ["simulate", "--days", "0.01", "--json"],
+    ["invoke", "alert", "--time", "2026-01-05T00:45:00Z"], ["run", "--for", "1s", "--speed", "60", "--json"],
+], ids=["status-json", "status", "simulate", "simulate-json", "invoke", "run"])
+def test_output_into_a_reader_that_went_away_ends_quietly_with_epipe(small_store: str, args: list[str]):
+    """GIVEN `python -m jobs ... | head` whose reader is gone WHEN the command prints THEN it ends
+    with no traceback (it was a BrokenPipeError traceback) and exit 32 (EPIPE), as json.tool does."""
+    proc = piped_into_a_closed_reader(*args, "--store", small_store)
+    assert proc.returncode == 32, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Error" not in proc.stderr and "error" not in proc.stderr, proc.stderr
+
+
+def test_control_the_same_output_into_a_reader_is_complete(small_store: str):
+    proc = cli("status", "--json", "--store", small_store)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["store"] == small_store
+
+
+MARKUP_CATALOG = """
+products:
+  - {id: "[/]", base_demand_per_day: 40, lead_time_hours: 24, pack_size: 5}
+  - {id: "[bold red]X", base_demand_per_day: 40, lead_time_hours: 24, pack_size: 5}
+warehouses: [{id: "[i]W", timezone: UTC}]
+initial_stock: 20
+"""
+
+
+@pytest.mark.parametrize("command", [["simulate", "--days", "0.05", "-q"], ["status"]])
+def test_ids_that_look_like_rich_markup_print_as_written(tmp_path: Path, command: list[str]):
+    """GIVEN catalog ids `[/]` and `[bold red]X` WHEN simulate or status prints its table THEN they
+    print as written (simulate crashed with a MarkupError after the whole replay; `[bold red]` was styled)."""
+    (tmp_path / "catalog.yaml").write_text(MARKUP_CATALOG)
+    args = ["--store", f"file://{tmp_path}/s", "--catalog", str(tmp_path / "catalog.yaml")]
+    assert main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", *args]) == 0
+    proc = cli(*command, *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for text in ("[/]", "[bold red]X", "[i]W"):
+        assert text in proc.stdout
+    assert "\x1b" not in proc.stdout
+
+
+def test_an_id_that_is_not_printable_is_shown_escaped_not_sent_to_the_terminal():
+    """A catalog that did not come through the loader (an old compiled one) may still hold a control
+    character: the console shows it escaped."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from jobs.console import plain
+
+    table = Table()
+    table.add_column("product")
+    table.add_row(plain("\x1b[31mRED\nX"))
+    console = Console(file=io.StringIO(), width=80, force_terminal=False)
+    console.print(table)
+    text = console.file.getvalue()
+    assert "\\x1b[31mRED\\nX" in text and "\x1b" not in text

@@ -175,7 +175,7 @@ def test_simulate_start_far_ahead_is_refused(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("args", "fragments"), [
-    (["simulate", "--days", "inf"], ["--days", "(0, 3660]"]),
+    (["simulate", "--days", "inf"], ["--days", "got 'inf'"]),  # not a number written with ASCII digits
     (["simulate", "--days", "nan"], ["--days"]),
     (["simulate", "--days", "2", "--start", "2199-12-30T00:00:00Z"], ["--days", "after the last supported"]),
     (["run", "--speed", "1e308", "--for", "1s"], ["--speed", "got 1e+308"]),

@@ -29,6 +29,7 @@ from handlers.model.logs import CONTENT_TYPE, EVENT_FIELDS, LOG_PREFIX, decode_e
 from handlers.model.state import HANDLERS
 from handlers.storage.file import FileStore
 from tests.support import emitted
+from tests.support.emitted import FORMULA_CALL, data_view_of, layers, lens_fields
 
 REPO = emitted.REPO
 INFRA = REPO / "infra"
@@ -46,7 +47,6 @@ ADDED_PANELS = {"Lost Sales by Product", "Fill Rate by Product", "Forecast Error
                 "Backorders by Product", "Stock Adjustments by Warehouse", "Feed Lines Refused by Outcome"}
 # Fields Filebeat itself puts on an event (not the handlers): the processors may name these.
 FILEBEAT_OWN = {"message", "@metadata._id"}
-RECORDS = "___records___"  # Lens' document-count pseudo field, not a document field
 # JSON types of the values seen -> the mapping types that hold them without coercion or loss.
 ALLOWED_MAPPING = {"string": {"keyword", "date"}, "integer": {"long"}, "number": {"double"},
                    "boolean": {"boolean"}}
@@ -499,49 +499,7 @@ def test_metricbeat_federates_the_handlers_groups_from_prometheus(metricbeat):
 
 BUCKET_OPERATIONS = {"date_histogram": "date", "terms": "keyword"}  # -> the mapping type they need
 NUMBER_OPERATIONS = {"average", "sum", "min", "max", "median", "last_value"}
-FORMULA_CALL = re.compile(r"\b(count|sum|average|min|max|median)\(([\w.@]*)\)")
 TINYMATH_OPERATORS = {"divide": "/", "add": "+", "subtract": "-", "multiply": "*"}
-
-
-def layers(lens: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return lens["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]
-
-
-def data_view_of(lens: dict[str, Any]) -> str:
-    (view,) = {r["id"] for r in lens["references"] if r["type"] == "index-pattern"}
-    return view
-
-
-def lens_fields(lens: dict[str, Any]) -> dict[str, set[str]]:
-    """Every document field a Lens object names, by use: ``sourceField`` of each column (by its
-    operation; Lens' count pseudo field aside), ``secondaryFields`` of multi terms, the fields of a
-    formula's calls, the fields of KQL (the query, column filters, filters)."""
-    uses: dict[str, set[str]] = {}
-
-    def use(kind: str, field: str) -> None:
-        uses.setdefault(kind, set()).add(field)
-
-    state = lens["attributes"]["state"]
-    for layer in layers(lens).values():
-        for column in layer["columns"].values():
-            operation = column["operationType"]
-            if column.get("sourceField") not in (None, RECORDS):
-                use(operation, column["sourceField"])
-            for field in column.get("params", {}).get("secondaryFields", []):
-                use(operation, field)
-            for function, field in FORMULA_CALL.findall(column.get("params", {}).get("formula", "")):
-                if field:
-                    use(function, field)
-            if column.get("filter"):
-                assert column["filter"]["language"] == "kuery"
-                for field in emitted.kql_fields(column["filter"]["query"]):
-                    use("kql", field)
-    assert state["query"]["language"] == "kuery"
-    for field in emitted.kql_fields(state["query"]["query"]):
-        use("kql", field)
-    for item in state["filters"]:
-        use("kql", item["meta"]["key"])
-    return uses
 
 
 def all_fields(lens: dict[str, Any]) -> set[str]:

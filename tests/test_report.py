@@ -238,3 +238,195 @@ def test_simulate_says_how_to_get_the_report_and_writes_it_with_report(tmp_path,
     assert main(["simulate", "--days", "0.05", "--store", store, "-q", "--report", str(page)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"report: {page}"
     assert "2026-01-05T01:12:00Z .. 2026-01-05T02:24:00Z" in page.read_text()
+
+
+# -- damaged log objects: skipped with a warning, counted ------------------------------------------
+
+
+def _damaged(payload: bytes, how: str) -> bytes:
+    import gzip
+
+    return {"truncated": payload[: len(payload) // 2], "not-gzip": b"not a gzip stream at all",
+            "crc": payload[:20] + bytes([payload[20] ^ 0xFF]) + payload[21:],
+            "not-json": gzip.compress(b'{"type": "order", nope\n'),
+            "not-an-event": gzip.compress(b'{"quantity": 3}\n'),
+            "bad-timestamp": gzip.compress(b'{"type": "order", "@timestamp": "yesterday", "product_id": "P-1", '
+                                           b'"warehouse_id": "W-A", "quantity": 1, "remaining_inventory": 5}\n')}[how]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A quarter of a day replayed, and status at its end."""
+    root = tmp_path_factory.mktemp("damaged")
+    (root / "catalog.yaml").write_text(SMALL_CATALOG)
+    args = ["--store", f"file://{root}/store", "--catalog", str(root / "catalog.yaml")]
+    assert main(["simulate", "--days", "0.25", "-q", "--json", *args]) == 0
+    return {"root": root, "args": args}
+
+
+@pytest.mark.parametrize("how", ["truncated", "not-gzip", "crc", "not-json", "not-an-event", "bad-timestamp"])
+def test_a_damaged_log_object_is_skipped_with_a_warning_and_counted(small_run, tmp_path, capsys, how):
+    """GIVEN an old order_tick log object that cannot be read (truncated: EOFError; not gzip:
+    BadGzipFile; a failed CRC; a line that is not JSON, not an event, or not stamped with a time) WHEN `report` runs THEN it
+    writes the page, warns once naming the key, lists it in --json and on the page, and every figure
+    is the status figure less exactly that object's events (report stopped with a traceback)."""
+    import shutil
+
+    from handlers.model.logs import decode_events
+
+    store = tmp_path / "store"
+    shutil.copytree(small_run["root"] / "store", store)
+    args = ["--store", f"file://{store}", "--catalog", small_run["args"][3]]
+    assert main(["status", "--json", *args]) == 0
+    status = json.loads(capsys.readouterr().out)
+    keys = sorted(str(p.relative_to(store)) for p in (store / "logs" / "order_tick").rglob("*.ndjson.gz"))
+    key = next(k for k in keys if any(e["type"] == "order" for e in decode_events((store / k).read_bytes())))
+    lost = sum(e["quantity"] for e in decode_events((store / key).read_bytes()) if e["type"] == "order")
+    (store / key).write_bytes(_damaged((store / key).read_bytes(), how))
+    page = tmp_path / "r.html"
+    assert main(["report", *args, "--out", str(page), "--json"]) == 0
+    captured = capsys.readouterr()
+    (warning,) = captured.err.strip().splitlines()
+    assert warning.startswith(f"stockpulse: warning: skipped the damaged log object {key} (")
+    summary = json.loads(captured.out)
+    assert [d["key"] for d in summary["damaged_log_objects"]] == [key]
+    assert summary["rows"][-1]["units_sold"] == status["counters"]["shipped_total"] - lost
+    assert lost > 0 and f"1 damaged log object skipped, its events in no figure: {key}" in page.read_text()
+    assert main(["report", *args, "--out", str(page)]) == 0
+    assert "1 damaged log objects skipped" in capsys.readouterr().out
+
+
+def test_control_an_undamaged_store_reports_no_damage(small_run, tmp_path, capsys):
+    assert main(["report", *small_run["args"], "--out", str(tmp_path / "r.html"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and json.loads(captured.out)["damaged_log_objects"] == []
+    assert 'id="damaged-objects"' not in (tmp_path / "r.html").read_text()
+
+
+# -- a span reads what it needs, and says how many objects fell in it -------------------------------
+
+SLOW_CATALOG = """
+seed: 4
+products:
+  - {id: FAST, base_demand_per_day: 480, lead_time_hours: 6, pack_size: 10}
+  - {id: SLOW, base_demand_per_day: 3, lead_time_hours: 24, pack_size: 1}
+warehouses: [{id: W, timezone: UTC}]
+initial_stock: 400
+"""
+
+
+def _status_of(args: list[str]) -> dict[str, Any]:
+    runtime = build_runtime(Settings(store_url=args[1], catalog_path=args[3]))
+    state, _ = load_state(runtime.store, runtime.catalog)
+    return status_report(state, runtime.catalog, runtime.store)
+
+
+@pytest.fixture(scope="module")
+def slow_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A day and a half replayed (status A), then half an hour more (status B), on a catalog with one
+    product whose on hand changes only a few times a day."""
+    root = tmp_path_factory.mktemp("span")
+    (root / "catalog.yaml").write_text(SLOW_CATALOG)
+    args = ["--store", f"file://{root}/store", "--catalog", str(root / "catalog.yaml")]
+    assert main(["simulate", "--days", "1.5", "-q", "--json", *args]) == 0
+    a = _status_of(args)
+    assert main(["simulate", "--days", str(1 / 48), "-q", "--json", *args]) == 0
+    return {"root": root, "args": args, "a": a, "b": _status_of(args)}
+
+
+def _stock_keys(store: Path, until: float) -> list[Path]:
+    """The order_tick and restock log objects keyed at or before ``until``."""
+    from handlers.model.logs import parse_log_key
+
+    return [p for handler in ("order_tick", "restock") for p in (store / "logs" / handler).rglob("*.ndjson.gz")
+            if parse_log_key(str(p))[1] <= until]
+
+
+def _slow_changes(store: Path) -> list[float]:
+    from handlers.model.events import parse_time
+    from handlers.model.logs import decode_events
+
+    return sorted(parse_time(e["@timestamp"]).timestamp() for p in (store / "logs").rglob("*.ndjson.gz")
+                  for e in decode_events(p.read_bytes())
+                  if e.get("product_id") == "SLOW" and e["type"] in ("order", "lost_sale", "restock"))
+
+
+def test_a_span_reads_the_objects_before_it_only_back_to_each_series_last_change(slow_run, capsys):
+    """GIVEN a store of a day and a half WHEN `report --from A --to B` covers its last half hour THEN
+    it says how many log objects fell in the span and how many before it it read, far fewer than
+    every earlier object, and SLOW — unchanged in the span, last changed hours before it, beyond the
+    first batch read — stands at its on hand of A for the whole span."""
+    from handlers.model.events import parse_time
+    from jobs.report import BEFORE_BATCH
+
+    a, b = slow_run["a"], slow_run["b"]
+    store = slow_run["root"] / "store"
+    start, end = parse_time(a["orders_through"]).timestamp(), parse_time(b["orders_through"]).timestamp()
+    changes = _slow_changes(store)
+    before = [t for t in changes if t <= start]
+    assert before and start - before[-1] > 2 * BEFORE_BATCH * 60 and not [t for t in changes if start < t <= end], \
+        "precondition: SLOW changed hours before the span and not in it"
+    slow_a = next(s["on_hand"] for s in a["series"] if s["product_id"] == "SLOW")
+    assert slow_a != 400, "precondition: SLOW's on hand at A is not its initial stock"
+    out = slow_run["root"] / "span.html"
+    capsys.readouterr()
+    assert main(["report", *slow_run["args"], "--from", a["orders_through"], "--to", b["orders_through"],
+                 "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    objects = summary["log_objects"]
+    assert objects["span"] == 30 + 6 + 2 and objects["after"] == 0  # order_tick, restock, alert in half an hour
+    earlier = _stock_keys(store, start)
+    needed = len(_stock_keys(store, start)) - len(_stock_keys(store, before[-1] - 60))  # back to SLOW's last change
+    assert needed <= objects["before"] <= 2 * needed + BEFORE_BATCH and objects["before"] < len(earlier)
+    slow = next(r for r in summary["rows"] if r["level"] == "series" and r["product_id"] == "SLOW")
+    assert slow["mean_on_hand"] == slow["end_on_hand"] == slow_a
+    ends = {r["product_id"]: r["end_on_hand"] for r in summary["rows"] if r["level"] == "series"}
+    assert ends == {s["product_id"]: s["on_hand"] for s in b["series"]}
+    assert main(["report", *slow_run["args"], "--from", a["orders_through"], "--to", b["orders_through"],
+                 "--out", str(out)]) == 0
+    assert f"{sum(objects.values()):,} log objects read: {objects['span']:,} in the span, " \
+           f"{objects['before']:,} before it (the on hand at its start)" in capsys.readouterr().out
+
+
+def test_control_without_the_objects_before_the_span_the_on_hand_at_its_start_is_wrong(slow_run, tmp_path, capsys):
+    """The check above can fail: with the earlier objects gone, SLOW stands at its initial stock."""
+    import shutil
+
+    from handlers.model.events import parse_time
+
+    a, b = slow_run["a"], slow_run["b"]
+    store = tmp_path / "store"
+    shutil.copytree(slow_run["root"] / "store", store)
+    for path in _stock_keys(store, parse_time(a["orders_through"]).timestamp()):
+        path.unlink()
+    capsys.readouterr()
+    assert main(["report", "--store", f"file://{store}", "--catalog", slow_run["args"][3], "--from",
+                 a["orders_through"], "--to", b["orders_through"], "--out", str(tmp_path / "r.html"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["log_objects"]["before"] == 0
+    slow = next(r for r in summary["rows"] if r["level"] == "series" and r["product_id"] == "SLOW")
+    assert slow["end_on_hand"] == 400 != next(s["on_hand"] for s in a["series"] if s["product_id"] == "SLOW")
+
+
+def test_the_whole_store_is_all_in_the_span(small_run, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["report", *small_run["args"], "--out", str(tmp_path / "r.html"), "--json"]) == 0
+    objects = json.loads(capsys.readouterr().out)["log_objects"]
+    store = small_run["root"] / "store"
+    assert objects == {"span": len(list((store / "logs").rglob("*.ndjson.gz"))), "before": 0, "after": 0}
+
+
+def test_an_unknown_product_lists_ten_known_ids_and_the_count(tmp_path, capsys):
+    """GIVEN a catalog of 24 products WHEN `report --product NOPE` THEN the one line lists the first
+    ten ids and says how many there are (it listed every id: a 100,000-product catalog made one
+    line of a megabyte)."""
+    from tests.support.catalogs import catalog_text
+
+    (tmp_path / "catalog.yaml").write_text(catalog_text(24))
+    args = ["--store", f"file://{tmp_path}/s", "--catalog", str(tmp_path / "catalog.yaml")]
+    assert main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", *args]) == 0
+    capsys.readouterr()
+    assert main(["report", *args, "--product", "NOPE", "--out", str(tmp_path / "r.html")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("--product: unknown 'NOPE' (one of SKU-000, SKU-001, SKU-002, SKU-003, SKU-004, SKU-005, "
+                         "SKU-006, SKU-007, SKU-008, SKU-009, ... (24 products))")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -115,10 +116,57 @@ def test_watch_redraws_what_load_returns(tmp_path):
     assert console.export_text().strip().endswith("business time T3")
 
 
-def test_watch_refuses_a_zero_interval(store, capsys):
-    """GIVEN `status --watch 0` THEN one line names --watch, exit 2."""
-    assert main(["status", "--watch", "0", *store["args"]]) == 2
-    assert "--watch" in capsys.readouterr().err
+@pytest.mark.parametrize("seconds", ["0", "1e-9", "0.19", "3601", "1e400"])
+def test_watch_refuses_an_interval_out_of_bounds(tmp_path, seconds, capsys):
+    """GIVEN `status --watch 1e-9` (it redrew in a tight loop) or another interval outside [0.2, 3600]
+    THEN one line names --watch, exit 2, before any store is opened."""
+    assert main(["status", "--watch", seconds, "--store", f"file://{tmp_path}/s"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("stockpulse: error: --watch: must be a number of seconds in [0.2, 3600], got ")
+    assert not (tmp_path / "s").exists()
+
+
+def test_watch_with_json_is_refused(tmp_path, capsys):
+    """`--watch` redraws the terminal view; with `--json` it was silently ignored."""
+    assert main(["status", "--json", "--watch", "1", "--store", f"file://{tmp_path}/s"]) == 2
+    assert "--watch: redraws the terminal view; not with --json" in capsys.readouterr().err
+
+
+def test_control_watch_takes_the_bounds(store):
+    """The bounds themselves are accepted."""
+    from jobs.status import WATCH_SECONDS, check_watch
+
+    assert [check_watch(seconds) for seconds in WATCH_SECONDS] == [0.2, 3600.0]
+
+
+def test_last_success_is_unknown_when_the_metrics_files_are_older_than_the_state(tmp_path):
+    """GIVEN a store whose metrics files were written by a simulate, and later ticks whose metrics
+    went elsewhere (a Pushgateway; here: not published) WHEN the extras are read THEN last success
+    is unknown (—) for every handler that ran since, not the stale time of the old files; the
+    handlers whose files are of their last tick still show theirs."""
+    from datetime import datetime, timezone
+
+    from handlers.model.events import scheduled_event
+    from handlers.runtime.invoke import invoke
+
+    (tmp_path / "catalog.yaml").write_text(SMALL_CATALOG)
+    settings = Settings(store_url=f"file://{tmp_path}/s", catalog_path=str(tmp_path / "catalog.yaml"))
+    assert main(["simulate", "--days", "0.1", "-q", "--json", "--store", settings.store_url,
+                 "--catalog", settings.catalog_path]) == 0
+    runtime = build_runtime(settings)
+    state, _ = load_state(runtime.store, runtime.catalog)
+    before = status_extras(state, runtime.catalog, runtime.store)["last_success"]
+    assert all(seconds is not None for seconds in before.values()), before  # the files are of the last ticks
+    quiet = replace(runtime, publish=None)
+    moment = datetime.fromtimestamp(state.orders_through + 3600, timezone.utc)
+    for name in ("restock", "order_tick"):
+        assert invoke(name, scheduled_event(moment, name), quiet)["status"] == "applied"
+    state, _ = load_state(runtime.store, runtime.catalog)
+    after = status_extras(state, runtime.catalog, runtime.store)["last_success"]
+    assert after == {**before, "restock": None, "order_tick": None}
+    view = _render(status_view(status_report(state, runtime.catalog, runtime.store),
+                               status_extras(state, runtime.catalog, runtime.store), now=1.8e9)).export_text()
+    assert [line.split("│")[4].strip() for line in view.splitlines() if "│ order_tick" in line] == ["—"]
 
 
 def test_status_prints_the_view(store, capsys):

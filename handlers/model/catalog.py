@@ -23,6 +23,7 @@ import yaml
 
 from handlers.errors import CatalogError
 from handlers.model.bounds import CATALOG_MAXIMA, MAX_CATALOG_BYTES, MAX_CATALOG_SERIES
+from handlers.model.numbers import MAX_DIGITS, LongInteger, shown
 from handlers.model.streams import mix, string_keys
 
 __all__ = ["Product", "Warehouse", "Catalog", "parse_catalog", "parse_catalog_bytes"]
@@ -142,7 +143,20 @@ class Catalog:
 # ---------------------------------------------------------------------------------------------
 # Loading and validation
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's C SafeLoader when present (4x faster), whose integers longer than MAX_DIGITS are
+    LongInteger: YAML would build them whatever their length, and Python refuses to print one of
+    more than 4,300 digits; every field check refuses a LongInteger by its name."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | LongInteger:
+    text = str(node.value)
+    if len(text) > MAX_DIGITS:
+        return LongInteger(sum(c.isalnum() for c in text))
+    return int(yaml.SafeLoader.construct_yaml_int(loader, node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def parse_catalog_bytes(data: bytes, *, source: str) -> Catalog:
@@ -158,13 +172,18 @@ def parse_catalog_bytes(data: bytes, *, source: str) -> Catalog:
 
 def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:
     try:
-        doc = yaml.load(text, Loader=_LOADER)  # safe: libyaml's C SafeLoader when present (4x faster)
+        doc = yaml.load(text, Loader=_Loader)  # safe: a SafeLoader (_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise CatalogError(f"{source}: not valid YAML{where}: {problem}") from exc
     return _Parser(source).catalog(doc)
+
+
+def _name(key: Any) -> str:
+    """A mapping key as an error message shows it: as it is when it is printable text, else quoted."""
+    return key if isinstance(key, str) and key.isprintable() and len(key) <= 64 else shown(key, 64)
 
 
 class _Parser:
@@ -177,7 +196,7 @@ class _Parser:
     def mapping(self, value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(where, f"must be a mapping, got {type(value).__name__}")
-        unknown = sorted(set(map(str, value)) - allowed)
+        unknown = sorted(set(map(_name, value)) - allowed)
         if unknown:
             raise self.fail(f"{where}.{unknown[0]}" if where else unknown[0],
                             f"unknown field (expected one of {', '.join(sorted(allowed))})")
@@ -203,16 +222,19 @@ class _Parser:
             kind = "an integer" if integer else "a number"
             bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
             limit = f" and <= {maximum:g}" if math.isfinite(maximum) else ""
-            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
-            raise self.fail(field, f"must be {kind} {bound}{limit}, got {shown}")
+            raise self.fail(field, f"must be {kind} {bound}{limit}, got {shown(value)}")
         return int(value) if integer else float(value)
 
     def ident(self, row: dict[str, Any], where: str, seen: set[str]) -> str:
         value = row.get("id")
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(f"{where}.id", f"must be a non-empty string, got {value!r}")
+            raise self.fail(f"{where}.id", f"must be a non-empty string, got {shown(value)}")
+        unprintable = next((char for char in value if not char.isprintable()), None)
+        if unprintable is not None:  # ids are printed: an escape sequence or a newline would act, not show
+            raise self.fail(f"{where}.id", f"contains the control character U+{ord(unprintable):04X} at position "
+                                           f"{value.index(unprintable)} (ids must be printable text), got {shown(value)}")
         if value in seen:
-            raise self.fail(f"{where}.id", f"duplicate id {value!r}")
+            raise self.fail(f"{where}.id", f"duplicate id {shown(value)}")
         seen.add(value)
         return value
 
@@ -227,7 +249,7 @@ class _Parser:
                                         f"= {series} series, more than the limit of {MAX_CATALOG_SERIES}")
         seed = doc.get("seed", 42)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= CATALOG_MAXIMA["seed"]:
-            raise self.fail("seed", f"must be a non-negative integer below 2**63, got {repr(seed)[:40]}")
+            raise self.fail("seed", f"must be a non-negative integer below 2**63, got {shown(seed)}")
         seen: set[str] = set()
         products = tuple(self.product(row, f"products[{i}]", seen) for i, row in enumerate(doc["products"]))
         seen = set()
@@ -257,7 +279,7 @@ class _Parser:
                 raise ValueError
             ZoneInfo(zone)
         except (ValueError, ZoneInfoNotFoundError) as exc:
-            raise self.fail(f"{where}.timezone", f"must be an IANA time zone name, got {zone!r}") from exc
+            raise self.fail(f"{where}.timezone", f"must be an IANA time zone name, got {shown(zone)}") from exc
         return Warehouse(ident, zone, self.number(row, "demand_factor", where, default=1.0))
 
     def initial_stock(self, spec: Any, products: tuple[Product, ...],
@@ -277,7 +299,7 @@ class _Parser:
         known = {p.id for p in products}
         for key in spec:
             if key not in known:
-                raise self.fail(f"initial_stock.{key}", "not a product id of this catalog")
+                raise self.fail(f"initial_stock.{_name(key)}", "not a product id of this catalog")
         rows = []
         for p in products:
             entry = spec.get(p.id)
@@ -287,7 +309,7 @@ class _Parser:
             elif isinstance(entry, dict):
                 for key in entry:
                     if key not in {w.id for w in warehouses}:
-                        raise self.fail(f"{where}.{key}", "not a warehouse id of this catalog")
+                        raise self.fail(f"{where}.{_name(key)}", "not a warehouse id of this catalog")
                 rows.append(tuple(units(entry[w.id], f"{where}.{w.id}") if w.id in entry
                                   else days_of_demand(p, w) for w in warehouses))
             else:

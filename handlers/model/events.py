@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from handlers.errors import InputError
 from handlers.model.bounds import MAX_EVENT_BYTES, MAX_EVENT_DEPTH, check_time
+from handlers.model.numbers import MAX_DIGITS, LongInteger, parse_int, shown, whole
 
 __all__ = ["Tick", "parse_event", "scheduled_event", "format_time", "format_epoch", "parse_time", "load_event_json"]
 
@@ -37,7 +39,7 @@ def parse_time(value: Any, field: str = "time") -> datetime:
     """Parse an ISO-8601 timestamp; naive values are taken as UTC. Raises InputError naming ``field``,
     also for times outside 1971-01-01 .. 2199-12-31 (handlers/model/bounds.py)."""
     if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{field}: must be an ISO-8601 timestamp string, got {value!r}")
+        raise InputError(f"{field}: must be an ISO-8601 timestamp string, got {shown(value)}")
     text = value.strip()
     try:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
@@ -74,10 +76,11 @@ def parse_event(event: Any) -> Tick:
         detail = {}
     if not isinstance(detail, dict):
         raise InputError(f"event.detail: must be an object, got {type(detail).__name__}")
-    unknown = sorted(set(detail) - ALLOWED_DETAIL_KEYS)
+    unknown = sorted((key for key in detail if key not in ALLOWED_DETAIL_KEYS), key=shown)
     if unknown:
         allowed = ", ".join(sorted(ALLOWED_DETAIL_KEYS)) or "none"
-        key = unknown[0] if unknown[0].isprintable() and len(unknown[0]) <= 64 else repr(unknown[0][:64])
+        first = unknown[0]
+        key = first if isinstance(first, str) and first.isprintable() and len(first) <= 64 else shown(first, 64)
         raise InputError(f"event.detail.{key}: unknown key (allowed: {allowed})")
     event_id = event.get("id", "")
     if not isinstance(event_id, str):
@@ -87,15 +90,19 @@ def parse_event(event: Any) -> Tick:
 
 
 def _whole(detail: dict[str, Any], key: str, low: int) -> int | None:
-    """An optional whole number of ``detail`` (a JSON integer, or a string of one as an
+    """An optional whole number of ``detail`` (a JSON integer, or a string of ASCII digits as an
     InputTransformer may render it)."""
     value = detail.get(key)
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 7:
-        value = int(value.strip())
+    if isinstance(value, str):
+        try:
+            value = whole(value, most=7)
+        except ValueError:
+            pass  # refused below, naming the field
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_SHARD_NUMBER:
-        raise InputError(f"event.detail.{key}: must be a whole number >= {low}, got {str(value)[:32]!r}")
+        raise InputError(f"event.detail.{key}: must be a whole number >= {low} written with ASCII digits, "
+                         f"got {shown(value, 32)}")
     return value
 
 
@@ -141,6 +148,22 @@ def load_event_json(data: bytes, field: str) -> Any:
         elif char in "]}":
             depth -= 1
     try:
-        return json.loads(text)
+        doc = json.loads(text, parse_int=parse_int)
     except json.JSONDecodeError as exc:
         raise InputError(f"{field}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}") from exc
+    for path, value in _leaves(doc, "event"):
+        if isinstance(value, LongInteger):
+            raise InputError(f"{field}: {path}: an integer of {value.length:,} digits (at most {MAX_DIGITS} are read)")
+    return doc
+
+
+def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(path, value) of every scalar in a parsed JSON document (nested at most MAX_EVENT_DEPTH deep)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{path}.{key}" if key.isidentifier() else f"{path}[{shown(key)}]")
+    elif isinstance(node, list):
+        for number, value in enumerate(node):
+            yield from _leaves(value, f"{path}[{number}]")
+    else:
+        yield path, node

@@ -44,7 +44,7 @@ class Limits:
 
 
 def _seconds(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text, re.ASCII)  # only ASCII digits are numbers
     if not match or not 0 < float(match.group(1)) * _UNITS[match.group(2)] <= 3660 * 86400:
         raise ValueError("must be durations like 7d or 6h (at most 3660d)")
     return float(match.group(1)) * _UNITS[match.group(2)]

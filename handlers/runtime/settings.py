@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from handlers.errors import ConfigError, redact
+from handlers.model.numbers import decimal
 from handlers.model.policy import Policy
 from handlers.runtime.catalogs import parse_reference
 from handlers.runtime.clock import DEFAULT_CATCH_UP_MINUTES, DEFAULT_MAX_LEAD, Limits, format_max_lead, parse_max_lead
@@ -38,7 +39,7 @@ def _optional_url(value: str) -> str | None:
 
 def _bounded(low: float, high: float, *, inclusive: bool = False) -> Callable[[str], float]:
     def parse(value: str) -> float:
-        number = float(value)
+        number = decimal(value)
         ok = math.isfinite(number) and (low <= number <= high if inclusive else low < number < high)
         if not ok:
             raise ValueError(f"must be a number in {'[' if inclusive else '('}{low:g}, {high:g}"
@@ -92,21 +93,21 @@ def _flag(value: str) -> bool:
 
 
 def _series_cap(value: str) -> int:
-    number = float(value)
+    number = decimal(value)
     if not (number.is_integer() and 0 <= number <= 1_000_000):
         raise ValueError("must be a whole number of series in [0, 1000000]")
     return int(number)
 
 
 def _shards(value: str) -> int:
-    number = float(value)
+    number = decimal(value)
     if not (number.is_integer() and 1 <= number <= MAX_SHARDS):
         raise ValueError(f"must be a whole number of shards in [1, {MAX_SHARDS}]")
     return int(number)
 
 
 def _minutes(value: str) -> int:
-    number = float(value)
+    number = decimal(value)
     if not (number.is_integer() and 1 <= number <= 10080):
         raise ValueError("must be a whole number of minutes in [1, 10080]")
     return int(number)

@@ -5,6 +5,7 @@ typed so that Metricbeat names it as the panel does."""
 
 from __future__ import annotations
 
+import copy
 import urllib.parse
 import urllib.request
 from datetime import timedelta
@@ -88,20 +89,67 @@ def test_federation_returns_everything_the_handlers_pushed_and_nothing_else(fede
     assert {job for _, _, jobs in found.values() for job in jobs} == set(HANDLERS)
 
 
+def panel_problems(saved_objects: list[dict], found: dict[str, tuple[str, set[str], set[str]]]) -> tuple[list[str], set[str]]:
+    """What the prom-metrics panels name that the federation does not give as Metricbeat names it,
+    and every field checked: a field not of Metricbeat's ``prometheus.*`` shape, a metric not
+    federated or not of the kind its field says, a label that no metric of its panel carries."""
+    problems, checked = [], set()
+    for saved in saved_objects:
+        if saved["type"] != "lens" or emitted.data_view_of(saved) != "prom-metrics":
+            continue
+        title = saved["attributes"]["title"]
+        fields = emitted.referenced_fields(saved) - {"@timestamp"}
+        parsed = {field: emitted.METRICBEAT_FIELD.match(field) for field in sorted(fields)}
+        metrics = {m["metric"] for m in parsed.values() if m and m["metric"]}
+        labels = set().union(*(found[metric][1] for metric in metrics if metric in found))
+        if not metrics:
+            problems.append(f"{title}: names no metric")
+        for field, match in parsed.items():
+            checked.add(field)
+            if match is None:
+                problems.append(f"{title}: {field}: not a field Metricbeat's prometheus module makes")
+            elif match["metric"] and match["metric"] not in found:
+                problems.append(f"{title}: {field}: {match['metric']} is not federated")
+            elif match["metric"] and METRICBEAT_KIND[found[match["metric"]][0]] != match["kind"]:
+                problems.append(f"{title}: {field}: federated as a {found[match['metric']][0]}")
+            elif match["label"] and match["label"] not in labels:
+                problems.append(f"{title}: {field}: no metric of this panel has the label {match['label']!r}")
+    return problems, checked
+
+
 def test_every_metric_a_kibana_panel_uses_is_federated_as_metricbeat_names_it(federated):
+    """Every field of every prom-metrics Lens panel (columns, multi terms, formulas, KQL) resolves in
+    the federation answer: the two metrics, typed as Metricbeat names them, and each label on the
+    panel's own metric."""
     found = samples_by_name(federated["text"])
-    used = set()
-    for saved in emitted.saved_objects():
-        for field in emitted.referenced_fields(saved) - {"@timestamp"}:
-            match = emitted.METRICBEAT_FIELD.match(field)
-            if match and match["metric"]:
-                used.add((match["metric"], match["kind"]))
-                kind, labels, _ = found[match["metric"]]
-                assert METRICBEAT_KIND[kind] == match["kind"], (field, kind)
-            elif match:
-                used.add(("label", match["label"]))
-    metrics = {name for name, kind in used if name != "label"}
-    assert metrics == {"demand_forecast_units", "inventory_level_units"}
-    for name in metrics:
+    problems, checked = panel_problems(emitted.saved_objects(), found)
+    assert problems == []
+    assert checked == {"prometheus.demand_forecast_units.value", "prometheus.inventory_level_units.value",
+                       "prometheus.labels.product_id", "prometheus.labels.warehouse_id"}
+    for name in ("demand_forecast_units", "inventory_level_units"):
         assert {"product_id"} <= found[name][1]
-    assert {label for name, label in used if name == "label"} <= found["inventory_level_units"][1]
+
+
+@pytest.mark.parametrize(("where", "field"), [
+    ("secondaryFields", "prometheus.labels.aisle_id"),
+    ("sourceField", "prometheus.labels.shop_id"),
+    ("formula", "prometheus.reorder_lead_units.value"),
+    ("query", "prometheus.inventory_level_units"),
+])
+def test_control_a_panel_field_the_federation_cannot_resolve_is_reported(federated, where, field):
+    """The check above can fail: a label no metric of the panel carries (in a multi-terms split or a
+    column), a metric not federated (in a formula), a field of no Metricbeat shape (in the KQL)."""
+    found = samples_by_name(federated["text"])
+    saved = copy.deepcopy(next(o for o in emitted.saved_objects() if o["id"] == "stockpulse-inventory-prometheus"))
+    (layer,) = emitted.layers(saved).values()
+    columns = layer["columns"]
+    if where == "secondaryFields":
+        columns["split"]["params"]["secondaryFields"] = [field]
+    elif where == "sourceField":
+        columns["split"]["sourceField"] = field
+    elif where == "formula":
+        columns["ratio"] = {"operationType": "formula", "params": {"formula": f"average({field}) / 2"}}
+    else:
+        saved["attributes"]["state"]["query"]["query"] = f"{field} : *"
+    problems, _ = panel_problems([saved], found)
+    assert [p for p in problems if field in p], problems

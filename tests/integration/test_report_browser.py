@@ -124,3 +124,34 @@ def test_the_screenshot_is_not_blank(page, tmp_path):
     assert min(ImageStat.Stat(image).stddev) > 20
     plots = image.crop((0, 700, 1280, 2400))  # below the summary table: the charts
     assert min(ImageStat.Stat(plots).stddev) > 20
+
+
+HOSTILE_CATALOG = """
+seed: 7
+products:
+  - {id: "<img src=x onerror=console.error(1)>", base_demand_per_day: 240, lead_time_hours: 12, pack_size: 10}
+  - {id: "[/]&amp;", base_demand_per_day: 60, lead_time_hours: 30, pack_size: 25}
+warehouses: [{id: "W \\"A\\"", timezone: UTC}]
+initial_stock: 60
+"""
+
+
+def test_ids_that_look_like_html_or_markup_and_a_damaged_object_render_as_text(tmp_path):
+    """GIVEN catalog ids that are HTML, entities and rich markup, and one damaged log object WHEN the
+    report opens in Chromium THEN the charts render with the ids as written in their titles, nothing
+    runs or loads from an id, and the damaged object's key is shown on the page."""
+    (tmp_path / "catalog.yaml").write_text(HOSTILE_CATALOG)
+    args = ["--store", f"file://{tmp_path}/store", "--catalog", str(tmp_path / "catalog.yaml")]
+    assert main(["simulate", "--days", "0.5", "-q", "--json", *args]) == 0
+    key = sorted((tmp_path / "store" / "logs" / "order_tick").rglob("*.ndjson.gz"))[10]
+    key.write_bytes(key.read_bytes()[:30])  # truncated: EOFError
+    page = tmp_path / "hostile.html"
+    assert main(["report", "--out", str(page), *args]) == 0
+    got = chromium(page, tmp_path, "--dump-dom")
+    result = rendered(got["stdout"])
+    assert result["status"] == "rendered" and not result["errors"] and got["requested"] == []
+    for line in ("chart: Inventory on hand — &lt;img src=x onerror=console.error(1)&gt;",
+                 "chart: Inventory on hand — [/]&amp;amp;", 'series: W "A" on hand'):
+        assert line in result["lines"], result["lines"]
+    shown = re.search(r'<p class="damaged" id="damaged-objects">(.*?)</p>', got["stdout"])
+    assert shown and str(key.relative_to(tmp_path / "store")) in shown.group(1)

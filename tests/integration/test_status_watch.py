@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -72,3 +73,28 @@ def test_status_watch_follows_a_running_scheduler(tmp_path):
             run.terminate()
             run.wait(timeout=30)
         subprocess.run([TMUX, "-L", socket, "kill-server"], capture_output=True, check=False)
+
+
+def test_last_success_is_not_taken_from_metrics_files_once_the_metrics_go_to_a_pushgateway(tmp_path):
+    """GIVEN a store simulated with its metrics in files WHEN the next ticks push to a real Pushgateway
+    THEN `status` shows — as the last success of the handlers that pushed (it showed the stale time
+    of the old files), and still the files' time for the handler that has not run since."""
+    from jobs.cli import main
+    from tests.support import servers
+
+    store = f"file://{tmp_path}/store"
+    assert main(["simulate", "--days", "0.25", "-q", "--json", "--store", store]) == 0
+    with servers.pushgateway() as gateway:
+        for name in ("restock", "order_tick"):
+            proc = subprocess.run([sys.executable, "-m", "jobs", "invoke", name, "--time", "2026-01-05T06:05:00Z",
+                                   "--store", store, "--pushgateway", gateway.url], cwd=REPO, capture_output=True,
+                                  text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr
+        assert 'handler_last_success_timestamp_seconds{handler="order_tick"' in gateway.metrics_text()
+    proc = subprocess.run([sys.executable, "-m", "jobs", "status", "--store", store], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    success = {line.split("│")[1].strip(): line.split("│")[4].strip() for line in proc.stdout.splitlines()
+               if line.count("│") > 5 and line.split("│")[1].strip() in ("restock", "order_tick", "forecast", "alert")}
+    assert success["restock"] == success["order_tick"] == "—", proc.stdout
+    assert re.fullmatch(r"\d\d:\d\d:\d\d \(.* ago\)", success["forecast"]), proc.stdout
