@@ -193,8 +193,7 @@ def replay(path: str | Path, *, id_cols: list[str], date_col: str, value_col: st
     warm, replayed = units[:, :28], units[:, 28:]
     first_day = int(calendar[28].timestamp() // 86400)
     catalog = build_catalog(names, warm, lead_time_days=lead_time_days, pack_size=pack_size, initial_days=initial_days)
-    if out.exists():
-        shutil.rmtree(out)
+    _claim(out)
     feed = FileStore(out / "feed" / "orders")
     say(f"writing the order feed of {len(names)} series x {replayed.shape[1]} days")
     lines = write_feed(feed, names, first_day, replayed)
@@ -210,6 +209,29 @@ def replay(path: str | Path, *, id_cols: list[str], date_col: str, value_col: st
             "units": int(np.nansum(replayed)), "stockout_periods_recovered": recovered,
             "lead_time_days": lead_time_days, "pack_size": pack_size, "initial_days": initial_days,
             "store": f"file://{out}", "policies": [r.as_dict() for r in results]}
+
+
+MARKER = ".stockpulse-replay"  # written into --out: what replay made and may replace
+OWNED = ("feed", "stockpulse", "original")
+
+
+def _claim(out: Path) -> None:
+    """Make ``out`` replay's own: a new or empty directory gets the marker; one holding the marker has
+    only what an earlier replay wrote replaced (its three folders); any other is refused, nothing
+    deleted (``--out ./data`` must never delete a live store)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} is a file, not a directory")
+    if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
+        raise InputError(f"--out: {out} holds files replay did not write (no {MARKER} in it); give a new or "
+                         "empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by python -m jobs replay: the feed and stores under it are replaced "
+                              "by the next replay into this directory\n")
+    for name in OWNED:
+        if (out / name).is_symlink() or (out / name).is_file():
+            (out / name).unlink()
+        elif (out / name).is_dir():
+            shutil.rmtree(out / name)
 
 
 def _recover(frame: Any, column: str, matrix: np.ndarray, names: list[str], calendar: Any, id_cols: list[str],
@@ -283,6 +305,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--initial-days", type=float, default=7.0,
                         help="days of declared demand on hand at the start (default: 7)")
     parser.add_argument("--out", default="./data/replay", metavar="DIR",
-                        help="where the feed and the two stores go (replaced; default: ./data/replay)")
+                        help="where the feed and the two stores go: a new or empty directory, or one an earlier replay "
+                             "wrote (its feed and stores are replaced; default: ./data/replay)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)

@@ -86,3 +86,30 @@ def test_the_json_result_names_both_policies(tmp_path: Path):
     assert all((tmp_path / "o" / policy / "state").is_dir() for policy in ("stockpulse", "original"))
     assert sum(1 for _ in FileStore(tmp_path / "o" / "feed" / "orders").list("")) == result["days"] * 24 - sum(
         1 for h in range(24) if hour_units(np.array([[3]]))[0, 0, h] == 0) * result["days"]
+
+
+def test_out_is_replaced_only_where_replay_wrote_it(tmp_path: Path):
+    """GIVEN --out naming a directory holding a store replay did not write (./data, say) WHEN replay runs
+    THEN it exits 2 naming --out and deletes nothing; GIVEN a directory an earlier replay wrote, with a
+    file of the user's beside its folders THEN the rerun replaces the feed and the stores, and the
+    user's file stays (control: the rerun's stores are a clean run's, not the first run's plus it)."""
+    path = history(tmp_path / "h.csv", {"A": [2] * 35})
+    live = tmp_path / "data"
+    (live / "state").mkdir(parents=True)
+    (live / "state" / "state.bin").write_bytes(b"a live store")
+    argv = ("replay", str(path), "--id-col", "id", "--date-col", "date", "--value-col", "units", "--json")
+    assert_one_line_error(cli(*argv, "--out", str(live)), "--out", "did not write")
+    assert sorted(p.relative_to(live).as_posix() for p in live.rglob("*")) == ["state", "state/state.bin"]
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(cli(*argv, "--out", str(tmp_path / "file")), "--out", "not a directory")
+
+    out = tmp_path / "o"
+    first = json.loads(cli(*argv, "--out", str(out)).stdout)
+    (out / "notes.txt").write_text("mine")
+    again = cli(*argv, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    def figures(result: dict) -> list[dict]:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in result["policies"]]
+
+    assert figures(json.loads(again.stdout)) == figures(first)
+    assert (out / "notes.txt").read_text() == "mine"
