@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from handlers.model.events import format_epoch
+from handlers.model.state import FEED_OUTCOMES
 
 from .schedule import Schedule
 from .simulate import SimulationResult
@@ -122,15 +123,19 @@ def status_view(report: dict[str, Any], extras: dict[str, Any], *, now: float) -
     title = Text.assemble(("business time ", "dim"), (clock or "—", "bold cyan"), ("   store ", "dim"),
                           plain(report["store"]), ("   as of ", "dim"), datetime.fromtimestamp(now).strftime("%H:%M:%S"))
     stock = Table(title="Inventory", title_justify="left", expand=False)
+    c = report["counters"]
+    fed = bool(report["feeds"]) or c["backordered_total"] > 0  # a shop's feeds: orders wait as backorders
     for column in ("product", "warehouse", "on hand", "days of cover", "demand/day", "restock in", "risk",
-                   "lost sales", "reorders"):
+                   "backorder" if fed else "lost sales", "reorders"):
         stock.add_column(column, justify="left" if column in ("product", "warehouse", "risk") else "right")
     for s, x in zip(report["series"], extras["series"]):
         style = _RISK_STYLE[x["risk"]]
         cover = "∞" if x["days_of_cover"] == float("inf") else f"{x['days_of_cover']:.1f} d"
+        unmet = s["backorder"] if fed else s["lost_sales"]
         stock.add_row(plain(s["product_id"]), plain(s["warehouse_id"]), Text(f"{s['on_hand']:,}", style=style),
                       Text(cover, style=style), f"{x['daily_demand']:.1f}", f"{x['restock_in_days']:.1f} d",
-                      Text(x["risk"], style=style), f"{s['lost_sales']:,}", str(s["reorders"]))
+                      Text(x["risk"], style=style), Text(f"{unmet:,}", style="red" if unmet else ""),
+                      str(s["reorders"]))
     stock.caption = f"days of cover = on hand / demand per day ({extras['cover_basis']}); risk: high = runs out " \
                     "before stock can arrive (the open purchase order, or one placed now), watch = within a day of that"
     orders = Table(title="Open purchase orders", title_justify="left")
@@ -148,7 +153,6 @@ def status_view(report: dict[str, Any], extras: dict[str, Any], *, now: float) -
                    "push failures"):
         handlers.add_column(column, justify="right" if column in ("invocations", "push failures",
                                                                   "behind order clock") else "left")
-    c = report["counters"]
     for name, applied in report["last_applied"].items():
         at = _epoch(applied)
         behind = "" if at is None or now_business is None else _age(now_business - at)
@@ -162,7 +166,26 @@ def status_view(report: dict[str, Any], extras: dict[str, Any], *, now: float) -
                            (f"{c['lost_sales_total']:,}", "red" if c["lost_sales_total"] else ""),
                            ("   reorder alerts ", "dim"), f"{c['reorder_events_total']:,}",
                            ("   pending log objects ", "dim"), str(report["pending_log_objects"]))
-    return Group(title, stock, orders, handlers, totals)
+    if not fed:
+        return Group(title, stock, orders, handlers, totals)
+    feeds = Table(title="Feeds", title_justify="left")
+    for column in ("feed", "newest line applied", "behind order clock", *FEED_OUTCOMES):
+        feeds.add_column(column, justify="left" if column in ("feed", "newest line applied") else "right")
+    for name, feed in report["feeds"].items():
+        lag = feed["lag_seconds"]
+        refused = {k: v for k, v in feed["lines"].items() if k not in ("applied", "late")}
+        feeds.add_row(name, feed["newest_line"] or "none yet", "" if lag is None else _age(lag),
+                      *(Text(f"{feed['lines'][k]:,}", style="red" if k in refused and feed["lines"][k] else "")
+                        for k in FEED_OUTCOMES))
+    if not report["feeds"]:
+        feeds.add_row("none", "", "", *("" for _ in FEED_OUTCOMES))
+    feeds.caption = "lines by outcome since the store began; late = applied after minutes already applied " \
+                    "(within --feed-max-lateness); refused lines are feed_rejected events"
+    backorders = Text.assemble(("backorder now ", "dim"), (f"{c['backorder_units']:,}", "red" if c["backorder_units"]
+                                                           else ""), ("   backordered ", "dim"),
+                               f"{c['backordered_total']:,}", ("   returned ", "dim"), f"{c['returned_total']:,}",
+                               ("   stock counts adjusted by ", "dim"), f"{c['adjusted_total']:+,}")
+    return Group(title, stock, orders, handlers, feeds, totals, backorders)
 
 
 def watch_status(load: Callable[[], Any], seconds: float, *, console: Console | None = None,

@@ -60,8 +60,12 @@ S3_READERS = 32  # concurrent GETs: a week is ~13,000 small objects
 CATCH_UP_MARGIN = 2 * 86400  # an order tick may stamp events up to its catch-up window before its key
 #: Columns kept per event type (beyond the time and series).
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "order": ("quantity", "remaining_inventory"),
+    "order": ("quantity", "remaining_inventory", "backordered"),  # backordered: a feed's orders only
     "lost_sale": ("lost_quantity", "remaining_inventory"),
+    # a shop's feeds (handlers/model/feeding.py)
+    "return": ("quantity", "new_inventory"),
+    "receipt": ("received_quantity", "new_inventory"),
+    "adjustment": ("difference", "new_inventory"),
     "restock": ("restocked_quantity", "new_inventory", "purchase_order_id"),
     "reorder_alert": ("current_inventory", "recommended_reorder_quantity", "purchase_order_id",
                       "expected_arrival", "predicted_stockout_hours", "reason"),
@@ -69,8 +73,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "forecast_score": ("day", "forecast_units", "forecast_std_units", "actual_units", "abs_error",
                        "seasonal_naive_abs_error"),
 }
-#: Within one business minute restock runs before order_tick (jobs/schedule.py RUN_ORDER).
-_STOCK_RANK = {"restock": 0, "order": 1, "lost_sale": 1}
+#: The events that change on hand and the column holding it after the change. Within one business minute
+#: restock runs before order_tick (jobs/schedule.py RUN_ORDER); within one order tick its events are in
+#: the order it applied them (a feed's orders, returns, receipts and counts interleave).
+_STOCK = {"restock": (0, "new_inventory"), "order": (1, "remaining_inventory"),
+          "lost_sale": (1, "remaining_inventory"), "return": (1, "new_inventory"), "receipt": (1, "new_inventory"),
+          "adjustment": (1, "new_inventory")}
 _STOCK_HANDLERS = ("order_tick", "restock")  # their events change on hand
 BEFORE_BATCH = 64  # objects before the span read at first, then twice as many each round
 _STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")  # format_time's
@@ -141,7 +149,7 @@ def _collect(keys: Sequence[str], payloads: Iterable[bytes], index: dict[tuple[s
 
 def _events_of(payload: bytes, index: dict[tuple[str, str], int]) -> Rows:
     mine: Rows = {kind: [] for kind in COLUMNS}
-    for line in gzip.decompress(payload).split(b"\n"):
+    for number, line in enumerate(gzip.decompress(payload).split(b"\n")):
         if not line:
             continue
         doc = json.loads(line)
@@ -150,7 +158,7 @@ def _events_of(payload: bytes, index: dict[tuple[str, str], int]) -> Rows:
             raise ValueError(f"@timestamp {shown(stamp)} is not an ISO-8601 UTC time")
         if kind in mine:
             series = index.get((doc["product_id"], doc["warehouse_id"]), -1)
-            mine[kind].append((stamp, series, *(doc.get(c) for c in COLUMNS[kind])))
+            mine[kind].append((stamp, series, number, *(doc.get(c) for c in COLUMNS[kind])))
     return mine
 
 
@@ -158,7 +166,7 @@ def _last_changes(rows: Rows, start: float, num_series: int) -> np.ndarray:
     """Per catalog series, the time of its last change of on hand at or before ``start`` among ``rows``
     (-inf when none)."""
     last = np.full(num_series, -math.inf)
-    for kind in _STOCK_RANK:
+    for kind in _STOCK:
         if rows[kind]:
             stamps = _epochs([row[0] for row in rows[kind]])
             series = np.array([row[1] for row in rows[kind]], dtype=np.int64)
@@ -177,7 +185,7 @@ def _epochs(stamps: Sequence[str]) -> np.ndarray:
 def _frame(kind: str, rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     import pandas as pd
 
-    frame = pd.DataFrame.from_records(rows, columns=["stamp", "series", *COLUMNS[kind]])
+    frame = pd.DataFrame.from_records(rows, columns=["stamp", "series", "seq", *COLUMNS[kind]])
     stamps = pd.to_datetime(frame["stamp"], utc=True, format="ISO8601").dt.as_unit("s")
     frame.insert(0, "time", stamps.astype("int64"))
     return frame.drop(columns="stamp")
@@ -222,12 +230,11 @@ def _stock_path(frames: dict[str, pd.DataFrame], state: State, series: np.ndarra
     import pandas as pd
 
     parts = []
-    for kind, column in (("restock", "new_inventory"), ("order", "remaining_inventory"),
-                         ("lost_sale", "remaining_inventory")):
+    for kind, (rank, column) in _STOCK.items():
         f = frames[kind]
-        parts.append(pd.DataFrame({"time": f["time"], "rank": _STOCK_RANK[kind], "series": f["series"],
+        parts.append(pd.DataFrame({"time": f["time"], "rank": rank, "seq": f["seq"], "series": f["series"],
                                    "units": f[column]}))
-    changes = pd.concat(parts).sort_values(["time", "rank"], kind="stable")
+    changes = pd.concat(parts).sort_values(["time", "rank", "seq"], kind="stable")
     out = np.empty((len(series), len(minutes)), dtype=np.int64)
     for row, i in enumerate(series.tolist()):
         mine = changes[changes["series"] == i]
@@ -287,14 +294,20 @@ def _figures(data: RunData, rows: np.ndarray) -> dict[str, Any]:
     """Sums over the series ``rows`` (positions in ``data.series``)."""
     ids = set(data.series[rows].tolist())
     e = {kind: f[f["series"].isin(ids)] for kind, f in data.events.items()}
+    import pandas as pd
+
     shipped, lost = int(e["order"]["quantity"].sum()), int(e["lost_sale"]["lost_quantity"].sum())
+    backordered = int(pd.to_numeric(e["order"]["backordered"]).fillna(0).sum())
     scores = e["forecast_score"]
     paired = scores[scores["seasonal_naive_abs_error"].notna()]
     naive = float(paired["seasonal_naive_abs_error"].sum())
     skill_err = _ratio(float(paired["abs_error"].sum()), naive)
     return {
-        "units_sold": shipped, "lost_sales": lost, "fill_rate": _ratio(shipped, shipped + lost),
-        "reorders": len(e["reorder_alert"]), "received": int(e["restock"]["restocked_quantity"].sum()),
+        "units_sold": shipped, "lost_sales": lost, "backordered": backordered,
+        "fill_rate": _ratio(shipped - backordered, shipped + lost),  # filled from the shelf at once
+        "reorders": len(e["reorder_alert"]),
+        "received": int(e["restock"]["restocked_quantity"].sum()) + int(e["receipt"]["received_quantity"].sum()),
+        "returned": int(e["return"]["quantity"].sum()), "adjusted": int(e["adjustment"]["difference"].sum()),
         "mean_on_hand": float(data.on_hand[rows].sum(axis=0).mean()) if data.on_hand.shape[1] else 0.0,
         "end_on_hand": int(data.on_hand[rows, -1].sum()) if data.on_hand.shape[1] else 0,
         "stockout_minutes": int((data.on_hand[rows] <= 0).sum()),
@@ -387,7 +400,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB): {format_epoch(data.start)} .. "
               f"{format_epoch(data.end)}, {len(data.series)} product x warehouse series, "
               f"{data.objects_note()}{damaged}; fill rate {_percent(total['fill_rate'])}, "
-              f"lost sales {total['lost_sales']:,}, reorders {total['reorders']:,}")
+              f"lost sales {total['lost_sales']:,}, "
+              f"{'backordered ' + format(total['backordered'], ',') + ', ' if total['backordered'] else ''}"
+              f"reorders {total['reorders']:,}")
     return 0
 
 

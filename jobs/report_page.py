@@ -331,19 +331,22 @@ def _cell(value: Any, kind: str) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    columns = (("product", "product_id", "text"), ("warehouse", "warehouse_id", "text"),
+    columns: tuple[tuple[str, str, str], ...] = (("product", "product_id", "text"), ("warehouse", "warehouse_id", "text"),
                ("units sold", "units_sold", "int"), ("lost sales", "lost_sales", "int"),
                ("fill rate", "fill_rate", "pct"), ("reorders", "reorders", "int"), ("received", "received", "int"),
                ("mean on hand", "mean_on_hand", "float"), ("end on hand", "end_on_hand", "int"),
                ("stockout minutes", "stockout_minutes", "int"), ("forecast WAPE", "forecast_wape", "ratio"),
                ("skill vs seasonal naive", "forecast_skill", "ratio"))
+    if any(r["backordered"] or r["returned"] or r["adjusted"] for r in rows):  # a shop's feeds
+        columns = (*columns[:4], ("backordered", "backordered", "int"), *columns[4:7], ("returned", "returned", "int"),
+                   ("stock counts adjusted", "adjusted", "int"), *columns[7:])
     head = "".join(f"<th>{html.escape(label)}</th>" for label, _, _ in columns)
     body = []
     for r in rows:
         cells = []
         for _, key, kind in columns:
             text = html.escape(str(r[key])) if kind == "text" else _cell(r[key], kind)
-            bad = " class=\"bad\"" if key == "lost_sales" and r[key] else ""
+            bad = " class=\"bad\"" if key in ("lost_sales", "backordered") and r[key] else ""
             cells.append(f"<td data-key=\"{key}\"{bad}>{text}</td>")
         body.append(f"<tr class=\"{r['level']}\" data-product=\"{html.escape(r['product_id'])}\" "
                     f"data-warehouse=\"{html.escape(r['warehouse_id'])}\">{''.join(cells)}</tr>")

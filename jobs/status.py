@@ -12,10 +12,10 @@ from handlers.errors import InputError, StorageError
 from handlers.model.catalog import Catalog
 from handlers.model.events import format_epoch
 from handlers.model.purchasing import order_ids
-from handlers.model.state import HANDLERS, State
+from handlers.model.state import FEED_OUTCOMES, HANDLERS, State
 from handlers.storage.base import Store
 
-__all__ = ["WATCH_SECONDS", "check_watch", "risk_of", "show_status", "status_extras", "status_report", "status_screen"]
+__all__ = ["WATCH_SECONDS", "check_watch", "feed_report", "risk_of", "show_status", "status_extras", "status_report", "status_screen"]
 
 #: ``status --watch SECONDS`` accepts (SECONDS redraws a second at most: each one reads the state)
 WATCH_SECONDS = (0.2, 3600.0)
@@ -40,6 +40,8 @@ def status_report(state: State, catalog: Catalog, store: Store) -> dict[str, Any
             "on_hand": int(state.on_hand[i]), "initial": int(state.initial[i]),
             "received": int(state.received[i]), "shipped": int(state.shipped[i]),
             "lost_sales": int(state.lost_sales[i]), "reorders": int(state.reorders[i]),
+            "backorder": int(state.backorder[i]), "backordered": int(state.backordered[i]),
+            "returned": int(state.returned[i]), "adjusted": int(state.adjusted[i]),
             "open_purchase_orders": orders[i],
         })
     shipped_by_product = np.bincount(catalog.product_index, weights=state.shipped, minlength=len(catalog.products))
@@ -57,11 +59,27 @@ def status_report(state: State, catalog: Catalog, store: Store) -> dict[str, Any
             "shipped_total": int(state.shipped.sum()), "received_total": int(state.received.sum()),
             "lost_sales_total": int(state.lost_sales.sum()),
             "reorder_events_total": int(state.reorders.sum()),
+            "backorder_units": int(state.backorder.sum()), "backordered_total": int(state.backordered.sum()),
+            "returned_total": int(state.returned.sum()), "adjusted_total": int(state.adjusted.sum()),
             "invocations": {name: int(state.invocations[h]) for h, name in enumerate(HANDLERS)},
             "metrics_push_failures": {name: int(state.push_failures[h]) for h, name in enumerate(HANDLERS)},
         },
+        "feeds": feed_report(state),
         "pending_log_objects": sum(not store.exists(key) for key, _ in state.outbox),
     }
+
+
+def feed_report(state: State) -> dict[str, dict[str, Any]]:
+    """Per feed the shop gave (handlers/runtime/feeds.py): its lines by outcome, the business time of
+    the newest line applied and how far it is behind the order clock (``feed_lag_seconds``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for feed, counters in sorted(state.feed_counters.items()):
+        newest = counters.get("newest")
+        found[feed] = {"lines": {outcome: int(counters.get(outcome, 0)) for outcome in FEED_OUTCOMES},
+                       "newest_line": None if newest is None else _time(newest),
+                       "lag_seconds": None if newest is None or not math.isfinite(state.orders_through)
+                       else state.orders_through - newest}
+    return found
 
 
 def risk_of(on_hand: int, cover_days: float, restock_in_days: float) -> str:

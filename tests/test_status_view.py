@@ -21,9 +21,9 @@ from jobs.status import risk_of, status_extras, status_report, status_screen
 from tests.support.ticks import SMALL_CATALOG
 
 JSON_KEYS = ["store", "catalog", "created_at", "orders_through", "last_applied", "series", "purchase_orders_open",
-             "counters", "pending_log_objects"]
+             "counters", "feeds", "pending_log_objects"]
 SERIES_KEYS = ["product_id", "warehouse_id", "on_hand", "initial", "received", "shipped", "lost_sales", "reorders",
-               "open_purchase_orders"]
+               "backorder", "backordered", "returned", "adjusted", "open_purchase_orders"]
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +175,49 @@ def test_status_prints_the_view(store, capsys):
     out = capsys.readouterr().out
     for text in ("business time", "Inventory", "days of cover", "Open purchase orders", "Handlers", "order_tick"):
         assert text in out
+
+
+def test_a_stores_feeds_show_their_lines_lag_and_backorders_as_the_metrics_do(tmp_path):
+    """GIVEN hours of a shop's feeds (backorders, a return, counts, duplicate, bad, unknown and damaged
+    lines) WHEN status reads the store THEN --json gives each feed's lines by outcome, its newest line
+    and lag, and per series the backorder, returns and adjustments, each equal to what the handlers
+    published (metrics/*.prom: feed_lines_total, feed_lag_seconds, backorder_units...); the view shows
+    the backorder column and a Feeds table. Control: a simulated store has no feeds and no Feeds table."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.support.emitted import CATALOG, replay_feed
+
+    store = replay_feed(tmp_path)
+    state, _ = load_state(store, CATALOG)
+    report = status_report(state, CATALOG, store)
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(store.get("metrics/order_tick.prom").decode())
+               for sample in family.samples}
+    for feed, shown in report["feeds"].items():
+        for outcome, count in shown["lines"].items():
+            assert samples[("feed_lines_total", (("feed", feed), ("outcome", outcome)))] == count, (feed, outcome)
+        assert samples[("feed_lag_seconds", (("feed", feed),))] == shown["lag_seconds"]
+    # a fresh store begins at its first tick (09:05): the lines of 09:02-09:04 come late, within the lateness
+    assert report["feeds"]["orders"]["lines"] == {"applied": 3, "late": 3, "too_late": 0, "duplicate": 1, "bad": 1,
+                                                  "not_in_catalog": 1, "objects_damaged": 1}
+    for row in report["series"]:
+        labels = (("product_id", row["product_id"]), ("warehouse_id", row["warehouse_id"]))
+        assert samples[("backorder_units", labels)] == row["backorder"]
+        assert row["on_hand"] == row["initial"] + row["received"] + row["returned"] + row["adjusted"] - row["shipped"]
+    laptop = next(r for r in report["series"] if (r["product_id"], r["warehouse_id"]) == ("LAPTOP-001", "WH-NYC"))
+    assert (laptop["returned"], laptop["backordered"] > 0, laptop["adjusted"] != 0) == (2, True, True)
+    assert report["counters"]["backordered_total"] == sum(r["backordered"] for r in report["series"])
+    view = _render(status_view(report, status_extras(state, CATALOG, store), now=1.8e9)).export_text()
+    inventory, feeds_table = view.split("Open purchase orders")[0], view.split("Feeds")[1]
+    assert "backorder" in inventory and "lost sales" not in inventory
+    assert [line.split("│")[1].strip() for line in feeds_table.splitlines() if line.startswith("│")] == \
+        sorted(report["feeds"])
+
+
+def test_a_simulated_store_has_no_feeds_and_keeps_the_lost_sales_column(store):
+    """The control of the test above: no feed, no Feeds table, lost sales (not backorders) shown."""
+    state, runtime = store["state"], store["runtime"]
+    report = status_report(state, runtime.catalog, runtime.store)
+    assert report["feeds"] == {} and report["counters"]["backordered_total"] == 0
+    view = _render(status_view(report, status_extras(state, runtime.catalog, runtime.store), now=1.8e9)).export_text()
+    assert "Feeds" not in view and "lost sales" in view.split("Open purchase orders")[0]

@@ -32,21 +32,22 @@ from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import metrics_key
 from handlers.telemetry.publisher import publisher
 
-__all__ = ["CATALOG", "START", "FAST", "replay", "replay_sharded", "replay_feed", "ticks", "log_events", "field_types",
+__all__ = ["CATALOG", "CATALOG_TEXT", "START", "FAST", "replay", "replay_sharded", "replay_feed", "ticks", "log_events", "field_types",
            "pushed_metrics", "saved_objects", "referenced_fields", "kql_fields", "lens_fields", "layers", "data_view_of",
            "RECORDS", "FORMULA_CALL", "METRICBEAT_FIELD", "REPO"]
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
 FAST = {"restock": 60, "order_tick": 60, "forecast": 60, "alert": 60}  # minutes; run order as in simulate
 DAYS = 10
-CATALOG: Catalog = parse_catalog("""
+CATALOG_TEXT = """
 seed: 11
 products:
   - {id: LAPTOP-001, base_demand_per_day: 48, lead_time_hours: 72, pack_size: 5}
   - {id: MOUSE-004, base_demand_per_day: 120, lead_time_hours: 48, pack_size: 50}
 warehouses: [{id: WH-NYC, timezone: America/New_York}, {id: WH-TYO, timezone: Asia/Tokyo}]
 initial_stock: 40
-""", source="emitted.yaml")
+"""
+CATALOG: Catalog = parse_catalog(CATALOG_TEXT, source="emitted.yaml")
 
 
 def ticks(start: datetime = START, minutes: int = DAYS * 24 * 60,
