@@ -8,5 +8,5 @@
 ``emitted``          a short replay of the real handlers: every log event and metric they emit
 ``servers``          real servers on 127.0.0.1 (moto, Pushgateway, Prometheus, Alertmanager, LocalStack)
 ``storage_contract`` the storage contract, run on every backend
-``replays``          replays cached for the session (tests that read the same days share them)
+``feeds``            a shop's feed objects (NDJSON, CSV, gzip) in hourly partitions by arrival
 """
