@@ -301,3 +301,19 @@ def test_the_lambda_adapter_serves_each_shard_from_its_own_sub_catalog(tmp_path:
         app.handle("order_tick", event_at(moment), environ=environ)
     with pytest.raises(InputError, match="serves shard 2"):
         invoke("order_tick", event_at(moment, detail={"shard": 0}), app._cached[2])
+
+
+def test_a_merge_over_shards_of_which_one_has_closed_a_recovered_day_and_another_not():
+    """GIVEN a censored shop's shards, one of which has closed a day with its lost sales recovered
+    (censor_live kept) and another not yet (none kept: 0 columns) WHEN merged for status or report THEN
+    each series has its shard's columns, zeros where none is kept (it used to fail on the shapes)."""
+    from handlers.model.state import initial_state
+
+    catalog = make_catalog(24)
+    parts = [part for part in shards.split(catalog, 2)]
+    states = [initial_state(part.catalog, START.timestamp()) for part in parts]
+    states[0] = dataclasses.replace(states[0], censor_live=np.arange(states[0].num_series * 68.0).reshape(-1, 68))
+    merged = shards.merge(catalog, [(part, state) for part, state in zip(parts, states)])
+    assert merged.censor_live.shape == (catalog.num_series, 68)
+    np.testing.assert_array_equal(merged.censor_live[parts[0].series], states[0].censor_live)
+    assert not merged.censor_live[parts[1].series].any()

@@ -259,6 +259,12 @@ def merge(catalog: Catalog, parts: list[tuple[Shard, State]]) -> State:
             values[name] = np.concatenate([shard.series[state.po_series] for shard, state in parts])
         elif name in _PURCHASE_ORDERS:
             values[name] = np.concatenate(own)
+        elif name == "censor_live":  # none kept yet (0 columns) in a shard that has not closed a recovered day
+            width = max(array.shape[1] for array in own)
+            whole = np.zeros((catalog.num_series, width))
+            for (shard, _), array in zip(parts, own):
+                whole[shard.series, :array.shape[1]] = array
+            values[name] = whole
         elif isinstance(own[0], np.ndarray):
             whole = np.empty((catalog.num_series, *own[0].shape[1:]), dtype=own[0].dtype)
             for (shard, _), array in zip(parts, own):
