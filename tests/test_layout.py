@@ -288,3 +288,59 @@ def test_the_lazy_order_rate_is_the_minute_by_minute_ewma():
         lazy[hit] = lazy[hit] * RATE_DECAY ** (minute - at[hit]) + sold[hit] * (1 - RATE_DECAY)
         at[hit] = minute
     np.testing.assert_allclose(lazy * RATE_DECAY ** (600 - at), rate, rtol=1e-12, atol=1e-300)
+
+
+def _hot_header(store: FileStore) -> dict:
+    return unpack(store.read(STATE_KEY).data, key=STATE_KEY)[0]
+
+
+def test_a_base_stamped_by_a_forecast_ahead_is_never_pruned_by_the_next_base(tmp_path):
+    """GIVEN a forecast 5 h ahead of the order clock (an accepted lead) and an alert (which reads the
+    forecast part) writing a new base WHEN the order ticks after it fill the chain and write the next
+    base THEN every object the hot part references exists, a cold process loads the state, and the
+    stamps of the bases never go backwards (was: the order tick's base was stamped before the
+    alert's, and its prune deleted it)."""
+    store = FileStore(tmp_path)
+    minute = 0
+
+    def order_tick() -> dict:
+        nonlocal minute
+        minute += 1
+        return invoke("order_tick", event_at(NOON + timedelta(minutes=minute)), _runtime(store))
+
+    order_tick()
+    while len(_hot_header(store)["chain"]) < layout.MAX_CHAIN:
+        order_tick()
+    ahead = NOON + timedelta(hours=5)
+    assert invoke("forecast", event_at(ahead), _runtime(store))["status"] == "applied"
+    invoke("alert", event_at(NOON + timedelta(minutes=minute)), _runtime(store))
+    bases = [_hot_header(store)["base"]]
+    assert layout._key_stamp(bases[0]) == ahead.timestamp()  # the alert's new base, stamped by the forecast
+    while len(bases) < 3:
+        order_tick()
+        if _hot_header(store)["base"] != bases[-1]:
+            bases.append(_hot_header(store)["base"])
+        header = _hot_header(store)
+        for key in (header["history"], header["base"], *(key for key, _ in header["chain"])):
+            assert store.exists(key), key
+    stamps = [layout._key_stamp(key) for key in bases]
+    assert stamps == sorted(stamps)
+    assert _fresh_process_state(store).orders_through == (NOON + timedelta(minutes=minute)).timestamp()
+
+
+def test_a_prune_never_deletes_what_the_new_or_the_replaced_hot_part_references(tmp_path):
+    """GIVEN hot objects whose names say they are older than the base the commit had loaded (a store
+    written before stamps were kept from going backwards) WHEN the prune after a new base runs THEN
+    the new base and the replaced generation stay, whatever their names; only unreferenced older
+    objects go. Control: an unreferenced object with the same stamp is deleted."""
+    store = FileStore(tmp_path)
+    key = lambda stamp, kind, tag: f"{layout.HOT_PREFIX}{stamp:011d}-{kind}-{tag * 24}.bin"  # noqa: E731
+    loaded_base, loaded_delta, new_base = key(500, "base", "a"), key(400, "delta", "b"), key(300, "base", "c")
+    garbage = key(300, "delta", "d")
+    for name in (loaded_base, loaded_delta, new_base, garbage):
+        store.put_once(name, b"x")
+    fresh = layout.fresh(BUSY_CATALOG, NOON.timestamp())
+    loaded = layout.Loaded(fresh.state, fresh.etags, fresh.outboxes, None, fresh.history, base=loaded_base,
+                           chain=((loaded_delta, 1),), base_bytes=1)
+    pruned = layout.prune_hot(store, loaded, layout.Committed(base=new_base))
+    assert pruned == 1 and sorted(store.list(layout.HOT_PREFIX)) == sorted([new_base, loaded_delta, loaded_base])

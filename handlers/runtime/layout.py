@@ -128,10 +128,12 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Committed:
-    """What a commit references: the history object and the hot part's base (hot commits)."""
+    """What a commit references: the history object and the hot part's base and its chain of deltas
+    (hot commits)."""
 
     history: str | None = None
     base: str | None = None
+    chain: tuple[str, ...] = ()
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, Any]:
@@ -340,12 +342,12 @@ def commit(store: Store, loaded: Loaded, state: State, part: Part,
         state = state.replace(cover_daily_demand=np.asarray(forecast_daily_demand(state), dtype=np.float32))
     header, arrays = _encode(state, HOT_FIELDS)
     series = {name: arrays.pop(name) for name in SERIES_FIELDS}
-    base, chain, base_bytes = _write_series(store, loaded, series, _stamp(state))
+    base, chain, base_bytes = _write_series(store, loaded, series, _stamp(state, loaded))
     header.update(schema=HOT_SCHEMA, history=ref, base=base, chain=[list(link) for link in chain],
                   base_bytes=base_bytes, **_split_handlers(state, handlers))
     store.write(STATE_KEY, pack(header, arrays, outbox, level=LEVEL["hot"]), etag=loaded.etags["hot"])
     _remember(store, base, tuple(key for key, _ in chain), series)  # the next invocation here reads no object
-    return Committed(history=ref, base=base)
+    return Committed(history=ref, base=base, chain=tuple(key for key, _ in chain))
 
 
 def prune_history(store: Store, keep: set[str]) -> int:
@@ -372,11 +374,15 @@ _MAX_CACHED = 4  # materialised generations kept per process (a warm function, a
 _materialised: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, np.ndarray]]] = {}
 
 
-def _stamp(state: State) -> int:
-    """The business time of a commit (its newest applied tick; never decreases from one commit to
-    the next): objects of the hot part are named by it, so a prune can tell generations apart."""
+def _stamp(state: State, loaded: Loaded) -> int:
+    """The business time of a commit, which names the objects of the hot part so that a prune can
+    tell generations apart: its newest applied tick, and never less than the stamp of any object
+    of the hot part it replaces. The applied ticks alone could go backwards: a commit that read the
+    forecast part counts the forecast's tick (up to its lead ahead of the order clock), the next
+    commit of a handler that does not read it does not."""
     times = [t for t in state.applied.values() if math.isfinite(t)]
-    return int(max(times, default=state.created_at))
+    before = [_key_stamp(key) for key in (loaded.base, *(key for key, _ in loaded.chain)) if key is not None]
+    return int(max([*times, *(stamp for stamp in before if stamp is not None)], default=state.created_at))
 
 
 def _object_key(kind: str, stamp: int, data: bytes) -> str:
@@ -509,16 +515,19 @@ def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...]) -> dict
 def prune_hot(store: Store, loaded: Loaded, committed: Committed) -> int:
     """After a hot commit that wrote a new base: delete the hot objects older than the base the
     invocation had loaded (the generation before it stays for readers of the previous hot part;
-    a reader that still finds an object gone reads the hot part again). Returns how many were deleted."""
+    a reader that still finds an object gone reads the hot part again). Whatever the names say, an
+    object the new hot part or the one it replaced references is never deleted. Returns how many
+    were deleted."""
     if committed.base is None or committed.base == loaded.base or loaded.base is None:
         return 0
     keep_from = _key_stamp(loaded.base)
     if keep_from is None:
         return 0
+    keep = {committed.base, *committed.chain, loaded.base, *(key for key, _ in loaded.chain)}
     deleted = 0
     for key in list(store.list(HOT_PREFIX)):
         stamp = _key_stamp(key)
-        if stamp is not None and stamp < keep_from:
+        if stamp is not None and stamp < keep_from and key not in keep:
             store.delete(key)
             deleted += 1
     return deleted
