@@ -5,7 +5,9 @@ step may crash; the retry of the same tick repairs it. :func:`apply_tick` follow
 
 1. read the state's parts and their ETags (none yet: a fresh state at the tick time) — the hot
    ``state/state.bin``; ``state/forecast.bin`` when the handler's declaration reads it; the demand
-   history when the declaration says this tick's core needs it (handlers/runtime/layout.py);
+   history when the declaration says this tick's core needs it (handlers/runtime/layout.py). An
+   object the hot part references that newer commits pruned meanwhile: start again from 1; one the
+   newest hot part references and the store lacks is damage, a ``StorageError`` naming it;
 2. write out the *outbox* of the previous commit of each part read (write-once log objects;
    "already there with the promised bytes" is success, an object that differs is rewritten) — this
    repairs a crash between a commit and its log write: the hot part's by any invocation, the
@@ -225,7 +227,10 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
                 conflicts += 1
             continue
         if declared.reads_history(state, tick):
-            loaded = layout.with_history(runtime.store, loaded)
+            try:
+                loaded = layout.with_history(runtime.store, loaded)
+            except layout.Moved:  # newer commits replaced the history it referenced: from step 1 again
+                continue
             state = loaded.state
         pooled = None
         if declared.pools:  # the pooled fit: every shard's statistics of the day before

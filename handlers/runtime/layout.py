@@ -53,7 +53,7 @@ from handlers.storage.base import Store
 
 log = logging.getLogger("stockpulse")
 
-__all__ = ["Loaded", "Committed", "load", "with_history", "fresh", "commit", "prune_history", "prune_hot",
+__all__ = ["Loaded", "Committed", "Moved", "load", "with_history", "fresh", "commit", "prune_history", "prune_hot",
            "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "NOT_LOADED", "FORECAST_NOT_LOADED", "is_loaded",
            "forecast_daily_demand"]
 
@@ -62,7 +62,7 @@ HISTORY_PREFIX = "state/history/"
 HOT_SCHEMA = 3  # 2: the hot part's per-series arrays inline; 3: a base and a chain of deltas (still read: 2)
 HOT_PREFIX = "state/hot/"
 MAX_CHAIN = 16  # deltas after a base before a hot commit writes a new base
-_LOAD_ATTEMPTS = 5
+_LOAD_ATTEMPTS = 25  # reads of a hot part that newer commits replaced before its objects were read
 _PARALLEL_READS, _READERS = 3, 8  # from this many objects to read, read them in parallel
 _SMALL_CHAIN_BYTES = 1 << 16  # a chain this small is never worth a new base before MAX_CHAIN
 HISTORY_FIELDS = ("daily_demand", "hour_profile")
@@ -163,36 +163,39 @@ def _merge_handlers(header: dict[str, Any], arrays: dict[str, Any], per: dict[st
     arrays.update(rows)
 
 
-def _history(store: Store, ref: str) -> dict[str, np.ndarray]:
-    if not store.exists(ref):
-        raise StorageError(f"{ref}: referenced by {STATE_KEY} but missing from {store.url} — restore it from a "
-                           "backup, or start a new --store")
-    return unpack(store.get(ref), key=ref)[1]
+def _history(store: Store, ref: str, etag: str) -> dict[str, np.ndarray]:
+    return unpack(_read_referenced(store, ref, etag), key=ref)[1]
 
 
 def with_history(store: Store, loaded: Loaded) -> Loaded:
-    """``loaded`` with its history read (a no-op when it is already there)."""
+    """``loaded`` with its history read (a no-op when it is already there). ``Moved`` when the
+    history object is gone because newer commits replaced it (read the hot part again); a
+    ``StorageError`` naming it when the newest hot part references it and it is missing."""
     if loaded.history_ref is None or loaded.history[0] is not NOT_LOADED:
         return loaded
-    arrays = _history(store, loaded.history_ref)
+    try:
+        arrays = _history(store, loaded.history_ref, str(loaded.etags["hot"]))
+    except _Missing as exc:
+        raise _vanished(store, exc) from exc
     state = loaded.state.replace(**{name: arrays[name] for name in HISTORY_FIELDS})
     return dataclasses.replace(loaded, state=state, history=(state.daily_demand, state.hour_profile))
 
 
 def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
          forecast: bool = True) -> Loaded | None:
-    """Read the parts and merge them into one :class:`State` (:func:`_load`). An object of the hot
-    part that is gone was pruned after a newer commit: the hot part is read again."""
-    for _ in range(_LOAD_ATTEMPTS - 1):
+    """Read the parts and merge them into one :class:`State` (:func:`_load`). An object the hot part
+    references that is gone was pruned after newer commits: the hot part is read again. Only when
+    the newest hot part references a missing object is that damage, an error naming the object."""
+    for _ in range(_LOAD_ATTEMPTS):
         try:
             return _load(store, catalog, at=at, history=history, forecast=forecast)
         except _Missing as exc:
+            failure = _vanished(store, exc)
+            if not isinstance(failure, Moved):
+                raise failure from exc
             log.info("%s was pruned meanwhile; reading the hot part again", exc.key)
-    try:
-        return _load(store, catalog, at=at, history=history, forecast=forecast)
-    except _Missing as exc:
-        raise StorageError(f"{exc.key}: referenced by {STATE_KEY} but missing from {store.url} — restore it "
-                           "from a backup, or start a new --store") from exc
+    raise StorageError(f"{STATE_KEY}: changed {_LOAD_ATTEMPTS} times while the objects it references were read "
+                       f"from {store.url}; try again")
 
 
 def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
@@ -231,9 +234,9 @@ def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = T
         if header_schema == HOT_SCHEMA:
             base, base_bytes = header.pop("base"), header.pop("base_bytes")
             chain = tuple((str(key), int(size)) for key, size in header.pop("chain"))
-            values.update(_series(store, base, chain))
+            values.update(_series(store, base, chain, hot.etag))
         if history:
-            values.update(_history(store, ref))
+            values.update(_history(store, ref, hot.etag))
     else:
         raise StorageError(f"{STATE_KEY}: state schema {header.get('schema')!r}, this stockpulse reads "
                            f"{SCHEMA}, 2 and {HOT_SCHEMA}; use a new --store")
@@ -478,21 +481,54 @@ def _remember(store: Store, base: str, chain: tuple[str, ...], series: dict[str,
     _materialised[(store.url, base)] = (chain, frozen)
 
 
-def _read_object(store: Store, key: str) -> dict[str, np.ndarray]:
+def _fetch(store: Store, key: str) -> bytes | None:
+    """A write-once object's bytes; ``None`` when it does not exist (or is deleted while read)."""
     if not store.exists(key):
-        raise _Missing(key)
-    return unpack(store.get(key), key=key)[1]
+        return None
+    try:
+        return store.get(key)
+    except StorageError:
+        if store.exists(key):
+            raise
+        return None
+
+
+def _read_referenced(store: Store, key: str, etag: str) -> bytes:
+    """An object the hot part at ``etag`` references; ``_Missing`` when it is gone."""
+    data = _fetch(store, key)
+    if data is None:
+        raise _Missing(key, etag)
+    return data
+
+
+def _read_object(store: Store, key: str, etag: str) -> dict[str, np.ndarray]:
+    return unpack(_read_referenced(store, key, etag), key=key)[1]
 
 
 class _Missing(StorageError):
-    """An object of the hot part is gone: pruned after a newer commit (read the hot part again), or lost."""
+    """An object the hot part at ``etag`` references is gone: pruned after newer commits, or lost."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, etag: str) -> None:
         super().__init__(f"{key}: missing")
-        self.key = key
+        self.key, self.etag = key, etag
 
 
-def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...]) -> dict[str, np.ndarray]:
+class Moved(StorageError):
+    """The hot part changed while an invocation read the objects it references, and newer commits
+    pruned one of them: read it again (handlers/runtime/invoke.py starts again from step 1)."""
+
+
+def _vanished(store: Store, missing: _Missing) -> StorageError:
+    """What a missing referenced object means: ``Moved`` when ``state/state.bin`` is no longer the
+    one that referenced it; damage, named in one line, when the newest hot part references it."""
+    current = store.read(STATE_KEY)
+    if current is not None and current.etag != missing.etag:
+        return Moved(f"{missing.key}: pruned after newer commits of {STATE_KEY}; read it again")
+    return StorageError(f"{missing.key}: referenced by {STATE_KEY} but missing from {store.url} — restore it from a "
+                        "backup, or start a new --store")
+
+
+def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...], etag: str) -> dict[str, np.ndarray]:
     """The hot part's per-series arrays: its base with its deltas applied (what this process already
     materialised of the same base is reused)."""
     keys = tuple(key for key, _ in chain)
@@ -503,9 +539,9 @@ def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...]) -> dict
         arrays, pending = {}, (base, *keys)
     if len(pending) >= _PARALLEL_READS:  # a cold process on a network store: GET them at once
         with ThreadPoolExecutor(_READERS) as pool:
-            objects = list(pool.map(lambda key: _read_object(store, key), pending))
+            objects = list(pool.map(lambda key: _read_object(store, key, etag), pending))
     else:
-        objects = [_read_object(store, key) for key in pending]
+        objects = [_read_object(store, key, etag) for key in pending]
     for key, found in zip(pending, objects):
         arrays = found if key == base else _apply(arrays, found)
     _remember(store, base, keys, arrays)
