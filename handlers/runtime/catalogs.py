@@ -19,9 +19,13 @@ form (its shard's) directly and never reads the YAML; only when that is missing 
 source object, check its digest, validate, compile and store, as for a local file.
 
 A compiled object is a JSON header line (format, the body's SHA-256) and a JSON body carrying the
-file's digest, the catalog's fingerprint and its content. The body's checksum stands for the
-fingerprint's recomputation; an object whose checksum, digest or shape does not match is
-ignored with a warning and the catalog is built from the file.
+file's digest, which part of it the object holds (``shard``: ``[k, N]``, or ``null`` for the whole
+catalog), the catalog's fingerprint and its content. The body's checksum stands for the
+fingerprint's recomputation. An object whose checksum, digest, part or shape does not match its
+key — a damaged one, another shard's under this shard's name, a shard's under the whole catalog's,
+one written before objects named their part — is ignored with a warning naming its key, the
+catalog is built from the file (for a ``store:`` reference, from the source object, checked against
+its digest) and the object is written again.
 """
 
 from __future__ import annotations
@@ -107,8 +111,9 @@ def parse_reference(value: str) -> tuple[str, str] | None:
     return key, match.group(1)
 
 
-def _encode(catalog: Catalog, digest: str) -> bytes:
-    body = json.dumps({"file_sha256": digest, "fingerprint": catalog.fingerprint, "seed": catalog.seed,
+def _encode(catalog: Catalog, digest: str, shard: tuple[int, int] | None = None) -> bytes:
+    body = json.dumps({"file_sha256": digest, "shard": None if shard is None else list(shard),
+                       "fingerprint": catalog.fingerprint, "seed": catalog.seed,
                        "products": [list(vars(p).values()) for p in catalog.products],
                        "warehouses": [list(vars(w).values()) for w in catalog.warehouses],
                        "initial_stock": catalog.initial_stock_table}, separators=(",", ":")).encode()
@@ -116,7 +121,7 @@ def _encode(catalog: Catalog, digest: str) -> bytes:
     return header + b"\n" + body
 
 
-def _decode(data: bytes, digest: str, source: str) -> Catalog:
+def _decode(data: bytes, digest: str, source: str, shard: tuple[int, int] | None = None) -> Catalog:
     header_line, _, body = data.partition(b"\n")
     header = json.loads(header_line)
     if header.get("format") != _FORMAT or header.get("sha256") != hashlib.sha256(body).hexdigest():
@@ -124,6 +129,11 @@ def _decode(data: bytes, digest: str, source: str) -> Catalog:
     doc = json.loads(body)
     if doc.get("file_sha256") != digest:
         raise ValueError("not the compiled form of this file")
+    if "shard" not in doc:
+        raise ValueError("written before compiled forms named the part of the catalog they hold")
+    if doc["shard"] != (None if shard is None else list(shard)):
+        held = "the whole catalog" if doc["shard"] is None else f"shard {doc['shard']}"
+        raise ValueError(f"holds {held}, not {'the whole catalog' if shard is None else f'shard {list(shard)}'}")
     catalog = Catalog(tuple(Product(*row) for row in doc["products"]), tuple(Warehouse(*row) for row in doc["warehouses"]),
                       tuple(tuple(row) for row in doc["initial_stock"]), seed=doc["seed"], source=source)
     if not isinstance(doc["fingerprint"], str):
@@ -132,18 +142,21 @@ def _decode(data: bytes, digest: str, source: str) -> Catalog:
     return catalog
 
 
-def _read(store: Store, key: str, digest: str, source: str) -> Catalog | None:
+def _read(store: Store, key: str, digest: str, source: str, shard: tuple[int, int] | None = None) -> Catalog | None:
     try:
         if store.exists(key):
-            return _decode(store.get(key), digest, source)
+            return _decode(store.get(key), digest, source, shard)
     except (StorageError, ValueError, TypeError, KeyError, AttributeError) as exc:
         log.warning("%s: compiled catalog ignored (%s); building it from %s", key, exc, source)
     return None
 
 
 def _store(store: Store, key: str, data: bytes) -> None:
+    """Write a compiled form once; one already there with other bytes (damaged, another part's, an
+    older layout: what :func:`_read` ignored) is written again."""
     try:
-        store.put_once(key, data, content_type="application/json")
+        if not store.put_once(key, data, content_type="application/json") and store.matches(key, data) is False:
+            store.replace(key, data, content_type="application/json")
     except StorageError as exc:
         log.warning("%s: the compiled catalog could not be stored (%s); the next process builds it again", key, exc)
 
@@ -169,7 +182,7 @@ def compiled_objects(data: bytes, whole: Catalog, *, num_shards: int = 1) -> dic
     objects = {source_key(data): data, _key(digest): _encode(whole, digest)}
     if num_shards > 1:
         for part in split(whole, num_shards):
-            objects[_key(digest, (part.number, num_shards))] = _encode(part.catalog, digest)
+            objects[_key(digest, (part.number, num_shards))] = _encode(part.catalog, digest, (part.number, num_shards))
     return objects
 
 
@@ -199,7 +212,7 @@ def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, in
     except OSError:
         return load_catalog(path)  # the parser names the problem
     digest = _digest(data)
-    found = _read(store, _key(digest, shard), digest, _label(path, shard))
+    found = _read(store, _key(digest, shard), digest, _label(path, shard), shard)
     if found is not None:
         return found
     whole = _read(store, _key(digest), digest, str(path)) if shard is not None else None
@@ -212,7 +225,7 @@ def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, in
 def _load_referenced(reference: str, key: str, digest: str, store: Store, shard: tuple[int, int] | None) -> Catalog:
     """A ``store:`` reference: the compiled form by the digest in its name; on a miss the source
     object, read, checked against that digest, validated and compiled."""
-    found = _read(store, _key(digest, shard), digest, _label(reference, shard))
+    found = _read(store, _key(digest, shard), digest, _label(reference, shard), shard)
     if found is not None:
         return found
     whole = _read(store, _key(digest), digest, reference) if shard is not None else None
@@ -238,7 +251,7 @@ def _finish(store: Store, whole: Catalog, digest: str, shard: tuple[int, int] | 
         return whole
     parts = split(whole, shard[1])
     for part in parts:  # every shard's form at once: the other shards' first processes find theirs
-        _store(store, _key(digest, (part.number, shard[1])), _encode(part.catalog, digest))
+        _store(store, _key(digest, (part.number, shard[1])), _encode(part.catalog, digest, (part.number, shard[1])))
     return parts[shard[0]].catalog
 
 

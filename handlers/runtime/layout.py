@@ -53,7 +53,7 @@ from handlers.storage.base import Store
 
 log = logging.getLogger("stockpulse")
 
-__all__ = ["Loaded", "Committed", "Moved", "load", "with_history", "fresh", "commit", "prune_history", "prune_hot",
+__all__ = ["Loaded", "Committed", "Moved", "check_digest", "load", "with_history", "fresh", "commit", "prune_history", "prune_hot",
            "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "NOT_LOADED", "FORECAST_NOT_LOADED", "is_loaded",
            "forecast_daily_demand"]
 
@@ -494,11 +494,28 @@ def _fetch(store: Store, key: str) -> bytes | None:
 
 
 def _read_referenced(store: Store, key: str, etag: str) -> bytes:
-    """An object the hot part at ``etag`` references; ``_Missing`` when it is gone."""
+    """An object the hot part at ``etag`` references, checked against the SHA-256 its name carries;
+    ``_Missing`` when it is gone, a ``StorageError`` naming it when its content is another's."""
     data = _fetch(store, key)
     if data is None:
         raise _Missing(key, etag)
+    check_digest(key, data)
     return data
+
+
+def check_digest(key: str, data: bytes) -> None:
+    """Refuse content-addressed ``data`` whose SHA-256 does not begin with the hex digits that
+    ``key``'s name ends with (``state/history/<sha>.bin``, ``state/hot/<stamp>-<kind>-<sha>.bin``):
+    damage — another object's bytes under this name, or bytes changed in place."""
+    stem = key.rsplit("/", 1)[-1].removesuffix(".bin")
+    named = stem.rsplit("-", 1)[-1]
+    if len(named) < 16 or any(c not in "0123456789abcdef" for c in named):
+        raise StorageError(f"{key}: not the name of a content-addressed object (no SHA-256 in it) — the "
+                           f"reference in {STATE_KEY} is damaged; restore it from a backup, or start a new --store")
+    actual = hashlib.sha256(data).hexdigest()
+    if not actual.startswith(named):
+        raise StorageError(f"{key}: damaged — its content's SHA-256 begins {actual[:len(named)]}, not the {named} its "
+                           "name says; restore it from a backup, or start a new --store")
 
 
 def _read_object(store: Store, key: str, etag: str) -> dict[str, np.ndarray]:
