@@ -234,7 +234,8 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
             state = loaded.state
         pooled = None
         if declared.pools:  # the pooled fit: every shard's statistics of the day before
-            pooled = pool.gather(whole, runtime.num_shards, state.history_day - 1)
+            pooled = pool.gather(whole, runtime.num_shards, state.history_day - 1,
+                                 warehouses=[w.id for w in runtime.catalog.warehouses])
             if pooled is None and number is not None and bool(np.isfinite(state.daily_demand).any()):
                 log.warning("shard %d: not every shard has published its forecast statistics of the day before; "
                             "this forecast fits on the shard's own series (job_run pool: own)", number)

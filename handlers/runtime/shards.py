@@ -154,6 +154,9 @@ class ShardStore:
     def get(self, key: str) -> bytes:
         return self.base.get(self._key(key))
 
+    def get_prefix(self, key: str, size: int) -> bytes | None:
+        return self.base.get_prefix(self._key(key), size)
+
     def delete(self, key: str) -> None:
         self.base.delete(self._key(key))
 

@@ -102,6 +102,9 @@ class DeadlineStore:
     def get(self, key: str) -> bytes:
         return self._call(key, self.inner.get, key)
 
+    def get_prefix(self, key: str, size: int) -> bytes | None:
+        return self._call(key, self.inner.get_prefix, key, size)
+
     def list(self, prefix: str) -> Iterator[str]:
         return iter(self._call(prefix, lambda: list(self.inner.list(prefix))))
 
