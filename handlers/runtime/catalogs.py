@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -43,7 +44,8 @@ from handlers.model.catalog import Catalog, Product, Warehouse, parse_catalog, p
 from handlers.runtime.shards import split
 from handlers.storage.base import Store
 
-__all__ = ["load_catalog", "default_catalog", "compiled_objects", "load_compiled", "compiled_key", "compile_catalog",
+__all__ = ["load_catalog", "default_catalog", "compiled_objects", "load_compiled", "store_compiled", "compiled_key",
+           "compile_catalog",
            "compiled_globs", "parse_reference", "source_key", "store_reference", "CATALOG_PREFIX", "SOURCE_PREFIX",
            "STORE_SCHEME"]
 
@@ -193,11 +195,18 @@ def compiled_globs(num_shards: int = 1) -> list[str]:
     return [whole] if num_shards == 1 else [whole, f"{CATALOG_PREFIX}*.v{_FORMAT}.shard-*-of-{num_shards}.json"]
 
 
-def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, int] | None = None) -> Catalog:
+Keep = Callable[[Store, str, bytes], None]  # stores (or sets aside) one compiled object
+
+
+def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, int] | None = None,
+                  deferred: dict[str, bytes] | None = None) -> Catalog:
     """The catalog at ``path`` (``None``: the built-in default; ``store:<key>``: a file kept in
     ``store``) — or with ``shard=(k, N)`` shard k's sub-catalog (handlers/runtime/shards.py) — from its
     compiled form in ``store`` when there is one for these file bytes; else parsed, validated, and
-    compiled for next time."""
+    compiled for next time. With ``deferred``, the compiled objects to write are put there instead
+    of written: an invocation writes them (:func:`store_compiled`) once its checks have passed, so
+    a refused one writes nothing."""
+    keep: Keep = _store if deferred is None else (lambda _, key, data: deferred.__setitem__(key, data))
     if path is None:
         return _pick(load_catalog(None), shard)
     try:
@@ -205,7 +214,7 @@ def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, in
     except ValueError as exc:
         raise ConfigError(f"{_SETTING}: {exc}, got {str(path)[:200]!r}") from exc
     if reference is not None:
-        return _load_referenced(str(path), *reference, store, shard)
+        return _load_referenced(str(path), *reference, store, shard, keep)
     try:
         with Path(path).open("rb") as handle:
             data = handle.read(MAX_CATALOG_BYTES + 1)
@@ -218,11 +227,12 @@ def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, in
     whole = _read(store, _key(digest), digest, str(path)) if shard is not None else None
     if whole is None:
         whole = _parse(data, str(path))  # refused in one line naming the file: size, UTF-8, content
-        _store(store, _key(digest), _encode(whole, digest))
-    return _finish(store, whole, digest, shard)
+        keep(store, _key(digest), _encode(whole, digest))
+    return _finish(store, whole, digest, shard, keep)
 
 
-def _load_referenced(reference: str, key: str, digest: str, store: Store, shard: tuple[int, int] | None) -> Catalog:
+def _load_referenced(reference: str, key: str, digest: str, store: Store, shard: tuple[int, int] | None,
+                     keep: Keep) -> Catalog:
     """A ``store:`` reference: the compiled form by the digest in its name; on a miss the source
     object, read, checked against that digest, validated and compiled."""
     found = _read(store, _key(digest, shard), digest, _label(reference, shard), shard)
@@ -238,21 +248,33 @@ def _load_referenced(reference: str, key: str, digest: str, store: Store, shard:
             raise ConfigError(f"{_SETTING}: {reference}: the object's SHA-256 begins {_digest(data)}, not the "
                               f"{digest} its name says (it was not uploaded by deploy --catalog)")
         whole = _parse(data, reference)
-        _store(store, _key(digest), _encode(whole, digest))
-    return _finish(store, whole, digest, shard)
+        keep(store, _key(digest), _encode(whole, digest))
+    return _finish(store, whole, digest, shard, keep)
 
 
 def _label(path: str | Path, shard: tuple[int, int] | None) -> str:
     return str(path) if shard is None else f"{path} (shard {shard[0]} of {shard[1]})"
 
 
-def _finish(store: Store, whole: Catalog, digest: str, shard: tuple[int, int] | None) -> Catalog:
+def _finish(store: Store, whole: Catalog, digest: str, shard: tuple[int, int] | None, keep: Keep) -> Catalog:
     if shard is None:
         return whole
     parts = split(whole, shard[1])
     for part in parts:  # every shard's form at once: the other shards' first processes find theirs
-        _store(store, _key(digest, (part.number, shard[1])), _encode(part.catalog, digest, (part.number, shard[1])))
+        keep(store, _key(digest, (part.number, shard[1])), _encode(part.catalog, digest, (part.number, shard[1])))
     return parts[shard[0]].catalog
+
+
+_stored: set[tuple[str, str]] = set()  # (store URL, key) of the compiled objects this process wrote
+
+
+def store_compiled(store: Store, objects: Mapping[str, bytes]) -> None:
+    """Write the compiled objects :func:`load_compiled` set aside (once per process and store; best
+    effort, as when it writes them itself)."""
+    for key, data in objects.items():
+        if (store.url, key) not in _stored:
+            _store(store, key, data)
+            _stored.add((store.url, key))
 
 
 def _pick(catalog: Catalog, shard: tuple[int, int] | None) -> Catalog:

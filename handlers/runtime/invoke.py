@@ -14,7 +14,12 @@ step may crash; the retry of the same tick repairs it. :func:`apply_tick` follow
    forecast part's by the next ``forecast`` or ``alert``;
 3. if this handler already applied a tick at or after this time, stop: nothing is written;
    if the tick leads the store's clock by more than the handler's maximum lead, refuse it
-   (``InputError`` naming ``event.time``): nothing is written (handlers/runtime/clock.py);
+   (``InputError`` naming ``event.time``): nothing is written (handlers/runtime/clock.py). Every
+   refusal an invocation makes — this one, and before step 1 the store's shard split, the shard and
+   size of the catalog, and in step 1 another catalog or a damaged state — comes before its first
+   write; that lead is checked before step 2, and a first sharded invocation's split
+   (``state/shards.json``) and a compiled catalog the process loaded without writing are written
+   right after the checks;
 4. run the pure core with its ``Inputs`` (an order tick catches up at most ``catch_up_minutes`` of
    a long gap; a pooling core gets every shard's statistics of the day before,
    handlers/runtime/pool.py); encode its events and a ``job_run`` event as one gzip NDJSON object;
@@ -56,7 +61,7 @@ from handlers.model.logs import CONTENT_TYPE, encode_events, event, log_key
 from handlers.model.outcome import Inputs
 from handlers.model.policy import Policy
 from handlers.model.state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
-from handlers.runtime import layout, pool, shards
+from handlers.runtime import catalogs, layout, pool, shards
 from handlers.runtime.clock import Limits, check_lead
 from handlers.runtime.declarations import DECLARATIONS, Declaration
 from handlers.storage.base import Store
@@ -87,6 +92,9 @@ class Runtime:
     budget_seconds: float | None = None  # per invocation when no Lambda context gives a deadline
     num_shards: int = 1  # the catalog's shards (handlers/runtime/shards.py); an event's detail.shard picks one
     shard: int | None = None  # a runtime built for one shard: ``catalog`` is that shard's sub-catalog
+    #: compiled catalog objects the catalog was loaded without writing (handlers/runtime/catalogs.py): the
+    #: first invocation whose checks pass writes them, so that a refused one writes nothing
+    compiled: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def load_state(store: Store, catalog: Catalog | None = None, *,
@@ -185,7 +193,7 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
         deadline = Deadline(runtime.budget_seconds)
     timed: Callable[[Store], Store] = (lambda store: store) if deadline is None else (
         lambda store: DeadlineStore(store, deadline))
-    shards.check_manifest(timed(runtime.store), runtime.num_shards)
+    manifest = shards.check_manifest(timed(runtime.store), runtime.num_shards)  # refusals only: nothing written
     whole = runtime.store
     if number is not None:  # one shard: its sub-catalog and its own state objects (handlers/runtime/shards.py)
         if runtime.shard is None:
@@ -206,11 +214,19 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
     runtime = replace(runtime, store=timed(runtime.store))
     started = runtime.clock()
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
+    checked = False  # every refusal is made before the invocation's first write
     for attempt in range(runtime.max_attempts):
         loaded = (layout.load(runtime.store, runtime.catalog, at=tick.epoch, history=False,
                               forecast=declared.reads_forecast)
                   or layout.fresh(runtime.catalog, tick.epoch))
         state = loaded.state
+        if tick.epoch > state.applied[handler]:
+            check_lead(handler, tick.epoch, state, runtime.limits)
+        if not checked:  # what the checks deferred: the split of a first sharded invocation, the compiled catalog
+            if manifest is not None:
+                shards.record_manifest(whole, runtime.num_shards, manifest)
+            catalogs.store_compiled(whole, runtime.compiled)
+            checked = True
         repaired = flush_outbox(runtime.store, state)
         if repaired:
             log.info("wrote %d log object(s) promised by an earlier commit (interrupted, or still running "
@@ -218,7 +234,6 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
         if tick.epoch <= state.applied[handler]:
             last = format_epoch(state.applied[handler])
             return {**result, "status": "skipped", "reason": f"already applied (last applied tick {last})"}
-        check_lead(handler, tick.epoch, state, runtime.limits)
         part = declared.owns
         if part != "hot" and loaded.etags["hot"] is None:  # the hot part comes first: it creates the store
             try:
