@@ -60,7 +60,7 @@ from handlers.model.events import Tick, format_epoch, format_time, parse_event
 from handlers.model.logs import CONTENT_TYPE, encode_events, event, log_key
 from handlers.model.outcome import Inputs
 from handlers.model.policy import Policy
-from handlers.model.state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
+from handlers.model.state import EXPOSED, HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
 from handlers.runtime import catalogs, layout, pool, shards
 from handlers.runtime.clock import Limits, check_lead
 from handlers.runtime.declarations import DECLARATIONS, Declaration
@@ -264,6 +264,9 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
         payload = encode_events([*outcome.events, run])
         key = log_key(handler, tick.time, number)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
+        if declared.keeps_exposed:  # what its metrics expose, as the core computed it, committed with its part
+            new_state = new_state.replace(forecast_exposed=np.stack(
+                [np.asarray(outcome.exposed[name], dtype=np.float64) for name in EXPOSED], axis=1))
         pool.publish(runtime.store, outcome.statistics)  # before the commit: what a commit used is out there
         try:
             committed = layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point

@@ -66,9 +66,9 @@ _LOAD_ATTEMPTS = 25  # reads of a hot part that newer commits replaced before it
 _PARALLEL_READS, _READERS = 3, 8  # from this many objects to read, read them in parallel
 _SMALL_CHAIN_BYTES = 1 << 16  # a chain this small is never worth a new base before MAX_CHAIN
 HISTORY_FIELDS = ("daily_demand", "hour_profile")
-FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "score_day", "score_forecast",
-                   "score_forecast_std", "score_abs_error", "score_actual", "score_days", "score_paired_abs_error",
-                   "score_naive_abs_error")
+FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "forecast_exposed", "score_day",
+                   "score_forecast", "score_forecast_std", "score_abs_error", "score_actual", "score_days",
+                   "score_paired_abs_error", "score_naive_abs_error")
 _FORECAST_SCALARS = ("forecast_at", "score_day")
 _FORECAST_ARRAYS = tuple(name for name in FORECAST_FIELDS if name not in _FORECAST_SCALARS)
 #: Counters kept per handler; each part stores those of the handlers that commit to it.
