@@ -24,7 +24,7 @@ The largest integers that leaves are about 2**110 (10³³): the sum over 256 sha
 float by far (the fit takes floats of the sums). An object beyond any bound — 10⁴⁰⁰ once crashed
 every shard's forecast with ``OverflowError``, 10³⁰⁰ silently changed every forecast — is refused
 as damaged, and its size is bounded before it is read: :func:`max_bytes` is the size of the
-largest object this version can write for the catalog's warehouses (about 70 KB + 0.5 KB per
+largest object this version can write for the catalog's warehouses (about 58 KB + 0.5 KB per
 warehouse).
 """
 
