@@ -118,7 +118,8 @@ def run_policy(name: str, store: MemoryStore, catalog: Catalog, cores, begin: fl
 
 def record_predictions(stats: RunStats, state: State, catalog: Catalog, now: float, store: MemoryStore) -> None:
     """Both predictors on the same state: this project's projection and the original heuristic."""
-    pooled = pool.gather(store, 1, state.history_day - 1)  # as the forecast handler reads it
+    pooled = pool.gather(store, 1, state.history_day - 1,  # as the forecast handler reads it
+                         warehouses=[w.id for w in catalog.warehouses])
     mean, std, model = daily_forecast(state, catalog, now, pooled)  # as the forecast handler makes it, on any policy's state
     shares = hour_shares(state, catalog, pooled)
     published = own(state.history_day, model, state.hour_profile, [w.id for w in catalog.warehouses],

@@ -30,8 +30,9 @@ def build_runtime(settings: Settings, *, shard: int | None = None) -> Runtime:
     shard's compiled sub-catalog (handlers/runtime/catalogs.py), not the whole catalog."""
     store = open_store(settings.store_url)
     part = None if shard is None or settings.num_shards == 1 else (shard, settings.num_shards)
-    return Runtime(store=store, catalog=load_compiled(settings.catalog_path, store, shard=part), policy=settings.policy,
-                   limits=settings.limits,
+    compiled: dict[str, bytes] = {}  # written by the first invocation whose checks pass, not here
+    catalog = load_compiled(settings.catalog_path, store, shard=part, deferred=compiled)
+    return Runtime(store=store, catalog=catalog, policy=settings.policy, limits=settings.limits, compiled=compiled,
                    publish=publisher(settings, store=store),
                    # the network's calls are bounded per invocation; a file:// store's are local
                    budget_seconds=None if settings.store_url.startswith("file:") else settings.invocation_budget_seconds,

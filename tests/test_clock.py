@@ -12,6 +12,7 @@ import pytest
 from handlers import app
 from handlers.alert import handler as alert_handler
 from handlers.errors import ConfigError, InputError
+from handlers.model.events import format_epoch
 from handlers.runtime import layout
 from handlers.runtime.clock import DEFAULT_MAX_LEAD, Limits, parse_max_lead
 from handlers.runtime.invoke import Runtime, invoke, load_state
@@ -102,8 +103,8 @@ def test_a_long_gap_is_caught_up_in_bounded_pieces_with_the_same_result(tmp_path
 def gap_ticks() -> list[tuple[str, object]]:
     t0 = START.replace(hour=12)
     gap = t0 + timedelta(days=2)
-    return [("order_tick", t0), ("alert", t0), ("order_tick", gap), ("alert", gap),
-            ("order_tick", gap + timedelta(minutes=1)), ("restock", gap + timedelta(minutes=1)),
+    return [("order_tick", t0), ("alert", t0), ("order_tick", gap), ("order_tick", gap + timedelta(minutes=1)),
+            ("alert", gap + timedelta(minutes=1)), ("restock", gap + timedelta(minutes=1)),
             ("order_tick", gap + timedelta(minutes=2))]
 
 
@@ -204,3 +205,73 @@ def test_the_last_supported_business_day_replays_without_overflow(tmp_path: Path
     proc = cli("simulate", "--days", "0.05", "--start", "2199-12-30T00:00:00Z", "--json", "-q",
                "--store", f"file://{tmp_path}/s")
     assert proc.returncode == 0, proc.stderr
+
+
+def _order_clock(store: FileStore) -> float:
+    layout.forget()
+    state, _ = load_state(store)
+    return state.orders_through
+
+
+def test_no_chain_of_accepted_ticks_walks_the_clock_forward(started: FileStore):
+    """GIVEN a store WHEN, round after round, every handler is sent the farthest tick it accepts —
+    forecast, alert (which reads the forecast part), restock, then the order tick — THEN each is
+    measured against the order clock alone: a tick one minute past its lead of the order clock is
+    refused every time, and the order clock moves only by the minutes the order ticks simulated
+    (was: a forecast 6 h ahead let the next forecast go 6 h further, the alert after it further still,
+    and then an order tick 8 days ahead of the simulated minutes through)."""
+    runtime = Runtime(store=started, catalog=BUSY_CATALOG, clock=zero_clock)
+    for _ in range(3):
+        for handler in ("forecast", "alert", "forecast", "alert", "restock", "order_tick"):
+            clock = _order_clock(started)
+            farthest = clock + DEFAULT_MAX_LEAD[handler]
+            with pytest.raises(InputError, match=f"{handler} accepts at most"):
+                invoke(handler, event_at(START, time=format_epoch(farthest + 60)), runtime)
+            result = invoke(handler, event_at(START, time=format_epoch(farthest)), runtime)
+            assert result["status"] in ("applied", "skipped"), result
+            after = _order_clock(started)
+            assert after == clock if handler != "order_tick" else clock < after <= farthest
+    state, _ = load_state(started)
+    assert max(state.applied.values()) <= state.orders_through + DEFAULT_MAX_LEAD["order_tick"]
+
+
+def test_a_forecast_ahead_does_not_let_an_order_tick_lead_further(started: FileStore):
+    """The issue's chain: forecast 6 h ahead -> alert 6 h ahead -> order tick 7 days and a minute
+    ahead of the simulated minutes: refused; 7 days: applied."""
+    runtime = Runtime(store=started, catalog=BUSY_CATALOG, clock=zero_clock)
+    noon = START.replace(hour=12)
+    assert invoke("forecast", event_at(noon + timedelta(hours=6)), runtime)["status"] == "applied"
+    assert invoke("alert", event_at(noon + timedelta(hours=6)), runtime)["status"] == "applied"
+    with pytest.raises(InputError, match="forecast accepts at most 6.0 h"):
+        invoke("forecast", event_at(noon + timedelta(hours=12)), runtime)
+    with pytest.raises(InputError, match="alert accepts at most 6.0 h"):
+        invoke("alert", event_at(noon + timedelta(hours=6, minutes=15)), runtime)
+    with pytest.raises(InputError, match="order_tick accepts at most 7.0 days"):
+        invoke("order_tick", event_at(noon + timedelta(days=7, minutes=1)), runtime)
+    assert invoke("order_tick", event_at(noon + timedelta(days=7)), runtime)["status"] == "applied"
+
+
+def test_a_refused_tick_names_the_handlers_next_tick(started: FileStore):
+    """GIVEN a store whose order clock is 2026-01-05T12:00Z WHEN an order tick or an alert comes a year
+    later THEN the one line names the exact next tick to send (the one minute, the next quarter hour)."""
+    runtime = Runtime(store=started, catalog=BUSY_CATALOG, clock=zero_clock)
+    with pytest.raises(InputError, match="the store's next order_tick is 2026-01-05T12:01:00Z"):
+        invoke("order_tick", event_at(START.replace(year=2027)), runtime)
+    with pytest.raises(InputError, match="the store's next alert is 2026-01-05T12:15:00Z"):
+        invoke("alert", event_at(START.replace(year=2027)), runtime)
+
+
+def test_the_readme_tour_invokes_the_next_order_tick_after_a_week_of_simulate(tmp_path: Path):
+    """GIVEN an empty store WHEN the README's tour runs `simulate --days 7` THEN its next line,
+    `invoke order_tick --time 2026-01-12T00:01:00Z`, is applied; and `invoke` without --time (today's
+    wall-clock minute, months ahead of the store) is one line that names that exact --time (was: only
+    '328 days ahead of the store's clock')."""
+    store = f"file://{tmp_path}/data"
+    assert cli("simulate", "--days", "7", "--quiet", "--store", store).returncode == 0
+    before = files(tmp_path / "data")
+    assert_one_line_error(cli("invoke", "order_tick", "--store", store),
+                          "ahead of the store's clock", "the store's next order_tick is 2026-01-12T00:01:00Z")
+    assert files(tmp_path / "data") == before
+    tour = cli("invoke", "order_tick", "--time", "2026-01-12T00:01:00Z", "--store", store)
+    assert tour.returncode == 0, tour.stderr
+    assert '"status": "applied"' in tour.stdout

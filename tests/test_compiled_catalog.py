@@ -252,3 +252,32 @@ def test_report_reads_a_catalog_kept_in_the_store(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert page.returncode == 0, page.stderr
     assert "4 product x warehouse series" in page.stdout
+
+
+def test_a_compiled_form_under_another_parts_name_is_not_trusted_and_is_written_again(tmp_path, caplog):
+    """GIVEN a catalog compiled for 2 shards WHEN shard 0's object lies under shard 1's name, or under
+    the whole catalog's name THEN each load ignores it with a warning naming its key, gives the right
+    part (was: shard 0's products, silently) and writes the right object again; the next load reads it."""
+    from tests.support.catalogs import catalog_text
+
+    path = tmp_path / "catalog.yaml"
+    path.write_text(catalog_text(12))
+    data = path.read_bytes()
+    store = FileStore(tmp_path / "store")
+    expected = {k: load_compiled(path, store, shard=(k, 2)) for k in (0, 1)}
+    whole = load_compiled(path, store)
+    assert expected[0].products != expected[1].products
+    zero = store.get(compiled_key(data, (0, 2)))
+    for key, part in ((compiled_key(data, (1, 2)), (1, 2)), (compiled_key(data), None)):
+        store.delete(key)
+        store.put_once(key, zero)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="stockpulse"):
+            found = load_compiled(path, store, shard=part)
+        assert found.products == (whole if part is None else expected[1]).products
+        assert f"{key}: compiled catalog ignored (holds shard [0, 2], not" in caplog.text
+        assert store.get(key) != zero
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="stockpulse"):
+            assert load_compiled(path, store, shard=part).products == found.products
+        assert caplog.text == ""

@@ -39,7 +39,8 @@ SHARDED_CATALOG = "seed: 7\nproducts:\n" + "".join(
     for n in range(12)) + "warehouses:\n  - {id: WH-A, timezone: Europe/Berlin}\n  - {id: WH-B, timezone: America/Chicago}\n"
 
 #: the S3 action each Store method needs (storage_s3.py: HEAD for exists/matches, conditional PUTs)
-ACTIONS = {"read": "s3:GetObject", "get": "s3:GetObject", "exists": "s3:GetObject", "matches": "s3:GetObject",
+ACTIONS = {"read": "s3:GetObject", "get": "s3:GetObject", "get_prefix": "s3:GetObject", "exists": "s3:GetObject",
+           "matches": "s3:GetObject",
            "write": "s3:PutObject", "put_once": "s3:PutObject", "replace": "s3:PutObject", "list": "s3:ListBucket",
            "scan": "s3:ListBucket", "delete": "s3:DeleteObject"}
 FEED = "feed:"  # a recorded key of a feed's store: feed:<kind>:<key>

@@ -239,3 +239,79 @@ def test_a_sharded_feed_equals_an_unsharded_one_series_by_series(tmp_path: Path)
     assert whole_events == sharded_events
     assert sharded.feed_counters["orders"]["not_in_catalog"] == whole.feed_counters["orders"]["not_in_catalog"] == 1
     assert sharded.feed_counters["orders"]["applied"] == 120
+
+
+def test_a_journal_holding_another_journals_bytes_is_damage_named_in_one_line(tmp_path: Path, catalog):
+    """GIVEN a store whose journals are content-addressed WHEN one journal's bytes are found under another's
+    name (a copy gone wrong) THEN a cold process's next order tick refuses it in one line naming the key,
+    and nothing is committed (was: its line ids and objects trusted silently). Control: untouched, a cold
+    process's tick is applied."""
+    from handlers.errors import StorageError
+    from handlers.runtime import layout
+
+    for swapped in (True, False):
+        shop = Shop(tmp_path / str(swapped), catalog)
+        shop.tick(T0)
+        for minute in (1, 2):
+            put(shop.feed["orders"], T0, f"m{minute}.ndjson",
+                ndjson([line(f"l{minute}", T0 + timedelta(seconds=60 * minute - 5))]))
+            shop.tick(T0 + timedelta(minutes=minute))
+        keys = sorted(key for key, _ in shop.state().feed_journals)
+        assert len(keys) >= 2
+        if swapped:
+            (shop.store.root / keys[0]).write_bytes((shop.store.root / keys[-1]).read_bytes())
+        before = shop.store.read("state/state.bin").etag
+        layout.forget()
+        feeds._journals.clear()
+        if not swapped:
+            assert shop.tick(T0 + timedelta(minutes=3))["status"] == "applied"
+            continue
+        with pytest.raises(StorageError, match=rf"^{keys[0]}: damaged — its content's SHA-256") as refused:
+            shop.tick(T0 + timedelta(minutes=3))
+        assert "\n" not in str(refused.value) and shop.store.read("state/state.bin").etag == before
+
+
+class _RacesBeforeJournal:
+    """A store that, on the first read of a feed journal, lets other order ticks commit first."""
+
+    def __init__(self, inner: FileStore, race) -> None:
+        self.inner, self.url, self.race = inner, inner.url, race
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> bytes:
+        if key.startswith(feeds.JOURNAL_PREFIX) and self.race is not None:
+            race, self.race = self.race, None
+            race()
+        return self.inner.get(key)
+
+
+def test_an_order_tick_whose_journals_newer_ticks_pruned_reads_the_state_again(tmp_path: Path, catalog):
+    """GIVEN an order tick that has read state/state.bin WHEN, before it reads the journals that state
+    references, order ticks hours later commit and prune those journals THEN it reads the state again and
+    is applied over the minutes since (was: 'missing — restore it from a backup'); every line once."""
+    from handlers.runtime import layout
+
+    shop = Shop(tmp_path, catalog, lateness=600.0)
+    shop.tick(T0)
+    put(shop.feed["orders"], T0, "first.ndjson", ndjson([line("first", T0 + timedelta(seconds=30))]))
+    shop.tick(T0 + timedelta(minutes=1))
+    referenced = [key for key, _ in shop.state().feed_journals]
+
+    def hours_later() -> None:
+        for step in range(1, 29):
+            moment = T0 + timedelta(minutes=1 + 10 * step)
+            put(shop.feed["orders"], moment, f"o{step}.ndjson", ndjson([line(f"l{step}", moment - timedelta(seconds=5))]))
+            assert invoke("order_tick", event_at(moment), shop.runtime)["status"] == "applied"
+
+    layout.forget()
+    feeds._journals.clear()
+    slow = Runtime(store=_RacesBeforeJournal(shop.store, hours_later), catalog=catalog, clock=zero_clock,
+                   feeds=Feeds(shop.feed, max_lateness=600.0))
+    moment = T0 + timedelta(minutes=1 + 10 * 29)
+    put(shop.feed["orders"], moment, "last.ndjson", ndjson([line("last", moment - timedelta(seconds=5))]))
+    result = invoke("order_tick", event_at(moment), slow)
+    assert not any(shop.store.exists(key) for key in referenced)  # the race really pruned what it had read
+    assert result["status"] == "applied"
+    assert shop.counters()["applied"] == 30 and int(np.asarray(shop.state().shipped).sum()) == 30

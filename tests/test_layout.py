@@ -265,7 +265,7 @@ def test_a_schema_2_hot_part_still_loads_and_the_next_commit_writes_a_base(tmp_p
     expected, _ = load_state(store)
     found = store.read(STATE_KEY)
     header, arrays, outbox = unpack(found.data, key=STATE_KEY)
-    arrays.update(layout._series(store, header.pop("base"), tuple(map(tuple, header.pop("chain")))))
+    arrays.update(layout._series(store, header.pop("base"), tuple(map(tuple, header.pop("chain"))), found.etag))
     header.pop("base_bytes")
     header["schema"] = 2
     store.write(STATE_KEY, pack(header, arrays, outbox), etag=found.etag)
@@ -288,3 +288,123 @@ def test_the_lazy_order_rate_is_the_minute_by_minute_ewma():
         lazy[hit] = lazy[hit] * RATE_DECAY ** (minute - at[hit]) + sold[hit] * (1 - RATE_DECAY)
         at[hit] = minute
     np.testing.assert_allclose(lazy * RATE_DECAY ** (600 - at), rate, rtol=1e-12, atol=1e-300)
+
+
+def _hot_header(store: FileStore) -> dict:
+    return unpack(store.read(STATE_KEY).data, key=STATE_KEY)[0]
+
+
+def test_a_base_stamped_by_a_forecast_ahead_is_never_pruned_by_the_next_base(tmp_path):
+    """GIVEN a forecast 5 h ahead of the order clock (an accepted lead) and an alert (which reads the
+    forecast part) writing a new base WHEN the order ticks after it fill the chain and write the next
+    base THEN every object the hot part references exists, a cold process loads the state, and the
+    stamps of the bases never go backwards (was: the order tick's base was stamped before the
+    alert's, and its prune deleted it)."""
+    store = FileStore(tmp_path)
+    minute = 0
+
+    def order_tick() -> dict:
+        nonlocal minute
+        minute += 1
+        return invoke("order_tick", event_at(NOON + timedelta(minutes=minute)), _runtime(store))
+
+    order_tick()
+    while len(_hot_header(store)["chain"]) < layout.MAX_CHAIN:
+        order_tick()
+    ahead = NOON + timedelta(hours=5)
+    assert invoke("forecast", event_at(ahead), _runtime(store))["status"] == "applied"
+    invoke("alert", event_at(NOON + timedelta(minutes=minute)), _runtime(store))
+    bases = [_hot_header(store)["base"]]
+    assert layout._key_stamp(bases[0]) == ahead.timestamp()  # the alert's new base, stamped by the forecast
+    while len(bases) < 3:
+        order_tick()
+        if _hot_header(store)["base"] != bases[-1]:
+            bases.append(_hot_header(store)["base"])
+        header = _hot_header(store)
+        for key in (header["history"], header["base"], *(key for key, _ in header["chain"])):
+            assert store.exists(key), key
+    stamps = [layout._key_stamp(key) for key in bases]
+    assert stamps == sorted(stamps)
+    assert _fresh_process_state(store).orders_through == (NOON + timedelta(minutes=minute)).timestamp()
+
+
+def test_a_prune_never_deletes_what_the_new_or_the_replaced_hot_part_references(tmp_path):
+    """GIVEN hot objects whose names say they are older than the base the commit had loaded (a store
+    written before stamps were kept from going backwards) WHEN the prune after a new base runs THEN
+    the new base and the replaced generation stay, whatever their names; only unreferenced older
+    objects go. Control: an unreferenced object with the same stamp is deleted."""
+    store = FileStore(tmp_path)
+    key = lambda stamp, kind, tag: f"{layout.HOT_PREFIX}{stamp:011d}-{kind}-{tag * 24}.bin"  # noqa: E731
+    loaded_base, loaded_delta, new_base = key(500, "base", "a"), key(400, "delta", "b"), key(300, "base", "c")
+    garbage = key(300, "delta", "d")
+    for name in (loaded_base, loaded_delta, new_base, garbage):
+        store.put_once(name, b"x")
+    fresh = layout.fresh(BUSY_CATALOG, NOON.timestamp())
+    loaded = layout.Loaded(fresh.state, fresh.etags, fresh.outboxes, None, fresh.history, base=loaded_base,
+                           chain=((loaded_delta, 1),), base_bytes=1)
+    pruned = layout.prune_hot(store, loaded, layout.Committed(base=new_base))
+    assert pruned == 1 and sorted(store.list(layout.HOT_PREFIX)) == sorted([new_base, loaded_delta, loaded_base])
+
+
+class _RacesBeforeHistory:
+    """A store that runs ``race`` once, just before the first look at a history object: between an
+    invocation's read of state/state.bin and its read of the history that state references."""
+
+    def __init__(self, inner: FileStore, race) -> None:
+        self.inner, self.url, self.race = inner, inner.url, race
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def exists(self, key: str) -> bool:
+        if key.startswith(layout.HISTORY_PREFIX) and self.race is not None:
+            race, self.race = self.race, None
+            race()
+        return self.inner.exists(key)
+
+
+def _two_days(store: FileStore) -> None:
+    """Order ticks through 2026-01-06T23:00Z: the hot part references the history of 2026-01-05."""
+    for moment in (START + timedelta(minutes=1), START + timedelta(days=1, minutes=1), START + timedelta(hours=47)):
+        invoke("order_tick", event_at(moment), _runtime(store))
+
+
+def test_a_forecast_whose_history_two_closing_days_replaced_reads_the_hot_part_again(tmp_path):
+    """GIVEN a forecast that has read state/state.bin WHEN, before it reads the history object that
+    state references, two order ticks close two days (the second one's prune deletes that object)
+    THEN the forecast reads the hot part again and is applied with the newest history (was: 'missing
+    — restore it from a backup', and a retry succeeded)."""
+    store = FileStore(tmp_path)
+    _two_days(store)
+    first = unpack(store.read(STATE_KEY).data, key=STATE_KEY)[0]["history"]
+    pruned = []
+
+    def two_days_close() -> None:
+        for day in (2, 3):
+            result = invoke("order_tick", event_at(START + timedelta(days=day, minutes=1)), _runtime(store))
+            pruned.append(result.get("history_pruned"))
+
+    layout.forget()
+    racing = _RacesBeforeHistory(store, two_days_close)
+    result = invoke("forecast", event_at(START + timedelta(hours=47)), _runtime(racing))
+    assert len(pruned) == 2 and not store.exists(first)  # the race really deleted what it had read
+    assert result["status"] == "applied"
+    state = _fresh_process_state(store)
+    assert state.applied["forecast"] == (START + timedelta(hours=47)).timestamp()
+    assert state.history_day * 86400 == (START + timedelta(days=3)).timestamp()
+
+
+def test_a_history_object_missing_from_the_newest_hot_part_is_damage_named_in_one_line(tmp_path):
+    """Control: GIVEN the newest hot part's history object deleted WHEN a forecast or a cold load
+    reads it THEN a StorageError names the object and says what to do (no endless re-reading)."""
+    store = FileStore(tmp_path)
+    _two_days(store)
+    ref = unpack(store.read(STATE_KEY).data, key=STATE_KEY)[0]["history"]
+    store.delete(ref)
+    layout.forget()
+    pattern = rf"{ref}: referenced by state/state.bin but missing from .* restore it from a backup"
+    with pytest.raises(StorageError, match=pattern) as refused:
+        invoke("forecast", event_at(START + timedelta(hours=47)), _runtime(store))
+    assert "\n" not in str(refused.value)
+    with pytest.raises(StorageError, match=pattern):
+        load_state(store)

@@ -138,3 +138,46 @@ def test_a_failed_push_never_fails_the_handler_and_is_logged_and_counted(tmp_pat
     invoke("order_tick", event_at(START + timedelta(minutes=3)), runtime)
     text = generate_latest(pushed[0]).decode()
     assert 'metrics_push_failures_total{handler="order_tick"} 2.0' in text
+
+
+def test_after_simulate_run_and_a_skipped_invoke_every_documented_metric_is_in_the_files(tmp_path: Path):
+    """GIVEN the file backend (no Pushgateway) WHEN `simulate` publishes every group at its end, then
+    `run` and an `invoke` of a tick already applied THEN after each, every metric docs/observability.md
+    lists for each handler has samples in metrics/<handler>.prom (was: simulate's forecast group lost
+    predicted_stockout_hours, stockout_within_horizon, stockout_probability, demand_forecast_units,
+    reorder_point_units and series_at_risk: its publish passed no core outcome)."""
+    from tests.support.documented_metrics import documented, simulate_run_skip, with_samples
+
+    expected = documented()
+    assert {"predicted_stockout_hours", "demand_forecast_units", "processing_latency_seconds"} <= expected["forecast"]
+    for step in simulate_run_skip(tmp_path, "--store", f"file://{tmp_path}/s"):
+        for handler, names in expected.items():
+            text = (tmp_path / "s" / "metrics" / f"{handler}.prom").read_text()
+            assert names <= with_samples(text), (step, handler, sorted(names - with_samples(text)))
+
+
+def test_a_publish_without_the_cores_values_exposes_what_the_last_forecast_computed(tmp_path: Path):
+    """GIVEN a committed forecast WHEN its group is published again from the loaded state alone (no
+    core outcome, as `simulate` does at its end) THEN it is the text the forecast's own publish
+    exposed — the values read from the state, not recomputed. Control: before any forecast, a
+    publish from the state exposes none of them."""
+    from handlers.model.catalog import parse_catalog
+    from tests.support.ticks import SMALL_CATALOG
+
+    catalog = parse_catalog(SMALL_CATALOG)
+    store = FileStore(tmp_path / "s")
+    pushed: list[tuple[str, CollectorRegistry]] = []
+    settings = Settings(store_url=f"file://{tmp_path}/s", pushgateway_url="http://127.0.0.1:9")
+    publish = publisher(settings, store=store, wall_clock=lambda: 0.0,
+                        push=lambda url, timeout, handler, registry: pushed.append((handler, registry)))
+    run(Runtime(store=store, catalog=catalog, publish=publish), schedule(START, 60))
+    live = generate_latest([registry for handler, registry in pushed if handler == "forecast"][-1]).decode()
+    state, _ = load_state(store, catalog)
+    assert publish("forecast", state, catalog) is None
+    assert "stockout_probability{" in live and "demand_forecast_units{" in live
+    assert generate_latest(pushed[-1][1]).decode() == live
+    empty = FileStore(tmp_path / "empty")
+    invoke("order_tick", event_at(START + timedelta(minutes=1)), Runtime(store=empty, catalog=catalog))
+    before, _ = load_state(empty, catalog)
+    assert publish("forecast", before, catalog) is None
+    assert "stockout_probability{" not in generate_latest(pushed[-1][1]).decode()

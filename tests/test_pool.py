@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,13 @@ import pytest
 
 from handlers.forecasting import model as forecasting
 from handlers.forecasting.model import Stats, exact_cross, fit, pooled_forecast
-from handlers.forecasting.pooled import Pool, own
+from handlers.forecasting.pooled import Pool, max_bytes, own
 from handlers.model.streams import mix
 from handlers.runtime import pool
+from handlers.runtime.invoke import Runtime, invoke
 from handlers.storage.file import FileStore
+from tests.support.crash import BUSY_CATALOG
+from tests.support.ticks import START, event_at, zero_clock
 
 
 def history(n_series: int = 300, days: int = 112, *, seed: int = 0) -> np.ndarray:
@@ -158,15 +162,15 @@ def test_gather_adds_every_shard_and_leaves_out_shards_without_a_state(tmp_path:
     for k in (0, 2):
         store.put_once(f"shards/{k}/{pool.key(100)}", one.to_bytes())
         store.write(f"shards/{k}/state/state.bin", b"x", etag=None)
-    total = pool.gather(store, 3, 100)  # shard 1 holds no state: no series
+    total = pool.gather(store, 3, 100, warehouses=["W-A", "W-B"])  # shard 1 holds no state: no series
     assert total is not None and total.shards == 2 and total.model == one.model + one.model
     store.write("shards/1/state/state.bin", b"x", etag=None)
-    assert pool.gather(store, 3, 100) is None  # shard 1 now has series but no statistics
+    assert pool.gather(store, 3, 100, warehouses=["W-A", "W-B"]) is None  # shard 1 now has series but no statistics
     store.put_once(f"shards/1/{pool.key(100)}", b"{damaged")
     with caplog.at_level(logging.WARNING, logger="stockpulse"):
-        assert pool.gather(store, 3, 100) is None
+        assert pool.gather(store, 3, 100, warehouses=["W-A", "W-B"]) is None
     assert "shards/1/state/pool/100.json: damaged forecast statistics" in caplog.text
-    assert pool.gather(store, 3, 99) is None
+    assert pool.gather(store, 3, 99, warehouses=["W-A", "W-B"]) is None
 
 
 def test_publish_writes_a_day_once_and_keeps_two_days(tmp_path: Path):
@@ -196,9 +200,125 @@ def test_statistics_of_another_day_or_another_model_are_refused(tmp_path: Path, 
         Pool.from_bytes(json.dumps(other_model).encode(), "k")
     store = FileStore(tmp_path)
     store.put_once(pool.key(100), found.to_bytes())
-    assert pool.gather(store, 1, 100) == found
+    assert pool.gather(store, 1, 100, warehouses=["W-A", "W-B"]) == found
     store.delete(pool.key(100))
     store.put_once(pool.key(100), json.dumps(other_model).encode())
     with caplog.at_level(logging.WARNING, logger="stockpulse"):
-        assert pool.gather(store, 1, 100) is None
+        assert pool.gather(store, 1, 100, warehouses=["W-A", "W-B"]) is None
     assert "regression" in caplog.text
+
+
+# -- statistics from another shard are bounded by what a real catalog can produce ------------------
+
+def _three_days(store: FileStore) -> str:
+    """Order ticks and forecasts on three business days; returns the key of the statistics the
+    fourth day's forecast reads (its history day's eve)."""
+    runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
+    for day in range(3):
+        invoke("order_tick", event_at(START + timedelta(days=day, minutes=1)), runtime)
+        invoke("forecast", event_at(START + timedelta(days=day, minutes=1)), runtime)
+    return pool.key(int((START + timedelta(days=3)).timestamp() // 86400) - 1)
+
+
+def _rewrite(store: FileStore, key: str, change) -> None:
+    doc = json.loads(store.get(key))
+    change(doc)
+    store.delete(key)
+    store.put_once(key, json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize(("name", "value"), [("regression", 10**400), ("regression", 10**300), ("profile", -10**300),
+                                             ("series", 10**6), ("hours", 10**100)],
+                         ids=["regression-1e400", "regression-1e300", "profile-1e300", "series-1e6", "hours-1e100"])
+def test_statistics_beyond_what_a_catalog_can_produce_are_damage_and_the_forecast_fits_its_own(
+        tmp_path: Path, caplog, name: str, value: int):
+    """GIVEN the statistics a forecast pools WHEN one integer is beyond what 120,000 series can give
+    THEN that forecast warns naming the key and fits on its own series (was: 10**400 raised
+    OverflowError in every shard's forecast, 10**300 silently changed every forecast); control: as
+    published, the same forecast pools them."""
+    store = FileStore(tmp_path / "s")
+    key = _three_days(store)
+    control = FileStore(tmp_path / "control")
+    _three_days(control)
+    runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
+    fourth = START + timedelta(days=3, minutes=1)
+    for target in (store, control):
+        invoke("order_tick", event_at(fourth), Runtime(store=target, catalog=BUSY_CATALOG, clock=zero_clock))
+
+    def change(doc: dict) -> None:
+        if name == "series":
+            doc["model"]["series"] = value
+        elif name == "hours":
+            doc["hours"]["W1"][0] = value
+        else:
+            doc["model"][name][0][0] = value
+
+    _rewrite(store, key, change)
+    assert invoke("forecast", event_at(fourth), Runtime(store=control, catalog=BUSY_CATALOG,
+                                                         clock=zero_clock))["pool"] == "catalog"
+    with caplog.at_level(logging.WARNING, logger="stockpulse"):
+        result = invoke("forecast", event_at(fourth), runtime)
+    assert result["status"] == "applied" and result["pool"] == "own"
+    assert f"{key}: damaged forecast statistics" in caplog.text
+
+
+class _CountingReads:
+    """Counts the bytes every read of the store it wraps returns."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.url, self.read_bytes = inner, inner.url, 0
+
+    def __getattr__(self, name: str):
+        method = getattr(self.inner, name)
+        if name not in ("get", "get_prefix", "read"):
+            return method
+
+        def counted(*args, **kwargs):
+            found = method(*args, **kwargs)
+            data = found.data if hasattr(found, "data") else found
+            self.read_bytes += len(data or b"")
+            return found
+
+        return counted
+
+
+def test_a_400_mb_statistics_object_is_never_read_whole(tmp_path: Path, caplog):
+    """GIVEN a statistics object of 400 MB (sparse: no disk used) WHEN the forecast statistics are
+    gathered THEN it is refused as damaged after reading at most the bound (the size of the largest
+    object this catalog's statistics can take, ~60 KB) — not 400 MB."""
+    store = FileStore(tmp_path)
+    path = tmp_path / pool.key(100)
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as handle:
+        handle.truncate(400 * 2**20)
+    counting = _CountingReads(store)
+    with caplog.at_level(logging.WARNING, logger="stockpulse"):
+        assert pool.gather(counting, 1, 100, warehouses=["W-A", "W-B"]) is None
+    limit = max_bytes(["W-A", "W-B"])
+    assert 0 < counting.read_bytes <= limit + 1 < 100_000
+    assert f"more than the {limit} bytes" in caplog.text
+
+
+def test_the_bounds_hold_for_statistics_at_the_catalog_limits():
+    """Control: GIVEN statistics whose every integer is at the bound a shard of 120,000 series can
+    reach THEN they are accepted, their object is within max_bytes, and 256 of them add up to floats
+    a fit takes; one step beyond any bound is refused."""
+    from handlers.forecasting.pooled import PHASE_DAYS, ROWS_PER_SERIES, VALUE, check_bounds
+    from handlers.model.bounds import MAX_SERIES
+
+    rows = MAX_SERIES * ROWS_PER_SERIES
+    row = [VALUE if i % 2 else -VALUE for i in range(21)] + [1 << 16]  # every feature at the clip, then the 1
+    regression = [[rows * a * b for b in row] for a in row]  # what that row, repeated, sums to
+    stats = Stats(series=MAX_SERIES, profile=[[PHASE_DAYS * MAX_SERIES * VALUE] * 7, [PHASE_DAYS * MAX_SERIES] * 7],
+                  regression=regression, variance=None, tails=None)
+    edge = Pool(100, stats, {"W-A": [MAX_SERIES * VALUE] * 24, "W-B": [-MAX_SERIES * VALUE] * 24})
+    check_bounds(edge)
+    assert len(edge.to_bytes()) <= max_bytes(["W-A", "W-B"])
+    assert Pool.from_bytes(edge.to_bytes(), "k", 100, warehouses=["W-A", "W-B"]) == edge
+    assert all(abs(float(x * 256)) < 1e40 for row in regression for x in row)
+    for beyond in (dataclasses.replace(stats, series=MAX_SERIES + 1),
+                   dataclasses.replace(stats, profile=[[PHASE_DAYS * MAX_SERIES * VALUE + 1] * 7, stats.profile[1]])):
+        with pytest.raises(ValueError):
+            check_bounds(Pool(100, beyond, edge.hours))
+    with pytest.raises(ValueError, match="hours"):
+        check_bounds(Pool(100, stats, {"W-A": [MAX_SERIES * VALUE + 1] * 24}))

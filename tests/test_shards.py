@@ -222,7 +222,7 @@ def test_days_of_a_sharded_run_equal_unsharded_with_the_real_handlers(tmp_path: 
     assert events == expected_events
     assert {"forecast_score", "restock", "reorder_alert"} <= {e["type"] for e in events}
     # the forecasts compared came from a complete pooled model fitted over every shard
-    summed = pool.gather(sharded, 4, state.history_day - 1)
+    summed = pool.gather(sharded, 4, state.history_day - 1, warehouses=[w.id for w in catalog.warehouses])
     assert summed is not None and summed.shards == 4
     params = forecasting.fit(summed.model)
     assert params.coef is not None and params.variance_coef is not None and params.tails is not None
@@ -231,7 +231,7 @@ def test_days_of_a_sharded_run_equal_unsharded_with_the_real_handlers(tmp_path: 
 def test_a_shard_that_misses_the_statistics_fits_on_its_own_series(tmp_path: Path, monkeypatch):
     """The control for the test above: when the shards' statistics of the day before are not all
     there, each shard fits on its own series — and the same comparison catches the difference."""
-    monkeypatch.setattr(pool, "gather", lambda store, num_shards, day: None)
+    monkeypatch.setattr(pool, "gather", lambda store, num_shards, day, warehouses: None)
     catalog = make_catalog(24)
     sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=2 * 24 * 60 + 90)
     state, _ = load_state(sharded, catalog)

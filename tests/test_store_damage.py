@@ -138,3 +138,54 @@ def test_log_and_metric_files_are_readable_by_other_users(tmp_path: Path):
     for path in (tmp_path / key, tmp_path / metrics_key("order_tick")):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert load_state(store)[0] is not None
+
+
+# -- content-addressed objects are checked against the SHA-256 their names carry -------------------
+
+def _swap(store: FileStore, victim: str, donor: str) -> None:
+    """Put ``donor``'s bytes under ``victim``'s name (a copy gone wrong, a bad restore)."""
+    data = store.get(donor)
+    store.delete(victim)
+    store.put_once(victim, data)
+
+
+def test_one_deltas_bytes_under_another_deltas_name_is_damage_named_in_one_line(tmp_path: Path):
+    """GIVEN a store whose hot part has a chain of deltas WHEN one delta's bytes lie under another
+    delta's name THEN a cold process refuses with one line naming that key (was: the wrong delta
+    applied silently, one series' on-hand off by one, `status` exit 0); `status` exits 2 saying so."""
+    url = f"file://{tmp_path}/s"
+    assert cli("simulate", "--days", "0.01", "--store", url, "--quiet").returncode == 0
+    store = FileStore(tmp_path / "s")
+    deltas = sorted(k for k in store.list("state/hot/") if "-delta-" in k)
+    assert len(deltas) >= 3
+    _swap(store, deltas[2], deltas[1])
+    assert_one_line_error(cli("status", "--store", url), f"{deltas[2]}: damaged — its content's SHA-256 begins",
+                          "restore it from a backup")
+    from handlers.runtime import layout
+
+    layout.forget()
+    with pytest.raises(StorageError, match=rf"{deltas[2]}: damaged"):
+        load_state(store)
+
+
+def test_a_history_object_with_another_objects_bytes_is_damage(tmp_path: Path):
+    """GIVEN two days of order ticks WHEN the history object the hot part references holds the older
+    day's bytes THEN a forecast and a cold load refuse naming it; control: the untouched store loads."""
+    from handlers.model.state import STATE_KEY, unpack
+    from handlers.runtime import layout
+
+    store = FileStore(tmp_path / "s")
+    runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
+    for moment in (START + timedelta(minutes=1), START + timedelta(days=1, minutes=1),
+                   START + timedelta(days=2, minutes=1)):
+        invoke("order_tick", event_at(moment), runtime)
+    layout.forget()
+    assert load_state(store)[0] is not None  # control: as written, it loads
+    current = unpack(store.read(STATE_KEY).data, key=STATE_KEY)[0]["history"]
+    older = next(k for k in store.list("state/history/") if k != current)
+    _swap(store, current, older)
+    layout.forget()
+    with pytest.raises(StorageError, match=rf"{current}: damaged"):
+        load_state(store)
+    with pytest.raises(StorageError, match=rf"{current}: damaged"):
+        invoke("forecast", event_at(START + timedelta(days=2, minutes=1)), runtime)

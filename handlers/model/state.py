@@ -27,8 +27,8 @@ import numpy as np
 from handlers.errors import StorageError
 from handlers.model.catalog import Catalog
 
-__all__ = ["FEED_OUTCOMES", "State", "initial_state", "pack", "unpack", "HANDLERS", "LATENCY_BUCKETS", "HISTORY_DAYS", "FORECAST_DAYS",
-           "STATE_KEY", "SCHEMA"]
+__all__ = ["FEED_OUTCOMES", "State", "initial_state", "pack", "unpack", "HANDLERS", "LATENCY_BUCKETS", "HISTORY_DAYS",
+           "FORECAST_DAYS", "STATE_KEY", "SCHEMA", "EXPOSED"]
 
 #: The handlers, in the order of the state's per-handler counters (rows of ``latency_buckets`` ...):
 #: part of the stored format. handlers/runtime/declarations.py describes each one.
@@ -41,11 +41,16 @@ LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0
 RATE_DECAY = math.exp(-1 / 60)  # per-minute decay of the order-rate EWMA (time constant 1 h)
 HISTORY_DAYS = 112  # complete days of demand kept for the forecaster
 FORECAST_DAYS = 8  # today + the next 7 days
+#: The per-series values the forecast core exposes to its metrics (``Outcome.exposed``), in the
+#: columns of ``State.forecast_exposed``: kept with the forecast so that any publish of the forecast's
+#: group exposes what the last committed forecast computed (handlers/telemetry/metrics.py)
+EXPOSED: tuple[str, ...] = ("stockout_hours", "stockout_probability", "forecast_7d_units", "reorder_point")
 
 #: Arrays added after SCHEMA 1 was first written: name -> the value a state without it loads with.
 _ADDED_ARRAYS: dict[str, Callable[[int], np.ndarray]] = {
     "score_forecast_std": lambda series: np.full(series, np.nan),
     "cover_daily_demand": lambda series: np.full(series, np.nan, dtype=np.float32),
+    "forecast_exposed": lambda series: np.full((series, len(EXPOSED)), np.nan),
     **{name: lambda series: np.zeros(series, dtype=np.int64) for name in ("backorder", "backordered", "returned", "adjusted")},
     "today_oos": lambda series: np.zeros((series, 24), dtype=np.int16),
     "censor_live": lambda series: np.zeros((series, 0)),
@@ -109,6 +114,9 @@ class State:
     #   at hand (NaN before the first forecast): what the days of cover in the metrics of a handler
     #   that does not read the forecast part use (handlers/runtime/layout.py, handlers/telemetry/metrics.py)
     cover_daily_demand: np.ndarray
+    # [S, len(EXPOSED)] what the last forecast's core exposed to its metrics, as it computed them (NaN
+    #   before the first forecast, and where the core exposed NaN: no stockout within the horizon)
+    forecast_exposed: np.ndarray
 
     # -- forecast quality, after the fact: each day's forecast (made at the day's first forecast
     #    run) against what happened, beside seasonal naive (the same weekday a week earlier) ----
@@ -312,6 +320,7 @@ def initial_state(catalog: Catalog, created_at: float) -> State:
         forecast_std=np.zeros((s, FORECAST_DAYS)),
         hour_share=np.full((s, 24), 1 / 24),
         cover_daily_demand=np.full(s, np.nan, dtype=np.float32),
+        forecast_exposed=np.full((s, len(EXPOSED)), np.nan),
         score_day=-1,
         score_forecast=np.zeros(s),
         score_forecast_std=np.zeros(s),

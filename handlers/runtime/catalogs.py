@@ -19,9 +19,13 @@ form (its shard's) directly and never reads the YAML; only when that is missing 
 source object, check its digest, validate, compile and store, as for a local file.
 
 A compiled object is a JSON header line (format, the body's SHA-256) and a JSON body carrying the
-file's digest, the catalog's fingerprint and its content. The body's checksum stands for the
-fingerprint's recomputation; an object whose checksum, digest or shape does not match is
-ignored with a warning and the catalog is built from the file.
+file's digest, which part of it the object holds (``shard``: ``[k, N]``, or ``null`` for the whole
+catalog), the catalog's fingerprint and its content. The body's checksum stands for the
+fingerprint's recomputation. An object whose checksum, digest, part or shape does not match its
+key — a damaged one, another shard's under this shard's name, a shard's under the whole catalog's,
+one written before objects named their part — is ignored with a warning naming its key, the
+catalog is built from the file (for a ``store:`` reference, from the source object, checked against
+its digest) and the object is written again.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -39,7 +44,8 @@ from handlers.model.catalog import Catalog, Product, Warehouse, parse_catalog, p
 from handlers.runtime.shards import split
 from handlers.storage.base import Store
 
-__all__ = ["load_catalog", "default_catalog", "compiled_objects", "load_compiled", "compiled_key", "compile_catalog",
+__all__ = ["load_catalog", "default_catalog", "compiled_objects", "load_compiled", "store_compiled", "compiled_key",
+           "compile_catalog",
            "compiled_globs", "parse_reference", "source_key", "store_reference", "CATALOG_PREFIX", "SOURCE_PREFIX",
            "STORE_SCHEME"]
 
@@ -107,8 +113,9 @@ def parse_reference(value: str) -> tuple[str, str] | None:
     return key, match.group(1)
 
 
-def _encode(catalog: Catalog, digest: str) -> bytes:
-    body = json.dumps({"file_sha256": digest, "fingerprint": catalog.fingerprint, "seed": catalog.seed,
+def _encode(catalog: Catalog, digest: str, shard: tuple[int, int] | None = None) -> bytes:
+    body = json.dumps({"file_sha256": digest, "shard": None if shard is None else list(shard),
+                       "fingerprint": catalog.fingerprint, "seed": catalog.seed,
                        "products": [list(vars(p).values()) for p in catalog.products],
                        "warehouses": [list(vars(w).values()) for w in catalog.warehouses],
                        "initial_stock": catalog.initial_stock_table}, separators=(",", ":")).encode()
@@ -116,7 +123,7 @@ def _encode(catalog: Catalog, digest: str) -> bytes:
     return header + b"\n" + body
 
 
-def _decode(data: bytes, digest: str, source: str) -> Catalog:
+def _decode(data: bytes, digest: str, source: str, shard: tuple[int, int] | None = None) -> Catalog:
     header_line, _, body = data.partition(b"\n")
     header = json.loads(header_line)
     if header.get("format") != _FORMAT or header.get("sha256") != hashlib.sha256(body).hexdigest():
@@ -124,6 +131,11 @@ def _decode(data: bytes, digest: str, source: str) -> Catalog:
     doc = json.loads(body)
     if doc.get("file_sha256") != digest:
         raise ValueError("not the compiled form of this file")
+    if "shard" not in doc:
+        raise ValueError("written before compiled forms named the part of the catalog they hold")
+    if doc["shard"] != (None if shard is None else list(shard)):
+        held = "the whole catalog" if doc["shard"] is None else f"shard {doc['shard']}"
+        raise ValueError(f"holds {held}, not {'the whole catalog' if shard is None else f'shard {list(shard)}'}")
     catalog = Catalog(tuple(Product(*row) for row in doc["products"]), tuple(Warehouse(*row) for row in doc["warehouses"]),
                       tuple(tuple(row) for row in doc["initial_stock"]), seed=doc["seed"], source=source)
     if not isinstance(doc["fingerprint"], str):
@@ -132,18 +144,21 @@ def _decode(data: bytes, digest: str, source: str) -> Catalog:
     return catalog
 
 
-def _read(store: Store, key: str, digest: str, source: str) -> Catalog | None:
+def _read(store: Store, key: str, digest: str, source: str, shard: tuple[int, int] | None = None) -> Catalog | None:
     try:
         if store.exists(key):
-            return _decode(store.get(key), digest, source)
+            return _decode(store.get(key), digest, source, shard)
     except (StorageError, ValueError, TypeError, KeyError, AttributeError) as exc:
         log.warning("%s: compiled catalog ignored (%s); building it from %s", key, exc, source)
     return None
 
 
 def _store(store: Store, key: str, data: bytes) -> None:
+    """Write a compiled form once; one already there with other bytes (damaged, another part's, an
+    older layout: what :func:`_read` ignored) is written again."""
     try:
-        store.put_once(key, data, content_type="application/json")
+        if not store.put_once(key, data, content_type="application/json") and store.matches(key, data) is False:
+            store.replace(key, data, content_type="application/json")
     except StorageError as exc:
         log.warning("%s: the compiled catalog could not be stored (%s); the next process builds it again", key, exc)
 
@@ -169,7 +184,7 @@ def compiled_objects(data: bytes, whole: Catalog, *, num_shards: int = 1) -> dic
     objects = {source_key(data): data, _key(digest): _encode(whole, digest)}
     if num_shards > 1:
         for part in split(whole, num_shards):
-            objects[_key(digest, (part.number, num_shards))] = _encode(part.catalog, digest)
+            objects[_key(digest, (part.number, num_shards))] = _encode(part.catalog, digest, (part.number, num_shards))
     return objects
 
 
@@ -180,11 +195,18 @@ def compiled_globs(num_shards: int = 1) -> list[str]:
     return [whole] if num_shards == 1 else [whole, f"{CATALOG_PREFIX}*.v{_FORMAT}.shard-*-of-{num_shards}.json"]
 
 
-def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, int] | None = None) -> Catalog:
+Keep = Callable[[Store, str, bytes], None]  # stores (or sets aside) one compiled object
+
+
+def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, int] | None = None,
+                  deferred: dict[str, bytes] | None = None) -> Catalog:
     """The catalog at ``path`` (``None``: the built-in default; ``store:<key>``: a file kept in
     ``store``) — or with ``shard=(k, N)`` shard k's sub-catalog (handlers/runtime/shards.py) — from its
     compiled form in ``store`` when there is one for these file bytes; else parsed, validated, and
-    compiled for next time."""
+    compiled for next time. With ``deferred``, the compiled objects to write are put there instead
+    of written: an invocation writes them (:func:`store_compiled`) once its checks have passed, so
+    a refused one writes nothing."""
+    keep: Keep = _store if deferred is None else (lambda _, key, data: deferred.__setitem__(key, data))
     if path is None:
         return _pick(load_catalog(None), shard)
     try:
@@ -192,27 +214,28 @@ def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, in
     except ValueError as exc:
         raise ConfigError(f"{_SETTING}: {exc}, got {str(path)[:200]!r}") from exc
     if reference is not None:
-        return _load_referenced(str(path), *reference, store, shard)
+        return _load_referenced(str(path), *reference, store, shard, keep)
     try:
         with Path(path).open("rb") as handle:
             data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError:
         return load_catalog(path)  # the parser names the problem
     digest = _digest(data)
-    found = _read(store, _key(digest, shard), digest, _label(path, shard))
+    found = _read(store, _key(digest, shard), digest, _label(path, shard), shard)
     if found is not None:
         return found
     whole = _read(store, _key(digest), digest, str(path)) if shard is not None else None
     if whole is None:
         whole = _parse(data, str(path))  # refused in one line naming the file: size, UTF-8, content
-        _store(store, _key(digest), _encode(whole, digest))
-    return _finish(store, whole, digest, shard)
+        keep(store, _key(digest), _encode(whole, digest))
+    return _finish(store, whole, digest, shard, keep)
 
 
-def _load_referenced(reference: str, key: str, digest: str, store: Store, shard: tuple[int, int] | None) -> Catalog:
+def _load_referenced(reference: str, key: str, digest: str, store: Store, shard: tuple[int, int] | None,
+                     keep: Keep) -> Catalog:
     """A ``store:`` reference: the compiled form by the digest in its name; on a miss the source
     object, read, checked against that digest, validated and compiled."""
-    found = _read(store, _key(digest, shard), digest, _label(reference, shard))
+    found = _read(store, _key(digest, shard), digest, _label(reference, shard), shard)
     if found is not None:
         return found
     whole = _read(store, _key(digest), digest, reference) if shard is not None else None
@@ -225,21 +248,33 @@ def _load_referenced(reference: str, key: str, digest: str, store: Store, shard:
             raise ConfigError(f"{_SETTING}: {reference}: the object's SHA-256 begins {_digest(data)}, not the "
                               f"{digest} its name says (it was not uploaded by deploy --catalog)")
         whole = _parse(data, reference)
-        _store(store, _key(digest), _encode(whole, digest))
-    return _finish(store, whole, digest, shard)
+        keep(store, _key(digest), _encode(whole, digest))
+    return _finish(store, whole, digest, shard, keep)
 
 
 def _label(path: str | Path, shard: tuple[int, int] | None) -> str:
     return str(path) if shard is None else f"{path} (shard {shard[0]} of {shard[1]})"
 
 
-def _finish(store: Store, whole: Catalog, digest: str, shard: tuple[int, int] | None) -> Catalog:
+def _finish(store: Store, whole: Catalog, digest: str, shard: tuple[int, int] | None, keep: Keep) -> Catalog:
     if shard is None:
         return whole
     parts = split(whole, shard[1])
     for part in parts:  # every shard's form at once: the other shards' first processes find theirs
-        _store(store, _key(digest, (part.number, shard[1])), _encode(part.catalog, digest))
+        keep(store, _key(digest, (part.number, shard[1])), _encode(part.catalog, digest, (part.number, shard[1])))
     return parts[shard[0]].catalog
+
+
+_stored: set[tuple[str, str]] = set()  # (store URL, key) of the compiled objects this process wrote
+
+
+def store_compiled(store: Store, objects: Mapping[str, bytes]) -> None:
+    """Write the compiled objects :func:`load_compiled` set aside (once per process and store; best
+    effort, as when it writes them itself)."""
+    for key, data in objects.items():
+        if (store.url, key) not in _stored:
+            _store(store, key, data)
+            _stored.add((store.url, key))
 
 
 def _pick(catalog: Catalog, shard: tuple[int, int] | None) -> Catalog:

@@ -55,6 +55,7 @@ class Declaration:
     metrics: tuple[str, ...]  # the metrics its group owns (besides every handler's operations metrics)
     pools: bool = False  # gets every shard's statistics of the day before (inputs.pooled) and publishes its own
     reads_feeds: bool = False  # applies a shop's feed lines when feeds are configured (inputs.feed)
+    keeps_exposed: bool = False  # its part keeps what its core exposes (State.forecast_exposed): any publish shows it
     summary: str = ""
 
 
@@ -93,7 +94,7 @@ RESTOCK = Declaration(
 )
 FORECAST = Declaration(
     name="forecast", core=planning.forecast, every_seconds=3600, owns="forecast", reads_forecast=True,
-    reads_history=always, max_lead_seconds=6 * _HOUR, pools=True,
+    reads_history=always, max_lead_seconds=6 * _HOUR, pools=True, keeps_exposed=True,
     metrics=(
         "predicted_stockout_hours",
         "stockout_within_horizon",

@@ -47,10 +47,11 @@ from handlers.model.catalog import Catalog
 from handlers.model.feed import COUNT, Batch
 from handlers.model.history import order_window
 from handlers.model.state import State, pack, unpack
+from handlers.runtime.layout import check_digest
 from handlers.runtime.shards import shard_of
 from handlers.storage.base import Listed, Store
 
-__all__ = ["Feeds", "Prepared", "prepare", "write_journal", "prune_journals", "JOURNAL_PREFIX", "partitions",
+__all__ = ["Feeds", "JournalMissing", "Prepared", "prepare", "write_journal", "prune_journals", "JOURNAL_PREFIX", "partitions",
            "DEFAULT_MAX_LATENESS", "MAX_LOGGED_PER_OBJECT"]
 
 log = logging.getLogger("stockpulse")
@@ -103,6 +104,11 @@ class _Journal:
     moves: tuple[np.ndarray, np.ndarray, np.ndarray]  # (series, business time, on-hand change)
 
 
+class JournalMissing(StorageError):
+    """A journal the state read references is gone: pruned by newer commits (read the state again), or
+    lost (damage: the message says what to do)."""
+
+
 _journals: dict[tuple[str, str], _Journal] = {}  # (store url, key) -> what this process read of it
 _MAX_CACHED = 512
 
@@ -111,10 +117,15 @@ def _read_journal(store: Store, key: str, written: float) -> _Journal:
     cached = _journals.get((store.url, key))
     if cached is not None:
         return cached
-    if not store.exists(key):
-        raise StorageError(f"{key}: a feed journal referenced by state/state.bin is missing from {store.url} — "
-                           "restore it from a backup, or start a new --store")
-    header, arrays, _ = unpack(store.get(key), key=key)
+    try:
+        data = store.get(key)
+    except StorageError:
+        if store.exists(key):
+            raise
+        raise JournalMissing(f"{key}: a feed journal referenced by state/state.bin is missing from {store.url} — "
+                             "restore it from a backup, or start a new --store") from None
+    check_digest(key, data)  # content-addressed: another journal's bytes under this name are damage
+    header, arrays, _ = unpack(data, key=key)
     objects = {(feed, name): (tag, float(through), status) for feed, name, tag, through, status in header["objects"]}
     found = _Journal(key, written, arrays["hi"], arrays["lo"], objects,
                      (arrays["move_series"], arrays["move_time"], arrays["move_delta"]))

@@ -5,14 +5,21 @@ step may crash; the retry of the same tick repairs it. :func:`apply_tick` follow
 
 1. read the state's parts and their ETags (none yet: a fresh state at the tick time) — the hot
    ``state/state.bin``; ``state/forecast.bin`` when the handler's declaration reads it; the demand
-   history when the declaration says this tick's core needs it (handlers/runtime/layout.py);
+   history when the declaration says this tick's core needs it (handlers/runtime/layout.py). An
+   object the hot part references that newer commits pruned meanwhile: start again from 1; one the
+   newest hot part references and the store lacks is damage, a ``StorageError`` naming it;
 2. write out the *outbox* of the previous commit of each part read (write-once log objects;
    "already there with the promised bytes" is success, an object that differs is rewritten) — this
    repairs a crash between a commit and its log write: the hot part's by any invocation, the
    forecast part's by the next ``forecast`` or ``alert``;
 3. if this handler already applied a tick at or after this time, stop: nothing is written;
    if the tick leads the store's clock by more than the handler's maximum lead, refuse it
-   (``InputError`` naming ``event.time``): nothing is written (handlers/runtime/clock.py);
+   (``InputError`` naming ``event.time``): nothing is written (handlers/runtime/clock.py). Every
+   refusal an invocation makes — this one, and before step 1 the store's shard split, the shard and
+   size of the catalog, and in step 1 another catalog or a damaged state — comes before its first
+   write; that lead is checked before step 2, and a first sharded invocation's split
+   (``state/shards.json``) and a compiled catalog the process loaded without writing are written
+   right after the checks;
 4. run the pure core with its ``Inputs`` (an order tick catches up at most ``catch_up_minutes`` of
    a long gap; a pooling core gets every shard's statistics of the day before,
    handlers/runtime/pool.py); encode its events and a ``job_run`` event as one gzip NDJSON object;
@@ -56,8 +63,8 @@ from handlers.model.history import order_window
 from handlers.model.logs import CONTENT_TYPE, encode_events, event, log_key
 from handlers.model.outcome import Inputs
 from handlers.model.policy import Policy
-from handlers.model.state import HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
-from handlers.runtime import feeds, layout, pool, shards
+from handlers.model.state import EXPOSED, HANDLERS, LATENCY_BUCKETS, STATE_KEY, State
+from handlers.runtime import catalogs, feeds, layout, pool, shards
 from handlers.runtime.clock import Limits, check_lead
 from handlers.runtime.declarations import DECLARATIONS, Declaration
 from handlers.runtime.feeds import Feeds
@@ -100,6 +107,9 @@ class Runtime:
         """Whether the history sees sales, not demand (a shop's orders, or the simulator told to hide its
         lost sales): each closed day's demand is then recovered (handlers/forecasting/censored.py)."""
         return self.censor_lost_sales or (self.feeds is not None and "orders" in self.feeds.stores)
+    #: compiled catalog objects the catalog was loaded without writing (handlers/runtime/catalogs.py): the
+    #: first invocation whose checks pass writes them, so that a refused one writes nothing
+    compiled: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def load_state(store: Store, catalog: Catalog | None = None, *,
@@ -198,7 +208,7 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
         deadline = Deadline(runtime.budget_seconds)
     timed: Callable[[Store], Store] = (lambda store: store) if deadline is None else (
         lambda store: DeadlineStore(store, deadline))
-    shards.check_manifest(timed(runtime.store), runtime.num_shards)
+    manifest = shards.check_manifest(timed(runtime.store), runtime.num_shards)  # refusals only: nothing written
     whole = runtime.store
     if number is not None:  # one shard: its sub-catalog and its own state objects (handlers/runtime/shards.py)
         if runtime.shard is None:
@@ -219,11 +229,19 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
     runtime = replace(runtime, store=timed(runtime.store))
     started = runtime.clock()
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
+    checked = False  # every refusal is made before the invocation's first write
     for attempt in range(runtime.max_attempts):
         loaded = (layout.load(runtime.store, runtime.catalog, at=tick.epoch, history=False,
                               forecast=declared.reads_forecast)
                   or layout.fresh(runtime.catalog, tick.epoch))
         state = loaded.state
+        if tick.epoch > state.applied[handler]:
+            check_lead(handler, tick.epoch, state, runtime.limits)
+        if not checked:  # what the checks deferred: the split of a first sharded invocation, the compiled catalog
+            if manifest is not None:
+                shards.record_manifest(whole, runtime.num_shards, manifest)
+            catalogs.store_compiled(whole, runtime.compiled)
+            checked = True
         repaired = flush_outbox(runtime.store, state)
         if repaired:
             log.info("wrote %d log object(s) promised by an earlier commit (interrupted, or still running "
@@ -231,7 +249,6 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
         if tick.epoch <= state.applied[handler]:
             last = format_epoch(state.applied[handler])
             return {**result, "status": "skipped", "reason": f"already applied (last applied tick {last})"}
-        check_lead(handler, tick.epoch, state, runtime.limits)
         part = declared.owns
         if part != "hot" and loaded.etags["hot"] is None:  # the hot part comes first: it creates the store
             try:
@@ -240,19 +257,28 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
                 conflicts += 1
             continue
         if declared.reads_history(state, tick):
-            loaded = layout.with_history(runtime.store, loaded)
+            try:
+                loaded = layout.with_history(runtime.store, loaded)
+            except layout.Moved:  # newer commits replaced the history it referenced: from step 1 again
+                continue
             state = loaded.state
         pooled = None
         if declared.pools:  # the pooled fit: every shard's statistics of the day before
-            pooled = pool.gather(whole, runtime.num_shards, state.history_day - 1)
+            pooled = pool.gather(whole, runtime.num_shards, state.history_day - 1,
+                                 warehouses=[w.id for w in runtime.catalog.warehouses])
             if pooled is None and number is not None and bool(np.isfinite(state.daily_demand).any()):
                 log.warning("shard %d: not every shard has published its forecast statistics of the day before; "
                             "this forecast fits on the shard's own series (job_run pool: own)", number)
         prepared = None
         if declared.reads_feeds and runtime.feeds is not None:  # the shop's lines due by this tick
-            prepared = feeds.prepare(runtime.feeds, runtime.store, state, tick.epoch, runtime.catalog,
-                                     catch_up_minutes=runtime.limits.catch_up_minutes,
-                                     shard=None if number is None else (number, runtime.num_shards))
+            try:
+                prepared = feeds.prepare(runtime.feeds, runtime.store, state, tick.epoch, runtime.catalog,
+                                         catch_up_minutes=runtime.limits.catch_up_minutes,
+                                         shard=None if number is None else (number, runtime.num_shards))
+            except feeds.JournalMissing:
+                if layout.replaced_since(runtime.store, loaded.etags["hot"]):
+                    continue  # newer commits pruned a journal it referenced: from step 1 again
+                raise
         inputs = Inputs(policy=runtime.policy, catch_up_minutes=runtime.limits.catch_up_minutes, pooled=pooled,
                         feed=None if prepared is None else prepared.batch,
                         censor_lost_sales=runtime.censor_lost_sales,
@@ -273,6 +299,9 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
         payload = encode_events([*outcome.events, run])
         key = log_key(handler, tick.time, number)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
+        if declared.keeps_exposed:  # what its metrics expose, as the core computed it, committed with its part
+            new_state = new_state.replace(forecast_exposed=np.stack(
+                [np.asarray(outcome.exposed[name], dtype=np.float64) for name in EXPOSED], axis=1))
         pool.publish(runtime.store, outcome.statistics)  # before the commit: what a commit used is out there
         try:
             committed = layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point

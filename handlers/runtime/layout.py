@@ -53,7 +53,7 @@ from handlers.storage.base import Store
 
 log = logging.getLogger("stockpulse")
 
-__all__ = ["Loaded", "Committed", "load", "with_history", "fresh", "commit", "prune_history", "prune_hot",
+__all__ = ["Loaded", "Committed", "Moved", "check_digest", "load", "with_history", "fresh", "commit", "prune_history", "prune_hot",
            "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "NOT_LOADED", "FORECAST_NOT_LOADED", "is_loaded",
            "forecast_daily_demand"]
 
@@ -62,15 +62,15 @@ HISTORY_PREFIX = "state/history/"
 HOT_SCHEMA = 3  # 2: the hot part's per-series arrays inline; 3: a base and a chain of deltas (still read: 2)
 HOT_PREFIX = "state/hot/"
 MAX_CHAIN = 16  # deltas after a base before a hot commit writes a new base
-_LOAD_ATTEMPTS = 5
+_LOAD_ATTEMPTS = 25  # reads of a hot part that newer commits replaced before its objects were read
 _PARALLEL_READS, _READERS = 3, 8  # from this many objects to read, read them in parallel
 _SMALL_CHAIN_BYTES = 1 << 16  # a chain this small is never worth a new base before MAX_CHAIN
 #: the history object's arrays; ``censor_live``: what the censored-demand recovery keeps per series
 #: (handlers/forecasting/censored.py LiveState; zero columns for a store whose demand is never censored)
 HISTORY_FIELDS = ("daily_demand", "hour_profile", "censor_live")
-FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "score_day", "score_forecast",
-                   "score_forecast_std", "score_abs_error", "score_actual", "score_days", "score_paired_abs_error",
-                   "score_naive_abs_error")
+FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "forecast_exposed", "score_day",
+                   "score_forecast", "score_forecast_std", "score_abs_error", "score_actual", "score_days",
+                   "score_paired_abs_error", "score_naive_abs_error")
 _FORECAST_SCALARS = ("forecast_at", "score_day")
 _FORECAST_ARRAYS = tuple(name for name in FORECAST_FIELDS if name not in _FORECAST_SCALARS)
 #: Counters kept per handler; each part stores those of the handlers that commit to it.
@@ -130,10 +130,12 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Committed:
-    """What a commit references: the history object and the hot part's base (hot commits)."""
+    """What a commit references: the history object and the hot part's base and its chain of deltas
+    (hot commits)."""
 
     history: str | None = None
     base: str | None = None
+    chain: tuple[str, ...] = ()
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, Any]:
@@ -163,11 +165,8 @@ def _merge_handlers(header: dict[str, Any], arrays: dict[str, Any], per: dict[st
     arrays.update(rows)
 
 
-def _history(store: Store, ref: str) -> dict[str, np.ndarray]:
-    if not store.exists(ref):
-        raise StorageError(f"{ref}: referenced by {STATE_KEY} but missing from {store.url} — restore it from a "
-                           "backup, or start a new --store")
-    return unpack(store.get(ref), key=ref)[1]
+def _history(store: Store, ref: str, etag: str) -> dict[str, np.ndarray]:
+    return unpack(_read_referenced(store, ref, etag), key=ref)[1]
 
 
 def _absent(name: str, state: State) -> np.ndarray:
@@ -178,10 +177,15 @@ def _absent(name: str, state: State) -> np.ndarray:
 
 
 def with_history(store: Store, loaded: Loaded) -> Loaded:
-    """``loaded`` with its history read (a no-op when it is already there)."""
+    """``loaded`` with its history read (a no-op when it is already there). ``Moved`` when the
+    history object is gone because newer commits replaced it (read the hot part again); a
+    ``StorageError`` naming it when the newest hot part references it and it is missing."""
     if loaded.history_ref is None or loaded.history[0] is not NOT_LOADED:
         return loaded
-    arrays = _history(store, loaded.history_ref)
+    try:
+        arrays = _history(store, loaded.history_ref, str(loaded.etags["hot"]))
+    except _Missing as exc:
+        raise _vanished(store, exc) from exc
     state = loaded.state.replace(**{name: arrays[name] if name in arrays else _absent(name, loaded.state)
                                     for name in HISTORY_FIELDS})
     return dataclasses.replace(loaded, state=state, history=tuple(getattr(state, name) for name in HISTORY_FIELDS))
@@ -189,18 +193,19 @@ def with_history(store: Store, loaded: Loaded) -> Loaded:
 
 def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
          forecast: bool = True) -> Loaded | None:
-    """Read the parts and merge them into one :class:`State` (:func:`_load`). An object of the hot
-    part that is gone was pruned after a newer commit: the hot part is read again."""
-    for _ in range(_LOAD_ATTEMPTS - 1):
+    """Read the parts and merge them into one :class:`State` (:func:`_load`). An object the hot part
+    references that is gone was pruned after newer commits: the hot part is read again. Only when
+    the newest hot part references a missing object is that damage, an error naming the object."""
+    for _ in range(_LOAD_ATTEMPTS):
         try:
             return _load(store, catalog, at=at, history=history, forecast=forecast)
         except _Missing as exc:
+            failure = _vanished(store, exc)
+            if not isinstance(failure, Moved):
+                raise failure from exc
             log.info("%s was pruned meanwhile; reading the hot part again", exc.key)
-    try:
-        return _load(store, catalog, at=at, history=history, forecast=forecast)
-    except _Missing as exc:
-        raise StorageError(f"{exc.key}: referenced by {STATE_KEY} but missing from {store.url} — restore it "
-                           "from a backup, or start a new --store") from exc
+    raise StorageError(f"{STATE_KEY}: changed {_LOAD_ATTEMPTS} times while the objects it references were read "
+                       f"from {store.url}; try again")
 
 
 def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
@@ -239,9 +244,9 @@ def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = T
         if header_schema == HOT_SCHEMA:
             base, base_bytes = header.pop("base"), header.pop("base_bytes")
             chain = tuple((str(key), int(size)) for key, size in header.pop("chain"))
-            values.update(_series(store, base, chain))
+            values.update(_series(store, base, chain, hot.etag))
         if history:
-            values.update(_history(store, ref))
+            values.update(_history(store, ref, hot.etag))
     else:
         raise StorageError(f"{STATE_KEY}: state schema {header.get('schema')!r}, this stockpulse reads "
                            f"{SCHEMA}, 2 and {HOT_SCHEMA}; use a new --store")
@@ -352,12 +357,12 @@ def commit(store: Store, loaded: Loaded, state: State, part: Part,
         state = state.replace(cover_daily_demand=np.asarray(forecast_daily_demand(state), dtype=np.float32))
     header, arrays = _encode(state, HOT_FIELDS)
     series = {name: arrays.pop(name) for name in SERIES_FIELDS}
-    base, chain, base_bytes = _write_series(store, loaded, series, _stamp(state))
+    base, chain, base_bytes = _write_series(store, loaded, series, _stamp(state, loaded))
     header.update(schema=HOT_SCHEMA, history=ref, base=base, chain=[list(link) for link in chain],
                   base_bytes=base_bytes, **_split_handlers(state, handlers))
     store.write(STATE_KEY, pack(header, arrays, outbox, level=LEVEL["hot"]), etag=loaded.etags["hot"])
     _remember(store, base, tuple(key for key, _ in chain), series)  # the next invocation here reads no object
-    return Committed(history=ref, base=base)
+    return Committed(history=ref, base=base, chain=tuple(key for key, _ in chain))
 
 
 def prune_history(store: Store, keep: set[str]) -> int:
@@ -384,11 +389,15 @@ _MAX_CACHED = 4  # materialised generations kept per process (a warm function, a
 _materialised: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, np.ndarray]]] = {}
 
 
-def _stamp(state: State) -> int:
-    """The business time of a commit (its newest applied tick; never decreases from one commit to
-    the next): objects of the hot part are named by it, so a prune can tell generations apart."""
+def _stamp(state: State, loaded: Loaded) -> int:
+    """The business time of a commit, which names the objects of the hot part so that a prune can
+    tell generations apart: its newest applied tick, and never less than the stamp of any object
+    of the hot part it replaces. The applied ticks alone could go backwards: a commit that read the
+    forecast part counts the forecast's tick (up to its lead ahead of the order clock), the next
+    commit of a handler that does not read it does not."""
     times = [t for t in state.applied.values() if math.isfinite(t)]
-    return int(max(times, default=state.created_at))
+    before = [_key_stamp(key) for key in (loaded.base, *(key for key, _ in loaded.chain)) if key is not None]
+    return int(max([*times, *(stamp for stamp in before if stamp is not None)], default=state.created_at))
 
 
 def _object_key(kind: str, stamp: int, data: bytes) -> str:
@@ -484,21 +493,76 @@ def _remember(store: Store, base: str, chain: tuple[str, ...], series: dict[str,
     _materialised[(store.url, base)] = (chain, frozen)
 
 
-def _read_object(store: Store, key: str) -> dict[str, np.ndarray]:
+def _fetch(store: Store, key: str) -> bytes | None:
+    """A write-once object's bytes; ``None`` when it does not exist (or is deleted while read)."""
     if not store.exists(key):
-        raise _Missing(key)
-    return unpack(store.get(key), key=key)[1]
+        return None
+    try:
+        return store.get(key)
+    except StorageError:
+        if store.exists(key):
+            raise
+        return None
+
+
+def _read_referenced(store: Store, key: str, etag: str) -> bytes:
+    """An object the hot part at ``etag`` references, checked against the SHA-256 its name carries;
+    ``_Missing`` when it is gone, a ``StorageError`` naming it when its content is another's."""
+    data = _fetch(store, key)
+    if data is None:
+        raise _Missing(key, etag)
+    check_digest(key, data)
+    return data
+
+
+def check_digest(key: str, data: bytes) -> None:
+    """Refuse content-addressed ``data`` whose SHA-256 does not begin with the hex digits that
+    ``key``'s name ends with (``state/history/<sha>.bin``, ``state/hot/<stamp>-<kind>-<sha>.bin``):
+    damage — another object's bytes under this name, or bytes changed in place."""
+    stem = key.rsplit("/", 1)[-1].removesuffix(".bin")
+    named = stem.rsplit("-", 1)[-1]
+    if len(named) < 16 or any(c not in "0123456789abcdef" for c in named):
+        raise StorageError(f"{key}: not the name of a content-addressed object (no SHA-256 in it) — the "
+                           f"reference in {STATE_KEY} is damaged; restore it from a backup, or start a new --store")
+    actual = hashlib.sha256(data).hexdigest()
+    if not actual.startswith(named):
+        raise StorageError(f"{key}: damaged — its content's SHA-256 begins {actual[:len(named)]}, not the {named} its "
+                           "name says; restore it from a backup, or start a new --store")
+
+
+def _read_object(store: Store, key: str, etag: str) -> dict[str, np.ndarray]:
+    return unpack(_read_referenced(store, key, etag), key=key)[1]
 
 
 class _Missing(StorageError):
-    """An object of the hot part is gone: pruned after a newer commit (read the hot part again), or lost."""
+    """An object the hot part at ``etag`` references is gone: pruned after newer commits, or lost."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, etag: str) -> None:
         super().__init__(f"{key}: missing")
-        self.key = key
+        self.key, self.etag = key, etag
 
 
-def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...]) -> dict[str, np.ndarray]:
+class Moved(StorageError):
+    """The hot part changed while an invocation read the objects it references, and newer commits
+    pruned one of them: read it again (handlers/runtime/invoke.py starts again from step 1)."""
+
+
+def replaced_since(store: Store, etag: str | None) -> bool:
+    """Whether ``state/state.bin`` is no longer the one read at ``etag`` (newer commits replaced it)."""
+    current = store.read(STATE_KEY)
+    return current is not None and current.etag != etag
+
+
+def _vanished(store: Store, missing: _Missing) -> StorageError:
+    """What a missing referenced object means: ``Moved`` when ``state/state.bin`` is no longer the
+    one that referenced it; damage, named in one line, when the newest hot part references it."""
+    if replaced_since(store, missing.etag):
+        return Moved(f"{missing.key}: pruned after newer commits of {STATE_KEY}; read it again")
+    return StorageError(f"{missing.key}: referenced by {STATE_KEY} but missing from {store.url} — restore it from a "
+                        "backup, or start a new --store")
+
+
+def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...], etag: str) -> dict[str, np.ndarray]:
     """The hot part's per-series arrays: its base with its deltas applied (what this process already
     materialised of the same base is reused)."""
     keys = tuple(key for key, _ in chain)
@@ -509,9 +573,9 @@ def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...]) -> dict
         arrays, pending = {}, (base, *keys)
     if len(pending) >= _PARALLEL_READS:  # a cold process on a network store: GET them at once
         with ThreadPoolExecutor(_READERS) as pool:
-            objects = list(pool.map(lambda key: _read_object(store, key), pending))
+            objects = list(pool.map(lambda key: _read_object(store, key, etag), pending))
     else:
-        objects = [_read_object(store, key) for key in pending]
+        objects = [_read_object(store, key, etag) for key in pending]
     for key, found in zip(pending, objects):
         arrays = found if key == base else _apply(arrays, found)
     _remember(store, base, keys, arrays)
@@ -521,16 +585,19 @@ def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...]) -> dict
 def prune_hot(store: Store, loaded: Loaded, committed: Committed) -> int:
     """After a hot commit that wrote a new base: delete the hot objects older than the base the
     invocation had loaded (the generation before it stays for readers of the previous hot part;
-    a reader that still finds an object gone reads the hot part again). Returns how many were deleted."""
+    a reader that still finds an object gone reads the hot part again). Whatever the names say, an
+    object the new hot part or the one it replaced references is never deleted. Returns how many
+    were deleted."""
     if committed.base is None or committed.base == loaded.base or loaded.base is None:
         return 0
     keep_from = _key_stamp(loaded.base)
     if keep_from is None:
         return 0
+    keep = {committed.base, *committed.chain, loaded.base, *(key for key, _ in loaded.chain)}
     deleted = 0
     for key in list(store.list(HOT_PREFIX)):
         stamp = _key_stamp(key)
-        if stamp is not None and stamp < keep_from:
+        if stamp is not None and stamp < keep_from and key not in keep:
             store.delete(key)
             deleted += 1
     return deleted

@@ -31,10 +31,11 @@ blended in over the first week anyway, handlers/forecasting/planning.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from handlers.errors import StorageError
-from handlers.forecasting.pooled import Pool
+from handlers.forecasting.pooled import Pool, max_bytes
 from handlers.model.state import STATE_KEY
 from handlers.storage.base import Store
 
@@ -54,16 +55,23 @@ def _keys(num_shards: int, day: int) -> list[str]:
     return [key(day)] if num_shards == 1 else [f"shards/{k}/{key(day)}" for k in range(num_shards)]
 
 
-def gather(store: Store, num_shards: int, day: int) -> Pool | None:
-    """Every shard's statistics of ``day`` added up (``store``: the whole store, not a shard's);
-    ``None`` when a shard that has a state has not published them (or they are damaged)."""
+def gather(store: Store, num_shards: int, day: int, *, warehouses: Sequence[str]) -> Pool | None:
+    """Every shard's statistics of ``day`` added up (``store``: the whole store, not a shard's;
+    ``warehouses``: the catalog's); ``None`` when a shard that has a state has not published them
+    (or they are damaged: not what this version writes, beyond what a real catalog can produce,
+    or larger than the largest object it can write — never read beyond that)."""
     keys = _keys(num_shards, day)
+    limit = max_bytes(warehouses)
 
     def read(name: str) -> Pool | None:
-        if not store.exists(name):
+        data = store.get_prefix(name, limit + 1)
+        if data is None:
             return None
         try:
-            return Pool.from_bytes(store.get(name), name, day)
+            if len(data) > limit:
+                raise ValueError(f"{name}: damaged forecast statistics (more than the {limit} bytes the statistics of "
+                                 "this catalog can take)")
+            return Pool.from_bytes(data, name, day, warehouses=warehouses)
         except ValueError as exc:
             log.warning("%s; the forecast fits on its own series", exc)
             return None

@@ -19,7 +19,11 @@ Where a shard keeps what (``k`` = the shard number; with ``num_shards = 1`` noth
 
 ``state/shards.json`` records the split the store was started with; an invocation with another
 ``num_shards``, or a sharded one over an unsharded state, is refused: moving products between
-shards would need their state moved too (start a new store to reshard).
+shards would need their state moved too (start a new store to reshard). A store whose ``shards/``
+hold states but whose manifest is gone is refused too (whatever the count asked): recording a new
+split over them would make the real one refused ever after. The first sharded invocation of a
+store records the split only once its other checks have passed (:func:`check_manifest` never
+writes; :func:`record_manifest` does): a refused invocation writes nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from handlers.model.state import STATE_KEY, State
 from handlers.storage.base import Listed, Store, Versioned
 
 __all__ = ["recorded", "forget_checks", "MAX_SHARDS", "MANIFEST_KEY", "Shard", "shard_of", "split", "shard", "ShardStore", "check_manifest",
-           "merge", "resolve"]
+           "record_manifest", "merge", "resolve"]
 
 #: EventBridge allows 300 rules per event bus and 5 targets per rule: 4 handlers x 256 shards fit in
 #: 4 x 52 rules (jobs/deploy/plan.py).
@@ -154,6 +158,9 @@ class ShardStore:
     def get(self, key: str) -> bytes:
         return self.base.get(self._key(key))
 
+    def get_prefix(self, key: str, size: int) -> bytes | None:
+        return self.base.get_prefix(self._key(key), size)
+
     def delete(self, key: str) -> None:
         self.base.delete(self._key(key))
 
@@ -191,23 +198,38 @@ def recorded(store: Store) -> int:
         raise ConfigError(f"{MANIFEST_KEY}: damaged in {store.url} (expected {{\"num_shards\": N}})") from exc
 
 
-def check_manifest(store: Store, num_shards: int) -> None:
-    """Refuse a store split another way (or an unsharded state when sharding); record the split the
-    first time a sharded invocation meets the store. Checked once per store and count in a process."""
+def check_manifest(store: Store, num_shards: int) -> bytes | None:
+    """Refuse a store split another way, an unsharded state when sharding, or shard states without
+    their manifest; never writes. Returns the manifest a first sharded invocation of the store must
+    record (:func:`record_manifest`, once the invocation's other checks have passed), else ``None``.
+    Checked once per store and count in a process."""
     if (store.url, num_shards) in _checked:
-        return
+        return None
     count = recorded(store)  # 1 when the store records no split (unsharded, or empty)
     if count != num_shards and (count > 1 or num_shards == 1):
         raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} is split into {count} "
                           f"shards, got {num_shards}; resharding moves products between states — start a new "
                           "--store")
-    if count == 1 and num_shards > 1:  # a first sharded invocation: record the split
-        if store.read(STATE_KEY) is not None:
+    if count == 1:  # no manifest: an unsharded store, or an empty one
+        if num_shards > 1 and store.read(STATE_KEY) is not None:
             raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} holds an unsharded "
                               f"state, got {num_shards} shards; start a new --store to shard")
-        doc = {"num_shards": num_shards, "hash": HASH, "format": 1}
-        if not store.put_once(MANIFEST_KEY, json.dumps(doc).encode(), content_type="application/json"):
-            return check_manifest(store, num_shards)  # someone recorded one first: compare with theirs
+        if next(iter(store.list(SHARDS_PREFIX)), None) is not None:
+            raise ConfigError(f"{MANIFEST_KEY}: missing from {store.url}, but {SHARDS_PREFIX} holds the states of a "
+                              "sharded store — the manifest (its shard count) was deleted. Restore it from a backup, or "
+                              "start a new --store; refusing to record another split over them")
+        if num_shards > 1:
+            return json.dumps({"num_shards": num_shards, "hash": HASH, "format": 1}).encode()
+    _checked.add((store.url, num_shards))
+    return None
+
+
+def record_manifest(store: Store, num_shards: int, manifest: bytes) -> None:
+    """Record the split :func:`check_manifest` returned (write-once): before the first write of the
+    first sharded invocation of a store. Someone who recorded one first must have recorded the same."""
+    if not store.put_once(MANIFEST_KEY, manifest, content_type="application/json"):
+        _checked.discard((store.url, num_shards))
+        check_manifest(store, num_shards)  # compare with theirs
     _checked.add((store.url, num_shards))
 
 

@@ -105,6 +105,9 @@ class DeadlineStore:
     def scan(self, prefix: str) -> Iterator[Listed]:
         return iter(self._call(prefix, lambda: list(self.inner.scan(prefix))))
 
+    def get_prefix(self, key: str, size: int) -> bytes | None:
+        return self._call(key, self.inner.get_prefix, key, size)
+
     def list(self, prefix: str) -> Iterator[str]:
         return iter(self._call(prefix, lambda: list(self.inner.list(prefix))))
 

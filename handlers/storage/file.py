@@ -187,6 +187,16 @@ class FileStore:
         except FileNotFoundError as exc:
             raise StorageError(f"{key}: no such object in {self.url}") from exc
 
+    def get_prefix(self, key: str, size: int) -> bytes | None:
+        """At most the first ``size`` bytes of ``key`` (never more is read); None if it does not exist."""
+        try:
+            with self._path(key).open("rb") as handle:
+                return handle.read(size)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"{key}: cannot read in {self.root} ({exc.strerror})") from exc
+
     def delete(self, key: str) -> None:
         """Remove write-once object ``key`` (already gone: nothing to do)."""
         try:

@@ -63,6 +63,10 @@ class MemoryStore:
             raise StorageError(f"{key}: no such object")
         return self.objects[key][0]
 
+    def get_prefix(self, key: str, size: int) -> bytes | None:
+        found = self.objects.get(key)
+        return None if found is None else found[0][:size]
+
     def delete(self, key: str) -> None:
         with self._lock:
             self.objects.pop(key, None)

@@ -15,6 +15,7 @@ and counts it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -26,13 +27,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from handlers.model.catalog import Catalog
 from handlers.model.purchasing import inbound_units, open_count
-from handlers.model.state import FEED_OUTCOMES, HANDLERS, LATENCY_BUCKETS, State
+from handlers.model.state import EXPOSED, FEED_OUTCOMES, HANDLERS, LATENCY_BUCKETS, State
 from handlers.runtime.declarations import DECLARATIONS
-from handlers.runtime.layout import forecast_daily_demand
+from handlers.runtime.layout import forecast_daily_demand, is_loaded
 from handlers.runtime.settings import Settings
 
 __all__ = ["StateCollector", "build_registry", "METRICS", "OPERATIONS", "Focus", "focus_series",
-           "metrics_key", "grouping_key", "cover_days", "at_risk"]
+           "metrics_key", "grouping_key", "cover_days", "at_risk", "stored_exposed"]
 
 _SERIES = ("product_id", "warehouse_id")
 
@@ -182,14 +183,27 @@ def focus_series(state: State, focus: Focus, exposed: Mapping[str, np.ndarray]) 
     return np.sort(urgent)
 
 
+def stored_exposed(handler: str, state: State) -> dict[str, np.ndarray]:
+    """What the last committed invocation of ``handler`` exposed, as its core computed it, from the
+    part it commits (the forecast's: ``State.forecast_exposed``); empty for a handler whose part keeps
+    none, a part not read, or before its first invocation."""
+    if not DECLARATIONS[handler].keeps_exposed or not is_loaded(state.forecast_at) or math.isnan(state.forecast_at):
+        return {}
+    return {name: state.forecast_exposed[:, i] for i, name in enumerate(EXPOSED)}
+
+
 class StateCollector:
     """Exposes one handler's metrics from a committed state and the values its core computed
-    (absolute values only; nothing is recomputed here)."""
+    (absolute values only; nothing is recomputed here). ``exposed``: what the core of the invocation
+    just committed computed; ``None`` (a publish after the fact: ``simulate``'s) takes what the last
+    committed invocation exposed, kept in its part (:func:`stored_exposed`), so a publish never
+    exposes less than that."""
 
     def __init__(self, handler: str, state: State, catalog: Catalog, *, wall_time: float,
                  exposed: Mapping[str, np.ndarray] | None = None, focus: Focus = Focus()) -> None:
         self.handler, self.state, self.catalog = handler, state, catalog
-        self.wall_time, self.exposed, self.focus = wall_time, dict(exposed or {}), focus
+        self.exposed = dict(exposed) if exposed is not None else stored_exposed(handler, state)
+        self.wall_time, self.focus = wall_time, focus
         self.selected = focus_series(state, focus, self.exposed)
 
     def _family(self, name: str) -> GaugeMetricFamily | CounterMetricFamily:

@@ -177,3 +177,20 @@ def test_pushgateway_down_the_handlers_succeed_and_count_the_failure(stack, capl
     assert len(list(store.list("logs/"))) == logs_before + 1
     invoke("order_tick", event_at(START + timedelta(minutes=WARM_UP_MINUTES + 242)), runtime)
     prom.wait_for('metrics_push_failures_total{handler="order_tick"} >= 1', bool, timeout=15)
+
+
+def test_after_simulate_run_and_a_skipped_invoke_every_documented_metric_is_on_the_pushgateway(tmp_path, pushgateway):
+    """GIVEN a real Pushgateway WHEN `simulate` pushes every group at its end, then `run` and an
+    `invoke` of a tick already applied THEN after each, every metric docs/observability.md lists for
+    each handler has samples in that handler's group (was: simulate's forecast group was pushed
+    without predicted_stockout_hours and four more, so `predicted_stockout_hours < 24` could not fire)."""
+    from tests.support.documented_metrics import documented, simulate_run_skip, with_samples
+
+    expected = documented()
+    url = f"http://{pushgateway.address}"
+    for step in simulate_run_skip(tmp_path, "--store", f"file://{tmp_path}/s", "--pushgateway", url):
+        text = pushgateway.metrics_text()
+        for handler, names in expected.items():
+            found = with_samples(text, job=handler)
+            assert names <= found, (step, handler, sorted(names - found))
+        assert not (tmp_path / "s" / "metrics").exists()  # pushed, not written

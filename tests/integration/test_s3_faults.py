@@ -169,3 +169,24 @@ def test_s3_unreachable_mid_run_then_back_loses_and_duplicates_nothing(moto_s3, 
             failed.append((name, moment))
     assert len(failed) == 4
     assert snapshot(s3_store(moto_s3, url)) == snapshot(clean)
+
+
+def test_a_huge_statistics_object_is_refused_after_a_ranged_get_of_at_most_the_bound(moto_s3, caplog):
+    """GIVEN a forecast-statistics object of 3 MB on S3 WHEN the forecast's statistics are gathered
+    THEN the GET asks for a range and S3 sends at most the bound (the largest object this catalog's
+    statistics can take) — never the whole object — and the object is refused as damaged."""
+    import logging
+
+    from handlers.forecasting.pooled import max_bytes
+    from handlers.runtime import pool
+
+    store = s3_store(moto_s3)
+    store.put_once(pool.key(100), b"{" + b" " * (3 * 2**20) + b"}")
+    sent: list[int] = []
+    store.client.meta.events.register("after-call.s3.GetObject",
+                                      lambda parsed, **_: sent.append(int(parsed["ContentLength"])))
+    warehouses = [w.id for w in BUSY_CATALOG.warehouses]
+    with caplog.at_level(logging.WARNING, logger="stockpulse"):
+        assert pool.gather(store, 1, 100, warehouses=warehouses) is None
+    assert sent and max(sent) <= max_bytes(warehouses) + 1 < 2**20
+    assert "state/pool/100.json: damaged forecast statistics (more than the" in caplog.text

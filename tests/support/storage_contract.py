@@ -71,6 +71,15 @@ def test_scan_gives_each_keys_size_and_a_tag_that_changes_with_its_bytes(store):
     assert again["feed/2026/01/05/10/a.ndjson"].tag == found[0].tag
 
 
+def test_get_prefix_reads_at_most_the_bound(store):
+    """GIVEN a write-once object of 10 bytes WHEN read with a bound THEN a bound of 4 gives its first 4
+    bytes, a bound beyond its size gives all of it, a missing key gives None (never an error)."""
+    store.put_once("state/pool/1.json", b"0123456789")
+    assert store.get_prefix("state/pool/1.json", 4) == b"0123"
+    assert store.get_prefix("state/pool/1.json", 11) == b"0123456789"
+    assert store.get_prefix("state/pool/2.json", 11) is None
+
+
 def test_delete_removes_a_write_once_object_and_a_missing_one_is_no_error(store):
     """GIVEN a write-once object WHEN deleted THEN it is gone from get, exists and list; deleting it
     again (a retried cleanup) is no error; other objects stay."""
