@@ -9,8 +9,9 @@
 #      (scripts/localstack.sh install);
 #   4. runs ruff, mypy --strict and the import contract (lint-imports), then pytest on two workers
 #      (pytest-xdist; tests sharing a LocalStack stay on one), passing this script's arguments through.
-# --quick: the same checks, then the unit tests only (no servers: -m "not integration"), the loop to
-# run while working; CI runs everything.
+# --quick: the same checks, then the unit tests only (-m "not integration and not slow": no servers, and
+# not the few that replay days of the whole system end to end), the loop to run while working; CI runs
+# everything.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -131,7 +132,7 @@ log "ruff check; mypy --strict; lint-imports"
 
 pytest_args=()
 for arg in "$@"; do
-    if [ "$arg" = "--quick" ]; then pytest_args+=(-m "not integration"); else pytest_args+=("$arg"); fi
+    if [ "$arg" = "--quick" ]; then pytest_args+=(-m "not integration and not slow"); else pytest_args+=("$arg"); fi
 done
 case " ${pytest_args[*]} " in
     *" -n "*|*" -n="*|*" -p no:xdist "*) ;;  # the caller chose how to distribute

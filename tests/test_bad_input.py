@@ -39,7 +39,7 @@ def invoke_with(tmp_path: Path, *args: str):
     ("[" * 100_000 + "]" * 100_000, f"nested deeper than {MAX_EVENT_DEPTH} levels"),
     (json.dumps({**load_event(), "pad": "x" * MAX_EVENT_BYTES}), "larger than 256 KiB"),
     ('{"time": "2026-01-05T00:00:00Z", "x": "\xff"}', "not UTF-8"),
-])
+], ids=["deep", "large", "latin-1"])  # short ids: the test id is in the subprocess's environment (PYTEST_CURRENT_TEST)
 def test_bad_event_files_are_one_line(tmp_path: Path, text: str, fragment: str):
     path = tmp_path / "event.json"
     path.write_bytes(text.encode("latin-1") if "\xff" in text else text.encode())

@@ -27,6 +27,8 @@ START = datetime(2026, 1, 5, tzinfo=timezone.utc)
 EVERY = {"restock": 60, "order_tick": 30, "forecast": 360, "alert": 60}  # minutes
 DAYS, SCORED_FROM = 35, 21
 
+pytestmark = pytest.mark.slow  # two shops of weeks, each fitted every day
+
 
 def true_demand(epoch: float) -> np.ndarray:
     """[S] the simulator's demand of the 7 days after the day of ``epoch`` (drawn per series and minute:

@@ -155,6 +155,7 @@ def test_simulate_continues_the_store_clock(tmp_path: Path, capsys):
     assert second["start"] == first["end"] == "2026-01-05T02:00:00Z"
 
 
+@pytest.mark.slow
 def test_simulate_with_an_earlier_start_runs_only_the_ticks_not_yet_applied(tmp_path: Path, capsys):
     """GIVEN a store simulated for 4 hours from midnight WHEN the same replay is asked for a whole
     day from midnight THEN only the ticks after 04:00 run (each handler resumes after its own)."""

@@ -32,6 +32,9 @@ from jobs.schedule import Schedule
 from tests.support.crash import BUSY_CATALOG
 from tests.support.ticks import event_at
 
+pytestmark = [pytest.mark.xdist_group("deploy_policy"),  # one worker records the runs once
+              pytest.mark.slow]  # hours of every handler, each call recorded
+
 NUM_SHARDS = 3
 #: 12 products: every one of 3 shards holds some (checked below)
 SHARDED_CATALOG = "seed: 7\nproducts:\n" + "".join(
@@ -86,6 +89,12 @@ def allowed(policy: dict[str, Any], action: str, arn: str, listed: str | None = 
                for statement in policy["Statement"])
 
 
+#: The runs' schedule: every handler at least every 15 minutes. An order tick then catches up 15 minutes
+#: at once, which makes the same kinds of storage calls as one a minute (the same objects, deltas, bases,
+#: prunes), in a sixth of the invocations.
+SPARSE = Schedule.parse(["order_tick=15m", "restock=15m"])
+
+
 def new_process() -> None:
     """What a new Lambda process has not done yet: its first invocation's manifest check."""
     shards.forget_checks()
@@ -105,7 +114,7 @@ def run(url: str, catalog: Catalog, num_shards: int, *, start: datetime, hours: 
     store = RecordingStore(open_store(url))
     runtime = Runtime(store=store, catalog=catalog, num_shards=num_shards,
                       publish=publisher(Settings(store_url=url, num_shards=num_shards), store=store))
-    schedule = Schedule.parse()
+    schedule = SPARSE
     started: set[str] = set()
     for minute in range(1, hours * 60 + 1):
         moment = start + timedelta(minutes=minute)
@@ -178,7 +187,7 @@ def run_store_catalog(url: str, text: str, num_shards: int, *, start: datetime,
 
     store = RecordingStore(open_store(url))
     store.inner.put_once(source_key(data), data)
-    schedule = Schedule.parse()
+    schedule = Schedule.parse()  # two hours: a minute apart, enough commits to prune a base
     runtimes: dict[tuple[str, int], Runtime] = {}
     for minute in range(1, hours * 60 + 1):
         moment = start + timedelta(minutes=minute)
@@ -377,7 +386,7 @@ def feed_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
     put(feeds["counts"].inner, start + timedelta(hours=3), "c.ndjson", ndjson([{**count, "on_hand": 50}]))
     runtime = Runtime(store=store, catalog=catalog, feeds=Feeds(feeds),
                       publish=publisher(Settings(store_url=url), store=store))
-    schedule = Schedule.parse()
+    schedule = Schedule.parse(["order_tick=5m"])
     started: set[str] = set()
     for minute in range(1, 6 * 60 + 1):
         moment = start + timedelta(minutes=minute)

@@ -53,6 +53,8 @@ ALLOWED_MAPPING = {"string": {"keyword", "date"}, "integer": {"long"}, "number":
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 READ_TIME = datetime(2030, 1, 1, tzinfo=timezone.utc)  # the wall clock when Filebeat reads (not business time)
 
+pytestmark = pytest.mark.xdist_group("elastic_configs")  # its replays (module fixtures) made once, on one worker
+
 
 def beats_default(value: str) -> str:
     """``${NAME:default}`` -> default (how Beats expand a variable that is unset)."""

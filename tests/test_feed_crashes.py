@@ -21,6 +21,8 @@ CATALOG = parse_catalog(SMALL_CATALOG, source="small.yaml")
 T0 = START + timedelta(hours=10)
 MINUTES = 12
 
+pytestmark = pytest.mark.slow  # ~270 crash points, each a run and its retry (tests/test_runtime.py's matrix is in --quick)
+
 
 def shop_feed(root: Path) -> None:
     """Orders beyond on hand, a return, a duplicate object, a late line, a bad line and a receipt."""

@@ -17,6 +17,8 @@ from jobs.schedule import Schedule
 from jobs.simulate import simulate
 from tests.support.ticks import SMALL_CATALOG, START
 
+pytestmark = pytest.mark.xdist_group("forecast_quality")  # its replays (module fixtures) made once, on one worker
+
 
 @pytest.fixture(scope="module")
 def ten_days(tmp_path_factory):

@@ -16,7 +16,7 @@ from handlers.runtime.declarations import DECLARATIONS
 from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
-from handlers.telemetry.metrics import METRICS, metrics_key
+from handlers.telemetry.metrics import METRICS, ONLY_WITH_FEEDS, metrics_key
 from handlers.telemetry.publisher import publisher
 from tests.support.ticks import START, event_at, run, schedule
 
@@ -40,7 +40,6 @@ def worked(tmp_path_factory) -> tuple[FileStore, dict[str, CollectorRegistry]]:
 
 
 #: what a store without a feed has no value for: absent, not 0 (tests/test_feeds.py pushes them)
-FEED_ONLY = {"feed_lines_total", "feed_lag_seconds", "feed_newest_line_timestamp_seconds"}
 
 
 def families(handler: str, worked) -> dict:
@@ -54,7 +53,7 @@ def test_each_group_holds_exactly_the_metrics_its_handler_owns(handler, worked):
     declares and the operations metrics, and none owned by another handler (no metric in two groups);
     the metrics of a shop's feed only where a feed is configured (here: none)."""
     found = families(handler, worked)
-    expected = {name for name, (_, _, owner, _) in METRICS.items() if owner in (handler, "*")} - FEED_ONLY
+    expected = {name for name, (_, _, owner, _) in METRICS.items() if owner in (handler, "*")} - ONLY_WITH_FEEDS
     assert {name for name, (_, _, owner, _) in METRICS.items() if owner == handler} == set(DECLARATIONS[handler].metrics)
     names = {re.sub(r"_total$", "", n) for n in expected}
     assert set(found) == names
@@ -140,6 +139,7 @@ def test_a_failed_push_never_fails_the_handler_and_is_logged_and_counted(tmp_pat
     assert 'metrics_push_failures_total{handler="order_tick"} 2.0' in text
 
 
+@pytest.mark.slow
 def test_after_simulate_run_and_a_skipped_invoke_every_documented_metric_is_in_the_files(tmp_path: Path):
     """GIVEN the file backend (no Pushgateway) WHEN `simulate` publishes every group at its end, then
     `run` and an `invoke` of a tick already applied THEN after each, every metric docs/observability.md
@@ -154,6 +154,22 @@ def test_after_simulate_run_and_a_skipped_invoke_every_documented_metric_is_in_t
         for handler, names in expected.items():
             text = (tmp_path / "s" / "metrics" / f"{handler}.prom").read_text()
             assert names <= with_samples(text), (step, handler, sorted(names - with_samples(text)))
+
+
+def test_on_a_shops_feeds_every_documented_metric_is_in_the_files_feed_metrics_too(tmp_path: Path):
+    """GIVEN a store run on a shop's feeds (tests/support/emitted.py replay_feed: three hours) THEN every
+    metric docs/observability.md lists for each handler has samples, the ones only a feed gives included
+    (but the forecast's skill against seasonal naive, which needs a week of history)."""
+    from tests.support.documented_metrics import documented, with_samples
+    from tests.support.emitted import replay_feed
+
+    store = replay_feed(tmp_path)
+    expected = documented(feeds=True)
+    assert ONLY_WITH_FEEDS <= expected["order_tick"]
+    expected["forecast"].discard("forecast_skill_vs_seasonal_naive")
+    for handler, names in expected.items():
+        text = store.get(f"metrics/{handler}.prom").decode()
+        assert names <= with_samples(text), (handler, sorted(names - with_samples(text)))
 
 
 def test_a_publish_without_the_cores_values_exposes_what_the_last_forecast_computed(tmp_path: Path):

@@ -135,6 +135,7 @@ def test_missing_wheels_are_downloaded_with_their_hashes_checked_and_cached(tmp_
     assert not list((tmp_path / "other").glob("*.whl"))
 
 
+@pytest.mark.slow
 def test_refresh_pins_writes_the_hash_of_each_runtimes_wheel_as_pip_expects(tmp_path, index):
     """GIVEN requirements pinned by version only WHEN the pins are refreshed (pip downloads each
     runtime's wheels) THEN each pin lists the SHA-256 of every runtime's wheel, comments kept, and

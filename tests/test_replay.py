@@ -37,6 +37,7 @@ def test_a_days_units_spread_over_its_hours_add_up_exactly_and_follow_the_profil
     assert (hour_units(units) == hours).all()
 
 
+@pytest.mark.slow
 def test_a_constant_history_replays_with_known_totals(tmp_path: Path):
     """GIVEN two series selling 24 units a day for 35 days WHEN replayed with a week on hand and a day
     of lead time THEN the last 7 days are replayed as 2 x 7 x 24 units in one line per series and
@@ -56,6 +57,7 @@ def test_a_constant_history_replays_with_known_totals(tmp_path: Path):
         assert int(state.shipped.sum()) == 336
 
 
+@pytest.mark.slow
 def test_with_nothing_on_hand_the_first_lead_time_is_backordered(tmp_path: Path):
     """GIVEN nothing on hand and a day of lead time THEN at least the first day's 24 units of each series
     are backordered (no purchase order can land before), and every backorder is shipped by the end."""
@@ -76,6 +78,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_the_json_result_names_both_policies(tmp_path: Path):
     path = history(tmp_path / "h.csv", {"A": [3] * 35})
     proc = cli("replay", str(path), "--id-col", "id", "--date-col", "date", "--value-col", "units", "--json",
@@ -88,6 +91,7 @@ def test_the_json_result_names_both_policies(tmp_path: Path):
         1 for h in range(24) if hour_units(np.array([[3]]))[0, 0, h] == 0) * result["days"]
 
 
+@pytest.mark.slow
 def test_out_is_replaced_only_where_replay_wrote_it(tmp_path: Path):
     """GIVEN --out naming a directory holding a store replay did not write (./data, say) WHEN replay runs
     THEN it exits 2 naming --out and deletes nothing; GIVEN a directory an earlier replay wrote, with a

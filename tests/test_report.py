@@ -27,6 +27,8 @@ from tests.support.ticks import SMALL_CATALOG
 FIRST_DAY = "2026-01-05T00:00:00Z"
 MINUTES_AFTER = 300  # replayed one business minute at a time, the state read after each
 
+pytestmark = pytest.mark.xdist_group("report")  # its replays (module fixtures) made once, on one worker
+
 
 class _Table(HTMLParser):
     """The summary table's rows: {(product, warehouse): {data-key: text}}."""

@@ -13,6 +13,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from handlers.model.catalog import parse_catalog
 from handlers.runtime.invoke import Runtime, load_state
 from handlers.storage.file import FileStore
@@ -32,6 +34,7 @@ def test_business_clock_runs_speed_times_faster():
     assert clock.now(51.0) == 1600.0 and clock.wall_at(1600.0) == 51.0
 
 
+@pytest.mark.slow
 def test_run_at_600x_for_10s_invokes_each_handler_as_scheduled(tmp_path: Path):
     """GIVEN `run --speed 600 --for 10s` WHEN it ends THEN it exits 0 and each handler ran once per
     business interval crossed (100 business minutes: 100 order ticks, 20 restocks, 6 alerts, 1 forecast)."""
@@ -93,6 +96,7 @@ def test_start_far_ahead_of_the_store_clock_is_refused(tmp_path: Path):
     assert "--start: 2026-11-01T00:00:00Z is 300.0 days ahead of the store's clock" in proc.stderr and "simulate --days 300" in proc.stderr
 
 
+@pytest.mark.slow
 def test_run_goes_over_every_shard_on_each_tick(tmp_path: Path):
     """GIVEN `run --num-shards 3` WHEN it ends THEN every handler tick was applied once per shard, and
     every shard's order clock followed the business clock."""

@@ -205,6 +205,7 @@ def test_the_first_day_sharded_equals_unsharded_with_the_real_handlers(tmp_path:
     assert {e["shard"] for e in expected_runs} == {None}
 
 
+@pytest.mark.slow
 def test_days_of_a_sharded_run_equal_unsharded_with_the_real_handlers(tmp_path: Path):
     """The model pools over the whole catalog however it is sharded (handlers/runtime/pool.py): over six days,
     long enough for every stage of the pooled fit (profile, regression, variance, tails) to come from
@@ -228,6 +229,7 @@ def test_days_of_a_sharded_run_equal_unsharded_with_the_real_handlers(tmp_path: 
     assert params.coef is not None and params.variance_coef is not None and params.tails is not None
 
 
+@pytest.mark.slow
 def test_a_shard_that_misses_the_statistics_fits_on_its_own_series(tmp_path: Path, monkeypatch):
     """The control for the test above: when the shards' statistics of the day before are not all
     there, each shard fits on its own series — and the same comparison catches the difference."""
@@ -246,6 +248,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jobs", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
     path = tmp_path / "catalog.yaml"
     path.write_text(catalog_text(24))

@@ -18,8 +18,10 @@ from jobs.schedule import Schedule
 from jobs.simulate import simulate
 
 WEEK_START = datetime(2026, 1, 5, tzinfo=timezone.utc)
-# order_tick every 5 minutes simulates the same per-minute demand with a fifth of the invocations
-FAST_WEEK = Schedule.parse(["order_tick=5m"])
+# order_tick and restock every 15 minutes simulate the same per-minute demand with a tenth of the invocations
+FAST_WEEK = Schedule.parse(["order_tick=15m", "restock=15m"])
+
+pytestmark = pytest.mark.xdist_group("simulation")  # its replays (module fixtures) made once, on one worker
 
 
 @pytest.fixture(scope="module")

@@ -300,8 +300,9 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
         key = log_key(handler, tick.time, number)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
         if declared.keeps_exposed:  # what its metrics expose, as the core computed it, committed with its part
+            unknown = np.full(new_state.num_series, np.nan)  # a core that does not compute one (another policy's)
             new_state = new_state.replace(forecast_exposed=np.stack(
-                [np.asarray(outcome.exposed[name], dtype=np.float64) for name in EXPOSED], axis=1))
+                [np.asarray(outcome.exposed.get(name, unknown), dtype=np.float64) for name in EXPOSED], axis=1))
         pool.publish(runtime.store, outcome.statistics)  # before the commit: what a commit used is out there
         try:
             committed = layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point

@@ -32,7 +32,7 @@ from handlers.runtime.declarations import DECLARATIONS
 from handlers.runtime.layout import forecast_daily_demand, is_loaded
 from handlers.runtime.settings import Settings
 
-__all__ = ["StateCollector", "build_registry", "METRICS", "OPERATIONS", "Focus", "focus_series",
+__all__ = ["StateCollector", "build_registry", "METRICS", "ONLY_WITH_FEEDS", "OPERATIONS", "Focus", "focus_series",
            "metrics_key", "grouping_key", "cover_days", "at_risk", "stored_exposed"]
 
 _SERIES = ("product_id", "warehouse_id")
@@ -100,6 +100,8 @@ _DEFINED: dict[str, tuple[str, tuple[str, ...], str]] = {
     "metrics_series_exposed": ("gauge", ("handler",),
                                "Product x warehouse series this group exposes per-series metrics for"),
 }
+#: The metrics with samples only in a store that reads a shop's feeds (the others are always exposed).
+ONLY_WITH_FEEDS = frozenset({"feed_lines_total", "feed_lag_seconds", "feed_newest_line_timestamp_seconds"})
 OPERATIONS = ("processing_latency_seconds", "handler_invocations_total", "handler_last_success_timestamp_seconds",
               "handler_business_time_seconds", "metrics_push_failures_total", "state_write_conflicts_total",
               "metrics_series_exposed")

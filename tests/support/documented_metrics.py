@@ -10,12 +10,14 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from handlers.model.state import HANDLERS
+from handlers.telemetry.metrics import ONLY_WITH_FEEDS
 
 DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "observability.md"
 
 
-def documented() -> dict[str, set[str]]:
-    """handler -> every metric the table says its group pushes (its own and every handler's)."""
+def documented(feeds: bool = False) -> dict[str, set[str]]:
+    """handler -> every metric the table says its group pushes (its own and every handler's); without
+    ``feeds``, not those only a store on a shop's feeds exposes (ONLY_WITH_FEEDS)."""
     owned: dict[str, set[str]] = {name: set() for name in HANDLERS}
     for line in DOC.read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -23,7 +25,7 @@ def documented() -> dict[str, set[str]]:
             continue
         names = set(re.findall(r"`([a-z_]+)`", cells[0]))
         for handler in (HANDLERS if cells[3] == "every handler" else [cells[3]]):
-            owned[handler] |= names
+            owned[handler] |= names if feeds else names - ONLY_WITH_FEEDS
     return owned
 
 
