@@ -84,8 +84,9 @@ _DEFINED: dict[str, tuple[str, tuple[str, ...], str]] = {
     "feed_newest_line_timestamp_seconds": ("gauge", ("feed",), "Business time of the newest feed line applied"),
     "backorder_units": ("gauge", _SERIES, "Units sold but not shipped yet (a feed's orders beyond on hand)"),
     "backorder_units_by_warehouse": ("gauge", ("warehouse_id",), "Units sold but not shipped yet, summed over products"),
-    "backordered_units_total": ("counter", ("product_id",), "Units that went to backorder, cumulative"),
-    "returned_units_total": ("counter", ("product_id",), "Units customers returned (a feed's returns), cumulative"),
+    # by warehouse, not product: a catalog of 10,000 products would add 20,000 samples to every order tick
+    "backordered_units_total": ("counter", ("warehouse_id",), "Units that went to backorder, cumulative"),
+    "returned_units_total": ("counter", ("warehouse_id",), "Units customers returned (a feed's returns), cumulative"),
     "stock_adjustment_units_total": ("counter", ("warehouse_id",),
                                      "Net units stock counts corrected on hand by, cumulative (negative: shrinkage)"),
     # every handler's group:
@@ -351,8 +352,8 @@ VALUES: dict[str, tuple[str, Callable[[StateCollector], Any]]] = {
     "feed_newest_line_timestamp_seconds": ("labelled", lambda c: _feed_newest(c, lag=False)),
     "backorder_units": ("series", lambda c: c.state.backorder),
     "backorder_units_by_warehouse": ("warehouses", lambda c: c.state.backorder),
-    "backordered_units_total": ("products", lambda c: c.state.backordered.astype(float)),
-    "returned_units_total": ("products", lambda c: c.state.returned.astype(float)),
+    "backordered_units_total": ("warehouses", lambda c: c.state.backordered.astype(float)),
+    "returned_units_total": ("warehouses", lambda c: c.state.returned.astype(float)),
     "stock_adjustment_units_total": ("warehouses", lambda c: c.state.adjusted),
     "reorder_events_total": ("series", lambda c: c.state.reorders),
     "purchase_orders_open": ("series", lambda c: open_count(c.state)),
