@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,11 +21,13 @@ from handlers.model.state import HANDLERS
 from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.runtime.settings import Settings
 from handlers.storage.file import FileStore
-from handlers.telemetry.metrics import METRICS
+from handlers.telemetry.metrics import METRICS, ONLY_WITH_FEEDS
 from handlers.telemetry.publisher import publisher
 from tests.support import servers
+from tests.support.emitted import replay_feed
 from tests.support.ticks import START, event_at, run, schedule
 
+FED = "shop-feed"  # the instance label of the group pushed from a store on a shop's feeds
 WARM_UP_MINUTES = 9 * 24 * 60  # 9 business days: day-ahead forecasts scored against seasonal naive
 FAST = {"order_tick": 15, "restock": 15, "forecast": 60, "alert": 15}
 
@@ -86,14 +89,39 @@ def stack(tmp_path_factory):
         yield gateway, prom, store, runtime
 
 
-def test_every_contract_metric_is_present_with_its_labels(stack):
+def gateway_group(gateway: servers.Pushgateway, method: str, path: str, data: bytes | None = None) -> None:
+    request = urllib.request.Request(f"{gateway.url}{path}", method=method, data=data)
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as answer:
+        assert answer.status in (200, 202), answer.status
+
+
+@pytest.fixture
+def fed_group(stack, tmp_path):
+    """A second store, run on a shop's feeds, pushes its order tick's group as instance ``FED``: the
+    metrics only a feed gives (ONLY_WITH_FEEDS) reach Prometheus too. Deleted afterwards (and gone
+    from Prometheus) so the other tests see the simulator's store alone."""
+    gateway, prom, _, _ = stack
+    path = f"/metrics/job/order_tick/instance/{FED}"
+    gateway_group(gateway, "PUT", path, replay_feed(tmp_path).get("metrics/order_tick.prom"))
+    try:
+        prom.wait_for("feed_lines_total", timeout=20)
+        yield
+    finally:
+        gateway_group(gateway, "DELETE", path)
+        prom.wait_for(f'count(orders_total{{instance="{FED}"}})', lambda r: not r, timeout=20)
+
+
+def test_every_contract_metric_is_present_with_its_labels(stack, fed_group):
     """GIVEN the pushed groups WHEN Prometheus is queried THEN each metric of the contract exists
-    with exactly its labels (plus job = the handler, and instance)."""
+    with exactly its labels (plus job = the handler, and instance); the metrics only a feed gives come
+    from the store on a shop's feeds alone (control: the simulator's store never exposes them)."""
     _, prom, _, _ = stack
     for name, (kind, labels, owner, _) in METRICS.items():
         series = name + "_bucket" if kind == "histogram" else name
         result = prom.query(series)
         assert result, f"{series} missing"
+        if name in ONLY_WITH_FEEDS:
+            assert {sample["metric"].get("instance") for sample in result} == {FED}, series
         for sample in result:
             got = set(sample["metric"]) - {"__name__", "job", "instance", "le"}
             assert got == set(labels), (series, sample["metric"])
