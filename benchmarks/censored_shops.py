@@ -27,8 +27,34 @@ sys.path.insert(0, str(ROOT))
 from handlers.forecasting.censored_shop import FRESH_DIURNAL, WEEKLY, CensoredShop, sell_through
 
 # Relative demand by hour of day, mean 1 (the simulator's: handlers/model/demand.py).
-_SHOP_RAW = np.array([0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.30, 0.60, 0.90, 1.10, 1.25, 1.40,
-                      1.55, 1.50, 1.35, 1.30, 1.35, 1.50, 1.75, 1.95, 1.90, 1.60, 1.05, 0.55])
+_SHOP_RAW = np.array(
+    [
+        0.25,
+        0.15,
+        0.10,
+        0.08,
+        0.08,
+        0.12,
+        0.30,
+        0.60,
+        0.90,
+        1.10,
+        1.25,
+        1.40,
+        1.55,
+        1.50,
+        1.35,
+        1.30,
+        1.35,
+        1.50,
+        1.75,
+        1.95,
+        1.90,
+        1.60,
+        1.05,
+        0.55,
+    ]
+)
 SHOP_DIURNAL = _SHOP_RAW / _SHOP_RAW.mean()
 TINY_M5 = ROOT.parent / "shared" / "data" / "m5_tiny_m5_280series.csv.gz"
 HEAVY = {"cover_low": 0.4, "cover_high": 1.0, "stock_noise": 0.3, "shape_low": 5.0, "shape_high": 20.0}
@@ -67,7 +93,7 @@ def periodic_review_shop(series: int = 3000, days: int = 147, seed: int = 0) -> 
         on_hand = on_hand + pipeline[:, t]
         if t >= 1:  # review at the start of the day, after the delivery
             due = (t + phase) % review == 0
-            position = on_hand + pipeline[:, t + 1:].sum(axis=1)
+            position = on_hand + pipeline[:, t + 1 :].sum(axis=1)
             qty = np.where(due, np.maximum(level - position, 0), 0)
             pipeline[np.arange(series), t + lead] += qty.astype(np.int64)
         g = np.where(finite, rng.gamma(np.where(finite, shape, 1.0), 1.0 / np.where(finite, shape, 1.0)), 1.0)
@@ -119,7 +145,7 @@ def m5_units(path: Path = TINY_M5, windows: int = 6, length: int = 147, step: in
     wide = frame.pivot_table(index=["item_id", "store_id"], columns="date", values="value", aggfunc="sum")
     values = wide.sort_index(axis=1).to_numpy(dtype=float)
     ends = [values.shape[1] - j * step for j in range(windows)][::-1]
-    return np.concatenate([values[:, e - length:e] for e in ends], axis=0)
+    return np.concatenate([values[:, e - length : e] for e in ends], axis=0)
 
 
 def m5_shop(path: Path = TINY_M5, windows: int = 6, days: int = 147, seed: int = 2) -> CensoredShop:
@@ -144,10 +170,10 @@ def m5_shop(path: Path = TINY_M5, windows: int = 6, days: int = 147, seed: int =
     for t in range(total):
         on_hand = on_hand + pipeline[:, t]
         if t >= 28:
-            ma = np.maximum(demand_days[:, t - 28:t].mean(axis=1), 0.05)
+            ma = np.maximum(demand_days[:, t - 28 : t].mean(axis=1), 0.05)
             due = (t + phase) % review == 0
             level = np.round(ma * cover * scale + z * np.sqrt(ma * cover))
-            position = on_hand + pipeline[:, t + 1:].sum(axis=1)
+            position = on_hand + pipeline[:, t + 1 :].sum(axis=1)
             qty = np.where(due, np.maximum(level - position, 0), 0)
             pipeline[np.arange(series), t + lead] += qty.astype(np.int64)
         demand = rng.multinomial(demand_days[:, t].astype(np.int64), p)

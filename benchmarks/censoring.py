@@ -51,6 +51,7 @@ Metrics = dict[str, float]
 
 # ------------------------------------------------------------------ the naive estimators (what fails)
 
+
 def mask(sales: np.ndarray, flag: np.ndarray) -> np.ndarray:
     """Periods with a stockout become missing (NaN): biased low, the periods that sell out are the busy ones."""
     return np.where(flag, np.nan, sales)
@@ -74,8 +75,7 @@ def instock_profile(sales: np.ndarray, in_stock: np.ndarray, season: int = 24) -
     return np.where(full, sales, np.maximum(sales, np.tile(mean, n // season)))
 
 
-def time_share_as_exposure(sales: np.ndarray, in_stock: np.ndarray, tau: float = censored.DAY_SHAPE,
-                           rounds: int = 4) -> np.ndarray:
+def time_share_as_exposure(sales: np.ndarray, in_stock: np.ndarray, tau: float = censored.DAY_SHAPE, rounds: int = 4) -> np.ndarray:
     """The day's in-stock time share used as the share of its demand seen: the daily form of the
     recovery, right only where demand is flat over the day."""
     w = np.clip(in_stock, 0.0, 1.0)
@@ -89,8 +89,8 @@ def time_share_as_exposure(sales: np.ndarray, in_stock: np.ndarray, tau: float =
 def replay_live(shop: CensoredShop, train: int, warm_days: int = 28) -> np.ndarray:
     """The live handler, day by day: ``warm_days`` recovered in one batch (warm_state), then close_day."""
     s = shop.demand.shape[0]
-    hs = shop.hourly_sales[:, :train * 24].reshape(s, train, 24)
-    hm = shop.hourly_minutes[:, :train * 24].reshape(s, train, 24)
+    hs = shop.hourly_sales[:, : train * 24].reshape(s, train, 24)
+    hm = shop.hourly_minutes[:, : train * 24].reshape(s, train, 24)
     history = np.full((s, train), np.nan)
     history[:, :warm_days], live = censored.warm_state(hs[:, :warm_days].reshape(s, -1), hm[:, :warm_days].reshape(s, -1))
     for day in range(warm_days, train):
@@ -100,17 +100,22 @@ def replay_live(shop: CensoredShop, train: int, warm_days: int = 28) -> np.ndarr
 
 # ------------------------------------------------------------------ scoring
 
+
 def metrics(pred: np.ndarray, truth: np.ndarray, sales: np.ndarray, flag: np.ndarray, recovered: np.ndarray) -> Metrics:
     full = ~flag
     total, total_in, total_rec = truth.sum(), sales[full].sum(), recovered.sum()
-    return {"bias_all": pred.sum() / total - 1, "bias_in": pred[full].sum() / total_in - 1,
-            "bias_rec": pred.sum() / total_rec - 1, "wape_all": np.abs(pred - truth).sum() / total,
-            "wape_in": np.abs(pred - sales)[full].sum() / total_in}
+    return {
+        "bias_all": pred.sum() / total - 1,
+        "bias_in": pred[full].sum() / total_in - 1,
+        "bias_rec": pred.sum() / total_rec - 1,
+        "wape_all": np.abs(pred - truth).sum() / total,
+        "wape_in": np.abs(pred - sales)[full].sum() / total_in,
+    }
 
 
 def daily_estimators(shop: CensoredShop, train: int) -> dict[str, np.ndarray]:
     sales, share, flag = shop.sales[:, :train], shop.in_stock[:, :train], shop.flags[:, :train]
-    hs, hm = shop.hourly_sales[:, :train * 24], shop.hourly_minutes[:, :train * 24]
+    hs, hm = shop.hourly_sales[:, : train * 24], shop.hourly_minutes[:, : train * 24]
     s = sales.shape[0]
     return {
         "oracle (true demand)": shop.demand[:, :train],
@@ -148,12 +153,11 @@ def run_hourly(shop: CensoredShop, horizon: int, origins: int) -> list[tuple[str
             "mask stockout hours": mask(sales[:, :train], flags[:, :train]),
             "divide by in-stock time": divide(sales[:, :train], minutes[:, :train] / 60.0),
             "in-stock hour profile": instock_profile(sales[:, :train], (~flags[:, :train]).astype(float)),
-            "**EM hourly flags**": censored.recover_hourly(sales[:, :train], np.where(flags[:, :train], 0.0, 60.0),
-                                                           flags=True).hourly,
+            "**EM hourly flags**": censored.recover_hourly(sales[:, :train], np.where(flags[:, :train], 0.0, 60.0), flags=True).hourly,
             "**EM hourly minutes**": censored.recover_hourly(sales[:, :train], minutes[:, :train]).hourly,
         }
         for name, history in estimators.items():
-            pred = forecast(history[:, -16 * 24:], horizon, season=24).mean
+            pred = forecast(history[:, -16 * 24 :], horizon, season=24).mean
             parts.setdefault(name, []).append((pred, demand[:, window], sales[:, window], flags[:, window], recovered[:, window]))
     return [(name, metrics(*(np.concatenate([p[i] for p in got], axis=1) for i in range(5)))) for name, got in parts.items()]
 
@@ -161,8 +165,10 @@ def run_hourly(shop: CensoredShop, horizon: int, origins: int) -> list[tuple[str
 def describe(name: str, shop: CensoredShop, hourly: bool = False) -> str:
     out = shop.hour_flags if hourly else shop.flags
     lost = 1 - shop.sales.sum() / shop.demand.sum()
-    return (f"{name}: {out.shape[0]} series x {out.shape[1]} {'hours' if hourly else 'days'}, {out.mean():.1%} of them with "
-            f"a stockout (p90 series {np.quantile(out.mean(axis=1), 0.9):.0%}), {lost:.1%} of demand lost")
+    return (
+        f"{name}: {out.shape[0]} series x {out.shape[1]} {'hours' if hourly else 'days'}, {out.mean():.1%} of them with "
+        f"a stockout (p90 series {np.quantile(out.mean(axis=1), 0.9):.0%}), {lost:.1%} of demand lost"
+    )
 
 
 def show(title: str, rows: list[tuple[str, Metrics]]) -> None:
@@ -170,8 +176,7 @@ def show(title: str, rows: list[tuple[str, Metrics]]) -> None:
     print("| estimator | bias_all | bias_in | bias_rec | wape_all | wape_in |")
     print("|---|---|---|---|---|---|")
     for name, m in rows:
-        print(f"| {name} | {m['bias_all']:+.1%} | {m['bias_in']:+.1%} | {m['bias_rec']:+.1%} | {m['wape_all']:.3f} | "
-              f"{m['wape_in']:.3f} |")
+        print(f"| {name} | {m['bias_all']:+.1%} | {m['bias_in']:+.1%} | {m['bias_rec']:+.1%} | {m['wape_all']:.3f} | {m['wape_in']:.3f} |")
     print()
 
 
@@ -180,9 +185,12 @@ def by_stockout_share(name: str, shop: CensoredShop, horizon: int = 7) -> None:
     series that run out."""
     train = shop.demand.shape[1] - horizon
     share = shop.flags[:, :train].mean(axis=1)
-    histories = {"oracle": shop.demand[:, :train], "raw sales": shop.sales[:, :train],
-                 "EM day flags": censored.recover_censored(shop.sales[:, :train], shop.flags[:, :train]),
-                 "live day close": replay_live(shop, train)}
+    histories = {
+        "oracle": shop.demand[:, :train],
+        "raw sales": shop.sales[:, :train],
+        "EM day flags": censored.recover_censored(shop.sales[:, :train], shop.flags[:, :train]),
+        "live day close": replay_live(shop, train),
+    }
     preds = {k: forecast(v, horizon).mean for k, v in histories.items()}
     truth = shop.demand[:, train:]
     print(f"### {name}: 7-day bias against the truth by the series' share of stockout days\n")
@@ -198,6 +206,7 @@ def by_stockout_share(name: str, shop: CensoredShop, horizon: int = 7) -> None:
 
 
 # ------------------------------------------------------------------ timing
+
 
 def median_seconds(call: Callable[[], object], repeats: int) -> float:
     call()  # warm: page faults, imports
@@ -315,8 +324,10 @@ def cuts(repeats: int, shops: dict[str, CensoredShop]) -> None:
         ("nb_tail_moments (what every censored cell costs, per E-step)", lambda: censored.nb_tail_moments(y, mu, inv_k)),
         ("the same with k rounded to a whole number", lambda: rounded_shape(y, mu, inv_k)),
         ("the skip's screen (Chernoff bound on P(D < y))", lambda: negligible_lower_tail(y, mu, inv_k)),
-        ("means 30-300: betainc + betaln (the NB tail's special functions)",
-         lambda: (special.betainc(y_large, k, q), special.betaln(k, y_large))),
+        (
+            "means 30-300: betainc + betaln (the NB tail's special functions)",
+            lambda: (special.betainc(y_large, k, q), special.betaln(k, y_large)),
+        ),
         ("means 30-300: gammaincc + exp (the gamma approximation's)", lambda: (special.gammaincc(k, x), np.exp(k * np.log(x) - x))),
     ]
     print(f"## The cuts tried for recover_censored: ns per cell, 10^6 cells, median of {repeats}\n")
@@ -326,18 +337,21 @@ def cuts(repeats: int, shops: dict[str, CensoredShop]) -> None:
     exact, _ = censored.nb_tail_moments(y_large, large, inv_k)
     approx = gamma_tail_mean(y_large, large, inv_k)
     error = np.abs(approx - exact)
-    print(f"\nThe gamma approximation (matched mean and variance, continuity-corrected) on those cells: E[D | D >= y] off "
-          f"by up to {np.max(error / exact):.2%} of its value, {np.quantile(error / np.maximum(exact - y_large, 1e-9), 0.99):.1%} "
-          "of the imputed excess at the 99th percentile.")
+    print(
+        f"\nThe gamma approximation (matched mean and variance, continuity-corrected) on those cells: E[D | D >= y] off "
+        f"by up to {np.max(error / exact):.2%} of its value, {np.quantile(error / np.maximum(exact - y_large, 1e-9), 0.99):.1%} "
+        "of the imputed excess at the 99th percentile."
+    )
     if shops:
-        print("\n| data set | censored cells the skip (P(D < y) < 1e-4) would spare | 7-day bias of the day-flag "
-              "recovery: k as estimated / k rounded |\n|---|---|---|")
+        print(
+            "\n| data set | censored cells the skip (P(D < y) < 1e-4) would spare | 7-day bias of the day-flag "
+            "recovery: k as estimated / k rounded |\n|---|---|---|"
+        )
         for name, shop in shops.items():
             train = shop.demand.shape[1] - 7
             args = (shop.sales[:, :train], shop.flags[:, :train])
             truth = shop.demand[:, train:].sum()
-            exact, rounded = (forecast(h, 7).mean.sum() / truth - 1
-                              for h in (censored.recover_censored(*args), with_rounded_shape(*args)))
+            exact, rounded = (forecast(h, 7).mean.sum() / truth - 1 for h in (censored.recover_censored(*args), with_rounded_shape(*args)))
             print(f"| {name} | {skipped_share(*args):.2%} | {exact:+.2%} / {rounded:+.2%} |")
     print()
 
@@ -351,8 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per stage, median reported (default 3)")
     args = parser.parse_args(argv)
     load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
-    print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-          f"{platform.machine()}, numpy {np.__version__}{load}\n")
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()}, numpy {np.__version__}{load}\n"
+    )
     print(f"command: {' '.join(['python benchmarks/censoring.py', *(sys.argv[1:] if argv is None else argv)])}\n")
     started = time.perf_counter()
     sets = set(args.sets.split(","))

@@ -56,9 +56,19 @@ def write_minute(feed_root: Path, catalog: Any, minute_end: datetime, lines: int
         p = rng.integers(0, len(products), count)
         w = rng.integers(0, len(warehouses), count)
         q = rng.integers(1, 4, count)
-        body = "".join(json.dumps({"line_id": f"{stamp}-{k}-{n}", "time": moment, "product_id": products[p[n]],
-                                   "warehouse_id": warehouses[w[n]], "quantity": int(q[n])}) + "\n"
-                       for n in range(count))
+        body = "".join(
+            json.dumps(
+                {
+                    "line_id": f"{stamp}-{k}-{n}",
+                    "time": moment,
+                    "product_id": products[p[n]],
+                    "warehouse_id": warehouses[w[n]],
+                    "quantity": int(q[n]),
+                }
+            )
+            + "\n"
+            for n in range(count)
+        )
         (folder / f"export-{stamp}-{k}.ndjson").write_text(body)
 
 
@@ -82,6 +92,7 @@ class Counting:
             self.calls[(self.name, operation)] += 1
             result = method(*args, **kwargs)
             return list(result) if operation in ("list", "scan") else result
+
         return call
 
 
@@ -97,8 +108,11 @@ def requests_of_one_tick(store_url: str, feed_url: str, catalog_path: Path, mome
     layout.forget()
     feeds._journals.clear()
     calls: Counter[tuple[str, str]] = Counter()
-    runtime = Runtime(store=Counting(open_store(store_url), "state", calls), catalog=load_catalog(str(catalog_path)),
-                      feeds=Feeds({"orders": Counting(open_store(feed_url), "feed", calls)}))
+    runtime = Runtime(
+        store=Counting(open_store(store_url), "state", calls),
+        catalog=load_catalog(str(catalog_path)),
+        feeds=Feeds({"orders": Counting(open_store(feed_url), "feed", calls)}),
+    )
     result = invoke("order_tick", scheduled_event(moment, "order-tick", event_id="count"), runtime)
     assert result["status"] == "applied", result
     return {f"{store} {operation}": n for (store, operation), n in sorted(calls.items())}
@@ -126,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     scale.write_catalog(catalog_path, args.series)
     catalog = load_catalog(str(catalog_path))
     rng = np.random.default_rng(7)
-    print(f"# {args.series:,} series, {args.lines:,} order lines a minute in {args.objects} objects; "
-          f"{os.cpu_count()} cores; commit {scale.commit()}", flush=True)
+    print(
+        f"# {args.series:,} series, {args.lines:,} order lines a minute in {args.objects} objects; "
+        f"{os.cpu_count()} cores; commit {scale.commit()}",
+        flush=True,
+    )
     store = work / "store"
     url = scale.prepare(store, catalog_path)
     plain = work / "plain"
@@ -159,22 +176,43 @@ def main(argv: list[str] | None = None) -> int:
         when = first - timedelta(hours=hour + 2)
         folder = feed_root / when.strftime("%Y/%m/%d/%H")
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "old.ndjson").write_text(json.dumps({"line_id": f"old-{hour}", "time": when.isoformat(),
-                                                       "product_id": catalog.products[0].id,
-                                                       "warehouse_id": catalog.warehouses[0].id, "quantity": 1}) + "\n")
+        (folder / "old.ndjson").write_text(
+            json.dumps(
+                {
+                    "line_id": f"old-{hour}",
+                    "time": when.isoformat(),
+                    "product_id": catalog.products[0].id,
+                    "warehouse_id": catalog.warehouses[0].id,
+                    "quantity": 1,
+                }
+            )
+            + "\n"
+        )
     moment = first + timedelta(minutes=args.warm_minutes + args.runs + 1)
     write_minute(feed_root, catalog, moment, args.lines, args.objects, rng)
     later = requests_of_one_tick(url, feed_url, catalog_path, moment)
-    figures = {"series": args.series, "lines_per_minute": args.lines, "objects_per_minute": args.objects,
-               "wall_s": statistics.median(walls), "rss_mb": statistics.median(rss),
-               "without_feed_wall_s": statistics.median(plain_walls), "import_numpy_s": statistics.median(bases),
-               "requests_first_day": day_one, f"requests_after_{args.days}_days": later, "cores": os.cpu_count()}
+    figures = {
+        "series": args.series,
+        "lines_per_minute": args.lines,
+        "objects_per_minute": args.objects,
+        "wall_s": statistics.median(walls),
+        "rss_mb": statistics.median(rss),
+        "without_feed_wall_s": statistics.median(plain_walls),
+        "import_numpy_s": statistics.median(bases),
+        "requests_first_day": day_one,
+        f"requests_after_{args.days}_days": later,
+        "cores": os.cpu_count(),
+    }
     print("\n| order_tick, fresh process (entry point), median of", args.runs, "| wall | peak RSS | x import numpy |")
     print("|---|---|---|---|")
-    print(f"| on the feed ({args.lines:,} lines in {args.objects} objects) | {figures['wall_s']:.2f} s | "
-          f"{figures['rss_mb']:.0f} MB | {figures['wall_s'] / figures['import_numpy_s']:.1f} |")
-    print(f"| without a feed (simulated demand) | {figures['without_feed_wall_s']:.2f} s | | "
-          f"{figures['without_feed_wall_s'] / figures['import_numpy_s']:.1f} |")
+    print(
+        f"| on the feed ({args.lines:,} lines in {args.objects} objects) | {figures['wall_s']:.2f} s | "
+        f"{figures['rss_mb']:.0f} MB | {figures['wall_s'] / figures['import_numpy_s']:.1f} |"
+    )
+    print(
+        f"| without a feed (simulated demand) | {figures['without_feed_wall_s']:.2f} s | | "
+        f"{figures['without_feed_wall_s'] / figures['import_numpy_s']:.1f} |"
+    )
     print(f"\n| storage calls of one tick | first day | after {args.days} days of feed |")
     print("|---|---|---|")
     for name in sorted(set(day_one) | set(later)):

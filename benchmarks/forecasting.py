@@ -44,8 +44,12 @@ from jobs.backtest import load_matrix, run_backtest
 
 TINY_M5 = ROOT.parent / "shared" / "data" / "m5_tiny_m5_280series.csv.gz"
 M5_COLUMNS: dict[str, Any] = {"id_cols": ["item_id", "store_id"], "date_col": "date", "value_col": "value"}
-Z_LEVELS = ((1.0, "±1σ (68 %)"), (1.2816, "±1.28σ (80 %)"), (1.96, "**±1.96σ (95 %)**"),
-            (2.576, "±2.58σ (99 %)"))  # (z, column header): the normal quantiles of 68/80/95/99 %
+Z_LEVELS = (
+    (1.0, "±1σ (68 %)"),
+    (1.2816, "±1.28σ (80 %)"),
+    (1.96, "**±1.96σ (95 %)**"),
+    (2.576, "±2.58σ (99 %)"),
+)  # (z, column header): the normal quantiles of 68/80/95/99 %
 BASELINE = "moving_average_28"
 
 
@@ -139,9 +143,11 @@ def synthetic_accuracy(cases: list[tuple[int, int]], n_series: int) -> None:
 def tiny_m5_accuracy(frame: pd.DataFrame, matrix: np.ndarray, origins: int) -> None:
     """run_backtest at three origins / horizons; mean RMSSE over ``origins`` origins 28 days apart."""
     dates = np.sort(frame["date"].unique())
-    cases = [("last 28 days", frame, 28),
-             ("second origin: the 28 days before the last 28", frame[frame["date"] < dates[-28]], 28),
-             ("last 8 days (the live horizon)", frame, 8)]
+    cases = [
+        ("last 28 days", frame, 28),
+        ("second origin: the 28 days before the last 28", frame[frame["date"] < dates[-28]], 28),
+        ("last 8 days (the live horizon)", frame, 8),
+    ]
     print(f"## tiny_m5 ({matrix.shape[0]} series) via jobs.backtest.run_backtest\n")
     print("(RMSSE / WAPE; seconds = fit + predict of the 28-day run)\n")
     rows: list[list[str]] = []
@@ -158,13 +164,14 @@ def tiny_m5_accuracy(frame: pd.DataFrame, matrix: np.ndarray, origins: int) -> N
         train, test = split(matrix, 28, back)
         for name, model in models().items():
             per_origin[name].append(mean_rmsse(train, test, model(train, 28, season=7).mean))
-    rows.append([f"mean RMSSE of {origins} origins, 28 days apart, h = 28",
-                 *(f"{np.mean(per_origin[name]):.3f}" for name in names)])
+    rows.append([f"mean RMSSE of {origins} origins, 28 days apart, h = 28", *(f"{np.mean(per_origin[name]):.3f}" for name in names)])
     rows.append(["seconds (fit + predict), last 28 days", *seconds])
     table(["tiny_m5", *names], rows)
     wins = int(np.sum(np.array(per_origin[MODEL_NAME]) < np.array(per_origin[BASELINE])))
-    print(f"stockpulse beats {BASELINE} on {wins} of {origins} origins. One run_backtest call (calendar "
-          f"layout + five models) took {walls[0]:.1f} s of wall time.\n")
+    print(
+        f"stockpulse beats {BASELINE} on {wins} of {origins} origins. One run_backtest call (calendar "
+        f"layout + five models) took {walls[0]:.1f} s of wall time.\n"
+    )
 
 
 def hourly_accuracy() -> None:
@@ -172,8 +179,7 @@ def hourly_accuracy() -> None:
     frame = hourly_frame()
     result = run_backtest(frame, horizon=24, freq="H")
     print("## Hourly synthetic data: 500 Poisson series x 8 weeks, season 24, last 24 hours held out\n")
-    table(["model", "RMSSE", "WAPE"],
-          ([m["model"], f"{m['rmsse']:.3f}", f"{m['wape']:.3f}"] for m in result["models"]))
+    table(["model", "RMSSE", "WAPE"], ([m["model"], f"{m['rmsse']:.3f}", f"{m['wape']:.3f}"] for m in result["models"]))
 
 
 def runtime(sizes: list[int], horizons: list[int], repeats: int) -> None:
@@ -191,10 +197,18 @@ def runtime(sizes: list[int], horizons: list[int], repeats: int) -> None:
                     model(history, horizon, season=7)
                     times[name].append(time.perf_counter() - started)
             ours, base = statistics.median(times[MODEL_NAME]), statistics.median(times[BASELINE])
-            rows.append([f"{n_series:,}", str(horizon), f"{ours:.3f}", f"{min(times[MODEL_NAME]):.3f}",
-                         f"{base:.4f}", f"{ours / base:.0f}×", f"{ours / n_series * 1e6:.1f}"])
-    table(["series", "horizon", "stockpulse s (median)", "stockpulse s (min)", f"{BASELINE} s (median)",
-           "ratio", "µs per series"], rows)
+            rows.append(
+                [
+                    f"{n_series:,}",
+                    str(horizon),
+                    f"{ours:.3f}",
+                    f"{min(times[MODEL_NAME]):.3f}",
+                    f"{base:.4f}",
+                    f"{ours / base:.0f}×",
+                    f"{ours / n_series * 1e6:.1f}",
+                ]
+            )
+    table(["series", "horizon", "stockpulse s (median)", "stockpulse s (min)", f"{BASELINE} s (median)", "ratio", "µs per series"], rows)
 
 
 def coverage(data: np.ndarray, horizon: int, backs: Iterable[int]) -> list[float]:
@@ -218,9 +232,12 @@ def calibration(synthetic: np.ndarray, matrix: np.ndarray | None, origins: int, 
     """Coverage table: tiny_m5 at one, two and many origins (when loaded), then synthetic seed 7."""
     cases: list[tuple[str, np.ndarray, int, Iterable[int]]] = []
     if matrix is not None:
-        cases += [("tiny_m5, last 28 days", matrix, 28, [0]), ("tiny_m5, second origin", matrix, 28, [28]),
-                  (f"tiny_m5, {origins} origins, h = 28", matrix, 28, range(0, 28 * origins, 28)),
-                  (f"tiny_m5, {h8_origins} origins, h = 8", matrix, 8, range(0, 8 * h8_origins, 8))]
+        cases += [
+            ("tiny_m5, last 28 days", matrix, 28, [0]),
+            ("tiny_m5, second origin", matrix, 28, [28]),
+            (f"tiny_m5, {origins} origins, h = 28", matrix, 28, range(0, 28 * origins, 28)),
+            (f"tiny_m5, {h8_origins} origins, h = 8", matrix, 8, range(0, 8 * h8_origins, 8)),
+        ]
     cases += [("synthetic seed 7, h = 28", synthetic, 28, [0]), ("synthetic seed 7, h = 8", synthetic, 8, [0])]
     print("## Calibration: share of held-out values inside mean ± z·std\n")
     header = ["holdout", *(label for _, label in Z_LEVELS), "95 %, smooth (≥ 50 % non-zero)", "95 %, intermittent"]
@@ -234,10 +251,10 @@ def calibration(synthetic: np.ndarray, matrix: np.ndarray | None, origins: int, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller run (~15 s here): 500 synthetic series, 10k series timed, fewer origins")
-    parser.add_argument("--series", type=int, nargs="+", metavar="N",
-                        help="series counts to time (default 10000 100000; --quick: 10000)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller run (~15 s here): 500 synthetic series, 10k series timed, fewer origins"
+    )
+    parser.add_argument("--series", type=int, nargs="+", metavar="N", help="series counts to time (default 10000 100000; --quick: 10000)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case, median reported (default 5)")
     parser.add_argument("--data", type=Path, default=TINY_M5, help=f"tiny_m5 CSV (default {TINY_M5})")
     args = parser.parse_args(argv)
@@ -245,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.series or ([10_000] if quick else [10_000, 100_000])
     n_synthetic, origins, h8_origins = (500, 4, 10) if quick else (2000, 12, 30)
     load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
-    print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-          f"{platform.machine()}, numpy {np.__version__}{load}\n")
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()}, numpy {np.__version__}{load}\n"
+    )
     command = " ".join(["python benchmarks/forecasting.py", *(sys.argv[1:] if argv is None else argv)])
     print(f"command: {command}\n")
     started = time.perf_counter()

@@ -65,10 +65,12 @@ def concurrency(processes: int, minutes: int) -> None:
     conflicts, writes = sum(r[1] for r in results), sum(r[2] for r in results)
     state, _ = load_state(FileStore(root))
     ticks = len(busy_ticks(minutes))
-    print(f"{processes} processes x {ticks} ticks = {processes * ticks} deliveries in {seconds:.1f} s: "
-          f"{statuses['applied']} applied, {statuses['skipped']} skipped as already applied; "
-          f"state counts {int(state.invocations.sum())} invocations; "
-          f"{conflicts} of {writes} compare-and-swap writes lost ({conflicts / max(writes, 1):.0%}) and were retried")
+    print(
+        f"{processes} processes x {ticks} ticks = {processes * ticks} deliveries in {seconds:.1f} s: "
+        f"{statuses['applied']} applied, {statuses['skipped']} skipped as already applied; "
+        f"state counts {int(state.invocations.sum())} invocations; "
+        f"{conflicts} of {writes} compare-and-swap writes lost ({conflicts / max(writes, 1):.0%}) and were retried"
+    )
 
 
 class Dribbler(BaseHTTPRequestHandler):
@@ -104,8 +106,10 @@ def push_budget() -> None:
             outcome = "answered"
         except OSError as exc:
             outcome = type(exc).__name__
-        print(f"push to a server answering one byte per 50 ms, budget {budget:g} s: gave up after "
-              f"{time.perf_counter() - started:.2f} s ({outcome})")
+        print(
+            f"push to a server answering one byte per 50 ms, budget {budget:g} s: gave up after "
+            f"{time.perf_counter() - started:.2f} s ({outcome})"
+        )
     server.shutdown()
 
 

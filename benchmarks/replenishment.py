@@ -78,16 +78,25 @@ def demand_matrix(catalog: Catalog, first_minute_end: float, minutes: int) -> tu
     out = np.empty((minutes, catalog.num_series), dtype=np.int64)
     expected = np.empty((minutes, catalog.num_series))
     for chunk in range(0, minutes, 1440):
-        block = ends[chunk:chunk + 1440]
+        block = ends[chunk : chunk + 1440]
         rates = minute_rates(catalog, block)
-        expected[chunk:chunk + len(block)] = rates
+        expected[chunk : chunk + len(block)] = rates
         for j, end in enumerate(block):
             out[chunk + j] = minute_demand(catalog, float(end), rates[j])
     return out, expected
 
 
-def run_policy(name: str, store: MemoryStore, catalog: Catalog, cores, begin: float, days: float,
-               schedule: Schedule, progress: bool, policy: Policy = Policy()) -> RunStats:
+def run_policy(
+    name: str,
+    store: MemoryStore,
+    catalog: Catalog,
+    cores,
+    begin: float,
+    days: float,
+    schedule: Schedule,
+    progress: bool,
+    policy: Policy = Policy(),
+) -> RunStats:
     runtime = Runtime(store=store, catalog=catalog, handlers=cores, policy=policy)
     stats = RunStats(name)
     stats.start, _ = load_state(store)
@@ -118,15 +127,19 @@ def run_policy(name: str, store: MemoryStore, catalog: Catalog, cores, begin: fl
 
 def record_predictions(stats: RunStats, state: State, catalog: Catalog, now: float, store: MemoryStore) -> None:
     """Both predictors on the same state: this project's projection and the original heuristic."""
-    pooled = pool.gather(store, 1, state.history_day - 1,  # as the forecast handler reads it
-                         warehouses=[w.id for w in catalog.warehouses])
+    pooled = pool.gather(
+        store,
+        1,
+        state.history_day - 1,  # as the forecast handler reads it
+        warehouses=[w.id for w in catalog.warehouses],
+    )
     mean, std, model = daily_forecast(state, catalog, now, pooled)  # as the forecast handler makes it, on any policy's state
     shares = hour_shares(state, catalog, pooled)
-    published = own(state.history_day, model, state.hour_profile, [w.id for w in catalog.warehouses],
-                         catalog.warehouse_index)
+    published = own(state.history_day, model, state.hour_profile, [w.id for w in catalog.warehouses], catalog.warehouse_index)
     pool.publish(store, published)  # what the handler would publish
-    ours_state = state.replace(forecast_at=now, forecast_mean=intraday_update(state, mean, shares, now),
-                               forecast_std=std, hour_share=shares)
+    ours_state = state.replace(
+        forecast_at=now, forecast_mean=intraday_update(state, mean, shares, now), forecast_std=std, hour_share=shares
+    )
     view = outlook(ours_state, now, Policy(alert_threshold_hours=THRESHOLD))
     heuristic = heuristic_stockout_hours(state)
     for i in range(state.num_series):
@@ -138,10 +151,14 @@ def policy_row(stats: RunStats) -> dict[str, float]:
     final, start = stats.final, stats.start
     sold = int((final.shipped - start.shipped).sum())
     lost = int((final.lost_sales - start.lost_sales).sum())
-    return {"fill_rate": sold / max(sold + lost, 1), "lost_sales": lost,
-            "mean_on_hand": stats.on_hand_minutes / max(stats.minutes, 1),
-            "alerts": int((final.reorders - start.reorders).sum()),
-            "purchase_orders": int((final.po_count - start.po_count).sum()), "seconds": stats.seconds}
+    return {
+        "fill_rate": sold / max(sold + lost, 1),
+        "lost_sales": lost,
+        "mean_on_hand": stats.on_hand_minutes / max(stats.minutes, 1),
+        "alerts": int((final.reorders - start.reorders).sum()),
+        "purchase_orders": int((final.po_count - start.po_count).sum()),
+        "seconds": stats.seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     run_policy("warm-up", warm, catalog, DECLARATIONS, START.timestamp(), args.warm_up_days, schedule, progress, policy)
     begin = START.timestamp() + args.warm_up_days * 86400
     runs = []
-    for name, cores in (("stockpulse", DECLARATIONS),
-                        ("original", original_cores(every_alert_orders=True)),
-                        ("original, one open order", original_cores(every_alert_orders=False))):
+    for name, cores in (
+        ("stockpulse", DECLARATIONS),
+        ("original", original_cores(every_alert_orders=True)),
+        ("original, one open order", original_cores(every_alert_orders=False)),
+    ):
         runs.append(run_policy(name, warm.copy(), catalog, cores, begin, args.days, schedule, progress, policy))
 
     minutes = int((args.days + 8) * 1440) + 1
@@ -179,33 +198,46 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = {r.name: policy_row(r) for r in runs}
     base = rows["original"]
-    print(f"Replenishment benchmark — {catalog.num_series} series ({catalog.source}), {args.days:g} days after a "
-          f"{args.warm_up_days:g}-day warm-up, same demand for every policy")
-    print(f"stockpulse policy: service level {policy.service_level:.0%}, cover {policy.cover_days:g} days, "
-          f"alert threshold {policy.alert_threshold_hours:g} h")
-    print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-          f"{platform.machine()}\n")
+    print(
+        f"Replenishment benchmark — {catalog.num_series} series ({catalog.source}), {args.days:g} days after a "
+        f"{args.warm_up_days:g}-day warm-up, same demand for every policy"
+    )
+    print(
+        f"stockpulse policy: service level {policy.service_level:.0%}, cover {policy.cover_days:g} days, "
+        f"alert threshold {policy.alert_threshold_hours:g} h"
+    )
+    print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, {platform.machine()}\n")
     print("| policy | fill rate | lost sales | mean on-hand | on-hand vs original | alerts | purchase orders | run s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['fill_rate']:.2%} | {r['lost_sales']:,} | {r['mean_on_hand']:,.0f} | "
-              f"{r['mean_on_hand'] / base['mean_on_hand']:.2f}x | {r['alerts']:,} | {r['purchase_orders']:,} | "
-              f"{r['seconds']:.0f} |")
+        print(
+            f"| {name} | {r['fill_rate']:.2%} | {r['lost_sales']:,} | {r['mean_on_hand']:,.0f} | "
+            f"{r['mean_on_hand'] / base['mean_on_hand']:.2f}x | {r['alerts']:,} | {r['purchase_orders']:,} | "
+            f"{r['seconds']:.0f} |"
+        )
     ours, heur = predictors["stockpulse"], predictors["original"]
-    print(f"\nPredicted hours to stockout vs realised ({ours['pairs']:,} predictions with a realised stockout "
-          f"within 168 h, from all three runs):\n")
+    print(
+        f"\nPredicted hours to stockout vs realised ({ours['pairs']:,} predictions with a realised stockout "
+        f"within 168 h, from all three runs):\n"
+    )
     print("| predictor | stockout = | MAE h (stockout within 168 h) | MAE h (all) | precision <=24 h | recall <=24 h |")
     print("|---|---|---|---|---|---|")
-    labels = (("stockpulse", "stockpulse projection"), ("original", "original heuristic"),
-              ("oracle", "oracle: true demand rates, mean path"))
+    labels = (
+        ("stockpulse", "stockpulse projection"),
+        ("original", "original heuristic"),
+        ("oracle", "oracle: true demand rates, mean path"),
+    )
     for table, definition in ((predictors, "last unit sold"), (predictors_unmet, "first unmet demand")):
         for name, label in labels:
             p = table[name]
-            print(f"| {label} | {definition} | {p['mae_hours']:.1f} | {p['mae_hours_all']:.1f} | {p['precision']:.3f} | "
-                  f"{p['recall']:.3f} |")
+            print(
+                f"| {label} | {definition} | {p['mae_hours']:.1f} | {p['mae_hours_all']:.1f} | {p['precision']:.3f} | {p['recall']:.3f} |"
+            )
     oracle = predictors["oracle"]
-    print(f"\n\"Out within 24 h\" called when the probability of a stockout within 24 h is at least a threshold "
-          f"(stockout = last unit sold; {ours['positives']:,} predictions with a realised stockout within 24 h):\n")
+    print(
+        f'\n"Out within 24 h" called when the probability of a stockout within 24 h is at least a threshold '
+        f"(stockout = last unit sold; {ours['positives']:,} predictions with a realised stockout within 24 h):\n"
+    )
     print("| threshold | stockpulse precision | stockpulse recall | oracle precision | oracle recall |")
     print("|---|---|---|---|---|")
     for tau in PROBABILITY_THRESHOLDS:
@@ -214,31 +246,40 @@ def main(argv: list[str] | None = None) -> int:
     if not ours["positives"]:
         print("\nNo prediction had a realised stockout within 24 h: no ceiling to measure (run more days).")
     else:
-        print(f"\nCeiling: the oracle's exact probability at its most balanced threshold ({oracle['best_threshold']:.2f}) "
-              f"reaches precision and recall of {oracle['best_balanced']:.3f} at best; no predictor can expect both "
-              f"higher on these predictions.")
-    print("\nThe same, one run at a time (the states each policy leads to differ in how many stockouts are "
-          "close calls):\n")
-    print("| predictions of the run | predictions | realised stockout within 24 h | stockpulse precision | "
-          "stockpulse recall | oracle's best balanced |")
+        print(
+            f"\nCeiling: the oracle's exact probability at its most balanced threshold ({oracle['best_threshold']:.2f}) "
+            f"reaches precision and recall of {oracle['best_balanced']:.3f} at best; no predictor can expect both "
+            f"higher on these predictions."
+        )
+    print("\nThe same, one run at a time (the states each policy leads to differ in how many stockouts are close calls):\n")
+    print(
+        "| predictions of the run | predictions | realised stockout within 24 h | stockpulse precision | "
+        "stockpulse recall | oracle's best balanced |"
+    )
     print("|---|---|---|---|---|---|")
     for name, r in predictors["by run"].items():
         precision = f"{r['precision']:.3f}" if r["said"] else "-"
         recall, ceiling = (f"{r['recall']:.3f}", f"{r['ceiling']:.3f}") if r["positives"] else ("-", "-")
         print(f"| {name} | {r['predictions']:,} | {r['positives']:,} | {precision} | {recall} | {ceiling} |")
-    print("\nAlerts as an operator sees them: each policy's own predictor in its own run. An alert is a run of "
-          "consecutive hourly \"out within 24 h\" for one product x warehouse; it is right if the shelf then "
-          "empties (while it fires or within 24 h of its start), later orders included:\n")
-    print("| run | predictor | alerts | right | wrong, an order landed first | stockouts in the run | "
-          "median hours empty | warned 1-24 h ahead |")
+    print(
+        "\nAlerts as an operator sees them: each policy's own predictor in its own run. An alert is a run of "
+        'consecutive hourly "out within 24 h" for one product x warehouse; it is right if the shelf then '
+        "empties (while it fires or within 24 h of its start), later orders included:\n"
+    )
+    print(
+        "| run | predictor | alerts | right | wrong, an order landed first | stockouts in the run | "
+        "median hours empty | warned 1-24 h ahead |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for stats in runs:
         mine = stats.name == "stockpulse"
         a = alert_scores(stats, PROJECTION if mine else HEURISTIC, cumulative, begin)
         right = f"{a['precision']:.3f}" if a["alerts"] else "-"
         warned, empty = (f"{a['warned']:.3f}", f"{a['median hours empty']:.1f}") if a["stockouts"] else ("-", "-")
-        print(f"| {stats.name} | {'stockpulse projection' if mine else 'original heuristic'} | {a['alerts']:,} | "
-              f"{right} | {a['wrong, an order landed first']:,} | {a['stockouts']:,} | {empty} | {warned} |")
+        print(
+            f"| {stats.name} | {'stockpulse projection' if mine else 'original heuristic'} | {a['alerts']:,} | "
+            f"{right} | {a['wrong, an order landed first']:,} | {a['stockouts']:,} | {empty} | {warned} |"
+        )
     ok = {
         "fill rate >= 98 %": rows["stockpulse"]["fill_rate"] >= 0.98,
         "mean on-hand <= 0.8 x original": rows["stockpulse"]["mean_on_hand"] <= 0.8 * base["mean_on_hand"],

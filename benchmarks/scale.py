@@ -49,11 +49,22 @@ HANDLERS = ("order_tick", "restock", "forecast", "alert")
 WAREHOUSES = 10
 HISTORY_DAYS = 112
 START = datetime(2026, 3, 2, tzinfo=timezone.utc)  # a Monday, 00:00 business time
-ZONES = ("America/New_York", "America/Chicago", "America/Los_Angeles", "Europe/London", "Europe/Berlin",
-         "Asia/Tokyo", "Asia/Singapore", "Australia/Sydney", "America/Sao_Paulo", "Africa/Johannesburg")
+ZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Tokyo",
+    "Asia/Singapore",
+    "Australia/Sydney",
+    "America/Sao_Paulo",
+    "Africa/Johannesburg",
+)
 
 
 # -- inputs ------------------------------------------------------------------------------------
+
 
 def write_catalog(path: Path, series: int, seed: int = 12) -> None:
     rng = np.random.default_rng(seed)
@@ -62,8 +73,10 @@ def write_catalog(path: Path, series: int, seed: int = 12) -> None:
     lead = rng.choice([12, 24, 36, 48, 72], products)
     pack = rng.choice([1, 5, 10, 25, 50], products)
     lines = [f"seed: {seed}", "products:"]
-    lines += [f"  - {{id: P-{i:06d}, base_demand_per_day: {demand[i]}, lead_time_hours: {lead[i]}, "
-              f"pack_size: {pack[i]}}}" for i in range(products)]
+    lines += [
+        f"  - {{id: P-{i:06d}, base_demand_per_day: {demand[i]}, lead_time_hours: {lead[i]}, pack_size: {pack[i]}}}"
+        for i in range(products)
+    ]
     lines.append("warehouses:")
     lines += [f"  - {{id: W-{w:02d}, timezone: {ZONES[w]}}}" for w in range(WAREHOUSES)]
     path.write_text("\n".join(lines) + "\n")
@@ -78,8 +91,19 @@ def history(catalog: Any, days: int = HISTORY_DAYS, seed: int = 5) -> np.ndarray
 
 
 def invoke_cmd(handler: str, moment: datetime, store: str, catalog: Path) -> list[str]:
-    return [PYTHON, "-m", "jobs", "invoke", handler, "--time", moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "--store", store, "--catalog", str(catalog)]
+    return [
+        PYTHON,
+        "-m",
+        "jobs",
+        "invoke",
+        handler,
+        "--time",
+        moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--store",
+        store,
+        "--catalog",
+        str(catalog),
+    ]
 
 
 def entry_point_cmd(handler: str, moment: datetime, store: str, catalog: Path) -> list[str]:
@@ -88,8 +112,9 @@ def entry_point_cmd(handler: str, moment: datetime, store: str, catalog: Path) -
     from handlers.model.events import scheduled_event
 
     event = json.dumps(scheduled_event(moment, f"stockpulse-{handler}", event_id=f"scale-{moment:%H%M}"))
-    code = (f"import json, sys; from handlers.{handler} import handler; "
-            f"sys.exit(handler(json.loads(sys.argv[1])).get('status') != 'applied')")
+    code = (
+        f"import json, sys; from handlers.{handler} import handler; sys.exit(handler(json.loads(sys.argv[1])).get('status') != 'applied')"
+    )
     return ["env", f"STOCKPULSE_STORE_URL={store}", f"STOCKPULSE_CATALOG={catalog}", PYTHON, "-c", code, event]
 
 
@@ -108,8 +133,9 @@ def prepare(directory: Path, catalog_path: Path) -> str:
     daily = history(catalog)
     day = int(START.timestamp() // 86400)
     profile = np.repeat(daily.mean(axis=1, keepdims=True) / 24, 24, axis=1) * 10  # ~10 days of decayed memory
-    state = loaded.state.replace(daily_demand=daily, history_day=day, hour_profile=profile,
-                                 created_at=START.timestamp() - HISTORY_DAYS * 86400)
+    state = loaded.state.replace(
+        daily_demand=daily, history_day=day, hour_profile=profile, created_at=START.timestamp() - HISTORY_DAYS * 86400
+    )
     layout.commit(store, loaded, state, "hot")  # writes the history object the hot state then references
     run(invoke_cmd("forecast", START + timedelta(minutes=1), url, catalog_path))
     stand_in_yesterday(store)
@@ -132,13 +158,15 @@ def stand_in_yesterday(store: Any) -> None:
 
 # -- measuring ---------------------------------------------------------------------------------
 
+
 def run(cmd: list[str]) -> tuple[float, float, int]:
     """(wall seconds, peak RSS MB, exit code) of ``cmd`` measured by GNU time: a child forked from
     this (large) process would report this process's RSS as its own peak."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         started = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *cmd], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", out.name, *cmd], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         wall = time.perf_counter() - started
         peak_kb = float(out.read().strip().splitlines()[-1])
     if proc.returncode != 0:
@@ -164,8 +192,7 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def handler_costs(directory: Path, url: str, catalog: Path, runs: int,
-                  how: str = "cli", minute: int = 2) -> dict[str, dict[str, float]]:
+def handler_costs(directory: Path, url: str, catalog: Path, runs: int, how: str = "cli", minute: int = 2) -> dict[str, dict[str, float]]:
     """Per handler, ``runs`` fresh processes one business minute apart from ``minute`` on: as
     ``jobs invoke`` (``how="cli"``) or through the Lambda entry point (``how="entry"``)."""
     results: dict[str, dict[str, float]] = {}
@@ -183,8 +210,14 @@ def handler_costs(directory: Path, url: str, catalog: Path, runs: int,
             state_b.append(sizes["state"])
             logs_b.append(sizes["logs"])
             metrics_b.append(sizes["metrics"])
-        results[handler] = {"wall_s": median(walls), "rss_mb": median(rss), "state_bytes": median(state_b),
-                            "log_bytes": median(logs_b), "metrics_bytes": median(metrics_b), "failures": failures}
+        results[handler] = {
+            "wall_s": median(walls),
+            "rss_mb": median(rss),
+            "state_bytes": median(state_b),
+            "log_bytes": median(logs_b),
+            "metrics_bytes": median(metrics_b),
+            "failures": failures,
+        }
     return results
 
 
@@ -201,13 +234,16 @@ def conflict_rate(directory: Path, catalog: Path, speed: int, seconds: int) -> d
     shutil.copytree(directory, copy, dirs_exist_ok=True)
     url = f"file://{copy}"
     state_before, _ = load_state(open_store(url))
-    proc = subprocess.run([PYTHON, "-m", "jobs", "run", "--speed", str(speed), "--for", f"{seconds}s",
-                           "--store", url, "--catalog", str(catalog)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=seconds * 4 + 120)
+    proc = subprocess.run(
+        [PYTHON, "-m", "jobs", "run", "--speed", str(speed), "--for", f"{seconds}s", "--store", url, "--catalog", str(catalog)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=seconds * 4 + 120,
+    )
     state, _ = load_state(open_store(url))
     applied = {h: int(state.invocations[i] - state_before.invocations[i]) for i, h in enumerate(HANDLERS)}
-    conflicts = {h: int(getattr(state, "conflicts", {}).get(h, 0) - getattr(state_before, "conflicts", {}).get(h, 0))
-                 for h in HANDLERS}
+    conflicts = {h: int(getattr(state, "conflicts", {}).get(h, 0) - getattr(state_before, "conflicts", {}).get(h, 0)) for h in HANDLERS}
     errors = sum("failed" in line for line in proc.stderr.splitlines())
     shutil.rmtree(copy, ignore_errors=True)
     return {"applied": applied, "conflicts": conflicts, "errors": errors, "exit": proc.returncode}
@@ -224,8 +260,9 @@ def cold_import(runs: int) -> dict[str, float]:
     out = {}
     for name, statement in loads.items():
         code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
-        times = [float(subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                                      check=True).stdout) for _ in range(runs)]
+        times = [
+            float(subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout) for _ in range(runs)
+        ]
         out[name] = median(times)
     return out
 
@@ -247,12 +284,13 @@ def forecast_models(catalog: Any, runs: int, subset: int, ets_subset: int) -> di
     n = data.shape[0]
     forecasting.forecast(data[:50], 8, season=7)  # loads scipy's NNLS: a cold start is measured above
     out: dict[str, Any] = {"stockpulse": timed(lambda: forecasting.forecast(data, 8, season=7), runs)}
-    part = data[:min(subset, n)]
+    part = data[: min(subset, n)]
     try:
         from sklearn.linear_model import LinearRegression
     except ImportError as exc:
         out["sklearn_loop"] = f"not installed ({exc}); pip install -e '.[bench]'"
     else:
+
         def sklearn_loop(rows: np.ndarray) -> None:
             x = np.arange(7, dtype=float)[:, None]
             ahead = np.arange(7, 15, dtype=float)[:, None]
@@ -270,30 +308,41 @@ def forecast_models(catalog: Any, runs: int, subset: int, ets_subset: int) -> di
 
     def frame(rows: np.ndarray) -> pd.DataFrame:
         s, d = rows.shape
-        return pd.DataFrame({"unique_id": np.repeat(np.arange(s), d), "ds": np.tile(pd.date_range("2026-01-01", periods=d), s),
-                             "y": rows.ravel()})
+        return pd.DataFrame(
+            {"unique_id": np.repeat(np.arange(s), d), "ds": np.tile(pd.date_range("2026-01-01", periods=d), s), "y": rows.ravel()}
+        )
 
     StatsForecast(models=[AutoETS(season_length=7), SeasonalNaive(7)], freq="D", n_jobs=1).forecast(
-        df=frame(data[:5]), h=8)  # numba compiles here, not in the timing
-    naive_part = data[:min(n, 10_000)]
+        df=frame(data[:5]), h=8
+    )  # numba compiles here, not in the timing
+    naive_part = data[: min(n, 10_000)]
     naive_df = frame(naive_part)
-    out["seasonal_naive"] = timed(lambda: StatsForecast(models=[SeasonalNaive(7)], freq="D", n_jobs=1).forecast(
-        df=naive_df, h=8), runs) * n / len(naive_part)
-    ets_df = frame(data[:min(ets_subset, n)])
-    out["auto_ets"] = timed(lambda: StatsForecast(models=[AutoETS(season_length=7)], freq="D", n_jobs=1).forecast(
-        df=ets_df, h=8), max(1, runs // 2)) * n / min(ets_subset, n)
+    out["seasonal_naive"] = (
+        timed(lambda: StatsForecast(models=[SeasonalNaive(7)], freq="D", n_jobs=1).forecast(df=naive_df, h=8), runs) * n / len(naive_part)
+    )
+    ets_df = frame(data[: min(ets_subset, n)])
+    out["auto_ets"] = (
+        timed(lambda: StatsForecast(models=[AutoETS(season_length=7)], freq="D", n_jobs=1).forecast(df=ets_df, h=8), max(1, runs // 2))
+        * n
+        / min(ets_subset, n)
+    )
     out["subsets"] = {"sklearn_loop": len(part), "seasonal_naive": len(naive_part), "auto_ets": min(ets_subset, n)}
     return out
 
 
 # -- the report --------------------------------------------------------------------------------
 
+
 def commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "handlers", "jobs"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "handlers", "jobs"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return head + (" (+ uncommitted changes in handlers/ or jobs/)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -311,16 +360,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-seconds", type=int, default=75, help="wall seconds of the conflict run")
     parser.add_argument("--run-max-series", type=int, default=100_000, help="largest size the conflict run is made at")
     parser.add_argument("--large-speed", type=int, default=10, help="business speed of the conflict run above 10k series")
-    parser.add_argument("--large-seconds", type=int, default=400,
-                        help="wall seconds of the conflict run above 10k series (a forecast needs an hour)")
+    parser.add_argument(
+        "--large-seconds", type=int, default=400, help="wall seconds of the conflict run above 10k series (a forecast needs an hour)"
+    )
     parser.add_argument("--no-run", action="store_true", help="skip the conflict run of `jobs run`")
-    parser.add_argument("--no-models", action="store_true",
-                        help="skip the forecast core against statsforecast and scikit-learn")
+    parser.add_argument("--no-models", action="store_true", help="skip the forecast core against statsforecast and scikit-learn")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"# benchmarks/scale.py on {os.cpu_count()} cores, Python {sys.version.split()[0]}, commit {commit()}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; medians of {args.runs}", flush=True)
+    print(
+        f"# benchmarks/scale.py on {os.cpu_count()} cores, Python {sys.version.split()[0]}, commit {commit()}, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; medians of {args.runs}",
+        flush=True,
+    )
     report: dict[str, Any] = {"cores": os.cpu_count(), "commit": commit(), "runs": args.runs, "sizes": {}}
     report["cold_import_s"] = cold_import(max(args.runs, 7))
     print("cold import (s): " + ", ".join(f"{k} {v:.3f}" for k, v in report["cold_import_s"].items()), flush=True)
@@ -333,33 +385,43 @@ def main(argv: list[str] | None = None) -> int:
         store_dir = work / "store"
         started = time.perf_counter()
         url = prepare(store_dir, catalog_path)
-        figures: dict[str, Any] = {"prepare_s": time.perf_counter() - started, "baseline_s": baseline(args.runs),
-                                   "python_s": baseline(args.runs, "pass")}
+        figures: dict[str, Any] = {
+            "prepare_s": time.perf_counter() - started,
+            "baseline_s": baseline(args.runs),
+            "python_s": baseline(args.runs, "pass"),
+        }
         figures["handlers"] = handler_costs(store_dir, url, catalog_path, args.runs)
-        figures["entry_point"] = handler_costs(store_dir, url, catalog_path, args.runs, how="entry",
-                                               minute=2 + len(HANDLERS) * args.runs)
+        figures["entry_point"] = handler_costs(store_dir, url, catalog_path, args.runs, how="entry", minute=2 + len(HANDLERS) * args.runs)
         if n <= args.run_max_series and not args.no_run:
             speed, seconds = (args.speed, args.run_seconds) if n <= 10_000 else (args.large_speed, args.large_seconds)
             figures["run"] = conflict_rate(store_dir, catalog_path, speed, seconds)
             figures["run"].update(speed=speed, seconds=seconds)
         if not args.no_models:
-            figures["forecast_models_s"] = forecast_models(load_catalog(str(catalog_path)), max(1, min(args.runs, 3)),
-                                                           subset=2000, ets_subset=100)
+            figures["forecast_models_s"] = forecast_models(
+                load_catalog(str(catalog_path)), max(1, min(args.runs, 3)), subset=2000, ets_subset=100
+            )
         report["sizes"][n] = figures
-        print(f"\n## {n:,} series (prepared in {figures['prepare_s']:.1f} s; baseline process "
-              f"`python -c 'import numpy'` {figures['baseline_s']:.3f} s, `python -c pass` "
-              f"{figures['python_s']:.3f} s)", flush=True)
+        print(
+            f"\n## {n:,} series (prepared in {figures['prepare_s']:.1f} s; baseline process "
+            f"`python -c 'import numpy'` {figures['baseline_s']:.3f} s, `python -c pass` "
+            f"{figures['python_s']:.3f} s)",
+            flush=True,
+        )
         print("| handler | wall | × baseline | peak RSS | state bytes per commit | log bytes | metrics bytes | failed |")
         print("|---|---|---|---|---|---|---|---|")
         for how, label in (("handlers", "`jobs invoke`"), ("entry_point", "entry point")):
             for handler, f in figures[how].items():
-                print(f"| {handler} ({label}) | {f['wall_s']:.2f} s | {f['wall_s'] / figures['baseline_s']:.1f} | "
-                      f"{f['rss_mb']:.0f} MB | {mb(f['state_bytes'])} | {mb(f['log_bytes'])} | "
-                      f"{mb(f['metrics_bytes'])} | {f['failures']} |")
+                print(
+                    f"| {handler} ({label}) | {f['wall_s']:.2f} s | {f['wall_s'] / figures['baseline_s']:.1f} | "
+                    f"{f['rss_mb']:.0f} MB | {mb(f['state_bytes'])} | {mb(f['log_bytes'])} | "
+                    f"{mb(f['metrics_bytes'])} | {f['failures']} |"
+                )
         if "run" in figures:
             r = figures["run"]
-            print(f"\n`run --speed {r['speed']}` for {r['seconds']} s: applied {r['applied']}, "
-                  f"conflicts {r['conflicts']}, failed invocations {r['errors']}, exit {r['exit']}")
+            print(
+                f"\n`run --speed {r['speed']}` for {r['seconds']} s: applied {r['applied']}, "
+                f"conflicts {r['conflicts']}, failed invocations {r['errors']}, exit {r['exit']}"
+            )
         if "forecast_models_s" not in figures:
             shutil.rmtree(work, ignore_errors=True)
             continue

@@ -94,6 +94,7 @@ OTHER_SAMPLE = 0x6F74686572  # the control refit draws its training rows from ke
 
 # -- 1. accuracy ---------------------------------------------------------------------------------
 
+
 @dataclass
 class DataSet:
     name: str
@@ -120,8 +121,14 @@ def generated(series: int, days: int) -> DataSet:
     shares = utc / utc.sum(axis=1, keepdims=True)  # [W, 24]: local diurnal curve at UTC hours
     rng = np.random.default_rng(8)
     profile = rng.poisson(10 * catalog.base_demand_per_day[:, None] * shares[catalog.warehouse_index]).astype(float)
-    return DataSet(f"scale.py catalog, {series:,} series", scale.history(catalog, days), catalog.series_product_ids,
-                   catalog.warehouse_index, catalog.series_keys, profile)
+    return DataSet(
+        f"scale.py catalog, {series:,} series",
+        scale.history(catalog, days),
+        catalog.series_product_ids,
+        catalog.warehouse_index,
+        catalog.series_keys,
+        profile,
+    )
 
 
 def default_keys(series: int) -> np.ndarray:
@@ -133,8 +140,9 @@ def retail_like(series: int, days: int) -> DataSet:
     from benchmarks.forecasting import synthetic_retail
 
     demand, _ = synthetic_retail(series, days, seed=11)
-    return DataSet(f"retail-like, {series:,} series", demand, [f"R-{i // 10:06d}" for i in range(series)],
-                   np.arange(series) % 10, default_keys(series))
+    return DataSet(
+        f"retail-like, {series:,} series", demand, [f"R-{i // 10:06d}" for i in range(series)], np.arange(series) % 10, default_keys(series)
+    )
 
 
 def tiny_m5(path: Path) -> DataSet:
@@ -147,8 +155,14 @@ def tiny_m5(path: Path) -> DataSet:
     items = [name.split("|")[0] for name in names]
     stores = sorted({name.split("|")[1] for name in names})
     warehouse = np.array([stores.index(name.split("|")[1]) for name in names])
-    return DataSet(f"tiny M5 ({len(names)} series, {len(set(items))} items x {len(stores)} stores)", matrix, items,
-                   warehouse, default_keys(len(names)), max_shards=4)
+    return DataSet(
+        f"tiny M5 ({len(names)} series, {len(set(items))} items x {len(stores)} stores)",
+        matrix,
+        items,
+        warehouse,
+        default_keys(len(names)),
+        max_shards=4,
+    )
 
 
 def owners(data: DataSet, num_shards: int) -> np.ndarray:
@@ -182,7 +196,7 @@ def lagged_params(history: np.ndarray, keys: np.ndarray, *, lag: int = 1, days: 
     history: the plain staged fit, the control."""
     params = forecasting.Params(series=history.shape[0])
     for back in range(days, 0, -1):
-        shorter = history[:, :history.shape[1] - lag * back]
+        shorter = history[:, : history.shape[1] - lag * back]
         params = forecasting.fit(forecasting.pooled_forecast(shorter, HORIZON, params, keys=keys)[1])
     return params
 
@@ -225,10 +239,8 @@ def scores(splits: list[Split], fits: list[Fit]) -> dict[str, float]:
     errors = np.concatenate([rmsse(train, test, mean) for (train, test), (mean, _) in zip(splits, fits)])
     absolute = sum(float(np.nansum(np.abs(test - mean))) for (_, test), (mean, _) in zip(splits, fits))
     actual = sum(float(np.nansum(test)) for _, test in splits)
-    inside = [(np.abs(test - mean) <= forecasting.NORMAL_QUANTILE * std)[np.isfinite(test)]
-              for (_, test), (mean, std) in zip(splits, fits)]
-    return {"rmsse": float(np.nanmean(errors)), "wape": absolute / actual,
-            "coverage_95": float(np.concatenate(inside).mean())}
+    inside = [(np.abs(test - mean) <= forecasting.NORMAL_QUANTILE * std)[np.isfinite(test)] for (_, test), (mean, std) in zip(splits, fits)]
+    return {"rmsse": float(np.nanmean(errors)), "wape": absolute / actual, "coverage_95": float(np.concatenate(inside).mean())}
 
 
 def difference(splits: list[Split], fits: list[Fit], reference: list[Fit]) -> dict[str, Any]:
@@ -241,8 +253,7 @@ def difference(splits: list[Split], fits: list[Fit], reference: list[Fit]) -> di
         counted = week0 >= 1.0
         mean_diff.append(np.abs(week - week0)[counted] / week0[counted])
         std_diff.append(np.abs(spread - spread0)[counted] / spread0[counted])
-    return {"forecast_7d": quantiles(np.concatenate(mean_diff)), "spread_7d": quantiles(np.concatenate(std_diff)),
-            **scores(splits, fits)}
+    return {"forecast_7d": quantiles(np.concatenate(mean_diff)), "spread_7d": quantiles(np.concatenate(std_diff)), **scores(splits, fits)}
 
 
 def pool_object_bytes(data: DataSet, train: np.ndarray) -> int:
@@ -261,7 +272,7 @@ def accuracy(data: DataSet, counts: list[int], folds: int) -> dict[str, Any]:
     accuracy; then what the pooled fit's one-day lag costs."""
     length = data.history.shape[1]
     origins = [length - HORIZON * (folds - i) for i in range(folds)]
-    splits = [(data.history[:, :o], data.history[:, o:o + HORIZON]) for o in origins]
+    splits = [(data.history[:, :o], data.history[:, o : o + HORIZON]) for o in origins]
     whole = [own_fits(train, data.keys, np.zeros(len(train), dtype=np.int64), 1) for train, _ in splits]
     rows = []
     for n in counts:
@@ -269,9 +280,12 @@ def accuracy(data: DataSet, counts: list[int], folds: int) -> dict[str, Any]:
         sizes = np.bincount(owner, minlength=n)
         started = time.perf_counter()
         fits = [own_fits(train, data.keys, owner, n) for train, _ in splits]
-        row = {"num_shards": n, "shard_series": {"min": int(sizes.min()), "median": float(np.median(sizes)),
-                                                 "max": int(sizes.max())},
-               "seconds": time.perf_counter() - started, **difference(splits, fits, whole)}
+        row = {
+            "num_shards": n,
+            "shard_series": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
+            "seconds": time.perf_counter() - started,
+            **difference(splits, fits, whole),
+        }
         if data.hour_profile is not None:
             row["hour_shares"] = hour_share_difference(data, owner, n)
         rows.append(row)
@@ -279,17 +293,24 @@ def accuracy(data: DataSet, counts: list[int], folds: int) -> dict[str, Any]:
     control = [own_fits(train, other_keys, np.zeros(len(train), dtype=np.int64), 1) for train, _ in splits]
     lagged = [lagged_fit(train, data.keys) for train, _ in splits]
     first = splits[0][0]
-    lag = {**difference(splits, lagged, whole),
-           # controls: every link on the same history is the plain staged fit, bit for bit; a longer
-           # chain gives the same parameters as LAG_CHAIN links (the chain has reached its steady state)
-           "lag_0_is_the_plain_fit": all(np.array_equal(a, b) for a, b in zip(lagged_fit(first, data.keys, lag=0),
-                                                                               whole[0])),
-           "longer_chain_is_the_same": _same_params(lagged_params(first, data.keys),
-                                                    lagged_params(first, data.keys, days=LAG_CHAIN + 1)),
-           "pool_object_bytes": pool_object_bytes(data, first)}
-    return {"name": data.name, "series": int(data.history.shape[0]), "products": len(set(data.products)),
-            "folds": folds, "whole": scores(splits, whole), "rows": rows,
-            "control_other_sample": difference(splits, control, whole), "lag": lag}
+    lag = {
+        **difference(splits, lagged, whole),
+        # controls: every link on the same history is the plain staged fit, bit for bit; a longer
+        # chain gives the same parameters as LAG_CHAIN links (the chain has reached its steady state)
+        "lag_0_is_the_plain_fit": all(np.array_equal(a, b) for a, b in zip(lagged_fit(first, data.keys, lag=0), whole[0])),
+        "longer_chain_is_the_same": _same_params(lagged_params(first, data.keys), lagged_params(first, data.keys, days=LAG_CHAIN + 1)),
+        "pool_object_bytes": pool_object_bytes(data, first),
+    }
+    return {
+        "name": data.name,
+        "series": int(data.history.shape[0]),
+        "products": len(set(data.products)),
+        "folds": folds,
+        "whole": scores(splits, whole),
+        "rows": rows,
+        "control_other_sample": difference(splits, control, whole),
+        "lag": lag,
+    }
 
 
 def _same_params(a: forecasting.Params, b: forecasting.Params) -> bool:
@@ -302,19 +323,25 @@ def pct(value: float) -> str:
 
 def print_accuracy(result: dict[str, Any]) -> None:
     w = result["whole"]
-    print(f"\n### {result['name']}: {result['products']:,} products; {result['folds']} weekly origins, 7 days ahead; "
-          f"pooled over the whole catalog: RMSSE {w['rmsse']:.4f}, WAPE {w['wape']:.4f}, 95 % band holds "
-          f"{pct(w['coverage_95'])}")
+    print(
+        f"\n### {result['name']}: {result['products']:,} products; {result['folds']} weekly origins, 7 days ahead; "
+        f"pooled over the whole catalog: RMSSE {w['rmsse']:.4f}, WAPE {w['wape']:.4f}, 95 % band holds "
+        f"{pct(w['coverage_95'])}"
+    )
     hours = "hour_shares" in result["rows"][0]
-    print("| N | series per shard (min / median) | 7-day forecast: rel. diff p50 / p95 / p99 | 7-day spread: p50 / p95 | "
-          "RMSSE own (Δ) | WAPE own (Δ) | 95 % band holds |" + (" hour shares moved: p50 / p99 |" if hours else ""))
+    print(
+        "| N | series per shard (min / median) | 7-day forecast: rel. diff p50 / p95 / p99 | 7-day spread: p50 / p95 | "
+        "RMSSE own (Δ) | WAPE own (Δ) | 95 % band holds |" + (" hour shares moved: p50 / p99 |" if hours else "")
+    )
     print("|---|---|---|---|---|---|---|" + ("---|" if hours else ""))
 
     def line(label: str, sizes: str, row: dict[str, Any]) -> str:
         f, s = row["forecast_7d"], row["spread_7d"]
-        text = (f"| {label} | {sizes} | {pct(f['p50'])} / {pct(f['p95'])} / {pct(f['p99'])} | {pct(s['p50'])} / "
-                f"{pct(s['p95'])} | {row['rmsse']:.4f} ({100 * (row['rmsse'] / w['rmsse'] - 1):+.2f} %) | "
-                f"{row['wape']:.4f} ({100 * (row['wape'] / w['wape'] - 1):+.2f} %) | {pct(row['coverage_95'])} |")
+        text = (
+            f"| {label} | {sizes} | {pct(f['p50'])} / {pct(f['p95'])} / {pct(f['p99'])} | {pct(s['p50'])} / "
+            f"{pct(s['p95'])} | {row['rmsse']:.4f} ({100 * (row['rmsse'] / w['rmsse'] - 1):+.2f} %) | "
+            f"{row['wape']:.4f} ({100 * (row['wape'] / w['wape'] - 1):+.2f} %) | {pct(row['coverage_95'])} |"
+        )
         if hours:
             h = row.get("hour_shares")
             text += f" {pct(h['p50'])} / {pct(h['p99'])} |" if h else " — |"
@@ -323,30 +350,43 @@ def print_accuracy(result: dict[str, Any]) -> None:
     for row in result["rows"]:
         print(line(str(row["num_shards"]), f"{row['shard_series']['min']:,} / {row['shard_series']['median']:,.0f}", row))
     print(line("1, another row sample", f"{result['series']:,}", result["control_other_sample"]))
-    print(f"({result['rows'][0]['forecast_7d']['counted']:,} series-origins with a whole-catalog 7-day forecast >= 1 unit "
-          "counted in the differences)", flush=True)
+    print(
+        f"({result['rows'][0]['forecast_7d']['counted']:,} series-origins with a whole-catalog 7-day forecast >= 1 unit "
+        "counted in the differences)",
+        flush=True,
+    )
 
 
 def print_lag(results: list[dict[str, Any]]) -> None:
-    print("\n## The one-day lag: parameters fitted from the statistics of the day before (the live pooled fit) "
-          "against parameters fitted on the same history")
-    print("| data | series | RMSSE same day → lagged (Δ) | WAPE same day → lagged (Δ) | 95 % band holds: same day → "
-          "lagged | 7-day forecast moved: p50 / p95 / p99 | refit, another row sample: p50 / p95 / p99 | "
-          "statistics object |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "\n## The one-day lag: parameters fitted from the statistics of the day before (the live pooled fit) "
+        "against parameters fitted on the same history"
+    )
+    print(
+        "| data | series | RMSSE same day → lagged (Δ) | WAPE same day → lagged (Δ) | 95 % band holds: same day → "
+        "lagged | 7-day forecast moved: p50 / p95 / p99 | refit, another row sample: p50 / p95 / p99 | "
+        "statistics object |\n|---|---|---|---|---|---|---|---|"
+    )
     for result in results:
         w, lag, other = result["whole"], result["lag"], result["control_other_sample"]["forecast_7d"]
         f = lag["forecast_7d"]
-        print(f"| {result['name']} | {result['series']:,} | {w['rmsse']:.4f} → {lag['rmsse']:.4f} "
-              f"({100 * (lag['rmsse'] / w['rmsse'] - 1):+.2f} %) | {w['wape']:.4f} → {lag['wape']:.4f} "
-              f"({100 * (lag['wape'] / w['wape'] - 1):+.2f} %) | {pct(w['coverage_95'])} → {pct(lag['coverage_95'])} | "
-              f"{pct(f['p50'])} / {pct(f['p95'])} / {pct(f['p99'])} | {pct(other['p50'])} / {pct(other['p95'])} / "
-              f"{pct(other['p99'])} | {lag['pool_object_bytes'] / 1000:.1f} KB |")
+        print(
+            f"| {result['name']} | {result['series']:,} | {w['rmsse']:.4f} → {lag['rmsse']:.4f} "
+            f"({100 * (lag['rmsse'] / w['rmsse'] - 1):+.2f} %) | {w['wape']:.4f} → {lag['wape']:.4f} "
+            f"({100 * (lag['wape'] / w['wape'] - 1):+.2f} %) | {pct(w['coverage_95'])} → {pct(lag['coverage_95'])} | "
+            f"{pct(f['p50'])} / {pct(f['p95'])} / {pct(f['p99'])} | {pct(other['p50'])} / {pct(other['p95'])} / "
+            f"{pct(other['p99'])} | {lag['pool_object_bytes'] / 1000:.1f} KB |"
+        )
     checks = all(r["lag"]["lag_0_is_the_plain_fit"] and r["lag"]["longer_chain_is_the_same"] for r in results)
-    print(f"(controls on the first origin of every data set: the chain with no lag is the plain fit bit for bit, and "
-          f"{LAG_CHAIN + 1} links give the parameters of {LAG_CHAIN}: {'yes' if checks else 'NO'})", flush=True)
+    print(
+        f"(controls on the first origin of every data set: the chain with no lag is the plain fit bit for bit, and "
+        f"{LAG_CHAIN + 1} links give the parameters of {LAG_CHAIN}: {'yes' if checks else 'NO'})",
+        flush=True,
+    )
 
 
 # -- 2. a large catalog as shards -----------------------------------------------------------------
+
 
 def compile_catalog(path: Path, url: str) -> tuple[Any, float]:
     """Parse ``path`` once and store its compiled form (what the first process does); (catalog, seconds)."""
@@ -376,8 +416,12 @@ def prepare_shard(url: str, path: Path, catalog: Any, num_shards: int, number: i
     assert loaded is not None
     daily = scale.history(part.catalog)
     profile = np.repeat(daily.mean(axis=1, keepdims=True) / 24, 24, axis=1) * 10
-    state = loaded.state.replace(daily_demand=daily, history_day=int(scale.START.timestamp() // 86400),
-                                 hour_profile=profile, created_at=scale.START.timestamp() - scale.HISTORY_DAYS * 86400)
+    state = loaded.state.replace(
+        daily_demand=daily,
+        history_day=int(scale.START.timestamp() // 86400),
+        hour_profile=profile,
+        created_at=scale.START.timestamp() - scale.HISTORY_DAYS * 86400,
+    )
     layout.commit(cast(Any, store), loaded, state, "hot")
     if scale.run(shard_cmd("forecast", scale.START + timedelta(minutes=1), url, path, num_shards, number))[2]:
         raise SystemExit(f"shard {number}: the first forecast failed")
@@ -412,9 +456,27 @@ def catalog_cost(url: str, path: Path, mode: str, num_shards: int, number: int, 
     for _ in range(runs):
         with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
             started = time.perf_counter()
-            proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", timing.name, PYTHON, "-c", CATALOG_PROBE, url,
-                                   str(path), mode, str(num_shards), str(number)], cwd=ROOT, capture_output=True, text=True,
-                                  check=True)
+            proc = subprocess.run(
+                [
+                    "/usr/bin/time",
+                    "-f",
+                    "%M",
+                    "-o",
+                    timing.name,
+                    PYTHON,
+                    "-c",
+                    CATALOG_PROBE,
+                    url,
+                    str(path),
+                    mode,
+                    str(num_shards),
+                    str(number),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             wall = time.perf_counter() - started
             peak = float(timing.read().strip().splitlines()[-1]) / 1024
         figures = {**json.loads(proc.stdout), "wall_s": wall, "rss_mb": peak}
@@ -430,8 +492,13 @@ def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> d
         path, url = work / "catalog.yaml", f"file://{work / 'store'}"
         scale.write_catalog(path, series)
         catalog, compile_s = compile_catalog(path, url)
-        out: dict[str, Any] = {"series": series, "num_shards": num_shards, "catalog_bytes": path.stat().st_size,
-                               "compile_s": compile_s, "shards": {}}
+        out: dict[str, Any] = {
+            "series": series,
+            "num_shards": num_shards,
+            "catalog_bytes": path.stat().st_size,
+            "compile_s": compile_s,
+            "shards": {},
+        }
         out["shard_series"] = [part.catalog.num_series for part in shards.split(catalog, num_shards)]
         # an invocation refuses a shard above MAX_SERIES (handlers/model/bounds.py): time the first that fit
         out["over_limit"] = [k for k, n in enumerate(out["shard_series"]) if n > MAX_SERIES]
@@ -445,13 +512,11 @@ def sharded_catalog(series: int, num_shards: int, prepared: int, runs: int) -> d
                 walls, peaks, failed = [], [], 0
                 for _ in range(runs):
                     minute += 1
-                    wall, peak, code = scale.run(shard_cmd(handler, scale.START + timedelta(minutes=minute), url, path,
-                                                           num_shards, number))
+                    wall, peak, code = scale.run(shard_cmd(handler, scale.START + timedelta(minutes=minute), url, path, num_shards, number))
                     walls.append(wall)
                     peaks.append(peak)
                     failed += code != 0
-                figures[handler] = {"wall_s": statistics.median(walls), "rss_mb": statistics.median(peaks),
-                                    "failures": failed}
+                figures[handler] = {"wall_s": statistics.median(walls), "rss_mb": statistics.median(peaks), "failures": failed}
             out["shards"][number] = figures
         first = out["prepared_shards"][0]
         out["pool_objects"] = pool_objects(url, f"{shards.SHARDS_PREFIX}{first}/")
@@ -478,16 +543,17 @@ def unsharded(series: int, runs: int) -> dict[str, Any]:
         path = work / "catalog.yaml"
         scale.write_catalog(path, series)
         url = scale.prepare(work / "store", path)
-        return {"series": series, "handlers": scale.handler_costs(work / "store", url, path, runs),
-                "pool_objects": pool_objects(url, "")}
+        return {"series": series, "handlers": scale.handler_costs(work / "store", url, path, runs), "pool_objects": pool_objects(url, "")}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def print_timing(big: dict[str, Any], base: dict[str, Any] | None, numpy_s: float) -> None:
     n, series = big["num_shards"], big["series"]
-    print(f"\n## {series:,} series as {n} shards ({min(big['shard_series']):,}–{max(big['shard_series']):,} series "
-          f"per shard; catalog file {big['catalog_bytes'] / 1e6:.1f} MB, compiled in {big['compile_s']:.1f} s)")
+    print(
+        f"\n## {series:,} series as {n} shards ({min(big['shard_series']):,}–{max(big['shard_series']):,} series "
+        f"per shard; catalog file {big['catalog_bytes'] / 1e6:.1f} MB, compiled in {big['compile_s']:.1f} s)"
+    )
     if big["over_limit"]:
         print(f"(shards {big['over_limit']} hold more than {MAX_SERIES:,} series: an invocation refuses them)")
     header = "| fresh process, wall / peak RSS | " + " | ".join(f"shard {k}" for k in big["shards"])
@@ -501,21 +567,31 @@ def print_timing(big: dict[str, Any], base: dict[str, Any] | None, numpy_s: floa
         print(f"| `{handler}` | " + " | ".join(cells) + " |")
     print(f"(`python -c 'import numpy'`: {numpy_s:.3f} s in this run)")
     whole, own = big["catalog_whole"], big["catalog_own"]
-    print(f"\n| the catalog in a fresh process (shard {big['prepared_shards'][0]}) | import | read compiled catalog | "
-          "split + shard fingerprint | "
-          "process wall | peak RSS |\n|---|---|---|---|---|---|")
-    print(f"| whole catalog ({whole['series']:,} series), split {n} ways | {whole['import_s']:.2f} s | "
-          f"{whole['load_s']:.2f} s | {whole['split_s']:.2f} s | {whole['wall_s']:.2f} s | {whole['rss_mb']:,.0f} MB |")
-    print(f"| only the shard's compiled sub-catalog ({own['series']:,} series) | "
-          f"{own['import_s']:.2f} s | {own['load_s']:.2f} s | {own['split_s']:.2f} s | {own['wall_s']:.2f} s | "
-          f"{own['rss_mb']:,.0f} MB |", flush=True)
-    for label, objects in ((f"shard {big['prepared_shards'][0]}", big["pool_objects"]),
-                           *(((f"unsharded {base['series']:,}", base["pool_objects"]),) if base else ())):
+    print(
+        f"\n| the catalog in a fresh process (shard {big['prepared_shards'][0]}) | import | read compiled catalog | "
+        "split + shard fingerprint | "
+        "process wall | peak RSS |\n|---|---|---|---|---|---|"
+    )
+    print(
+        f"| whole catalog ({whole['series']:,} series), split {n} ways | {whole['import_s']:.2f} s | "
+        f"{whole['load_s']:.2f} s | {whole['split_s']:.2f} s | {whole['wall_s']:.2f} s | {whole['rss_mb']:,.0f} MB |"
+    )
+    print(
+        f"| only the shard's compiled sub-catalog ({own['series']:,} series) | "
+        f"{own['import_s']:.2f} s | {own['load_s']:.2f} s | {own['split_s']:.2f} s | {own['wall_s']:.2f} s | "
+        f"{own['rss_mb']:,.0f} MB |",
+        flush=True,
+    )
+    for label, objects in (
+        (f"shard {big['prepared_shards'][0]}", big["pool_objects"]),
+        *(((f"unsharded {base['series']:,}", base["pool_objects"]),) if base else ()),
+    ):
         sizes = ", ".join(f"{key.rsplit('/', 1)[-1]} {size / 1000:.1f} KB" for key, size in sorted(objects.items()))
         print(f"(the forecast's statistics objects of {label}: {sizes or 'none'})")
 
 
 # -- the report -----------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -535,24 +611,31 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.folds, args.large, args.large_shards, args.prepared, args.baseline = 1, 2, 2000, 2, 1, 0
     counts = [1, 2, 4] if args.quick else [1, 2, 4, 8, 16]
     commit = scale.commit()
-    print(f"# benchmarks/shards.py{' --quick' if args.quick else ''} on {os.cpu_count()} cores, Python "
-          f"{sys.version.split()[0]}, commit {commit}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
-          + ("no timed part" if args.skip_timing else f"timed figures: medians of {args.runs} fresh processes"),
-          flush=True)
-    report: dict[str, Any] = {"cores": os.cpu_count(), "python": sys.version.split()[0], "commit": commit,
-                              "quick": args.quick, "runs": args.runs, "horizon_days": HORIZON, "accuracy": []}
+    print(
+        f"# benchmarks/shards.py{' --quick' if args.quick else ''} on {os.cpu_count()} cores, Python "
+        f"{sys.version.split()[0]}, commit {commit}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+        + ("no timed part" if args.skip_timing else f"timed figures: medians of {args.runs} fresh processes"),
+        flush=True,
+    )
+    report: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "commit": commit,
+        "quick": args.quick,
+        "runs": args.runs,
+        "horizon_days": HORIZON,
+        "accuracy": [],
+    }
     days = scale.HISTORY_DAYS + HORIZON * args.folds
     makers: list[Callable[[], DataSet]] = [lambda: generated(1000, days)]
     if not args.quick:
-        makers += [lambda: generated(10_000, days), lambda: retail_like(1000, 2 * 365),
-                   lambda: retail_like(10_000, 2 * 365)]
+        makers += [lambda: generated(10_000, days), lambda: retail_like(1000, 2 * 365), lambda: retail_like(10_000, 2 * 365)]
         if args.data.exists():
             makers.append(lambda: tiny_m5(args.data))
         else:
             print(f"(tiny M5 skipped: {args.data} not found)")
     if not args.skip_accuracy:
-        print('\n## Accuracy of the "own" fallback: the model fitted on each shard\'s series against the pooled fit '
-              'over the whole catalog')
+        print('\n## Accuracy of the "own" fallback: the model fitted on each shard\'s series against the pooled fit over the whole catalog')
     for make in [] if args.skip_accuracy else makers:
         data = make()
         result = accuracy(data, [n for n in counts if n <= data.max_shards], args.folds)
@@ -570,9 +653,10 @@ def main(argv: list[str] | None = None) -> int:
     report["sharded"] = sharded_catalog(args.large, args.large_shards, args.prepared, args.runs)
     report["load_average_after_timing"] = os.getloadavg()
     print_timing(report["sharded"], report["baseline"], report["numpy_process_s"])
-    print("load average (1, 5, 15 min) before / after the timed part: "
-          + " / ".join(", ".join(f"{v:.1f}" for v in report[k]) for k in ("load_average_before_timing",
-                                                                          "load_average_after_timing")))
+    print(
+        "load average (1, 5, 15 min) before / after the timed part: "
+        + " / ".join(", ".join(f"{v:.1f}" for v in report[k]) for k in ("load_average_before_timing", "load_average_after_timing"))
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
     return 0

@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> None:
             read = _median(args.runs, store.get, key)
             digest = _median(args.runs, hashlib.sha256, data)
             unpacked = _median(args.runs, unpack, data, key=key)
-            print(f"{what:8s} {len(data) / 1e6:7.2f} MB  read {read * 1000:7.1f} ms  sha256 {digest * 1000:6.1f} ms  "
-                  f"unpack {unpacked * 1000:7.1f} ms  (sha256 adds {digest / (read + unpacked):.0%} to read + unpack)")
+            print(
+                f"{what:8s} {len(data) / 1e6:7.2f} MB  read {read * 1000:7.1f} ms  sha256 {digest * 1000:6.1f} ms  "
+                f"unpack {unpacked * 1000:7.1f} ms  (sha256 adds {digest / (read + unpacked):.0%} to read + unpack)"
+            )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,19 @@ from scipy.stats import poisson
 from handlers.model.projection import HORIZON_HOURS
 from handlers.model.state import State
 
-__all__ = ["HEURISTIC", "PROBABILITY_THRESHOLDS", "PROJECTION", "THRESHOLD", "RunStats", "alert_episodes",
-           "alert_scores", "cumulate", "oracle_probability", "realised_hours", "score"]
+__all__ = [
+    "HEURISTIC",
+    "PROBABILITY_THRESHOLDS",
+    "PROJECTION",
+    "THRESHOLD",
+    "RunStats",
+    "alert_episodes",
+    "alert_scores",
+    "cumulate",
+    "oracle_probability",
+    "realised_hours",
+    "score",
+]
 
 THRESHOLD = 24.0
 PROJECTION, HEURISTIC = 2, 3  # where each predictor's hours to stockout sit in a ``RunStats.predictions`` row
@@ -55,8 +66,9 @@ def _pending(on_hand: np.ndarray, inbound, i: int) -> tuple[float, list[tuple[fl
     return level, [(eta, q) for eta, q in etas if eta > 0]
 
 
-def realised_hours(cumulative: np.ndarray, origin: float, minute_index0: float, on_hand: np.ndarray,
-                   inbound, *, unmet: bool = False) -> np.ndarray:
+def realised_hours(
+    cumulative: np.ndarray, origin: float, minute_index0: float, on_hand: np.ndarray, inbound, *, unmet: bool = False
+) -> np.ndarray:
     """Hours until demand empties the shelf from ``origin`` [S]; NaN if not within 168 h.
 
     ``cumulative`` [M + 1, S] is the running demand per minute: the realised units give the
@@ -87,8 +99,9 @@ def realised_hours(cumulative: np.ndarray, origin: float, minute_index0: float, 
     return result
 
 
-def oracle_probability(expected: np.ndarray, origin: float, minute_index0: float, on_hand: np.ndarray,
-                       inbound, within_hours: float = THRESHOLD) -> np.ndarray:
+def oracle_probability(
+    expected: np.ndarray, origin: float, minute_index0: float, on_hand: np.ndarray, inbound, within_hours: float = THRESHOLD
+) -> np.ndarray:
     """Exact probability that demand empties the shelf within ``within_hours`` [S], knowing the
     simulator's minute rates (``expected``: their running totals [M + 1, S]).
 
@@ -133,7 +146,7 @@ def oracle_probability(expected: np.ndarray, origin: float, minute_index0: float
         for mean, threshold in zip(means, thresholds):
             step = poisson.pmf(np.arange(len(survive)), max(mean - previous, 0.0))
             previous = mean
-            survive = np.convolve(survive, step)[:len(survive)]
+            survive = np.convolve(survive, step)[: len(survive)]
             survive[threshold:] = 0.0
         probability[i] = 1.0 - survive.sum()
     return np.clip(probability, 0.0, 1.0)
@@ -151,8 +164,9 @@ def _ceiling(exact: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
     return best, float(tau)
 
 
-def score(stats_runs: list[RunStats], cumulative: np.ndarray, expected: np.ndarray, minute0: float, *,
-          unmet: bool = False) -> dict[str, dict[str, float]]:
+def score(
+    stats_runs: list[RunStats], cumulative: np.ndarray, expected: np.ndarray, minute0: float, *, unmet: bool = False
+) -> dict[str, dict[str, float]]:
     """Every prediction of every run against the realised stockout; the oracle's on the same snapshots.
 
     The pooled figures come first; ``out["by run"][name]`` holds the stockpulse projection's precision,
@@ -161,9 +175,11 @@ def score(stats_runs: list[RunStats], cumulative: np.ndarray, expected: np.ndarr
     for stats in stats_runs:
         snapshots = {}
         for t, on_hand, inbound in stats.snapshots:
-            snapshots[t] = (realised_hours(cumulative, t, minute0, on_hand, inbound, unmet=unmet),
-                            realised_hours(expected, t, minute0, on_hand, inbound, unmet=unmet),
-                            None if unmet else oracle_probability(expected, t, minute0, on_hand, inbound))
+            snapshots[t] = (
+                realised_hours(cumulative, t, minute0, on_hand, inbound, unmet=unmet),
+                realised_hours(expected, t, minute0, on_hand, inbound, unmet=unmet),
+                None if unmet else oracle_probability(expected, t, minute0, on_hand, inbound),
+            )
         for t, i, o, h, p in stats.predictions:
             truth, mean_path, exact = snapshots[t]
             ours.append(o)
@@ -189,7 +205,9 @@ def score(stats_runs: list[RunStats], cumulative: np.ndarray, expected: np.ndarr
         out[name] = {
             "mae_hours": float(np.abs(hours - real_capped)[has_stockout].mean()),
             "mae_hours_all": float(np.abs(hours - real_capped).mean()),
-            "precision": precision, "recall": recall, "pairs": int(has_stockout.sum()),
+            "precision": precision,
+            "recall": recall,
+            "pairs": int(has_stockout.sum()),
             "positives": int(actual_soon.sum()),
         }
     if not unmet:
@@ -205,9 +223,14 @@ def score(stats_runs: list[RunStats], cumulative: np.ndarray, expected: np.ndarr
             mine = runs == stats.name
             said = predicted["stockpulse"][mine] <= THRESHOLD
             precision, recall = _precision_recall(said, actual_soon[mine])
-            out["by run"][stats.name] = {"predictions": int(mine.sum()), "positives": int(actual_soon[mine].sum()),
-                                         "said": int(said.sum()), "precision": precision, "recall": recall,
-                                         "ceiling": _ceiling(exact_a[mine], actual_soon[mine])[0]}
+            out["by run"][stats.name] = {
+                "predictions": int(mine.sum()),
+                "positives": int(actual_soon[mine].sum()),
+                "said": int(said.sum()),
+                "precision": precision,
+                "recall": recall,
+                "ceiling": _ceiling(exact_a[mine], actual_soon[mine])[0],
+            }
     return out
 
 
@@ -216,8 +239,7 @@ def _soon(hours: float) -> bool:
     return math.isfinite(hours) and hours <= THRESHOLD
 
 
-def alert_episodes(predictions: list[tuple[float, int, float, float, float]],
-                   column: int) -> list[tuple[int, float, float]]:
+def alert_episodes(predictions: list[tuple[float, int, float, float, float]], column: int) -> list[tuple[int, float, float]]:
     """(series, first, end) of every alert: a run of consecutive hourly predictions saying "out within 24 h"
     (``column``: ``PROJECTION`` or ``HEURISTIC``), ended by the first that does not."""
     by_series: dict[int, list[tuple[float, bool]]] = {}
@@ -238,8 +260,7 @@ def alert_episodes(predictions: list[tuple[float, int, float, float, float]],
     return episodes
 
 
-def alert_scores(stats: RunStats, column: int, cumulative: np.ndarray, minute0: float,
-                 lead_hours: float = 1.0) -> dict[str, float]:
+def alert_scores(stats: RunStats, column: int, cumulative: np.ndarray, minute0: float, lead_hours: float = 1.0) -> dict[str, float]:
     """Alerts as an operator sees them in one run: was each followed by an empty shelf, was each
     stockout warned about in time?
 
@@ -252,8 +273,7 @@ def alert_scores(stats: RunStats, column: int, cumulative: np.ndarray, minute0: 
     snapshots = {t: (on_hand, inbound) for t, on_hand, inbound in stats.snapshots}
     right = order_first = 0
     for i, first, end in episodes:
-        if np.any((stockouts[:, 1] == i) & (stockouts[:, 0] >= first)
-                  & (stockouts[:, 0] <= max(end, first + THRESHOLD * 3600))):
+        if np.any((stockouts[:, 1] == i) & (stockouts[:, 0] >= first) & (stockouts[:, 0] <= max(end, first + THRESHOLD * 3600))):
             right += 1
             continue
         on_hand, inbound = snapshots[first]
@@ -261,18 +281,20 @@ def alert_scores(stats: RunStats, column: int, cumulative: np.ndarray, minute0: 
         would = realised_hours(cumulative, first, minute0, on_hand, inbound)[i]
         order_first += bool(np.any((due > 0) & (due <= THRESHOLD)) or would <= THRESHOLD)
     said = [(row[0], row[1]) for row in stats.predictions if _soon(row[column])]
-    warned = sum(any(j == i and t - THRESHOLD * 3600 <= when <= t - lead_hours * 3600 for when, j in said)
-                 for t, i in stats.stockouts)
-    return {"alerts": len(episodes), "precision": right / max(len(episodes), 1),
-            "wrong, an order landed first": order_first,
-            "stockouts": len(stats.stockouts), "warned": warned / max(len(stats.stockouts), 1),
-            "median hours empty": _median_hours_empty(stats)}
+    warned = sum(any(j == i and t - THRESHOLD * 3600 <= when <= t - lead_hours * 3600 for when, j in said) for t, i in stats.stockouts)
+    return {
+        "alerts": len(episodes),
+        "precision": right / max(len(episodes), 1),
+        "wrong, an order landed first": order_first,
+        "stockouts": len(stats.stockouts),
+        "warned": warned / max(len(stats.stockouts), 1),
+        "median hours empty": _median_hours_empty(stats),
+    }
 
 
 def _median_hours_empty(stats: RunStats) -> float:
     """Median time from a shelf emptying to its next refill (an order tick's view; to the end of the run
     if never refilled); NaN without stockouts."""
     end = max((t for t, *_ in stats.predictions), default=0.0) + 3600.0
-    hours = [(min((r for r, j in stats.refills if j == i and r > t), default=max(end, t)) - t) / 3600
-             for t, i in stats.stockouts]
+    hours = [(min((r for r, j in stats.refills if j == i and r > t), default=max(end, t)) - t) / 3600 for t, i in stats.stockouts]
     return float(np.median(hours)) if hours else math.nan

@@ -32,12 +32,20 @@ def build_runtime(settings: Settings, *, shard: int | None = None) -> Runtime:
     part = None if shard is None or settings.num_shards == 1 else (shard, settings.num_shards)
     compiled: dict[str, bytes] = {}  # written by the first invocation whose checks pass, not here
     catalog = load_compiled(settings.catalog_path, store, shard=part, deferred=compiled)
-    return Runtime(store=store, catalog=catalog, policy=settings.policy, limits=settings.limits, compiled=compiled,
-                   publish=publisher(settings, store=store),
-                   # the network's calls are bounded per invocation; a file:// store's are local
-                   budget_seconds=None if settings.store_url.startswith("file:") else settings.invocation_budget_seconds,
-                   num_shards=settings.num_shards, shard=None if part is None else shard,
-                   feeds=feeds_of(settings), censor_lost_sales=settings.censor_lost_sales)
+    return Runtime(
+        store=store,
+        catalog=catalog,
+        policy=settings.policy,
+        limits=settings.limits,
+        compiled=compiled,
+        publish=publisher(settings, store=store),
+        # the network's calls are bounded per invocation; a file:// store's are local
+        budget_seconds=None if settings.store_url.startswith("file:") else settings.invocation_budget_seconds,
+        num_shards=settings.num_shards,
+        shard=None if part is None else shard,
+        feeds=feeds_of(settings),
+        censor_lost_sales=settings.censor_lost_sales,
+    )
 
 
 def feeds_of(settings: Settings) -> Feeds | None:

@@ -114,8 +114,7 @@ def _check_size(path: Path) -> None:
                 carry += len(chunk) - start
                 if carry <= MAX_BACKTEST_LINE:
                     continue
-            raise InputError(f"{path}: line {number} is longer than {MAX_BACKTEST_LINE:,} characters "
-                             "(not one row per line?)")
+            raise InputError(f"{path}: line {number} is longer than {MAX_BACKTEST_LINE:,} characters (not one row per line?)")
 
 
 def _first_bad(mask: np.ndarray, raw: pd.Series, what: str, column: str, hint: str = "") -> None:
@@ -128,8 +127,15 @@ def _first_bad(mask: np.ndarray, raw: pd.Series, what: str, column: str, hint: s
 
 
 def load_matrix(
-    frame: pd.DataFrame, *, id_cols: Sequence[str], date_col: str, value_col: str, freq: str,
-    date_format: str | None = None, room: MemoryRoom | None = None, bytes_per_cell: int = PEAK_BYTES_PER_CELL,
+    frame: pd.DataFrame,
+    *,
+    id_cols: Sequence[str],
+    date_col: str,
+    value_col: str,
+    freq: str,
+    date_format: str | None = None,
+    room: MemoryRoom | None = None,
+    bytes_per_cell: int = PEAK_BYTES_PER_CELL,
 ) -> tuple[np.ndarray, list[str], pd.DatetimeIndex]:
     """Validate a long table and lay it out as ``[series, periods]`` on a regular calendar.
 
@@ -151,18 +157,15 @@ def load_matrix(
     values = pd.to_numeric(frame[value_col], errors="coerce").to_numpy(dtype=float)
     _first_bad(~np.isfinite(values), frame[value_col], "non-numeric value", value_col)
     _first_bad(values < 0, frame[value_col], "negative sales", value_col, " (sales are counts >= 0; drop returns)")
-    _first_bad(values > MAX_SALES_VALUE, frame[value_col], "implausibly large value", value_col,
-               f" (more than {MAX_SALES_VALUE:g})")
+    _first_bad(values > MAX_SALES_VALUE, frame[value_col], "implausibly large value", value_col, f" (more than {MAX_SALES_VALUE:g})")
     raw_dates = frame[date_col]
     try:
-        dates = raw_dates if _is_datetime(raw_dates) else pd.to_datetime(raw_dates, errors="coerce",
-                                                                          format=date_format)
+        dates = raw_dates if _is_datetime(raw_dates) else pd.to_datetime(raw_dates, errors="coerce", format=date_format)
     except (ValueError, TypeError) as exc:  # e.g. mixed time-zone offsets
         raise InputError(f"column {date_col!r}: cannot parse the dates ({str(exc).splitlines()[0]})") from exc
     hint = f" (format {date_format!r})" if date_format else " (not ISO 8601? set --date-format, e.g. %d/%m/%Y)"
     if not _is_datetime(raw_dates):  # only ASCII digits are numbers (pandas reads '٢٠٢٤-٠١-٠١' as a date)
-        _first_bad(~raw_dates.fillna("").astype(str).str.isascii().to_numpy(dtype=bool), raw_dates,
-                   "date not written in ASCII", date_col)
+        _first_bad(~raw_dates.fillna("").astype(str).str.isascii().to_numpy(dtype=bool), raw_dates, "date not written in ASCII", date_col)
     _first_bad(dates.isna().to_numpy(), raw_dates, "unparseable date", date_col, hint)
     dates = pd.DatetimeIndex(dates)
     dates = dates.tz_convert(None) if dates.tz is not None else dates
@@ -193,14 +196,17 @@ def memory_room() -> tuple[float, str]:
 
     found: list[tuple[float, str]] = []
     status = _fields("/proc/self/status")
-    for limit, held, what in ((resource.RLIMIT_AS, "VmSize", "the address-space limit (ulimit -v)"),
-                              (resource.RLIMIT_DATA, "VmData", "the data limit (ulimit -d)")):
+    for limit, held, what in (
+        (resource.RLIMIT_AS, "VmSize", "the address-space limit (ulimit -v)"),
+        (resource.RLIMIT_DATA, "VmData", "the data limit (ulimit -d)"),
+    ):
         soft = resource.getrlimit(limit)[0]
         if soft != resource.RLIM_INFINITY and held in status:
             found.append((soft - status[held], what))
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             limit_text, usage_text = Path(limit_file).read_text().strip(), Path(usage_file).read_text().strip()
         except OSError:
@@ -229,8 +235,9 @@ def _fields(path: str) -> dict[str, float]:
     return out
 
 
-def _check_memory(series: int, periods: int, start: pd.Timestamp, freq: str, date_col: str,
-                  room: MemoryRoom | None, bytes_per_cell: int) -> None:
+def _check_memory(
+    series: int, periods: int, start: pd.Timestamp, freq: str, date_col: str, room: MemoryRoom | None, bytes_per_cell: int
+) -> None:
     """Refuse, before allocating it, a matrix whose backtest would not fit: series x the span of the
     dates cells (a handful of rows spread over centuries is as large as a full table)."""
     import pandas as pd
@@ -242,10 +249,11 @@ def _check_memory(series: int, periods: int, start: pd.Timestamp, freq: str, dat
         return
     step = pd.Timedelta(1, unit="D" if freq == "D" else "h")
     span = f"{start:%Y-%m-%d} .. {start + (periods - 1) * step:%Y-%m-%d}"
-    limit = (f"more than {what} ({free / 1e9:.1f} GB)" if cells <= MAX_CELLS
-             else f"more than the {MAX_CELLS:,} cells a backtest holds")
-    raise InputError(f"column {date_col!r}: {series:,} series x {periods:,} {unit} ({span}) = {cells:,} cells "
-                     f"need about {need / 1e9:.1f} GB, {limit}; cut the file to recent dates or fewer series")
+    limit = f"more than {what} ({free / 1e9:.1f} GB)" if cells <= MAX_CELLS else f"more than the {MAX_CELLS:,} cells a backtest holds"
+    raise InputError(
+        f"column {date_col!r}: {series:,} series x {periods:,} {unit} ({span}) = {cells:,} cells "
+        f"need about {need / 1e9:.1f} GB, {limit}; cut the file to recent dates or fewer series"
+    )
 
 
 def _is_datetime(column: pd.Series) -> bool:
@@ -259,8 +267,15 @@ STOCKOUT_HINT = " (--stockout-col: a 0/1 flag or the share of the period out of 
 
 
 def load_stockout(
-    frame: pd.DataFrame, *, column: str, id_cols: Sequence[str], date_col: str, freq: str,
-    names: list[str], calendar: pd.DatetimeIndex, date_format: str | None = None,
+    frame: pd.DataFrame,
+    *,
+    column: str,
+    id_cols: Sequence[str],
+    date_col: str,
+    freq: str,
+    names: list[str],
+    calendar: pd.DatetimeIndex,
+    date_format: str | None = None,
 ) -> np.ndarray:
     """The stockout column laid out like :func:`load_matrix`'s matrix (whose ``names`` and ``calendar``
     it takes): ``[series, periods]`` shares out of stock in [0, 1] (a flag is 0 or 1). Rows of the same
@@ -357,23 +372,46 @@ def run_backtest(
     try:
         return _backtest(frame, file, id_cols, date_col, value_col, horizon, freq, date_format, stockout_col, say, room)
     except MemoryError as exc:  # the estimate before allocating was short: still one line
-        raise InputError(f"{file or 'the sales table'}: out of memory ({exc}); cut the file to recent dates "
-                         "or fewer series") from exc
+        raise InputError(f"{file or 'the sales table'}: out of memory ({exc}); cut the file to recent dates or fewer series") from exc
 
 
-def _backtest(frame: pd.DataFrame, file: str | None, id_cols: list[str], date_col: str, value_col: str,
-              horizon: int, freq: str, date_format: str | None, stockout_col: str | None, say: Progress,
-              room: MemoryRoom | None) -> dict[str, Any]:
+def _backtest(
+    frame: pd.DataFrame,
+    file: str | None,
+    id_cols: list[str],
+    date_col: str,
+    value_col: str,
+    horizon: int,
+    freq: str,
+    date_format: str | None,
+    stockout_col: str | None,
+    say: Progress,
+    room: MemoryRoom | None,
+) -> dict[str, Any]:
     from handlers.forecasting import model as forecasting
 
     matrix, names, calendar = load_matrix(
-        frame, id_cols=id_cols, date_col=date_col, value_col=value_col, freq=freq, date_format=date_format, room=room,
+        frame,
+        id_cols=id_cols,
+        date_col=date_col,
+        value_col=value_col,
+        freq=freq,
+        date_format=date_format,
+        room=room,
         bytes_per_cell=PEAK_BYTES_PER_CELL + (STOCKOUT_BYTES_PER_CELL if stockout_col else 0),
     )
     censored = None
     if stockout_col:
-        shares = load_stockout(frame, column=stockout_col, id_cols=id_cols, date_col=date_col, freq=freq, names=names,
-                               calendar=calendar, date_format=date_format)
+        shares = load_stockout(
+            frame,
+            column=stockout_col,
+            id_cols=id_cols,
+            date_col=date_col,
+            freq=freq,
+            names=names,
+            calendar=calendar,
+            date_format=date_format,
+        )
     _check_horizon(matrix, names, calendar, horizon)
     train, test = matrix[:, :-horizon], matrix[:, -horizon:]
     season = FREQUENCIES[freq][1]
@@ -465,7 +503,7 @@ def _recover_hours(sales: np.ndarray, shares: np.ndarray, first_hour: int, flags
     after = (-(first_hour + n)) % 24
     padded = np.pad(sales, ((0, 0), (first_hour, after)), constant_values=np.nan)
     minutes = np.pad(60.0 * (1.0 - shares), ((0, 0), (first_hour, after)), constant_values=60.0)
-    return recover_hourly(padded, minutes, flags=flags).hourly[:, first_hour:first_hour + n]
+    return recover_hourly(padded, minutes, flags=flags).hourly[:, first_hour : first_hour + n]
 
 
 def _finite(value: float) -> float | None:
@@ -476,14 +514,13 @@ def _finite(value: float) -> float | None:
 def _table(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    title = (
-        f"backtest: {result['series']} series, last {result['horizon']} periods held out "
-        f"(freq {result['freq']})"
-    )
+    title = f"backtest: {result['series']} series, last {result['horizon']} periods held out (freq {result['freq']})"
     stockout = result.get("stockout")
     if stockout:
-        title += (f"; stockouts from {stockout['column']!r} ({stockout['kind']}): fitted on recovered demand, scored on "
-                  f"the {stockout['scored_test_periods']} in-stock test periods of {stockout['test_periods']}")
+        title += (
+            f"; stockouts from {stockout['column']!r} ({stockout['kind']}): fitted on recovered demand, scored on "
+            f"the {stockout['scored_test_periods']} in-stock test periods of {stockout['test_periods']}"
+        )
     table = Table(title=title)
     columns = ["model", "RMSSE", "WAPE", *(["bias", "bias (recovered)"] if stockout else []), "seconds"]
     for column in columns:
@@ -543,8 +580,9 @@ def register(subparsers: Any) -> None:
             "fit the stockpulse model and the baselines on the rest, and report RMSSE, WAPE and seconds."
         ),
     )
-    parser.add_argument("file", help="long CSV: one row per series and period (.csv or .csv.gz; "
-                                     "separated by commas, or by ';', tabs or '|')")
+    parser.add_argument(
+        "file", help="long CSV: one row per series and period (.csv or .csv.gz; separated by commas, or by ';', tabs or '|')"
+    )
     parser.add_argument(
         "--id-col",
         action="append",

@@ -43,11 +43,13 @@ MAX_SPEED = 1e5  # business seconds per wall second: a business minute every 0.6
 
 def _flag_type(parse: Callable[[str], Any], what: str) -> Callable[[str], Any]:
     """An argparse ``type`` whose error says what the flag takes (argparse adds the flag's name)."""
+
     def convert(text: str) -> Any:
         try:
             return parse(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"must be {what}, got {shown(text)}") from exc
+
     convert.__name__ = parse.__name__
     return convert
 
@@ -66,55 +68,99 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stockpulse", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the handlers do")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
-    common = ("store_url", "catalog_path", "pushgateway_url", "push_timeout_seconds", "invocation_budget_seconds",
-              "alert_threshold_hours", "service_level", "cover_days", "max_tick_lead", "max_catch_up_minutes",
-              "pushgateway_username", "pushgateway_ca_file", "num_shards", "orders_url", "receipts_url", "counts_url",
-              "feed_max_lateness", "censor_lost_sales")
+    common = (
+        "store_url",
+        "catalog_path",
+        "pushgateway_url",
+        "push_timeout_seconds",
+        "invocation_budget_seconds",
+        "alert_threshold_hours",
+        "service_level",
+        "cover_days",
+        "max_tick_lead",
+        "max_catch_up_minutes",
+        "pushgateway_username",
+        "pushgateway_ca_file",
+        "num_shards",
+        "orders_url",
+        "receipts_url",
+        "counts_url",
+        "feed_max_lateness",
+        "censor_lost_sales",
+    )
 
-    p = sub.add_parser("invoke", help="run one handler invocation and print its result as JSON",
-                       description="Run one invocation of a handler with an EventBridge Scheduled Event.")
+    p = sub.add_parser(
+        "invoke",
+        help="run one handler invocation and print its result as JSON",
+        description="Run one invocation of a handler with an EventBridge Scheduled Event.",
+    )
     p.add_argument("handler", help=f"one of {', '.join(HANDLERS)}")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--time", help="business time of the tick, ISO-8601 (default: now, whole minute)")
     source.add_argument("--event", metavar="FILE", help="the event as a JSON file, or - for stdin")
-    p.add_argument("--shard", type=WHOLE, metavar="K", help="with --num-shards: handle shard K only (default: every "
-                                                          "shard in turn, one result each)")
+    p.add_argument(
+        "--shard", type=WHOLE, metavar="K", help="with --num-shards: handle shard K only (default: every shard in turn, one result each)"
+    )
     add_settings(p, *common)
     p.set_defaults(func=cmd_invoke)
 
-    p = sub.add_parser("simulate", help="replay N business days as fast as possible and print a summary",
-                       description="Replay the schedule in business time on the store, then print per "
-                                   "product x warehouse: units sold, lost sales, fill rate, reorders, end inventory.")
+    p = sub.add_parser(
+        "simulate",
+        help="replay N business days as fast as possible and print a summary",
+        description="Replay the schedule in business time on the store, then print per "
+        "product x warehouse: units sold, lost sales, fill rate, reorders, end inventory.",
+    )
     p.add_argument("--days", type=NUMBER, required=True, help="business days to replay")
-    p.add_argument("--start", help=f"business start time, ISO-8601 (default: continue the store's clock, "
-                                   f"or {DEFAULT_START} on an empty store)")
-    p.add_argument("--every", action="append", default=[], metavar="HANDLER=DURATION",
-                   help="schedule override, repeatable (default order_tick=1m restock=5m forecast=1h alert=15m)")
+    p.add_argument(
+        "--start", help=f"business start time, ISO-8601 (default: continue the store's clock, or {DEFAULT_START} on an empty store)"
+    )
+    p.add_argument(
+        "--every",
+        action="append",
+        default=[],
+        metavar="HANDLER=DURATION",
+        help="schedule override, repeatable (default order_tick=1m restock=5m forecast=1h alert=15m)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--report", metavar="FILE.html", help="also write the HTML report of this replay (see `report`)")
     add_settings(p, *common)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("status", help="current state per product x warehouse",
-                       description="Show on hand, initial, received, shipped, lost sales, open purchase "
-                                   "orders, cumulative counters and the last applied tick of each handler.")
+    p = sub.add_parser(
+        "status",
+        help="current state per product x warehouse",
+        description="Show on hand, initial, received, shipped, lost sales, open purchase "
+        "orders, cumulative counters and the last applied tick of each handler.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--watch", nargs="?", const=2.0, type=NUMBER, metavar="SECONDS",
-                   help="redraw every SECONDS (default 2; 0.2 to 3600) until Ctrl-C, e.g. while `run` is going")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=NUMBER,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 2; 0.2 to 3600) until Ctrl-C, e.g. while `run` is going",
+    )
     add_settings(p, "store_url", "catalog_path")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("run", help="run the handlers on APScheduler in real time (business time x --speed)",
-                       description="Run every handler on its schedule in real time; business time runs "
-                                   "--speed times faster than wall time. Stops on Ctrl-C/SIGTERM or after --for.")
+    p = sub.add_parser(
+        "run",
+        help="run the handlers on APScheduler in real time (business time x --speed)",
+        description="Run every handler on its schedule in real time; business time runs "
+        "--speed times faster than wall time. Stops on Ctrl-C/SIGTERM or after --for.",
+    )
     p.add_argument("--speed", type=NUMBER, default=1.0, help="business seconds per wall second (default 1)")
     p.add_argument("--for", dest="duration", metavar="DURATION", help="stop after this wall time (e.g. 10s, 5m)")
-    p.add_argument("--start", help="business start time, ISO-8601 (default: continue the store's clock, or now "
-                                   "on an empty store)")
-    p.add_argument("--every", action="append", default=[], metavar="HANDLER=DURATION",
-                   help="schedule override in business time, repeatable (default order_tick=1m restock=5m "
-                        "forecast=1h alert=15m)")
+    p.add_argument("--start", help="business start time, ISO-8601 (default: continue the store's clock, or now on an empty store)")
+    p.add_argument(
+        "--every",
+        action="append",
+        default=[],
+        metavar="HANDLER=DURATION",
+        help="schedule override in business time, repeatable (default order_tick=1m restock=5m forecast=1h alert=15m)",
+    )
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     add_settings(p, *common)
     p.set_defaults(func=cmd_run)
@@ -149,8 +195,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     if args.event is not None:
         event = _read_event(args.event)
     else:
-        moment = (parse_time(args.time, "--time") if args.time is not None
-                  else datetime.now(timezone.utc).replace(second=0, microsecond=0))
+        moment = parse_time(args.time, "--time") if args.time is not None else datetime.now(timezone.utc).replace(second=0, microsecond=0)
         event = scheduled_event(moment, args.handler.replace("_", "-"))
     if args.shard is not None and isinstance(event, dict):
         event = {**event, "detail": {**(event.get("detail") or {}), "shard": args.shard}}
@@ -173,12 +218,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     runtime = build_runtime(settings_from(args))
     with console.progress_bar("simulating", enabled=not args.quiet and not args.json) as advance:
         # metrics are published once at the end, not after each of thousands of invocations
-        result = simulate(replace(runtime, publish=None), start=start, days=args.days, schedule=schedule,
-                          progress=advance)
+        result = simulate(replace(runtime, publish=None), start=start, days=args.days, schedule=schedule, progress=advance)
     if runtime.publish is not None:
-        parts = ([(None, result.after, runtime.catalog)] if runtime.num_shards == 1 else
-                 [(part.number, state, part.catalog)
-                  for part, state in shard_states(runtime.store, runtime.catalog, runtime.num_shards)])
+        parts = (
+            [(None, result.after, runtime.catalog)]
+            if runtime.num_shards == 1
+            else [(part.number, state, part.catalog) for part, state in shard_states(runtime.store, runtime.catalog, runtime.num_shards)]
+        )
         for name in HANDLERS:
             for number, state, catalog in parts:
                 error = runtime.publish(name, state, catalog, shard=number)
@@ -191,8 +237,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         console.print_simulation(result, rows, runtime.store.url, schedule)
     span = (result.start, result.end) if result.before is not None else (None, None)
     if args.report is not None:
-        report.write_report(runtime.store, runtime.catalog, args.report, start=datetime.fromtimestamp(
-            result.start, timezone.utc), end=datetime.fromtimestamp(result.end, timezone.utc))
+        report.write_report(
+            runtime.store,
+            runtime.catalog,
+            args.report,
+            start=datetime.fromtimestamp(result.start, timezone.utc),
+            end=datetime.fromtimestamp(result.end, timezone.utc),
+        )
         print(f"report: {args.report}", file=sys.stderr if args.json else sys.stdout)
     elif not args.json:
         print(f"report: {report.report_command(runtime.store.url, *span)}")
@@ -210,8 +261,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return show_status(runtime.store, runtime.catalog, watch=args.watch)
     state, _ = load_state(runtime.store, runtime.catalog)
     if state is None:
-        print(f"stockpulse: {runtime.store.url} holds no state yet (run `simulate` or `invoke` first)",
-              file=sys.stderr)
+        print(f"stockpulse: {runtime.store.url} holds no state yet (run `simulate` or `invoke` first)", file=sys.stderr)
         return 1
     report = status_report(state, runtime.catalog, runtime.store)
     if args.json:
@@ -237,8 +287,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"stockpulse run: {counts or 'no invocations yet'}; errors {len(report.errors)}", file=sys.stderr)
 
     print(f"stockpulse run: {schedule.describe()}", file=sys.stderr)
-    report = run_scheduler(runtime, schedule, speed=args.speed, duration=duration, business_start=start,
-                           on_status=None if args.json else status)
+    report = run_scheduler(
+        runtime, schedule, speed=args.speed, duration=duration, business_start=start, on_status=None if args.json else status
+    )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -272,8 +323,9 @@ def _close_stdout() -> None:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         return int(args.func(args))
     except StockpulseError as exc:

@@ -15,8 +15,7 @@ def add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
     for name in names:
         variable, flag, _, default = ENV[name]
         shown = default or "unset"
-        parser.add_argument(flag, dest=name, metavar=name.split("_")[0].upper(),
-                            help=f"overrides ${variable} (default {shown})")
+        parser.add_argument(flag, dest=name, metavar=name.split("_")[0].upper(), help=f"overrides ${variable} (default {shown})")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

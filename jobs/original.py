@@ -57,8 +57,7 @@ def _forecast(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Input
     return Outcome(state.replace(forecast_at=tick.epoch, forecast_mean=mean), [], {})
 
 
-def _alert(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs(), *,
-           every_alert_orders: bool) -> Outcome:
+def _alert(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs(), *, every_alert_orders: bool) -> Outcome:
     hours = heuristic_stockout_hours(state)
     alerting = hours < THRESHOLD_HOURS
     quantity = np.maximum(np.round(state.forecast_mean[:, 1:].sum(axis=1) / 3.0), 1).astype(np.int64)
@@ -68,14 +67,27 @@ def _alert(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs()
     changes, numbers = place_orders(state, index, quantity[index], due, tick.epoch)
     ids = np.full(state.num_series, "", dtype=object)
     ids[index] = order_ids(catalog, index, numbers)
-    events = series_events("reorder_alert", "alert", tick.time, catalog, np.flatnonzero(alerting), {
-        "current_inventory": state.on_hand, "predicted_stockout_hours": np.round(hours, 2),
-        "recommended_reorder_quantity": quantity, "purchase_order_id": ids})
+    events = series_events(
+        "reorder_alert",
+        "alert",
+        tick.time,
+        catalog,
+        np.flatnonzero(alerting),
+        {
+            "current_inventory": state.on_hand,
+            "predicted_stockout_hours": np.round(hours, 2),
+            "recommended_reorder_quantity": quantity,
+            "purchase_order_id": ids,
+        },
+    )
     reorders = state.reorders + alerting
     return Outcome(state.replace(reorders=reorders, **changes), events, {"alerts": int(alerting.sum())})
 
 
 def original_cores(*, every_alert_orders: bool) -> dict[str, Declaration]:
     """The declarations with the original system's forecast and alert cores in place of stockpulse's."""
-    return {**DECLARATIONS, "forecast": replace(DECLARATIONS["forecast"], core=_forecast, pools=False),
-            "alert": replace(DECLARATIONS["alert"], core=partial(_alert, every_alert_orders=every_alert_orders))}
+    return {
+        **DECLARATIONS,
+        "forecast": replace(DECLARATIONS["forecast"], core=_forecast, pools=False),
+        "alert": replace(DECLARATIONS["alert"], core=partial(_alert, every_alert_orders=every_alert_orders)),
+    }

@@ -56,8 +56,7 @@ __all__ = [
 ]
 
 #: artifact -> the handlers it serves (the forecast is the only one that needs scipy)
-ARTIFACTS: dict[str, tuple[str, ...]] = {"handlers": ("order_tick", "restock", "alert"),
-                                         "forecast": ("forecast",)}
+ARTIFACTS: dict[str, tuple[str, ...]] = {"handlers": ("order_tick", "restock", "alert"), "forecast": ("forecast",)}
 DEFAULT_PYTHON = "3.12"
 MAX_UNZIPPED_BYTES = 262_144_000  # AWS Lambda: function and layers, unzipped
 MAX_DIRECT_UPLOAD_BYTES = 50 * 1024 * 1024  # AWS Lambda: zipped, uploaded with the API call
@@ -85,9 +84,15 @@ class Artifact:
         return base64.b64decode(self.sha256).hex()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "handlers": list(self.handlers),
-                "runtime": self.runtime, "zipped_bytes": self.zipped_bytes,
-                "unzipped_bytes": self.unzipped_bytes, "sha256": self.sha256}
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "handlers": list(self.handlers),
+            "runtime": self.runtime,
+            "zipped_bytes": self.zipped_bytes,
+            "unzipped_bytes": self.unzipped_bytes,
+            "sha256": self.sha256,
+        }
 
 
 def _wheel_entries(wheel: Wheel) -> Iterator[tuple[str, bytes]]:
@@ -144,8 +149,14 @@ def sha256_b64(path: Path) -> str:
     return base64.b64encode(digest.digest()).decode()
 
 
-def build(out: Path, *, python: str = DEFAULT_PYTHON, cache: Path | None = None, pins: Path | None = None,
-          say: Callable[[str], None] = lambda line: None) -> list[Artifact]:
+def build(
+    out: Path,
+    *,
+    python: str = DEFAULT_PYTHON,
+    cache: Path | None = None,
+    pins: Path | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> list[Artifact]:
     """Build every artifact into ``out`` from the requirements pinned in ``pins`` (default
     ``jobs/lambda``), every wheel checked against its hashes before anything is zipped; errors name
     what failed."""
@@ -170,8 +181,7 @@ def build(out: Path, *, python: str = DEFAULT_PYTHON, cache: Path | None = None,
         path = out / f"{name}.zip"
         zipped, unzipped = write_zip(path, entries())
         if unzipped > MAX_UNZIPPED_BYTES:
-            raise PackageError(f"{path}: {unzipped / 1e6:.1f} MB unzipped, over Lambda's "
-                               f"{MAX_UNZIPPED_BYTES / 1e6:.0f} MB")
+            raise PackageError(f"{path}: {unzipped / 1e6:.1f} MB unzipped, over Lambda's {MAX_UNZIPPED_BYTES / 1e6:.0f} MB")
         artifacts.append(Artifact(name, path, served, python, zipped, unzipped, sha256_b64(path)))
     manifest = {"python": python, "sources": sources, "artifacts": [a.as_dict() for a in artifacts]}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -181,8 +191,7 @@ def build(out: Path, *, python: str = DEFAULT_PYTHON, cache: Path | None = None,
 def sources_fingerprint(python: str, pins: Path | None = None) -> str:
     """What the artifacts are built from: the handlers package and the pinned requirements."""
     digest = hashlib.sha256(python.encode())
-    entries = list(_project_entries()) + [(f"requirements/{name}", requirements_file(name, pins).read_bytes())
-                                          for name in ARTIFACTS]
+    entries = list(_project_entries()) + [(f"requirements/{name}", requirements_file(name, pins).read_bytes()) for name in ARTIFACTS]
     for name, data in sorted(entries):
         digest.update(f"{name}\0{len(data)}\0".encode())
         digest.update(data)
@@ -201,8 +210,9 @@ def read_built(out: Path, *, python: str = DEFAULT_PYTHON) -> dict[str, Artifact
             path = out / Path(entry["path"]).name
             if sha256_b64(path) != entry["sha256"]:
                 return None
-            found[entry["name"]] = Artifact(entry["name"], path, tuple(entry["handlers"]), python,
-                                            entry["zipped_bytes"], entry["unzipped_bytes"], entry["sha256"])
+            found[entry["name"]] = Artifact(
+                entry["name"], path, tuple(entry["handlers"]), python, entry["zipped_bytes"], entry["unzipped_bytes"], entry["sha256"]
+            )
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return found if set(found) == set(ARTIFACTS) else None
@@ -213,19 +223,25 @@ def read_built(out: Path, *, python: str = DEFAULT_PYTHON) -> dict[str, Artifact
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "package", help="build the Lambda artifacts (deterministic zips)",
+        "package",
+        help="build the Lambda artifacts (deterministic zips)",
         description="Build handlers.zip (order_tick, restock, alert) and forecast.zip for a Lambda "
-                    "Python runtime: the handlers package plus its dependencies as manylinux x86_64 "
-                    "wheels, each checked against the SHA-256 pinned in jobs/lambda/*.txt (refresh them "
-                    f"with `{REFRESH_COMMAND}`). The same sources give byte-identical zips.")
+        "Python runtime: the handlers package plus its dependencies as manylinux x86_64 "
+        "wheels, each checked against the SHA-256 pinned in jobs/lambda/*.txt (refresh them "
+        f"with `{REFRESH_COMMAND}`). The same sources give byte-identical zips.",
+    )
     parser.add_argument("--out", default="build/lambda", metavar="DIR", help="where to write (default build/lambda)")
-    parser.add_argument("--python", default=DEFAULT_PYTHON, choices=RUNTIMES,
-                        help=f"the Lambda runtime's Python (default {DEFAULT_PYTHON})")
+    parser.add_argument(
+        "--python", default=DEFAULT_PYTHON, choices=RUNTIMES, help=f"the Lambda runtime's Python (default {DEFAULT_PYTHON})"
+    )
     parser.add_argument("--json", action="store_true", help="print the artifacts as JSON")
-    parser.add_argument("--refresh-pins", action="store_true",
-                        help="rewrite the SHA-256 pins of jobs/lambda/*.txt for the pinned versions (after changing "
-                             f"one): the wheels of every runtime ({', '.join(RUNTIMES)}) are downloaded and hashed; "
-                             "nothing is built")
+    parser.add_argument(
+        "--refresh-pins",
+        action="store_true",
+        help="rewrite the SHA-256 pins of jobs/lambda/*.txt for the pinned versions (after changing "
+        f"one): the wheels of every runtime ({', '.join(RUNTIMES)}) are downloaded and hashed; "
+        "nothing is built",
+    )
     parser.set_defaults(func=cmd_package)
 
 
@@ -246,8 +262,12 @@ def cmd_package(args: argparse.Namespace) -> int:
     print(f"{'artifact':<14} {'handlers':<28} {'runtime':<10} {'zipped':>9} {'unzipped':>9}  route")
     for a in artifacts:
         route = "direct or S3" if a.zipped_bytes <= MAX_DIRECT_UPLOAD_BYTES else "S3 (over 50 MB zipped)"
-        print(f"{a.path.name:<14} {', '.join(a.handlers):<28} {a.runtime:<10} "
-              f"{a.zipped_bytes / 1e6:>7.1f}MB {a.unzipped_bytes / 1e6:>7.1f}MB  {route}")
-    print(f"limits: {MAX_UNZIPPED_BYTES / 1e6:.0f} MB unzipped (code from S3, as deploy uploads it); "
-          f"{MAX_DIRECT_UPLOAD_BYTES / 2**20:.0f} MiB zipped for a direct upload")
+        print(
+            f"{a.path.name:<14} {', '.join(a.handlers):<28} {a.runtime:<10} "
+            f"{a.zipped_bytes / 1e6:>7.1f}MB {a.unzipped_bytes / 1e6:>7.1f}MB  {route}"
+        )
+    print(
+        f"limits: {MAX_UNZIPPED_BYTES / 1e6:.0f} MB unzipped (code from S3, as deploy uploads it); "
+        f"{MAX_DIRECT_UPLOAD_BYTES / 2**20:.0f} MiB zipped for a direct upload"
+    )
     return 0

@@ -76,11 +76,18 @@ class ReplayResult:
         return self.units_shipped_at_once / self.units_ordered if self.units_ordered else 1.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy, "fill_rate": round(self.fill_rate, 6), "units_ordered": self.units_ordered,
-                "units_backordered": self.units_backordered, "backorder_at_end": self.backorder_end,
-                "mean_on_hand": round(self.mean_on_hand, 2), "purchase_orders": self.purchase_orders,
-                "units_received": self.units_received, "invocations": self.invocations,
-                "seconds": round(self.seconds, 2)}
+        return {
+            "policy": self.policy,
+            "fill_rate": round(self.fill_rate, 6),
+            "units_ordered": self.units_ordered,
+            "units_backordered": self.units_backordered,
+            "backorder_at_end": self.backorder_end,
+            "mean_on_hand": round(self.mean_on_hand, 2),
+            "purchase_orders": self.purchase_orders,
+            "units_received": self.units_received,
+            "invocations": self.invocations,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def hour_units(units: np.ndarray) -> np.ndarray:
@@ -95,20 +102,30 @@ def hour_units(units: np.ndarray) -> np.ndarray:
     return np.asarray(whole + (rank < short[..., None]))
 
 
-def build_catalog(ids: list[str], units: np.ndarray, *, lead_time_days: float, pack_size: int,
-                  initial_days: float) -> Catalog:
+def build_catalog(ids: list[str], units: np.ndarray, *, lead_time_days: float, pack_size: int, initial_days: float) -> Catalog:
     """One product per series in warehouse ``WH`` (UTC): declared demand the mean of the first 28 days."""
     first = np.nanmean(np.where(np.isfinite(units[:, :28]), units[:, :28], np.nan), axis=1)
     first = np.nan_to_num(first, nan=0.0)
     products = []
     for name, demand in zip(ids, first.tolist()):
         stock = math.ceil(max(demand, 0.0) * initial_days / pack_size) * pack_size
-        products.append({"id": name, "base_demand_per_day": max(round(demand, 4), 0.01),
-                         "lead_time_hours": lead_time_days * 24, "pack_size": pack_size,
-                         "trend_per_year": 0.0, "promo_probability_per_day": 0.0, "initial": stock})
-    doc = {"seed": 1, "products": [{k: v for k, v in p.items() if k != "initial"} for p in products],
-           "warehouses": [{"id": "WH", "timezone": "UTC"}],
-           "initial_stock": {p["id"]: p["initial"] for p in products}}
+        products.append(
+            {
+                "id": name,
+                "base_demand_per_day": max(round(demand, 4), 0.01),
+                "lead_time_hours": lead_time_days * 24,
+                "pack_size": pack_size,
+                "trend_per_year": 0.0,
+                "promo_probability_per_day": 0.0,
+                "initial": stock,
+            }
+        )
+    doc = {
+        "seed": 1,
+        "products": [{k: v for k, v in p.items() if k != "initial"} for p in products],
+        "warehouses": [{"id": "WH", "timezone": "UTC"}],
+        "initial_stock": {p["id"]: p["initial"] for p in products},
+    }
     return parse_catalog(json.dumps(doc), source="replay catalog")
 
 
@@ -125,16 +142,36 @@ def write_feed(store: FileStore, ids: list[str], first_day: int, units: np.ndarr
             if not len(rows):
                 continue
             moment = date.replace(hour=h, minute=30).isoformat().replace("+00:00", "Z")
-            lines = "".join(json.dumps({"line_id": f"{ids[i]}:{date:%Y%m%d}:{h:02d}", "time": moment,
-                                        "product_id": ids[i], "warehouse_id": "WH",
-                                        "quantity": int(hourly[i, d, h])}) + "\n" for i in rows.tolist())
+            lines = "".join(
+                json.dumps(
+                    {
+                        "line_id": f"{ids[i]}:{date:%Y%m%d}:{h:02d}",
+                        "time": moment,
+                        "product_id": ids[i],
+                        "warehouse_id": "WH",
+                        "quantity": int(hourly[i, d, h]),
+                    }
+                )
+                + "\n"
+                for i in rows.tolist()
+            )
             store.put_once(f"{date:%Y/%m/%d}/{h:02d}/orders.ndjson", lines.encode())
             written += len(rows)
     return written
 
 
-def _run(policy: str, handlers: dict[str, Declaration], root: Path, catalog: Catalog, feed: FileStore,
-         first_day: int, days: int, progress: Callable[[int, int], None], offset: int, total: int) -> ReplayResult:
+def _run(
+    policy: str,
+    handlers: dict[str, Declaration],
+    root: Path,
+    catalog: Catalog,
+    feed: FileStore,
+    first_day: int,
+    days: int,
+    progress: Callable[[int, int], None],
+    offset: int,
+    total: int,
+) -> ReplayResult:
     store = FileStore(root / policy)
     runtime = Runtime(store=store, catalog=catalog, handlers=handlers, feeds=Feeds({"orders": feed}))
     begin = first_day * 86400
@@ -147,8 +184,7 @@ def _run(policy: str, handlers: dict[str, Declaration], root: Path, catalog: Cat
             for name in RUN_ORDER:
                 if moment % SCHEDULE[name] == 0:
                     when = datetime.fromtimestamp(moment, timezone.utc)
-                    invoke(name, scheduled_event(when, name.replace("_", "-"), event_id=f"replay-{name}-{moment}"),
-                           runtime)
+                    invoke(name, scheduled_event(when, name.replace("_", "-"), event_id=f"replay-{name}-{moment}"), runtime)
                     done += 1
                     progress(offset + done, total)
         state, _ = load_state(store, catalog)
@@ -157,9 +193,18 @@ def _run(policy: str, handlers: dict[str, Declaration], root: Path, catalog: Cat
     state, _ = load_state(store, catalog)
     assert state is not None
     ordered = int(state.shipped.sum() + state.backorder.sum())
-    return ReplayResult(policy, ordered, int(state.shipped.sum() - _shipped_from_backorder(state)),
-                        int(state.backordered.sum()), int(state.backorder.sum()), on_hand_sum / max(days, 1),
-                        int(state.po_count.sum()), int(state.received.sum()), done, time.perf_counter() - started)
+    return ReplayResult(
+        policy,
+        ordered,
+        int(state.shipped.sum() - _shipped_from_backorder(state)),
+        int(state.backordered.sum()),
+        int(state.backorder.sum()),
+        on_hand_sum / max(days, 1),
+        int(state.po_count.sum()),
+        int(state.received.sum()),
+        done,
+        time.perf_counter() - started,
+    )
 
 
 def _shipped_from_backorder(state: Any) -> int:
@@ -167,29 +212,42 @@ def _shipped_from_backorder(state: Any) -> int:
     return int(state.backordered.sum() - state.backorder.sum())
 
 
-def replay(path: str | Path, *, id_cols: list[str], date_col: str, value_col: str, date_format: str | None = None,
-           stockout_col: str | None = None, days: int | None = None, lead_time_days: float = 2.0,
-           pack_size: int = 1, initial_days: float = 7.0, out: Path,
-           progress: Callable[[int, int], None] = lambda done, total: None,
-           say: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+def replay(
+    path: str | Path,
+    *,
+    id_cols: list[str],
+    date_col: str,
+    value_col: str,
+    date_format: str | None = None,
+    stockout_col: str | None = None,
+    days: int | None = None,
+    lead_time_days: float = 2.0,
+    pack_size: int = 1,
+    initial_days: float = 7.0,
+    out: Path,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+    say: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
     """Replay the history in ``path`` through the live handlers under both policies; the JSON result."""
     columns = list(dict.fromkeys([*id_cols, date_col, value_col, *([stockout_col] if stockout_col else [])]))
     say(f"reading {path}")
     frame = backtest._read_csv(Path(path), columns)
-    matrix, names, calendar = backtest.load_matrix(frame, id_cols=id_cols, date_col=date_col, value_col=value_col,
-                                                   freq="D", date_format=date_format)
+    matrix, names, calendar = backtest.load_matrix(
+        frame, id_cols=id_cols, date_col=date_col, value_col=value_col, freq="D", date_format=date_format
+    )
     if len(names) > MAX_REPLAY_SERIES:
-        raise InputError(f"{path}: {len(names)} series, more than the {MAX_REPLAY_SERIES:,} a replay takes; "
-                         "cut the file to fewer series")
+        raise InputError(f"{path}: {len(names)} series, more than the {MAX_REPLAY_SERIES:,} a replay takes; cut the file to fewer series")
     units = matrix
     recovered = 0
     if stockout_col is not None:
         units, recovered = _recover(frame, stockout_col, matrix, names, calendar, id_cols, date_col)
     if days is not None:
-        units, calendar = units[:, -days - 28:], calendar[-days - 28:]
+        units, calendar = units[:, -days - 28 :], calendar[-days - 28 :]
     if units.shape[1] < MIN_DAYS:
-        raise InputError(f"{path}: {units.shape[1]} days of history; a replay needs at least {MIN_DAYS} "
-                         "(28 for the declared demand, then the days it replays)")
+        raise InputError(
+            f"{path}: {units.shape[1]} days of history; a replay needs at least {MIN_DAYS} "
+            "(28 for the declared demand, then the days it replays)"
+        )
     warm, replayed = units[:, :28], units[:, 28:]
     first_day = int(calendar[28].timestamp() // 86400)
     catalog = build_catalog(names, warm, lead_time_days=lead_time_days, pack_size=pack_size, initial_days=initial_days)
@@ -199,16 +257,24 @@ def replay(path: str | Path, *, id_cols: list[str], date_col: str, value_col: st
     lines = write_feed(feed, names, first_day, replayed)
     per_run = replayed.shape[1] * sum(86400 // every for every in SCHEDULE.values())
     results = []
-    for k, (policy, handlers) in enumerate((("stockpulse", dict(DECLARATIONS)),
-                                            ("original", original_cores(every_alert_orders=False)))):
+    for k, (policy, handlers) in enumerate((("stockpulse", dict(DECLARATIONS)), ("original", original_cores(every_alert_orders=False)))):
         say(f"replaying under {policy}'s policy")
-        results.append(_run(policy, handlers, out, catalog, feed, first_day, replayed.shape[1], progress,
-                            k * per_run, 2 * per_run))
-    return {"file": str(path), "series": len(names), "days": int(replayed.shape[1]),
-            "first_day": str(calendar[28].date()), "last_day": str(calendar[-1].date()), "order_lines": lines,
-            "units": int(np.nansum(replayed)), "stockout_periods_recovered": recovered,
-            "lead_time_days": lead_time_days, "pack_size": pack_size, "initial_days": initial_days,
-            "store": f"file://{out}", "policies": [r.as_dict() for r in results]}
+        results.append(_run(policy, handlers, out, catalog, feed, first_day, replayed.shape[1], progress, k * per_run, 2 * per_run))
+    return {
+        "file": str(path),
+        "series": len(names),
+        "days": int(replayed.shape[1]),
+        "first_day": str(calendar[28].date()),
+        "last_day": str(calendar[-1].date()),
+        "order_lines": lines,
+        "units": int(np.nansum(replayed)),
+        "stockout_periods_recovered": recovered,
+        "lead_time_days": lead_time_days,
+        "pack_size": pack_size,
+        "initial_days": initial_days,
+        "store": f"file://{out}",
+        "policies": [r.as_dict() for r in results],
+    }
 
 
 MARKER = ".stockpulse-replay"  # written into --out: what replay made and may replace
@@ -222,11 +288,11 @@ def _claim(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: {out} is a file, not a directory")
     if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
-        raise InputError(f"--out: {out} holds files replay did not write (no {MARKER} in it); give a new or "
-                         "empty directory")
+        raise InputError(f"--out: {out} holds files replay did not write (no {MARKER} in it); give a new or empty directory")
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by python -m jobs replay: the feed and stores under it are replaced "
-                              "by the next replay into this directory\n")
+    (out / MARKER).write_text(
+        "written by python -m jobs replay: the feed and stores under it are replaced by the next replay into this directory\n"
+    )
     for name in OWNED:
         if (out / name).is_symlink() or (out / name).is_file():
             (out / name).unlink()
@@ -234,13 +300,13 @@ def _claim(out: Path) -> None:
             shutil.rmtree(out / name)
 
 
-def _recover(frame: Any, column: str, matrix: np.ndarray, names: list[str], calendar: Any, id_cols: list[str],
-             date_col: str) -> tuple[np.ndarray, int]:
+def _recover(
+    frame: Any, column: str, matrix: np.ndarray, names: list[str], calendar: Any, id_cols: list[str], date_col: str
+) -> tuple[np.ndarray, int]:
     """The daily demand the flagged periods hid (handlers/forecasting/censored.py), and how many were flagged."""
     from handlers.forecasting.censored import recover_censored
 
-    shares = backtest.load_stockout(frame, column=column, id_cols=id_cols, date_col=date_col, freq="D", names=names,
-                                    calendar=calendar)
+    shares = backtest.load_stockout(frame, column=column, id_cols=id_cols, date_col=date_col, freq="D", names=names, calendar=calendar)
     flagged = np.isfinite(matrix) & (shares > 0)
     return recover_censored(matrix, flagged), int(flagged.sum())
 
@@ -248,13 +314,21 @@ def _recover(frame: Any, column: str, matrix: np.ndarray, names: list[str], cale
 def _table(result: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"replay: {result['series']} series, {result['days']} days ({result['first_day']} .. "
-                        f"{result['last_day']}), {result['units']:,} units ordered")
+    table = Table(
+        title=f"replay: {result['series']} series, {result['days']} days ({result['first_day']} .. "
+        f"{result['last_day']}), {result['units']:,} units ordered"
+    )
     for column in ("policy", "fill rate", "backordered", "backorder at end", "mean on hand", "purchase orders"):
         table.add_column(column, justify="left" if column == "policy" else "right")
     for row in result["policies"]:
-        table.add_row(row["policy"], f"{row['fill_rate']:.2%}", f"{row['units_backordered']:,}",
-                      f"{row['backorder_at_end']:,}", f"{row['mean_on_hand']:,.0f}", f"{row['purchase_orders']:,}")
+        table.add_row(
+            row["policy"],
+            f"{row['fill_rate']:.2%}",
+            f"{row['units_backordered']:,}",
+            f"{row['backorder_at_end']:,}",
+            f"{row['mean_on_hand']:,.0f}",
+            f"{row['purchase_orders']:,}",
+        )
     return table
 
 
@@ -271,11 +345,21 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--days: must be a whole number of days in [7, 36500], got {args.days}")
     err = Console(stderr=True)
     with console.progress_bar("replaying", enabled=not args.json) as advance:
-        result = replay(args.file, id_cols=args.id_col or ["unique_id"], date_col=args.date_col,
-                        value_col=args.value_col, date_format=args.date_format, stockout_col=args.stockout_col,
-                        days=args.days, lead_time_days=args.lead_time_days, pack_size=args.pack_size,
-                        initial_days=args.initial_days, out=Path(args.out), progress=advance,
-                        say=lambda message: err.print(message, style="dim") if err.is_terminal and not args.json else None)
+        result = replay(
+            args.file,
+            id_cols=args.id_col or ["unique_id"],
+            date_col=args.date_col,
+            value_col=args.value_col,
+            date_format=args.date_format,
+            stockout_col=args.stockout_col,
+            days=args.days,
+            lead_time_days=args.lead_time_days,
+            pack_size=args.pack_size,
+            initial_days=args.initial_days,
+            out=Path(args.out),
+            progress=advance,
+            say=lambda message: err.print(message, style="dim") if err.is_terminal and not args.json else None,
+        )
     if args.json:
         print(json.dumps(result))
     else:
@@ -285,27 +369,33 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "replay", help="run a real daily sales history through the live handlers as an order feed",
+        "replay",
+        help="run a real daily sales history through the live handlers as an order feed",
         description="Turn a daily sales history (long CSV, as backtest reads it) into a shop's order feed, build a "
-                    "catalog for its series, run the live handlers over it under stockpulse's policy and the "
-                    "original system's, and print fill rate, backorders, mean on hand and purchase orders.")
+        "catalog for its series, run the live handlers over it under stockpulse's policy and the "
+        "original system's, and print fill rate, backorders, mean on hand and purchase orders.",
+    )
     parser.add_argument("file", help="long CSV: one row per series and day (.csv or .csv.gz)")
-    parser.add_argument("--id-col", action="append", metavar="COLUMN",
-                        help="series id column; repeat to join several (default: unique_id)")
+    parser.add_argument("--id-col", action="append", metavar="COLUMN", help="series id column; repeat to join several (default: unique_id)")
     parser.add_argument("--date-col", default="ds", metavar="COLUMN", help="date column (default: ds)")
     parser.add_argument("--value-col", default="y", metavar="COLUMN", help="units sold column (default: y)")
     parser.add_argument("--date-format", metavar="FORMAT", help="strptime format of the dates when not ISO 8601")
-    parser.add_argument("--stockout-col", metavar="COLUMN",
-                        help="a per-day flag (0/1) or share out of stock: those days' demand is recovered before it "
-                             "is replayed (handlers/forecasting/censored.py)")
-    parser.add_argument("--days", type=int, metavar="N", help="replay only the last N days (default: all after the "
-                                                               "first 28)")
+    parser.add_argument(
+        "--stockout-col",
+        metavar="COLUMN",
+        help="a per-day flag (0/1) or share out of stock: those days' demand is recovered before it "
+        "is replayed (handlers/forecasting/censored.py)",
+    )
+    parser.add_argument("--days", type=int, metavar="N", help="replay only the last N days (default: all after the first 28)")
     parser.add_argument("--lead-time-days", type=float, default=2.0, help="lead time of every product (default: 2)")
     parser.add_argument("--pack-size", type=int, default=1, help="pack size of every product (default: 1)")
-    parser.add_argument("--initial-days", type=float, default=7.0,
-                        help="days of declared demand on hand at the start (default: 7)")
-    parser.add_argument("--out", default="./data/replay", metavar="DIR",
-                        help="where the feed and the two stores go: a new or empty directory, or one an earlier replay "
-                             "wrote (its feed and stores are replaced; default: ./data/replay)")
+    parser.add_argument("--initial-days", type=float, default=7.0, help="days of declared demand on hand at the start (default: 7)")
+    parser.add_argument(
+        "--out",
+        default="./data/replay",
+        metavar="DIR",
+        help="where the feed and the two stores go: a new or empty directory, or one an earlier replay "
+        "wrote (its feed and stores are replaced; default: ./data/replay)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)

@@ -67,18 +67,28 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "receipt": ("received_quantity", "new_inventory"),
     "adjustment": ("difference", "new_inventory"),
     "restock": ("restocked_quantity", "new_inventory", "purchase_order_id"),
-    "reorder_alert": ("current_inventory", "recommended_reorder_quantity", "purchase_order_id",
-                      "expected_arrival", "predicted_stockout_hours", "reason"),
+    "reorder_alert": (
+        "current_inventory",
+        "recommended_reorder_quantity",
+        "purchase_order_id",
+        "expected_arrival",
+        "predicted_stockout_hours",
+        "reason",
+    ),
     "inventory": ("inventory_units", "predicted_stockout_hours", "stockout_probability", "reorder_point"),
-    "forecast_score": ("day", "forecast_units", "forecast_std_units", "actual_units", "abs_error",
-                       "seasonal_naive_abs_error"),
+    "forecast_score": ("day", "forecast_units", "forecast_std_units", "actual_units", "abs_error", "seasonal_naive_abs_error"),
 }
 #: The events that change on hand and the column holding it after the change. Within one business minute
 #: restock runs before order_tick (jobs/schedule.py RUN_ORDER); within one order tick its events are in
 #: the order it applied them (a feed's orders, returns, receipts and counts interleave).
-_STOCK = {"restock": (0, "new_inventory"), "order": (1, "remaining_inventory"),
-          "lost_sale": (1, "remaining_inventory"), "return": (1, "new_inventory"), "receipt": (1, "new_inventory"),
-          "adjustment": (1, "new_inventory")}
+_STOCK = {
+    "restock": (0, "new_inventory"),
+    "order": (1, "remaining_inventory"),
+    "lost_sale": (1, "remaining_inventory"),
+    "return": (1, "new_inventory"),
+    "receipt": (1, "new_inventory"),
+    "adjustment": (1, "new_inventory"),
+}
 _STOCK_HANDLERS = ("order_tick", "restock")  # their events change on hand
 BEFORE_BATCH = 64  # objects before the span read at first, then twice as many each round
 _STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")  # format_time's
@@ -132,8 +142,9 @@ def read_objects(store: Store, keys: Sequence[str]) -> Iterable[bytes]:
 Rows = dict[str, list[tuple[Any, ...]]]
 
 
-def _collect(keys: Sequence[str], payloads: Iterable[bytes], index: dict[tuple[str, str], int], rows: Rows,
-             damaged: list[tuple[str, str]]) -> None:
+def _collect(
+    keys: Sequence[str], payloads: Iterable[bytes], index: dict[tuple[str, str], int], rows: Rows, damaged: list[tuple[str, str]]
+) -> None:
     """Add the events of every object to ``rows``. An object that cannot be read whole (truncated,
     not gzip, a failed CRC, a line that is not an event) is left out entirely and listed in ``damaged``
     with the reason: none of its events is counted, and nothing else is."""
@@ -191,8 +202,9 @@ def _frame(kind: str, rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     return frame.drop(columns="stamp")
 
 
-def _read_run(store: Store, catalog: Catalog, lo: float, hi: float,
-              series: np.ndarray) -> tuple[Rows, dict[str, int], list[tuple[str, str]]]:
+def _read_run(
+    store: Store, catalog: Catalog, lo: float, hi: float, series: np.ndarray
+) -> tuple[Rows, dict[str, int], list[tuple[str, str]]]:
     """The events a report of (lo, hi] needs, how many objects it read (in the span, before it,
     after it) and the damaged objects it left out.
 
@@ -209,7 +221,7 @@ def _read_run(store: Store, catalog: Catalog, lo: float, hi: float,
     last = _last_changes(rows, lo, catalog.num_series)
     read_before, batch = 0, BEFORE_BATCH
     while read_before < len(before):
-        unread = before[:len(before) - read_before]
+        unread = before[: len(before) - read_before]
         if bool((last[series] > _key_epoch(unread[-1])).all()):
             break
         keys = unread[-batch:]
@@ -224,16 +236,14 @@ def _read_run(store: Store, catalog: Catalog, lo: float, hi: float,
     return rows, {"span": len(during) - after, "before": read_before, "after": after}, damaged
 
 
-def _stock_path(frames: dict[str, pd.DataFrame], state: State, series: np.ndarray,
-                minutes: np.ndarray) -> np.ndarray:
+def _stock_path(frames: dict[str, pd.DataFrame], state: State, series: np.ndarray, minutes: np.ndarray) -> np.ndarray:
     """On hand at the end of every minute, per series, from the events' inventory after each change."""
     import pandas as pd
 
     parts = []
     for kind, (rank, column) in _STOCK.items():
         f = frames[kind]
-        parts.append(pd.DataFrame({"time": f["time"], "rank": rank, "seq": f["seq"], "series": f["series"],
-                                   "units": f[column]}))
+        parts.append(pd.DataFrame({"time": f["time"], "rank": rank, "seq": f["seq"], "series": f["series"], "units": f[column]}))
     changes = pd.concat(parts).sort_values(["time", "rank", "seq"], kind="stable")
     out = np.empty((len(series), len(minutes)), dtype=np.int64)
     for row, i in enumerate(series.tolist()):
@@ -244,8 +254,15 @@ def _stock_path(frames: dict[str, pd.DataFrame], state: State, series: np.ndarra
     return out
 
 
-def load_run(store: Store, catalog: Catalog, *, start: datetime | None = None, end: datetime | None = None,
-             products: Sequence[str] = (), warn: Callable[[str], None] = _stderr) -> RunData:
+def load_run(
+    store: Store,
+    catalog: Catalog,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    products: Sequence[str] = (),
+    warn: Callable[[str], None] = _stderr,
+) -> RunData:
     """Read the logs and state of ``store`` for the span (start, end] (default: the whole run);
     ``warn`` gets one line per damaged log object left out."""
     state, _ = load_state(store, catalog)
@@ -262,8 +279,10 @@ def load_run(store: Store, catalog: Catalog, *, start: datetime | None = None, e
     hi = state.orders_through if end is None else min(state.orders_through, end.timestamp())
     if start is not None and end is not None and start >= end:
         raise InputError(f"--from: {format_epoch(start.timestamp())} is not before --to {format_epoch(end.timestamp())}")
-    asked = (f"{'after ' + format_epoch(start.timestamp()) if start else 'from the start'} "
-             f"{'through ' + format_epoch(end.timestamp()) if end else 'to the end'}")
+    asked = (
+        f"{'after ' + format_epoch(start.timestamp()) if start else 'from the start'} "
+        f"{'through ' + format_epoch(end.timestamp()) if end else 'to the end'}"
+    )
     stored = f"(the store has data from {format_epoch(first)} through {format_epoch(state.orders_through)})"
     if hi <= lo:
         raise NoDataError(f"--from/--to: no data {asked} {stored}")
@@ -276,8 +295,7 @@ def load_run(store: Store, catalog: Catalog, *, start: datetime | None = None, e
     minutes = np.arange(lo_minute + 60, hi_minute + 1, 60, dtype=np.int64)
     on_hand = _stock_path(frames, state, series, minutes)
     chosen = set(series.tolist())
-    spans = {kind: f[(f["time"] > lo) & (f["time"] <= hi) & f["series"].isin(chosen)].reset_index(drop=True)
-             for kind, f in frames.items()}
+    spans = {kind: f[(f["time"] > lo) & (f["time"] <= hi) & f["series"].isin(chosen)].reset_index(drop=True) for kind, f in frames.items()}
     if not any(len(f) for f in spans.values()):
         raise NoDataError(f"--from/--to: no events of {', '.join(products) or 'any product'} {asked} {stored}")
     return RunData(catalog, state, store.url, lo, hi, series, spans, minutes, on_hand, counts, tuple(damaged))
@@ -303,11 +321,14 @@ def _figures(data: RunData, rows: np.ndarray) -> dict[str, Any]:
     naive = float(paired["seasonal_naive_abs_error"].sum())
     skill_err = _ratio(float(paired["abs_error"].sum()), naive)
     return {
-        "units_sold": shipped, "lost_sales": lost, "backordered": backordered,
+        "units_sold": shipped,
+        "lost_sales": lost,
+        "backordered": backordered,
         "fill_rate": _ratio(shipped - backordered, shipped + lost),  # filled from the shelf at once
         "reorders": len(e["reorder_alert"]),
         "received": int(e["restock"]["restocked_quantity"].sum()) + int(e["receipt"]["received_quantity"].sum()),
-        "returned": int(e["return"]["quantity"].sum()), "adjusted": int(e["adjustment"]["difference"].sum()),
+        "returned": int(e["return"]["quantity"].sum()),
+        "adjusted": int(e["adjustment"]["difference"].sum()),
         "mean_on_hand": float(data.on_hand[rows].sum(axis=0).mean()) if data.on_hand.shape[1] else 0.0,
         "end_on_hand": int(data.on_hand[rows, -1].sum()) if data.on_hand.shape[1] else 0,
         "stockout_minutes": int((data.on_hand[rows] <= 0).sum()),
@@ -322,13 +343,11 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
     out = []
     products, warehouses = data.catalog.series_product_ids, data.catalog.series_warehouse_ids
     for row, i in enumerate(data.series.tolist()):
-        out.append({"level": "series", "product_id": products[i], "warehouse_id": warehouses[i],
-                    **_figures(data, np.array([row]))})
+        out.append({"level": "series", "product_id": products[i], "warehouse_id": warehouses[i], **_figures(data, np.array([row]))})
     for product in data.product_ids:
         rows = np.array([r for r, i in enumerate(data.series.tolist()) if products[i] == product])
         out.append({"level": "product", "product_id": product, "warehouse_id": "", **_figures(data, rows)})
-    out.append({"level": "total", "product_id": "total", "warehouse_id": "",
-                **_figures(data, np.arange(len(data.series)))})
+    out.append({"level": "total", "product_id": "total", "warehouse_id": "", **_figures(data, np.arange(len(data.series)))})
     return out
 
 
@@ -338,10 +357,12 @@ def summary_rows(data: RunData) -> list[dict[str, Any]]:
 def register(subparsers: Any) -> None:
     """Add the ``report`` subcommand to an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
-        "report", help="write one self-contained HTML report of a run (charts and a summary table)",
+        "report",
+        help="write one self-contained HTML report of a run (charts and a summary table)",
         description="Read the store's log objects and state and write one HTML file that opens with no "
-                    "network: inventory, purchase orders and stockouts; demand against the day-ahead "
-                    "forecast; predicted hours to stockout; alerts, lost sales and fill rate; a summary table.")
+        "network: inventory, purchase orders and stockouts; demand against the day-ahead "
+        "forecast; predicted hours to stockout; alerts, lost sales and fill rate; a summary table.",
+    )
     p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.html", help=f"where to write (default {DEFAULT_OUT})")
     p.add_argument("--from", dest="start", metavar="ISO", help="span start, exclusive (default: the store's start)")
     p.add_argument("--to", dest="end", metavar="ISO", help="span end, inclusive (default: the store's order clock)")
@@ -349,13 +370,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the summary rows as JSON as well")
     for name in ("store_url", "catalog_path"):
         variable, flag, _, default = ENV[name]
-        p.add_argument(flag, dest=name, metavar=name.split("_")[0].upper(),
-                       help=f"overrides ${variable} (default {default or 'unset'})")
+        p.add_argument(flag, dest=name, metavar=name.split("_")[0].upper(), help=f"overrides ${variable} (default {default or 'unset'})")
     p.set_defaults(func=cmd_report)
 
 
-def write_report(store: Store, catalog: Catalog, out: str, *, start: datetime | None = None,
-                 end: datetime | None = None, products: Sequence[str] = ()) -> tuple[RunData, list[dict[str, Any]]]:
+def write_report(
+    store: Store, catalog: Catalog, out: str, *, start: datetime | None = None, end: datetime | None = None, products: Sequence[str] = ()
+) -> tuple[RunData, list[dict[str, Any]]]:
     """Read the span's logs and write the page to ``out`` (atomically); returns the data and summary rows."""
     from .report_page import render_page  # bokeh only for this command
 
@@ -384,25 +405,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     end = parse_time(args.end, "--to") if args.end is not None else None
     try:
         store = open_store(settings.store_url)
-        data, rows = write_report(store, load_compiled(settings.catalog_path, store), args.out,
-                                  start=start, end=end, products=args.product)
+        data, rows = write_report(store, load_compiled(settings.catalog_path, store), args.out, start=start, end=end, products=args.product)
     except NoDataError as exc:
         print(f"stockpulse: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({"store": data.store_url, "from": format_epoch(data.start), "to": format_epoch(data.end),
-                          "out": args.out, "log_objects": dict(data.objects),
-                          "damaged_log_objects": [{"key": key, "reason": reason} for key, reason in data.damaged],
-                          "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "store": data.store_url,
+                    "from": format_epoch(data.start),
+                    "to": format_epoch(data.end),
+                    "out": args.out,
+                    "log_objects": dict(data.objects),
+                    "damaged_log_objects": [{"key": key, "reason": reason} for key, reason in data.damaged],
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
     else:
         total = rows[-1]
         damaged = f"; {len(data.damaged):,} damaged log objects skipped (see the warnings)" if data.damaged else ""
-        print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB): {format_epoch(data.start)} .. "
-              f"{format_epoch(data.end)}, {len(data.series)} product x warehouse series, "
-              f"{data.objects_note()}{damaged}; fill rate {_percent(total['fill_rate'])}, "
-              f"lost sales {total['lost_sales']:,}, "
-              f"{'backordered ' + format(total['backordered'], ',') + ', ' if total['backordered'] else ''}"
-              f"reorders {total['reorders']:,}")
+        print(
+            f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB): {format_epoch(data.start)} .. "
+            f"{format_epoch(data.end)}, {len(data.series)} product x warehouse series, "
+            f"{data.objects_note()}{damaged}; fill rate {_percent(total['fill_rate'])}, "
+            f"lost sales {total['lost_sales']:,}, "
+            f"{'backordered ' + format(total['backordered'], ',') + ', ' if total['backordered'] else ''}"
+            f"reorders {total['reorders']:,}"
+        )
     return 0
 
 

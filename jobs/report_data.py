@@ -54,8 +54,10 @@ class RunData:
             return ""
         keys = [key for key, _ in self.damaged[:shown]]
         more = f" and {len(self.damaged) - shown:,} more" if len(self.damaged) > shown else ""
-        return (f"{len(self.damaged):,} damaged log object{'s' if len(self.damaged) != 1 else ''} skipped, "
-                f"{'their' if len(self.damaged) != 1 else 'its'} events in no figure: {', '.join(keys)}{more}")
+        return (
+            f"{len(self.damaged):,} damaged log object{'s' if len(self.damaged) != 1 else ''} skipped, "
+            f"{'their' if len(self.damaged) != 1 else 'its'} events in no figure: {', '.join(keys)}{more}"
+        )
 
     @property
     def product_ids(self) -> list[str]:

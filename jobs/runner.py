@@ -73,20 +73,25 @@ class RunReport:
     late: Counter[str] = field(default_factory=Counter)  # ticks delivered after their handler's next tick was due
 
     def as_dict(self) -> dict[str, Any]:
-        return {"business_start": format_epoch(self.business_start), "business_end": format_epoch(self.business_end),
-                "invocations": dict(self.invocations), "applied": dict(self.applied),
-                "errors": list(self.errors), "late": dict(self.late)}
+        return {
+            "business_start": format_epoch(self.business_start),
+            "business_end": format_epoch(self.business_end),
+            "invocations": dict(self.invocations),
+            "applied": dict(self.applied),
+            "errors": list(self.errors),
+            "late": dict(self.late),
+        }
 
 
 class _Deliveries:
     """The ticks a run owes, delivered one at a time in business-time order (within one minute in
     RUN_ORDER) by whichever thread asks: an APScheduler job when it fires, the main thread at the stop."""
 
-    def __init__(self, runtime: Runtime, schedule: Schedule, clock: BusinessClock, report: RunReport,
-                 wall_clock: Callable[[], float]) -> None:
+    def __init__(
+        self, runtime: Runtime, schedule: Schedule, clock: BusinessClock, report: RunReport, wall_clock: Callable[[], float]
+    ) -> None:
         self.runtime, self.schedule, self.clock, self.report, self.wall_clock = runtime, schedule, clock, report, wall_clock
-        self.next = {name: (math.floor(clock.business_start / every) + 1) * every
-                     for name, every in schedule.intervals.items()}
+        self.next = {name: (math.floor(clock.business_start / every) + 1) * every for name, every in schedule.intervals.items()}
         self.horizon = math.inf  # no tick after it is delivered (set at the stop; read without the lock)
         self.delivered = -math.inf  # the latest tick delivered
         self._lock = threading.Lock()  # one delivery at a time, so ticks go in order
@@ -97,8 +102,7 @@ class _Deliveries:
 
     def owed(self, until: float) -> int:
         """Ticks due at or before ``until`` not delivered yet."""
-        return sum(max(0, math.floor(until / every) - (self.next[name] // every) + 1)
-                   for name, every in self.schedule.intervals.items())
+        return sum(max(0, math.floor(until / every) - (self.next[name] // every) + 1) for name, every in self.schedule.intervals.items())
 
     def deliver(self, until: Callable[[], float]) -> None:
         """Deliver every tick due by ``until()`` (read again after each tick: a thread that is behind
@@ -125,8 +129,7 @@ class _Deliveries:
         for result in results:
             report.invocations[name] += 1
             report.applied[name] += result.get("status") == "applied"
-            log.info("%s %s%s: %s", name, result["time"], f" shard {result['shard']}" if "shard" in result else "",
-                     result.get("status"))
+            log.info("%s %s%s: %s", name, result["time"], f" shard {result['shard']}" if "shard" in result else "", result.get("status"))
         if self.wall_clock() > self.clock.wall_at(moment + every):
             report.late[name] += 1
 
@@ -142,15 +145,22 @@ def _start(runtime: Runtime, wall: float, requested: float | None) -> float:
     if state is not None:
         check_lead("order_tick", requested, state, runtime.limits, "--start")
         if requested < state.orders_through:
-            raise InputError(f"--start: before the store's clock ({format_epoch(state.orders_through)}); "
-                             "omit --start to continue from it")
+            raise InputError(f"--start: before the store's clock ({format_epoch(state.orders_through)}); omit --start to continue from it")
     return requested
 
 
-def run_scheduler(runtime: Runtime, schedule: Schedule, *, speed: float = 1.0, duration: float | None = None,
-                  business_start: float | None = None, stop: threading.Event | None = None,
-                  wall_clock: Callable[[], float] = time.time,
-                  on_status: Callable[[RunReport], None] | None = None, status_every: float = 30.0) -> RunReport:
+def run_scheduler(
+    runtime: Runtime,
+    schedule: Schedule,
+    *,
+    speed: float = 1.0,
+    duration: float | None = None,
+    business_start: float | None = None,
+    stop: threading.Event | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    on_status: Callable[[RunReport], None] | None = None,
+    status_every: float = 30.0,
+) -> RunReport:
     """Run until ``stop`` is set, SIGINT/SIGTERM (main thread only) or ``duration`` wall seconds."""
     stop = stop or threading.Event()
     wall0 = wall_clock()
@@ -180,10 +190,21 @@ def run_scheduler(runtime: Runtime, schedule: Schedule, *, speed: float = 1.0, d
     for name in RUN_ORDER:
         interval = schedule.intervals[name]
         wall_interval = interval / speed
-        trigger = IntervalTrigger(seconds=wall_interval, timezone=timezone.utc,
-                                  start_date=datetime.fromtimestamp(clock.wall_at(deliveries.next[name]), timezone.utc))
-        scheduler.add_job(deliveries.deliver, trigger, args=[now], id=name, name=name, coalesce=True,
-                          max_instances=1, misfire_grace_time=max(30, math.ceil(2 * wall_interval)))
+        trigger = IntervalTrigger(
+            seconds=wall_interval,
+            timezone=timezone.utc,
+            start_date=datetime.fromtimestamp(clock.wall_at(deliveries.next[name]), timezone.utc),
+        )
+        scheduler.add_job(
+            deliveries.deliver,
+            trigger,
+            args=[now],
+            id=name,
+            name=name,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=max(30, math.ceil(2 * wall_interval)),
+        )
 
     previous = _install_signal_handlers(stop)
     deadline = wall0 + duration if duration is not None else math.inf
@@ -203,8 +224,11 @@ def run_scheduler(runtime: Runtime, schedule: Schedule, *, speed: float = 1.0, d
         previous = {}
         owed = deliveries.owed(deliveries.horizon)
         if owed > len(RUN_ORDER):
-            print(f"stockpulse run: delivering the {owed:,} ticks due by the stop (the scheduler fell behind; "
-                  "Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+            print(
+                f"stockpulse run: delivering the {owed:,} ticks due by the stop (the scheduler fell behind; Ctrl-C again to stop now)",
+                file=sys.stderr,
+                flush=True,
+            )
         scheduler.shutdown(wait=True)  # a job that is catching up delivers up to the horizon
         deliveries.horizon = report.business_end = max(deliveries.horizon, deliveries.delivered)
         deliveries.deliver(lambda: deliveries.horizon)  # what no job fired for before the stop
@@ -235,7 +259,13 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
 def describe_run(report: RunReport, speed: float) -> str:
     counts = ", ".join(f"{name} {report.invocations.get(name, 0)}" for name in RUN_ORDER)
     late = sum(report.late.values())
-    behind = (f"; {late:,} ticks delivered late (the scheduler fell behind business time: "
-              f"{', '.join(f'{name} {report.late[name]:,}' for name in RUN_ORDER if report.late[name])})" if late else "")
-    return (f"business time {format_epoch(report.business_start)} .. {format_epoch(report.business_end)} "
-            f"at {speed:g}x: {counts}{behind}; errors {len(report.errors)}")
+    behind = (
+        f"; {late:,} ticks delivered late (the scheduler fell behind business time: "
+        f"{', '.join(f'{name} {report.late[name]:,}' for name in RUN_ORDER if report.late[name])})"
+        if late
+        else ""
+    )
+    return (
+        f"business time {format_epoch(report.business_start)} .. {format_epoch(report.business_end)} "
+        f"at {speed:g}x: {counts}{behind}; errors {len(report.errors)}"
+    )

@@ -38,8 +38,7 @@ class Schedule:
         for item in overrides:
             name, sep, value = item.partition("=")
             if not sep or name not in HANDLERS:
-                raise InputError(f"{field}: expected HANDLER=DURATION with HANDLER one of "
-                                 f"{', '.join(HANDLERS)}, got {item!r}")
+                raise InputError(f"{field}: expected HANDLER=DURATION with HANDLER one of {', '.join(HANDLERS)}, got {item!r}")
             seconds = parse_duration(value, f"{field} {name}")
             if seconds % 60:
                 raise InputError(f"{field} {name}: must be whole minutes (EventBridge rates are), got {value!r}")

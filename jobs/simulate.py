@@ -36,8 +36,9 @@ class SimulationResult:
     after: State
 
 
-def simulate(runtime: Runtime, *, start: datetime | None, days: float, schedule: Schedule,
-             progress: Callable[[int, int], None] | None = None) -> SimulationResult:
+def simulate(
+    runtime: Runtime, *, start: datetime | None, days: float, schedule: Schedule, progress: Callable[[int, int], None] | None = None
+) -> SimulationResult:
     """Invoke every handler at its scheduled business times in (start, start + days].
 
     Each handler picks up after its own last applied tick, so repeating the command of an
@@ -57,8 +58,7 @@ def simulate(runtime: Runtime, *, start: datetime | None, days: float, schedule:
     begin = math.floor(begin / 60) * 60
     end = begin + round(days * 86400 / 60) * 60
     if end > LATEST.timestamp():
-        raise InputError(f"--days: the replay would end at {format_epoch(end)}, after the last supported "
-                         f"business time ({LATEST.date()})")
+        raise InputError(f"--days: the replay would end at {format_epoch(end)}, after the last supported business time ({LATEST.date()})")
     after_tick = resume_points(before, begin, schedule, continuing=start is None)
     total = int(sum(end // every - after_tick[name] // every for name, every in schedule.intervals.items()))
     counts = dict.fromkeys(schedule.intervals, 0)
@@ -70,8 +70,9 @@ def simulate(runtime: Runtime, *, start: datetime | None, days: float, schedule:
             if minute_end <= after_tick[name]:
                 continue  # applied before: by the interrupted run this one resumes
             moment = datetime.fromtimestamp(minute_end, timezone.utc)
-            invoke_all(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"sim-{name}-{minute_end}"),
-                       runtime)  # every shard in turn when the catalog is sharded
+            invoke_all(
+                name, scheduled_event(moment, name.replace("_", "-"), event_id=f"sim-{name}-{minute_end}"), runtime
+            )  # every shard in turn when the catalog is sharded
             counts[name] += 1
             done += 1
             if progress is not None:
@@ -122,7 +123,15 @@ def series_table(result: SimulationResult, catalog: Catalog) -> list[dict[str, A
     demand = sold + lost
     fill = np.where(demand > 0, sold / np.maximum(demand, 1), 1.0)
     for i in range(after.num_series):
-        rows.append({"product_id": catalog.series_product_ids[i], "warehouse_id": catalog.series_warehouse_ids[i],
-                     "units_sold": int(sold[i]), "lost_sales": int(lost[i]), "fill_rate": float(fill[i]),
-                     "reorders": int(reorders[i]), "end_inventory": int(after.on_hand[i])})
+        rows.append(
+            {
+                "product_id": catalog.series_product_ids[i],
+                "warehouse_id": catalog.series_warehouse_ids[i],
+                "units_sold": int(sold[i]),
+                "lost_sales": int(lost[i]),
+                "fill_rate": float(fill[i]),
+                "reorders": int(reorders[i]),
+                "end_inventory": int(after.on_hand[i]),
+            }
+        )
     return rows

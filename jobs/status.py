@@ -30,25 +30,44 @@ def status_report(state: State, catalog: Catalog, store: Store) -> dict[str, Any
     ids = order_ids(catalog, state.po_series, state.po_number)
     orders: list[list[dict[str, Any]]] = [[] for _ in range(state.num_series)]
     for row, i in enumerate(state.po_series.tolist()):
-        orders[i].append({"id": ids[row], "product_id": catalog.series_product_ids[i],
-                          "warehouse_id": catalog.series_warehouse_ids[i], "quantity": int(state.po_quantity[row]),
-                          "placed": _time(state.po_placed[row]), "due": _time(state.po_due[row])})
+        orders[i].append(
+            {
+                "id": ids[row],
+                "product_id": catalog.series_product_ids[i],
+                "warehouse_id": catalog.series_warehouse_ids[i],
+                "quantity": int(state.po_quantity[row]),
+                "placed": _time(state.po_placed[row]),
+                "due": _time(state.po_due[row]),
+            }
+        )
     series = []
     for i in range(state.num_series):
-        series.append({
-            "product_id": catalog.series_product_ids[i], "warehouse_id": catalog.series_warehouse_ids[i],
-            "on_hand": int(state.on_hand[i]), "initial": int(state.initial[i]),
-            "received": int(state.received[i]), "shipped": int(state.shipped[i]),
-            "lost_sales": int(state.lost_sales[i]), "reorders": int(state.reorders[i]),
-            "backorder": int(state.backorder[i]), "backordered": int(state.backordered[i]),
-            "returned": int(state.returned[i]), "adjusted": int(state.adjusted[i]),
-            "open_purchase_orders": orders[i],
-        })
+        series.append(
+            {
+                "product_id": catalog.series_product_ids[i],
+                "warehouse_id": catalog.series_warehouse_ids[i],
+                "on_hand": int(state.on_hand[i]),
+                "initial": int(state.initial[i]),
+                "received": int(state.received[i]),
+                "shipped": int(state.shipped[i]),
+                "lost_sales": int(state.lost_sales[i]),
+                "reorders": int(state.reorders[i]),
+                "backorder": int(state.backorder[i]),
+                "backordered": int(state.backordered[i]),
+                "returned": int(state.returned[i]),
+                "adjusted": int(state.adjusted[i]),
+                "open_purchase_orders": orders[i],
+            }
+        )
     shipped_by_product = np.bincount(catalog.product_index, weights=state.shipped, minlength=len(catalog.products))
     return {
         "store": store.url,
-        "catalog": {"source": catalog.source, "fingerprint": catalog.fingerprint,
-                    "products": len(catalog.products), "warehouses": len(catalog.warehouses)},
+        "catalog": {
+            "source": catalog.source,
+            "fingerprint": catalog.fingerprint,
+            "products": len(catalog.products),
+            "warehouses": len(catalog.warehouses),
+        },
         "created_at": _time(state.created_at),
         "orders_through": _time(state.orders_through),
         "last_applied": {name: _time(state.applied[name]) for name in HANDLERS},
@@ -56,11 +75,14 @@ def status_report(state: State, catalog: Catalog, store: Store) -> dict[str, Any
         "purchase_orders_open": [order for group in orders for order in group],
         "counters": {
             "orders_total": {p.id: int(v) for p, v in zip(catalog.products, shipped_by_product.tolist())},
-            "shipped_total": int(state.shipped.sum()), "received_total": int(state.received.sum()),
+            "shipped_total": int(state.shipped.sum()),
+            "received_total": int(state.received.sum()),
             "lost_sales_total": int(state.lost_sales.sum()),
             "reorder_events_total": int(state.reorders.sum()),
-            "backorder_units": int(state.backorder.sum()), "backordered_total": int(state.backordered.sum()),
-            "returned_total": int(state.returned.sum()), "adjusted_total": int(state.adjusted.sum()),
+            "backorder_units": int(state.backorder.sum()),
+            "backordered_total": int(state.backordered.sum()),
+            "returned_total": int(state.returned.sum()),
+            "adjusted_total": int(state.adjusted.sum()),
             "invocations": {name: int(state.invocations[h]) for h, name in enumerate(HANDLERS)},
             "metrics_push_failures": {name: int(state.push_failures[h]) for h, name in enumerate(HANDLERS)},
         },
@@ -75,10 +97,11 @@ def feed_report(state: State) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for feed, counters in sorted(state.feed_counters.items()):
         newest = counters.get("newest")
-        found[feed] = {"lines": {outcome: int(counters.get(outcome, 0)) for outcome in FEED_OUTCOMES},
-                       "newest_line": None if newest is None else _time(newest),
-                       "lag_seconds": None if newest is None or not math.isfinite(state.orders_through)
-                       else state.orders_through - newest}
+        found[feed] = {
+            "lines": {outcome: int(counters.get(outcome, 0)) for outcome in FEED_OUTCOMES},
+            "newest_line": None if newest is None else _time(newest),
+            "lag_seconds": None if newest is None or not math.isfinite(state.orders_through) else state.orders_through - newest,
+        }
     return found
 
 
@@ -100,8 +123,7 @@ def _last_success(store: Store, handler: str, applied: float) -> float | None:
     not known: the metrics were never written, or they are older than the state's last applied tick
     ``applied`` (the metrics go to a Pushgateway now, and these files are from an earlier run; or a
     commit whose metrics are being written at this moment)."""
-    keys = ([f"metrics/{handler}.prom"] if store.exists(f"metrics/{handler}.prom")
-            else list(store.list(f"metrics/{handler}/shard/")))
+    keys = [f"metrics/{handler}.prom"] if store.exists(f"metrics/{handler}.prom") else list(store.list(f"metrics/{handler}/shard/"))
     found = [_read_metrics(store, key) for key in keys]
     if not found or any(f is None for f in found):
         return None
@@ -144,12 +166,20 @@ def status_extras(state: State, catalog: Catalog, store: Store) -> dict[str, Any
     rows = []
     for i in range(state.num_series):
         cover = float(state.on_hand[i] / daily[i]) if daily[i] > 0 else math.inf
-        rows.append({"days_of_cover": cover, "daily_demand": float(daily[i]),
-                     "lead_time_days": float(catalog.lead_time_hours[i] / 24.0),
-                     "restock_in_days": float(restock_in[i]),
-                     "risk": risk_of(int(state.on_hand[i]), cover, float(restock_in[i]))})
-    return {"series": rows, "cover_basis": basis,
-            "last_success": {name: _last_success(store, name, state.applied[name]) for name in HANDLERS}}
+        rows.append(
+            {
+                "days_of_cover": cover,
+                "daily_demand": float(daily[i]),
+                "lead_time_days": float(catalog.lead_time_hours[i] / 24.0),
+                "restock_in_days": float(restock_in[i]),
+                "risk": risk_of(int(state.on_hand[i]), cover, float(restock_in[i])),
+            }
+        )
+    return {
+        "series": rows,
+        "cover_basis": basis,
+        "last_success": {name: _last_success(store, name, state.applied[name]) for name in HANDLERS},
+    }
 
 
 def status_screen(store: Store, catalog: Catalog, *, now: float | None = None) -> Any:
@@ -163,8 +193,7 @@ def status_screen(store: Store, catalog: Catalog, *, now: float | None = None) -
     state, _ = load_state(store, catalog)
     if state is None:
         return Text(f"{store.url} holds no state yet — waiting for the first tick (`run` or `simulate`)")
-    return status_view(status_report(state, catalog, store), status_extras(state, catalog, store),
-                       now=time.time() if now is None else now)
+    return status_view(status_report(state, catalog, store), status_extras(state, catalog, store), now=time.time() if now is None else now)
 
 
 def check_watch(seconds: float) -> float:

@@ -62,8 +62,7 @@ class Pin:
 
     def line(self) -> str:
         """The pin as pip's requirements syntax, one line."""
-        return " ".join([f"{self.spelled or self.name}=={self.version}",
-                         *(f"--hash=sha256:{digest}" for digest in sorted(self.hashes))])
+        return " ".join([f"{self.spelled or self.name}=={self.version}", *(f"--hash=sha256:{digest}" for digest in sorted(self.hashes))])
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,7 @@ def cache_dir(python: str) -> Path:
 
 
 # -- the pins ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Line:
@@ -141,12 +141,12 @@ def read_pins(requirements: Path, *, includes: bool = True) -> dict[str, Pin]:
         hashes = [_HASH.fullmatch(option) for option in options]
         if not sep or not spelled or not version or not all(hashes):
             raise ConfigError(f"{requirements}: {line.text!r} is not name==version [--hash=sha256:<64 hex digits>]...")
-        pins[canonical(spelled)] = Pin(canonical(spelled), version, frozenset(h.group(1) for h in hashes if h),
-                                       spelled, line.comment)
+        pins[canonical(spelled)] = Pin(canonical(spelled), version, frozenset(h.group(1) for h in hashes if h), spelled, line.comment)
     return pins
 
 
 # -- checking a wheel ----------------------------------------------------------------------------
+
 
 def accepts(tag: str, python: str) -> bool:
     """Whether a wheel tag (``cp312-cp312-manylinux_2_17_x86_64``, ``py3-none-any``) runs on
@@ -188,13 +188,16 @@ def verify(path: Path, pin: Pin, python: str, *, source: str) -> Wheel:
         raise PackageError(f"{path}: cannot read ({exc.strerror})") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest not in pin.hashes:
-        raise PackageError(f"{path}: sha256 {digest} is not one {source} pins for {pin.spelled or pin.name}=={pin.version} "
-                           f"(altered, or not the pinned build): delete it and build again ({REFRESH_COMMAND} "
-                           "after changing a version)")
+        raise PackageError(
+            f"{path}: sha256 {digest} is not one {source} pins for {pin.spelled or pin.name}=={pin.version} "
+            f"(altered, or not the pinned build): delete it and build again ({REFRESH_COMMAND} "
+            "after changing a version)"
+        )
     tags = _declared_tags(path.name, data)
     if not any(accepts(tag, python) for tag in tags):
-        raise PackageError(f"{path}: built for {', '.join(sorted(tags)) or 'no tag'}, not CPython {python} "
-                           "manylinux x86_64: delete it and build again")
+        raise PackageError(
+            f"{path}: built for {', '.join(sorted(tags)) or 'no tag'}, not CPython {python} manylinux x86_64: delete it and build again"
+        )
     return Wheel(path.name, data)
 
 
@@ -209,21 +212,40 @@ def _pinned_in(directory: Path, pins: Mapping[str, Pin], python: str, source: st
             continue  # another version or distribution: not used
         wheel = verify(path, pin, python, source=source)
         if pin.name in found:
-            raise PackageError(f"{directory}: two wheels of {pin.name}=={pin.version} ({found[pin.name].filename}, "
-                               f"{path.name}): delete one")
+            raise PackageError(
+                f"{directory}: two wheels of {pin.name}=={pin.version} ({found[pin.name].filename}, {path.name}): delete one"
+            )
         found[pin.name] = wheel
     return found
 
 
 # -- fetching ------------------------------------------------------------------------------------
 
-def pip_download(requirements: Path, dest: Path, python: str, *, require_hashes: bool,
-                 find_links: Path | None = None) -> subprocess.CompletedProcess[str]:
+
+def pip_download(
+    requirements: Path, dest: Path, python: str, *, require_hashes: bool, find_links: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """``pip download`` of Lambda's wheels for CPython ``python`` (from ``find_links`` alone when given)."""
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-               "--no-deps", "--only-binary=:all:", "--implementation", "cp",
-               "--python-version", python, "--abi", f"cp{python.replace('.', '')}",
-               "-r", str(requirements), "-d", str(dest)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python,
+        "--abi",
+        f"cp{python.replace('.', '')}",
+        "-r",
+        str(requirements),
+        "-d",
+        str(dest),
+    ]
     for platform in PLATFORMS:
         command += ["--platform", platform]
     if require_hashes:
@@ -234,13 +256,18 @@ def pip_download(requirements: Path, dest: Path, python: str, *, require_hashes:
 
 
 def _pip_failure(done: subprocess.CompletedProcess[str], requirements: Path) -> PackageError:
-    lines = [line.strip() for line in done.stderr.splitlines()
-             if line.strip() and not line.startswith("WARNING: Location")]
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip() and not line.startswith("WARNING: Location")]
     return PackageError(f"pip download -r {requirements}: {lines[-1] if lines else 'failed'}")
 
 
-def fetch_wheels(requirements: Path, python: str, *, cache: Path | None = None, find_links: Path | None = None,
-                 say: Callable[[str], None] = lambda line: None) -> list[Wheel]:
+def fetch_wheels(
+    requirements: Path,
+    python: str,
+    *,
+    cache: Path | None = None,
+    find_links: Path | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> list[Wheel]:
     """The wheels ``requirements`` pins, for Lambda's CPython ``python`` on x86_64, each checked
     against its pinned hashes: those the cache holds, the others downloaded (``--require-hashes``,
     then checked again here) and kept in the cache."""
@@ -282,9 +309,17 @@ def check_closure(wheels: Iterable[Wheel], pins: Mapping[str, str], python: str,
     (the pins are unpacked without resolving: a missing one would fail only at run time)."""
     from packaging.requirements import Requirement
 
-    environment = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux",
-                   "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-                   "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    environment = {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
     for wheel in wheels:
         with zipfile.ZipFile(io.BytesIO(wheel.data)) as archive:
             metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
@@ -297,14 +332,21 @@ def check_closure(wheels: Iterable[Wheel], pins: Mapping[str, str], python: str,
                 continue
             pinned = pins.get(canonical(requirement.name))
             if pinned is None or not requirement.specifier.contains(pinned, prereleases=True):
-                raise PackageError(f"{source}: {wheel.filename.split('-')[0]} {wheel.version} needs "
-                                   f"{requirement}, pinned {pinned or 'nowhere'}")
+                raise PackageError(
+                    f"{source}: {wheel.filename.split('-')[0]} {wheel.version} needs {requirement}, pinned {pinned or 'nowhere'}"
+                )
 
 
 # -- refreshing the pins -------------------------------------------------------------------------
 
-def refresh_pins(files: Iterable[Path], *, runtimes: Iterable[str] = RUNTIMES, find_links: Path | None = None,
-                 say: Callable[[str], None] = lambda line: None) -> list[Path]:
+
+def refresh_pins(
+    files: Iterable[Path],
+    *,
+    runtimes: Iterable[str] = RUNTIMES,
+    find_links: Path | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> list[Path]:
     """Rewrite each file's pins with the SHA-256 of the wheels pip picks for every runtime (the
     pinned versions stay; comments and ``-r`` lines are kept); the files that changed."""
     changed = []
@@ -330,8 +372,9 @@ def refresh_pins(files: Iterable[Path], *, runtimes: Iterable[str] = RUNTIMES, f
         if unhashed:
             raise PackageError(f"{path}: pip found no wheel for {', '.join(unhashed)}")
         text = path.read_text(encoding="utf-8")
-        rewritten = _rewrite(text, {name: Pin(pin.name, pin.version, frozenset(hashes[name]), pin.spelled, pin.comment)
-                                    for name, pin in own.items()})
+        rewritten = _rewrite(
+            text, {name: Pin(pin.name, pin.version, frozenset(hashes[name]), pin.spelled, pin.comment) for name, pin in own.items()}
+        )
         if rewritten != text:
             path.write_text(rewritten, encoding="utf-8")
             changed.append(path)

@@ -73,9 +73,7 @@ def test_every_model_is_reported_with_its_timing() -> None:
     THEN the project model and every baseline appear, each with finite scores and seconds."""
     frame = periodic_frame().rename(columns={"item": "unique_id", "day": "ds", "units": "y"})
     result = run_backtest(frame, horizon=7)
-    assert [row["model"] for row in result["models"]] == [
-        "stockpulse", "naive", "seasonal_naive_7", "moving_average_28", "linear_trend_7"
-    ]
+    assert [row["model"] for row in result["models"]] == ["stockpulse", "naive", "seasonal_naive_7", "moving_average_28", "linear_trend_7"]
     assert all(row["seconds"] >= 0 and row["rmsse"] is not None for row in result["models"])
     assert result["file"] is None
 
@@ -85,9 +83,11 @@ def test_missing_days_are_zero_sales_and_days_before_the_first_row_are_nan() -> 
     WHEN the table is laid out on the calendar
     THEN A's gap is 0 and B is NaN before day 2."""
     frame = pd.DataFrame(
-        {"unique_id": ["A", "A", "A", "B", "B"],
-         "ds": ["2024-01-01", "2024-01-02", "2024-01-04", "2024-01-02", "2024-01-04"],
-         "y": [1, 2, 4, 5, 7]}
+        {
+            "unique_id": ["A", "A", "A", "B", "B"],
+            "ds": ["2024-01-01", "2024-01-02", "2024-01-04", "2024-01-02", "2024-01-04"],
+            "y": [1, 2, 4, 5, 7],
+        }
     )
     matrix, names, calendar = load_matrix(frame, id_cols=["unique_id"], date_col="ds", value_col="y", freq="D")
     assert names == ["A", "B"] and len(calendar) == 4
@@ -204,14 +204,16 @@ def test_semicolon_tab_and_pipe_separated_files_score_like_the_comma_file(tmp_pa
     WHEN the backtest reads it, with no option
     THEN it scores exactly what the comma-separated file scores; a missing column is still named."""
     frame = periodic_frame()
-    expected = run_backtest(write_csv(frame, tmp_path / "comma.csv"), id_cols=["store", "item"], date_col="day",
-                            value_col="units", horizon=7)
+    expected = run_backtest(
+        write_csv(frame, tmp_path / "comma.csv"), id_cols=["store", "item"], date_col="day", value_col="units", horizon=7
+    )
     path = tmp_path / "other.csv.gz"
     with gzip.open(path, "wt") as handle:
         frame.to_csv(handle, index=False, sep=sep)
     result = run_backtest(path, id_cols=["store", "item"], date_col="day", value_col="units", horizon=7)
     assert [(m["model"], m["rmsse"], m["wape"]) for m in result["models"]] == [
-        (m["model"], m["rmsse"], m["wape"]) for m in expected["models"]]
+        (m["model"], m["rmsse"], m["wape"]) for m in expected["models"]
+    ]
     with pytest.raises(InputError, match="no column 'sku' \\(columns: store, item, day, units\\)"):
         run_backtest(path, id_cols=["sku"], date_col="day", value_col="units", horizon=7)
 
@@ -253,6 +255,7 @@ def test_an_unknown_frequency_is_named() -> None:
 
 # -- --stockout-col: fitted on the recovered demand, scored over in-stock periods ----------------------
 
+
 def shop_frame(shop: CensoredShop, *, hourly: bool = False, start: str = "2024-01-01") -> pd.DataFrame:
     """The shop's feed as a long table: sales, a 0/1 stockout flag and the share of the period out of stock."""
     if hourly:
@@ -261,9 +264,15 @@ def shop_frame(shop: CensoredShop, *, hourly: bool = False, start: str = "2024-0
         sales, flag, share = shop.sales, shop.flags, 1.0 - shop.in_stock
     series, periods = sales.shape
     stamps = pd.date_range(start, periods=periods, freq="h" if hourly else "D").strftime("%Y-%m-%d %H:%M")
-    return pd.DataFrame({"unique_id": np.repeat([f"s{i:03d}" for i in range(series)], periods),
-                         "ds": np.tile(stamps, series), "y": sales.ravel(), "oos": flag.ravel().astype(int),
-                         "share": share.ravel()})
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"s{i:03d}" for i in range(series)], periods),
+            "ds": np.tile(stamps, series),
+            "y": sales.ravel(),
+            "oos": flag.ravel().astype(int),
+            "share": share.ravel(),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -294,9 +303,14 @@ def test_a_stockout_flag_fits_every_model_on_recovered_demand(censored_shop: Cen
     truth = shop.demand[:, -horizon:]
     assert abs(forecast(history, horizon).mean.sum() / truth.sum() - 1) <= 0.03
     assert result["stockout"] == {
-        "column": "oos", "kind": "flag", "censored_train_periods": int(shop.flags[:, :-horizon].sum()),
-        "train_periods": shop.sales[:, :-horizon].size, "scored_test_periods": int(scored.sum()),
-        "test_periods": scored.size, "seconds": result["stockout"]["seconds"]}
+        "column": "oos",
+        "kind": "flag",
+        "censored_train_periods": int(shop.flags[:, :-horizon].sum()),
+        "train_periods": shop.sales[:, :-horizon].size,
+        "scored_test_periods": int(scored.sum()),
+        "test_periods": scored.size,
+        "seconds": result["stockout"]["seconds"],
+    }
 
 
 def test_a_stockout_share_scores_like_the_flag_it_implies(censored_shop: CensoredShop) -> None:
@@ -309,7 +323,8 @@ def test_a_stockout_share_scores_like_the_flag_it_implies(censored_shop: Censore
     by_share = run_backtest(frame, horizon=7, stockout_col="share")
     assert by_share["stockout"]["kind"] == "share"
     assert [{k: v for k, v in row.items() if k != "seconds"} for row in by_share["models"]] == [
-        {k: v for k, v in row.items() if k != "seconds"} for row in by_flag["models"]]
+        {k: v for k, v in row.items() if k != "seconds"} for row in by_flag["models"]
+    ]
 
 
 @pytest.mark.parametrize(("column", "first_hour"), [("oos", 0), ("share", 0), ("oos", 13)])
@@ -334,8 +349,7 @@ def test_hourly_stockouts_are_recovered_by_the_hour(column: str, first_hour: int
     assert by_model(result)["stockpulse"]["bias"] == round((pred - actual)[scored].sum() / actual[scored].sum(), 6)
 
 
-def test_the_cli_prints_the_stockout_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            censored_shop: CensoredShop) -> None:
+def test_the_cli_prints_the_stockout_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str], censored_shop: CensoredShop) -> None:
     """GIVEN a CSV with a stockout column
     WHEN the backtest subcommand runs with --stockout-col and --json, then without --json
     THEN the JSON gains "stockout" and, per model, bias and bias_recovered; the table shows both biases."""
@@ -354,8 +368,7 @@ def test_the_cli_prints_the_stockout_fields(tmp_path: Path, capsys: pytest.Captu
 
 
 @pytest.mark.parametrize(("value", "shown"), [("1.5", "'1.5'"), ("-0.2", "'-0.2'"), ("yes", "'yes'"), ("", "''")])
-def test_a_bad_stockout_value_is_named_with_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                     value: str, shown: str) -> None:
+def test_a_bad_stockout_value_is_named_with_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, shown: str) -> None:
     """GIVEN a stockout column holding 1.5, -0.2, "yes" or nothing on the fifth data row
     WHEN ``python -m jobs backtest --stockout-col oos`` runs
     THEN it exits 2 with one line naming the column, the value and the file line (6)."""
@@ -364,8 +377,20 @@ def test_a_bad_stockout_value_is_named_with_its_line(tmp_path: Path, capsys: pyt
     frame = periodic_frame().assign(oos="0")
     frame.loc[4, "oos"] = value
     path = write_csv(frame, tmp_path / "sales.csv")
-    argv = ["backtest", str(path), "--id-col", "item", "--date-col", "day", "--value-col", "units", "--horizon", "7",
-            "--stockout-col", "oos"]
+    argv = [
+        "backtest",
+        str(path),
+        "--id-col",
+        "item",
+        "--date-col",
+        "day",
+        "--value-col",
+        "units",
+        "--horizon",
+        "7",
+        "--stockout-col",
+        "oos",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'oos'" in err and shown in err and "line 6" in err, err
@@ -430,9 +455,15 @@ def backtest_under_a_memory_limit(*args: str, limit: int = 2 * 1024**3) -> Any:
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    return subprocess.run([sys.executable, "-m", "jobs", "backtest", *args], capture_output=True, text=True,
-                          timeout=300, preexec_fn=limited, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "jobs", "backtest", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limited,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1"},
+    )
 
 
 def test_a_few_rows_over_three_centuries_are_refused_before_the_matrix_is_allocated(tmp_path: Path) -> None:
@@ -442,13 +473,14 @@ def test_a_few_rows_over_three_centuries_are_refused_before_the_matrix_is_alloca
     proc = backtest_under_a_memory_limit(str(sparse_centuries(tmp_path / "sales.csv")))
     assert proc.returncode == 2, proc.stderr[-2000:]
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("stockpulse: error: column 'ds': 1,790 series x 109,573 days (1900-01-01 .. 2199-12-31) "
-                           "= 196,135,670 cells need about 7.8 GB, more than the address-space limit (ulimit -v)"), line
+    assert line.startswith(
+        "stockpulse: error: column 'ds': 1,790 series x 109,573 days (1900-01-01 .. 2199-12-31) "
+        "= 196,135,670 cells need about 7.8 GB, more than the address-space limit (ulimit -v)"
+    ), line
 
 
 def test_control_a_small_file_backtests_under_the_same_limit(tmp_path: Path) -> None:
-    path = write_csv(periodic_frame().rename(columns={"item": "unique_id", "day": "ds", "units": "y"}),
-                     tmp_path / "sales.csv")
+    path = write_csv(periodic_frame().rename(columns={"item": "unique_id", "day": "ds", "units": "y"}), tmp_path / "sales.csv")
     proc = backtest_under_a_memory_limit(str(path), "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["series"] == 6
@@ -459,8 +491,11 @@ def test_the_dense_size_is_checked_against_the_room_given() -> None:
     with room for 1 MB THEN laid out (the check is the cells' peak bytes against the room)."""
     frame = periodic_frame()
     options = {"id_cols": ["store", "item"], "date_col": "day", "value_col": "units", "freq": "D"}
-    with pytest.raises(InputError, match=r"^column 'day': 6 series x 84 days .* = 504 cells need about 0\.0 GB, "
-                                         r"more than a test budget \(0\.0 GB\)"):
+    with pytest.raises(
+        InputError,
+        match=r"^column 'day': 6 series x 84 days .* = 504 cells need about 0\.0 GB, "
+        r"more than a test budget \(0\.0 GB\)",
+    ):
         load_matrix(frame, **options, room=lambda: (504 * backtest.PEAK_BYTES_PER_CELL - 1, "a test budget"))
     matrix, _, _ = load_matrix(frame, **options, room=lambda: (504 * backtest.PEAK_BYTES_PER_CELL, "a test budget"))
     assert matrix.shape == (6, 84)
@@ -470,8 +505,13 @@ def test_a_stockout_column_is_counted_in_the_room_it_needs() -> None:
     """GIVEN room for exactly the plain backtest of 6 series x 84 days WHEN it runs THEN it runs; with
     --stockout-col THEN refused before anything is allocated (the recovery's arrays are counted too)."""
     frame = periodic_frame().assign(oos=0)
-    options = {"id_cols": ["store", "item"], "date_col": "day", "value_col": "units", "horizon": 7,
-               "room": lambda: (504 * backtest.PEAK_BYTES_PER_CELL, "a test budget")}
+    options = {
+        "id_cols": ["store", "item"],
+        "date_col": "day",
+        "value_col": "units",
+        "horizon": 7,
+        "room": lambda: (504 * backtest.PEAK_BYTES_PER_CELL, "a test budget"),
+    }
     assert run_backtest(frame, **options)["series"] == 6
     need = 504 * (backtest.PEAK_BYTES_PER_CELL + backtest.STOCKOUT_BYTES_PER_CELL)
     with pytest.raises(InputError, match=rf"504 cells need about {need / 1e9:.1f} GB, more than a test budget"):
@@ -484,11 +524,12 @@ def test_memory_room_reads_the_limit_this_process_runs_under(tmp_path: Path) -> 
     import subprocess
     import sys
 
-    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30)); "
-            "from jobs.backtest import memory_room; room, what = memory_room(); print(round(room / 2**30, 1), what)")
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30)); "
+        "from jobs.backtest import memory_room; room, what = memory_room(); print(round(room / 2**30, 1), what)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     room, what = proc.stdout.split(" ", 1)
     assert 2.0 < float(room) < 3.0 and what.strip() == "the address-space limit (ulimit -v)", proc.stdout + proc.stderr
-    proc = subprocess.run([sys.executable, "-c", code.split("; ", 1)[1]], capture_output=True, text=True, timeout=120,
-                          cwd=REPO)
+    proc = subprocess.run([sys.executable, "-c", code.split("; ", 1)[1]], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert "ulimit -v" not in proc.stdout, proc.stdout

@@ -35,11 +35,15 @@ def invoke_with(tmp_path: Path, *args: str):
     return cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", f"file://{tmp_path}/s", *args)
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("[" * 100_000 + "]" * 100_000, f"nested deeper than {MAX_EVENT_DEPTH} levels"),
-    (json.dumps({**load_event(), "pad": "x" * MAX_EVENT_BYTES}), "larger than 256 KiB"),
-    ('{"time": "2026-01-05T00:00:00Z", "x": "\xff"}', "not UTF-8"),
-], ids=["deep", "large", "latin-1"])  # short ids: the test id is in the subprocess's environment (PYTEST_CURRENT_TEST)
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[" * 100_000 + "]" * 100_000, f"nested deeper than {MAX_EVENT_DEPTH} levels"),
+        (json.dumps({**load_event(), "pad": "x" * MAX_EVENT_BYTES}), "larger than 256 KiB"),
+        ('{"time": "2026-01-05T00:00:00Z", "x": "\xff"}', "not UTF-8"),
+    ],
+    ids=["deep", "large", "latin-1"],
+)  # short ids: the test id is in the subprocess's environment (PYTEST_CURRENT_TEST)
 def test_bad_event_files_are_one_line(tmp_path: Path, text: str, fragment: str):
     path = tmp_path / "event.json"
     path.write_bytes(text.encode("latin-1") if "\xff" in text else text.encode())
@@ -48,12 +52,15 @@ def test_bad_event_files_are_one_line(tmp_path: Path, text: str, fragment: str):
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize(("field", "value", "fragment"), [
-    ("pack", "1e20", "products[0].pack_size: must be an integer > 0 and <= 1e+06"),
-    ("stock", "1e20", "initial_stock: must be an integer >= 0 and <= 1e+09"),
-    ("demand", "1e300", "products[0].base_demand_per_day: must be a number > 0 and <= 1e+06"),
-    ("lead", "1e15", "products[0].lead_time_hours: must be a number > 0 and <= 8760"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("pack", "1e20", "products[0].pack_size: must be an integer > 0 and <= 1e+06"),
+        ("stock", "1e20", "initial_stock: must be an integer >= 0 and <= 1e+09"),
+        ("demand", "1e300", "products[0].base_demand_per_day: must be a number > 0 and <= 1e+06"),
+        ("lead", "1e15", "products[0].lead_time_hours: must be a number > 0 and <= 8760"),
+    ],
+)
 def test_catalog_magnitudes_are_validated_at_load_before_any_store_is_tied(tmp_path: Path, field, value, fragment):
     """GIVEN a catalog value that passes 'positive number' but overflows the model WHEN invoked THEN
     one line names the row and field, and no store is created (so none is tied to the catalog)."""
@@ -71,8 +78,7 @@ def test_a_catalog_that_is_not_utf8_is_one_line(tmp_path: Path):
 
 def test_a_catalog_with_more_series_than_the_limit_is_refused_before_it_is_built():
     products = 1 + MAX_CATALOG_SERIES // 250
-    text = (f"products: [{', '.join(['{}'] * products)}]\n"
-            f"warehouses: [{', '.join(['{}'] * 250)}]\n")
+    text = f"products: [{', '.join(['{}'] * products)}]\nwarehouses: [{', '.join(['{}'] * 250)}]\n"
     with pytest.raises(CatalogError, match=f"{products} products x 250 warehouses = .* more than the limit"):
         parse_catalog(text, source="big.yaml")
 
@@ -89,8 +95,11 @@ def test_an_invocation_over_more_series_than_it_handles_asks_for_shards(tmp_path
     products = tuple(Product(f"P-{i}", 1.0, 24, 1) for i in range(MAX_SERIES // 10 + 1))
     catalog = Catalog(products, tuple(Warehouse(f"W-{w}", "UTC") for w in range(10)), ((5,) * 10,) * len(products))
     store = FileStore(tmp_path)
-    with pytest.raises(ConfigError, match=rf"^--num-shards / STOCKPULSE_NUM_SHARDS: the catalog holds {catalog.num_series} "
-                                          rf"series, more than the {MAX_SERIES} one invocation handles; .* \(at least 2\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^--num-shards / STOCKPULSE_NUM_SHARDS: the catalog holds {catalog.num_series} "
+        rf"series, more than the {MAX_SERIES} one invocation handles; .* \(at least 2\)$",
+    ):
         invoke_all("restock", event_at(START), Runtime(store=store, catalog=catalog))
     assert not list(store.list(""))
     results = invoke_all("restock", event_at(START), Runtime(store=store, catalog=catalog, num_shards=2))
@@ -105,8 +114,7 @@ def sales_csv(tmp_path: Path, rows: list[str], name: str = "sales.csv") -> Path:
 
 def test_negative_sales_are_refused_naming_the_line(tmp_path: Path):
     rows = [f"A,2024-01-{d:02d},{3 if d != 9 else -2}" for d in range(1, 29)]
-    assert_one_line_error(cli("backtest", str(sales_csv(tmp_path, rows))),
-                          "column 'y': negative sales '-2' at line 10")
+    assert_one_line_error(cli("backtest", str(sales_csv(tmp_path, rows))), "column 'y': negative sales '-2' at line 10")
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -136,13 +144,13 @@ def test_committed_but_log_not_written_exits_1_and_the_next_invocation_writes_it
 
 # -- properties --------------------------------------------------------------------------------
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                       max_size=4), max_leaves=30)
-times = st.one_of(st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat() + "Z"),
-                  st.datetimes().map(lambda d: d.isoformat()))
-events = st.fixed_dictionaries({"time": times}, optional={"id": json_values, "detail": json_values,
-                                                          "version": json_values})
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=30,
+)
+times = st.one_of(st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat() + "Z"), st.datetimes().map(lambda d: d.isoformat()))
+events = st.fixed_dictionaries({"time": times}, optional={"id": json_values, "detail": json_values, "version": json_values})
 
 
 @given(st.one_of(json_values, events))
@@ -165,17 +173,24 @@ def test_any_event_file_is_json_or_an_input_error(data: bytes):
         assert str(exc).startswith("--event f: ") and "\n" not in str(exc)
 
 
-numbers = st.one_of(st.integers(-10**30, 10**30), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
-                    st.none(), st.booleans())
-product = st.fixed_dictionaries({"id": st.text(min_size=1, max_size=6)},
-                                optional={k: numbers for k in ("base_demand_per_day", "lead_time_hours", "pack_size",
-                                                                "trend_per_year", "promo_probability_per_day",
-                                                                "promo_lift")})
-warehouse = st.fixed_dictionaries({"id": st.text(min_size=1, max_size=6),
-                                   "timezone": st.sampled_from(["UTC", "Asia/Tokyo", "Nowhere/Else", ""])},
-                                  optional={"demand_factor": numbers})
-catalogs = st.fixed_dictionaries({"products": st.lists(product, max_size=3), "warehouses": st.lists(warehouse, max_size=3)},
-                                 optional={"seed": numbers, "initial_stock": numbers})
+numbers = st.one_of(
+    st.integers(-(10**30), 10**30), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5), st.none(), st.booleans()
+)
+product = st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=6)},
+    optional={
+        k: numbers
+        for k in ("base_demand_per_day", "lead_time_hours", "pack_size", "trend_per_year", "promo_probability_per_day", "promo_lift")
+    },
+)
+warehouse = st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=6), "timezone": st.sampled_from(["UTC", "Asia/Tokyo", "Nowhere/Else", ""])},
+    optional={"demand_factor": numbers},
+)
+catalogs = st.fixed_dictionaries(
+    {"products": st.lists(product, max_size=3), "warehouses": st.lists(warehouse, max_size=3)},
+    optional={"seed": numbers, "initial_stock": numbers},
+)
 
 
 @given(catalogs)
@@ -184,8 +199,10 @@ def test_any_catalog_document_loads_within_limits_or_is_one_catalog_error(doc):
     """GIVEN any catalog-shaped document THEN it loads with every magnitude finite and within the limits,
     or fails with one CatalogError line naming the source."""
     try:
-        catalog = parse_catalog(json.dumps(doc, allow_nan=True).replace("NaN", ".nan")
-                                .replace("-Infinity", "-.inf").replace("Infinity", ".inf"), source="c.yaml")
+        catalog = parse_catalog(
+            json.dumps(doc, allow_nan=True).replace("NaN", ".nan").replace("-Infinity", "-.inf").replace("Infinity", ".inf"),
+            source="c.yaml",
+        )
     except CatalogError as exc:
         assert str(exc).startswith("c.yaml: ") and "\n" not in str(exc)
     else:
@@ -194,12 +211,18 @@ def test_any_catalog_document_loads_within_limits_or_is_one_catalog_error(doc):
         assert int(catalog.initial_stock.max()) <= 10**10
 
 
-cells = st.one_of(st.integers(-5, 50).map(str), st.floats(allow_nan=True).map(str), st.text(max_size=4),
-                  st.sampled_from(["", "1e400", "-0", "nan"]))
-sales_rows = st.lists(st.tuples(st.sampled_from(["A", "B", ""]),
-                                st.dates(min_value=pd.Timestamp("2024-01-01").date(),
-                                         max_value=pd.Timestamp("2024-03-31").date()).map(str) | st.text(max_size=6),
-                                cells), min_size=1, max_size=40)
+cells = st.one_of(
+    st.integers(-5, 50).map(str), st.floats(allow_nan=True).map(str), st.text(max_size=4), st.sampled_from(["", "1e400", "-0", "nan"])
+)
+sales_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["A", "B", ""]),
+        st.dates(min_value=pd.Timestamp("2024-01-01").date(), max_value=pd.Timestamp("2024-03-31").date()).map(str) | st.text(max_size=6),
+        cells,
+    ),
+    min_size=1,
+    max_size=40,
+)
 
 
 @given(sales_rows)

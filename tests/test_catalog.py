@@ -15,10 +15,12 @@ from handlers.runtime.catalogs import default_catalog, load_catalog
 def test_default_catalog_is_the_original_five_products_in_three_warehouses():
     """GIVEN no catalog file WHEN the default loads THEN it is the original 5 x 3 with its ids and zones."""
     catalog = default_catalog()
-    assert [p.id for p in catalog.products] == ["LAPTOP-001", "PHONE-002", "HEADPHONES-003", "MOUSE-004",
-                                                "KEYBOARD-005"]
+    assert [p.id for p in catalog.products] == ["LAPTOP-001", "PHONE-002", "HEADPHONES-003", "MOUSE-004", "KEYBOARD-005"]
     assert [(w.id, w.timezone) for w in catalog.warehouses] == [
-        ("WH-NYC", "America/New_York"), ("WH-LDN", "Europe/London"), ("WH-TYO", "Asia/Tokyo")]
+        ("WH-NYC", "America/New_York"),
+        ("WH-LDN", "Europe/London"),
+        ("WH-TYO", "Asia/Tokyo"),
+    ]
     assert catalog.num_series == 15
     assert catalog.series_product_ids[4] == "PHONE-002" and catalog.series_warehouse_ids[4] == "WH-LDN"
 
@@ -44,8 +46,10 @@ initial_stock: {A: {Y: 3}}
 def test_catalog_file_loads_from_disk(tmp_path: Path):
     """GIVEN a YAML file WHEN loaded THEN its seed and source are kept."""
     path = tmp_path / "c.yaml"
-    path.write_text("seed: 3\nproducts: [{id: A, base_demand_per_day: 1, lead_time_hours: 1, pack_size: 1}]\n"
-                    "warehouses: [{id: X, timezone: Europe/Paris}]\n")
+    path.write_text(
+        "seed: 3\nproducts: [{id: A, base_demand_per_day: 1, lead_time_hours: 1, pack_size: 1}]\n"
+        "warehouses: [{id: X, timezone: Europe/Paris}]\n"
+    )
     catalog = load_catalog(path)
     assert catalog.seed == 3 and catalog.source == str(path)
 
@@ -62,22 +66,27 @@ warehouses: [{id: X, timezone: UTC}]
 """
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("products: [}", "not valid YAML at line 1"),
-    ("[]", "must be a mapping"),
-    ("products: []\nwarehouses: [{id: X, timezone: UTC}]", "products: must be a non-empty list"),
-    (SMALL.replace("pack_size: 10", "pack_size: 2.5"), "products[0].pack_size: must be an integer"),
-    (SMALL.replace("base_demand_per_day: 1", "base_demand_per_day: -4"), "products[0].base_demand_per_day"),
-    (SMALL.replace("lead_time_hours: 1, ", ""), "products[0].lead_time_hours: missing"),
-    (SMALL.replace("id: A,", "id: A, colour: red,"), "products[0].colour: unknown field"),
-    (SMALL.replace("timezone: UTC", "timezone: Mars/Olympus"), "warehouses[0].timezone: must be an IANA"),
-    (SMALL + "initial_stock: {B: 3}", "initial_stock.B: not a product id"),
-    (SMALL + "initial_stock: {A: {Z: 3}}", "initial_stock.A.Z: not a warehouse id"),
-    (SMALL + "initial_stock: many", "initial_stock: must be an integer"),
-    (SMALL + "seed: yes", "seed: must be a non-negative integer"),
-    (SMALL.replace("warehouses: [{id: X, timezone: UTC}]", "warehouses: [{id: X, timezone: UTC}, {id: X, timezone: UTC}]"),
-     "warehouses[1].id: duplicate id 'X'"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("products: [}", "not valid YAML at line 1"),
+        ("[]", "must be a mapping"),
+        ("products: []\nwarehouses: [{id: X, timezone: UTC}]", "products: must be a non-empty list"),
+        (SMALL.replace("pack_size: 10", "pack_size: 2.5"), "products[0].pack_size: must be an integer"),
+        (SMALL.replace("base_demand_per_day: 1", "base_demand_per_day: -4"), "products[0].base_demand_per_day"),
+        (SMALL.replace("lead_time_hours: 1, ", ""), "products[0].lead_time_hours: missing"),
+        (SMALL.replace("id: A,", "id: A, colour: red,"), "products[0].colour: unknown field"),
+        (SMALL.replace("timezone: UTC", "timezone: Mars/Olympus"), "warehouses[0].timezone: must be an IANA"),
+        (SMALL + "initial_stock: {B: 3}", "initial_stock.B: not a product id"),
+        (SMALL + "initial_stock: {A: {Z: 3}}", "initial_stock.A.Z: not a warehouse id"),
+        (SMALL + "initial_stock: many", "initial_stock: must be an integer"),
+        (SMALL + "seed: yes", "seed: must be a non-negative integer"),
+        (
+            SMALL.replace("warehouses: [{id: X, timezone: UTC}]", "warehouses: [{id: X, timezone: UTC}, {id: X, timezone: UTC}]"),
+            "warehouses[1].id: duplicate id 'X'",
+        ),
+    ],
+)
 def test_invalid_catalog_is_one_line_naming_the_field(text, expected):
     """GIVEN an invalid catalog WHEN parsed THEN one CatalogError line names the row and field."""
     with pytest.raises(CatalogError) as info:
@@ -109,17 +118,21 @@ def test_the_busy_benchmark_catalog_is_the_default_shop_ten_times_busier():
 LONG = "7" * 5000
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    (SMALL.replace("pack_size: 10", f"pack_size: {LONG}"), "products[0].pack_size: must be an integer > 0"),
-    (SMALL.replace("base_demand_per_day: 1", f"base_demand_per_day: -{LONG}"), "products[0].base_demand_per_day"),
-    (SMALL.replace("timezone: UTC", f"timezone: UTC, demand_factor: 0x{'f' * 4000}"), "warehouses[0].demand_factor"),
-    (SMALL + f"seed: {LONG}", "seed: must be a non-negative integer"),
-    (SMALL + f"initial_stock: {LONG}", "initial_stock: must be an integer"),
-    (SMALL + f"initial_stock: {{A: {{X: {LONG}}}}}", "initial_stock.A.X: must be an integer"),
-    (SMALL + f"initial_stock:\n  ? {LONG}\n  : 3\n", "initial_stock.<an integer of 5,000 digits>: not a product id"),
-    (SMALL.replace("id: A,", f"id: {LONG},"), "products[0].id: must be a non-empty string, got <an integer of 5,000"),
-    (SMALL.replace("pack_size: 10", "pack_size: 1" + "0" * 400), "products[0].pack_size: must be an integer > 0"),
-], ids=["pack_size", "demand", "hex", "seed", "stock", "stock-cell", "stock-key", "id", "400-digits"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (SMALL.replace("pack_size: 10", f"pack_size: {LONG}"), "products[0].pack_size: must be an integer > 0"),
+        (SMALL.replace("base_demand_per_day: 1", f"base_demand_per_day: -{LONG}"), "products[0].base_demand_per_day"),
+        (SMALL.replace("timezone: UTC", f"timezone: UTC, demand_factor: 0x{'f' * 4000}"), "warehouses[0].demand_factor"),
+        (SMALL + f"seed: {LONG}", "seed: must be a non-negative integer"),
+        (SMALL + f"initial_stock: {LONG}", "initial_stock: must be an integer"),
+        (SMALL + f"initial_stock: {{A: {{X: {LONG}}}}}", "initial_stock.A.X: must be an integer"),
+        (SMALL + f"initial_stock:\n  ? {LONG}\n  : 3\n", "initial_stock.<an integer of 5,000 digits>: not a product id"),
+        (SMALL.replace("id: A,", f"id: {LONG},"), "products[0].id: must be a non-empty string, got <an integer of 5,000"),
+        (SMALL.replace("pack_size: 10", "pack_size: 1" + "0" * 400), "products[0].pack_size: must be an integer > 0"),
+    ],
+    ids=["pack_size", "demand", "hex", "seed", "stock", "stock-cell", "stock-key", "id", "400-digits"],
+)
 def test_an_integer_of_thousands_of_digits_is_one_line_naming_the_field(text, expected):
     """GIVEN a catalog holding a 5,000-digit integer (YAML builds it; Python cannot print it:
     ValueError: Exceeds the limit, or OverflowError comparing it as a float) WHEN parsed THEN one
@@ -130,10 +143,18 @@ def test_an_integer_of_thousands_of_digits_is_one_line_naming_the_field(text, ex
     assert message.startswith("bad.yaml: ") and expected in message and "\n" not in message and len(message) < 300
 
 
-@pytest.mark.parametrize(("ident", "code"), [
-    ('"\\e[31mRED"', "U+001B"), ('"A\\nB"', "U+000A"), ('"tab\\there"', "U+0009"), ('"\\u202eevil"', "U+202E"),
-    ('"zero\\u200bwidth"', "U+200B"), ('"bell\\a"', "U+0007"),
-], ids=["ansi", "newline", "tab", "bidi-override", "zero-width", "bell"])
+@pytest.mark.parametrize(
+    ("ident", "code"),
+    [
+        ('"\\e[31mRED"', "U+001B"),
+        ('"A\\nB"', "U+000A"),
+        ('"tab\\there"', "U+0009"),
+        ('"\\u202eevil"', "U+202E"),
+        ('"zero\\u200bwidth"', "U+200B"),
+        ('"bell\\a"', "U+0007"),
+    ],
+    ids=["ansi", "newline", "tab", "bidi-override", "zero-width", "bell"],
+)
 @pytest.mark.parametrize("row", ["products", "warehouses"])
 def test_an_id_with_a_control_character_is_refused_naming_the_row(ident, code, row):
     """GIVEN a product or warehouse id holding a character that acts instead of showing (an ANSI escape

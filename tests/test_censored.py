@@ -27,7 +27,7 @@ def shop() -> CensoredShop:
 
 
 def _hours(values: np.ndarray, days: int = TRAIN_DAYS) -> np.ndarray:
-    return values[:, :days * 24]
+    return values[:, : days * 24]
 
 
 def _live(shop: CensoredShop) -> np.ndarray:
@@ -44,8 +44,7 @@ def _live(shop: CensoredShop) -> np.ndarray:
 
 ENTRY_POINTS: dict[str, Callable[[CensoredShop], np.ndarray]] = {
     "hourly minutes": lambda shop: recover_hourly(_hours(shop.hourly_sales), _hours(shop.hourly_minutes)).daily,
-    "hourly flags": lambda shop: recover_hourly(_hours(shop.hourly_sales), np.where(_hours(shop.hour_flags), 0.0, 60.0),
-                                                flags=True).daily,
+    "hourly flags": lambda shop: recover_hourly(_hours(shop.hourly_sales), np.where(_hours(shop.hour_flags), 0.0, 60.0), flags=True).daily,
     "day flags": lambda shop: recover_censored(shop.sales[:, :TRAIN_DAYS], shop.flags[:, :TRAIN_DAYS]),
     "live day close": _live,
 }
@@ -128,10 +127,10 @@ def test_the_live_state_of_a_series_does_not_depend_on_the_others(shop: Censored
     THEN the few recover and fold bit for bit as among all."""
     pick = np.array([5, 120, 7])
     sales, minutes = _hours(shop.hourly_sales, 29), _hours(shop.hourly_minutes, 29)
-    _, live = warm_state(sales[:, :28 * 24], minutes[:, :28 * 24])
-    _, part = warm_state(sales[pick, :28 * 24], minutes[pick, :28 * 24])
-    day, live = close_day(live, sales[:, 28 * 24:], minutes[:, 28 * 24:], 0)
-    day_part, part = close_day(part, sales[pick, 28 * 24:], minutes[pick, 28 * 24:], 0)
+    _, live = warm_state(sales[:, : 28 * 24], minutes[:, : 28 * 24])
+    _, part = warm_state(sales[pick, : 28 * 24], minutes[pick, : 28 * 24])
+    day, live = close_day(live, sales[:, 28 * 24 :], minutes[:, 28 * 24 :], 0)
+    day_part, part = close_day(part, sales[pick, 28 * 24 :], minutes[pick, 28 * 24 :], 0)
     assert np.array_equal(day[pick], day_part)
     assert np.array_equal(live.to_array()[pick], part.to_array())
 
@@ -160,7 +159,7 @@ def test_no_demand_recovers_exact_zeros() -> None:
     daily = sales.reshape(3, days, 24).sum(axis=2)
     flags = np.ones((3, days), dtype=bool)
     assert np.array_equal(recover_censored(daily, flags)[:2], daily[:2])
-    history, live = warm_state(sales[:, :7 * 24], minutes[:, :7 * 24])
+    history, live = warm_state(sales[:, : 7 * 24], minutes[:, : 7 * 24])
     assert np.array_equal(history[:2], np.zeros((2, 7)))
     day, _ = close_day(live, sales[:, :24], minutes[:, :24], 0)
     assert np.array_equal(day[:2], np.zeros(2)) and day[2] > 3.0
@@ -175,16 +174,16 @@ def test_hours_not_observed_stay_unknown_not_zero(shop: CensoredShop) -> None:
     14 days given as in-stock zeros instead (the control) pull its recovery down."""
     sales, minutes = _hours(shop.hourly_sales)[:4], _hours(shop.hourly_minutes)[:4]
     late = sales.copy()
-    late[:, :14 * 24] = np.nan
+    late[:, : 14 * 24] = np.nan
     recovered = recover_hourly(late, minutes)
-    assert np.isnan(recovered.hourly[:, :14 * 24]).all() and np.isnan(recovered.daily[:, :14]).all()
-    alone = recover_hourly(sales[:, 14 * 24:], minutes[:, 14 * 24:])
-    np.testing.assert_allclose(recovered.hourly[:, 14 * 24:], alone.hourly, rtol=1e-9)
+    assert np.isnan(recovered.hourly[:, : 14 * 24]).all() and np.isnan(recovered.daily[:, :14]).all()
+    alone = recover_hourly(sales[:, 14 * 24 :], minutes[:, 14 * 24 :])
+    np.testing.assert_allclose(recovered.hourly[:, 14 * 24 :], alone.hourly, rtol=1e-9)
     zeros = sales.copy()
-    zeros[:, :14 * 24] = 0.0
+    zeros[:, : 14 * 24] = 0.0
     full_minutes = minutes.copy()
-    full_minutes[:, :14 * 24] = 60.0
-    pulled = recover_hourly(zeros, full_minutes).hourly[:, 14 * 24:]
+    full_minutes[:, : 14 * 24] = 60.0
+    pulled = recover_hourly(zeros, full_minutes).hourly[:, 14 * 24 :]
     assert pulled.sum() < alone.hourly.sum() - 1.0
 
 
@@ -208,12 +207,12 @@ def test_the_live_state_round_trips_and_keeps_days_not_observed(shop: CensoredSh
     WHEN it is laid out as one [S, 68] array and back, and a day closes with some series not observed
     THEN the layout round-trips exactly; the series not observed get NaN and keep their state."""
     sales, minutes = _hours(shop.hourly_sales, 15)[:5], _hours(shop.hourly_minutes, 15)[:5]
-    _, live = warm_state(sales[:, :14 * 24], minutes[:, :14 * 24])
+    _, live = warm_state(sales[:, : 14 * 24], minutes[:, : 14 * 24])
     array = live.to_array()
     assert array.shape == (5, censored.LIVE_WIDTH)
     assert np.array_equal(LiveState.from_array(array).to_array(), array)
     observed = np.array([True, False, True, True, False])
-    day, after = close_day(live, sales[:, 14 * 24:], minutes[:, 14 * 24:], 3, observed=observed)
+    day, after = close_day(live, sales[:, 14 * 24 :], minutes[:, 14 * 24 :], 3, observed=observed)
     assert np.isnan(day[~observed]).all() and np.isfinite(day[observed]).all()
     assert np.array_equal(after.to_array()[~observed], array[~observed])
     assert not np.array_equal(after.to_array()[observed], array[observed])
@@ -230,8 +229,9 @@ def test_warehouse_profiles_add_up_over_shards(shop: CensoredShop) -> None:
     half = live.hour_sales.shape[0] // 2
     a = LiveState.from_array(live.to_array()[:half])
     b = LiveState.from_array(live.to_array()[half:])
-    np.testing.assert_allclose(censored.group_hour_sums(a, groups[:half], 2) + censored.group_hour_sums(b, groups[half:], 2),
-                               whole, rtol=1e-12)
+    np.testing.assert_allclose(
+        censored.group_hour_sums(a, groups[:half], 2) + censored.group_hour_sums(b, groups[half:], 2), whole, rtol=1e-12
+    )
     profiles = censored.profile_from_sums(whole)
     assert profiles.shape == (2, 24) and np.allclose(profiles.sum(axis=1), 1.0)
     shares = live.profile(profiles, groups)
@@ -269,12 +269,12 @@ def test_what_is_not_observed_is_not_read(shop: CensoredShop) -> None:
     WHEN the day closes and the batch is recovered
     THEN nothing is refused, and the rest recovers exactly as with clean values there."""
     sales, minutes = _hours(shop.hourly_sales, 15)[:4], _hours(shop.hourly_minutes, 15)[:4]
-    _, live = warm_state(sales[:, :14 * 24], minutes[:, :14 * 24])
+    _, live = warm_state(sales[:, : 14 * 24], minutes[:, : 14 * 24])
     observed = np.array([True, False, True, False])
-    dirty_sales, dirty_minutes = sales[:, 14 * 24:].copy(), minutes[:, 14 * 24:].copy()
+    dirty_sales, dirty_minutes = sales[:, 14 * 24 :].copy(), minutes[:, 14 * 24 :].copy()
     dirty_sales[~observed], dirty_minutes[~observed] = np.nan, np.nan
     day, after = close_day(live, dirty_sales, dirty_minutes, 2, observed=observed)
-    clean_day, clean_after = close_day(live, sales[:, 14 * 24:], minutes[:, 14 * 24:], 2, observed=observed)
+    clean_day, clean_after = close_day(live, sales[:, 14 * 24 :], minutes[:, 14 * 24 :], 2, observed=observed)
     assert np.array_equal(day, clean_day, equal_nan=True) and np.array_equal(after.to_array(), clean_after.to_array())
     late = sales.copy()
     late[:, :48] = np.nan

@@ -18,10 +18,16 @@ from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.storage.memory import MemoryStore
 
 #: 12 series, no promotions or trend; with the policy below a shelf runs out about one day in ten
-CATALOG = parse_catalog("seed: 5\nproducts:\n" + "".join(
-    f"  - {{id: P{i}, base_demand_per_day: {40 + 15 * i}, lead_time_hours: {24 + 12 * (i % 3)}, pack_size: 1, "
-    "trend_per_year: 0, promo_probability_per_day: 0}\n" for i in range(6))
-    + "warehouses: [{id: W, timezone: UTC}, {id: V, timezone: Europe/Berlin}]\ninitial_stock: 30\n", source="shop.yaml")
+CATALOG = parse_catalog(
+    "seed: 5\nproducts:\n"
+    + "".join(
+        f"  - {{id: P{i}, base_demand_per_day: {40 + 15 * i}, lead_time_hours: {24 + 12 * (i % 3)}, pack_size: 1, "
+        "trend_per_year: 0, promo_probability_per_day: 0}\n"
+        for i in range(6)
+    )
+    + "warehouses: [{id: W, timezone: UTC}, {id: V, timezone: Europe/Berlin}]\ninitial_stock: 30\n",
+    source="shop.yaml",
+)
 POLICY = Policy(alert_threshold_hours=0.0, service_level=0.55, cover_days=0.5)  # lean: stockouts happen
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
 EVERY = {"restock": 60, "order_tick": 30, "forecast": 360, "alert": 60}  # minutes
@@ -34,8 +40,13 @@ def true_demand(epoch: float) -> np.ndarray:
     """[S] the simulator's demand of the 7 days after the day of ``epoch`` (drawn per series and minute:
     the same whatever the stock was)."""
     ends = np.arange(epoch + 86400 + 60, epoch + 8 * 86400 + 1, 60, dtype=float)
-    return sum((demand_block(CATALOG, ends[k:k + 1440], minute_rates(CATALOG, ends[k:k + 1440])).sum(axis=0)
-                for k in range(0, len(ends), 1440)), np.zeros(CATALOG.num_series))
+    return sum(
+        (
+            demand_block(CATALOG, ends[k : k + 1440], minute_rates(CATALOG, ends[k : k + 1440])).sum(axis=0)
+            for k in range(0, len(ends), 1440)
+        ),
+        np.zeros(CATALOG.num_series),
+    )
 
 
 def seven_day_bias(runtime: Runtime) -> tuple[float, float]:

@@ -32,15 +32,18 @@ def test_invoke_reads_the_event_from_stdin(tmp_path: Path):
     assert json.loads(proc.stdout)["status"] == "applied"
 
 
-@pytest.mark.parametrize(("event", "fragments"), [
-    ({k: v for k, v in load_event().items() if k != "time"}, ["event.time", "missing"]),
-    (load_event(time="23/11/2026 10:05"), ["event.time", "ISO-8601"]),
-    (load_event(detail={"shard": 0, "speed": 2}), ["event.detail.speed", "unknown key"]),
-    (load_event(detail={"shard": 1}), ["event.detail.shard", "not sharded"]),
-    (load_event(detail={"shard": -1}), ["event.detail.shard", "whole number"]),
-    (load_event(detail={"shard": True}), ["event.detail.shard", "whole number"]),
-    (load_event(detail={"num_shards": 4}), ["event.detail.num_shards", "num_shards = 1"]),
-])
+@pytest.mark.parametrize(
+    ("event", "fragments"),
+    [
+        ({k: v for k, v in load_event().items() if k != "time"}, ["event.time", "missing"]),
+        (load_event(time="23/11/2026 10:05"), ["event.time", "ISO-8601"]),
+        (load_event(detail={"shard": 0, "speed": 2}), ["event.detail.speed", "unknown key"]),
+        (load_event(detail={"shard": 1}), ["event.detail.shard", "not sharded"]),
+        (load_event(detail={"shard": -1}), ["event.detail.shard", "whole number"]),
+        (load_event(detail={"shard": True}), ["event.detail.shard", "whole number"]),
+        (load_event(detail={"num_shards": 4}), ["event.detail.num_shards", "num_shards = 1"]),
+    ],
+)
 def test_bad_event_is_rejected_with_nothing_written(tmp_path: Path, event, fragments):
     """GIVEN a bad event file WHEN invoked THEN one line names the field, exit 2, the store stays empty."""
     path = tmp_path / "event.json"
@@ -54,8 +57,7 @@ def test_bad_event_is_rejected_with_nothing_written(tmp_path: Path, event, fragm
 def test_event_file_that_is_not_json_names_the_file(tmp_path: Path):
     path = tmp_path / "event.json"
     path.write_text("{nope")
-    assert_one_line_error(cli("invoke", "alert", "--event", str(path), "--store", f"file://{tmp_path}/s"),
-                          "--event", "not valid JSON")
+    assert_one_line_error(cli("invoke", "alert", "--event", str(path), "--store", f"file://{tmp_path}/s"), "--event", "not valid JSON")
 
 
 def test_unknown_handler_is_rejected(tmp_path: Path):
@@ -68,22 +70,26 @@ def test_unknown_handler_is_rejected(tmp_path: Path):
 def test_bad_catalog_is_rejected_with_nothing_written(tmp_path: Path):
     """GIVEN a catalog with a bad field WHEN simulate runs THEN one line names row and field, nothing written."""
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text("products: [{id: A, base_demand_per_day: ten, lead_time_hours: 1, pack_size: 1}]\n"
-                       "warehouses: [{id: X, timezone: UTC}]\n")
+    catalog.write_text(
+        "products: [{id: A, base_demand_per_day: ten, lead_time_hours: 1, pack_size: 1}]\nwarehouses: [{id: X, timezone: UTC}]\n"
+    )
     proc = cli("simulate", "--days", "1", "--catalog", str(catalog), "--store", f"file://{tmp_path}/s")
     assert_one_line_error(proc, "products[0].base_demand_per_day", "'ten'")
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize(("args", "fragments"), [
-    (["simulate", "--days", "0"], ["--days"]),
-    (["simulate", "--days", "1", "--start", "soon"], ["--start", "ISO-8601"]),
-    (["simulate", "--days", "1", "--every", "order_tick=90s"], ["--every order_tick", "whole minutes"]),
-    (["simulate", "--days", "1", "--every", "tick=1m"], ["--every", "HANDLER=DURATION"]),
-    (["simulate", "--days", "1", "--service-level", "1.5"], ["--service-level / STOCKPULSE_SERVICE_LEVEL"]),
-    (["simulate", "--days", "1", "--store", "ftp://x"], ["store URL 'ftp://x'"]),
-    (["simulate", "--days", "x"], ["--days: must be a number written with ASCII digits, got 'x'"]),
-])
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["simulate", "--days", "0"], ["--days"]),
+        (["simulate", "--days", "1", "--start", "soon"], ["--start", "ISO-8601"]),
+        (["simulate", "--days", "1", "--every", "order_tick=90s"], ["--every order_tick", "whole minutes"]),
+        (["simulate", "--days", "1", "--every", "tick=1m"], ["--every", "HANDLER=DURATION"]),
+        (["simulate", "--days", "1", "--service-level", "1.5"], ["--service-level / STOCKPULSE_SERVICE_LEVEL"]),
+        (["simulate", "--days", "1", "--store", "ftp://x"], ["store URL 'ftp://x'"]),
+        (["simulate", "--days", "x"], ["--days: must be a number written with ASCII digits, got 'x'"]),
+    ],
+)
 def test_bad_options_are_one_line_errors(tmp_path: Path, args, fragments):
     """GIVEN a bad option WHEN the command runs THEN one line names it, exit 2, nothing written."""
     proc = cli(*args, cwd=tmp_path) if "--store" in args else cli(*args, "--store", f"file://{tmp_path}/s")
@@ -91,20 +97,23 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, args, fragments):
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize(("args", "fragments"), [
-    (["simulate", "--days", "٠.٥"], ["argument --days: must be a number written with ASCII digits, got '٠.٥'"]),
-    (["simulate", "--days", "1" * 5000], ["argument --days: must be a number written with ASCII digits, got '1111"]),
-    (["simulate", "--days", "1", "--every", "order_tick=٥m"], ["--every order_tick: not a positive duration"]),
-    (["simulate", "--days", "1", "--service-level", "٠.٩"], ["--service-level / STOCKPULSE_SERVICE_LEVEL"]),
-    (["simulate", "--days", "1", "--num-shards", "²"], ["--num-shards / STOCKPULSE_NUM_SHARDS"]),
-    (["simulate", "--days", "1", "--max-tick-lead", "٧d"], ["--max-tick-lead / STOCKPULSE_MAX_TICK_LEAD"]),
-    (["invoke", "order_tick", "--shard", "٣"], ["argument --shard: must be a whole number written with ASCII digits"]),
-    (["run", "--speed", "²", "--for", "1s"], ["argument --speed: must be a number written with ASCII digits"]),
-    (["run", "--speed", "600", "--for", "٣s"], ["--for: not a positive duration"]),
-    (["status", "--watch", "١"], ["argument --watch: must be a number written with ASCII digits"]),
-    (["backtest", "sales.csv", "--horizon", "٢٨"], ["argument --horizon: must be a whole number written with ASCII"]),
-], ids=["days", "days-5000-digits", "every", "service-level", "num-shards", "max-tick-lead", "shard", "speed", "for",
-        "watch", "horizon"])
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["simulate", "--days", "٠.٥"], ["argument --days: must be a number written with ASCII digits, got '٠.٥'"]),
+        (["simulate", "--days", "1" * 5000], ["argument --days: must be a number written with ASCII digits, got '1111"]),
+        (["simulate", "--days", "1", "--every", "order_tick=٥m"], ["--every order_tick: not a positive duration"]),
+        (["simulate", "--days", "1", "--service-level", "٠.٩"], ["--service-level / STOCKPULSE_SERVICE_LEVEL"]),
+        (["simulate", "--days", "1", "--num-shards", "²"], ["--num-shards / STOCKPULSE_NUM_SHARDS"]),
+        (["simulate", "--days", "1", "--max-tick-lead", "٧d"], ["--max-tick-lead / STOCKPULSE_MAX_TICK_LEAD"]),
+        (["invoke", "order_tick", "--shard", "٣"], ["argument --shard: must be a whole number written with ASCII digits"]),
+        (["run", "--speed", "²", "--for", "1s"], ["argument --speed: must be a number written with ASCII digits"]),
+        (["run", "--speed", "600", "--for", "٣s"], ["--for: not a positive duration"]),
+        (["status", "--watch", "١"], ["argument --watch: must be a number written with ASCII digits"]),
+        (["backtest", "sales.csv", "--horizon", "٢٨"], ["argument --horizon: must be a whole number written with ASCII"]),
+    ],
+    ids=["days", "days-5000-digits", "every", "service-level", "num-shards", "max-tick-lead", "shard", "speed", "for", "watch", "horizon"],
+)
 def test_only_ascii_digits_are_numbers_on_the_command_line(tmp_path: Path, args, fragments):
     """GIVEN a number written with other digits (``float("٠.٥")`` is 0.5, ``int("٣")`` is 3) or
     5,000 of them WHEN a command reads it THEN one short line names the flag, exit 2, nothing written."""
@@ -114,8 +123,7 @@ def test_only_ascii_digits_are_numbers_on_the_command_line(tmp_path: Path, args,
 
 
 def test_control_ascii_numbers_with_spaces_still_read(tmp_path: Path, capsys):
-    assert main(["simulate", "--days", " 0.01 ", "--service-level", " 0.95", "-q", "--json",
-                 "--store", f"file://{tmp_path}/s"]) == 0
+    assert main(["simulate", "--days", " 0.01 ", "--service-level", " 0.95", "-q", "--json", "--store", f"file://{tmp_path}/s"]) == 0
     assert json.loads(capsys.readouterr().out)["invocations"]["order_tick"] == 14
 
 
@@ -124,11 +132,11 @@ def test_catalog_mismatch_with_the_store_is_refused(tmp_path: Path, capsys):
     store = f"file://{tmp_path}/s"
     assert main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", store]) == 0
     other = tmp_path / "other.yaml"
-    other.write_text("products: [{id: A, base_demand_per_day: 1, lead_time_hours: 1, pack_size: 1}]\n"
-                     "warehouses: [{id: X, timezone: UTC}]\n")
+    other.write_text(
+        "products: [{id: A, base_demand_per_day: 1, lead_time_hours: 1, pack_size: 1}]\nwarehouses: [{id: X, timezone: UTC}]\n"
+    )
     capsys.readouterr()
-    assert main(["invoke", "order_tick", "--time", "2026-01-05T00:02:00Z", "--store", store,
-                 "--catalog", str(other)]) == 2
+    assert main(["invoke", "order_tick", "--time", "2026-01-05T00:02:00Z", "--store", store, "--catalog", str(other)]) == 2
     assert "--catalog" in capsys.readouterr().err
 
 
@@ -177,8 +185,7 @@ def test_every_command_and_option_says_what_it_does():
     """GIVEN the parser THEN the nine commands are there, each with a description, and every
     option of every command has a help text (``--help`` explains every flag it lists)."""
     commands = subcommands()
-    assert set(commands) == {"invoke", "simulate", "status", "report", "run", "backtest", "package", "deploy",
-                             "replay"}
+    assert set(commands) == {"invoke", "simulate", "status", "report", "run", "backtest", "package", "deploy", "replay"}
     for name, parser in commands.items():
         assert parser.description, name
         for action in parser._actions:
@@ -200,9 +207,11 @@ def test_help_lists_each_commands_own_options_and_exits_zero():
 def test_invoke_loads_no_reporting_or_model_libraries(tmp_path: Path):
     """`python -m jobs invoke order_tick` is the scale benchmark's unit of work: it must not pay for
     pandas or bokeh (reports), nor scipy (the forecast's fit)."""
-    code = ("import sys; from jobs.cli import build_parser, main; "
-            f"code = main(['invoke', 'order_tick', '--time', '2026-01-05T00:05:00Z', '--store', 'file://{tmp_path}']); "
-            "print(sorted(m for m in ('pandas', 'bokeh', 'scipy', 'sklearn') if m in sys.modules)); sys.exit(code)")
+    code = (
+        "import sys; from jobs.cli import build_parser, main; "
+        f"code = main(['invoke', 'order_tick', '--time', '2026-01-05T00:05:00Z', '--store', 'file://{tmp_path}']); "
+        "print(sorted(m for m in ('pandas', 'bokeh', 'scipy', 'sklearn') if m in sys.modules)); sys.exit(code)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -213,8 +222,15 @@ def piped_into_a_closed_reader(*args: str, cwd: Path | None = None) -> subproces
     read, write = os.pipe()
     os.close(read)
     try:
-        return subprocess.run([sys.executable, "-m", "jobs", *args], stdout=write, stderr=subprocess.PIPE, text=True,
-                              cwd=cwd or REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "jobs", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd or REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=120,
+        )
     finally:
         os.close(write)
 
@@ -226,10 +242,18 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return store
 
 
-@pytest.mark.parametrize("args", [
-    ["status", "--json"], ["status"], ["simulate", "--days", "0.01", "-q"], ["simulate", "--days", "0.01", "--json"],
-    ["invoke", "alert", "--time", "2026-01-05T00:45:00Z"], ["run", "--for", "1s", "--speed", "60", "--json"],
-], ids=["status-json", "status", "simulate", "simulate-json", "invoke", "run"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--json"],
+        ["status"],
+        ["simulate", "--days", "0.01", "-q"],
+        ["simulate", "--days", "0.01", "--json"],
+        ["invoke", "alert", "--time", "2026-01-05T00:45:00Z"],
+        ["run", "--for", "1s", "--speed", "60", "--json"],
+    ],
+    ids=["status-json", "status", "simulate", "simulate-json", "invoke", "run"],
+)
 def test_output_into_a_reader_that_went_away_ends_quietly_with_epipe(small_store: str, args: list[str]):
     """GIVEN `python -m jobs ... | head` whose reader is gone WHEN the command prints THEN it ends
     with no traceback (it was a BrokenPipeError traceback) and exit 32 (EPIPE), as json.tool does."""

@@ -69,8 +69,7 @@ def test_each_handler_has_its_own_lead(started: FileStore):
     runtime = Runtime(store=started, catalog=BUSY_CATALOG, clock=zero_clock)
     with pytest.raises(InputError, match="alert accepts at most 6.0 h"):
         invoke("alert", event_at(later), runtime)
-    relaxed = Runtime(store=started, catalog=BUSY_CATALOG, clock=zero_clock,
-                      limits=Limits(max_lead=parse_max_lead("alert=3d")))
+    relaxed = Runtime(store=started, catalog=BUSY_CATALOG, clock=zero_clock, limits=Limits(max_lead=parse_max_lead("alert=3d")))
     assert invoke("alert", event_at(later), relaxed)["status"] == "applied"
     assert invoke("order_tick", event_at(later + timedelta(days=5)), runtime)["status"] == "applied"
 
@@ -81,10 +80,8 @@ def test_a_long_gap_is_caught_up_in_bounded_pieces_with_the_same_result(tmp_path
     stock, sales and history equal those of catching up the gap at once."""
     t0 = START.replace(hour=12)
     gap = t0 + timedelta(days=3)
-    bounded = Runtime(store=FileStore(tmp_path / "bounded"), catalog=BUSY_CATALOG, clock=zero_clock,
-                      limits=Limits(catch_up_minutes=1440))
-    at_once = Runtime(store=FileStore(tmp_path / "once"), catalog=BUSY_CATALOG, clock=zero_clock,
-                      limits=Limits(catch_up_minutes=10080))
+    bounded = Runtime(store=FileStore(tmp_path / "bounded"), catalog=BUSY_CATALOG, clock=zero_clock, limits=Limits(catch_up_minutes=1440))
+    at_once = Runtime(store=FileStore(tmp_path / "once"), catalog=BUSY_CATALOG, clock=zero_clock, limits=Limits(catch_up_minutes=10080))
     for runtime in (bounded, at_once):
         invoke("order_tick", event_at(t0), runtime)
     first = invoke("order_tick", event_at(gap), bounded)
@@ -103,17 +100,26 @@ def test_a_long_gap_is_caught_up_in_bounded_pieces_with_the_same_result(tmp_path
 def gap_ticks() -> list[tuple[str, object]]:
     t0 = START.replace(hour=12)
     gap = t0 + timedelta(days=2)
-    return [("order_tick", t0), ("alert", t0), ("order_tick", gap), ("order_tick", gap + timedelta(minutes=1)),
-            ("alert", gap + timedelta(minutes=1)), ("restock", gap + timedelta(minutes=1)),
-            ("order_tick", gap + timedelta(minutes=2))]
+    return [
+        ("order_tick", t0),
+        ("alert", t0),
+        ("order_tick", gap),
+        ("order_tick", gap + timedelta(minutes=1)),
+        ("alert", gap + timedelta(minutes=1)),
+        ("restock", gap + timedelta(minutes=1)),
+        ("order_tick", gap + timedelta(minutes=2)),
+    ]
 
 
 def run_gap(store) -> None:
     for name, moment in gap_ticks():
         while True:
             try:
-                invoke(name, event_at(moment), Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock,
-                                                       limits=Limits(catch_up_minutes=1440)))
+                invoke(
+                    name,
+                    event_at(moment),
+                    Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock, limits=Limits(catch_up_minutes=1440)),
+                )
                 break
             except Crash:  # a new process: it knows nothing of the old one's
                 layout.forget()
@@ -133,14 +139,14 @@ def test_a_crash_before_any_storage_call_of_a_catch_up_then_retry_equals_a_clean
         assert snapshot(FileStore(tmp_path / f"crash-{crash_at}")) == expected, crash_at
 
 
-@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:00Z",
-                                    "0001-01-01T00:00:00+01:00"])
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:00Z", "0001-01-01T00:00:00+01:00"])
 @pytest.mark.parametrize("handler", ["order_tick", "alert"])
 def test_extreme_times_are_one_line_errors(tmp_path: Path, moment: str, handler: str):
     """GIVEN a time before 1971 or after 2199 WHEN invoked THEN one line names --time, nothing is written."""
     store = tmp_path / "s"
-    assert_one_line_error(cli("invoke", handler, "--time", moment, "--store", f"file://{store}"),
-                          "--time", "outside the supported business times")
+    assert_one_line_error(
+        cli("invoke", handler, "--time", moment, "--store", f"file://{store}"), "--time", "outside the supported business times"
+    )
     assert not store.exists()
 
 
@@ -149,8 +155,11 @@ def test_invoke_far_ahead_of_the_store_is_exit_2_naming_event_time(tmp_path: Pat
     store = f"file://{tmp_path}/s"
     assert main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", store]) == 0
     before = files(tmp_path / "s")
-    assert_one_line_error(cli("invoke", "alert", "--time", "2199-12-30T00:00:00Z", "--store", store),
-                          "event.time: 2199-12-30T00:00:00Z is", "alert accepts at most")
+    assert_one_line_error(
+        cli("invoke", "alert", "--time", "2199-12-30T00:00:00Z", "--store", store),
+        "event.time: 2199-12-30T00:00:00Z is",
+        "alert accepts at most",
+    )
     assert files(tmp_path / "s") == before
 
 
@@ -171,20 +180,27 @@ def test_simulate_start_far_ahead_is_refused(tmp_path: Path):
     """GIVEN a store at 2026-01-05 WHEN `simulate --start` is a year later THEN one line names --start."""
     store = f"file://{tmp_path}/s"
     assert main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", store]) == 0
-    assert_one_line_error(cli("simulate", "--days", "1", "--start", "2027-01-05T00:00:00Z", "--store", store),
-                          "--start: 2027-01-05T00:00:00Z is", "order_tick accepts at most 7.0 days")
+    assert_one_line_error(
+        cli("simulate", "--days", "1", "--start", "2027-01-05T00:00:00Z", "--store", store),
+        "--start: 2027-01-05T00:00:00Z is",
+        "order_tick accepts at most 7.0 days",
+    )
 
 
-@pytest.mark.parametrize(("args", "fragments"), [
-    (["simulate", "--days", "inf"], ["--days", "got 'inf'"]),  # not a number written with ASCII digits
-    (["simulate", "--days", "nan"], ["--days"]),
-    (["simulate", "--days", "2", "--start", "2199-12-30T00:00:00Z"], ["--days", "after the last supported"]),
-    (["run", "--speed", "1e308", "--for", "1s"], ["--speed", "got 1e+308"]),
-    (["invoke", "alert", "--time", "2026-01-05T00:00:00Z", "--max-tick-lead", "alert=forever"],
-     ["--max-tick-lead / STOCKPULSE_MAX_TICK_LEAD"]),
-    (["invoke", "alert", "--time", "2026-01-05T00:00:00Z", "--max-catch-up-minutes", "0"],
-     ["--max-catch-up-minutes", "[1, 10080]"]),
-])
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["simulate", "--days", "inf"], ["--days", "got 'inf'"]),  # not a number written with ASCII digits
+        (["simulate", "--days", "nan"], ["--days"]),
+        (["simulate", "--days", "2", "--start", "2199-12-30T00:00:00Z"], ["--days", "after the last supported"]),
+        (["run", "--speed", "1e308", "--for", "1s"], ["--speed", "got 1e+308"]),
+        (
+            ["invoke", "alert", "--time", "2026-01-05T00:00:00Z", "--max-tick-lead", "alert=forever"],
+            ["--max-tick-lead / STOCKPULSE_MAX_TICK_LEAD"],
+        ),
+        (["invoke", "alert", "--time", "2026-01-05T00:00:00Z", "--max-catch-up-minutes", "0"], ["--max-catch-up-minutes", "[1, 10080]"]),
+    ],
+)
 def test_out_of_range_numbers_are_one_line_errors(tmp_path: Path, args, fragments):
     store = tmp_path / "s"
     assert_one_line_error(cli(*args, "--store", f"file://{store}"), *fragments)
@@ -202,8 +218,7 @@ def test_max_tick_lead_setting_takes_one_duration_or_per_handler_overrides():
 def test_the_last_supported_business_day_replays_without_overflow(tmp_path: Path):
     """GIVEN a catalog whose trend compounds for 170 years WHEN the last supported day is replayed THEN
     demand saturates instead of overflowing and the replay succeeds."""
-    proc = cli("simulate", "--days", "0.05", "--start", "2199-12-30T00:00:00Z", "--json", "-q",
-               "--store", f"file://{tmp_path}/s")
+    proc = cli("simulate", "--days", "0.05", "--start", "2199-12-30T00:00:00Z", "--json", "-q", "--store", f"file://{tmp_path}/s")
     assert proc.returncode == 0, proc.stderr
 
 
@@ -272,8 +287,9 @@ def test_the_readme_tour_invokes_the_next_order_tick_after_a_week_of_simulate(tm
     hourly = [f"--every={name}=1h" for name in ("order_tick", "restock", "alert")]
     assert cli("simulate", "--days", "7", "--quiet", *hourly, "--store", store).returncode == 0
     before = files(tmp_path / "data")
-    assert_one_line_error(cli("invoke", "order_tick", "--store", store),
-                          "ahead of the store's clock", "the store's next order_tick is 2026-01-12T00:01:00Z")
+    assert_one_line_error(
+        cli("invoke", "order_tick", "--store", store), "ahead of the store's clock", "the store's next order_tick is 2026-01-12T00:01:00Z"
+    )
     assert files(tmp_path / "data") == before
     tour = cli("invoke", "order_tick", "--time", "2026-01-12T00:01:00Z", "--store", store)
     assert tour.returncode == 0, tour.stderr

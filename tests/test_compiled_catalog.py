@@ -108,6 +108,7 @@ def test_a_compiled_form_whose_body_was_altered_is_not_trusted(tmp_path, caplog)
 
 # -- a catalog kept in the store: STOCKPULSE_CATALOG=store:catalogs/source/<sha>.yaml --------------
 
+
 class RecordingKeys(Recording):
     """Records (method, key) of every call."""
 
@@ -198,9 +199,17 @@ def test_a_store_reference_to_a_missing_object_is_one_error_naming_the_setting_a
     assert not list(store.list(""))  # nothing written
 
 
-@pytest.mark.parametrize("reference", ["store:catalogs/source/abc.yaml", "store:catalogs/source/" + "A" * 32 + ".yaml",
-                                       "store:catalogs/" + "a" * 32 + ".yaml", "store:../" + "a" * 32 + ".yaml",
-                                       "store:catalogs/source/" + "a" * 32 + ".yml", "store:"])
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "store:catalogs/source/abc.yaml",
+        "store:catalogs/source/" + "A" * 32 + ".yaml",
+        "store:catalogs/" + "a" * 32 + ".yaml",
+        "store:../" + "a" * 32 + ".yaml",
+        "store:catalogs/source/" + "a" * 32 + ".yml",
+        "store:",
+    ],
+)
 def test_a_store_reference_whose_name_is_not_a_digest_is_refused(tmp_path, reference):
     store = FileStore(tmp_path / "store")
     with pytest.raises(ConfigError, match="STOCKPULSE_CATALOG: a store: reference must name catalogs/source/"):
@@ -245,11 +254,13 @@ def test_report_reads_a_catalog_kept_in_the_store(tmp_path):
     store = FileStore(tmp_path / "store")
     store.put_once(source_key(data), data)
     common = ["--store", f"file://{tmp_path / 'store'}", "--catalog", store_reference(data)]
-    done = subprocess.run([sys.executable, "-m", "jobs", "simulate", "--days", "0.1", "-q", *common],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs", "simulate", "--days", "0.1", "-q", *common], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
-    page = subprocess.run([sys.executable, "-m", "jobs", "report", "--out", str(tmp_path / "r.html"), *common],
-                          capture_output=True, text=True, timeout=300)
+    page = subprocess.run(
+        [sys.executable, "-m", "jobs", "report", "--out", str(tmp_path / "r.html"), *common], capture_output=True, text=True, timeout=300
+    )
     assert page.returncode == 0, page.stderr
     assert "4 product x warehouse series" in page.stdout
 

@@ -35,12 +35,30 @@ from tests.support import servers
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ELASTIC_IMAGES = ("elasticsearch/elasticsearch", "kibana/kibana", "beats/filebeat", "beats/metricbeat")
-SERVICES = {"localstack", "deploy", "scheduler", "pushgateway", "prometheus", "alertmanager",
-            "elasticsearch", "kibana", "es-setup", "kibana-setup", "filebeat", "metricbeat"}
+SERVICES = {
+    "localstack",
+    "deploy",
+    "scheduler",
+    "pushgateway",
+    "prometheus",
+    "alertmanager",
+    "elasticsearch",
+    "kibana",
+    "es-setup",
+    "kibana-setup",
+    "filebeat",
+    "metricbeat",
+}
 ONE_SHOT = {"deploy", "es-setup", "kibana-setup"}
 SEED_EVENT_TYPES = {"order", "inventory", "reorder_alert", "restock"}
-SEED_METRICS = {"inventory_level_units", "orders_per_minute", "orders_total", "demand_forecast_units",
-                "reorder_events_total", "processing_latency_seconds"}
+SEED_METRICS = {
+    "inventory_level_units",
+    "orders_per_minute",
+    "orders_total",
+    "demand_forecast_units",
+    "reorder_events_total",
+    "processing_latency_seconds",
+}
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -55,8 +73,14 @@ def _compose_env(**extra: str) -> dict[str, str]:
 
 def run_compose(*args: str, env_file: Path, **extra_env: str) -> subprocess.CompletedProcess:
     binary = servers.find_binary("docker-compose", debian_package="docker-compose")
-    return subprocess.run([binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), *args],
-                          capture_output=True, text=True, cwd=ROOT, env=_compose_env(**extra_env), timeout=120)
+    return subprocess.run(
+        [binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=_compose_env(**extra_env),
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +148,7 @@ def env_file_values(path: Path) -> dict[str, str]:
 def test_docker_compose_validates_the_file_offline(empty_env_file):
     """GIVEN docker-compose.yml WHEN Debian's docker-compose validates it (defaults, the
     .env.example values, the scheduler profile) THEN it accepts it."""
-    for env_file, extra in ((empty_env_file, {}), (ROOT / ".env.example", {}),
-                            (empty_env_file, {"COMPOSE_PROFILES": "scheduler"})):
+    for env_file, extra in ((empty_env_file, {}), (ROOT / ".env.example", {}), (empty_env_file, {"COMPOSE_PROFILES": "scheduler"})):
         proc = run_compose("config", "-q", env_file=env_file, **extra)
         assert proc.returncode == 0, (env_file, extra, proc.stderr)
 
@@ -141,8 +164,7 @@ def test_every_published_port_is_bound_to_loopback(config):
             text = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port['published']}:{port['target']}"
             published.append((name, text))
             assert text.startswith("127.0.0.1:"), (name, text)
-    assert {name for name, _ in published} == {"localstack", "pushgateway", "prometheus", "alertmanager",
-                                               "elasticsearch", "kibana"}
+    assert {name for name, _ in published} == {"localstack", "pushgateway", "prometheus", "alertmanager", "elasticsearch", "kibana"}
 
 
 def test_long_running_services_have_healthchecks_and_one_shots_do_not_restart(config):
@@ -210,12 +232,22 @@ def test_one_elastic_version_for_the_four_images_pinned_in_infra(config):
 
 KIBANA_HOME = "/usr/share/kibana/"
 # GET /api/status answers (src/core/packages/status: the v8 format; the redacted one anonymous users get)
-STATUS_AVAILABLE = {"name": "kibana", "status": {"overall": {"level": "available", "summary": "All services and "
-                    "plugins are available"}, "core": {"elasticsearch": {"level": "available"}},
-                    "plugins": {"lens": {"level": "available"}}}}
-STATUS_DEGRADED = {"name": "kibana", "status": {"overall": {"level": "degraded", "summary": "1 service is degraded"},
-                   "core": {"elasticsearch": {"level": "available"}, "savedObjects": {"level": "degraded"}},
-                   "plugins": {"lens": {"level": "available"}}}}
+STATUS_AVAILABLE = {
+    "name": "kibana",
+    "status": {
+        "overall": {"level": "available", "summary": "All services and plugins are available"},
+        "core": {"elasticsearch": {"level": "available"}},
+        "plugins": {"lens": {"level": "available"}},
+    },
+}
+STATUS_DEGRADED = {
+    "name": "kibana",
+    "status": {
+        "overall": {"level": "degraded", "summary": "1 service is degraded"},
+        "core": {"elasticsearch": {"level": "available"}, "savedObjects": {"level": "degraded"}},
+        "plugins": {"lens": {"level": "available"}},
+    },
+}
 STATUS_KEYS_REORDERED = {"status": {"plugins": {}, "overall": {"summary": "ok", "level": "available"}}}
 STATUS_REDACTED = {"status": {"overall": {"level": "available"}}}
 STATUS_STARTING = {"status": {"overall": {"level": "unavailable"}, "core": {"x": {"level": "available"}}}}
@@ -249,8 +281,14 @@ def test_kibanas_healthcheck_reads_the_overall_level(config, tmp_path):
     plugins say "available", or nothing answers THEN unhealthy."""
     check = config["services"]["kibana"]["healthcheck"]["test"]
     assert check[0] == "CMD-SHELL" and "/api/status" in check[1]
-    for status, healthy in ((STATUS_AVAILABLE, True), (STATUS_KEYS_REORDERED, True), (STATUS_REDACTED, True),
-                            (STATUS_DEGRADED, False), (STATUS_STARTING, False), (None, False)):
+    for status, healthy in (
+        (STATUS_AVAILABLE, True),
+        (STATUS_KEYS_REORDERED, True),
+        (STATUS_REDACTED, True),
+        (STATUS_DEGRADED, False),
+        (STATUS_STARTING, False),
+        (None, False),
+    ):
         code = run_kibana_healthcheck(check[1], json.dumps(status) if status else None, tmp_path)
         assert (code == 0) is healthy, (status, code)
 
@@ -296,8 +334,7 @@ def stated_ram_mib() -> int:
 
 
 def test_every_service_has_a_memory_limit_and_they_add_up_to_the_stated_figure(config):
-    limits = {name: to_bytes(service["mem_limit"]) for name, service in config["services"].items()
-              if "mem_limit" in service}
+    limits = {name: to_bytes(service["mem_limit"]) for name, service in config["services"].items() if "mem_limit" in service}
     assert set(limits) == SERVICES
     assert sum(limits.values()) == stated_ram_mib() * 1024**2
     full_stack = (ROOT / "docs" / "full-stack.md").read_text()
@@ -451,8 +488,9 @@ exit 0
 """
 
 
-def run_service(service: dict[str, Any], tmp_path: Path, *, run_seconds: float = 30,
-                deployed_at_probe: int = 10**6) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+def run_service(
+    service: dict[str, Any], tmp_path: Path, *, run_seconds: float = 30, deployed_at_probe: int = 10**6
+) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     """Run a service's ``sh -c`` command with its resolved environment and a stub ``python``;
     returns the result and the argument lists python was called with."""
     bin_dir = tmp_path / "bin"
@@ -463,11 +501,15 @@ def run_service(service: dict[str, Any], tmp_path: Path, *, run_seconds: float =
     log = tmp_path / "python.log"
     log.write_text("")
     env = {k: str(v) for k, v in service["environment"].items()}
-    env.update(PATH=f"{bin_dir}:/usr/bin:/bin", STUB_LOG=str(log), STUB_PROBES=str(tmp_path / "probes"),
-               STUB_RUN_SECONDS=str(run_seconds), STUB_DEPLOYED_AT_PROBE=str(deployed_at_probe),
-               STOCKPULSE_GUARD_SECONDS="0.1")
-    proc = subprocess.run(["/bin/sh", "-c", command_text(service)], capture_output=True, text=True,
-                          env=env, timeout=60)
+    env.update(
+        PATH=f"{bin_dir}:/usr/bin:/bin",
+        STUB_LOG=str(log),
+        STUB_PROBES=str(tmp_path / "probes"),
+        STUB_RUN_SECONDS=str(run_seconds),
+        STUB_DEPLOYED_AT_PROBE=str(deployed_at_probe),
+        STOCKPULSE_GUARD_SECONDS="0.1",
+    )
+    proc = subprocess.run(["/bin/sh", "-c", command_text(service)], capture_output=True, text=True, env=env, timeout=60)
     calls = [shlex.split(line) for line in log.read_text().splitlines()]
     return proc, calls
 
@@ -575,8 +617,7 @@ def test_dockerfile_caches_dependencies_before_the_source_and_runs_unprivileged(
 
 
 def test_dockerignore_keeps_local_state_out_but_not_what_the_image_copies():
-    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
-                if p.strip() and not p.startswith("#")]
+    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")]
 
     def ignored(path: str) -> bool:
         return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.split("/")[0], p) for p in patterns)
@@ -605,8 +646,9 @@ def test_env_example_lists_every_variable_with_the_compose_default(empty_env_fil
 
 def test_smoke_script_parses_and_checks_the_names_the_stack_uses():
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "stack-smoke.sh")]).returncode == 0
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "stack-smoke.sh"), "--list"], capture_output=True,
-                          text=True, timeout=60, env=_compose_env())
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "stack-smoke.sh"), "--list"], capture_output=True, text=True, timeout=60, env=_compose_env()
+    )
     assert proc.returncode == 0, proc.stderr
     listed = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
     assert listed["bucket"] == deploy_module.DEFAULT_BUCKET
@@ -616,8 +658,7 @@ def test_smoke_script_parses_and_checks_the_names_the_stack_uses():
     assert set(listed["event-types"].split()) == SEED_EVENT_TYPES
     metrics = {m.removesuffix("_bucket") for m in listed["metrics"].split()}
     assert SEED_METRICS <= metrics <= set(METRICS)
-    saved = [yaml.safe_load(line) for line in (ROOT / "infra" / "kibana" / "saved_objects.ndjson").read_text().splitlines()
-             if line.strip()]
+    saved = [yaml.safe_load(line) for line in (ROOT / "infra" / "kibana" / "saved_objects.ndjson").read_text().splitlines() if line.strip()]
     assert listed["dashboard"] == next(o["id"] for o in saved if o["type"] == "dashboard")
     assert set(listed["data-views"].split()) == {o["id"] for o in saved if o["type"] == "index-pattern"}
 

@@ -52,8 +52,12 @@ def sub_catalog(catalog: Catalog, products: list[int], warehouses: list[int] | N
     """The catalog of some of its products (and warehouses), in the order given."""
     warehouses = list(range(len(catalog.warehouses))) if warehouses is None else warehouses
     table = tuple(tuple(catalog.initial_stock_table[p][w] for w in warehouses) for p in products)
-    return replace(catalog, products=tuple(catalog.products[p] for p in products),
-                   warehouses=tuple(catalog.warehouses[w] for w in warehouses), initial_stock_table=table)
+    return replace(
+        catalog,
+        products=tuple(catalog.products[p] for p in products),
+        warehouses=tuple(catalog.warehouses[w] for w in warehouses),
+        initial_stock_table=table,
+    )
 
 
 def series_rows(full: Catalog, part: Catalog) -> np.ndarray:
@@ -110,8 +114,7 @@ def test_the_order_of_products_and_warehouses_does_not_matter() -> None:
     THEN each (product, warehouse) series has the same demand in both."""
     full = full_catalog()
     rng = np.random.default_rng(3)
-    shuffled = sub_catalog(full, list(rng.permutation(len(full.products))),
-                           list(rng.permutation(len(full.warehouses))))
+    shuffled = sub_catalog(full, list(rng.permutation(len(full.products))), list(rng.permutation(len(full.warehouses))))
     assert shuffled.series_product_ids != full.series_product_ids
     assert np.array_equal(demand(shuffled), demand(full)[:, series_rows(full, shuffled)])
 
@@ -174,6 +177,7 @@ PINNED_DEFAULT_DAY = "4a4513891fdcbe2c"
 
 # -- the draws are Poisson ----------------------------------------------------------------------
 
+
 def draws(rate: float, n: int = 200_000) -> np.ndarray:
     """``n`` draws at ``rate``: 2,000 series x 100 minutes."""
     keys = string_keys(99, 1, [f"series-{i}" for i in range(2_000)])
@@ -202,8 +206,8 @@ def test_draws_fit_the_poisson_distribution(rate: float) -> None:
     n = x.size
     low, high = int(stats.poisson.ppf(1e-4, rate)), int(stats.poisson.isf(1e-4, rate))
     observed = np.array([(x <= low).sum()] + [(x == k).sum() for k in range(low + 1, high)] + [(x >= high).sum()])
-    expected = n * np.array([stats.poisson.cdf(low, rate)]
-                            + [stats.poisson.pmf(k, rate) for k in range(low + 1, high)]
-                            + [stats.poisson.sf(high - 1, rate)])
+    expected = n * np.array(
+        [stats.poisson.cdf(low, rate)] + [stats.poisson.pmf(k, rate) for k in range(low + 1, high)] + [stats.poisson.sf(high - 1, rate)]
+    )
     chi2 = float(((observed - expected) ** 2 / expected).sum())
     assert chi2 < stats.chi2.isf(0.001, len(observed) - 1)

@@ -52,19 +52,24 @@ def statements(target: Target, handler: str) -> dict[str, dict]:
 def test_each_policy_allows_only_the_keys_and_log_group_of_its_function(handler):
     target = Target(name="shop", bucket="shop-store", prefix="eu/", region="eu-west-1")
     policy = statements(target, handler)
-    assert policy["State"]["Resource"] == ["arn:aws:s3:::shop-store/eu/state/state.bin",
-                                           "arn:aws:s3:::shop-store/eu/state/forecast.bin",
-                                           "arn:aws:s3:::shop-store/eu/state/history/*",
-                                           "arn:aws:s3:::shop-store/eu/state/hot/*"]
+    assert policy["State"]["Resource"] == [
+        "arn:aws:s3:::shop-store/eu/state/state.bin",
+        "arn:aws:s3:::shop-store/eu/state/forecast.bin",
+        "arn:aws:s3:::shop-store/eu/state/history/*",
+        "arn:aws:s3:::shop-store/eu/state/hot/*",
+    ]
     assert policy["State"]["Action"] == ["s3:GetObject", "s3:PutObject"]
     assert policy["Logs"]["Resource"] == ["arn:aws:s3:::shop-store/eu/logs/*"]
-    assert policy["Metrics"] == {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"],
-                                 "Resource": [f"arn:aws:s3:::shop-store/eu/metrics/{handler}.prom"]}
+    assert policy["Metrics"] == {
+        "Sid": "Metrics",
+        "Effect": "Allow",
+        "Action": ["s3:PutObject"],
+        "Resource": [f"arn:aws:s3:::shop-store/eu/metrics/{handler}.prom"],
+    }
     assert policy["NotFoundIsNotForbidden"]["Action"] == ["s3:ListBucket"]
     assert policy["NotFoundIsNotForbidden"]["Resource"] == ["arn:aws:s3:::shop-store"]
     function = function_names("shop")[handler]
-    assert policy["OwnLogGroup"]["Resource"] == [
-        f"arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/{function}:*"]
+    assert policy["OwnLogGroup"]["Resource"] == [f"arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/{function}:*"]
     prune = policy.pop("PruneHistory", None)  # deleting: only the order tick, only history objects
     assert (prune is not None) == (handler == "order_tick")
     if prune is not None:
@@ -93,13 +98,25 @@ def test_no_function_may_write_another_handlers_metrics():
 
 
 def test_function_names_follow_the_deployment_name():
-    assert function_names("shop") == {"order_tick": "shop-order-tick", "restock": "shop-restock",
-                                      "forecast": "shop-forecast", "alert": "shop-alert"}
+    assert function_names("shop") == {
+        "order_tick": "shop-order-tick",
+        "restock": "shop-restock",
+        "forecast": "shop-forecast",
+        "alert": "shop-alert",
+    }
 
 
-@pytest.mark.parametrize(("seconds", "expression"), [(60, "rate(1 minute)"), (300, "rate(5 minutes)"),
-                                                     (3600, "rate(1 hour)"), (900, "rate(15 minutes)"),
-                                                     (7200, "rate(2 hours)"), (86400, "rate(1 day)")])
+@pytest.mark.parametrize(
+    ("seconds", "expression"),
+    [
+        (60, "rate(1 minute)"),
+        (300, "rate(5 minutes)"),
+        (3600, "rate(1 hour)"),
+        (900, "rate(15 minutes)"),
+        (7200, "rate(2 hours)"),
+        (86400, "rate(1 day)"),
+    ],
+)
 def test_schedules_become_eventbridge_rates(seconds, expression):
     assert rate_expression(seconds) == expression
 
@@ -114,14 +131,19 @@ def test_store_url_and_key_prefix_follow_bucket_and_prefix():
 def test_functions_get_only_the_settings_that_differ_from_the_defaults():
     assert function_settings(Settings()) == {}
     chosen = Settings(pushgateway_url="http://pushgateway:9091", cover_days=2.0, service_level=0.95)
-    assert function_settings(chosen) == {"STOCKPULSE_PUSHGATEWAY_URL": "http://pushgateway:9091",
-                                         "STOCKPULSE_COVER_DAYS": "2", "STOCKPULSE_SERVICE_LEVEL": "0.95"}
+    assert function_settings(chosen) == {
+        "STOCKPULSE_PUSHGATEWAY_URL": "http://pushgateway:9091",
+        "STOCKPULSE_COVER_DAYS": "2",
+        "STOCKPULSE_SERVICE_LEVEL": "0.95",
+    }
     parsed = Settings.from_env(function_settings(chosen))  # a function reads back what was chosen
     assert (parsed.cover_days, parsed.service_level, parsed.pushgateway_url) == (2.0, 0.95, "http://pushgateway:9091")
 
 
-@pytest.mark.parametrize(("field", "named"), [("catalog_path", "--catalog / STOCKPULSE_CATALOG"),
-                                             ("pushgateway_ca_file", "--pushgateway-ca-file / STOCKPULSE_PUSHGATEWAY_CA_FILE")])
+@pytest.mark.parametrize(
+    ("field", "named"),
+    [("catalog_path", "--catalog / STOCKPULSE_CATALOG"), ("pushgateway_ca_file", "--pushgateway-ca-file / STOCKPULSE_PUSHGATEWAY_CA_FILE")],
+)
 def test_settings_naming_a_local_file_are_refused_naming_the_setting(field, named):
     with pytest.raises(ConfigError, match=named):
         function_settings(Settings(**{field: "shop.yaml"}))
@@ -130,20 +152,35 @@ def test_settings_naming_a_local_file_are_refused_naming_the_setting(field, name
 def test_every_setting_a_function_gets_reads_back_as_chosen():
     """GIVEN every setting away from its default WHEN deploy turns them into a function's environment
     THEN Settings.from_env of that environment builds the same settings (the store URL aside)."""
-    chosen = Settings(pushgateway_url="https://gw.example:9091", push_timeout_seconds=2.5, alert_threshold_hours=12.0,
-                      service_level=0.9, cover_days=3.0, pushgateway_username="shop", pushgateway_password="s3cret",
-                      max_tick_lead={"order_tick": 86400.0, "restock": 3600.0, "forecast": 7200.0, "alert": 600.0},
-                      max_catch_up_minutes=60)
+    chosen = Settings(
+        pushgateway_url="https://gw.example:9091",
+        push_timeout_seconds=2.5,
+        alert_threshold_hours=12.0,
+        service_level=0.9,
+        cover_days=3.0,
+        pushgateway_username="shop",
+        pushgateway_password="s3cret",
+        max_tick_lead={"order_tick": 86400.0, "restock": 3600.0, "forecast": 7200.0, "alert": 600.0},
+        max_catch_up_minutes=60,
+    )
     environment = function_settings(chosen)
     assert "STOCKPULSE_STORE_URL" not in environment
     assert Settings.from_env({**environment, "STOCKPULSE_STORE_URL": chosen.store_url}) == chosen
 
 
-@pytest.mark.parametrize(("argv", "field"), [(["--name", "Shop_1"], "--name"), (["--bucket", "a"], "--bucket"),
-                                             (["--bucket", "UPPER"], "--bucket"), (["--prefix", "../x"], "--prefix"),
-                                             (["--prefix", "/shop"], "--prefix"), (["--prefix", "a//b"], "--prefix"),
-                                             (["--region", "mars"], "--region"),
-                                             (["--every", "alert=90s"], "--every alert")])
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--name", "Shop_1"], "--name"),
+        (["--bucket", "a"], "--bucket"),
+        (["--bucket", "UPPER"], "--bucket"),
+        (["--prefix", "../x"], "--prefix"),
+        (["--prefix", "/shop"], "--prefix"),
+        (["--prefix", "a//b"], "--prefix"),
+        (["--region", "mars"], "--region"),
+        (["--every", "alert=90s"], "--every alert"),
+    ],
+)
 def test_bad_names_are_one_line_errors_before_any_call(argv, field, capsys, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never reached
     assert cli.main(["deploy", *argv]) == 2
@@ -158,8 +195,7 @@ ARN_FLAGS = {"--prefix": "shop/eu", "--bucket": "shop-store", "--name": "shop", 
 @pytest.mark.parametrize("flag", ARN_FLAGS)
 @pytest.mark.parametrize("pattern", ["*", "?", "[", "]", "${aws:username}", "{a}"])
 @pytest.mark.parametrize("destroy_", [False, True])
-def test_a_pattern_character_in_any_name_reaching_an_arn_is_refused_naming_the_flag(
-        flag, pattern, destroy_, capsys, monkeypatch, tmp_path):
+def test_a_pattern_character_in_any_name_reaching_an_arn_is_refused_naming_the_flag(flag, pattern, destroy_, capsys, monkeypatch, tmp_path):
     """GIVEN ``deploy [--destroy] --prefix '*'`` (or '?', '[', a policy variable; in any flag whose
     value reaches an IAM resource ARN) THEN one line naming the flag, exit 2, before any call: the
     endpoint is one nothing listens on, and the artifacts are not even built. Also refused by
@@ -178,8 +214,11 @@ def test_a_pattern_character_in_any_name_reaching_an_arn_is_refused_naming_the_f
 
 
 def test_a_pattern_character_in_a_prefix_says_it_would_widen_the_grant():
-    with pytest.raises(ConfigError, match=r"--prefix: .*got 'eu/\*' \(\* would be a pattern in the IAM policies' "
-                                          r"resource ARNs, granting more than this store\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--prefix: .*got 'eu/\*' \(\* would be a pattern in the IAM policies' "
+        r"resource ARNs, granting more than this store\)",
+    ):
         Target(prefix="eu/*")
 
 
@@ -187,12 +226,12 @@ def test_names_that_are_literals_pass_and_reach_the_arns_as_they_are():
     """The control: prefixes of the allowed characters (nested, with '=', '+', '.', a trailing
     '/') are accepted, and each role's ARNs are those of the store without a prefix with the
     prefix put in literally (the policy's own '*'s and nothing else)."""
+
     def arns(prefix: str) -> list[str]:
         target = Target(name="shop", bucket="shop.store-1", prefix=prefix, region="ap-southeast-2")
         return [arn for handler in HANDLERS for s in statements(target, handler).values() for arn in s["Resource"]]
 
-    for prefix, key_prefix in (("eu", "eu/"), ("eu/shop-1/", "eu/shop-1/"), ("dt=2026+x/v1.2", "dt=2026+x/v1.2/"),
-                               ("..a/b", "..a/b/")):
+    for prefix, key_prefix in (("eu", "eu/"), ("eu/shop-1/", "eu/shop-1/"), ("dt=2026+x/v1.2", "dt=2026+x/v1.2/"), ("..a/b", "..a/b/")):
         assert arns(prefix) == [arn.replace("shop.store-1/", f"shop.store-1/{key_prefix}") for arn in arns("")]
 
 
@@ -200,8 +239,7 @@ def test_every_target_value_that_reaches_an_arn_is_one_the_names_check_covers(tm
     """GIVEN a target whose every text value is a distinct marker THEN the markers found in the
     roles' and the functions' resource ARNs are only those of the checked flags (name, bucket,
     prefix, region) and the account: a new value reaching an ARN fails here until it is checked."""
-    markers = {"name": "qqname", "bucket": "qqbucket", "prefix": "qqprefix", "region": "qq-qqregion-1",
-               "endpoint": "http://qqendpoint"}
+    markers = {"name": "qqname", "bucket": "qqbucket", "prefix": "qqprefix", "region": "qq-qqregion-1", "endpoint": "http://qqendpoint"}
     environment = function_settings(Settings(pushgateway_url="http://qqgateway:9091", num_shards=3, cover_days=2.0))
     target = Target(**markers, environment=environment)
     arns = [arn for handler in HANDLERS for s in statements(target, handler).values() for arn in s["Resource"]]
@@ -214,9 +252,9 @@ def test_every_target_value_that_reaches_an_arn_is_one_the_names_check_covers(tm
 
 # -- sharding: the schedule as a fan-out of rules ----------------------------------------------
 
+
 def sharded(count: int, **changes: Any) -> Target:
-    return Target(**{"name": "shop", "bucket": "shop-store", **changes,
-                     "environment": {"STOCKPULSE_NUM_SHARDS": str(count)}})
+    return Target(**{"name": "shop", "bucket": "shop-store", **changes, "environment": {"STOCKPULSE_NUM_SHARDS": str(count)}})
 
 
 def test_unsharded_each_handler_has_one_rule_named_as_its_function():
@@ -225,9 +263,16 @@ def test_unsharded_each_handler_has_one_rule_named_as_its_function():
         assert rule_targets(RuleSpec(function, handler), "arn:f") == [{"Id": "function", "Arn": "arn:f"}]
 
 
-@pytest.mark.parametrize(("count", "names"), [
-    (2, ["shop-alert-s0-1"]), (5, ["shop-alert-s0-4"]), (6, ["shop-alert-s0-4", "shop-alert-s5-5"]),
-    (7, ["shop-alert-s0-4", "shop-alert-s5-6"]), (11, ["shop-alert-s0-4", "shop-alert-s5-9", "shop-alert-s10-10"])])
+@pytest.mark.parametrize(
+    ("count", "names"),
+    [
+        (2, ["shop-alert-s0-1"]),
+        (5, ["shop-alert-s0-4"]),
+        (6, ["shop-alert-s0-4", "shop-alert-s5-5"]),
+        (7, ["shop-alert-s0-4", "shop-alert-s5-6"]),
+        (11, ["shop-alert-s0-4", "shop-alert-s5-9", "shop-alert-s10-10"]),
+    ],
+)
 def test_shards_are_packed_five_to_a_rule_named_by_their_range(count, names):
     rules = rules_of(sharded(count), "alert")
     assert [rule.name for rule in rules] == names
@@ -248,8 +293,7 @@ def test_the_largest_deployment_fits_eventbridges_names_and_default_rule_quota()
 def test_a_rule_of_another_deployment_or_handler_is_never_taken_for_a_shard_rule():
     assert is_shard_rule("shop-alert", "shop-alert-s0-4")
     assert is_shard_rule("shop-alert", "shop-alert-s250-255")
-    for other in ("shop-alert", "shop-alert-s0-4-alert", "shop-alert-sx-alert", "shop-alert-s0", "shop-alerts0-4",
-                  "shop-alert-s0-4x"):
+    for other in ("shop-alert", "shop-alert-s0-4-alert", "shop-alert-sx-alert", "shop-alert-s0", "shop-alerts0-4", "shop-alert-s0-4x"):
         assert not is_shard_rule("shop-alert", other)
 
 
@@ -261,6 +305,7 @@ def render(transformer: dict[str, Any], event: dict[str, Any]) -> Any:
     def one(match: re.Match[str]) -> str:
         value = values[match.group(2)]
         return f'"{value}"' if match.group(1) else json.dumps(value)
+
     return json.loads(re.sub(r'(")?<([A-Za-z]+)>(?(1)")', one, transformer["InputTemplate"]))
 
 
@@ -274,7 +319,7 @@ def test_each_shards_target_delivers_the_scheduled_event_with_its_shard(shard):
     assert delivered == scheduled_event(moment, "shop-order-tick-s0-4", event_id="4d3e9438", shard=shard)
     tick = parse_event(delivered)
     assert (tick.time, tick.event_id, tick.shard) == (moment, "4d3e9438", shard)
-    target, = [t for t in rule_targets(RuleSpec("r", "alert", (shard,)), "arn:f")]
+    (target,) = [t for t in rule_targets(RuleSpec("r", "alert", (shard,)), "arn:f")]
     assert (target["Id"], target["Arn"], target["InputTransformer"]) == (f"shard-{shard}", "arn:f", shard_input(shard))
 
 
@@ -282,15 +327,23 @@ def test_each_shards_target_delivers_the_scheduled_event_with_its_shard(shard):
 def test_a_sharded_role_allows_the_shards_keys_and_the_manifest_not_the_unsharded_state(handler):
     policy = statements(sharded(3, prefix="eu/"), handler)
     store = "arn:aws:s3:::shop-store/eu/"
-    assert policy["State"]["Resource"] == [f"{store}shards/*/state/state.bin", f"{store}shards/*/state/forecast.bin",
-                                           f"{store}shards/*/state/history/*", f"{store}shards/*/state/hot/*"]
+    assert policy["State"]["Resource"] == [
+        f"{store}shards/*/state/state.bin",
+        f"{store}shards/*/state/forecast.bin",
+        f"{store}shards/*/state/history/*",
+        f"{store}shards/*/state/hot/*",
+    ]
     if handler == "forecast":
         assert policy["PooledFit"]["Resource"] == [f"{store}shards/*/state/pool/*"]
     assert policy["Metrics"]["Resource"] == [f"{store}metrics/{handler}/shard/*.prom"]
     assert policy["ShardManifest"]["Resource"] == [f"{store}state/shards.json"]
     assert policy["ShardManifest"]["Action"] == ["s3:GetObject", "s3:PutObject"]
-    assert policy["NoUnshardedState"] == {"Sid": "NoUnshardedState", "Effect": "Allow", "Action": ["s3:GetObject"],
-                                          "Resource": [f"{store}state/state.bin"]}
+    assert policy["NoUnshardedState"] == {
+        "Sid": "NoUnshardedState",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject"],
+        "Resource": [f"{store}state/state.bin"],
+    }
     unsharded = statements(Target(name="shop", bucket="shop-store", prefix="eu/"), handler)
     assert unsharded["ShardManifest"]["Action"] == ["s3:GetObject"]  # read, never written unsharded
     assert "NoUnshardedState" not in unsharded
@@ -298,8 +351,7 @@ def test_a_sharded_role_allows_the_shards_keys_and_the_manifest_not_the_unsharde
 
 def test_the_functions_resource_policy_fits_lambdas_limit_but_for_long_names_with_many_shards():
     assert function_policy_bytes(sharded(MAX_SHARDS), "order_tick", account="123456789012") <= FUNCTION_POLICY_BYTES
-    assert function_policy_bytes(sharded(MAX_SHARDS, name="n" * 41), "order_tick",
-                                 account="123456789012") > FUNCTION_POLICY_BYTES
+    assert function_policy_bytes(sharded(MAX_SHARDS, name="n" * 41), "order_tick", account="123456789012") > FUNCTION_POLICY_BYTES
 
 
 def test_num_shards_reaches_the_functions_environment_and_the_target():
@@ -310,6 +362,7 @@ def test_num_shards_reaches_the_functions_environment_and_the_target():
 
 
 # -- the shop's own catalog: validated here, kept in the store, named by the functions ------------
+
 
 def catalog_file(tmp_path, products: int = 30) -> Any:
     from tests.support.catalogs import catalog_text
@@ -324,9 +377,16 @@ def catalog_target(path: Any, num_shards: int = 3, **changes: Any) -> Target:
     upload = prepare_catalog(str(path), num_shards=num_shards)
     assert upload is not None
     settings = Settings(catalog_path=str(path), num_shards=num_shards)
-    return Target(**{"name": "shop", "bucket": "shop-store", "prefix": "eu", **changes,
-                     "environment": function_settings(settings, catalog=upload.reference),
-                     "catalog_objects": upload.objects})
+    return Target(
+        **{
+            "name": "shop",
+            "bucket": "shop-store",
+            "prefix": "eu",
+            **changes,
+            "environment": function_settings(settings, catalog=upload.reference),
+            "catalog_objects": upload.objects,
+        }
+    )
 
 
 def test_a_catalog_file_becomes_a_store_reference_and_its_objects(tmp_path):
@@ -338,8 +398,7 @@ def test_a_catalog_file_becomes_a_store_reference_and_its_objects(tmp_path):
     target = catalog_target(path)
     reference = store_reference(data)
     assert target.environment == {"STOCKPULSE_CATALOG": reference, "STOCKPULSE_NUM_SHARDS": "3"}
-    assert sorted(target.catalog_objects) == sorted([source_key(data), compiled_key(data)] +
-                                                    [compiled_key(data, (k, 3)) for k in range(3)])
+    assert sorted(target.catalog_objects) == sorted([source_key(data), compiled_key(data)] + [compiled_key(data, (k, 3)) for k in range(3)])
     assert target.catalog_objects[source_key(data)] == data
     assert Settings.from_env(target.environment).catalog_path == reference  # what a function reads back
     unsharded = prepare_catalog(str(path), num_shards=1)
@@ -380,25 +439,38 @@ def test_a_store_reference_passes_as_it_is_and_other_local_files_are_still_refus
 
 
 @pytest.mark.parametrize("handler", HANDLERS)
-def test_a_role_reads_the_catalogs_source_and_reads_and_writes_its_compiled_forms_only_when_in_the_store(
-        handler, tmp_path):
+def test_a_role_reads_the_catalogs_source_and_reads_and_writes_its_compiled_forms_only_when_in_the_store(handler, tmp_path):
     store = "arn:aws:s3:::shop-store/eu/"
     policy = statements(catalog_target(catalog_file(tmp_path)), handler)
-    assert policy["CatalogSource"] == {"Sid": "CatalogSource", "Effect": "Allow", "Action": ["s3:GetObject"],
-                                       "Resource": [f"{store}catalogs/source/*"]}
-    assert policy["CompiledCatalog"] == {"Sid": "CompiledCatalog", "Effect": "Allow",
-                                         "Action": ["s3:GetObject", "s3:PutObject"],
-                                         "Resource": [f"{store}catalogs/*.v2.json", f"{store}catalogs/*.v2.shard-*-of-3.json"]}
+    assert policy["CatalogSource"] == {
+        "Sid": "CatalogSource",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject"],
+        "Resource": [f"{store}catalogs/source/*"],
+    }
+    assert policy["CompiledCatalog"] == {
+        "Sid": "CompiledCatalog",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:PutObject"],
+        "Resource": [f"{store}catalogs/*.v2.json", f"{store}catalogs/*.v2.shard-*-of-3.json"],
+    }
     unsharded = statements(catalog_target(catalog_file(tmp_path), 1), handler)
     assert unsharded["CompiledCatalog"]["Resource"] == [f"{store}catalogs/*.v2.json"]
     builtin = statements(Target(name="shop", bucket="shop-store", prefix="eu"), handler)
     assert not {"CatalogSource", "CompiledCatalog"} & set(builtin)
 
 
-@pytest.mark.parametrize(("text", "field"), [("products: [\n", "not valid YAML"),
-                                             ("seed: 1\nproducts:\n  - {id: A, base_demand_per_day: -3, lead_time_hours: 4, "
-                                              "pack_size: 1}\nwarehouses:\n  - {id: W, timezone: UTC}\n",
-                                              "products[0].base_demand_per_day")])
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("products: [\n", "not valid YAML"),
+        (
+            "seed: 1\nproducts:\n  - {id: A, base_demand_per_day: -3, lead_time_hours: 4, "
+            "pack_size: 1}\nwarehouses:\n  - {id: W, timezone: UTC}\n",
+            "products[0].base_demand_per_day",
+        ),
+    ],
+)
 def test_an_invalid_catalog_is_one_line_exit_2_before_any_call(text, field, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never reached
     path = tmp_path / "shop.yaml"
@@ -412,8 +484,10 @@ def test_an_invalid_catalog_is_one_line_exit_2_before_any_call(text, field, tmp_
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_a_missing_catalog_file_or_a_bad_reference_is_one_line_exit_2(how, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    for value, expected in ((str(tmp_path / "gone.yaml"), "cannot read"),
-                            ("store:catalogs/source/nothex.yaml", "a store: reference must name")):
+    for value, expected in (
+        (str(tmp_path / "gone.yaml"), "cannot read"),
+        ("store:catalogs/source/nothex.yaml", "a store: reference must name"),
+    ):
         if how == "flag":
             argv = ["deploy", "--catalog", value]
         else:
@@ -421,8 +495,7 @@ def test_a_missing_catalog_file_or_a_bad_reference_is_one_line_exit_2(how, tmp_p
             argv = ["deploy"]
         assert cli.main([*argv, "--artifacts", str(tmp_path / "none")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("stockpulse: error: --catalog / STOCKPULSE_CATALOG") \
-            and expected in err[0]
+        assert len(err) == 1 and err[0].startswith("stockpulse: error: --catalog / STOCKPULSE_CATALOG") and expected in err[0]
 
 
 def test_a_catalog_whose_shard_one_invocation_cannot_handle_is_refused(tmp_path, monkeypatch):
@@ -432,6 +505,7 @@ def test_a_catalog_whose_shard_one_invocation_cannot_handle_is_refused(tmp_path,
 
 
 # -- the whole deploy in-process against moto: what is uploaded, when, and what destroy keeps -------
+
 
 @pytest.fixture
 def aws(monkeypatch):
@@ -458,8 +532,15 @@ def stand_ins(directory: Any, version: str = "1") -> dict[str, package.Artifact]
             archive.writestr("handlers/__init__.py", f"# {name} {version}\n")
         path = directory / f"{name}.zip"
         path.write_bytes(buffer.getvalue())
-        found[name] = package.Artifact(name, path, tuple(served), "3.12", path.stat().st_size, 16,
-                                       base64.b64encode(hashlib.sha256(buffer.getvalue()).digest()).decode())
+        found[name] = package.Artifact(
+            name,
+            path,
+            tuple(served),
+            "3.12",
+            path.stat().st_size,
+            16,
+            base64.b64encode(hashlib.sha256(buffer.getvalue()).digest()).decode(),
+        )
     return found
 
 
@@ -509,13 +590,13 @@ def test_a_dry_run_uploads_nothing_and_a_second_deploy_nothing_new(aws, artifact
     stored = bucket_objects(aws, target.bucket, "eu/catalogs/")
     again = deploy(target, artifacts)
     assert {row.action for row in again} == {"unchanged"}
-    assert [row.name for row in again if row.resource == "catalog"] == sorted(stored, key=list(
-        f"eu/{k}" for k in target.catalog_objects).index)
+    assert [row.name for row in again if row.resource == "catalog"] == sorted(
+        stored, key=list(f"eu/{k}" for k in target.catalog_objects).index
+    )
     assert bucket_objects(aws, target.bucket, "eu/catalogs/") == stored
 
 
-def test_a_store_reference_is_deployed_when_the_bucket_holds_it_and_refused_before_anything_else(
-        aws, artifacts, tmp_path):
+def test_a_store_reference_is_deployed_when_the_bucket_holds_it_and_refused_before_anything_else(aws, artifacts, tmp_path):
     path = catalog_file(tmp_path)
     reference = store_reference(path.read_bytes())
     given = Target(name="ref", bucket="ref-store", environment={"STOCKPULSE_CATALOG": reference})
@@ -534,8 +615,9 @@ def test_destroy_keeps_the_catalog_objects_as_the_stores_data(aws, artifacts, tm
     target = catalog_target(catalog_file(tmp_path))
     deploy(target, artifacts)
     stored = bucket_objects(aws, target.bucket)
-    kept = ("kept: holds 5 objects this deployment did not make (the store's data, other deployments' code): "
-            "remove them, then --destroy again")
+    kept = (
+        "kept: holds 5 objects this deployment did not make (the store's data, other deployments' code): remove them, then --destroy again"
+    )
     assert [row.action for row in destroy(target, dry_run=True) if row.resource == "bucket"] == [kept]
     rows = destroy(target)
     assert [row.action for row in rows if row.resource == "bucket"] == [kept]
@@ -544,6 +626,7 @@ def test_destroy_keeps_the_catalog_objects_as_the_stores_data(aws, artifacts, tm
 
 
 # -- the code objects: a deployment deletes only its own, and never the code its functions run ------
+
 
 def code_of(artifacts: dict[str, package.Artifact], prefix: str) -> set[str]:
     return {f"{prefix}{name}-{artifact.sha256_hex[:16]}.zip" for name, artifact in artifacts.items()}
@@ -560,29 +643,39 @@ def test_a_redeploy_and_a_destroy_delete_only_the_code_this_deployment_made(aws,
     are deleted, and nothing else: shop-b's code and functions are as they were (a redeploy of
     shop-b changes nothing), the other team's objects are intact."""
     v1, v2 = stand_ins(tmp_path / "v1", "1"), stand_ins(tmp_path / "v2", "2")
-    shop, other = Target(name="shop", bucket="shared-store", prefix="eu"), Target(name="shop-b", bucket="shared-store",
-                                                                                 prefix="eu")
+    shop, other = Target(name="shop", bucket="shared-store", prefix="eu"), Target(name="shop-b", bucket="shared-store", prefix="eu")
     deploy(shop, v1)
     others_rows = deploy(other, v1)
-    team = {"eu/lambda-code/handlers-0123456789abcdef.zip": b"another team's zip", "eu/lambda-code/tools/x.zip": b"x",
-            "eu/lambda-code/shop/notes.txt": b"notes", "eu/lambda-code/shop/forecast-0123456789abcdef.zip": b"untagged"}
+    team = {
+        "eu/lambda-code/handlers-0123456789abcdef.zip": b"another team's zip",
+        "eu/lambda-code/tools/x.zip": b"x",
+        "eu/lambda-code/shop/notes.txt": b"notes",
+        "eu/lambda-code/shop/forecast-0123456789abcdef.zip": b"untagged",
+    }
     for key, body in team.items():
         aws.put_object(Bucket="shared-store", Key=key, Body=body)
     # the code shop-b's functions were made from, wherever deploy keeps it
     names = {row.name for row in others_rows if row.resource == "code"}
-    others_code = {k: v for k, v in bucket_objects(aws, "shared-store", "eu/lambda-code/").items()
-                   if k.rsplit("/", 1)[1] in names and k not in team and not k.startswith("eu/lambda-code/shop/")}
+    others_code = {
+        k: v
+        for k, v in bucket_objects(aws, "shared-store", "eu/lambda-code/").items()
+        if k.rsplit("/", 1)[1] in names and k not in team and not k.startswith("eu/lambda-code/shop/")
+    }
     assert len(others_code) == 2
     others_run = {f: runs(f) for f in function_names("shop-b").values()}
 
     rows = deploy(shop, v2)
     code = {row.name: row.action for row in rows if row.resource == "code"}
-    assert code == {**{key: "upload" for key in code_of(v2, "")},
-                    **{key: "delete (superseded)" for key in code_of(v1, "")},
-                    "notes.txt": "kept (not made by deploy --name shop)",
-                    "forecast-0123456789abcdef.zip": "kept (not made by deploy --name shop)"}
+    assert code == {
+        **{key: "upload" for key in code_of(v2, "")},
+        **{key: "delete (superseded)" for key in code_of(v1, "")},
+        "notes.txt": "kept (not made by deploy --name shop)",
+        "forecast-0123456789abcdef.zip": "kept (not made by deploy --name shop)",
+    }
     assert set(bucket_objects(aws, "shared-store", "eu/lambda-code/shop/")) == code_of(v2, "eu/lambda-code/shop/") | {
-        "eu/lambda-code/shop/notes.txt", "eu/lambda-code/shop/forecast-0123456789abcdef.zip"}
+        "eu/lambda-code/shop/notes.txt",
+        "eu/lambda-code/shop/forecast-0123456789abcdef.zip",
+    }
     assert {k: v for k, v in bucket_objects(aws, "shared-store").items() if k in others_code} == others_code
     assert {f: runs(f) for f in function_names("shop-b").values()} == others_run
 
@@ -590,10 +683,11 @@ def test_a_redeploy_and_a_destroy_delete_only_the_code_this_deployment_made(aws,
     assert {row.name: row.action for row in rows if row.resource == "code"} == {
         **{key: "delete" for key in code_of(v2, "")},
         "notes.txt": "kept (not made by deploy --name shop)",
-        "forecast-0123456789abcdef.zip": "kept (not made by deploy --name shop)"}
+        "forecast-0123456789abcdef.zip": "kept (not made by deploy --name shop)",
+    }
     assert [row.action for row in rows if row.resource == "bucket"] == [
-        "kept: holds 6 objects this deployment did not make (the store's data, other deployments' code): "
-        "remove them, then --destroy again"]
+        "kept: holds 6 objects this deployment did not make (the store's data, other deployments' code): remove them, then --destroy again"
+    ]
     assert bucket_objects(aws, "shared-store") == {**others_code, **team}
     assert {f: runs(f) for f in function_names("shop-b").values()} == others_run
     assert {row.action for row in deploy(other, v1) if row.resource != "bucket"} == {"unchanged"}
@@ -603,7 +697,7 @@ def test_an_object_this_deployment_did_not_make_at_its_code_key_is_refused_befor
     """GIVEN an untagged object at the key where shop's handlers.zip goes WHEN shop is deployed
     THEN it is refused naming the key, and no function is made from it."""
     aws.create_bucket(Bucket="shop-store")
-    key, = [k for k in code_of(artifacts, "lambda-code/shop/") if "/handlers-" in k]
+    (key,) = [k for k in code_of(artifacts, "lambda-code/shop/") if "/handlers-" in k]
     aws.put_object(Bucket="shop-store", Key=key, Body=b"not the artifact")
     with pytest.raises(DeployError, match=f"s3://shop-store/{key}: exists and was not made by"):
         deploy(Target(name="shop", bucket="shop-store"), artifacts)
@@ -620,8 +714,8 @@ def update_accepted_but_not_applied(function: str) -> Any:
         if f"/functions/{function}/code" not in params["url_path"]:
             return None
         current = boto3_lambda().get_function_configuration(FunctionName=function)
-        return AWSResponse("", 200, {}, None), {**current, "LastUpdateStatus": "Failed",
-                                                  "LastUpdateStatusReason": "injected"}
+        return AWSResponse("", 200, {}, None), {**current, "LastUpdateStatus": "Failed", "LastUpdateStatusReason": "injected"}
+
     return answer
 
 
@@ -635,11 +729,13 @@ def test_a_function_left_on_its_old_code_by_a_failed_update_keeps_that_code(aws,
     shop = Target(name="shop", bucket="shop-store")
     deploy(shop, v1)
     clients = Clients(shop)
-    clients.lambda_.meta.events.register("before-call.lambda.UpdateFunctionCode",
-                                         update_accepted_but_not_applied("shop-forecast"))
+    clients.lambda_.meta.events.register("before-call.lambda.UpdateFunctionCode", update_accepted_but_not_applied("shop-forecast"))
     v1_forecast = f"forecast-{v1['forecast'].sha256_hex[:16]}.zip"
-    with pytest.raises(DeployError, match=rf"function shop-forecast: runs {v1_forecast}, not forecast-"
-                                          rf"{v2['forecast'].sha256_hex[:16]}.zip \(last update "):
+    with pytest.raises(
+        DeployError,
+        match=rf"function shop-forecast: runs {v1_forecast}, not forecast-"
+        rf"{v2['forecast'].sha256_hex[:16]}.zip \(last update ",
+    ):
         deploy(shop, v2, clients=clients)
     assert runs("shop-forecast") == v1["forecast"].sha256
     assert f"lambda-code/shop/{v1_forecast}" in bucket_objects(aws, "shop-store", "lambda-code/shop/")
@@ -661,18 +757,20 @@ def test_a_redeploy_never_deletes_the_code_its_functions_run_now(aws, tmp_path):
     def another_deploy_first(**kwargs: Any) -> None:
         if not raced:
             raced.append(deploy(shop, v3))  # its own clients: no hook
+
     clients.s3.meta.events.register("before-call.s3.ListObjectsV2", another_deploy_first)
     rows = deploy(shop, v2, clients=clients)
     assert raced
-    assert {f: runs(f) for f in function_names("shop").values()} == {
-        f: v3[package_of(h)].sha256 for h, f in function_names("shop").items()}
+    assert {f: runs(f) for f in function_names("shop").values()} == {f: v3[package_of(h)].sha256 for h, f in function_names("shop").items()}
     code = {row.name: row.action for row in rows if row.resource == "code"}
     assert {code[key] for key in code_of(v3, "")} == {"kept (a function still runs it)"}
     # v1's and v2's code went with the deploy of v3 (once its functions ran v3); v3's stays
     assert set(bucket_objects(aws, "shop-store", "lambda-code/shop/")) == code_of(v3, "lambda-code/shop/")
     rows = deploy(shop, v1, dry_run=True)
     assert {row.name: row.action for row in rows if row.resource == "code"} == {
-        **{key: "would upload" for key in code_of(v1, "")}, **{key: "would delete (superseded)" for key in code_of(v3, "")}}
+        **{key: "would upload" for key in code_of(v1, "")},
+        **{key: "would delete (superseded)" for key in code_of(v3, "")},
+    }
     assert set(bucket_objects(aws, "shop-store", "lambda-code/shop/")) == code_of(v3, "lambda-code/shop/")
 
 
@@ -685,12 +783,14 @@ def inventory(s3: Any, target: Target) -> dict[str, set[str]]:
     import boto3
 
     names = set(function_names(target.name).values())
-    return {"function": {f["FunctionName"] for f in boto3_lambda().list_functions()["Functions"]} & names,
-            "role": {r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]} & names,
-            "rule": {r["Name"] for r in boto3.client("events", region_name="us-east-1").list_rules()["Rules"]} & names,
-            "log group": {g["logGroupName"] for g in boto3.client("logs", region_name="us-east-1").describe_log_groups()[
-                "logGroups"]} & {f"/aws/lambda/{n}" for n in names},
-            "code": set(bucket_objects(s3, target.bucket, "lambda-code/"))}
+    return {
+        "function": {f["FunctionName"] for f in boto3_lambda().list_functions()["Functions"]} & names,
+        "role": {r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]} & names,
+        "rule": {r["Name"] for r in boto3.client("events", region_name="us-east-1").list_rules()["Rules"]} & names,
+        "log group": {g["logGroupName"] for g in boto3.client("logs", region_name="us-east-1").describe_log_groups()["logGroups"]}
+        & {f"/aws/lambda/{n}" for n in names},
+        "code": set(bucket_objects(s3, target.bucket, "lambda-code/")),
+    }
 
 
 def replace_with_foreign(kind: str, name: str) -> str:

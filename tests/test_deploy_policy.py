@@ -32,28 +32,45 @@ from jobs.schedule import Schedule
 from tests.support.crash import BUSY_CATALOG
 from tests.support.ticks import event_at
 
-pytestmark = [pytest.mark.xdist_group("deploy_policy"),  # one worker records the runs once
-              pytest.mark.slow]  # hours of every handler, each call recorded
+pytestmark = [
+    pytest.mark.xdist_group("deploy_policy"),  # one worker records the runs once
+    pytest.mark.slow,
+]  # hours of every handler, each call recorded
 
 NUM_SHARDS = 3
 #: 12 products: every one of 3 shards holds some (checked below)
-SHARDED_CATALOG = "seed: 7\nproducts:\n" + "".join(
-    f"  - {{id: SKU-{n:03d}, base_demand_per_day: {20 + 5 * n}, lead_time_hours: {12 + 6 * (n % 4)}, pack_size: 10}}\n"
-    for n in range(12)) + "warehouses:\n  - {id: WH-A, timezone: Europe/Berlin}\n  - {id: WH-B, timezone: America/Chicago}\n"
+SHARDED_CATALOG = (
+    "seed: 7\nproducts:\n"
+    + "".join(
+        f"  - {{id: SKU-{n:03d}, base_demand_per_day: {20 + 5 * n}, lead_time_hours: {12 + 6 * (n % 4)}, pack_size: 10}}\n"
+        for n in range(12)
+    )
+    + "warehouses:\n  - {id: WH-A, timezone: Europe/Berlin}\n  - {id: WH-B, timezone: America/Chicago}\n"
+)
 
 #: the S3 action each Store method needs (storage_s3.py: HEAD for exists/matches, conditional PUTs)
-ACTIONS = {"read": "s3:GetObject", "get": "s3:GetObject", "get_prefix": "s3:GetObject", "exists": "s3:GetObject",
-           "matches": "s3:GetObject",
-           "write": "s3:PutObject", "put_once": "s3:PutObject", "replace": "s3:PutObject", "list": "s3:ListBucket",
-           "scan": "s3:ListBucket", "delete": "s3:DeleteObject"}
+ACTIONS = {
+    "read": "s3:GetObject",
+    "get": "s3:GetObject",
+    "get_prefix": "s3:GetObject",
+    "exists": "s3:GetObject",
+    "matches": "s3:GetObject",
+    "write": "s3:PutObject",
+    "put_once": "s3:PutObject",
+    "replace": "s3:PutObject",
+    "list": "s3:ListBucket",
+    "scan": "s3:ListBucket",
+    "delete": "s3:DeleteObject",
+}
 FEED = "feed:"  # a recorded key of a feed's store: feed:<kind>:<key>
 
 
 class RecordingStore:
     """Passes every call to the store it wraps and records (handler, S3 action, key)."""
 
-    def __init__(self, inner: Any, *, feed: str | None = None, calls: set[tuple[str, str, str]] | None = None,
-                 handler: list[str] | None = None) -> None:
+    def __init__(
+        self, inner: Any, *, feed: str | None = None, calls: set[tuple[str, str, str]] | None = None, handler: list[str] | None = None
+    ) -> None:
         self.inner, self.url, self.feed = inner, inner.url, feed
         self.calls: set[tuple[str, str, str]] = set() if calls is None else calls
         self._handler = handler if handler is not None else [""]
@@ -75,18 +92,25 @@ class RecordingStore:
             self.calls.add((self.handler, ACTIONS[name], key if self.feed is None else f"{FEED}{self.feed}:{key}"))
             result = method(key, *args, **kwargs)
             return list(result) if isinstance(result, Iterator) else result
+
         return recorded
 
 
 def allowed(policy: dict[str, Any], action: str, arn: str, listed: str | None = None) -> bool:
     """Whether ``policy`` allows ``action`` on ``arn`` (a ``ListBucket`` of prefix ``listed``: within the
     statement's ``s3:prefix`` condition, when it has one)."""
+
     def condition(statement: dict[str, Any]) -> bool:
         prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
         return prefixes is None or (listed is not None and any(fnmatch.fnmatchcase(listed, p) for p in prefixes))
-    return any(statement["Effect"] == "Allow" and action in statement["Action"]
-               and any(fnmatch.fnmatchcase(arn, pattern) for pattern in statement["Resource"]) and condition(statement)
-               for statement in policy["Statement"])
+
+    return any(
+        statement["Effect"] == "Allow"
+        and action in statement["Action"]
+        and any(fnmatch.fnmatchcase(arn, pattern) for pattern in statement["Resource"])
+        and condition(statement)
+        for statement in policy["Statement"]
+    )
 
 
 #: The runs' schedule: every handler at least every 15 minutes. An order tick then catches up 15 minutes
@@ -112,8 +136,9 @@ def run(url: str, catalog: Catalog, num_shards: int, *, start: datetime, hours: 
     metrics written to the store as a function without a Pushgateway does; and, on an empty store
     of its own, each handler as the very first invocation."""
     store = RecordingStore(open_store(url))
-    runtime = Runtime(store=store, catalog=catalog, num_shards=num_shards,
-                      publish=publisher(Settings(store_url=url, num_shards=num_shards), store=store))
+    runtime = Runtime(
+        store=store, catalog=catalog, num_shards=num_shards, publish=publisher(Settings(store_url=url, num_shards=num_shards), store=store)
+    )
     schedule = SPARSE
     started: set[str] = set()
     for minute in range(1, hours * 60 + 1):
@@ -153,9 +178,9 @@ def days_closing(url: str, catalog: Catalog, num_shards: int) -> set[tuple[str, 
 @pytest.fixture(scope="module")
 def calls(tmp_path_factory) -> set[tuple[str, str, str]]:
     """Two business days (a day closes, forecasts are scored), and four days of order ticks."""
-    return run(f"file://{tmp_path_factory.mktemp('store')}", default_catalog(), 1,
-               start=datetime(2026, 1, 5, tzinfo=timezone.utc), hours=48) | days_closing(
-        f"file://{tmp_path_factory.mktemp('closing')}", default_catalog(), 1)
+    return run(
+        f"file://{tmp_path_factory.mktemp('store')}", default_catalog(), 1, start=datetime(2026, 1, 5, tzinfo=timezone.utc), hours=48
+    ) | days_closing(f"file://{tmp_path_factory.mktemp('closing')}", default_catalog(), 1)
 
 
 @pytest.fixture(scope="module")
@@ -163,13 +188,12 @@ def sharded_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
     catalog = parse_catalog(SHARDED_CATALOG, source="sharded.yaml")
     assert not [part for part in shards.split(catalog, NUM_SHARDS) if part.empty]
     # 12 hours across midnight (a day closes in every shard): each shard is a store of its own
-    return run(f"file://{tmp_path_factory.mktemp('sharded')}", catalog, NUM_SHARDS,
-               start=datetime(2026, 1, 5, 18, tzinfo=timezone.utc), hours=12) | days_closing(
-        f"file://{tmp_path_factory.mktemp('sharded-closing')}", catalog, NUM_SHARDS)
+    return run(
+        f"file://{tmp_path_factory.mktemp('sharded')}", catalog, NUM_SHARDS, start=datetime(2026, 1, 5, 18, tzinfo=timezone.utc), hours=12
+    ) | days_closing(f"file://{tmp_path_factory.mktemp('sharded-closing')}", catalog, NUM_SHARDS)
 
 
-def run_store_catalog(url: str, text: str, num_shards: int, *, start: datetime,
-                      hours: int) -> set[tuple[str, str, str]]:
+def run_store_catalog(url: str, text: str, num_shards: int, *, start: datetime, hours: int) -> set[tuple[str, str, str]]:
     """As the deployed functions run with ``STOCKPULSE_CATALOG=store:catalogs/source/<sha>.yaml``
     (handlers/app.py): each handler's process per shard loads its catalog through ``load_compiled``
     from the store, then handles its shard's ticks. The store starts with the source object only
@@ -182,8 +206,13 @@ def run_store_catalog(url: str, text: str, num_shards: int, *, start: datetime,
         new_process()
         store.handler = handler
         catalog = load_compiled(reference, store, shard=(k, num_shards))
-        return Runtime(store=store, catalog=catalog, num_shards=num_shards, shard=k,
-                       publish=publisher(Settings(store_url=store.url, num_shards=num_shards), store=store))
+        return Runtime(
+            store=store,
+            catalog=catalog,
+            num_shards=num_shards,
+            shard=k,
+            publish=publisher(Settings(store_url=store.url, num_shards=num_shards), store=store),
+        )
 
     store = RecordingStore(open_store(url))
     store.inner.put_once(source_key(data), data)
@@ -210,23 +239,30 @@ def run_store_catalog(url: str, text: str, num_shards: int, *, start: datetime,
 @pytest.fixture(scope="module")
 def store_catalog_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
     """The sharded catalog kept in the store: 2 hours across midnight."""
-    return run_store_catalog(f"file://{tmp_path_factory.mktemp('referenced')}", SHARDED_CATALOG, NUM_SHARDS,
-                             start=datetime(2026, 1, 5, 23, tzinfo=timezone.utc), hours=2) | days_closing(
-        f"file://{tmp_path_factory.mktemp('referenced-closing')}", parse_catalog(SHARDED_CATALOG), NUM_SHARDS)
+    return run_store_catalog(
+        f"file://{tmp_path_factory.mktemp('referenced')}",
+        SHARDED_CATALOG,
+        NUM_SHARDS,
+        start=datetime(2026, 1, 5, 23, tzinfo=timezone.utc),
+        hours=2,
+    ) | days_closing(f"file://{tmp_path_factory.mktemp('referenced-closing')}", parse_catalog(SHARDED_CATALOG), NUM_SHARDS)
 
 
 def store_catalog_target(prefix: str = "") -> Target:
-    return Target(name="shop", bucket="shop-store", prefix=prefix, environment={
-        "STOCKPULSE_NUM_SHARDS": str(NUM_SHARDS), "STOCKPULSE_CATALOG": store_reference(SHARDED_CATALOG.encode())})
+    return Target(
+        name="shop",
+        bucket="shop-store",
+        prefix=prefix,
+        environment={"STOCKPULSE_NUM_SHARDS": str(NUM_SHARDS), "STOCKPULSE_CATALOG": store_reference(SHARDED_CATALOG.encode())},
+    )
 
 
-def refused_calls(calls: set[tuple[str, str, str]], target: Target,
-                  policy_of: Any = role_policy) -> dict[str, set[tuple[str, str]]]:
+def refused_calls(calls: set[tuple[str, str, str]], target: Target, policy_of: Any = role_policy) -> dict[str, set[tuple[str, str]]]:
     refused = defaultdict(set)
     for handler, action, key in calls:
         where, prefix, name = f"arn:aws:s3:::{target.bucket}", target.key_prefix, key
         if key.startswith(FEED):  # a feed's object, in the feed's own bucket and prefix
-            kind, name = key[len(FEED):].split(":", 1)
+            kind, name = key[len(FEED) :].split(":", 1)
             if kind not in target.feeds:
                 refused[handler].add((action, key))
                 continue
@@ -267,15 +303,13 @@ def test_the_sharded_run_exercised_every_shard_and_every_kind_of_object(sharded_
 
 @pytest.mark.parametrize("prefix", ["", "shop/"])
 def test_each_sharded_role_allows_every_call_its_function_made(sharded_calls, prefix):
-    target = Target(name="shop", bucket="shop-store", prefix=prefix,
-                    environment={"STOCKPULSE_NUM_SHARDS": str(NUM_SHARDS)})
+    target = Target(name="shop", bucket="shop-store", prefix=prefix, environment={"STOCKPULSE_NUM_SHARDS": str(NUM_SHARDS)})
     assert not refused_calls(sharded_calls, target)
 
 
 def test_the_store_catalog_run_read_the_source_once_then_the_compiled_forms(store_catalog_calls):
     data = SHARDED_CATALOG.encode()
-    catalog_calls = {(handler, action, key) for handler, action, key in store_catalog_calls
-                     if key.startswith("catalogs/")}
+    catalog_calls = {(handler, action, key) for handler, action, key in store_catalog_calls if key.startswith("catalogs/")}
     assert {handler for handler, _, _ in catalog_calls} == set(HANDLERS)
     assert {(handler, "s3:GetObject", source_key(data)) for handler in HANDLERS} <= catalog_calls  # the misses
     for k in range(NUM_SHARDS):
@@ -294,9 +328,11 @@ def test_without_the_catalog_statements_the_store_catalog_calls_are_refused(stor
     (or made for the built-in catalog) are refused."""
     target = store_catalog_target()
     for sid in ("CatalogSource", "CompiledCatalog"):
+
         def lacking(target: Target, handler: str, *, account: str, _sid: str = sid) -> dict[str, Any]:
             policy = role_policy(target, handler, account=account)
             return {**policy, "Statement": [s for s in policy["Statement"] if s["Sid"] != _sid]}
+
         refused = refused_calls(store_catalog_calls, target, lacking)
         assert set(refused) == set(HANDLERS)
         assert all(key.startswith("catalogs/") for keys in refused.values() for _, key in keys)
@@ -324,21 +360,26 @@ def test_every_s3_grant_of_the_roles_is_needed_by_some_call(calls, sharded_calls
     checked against them THEN some call is refused: no grant is there for nothing, and the check
     above fails when a needed statement is missing."""
     recorded = {"unsharded": calls, "sharded": sharded_calls, "store catalog": store_catalog_calls}[run]
-    target = (store_catalog_target() if run == "store catalog" else
-              Target(name="shop", bucket="shop-store",
-                     environment={"STOCKPULSE_NUM_SHARDS": str(1 if run == "unsharded" else NUM_SHARDS)}))
+    target = (
+        store_catalog_target()
+        if run == "store catalog"
+        else Target(name="shop", bucket="shop-store", environment={"STOCKPULSE_NUM_SHARDS": str(1 if run == "unsharded" else NUM_SHARDS)})
+    )
     unneeded = []
     for statement in role_policy(target, "order_tick", account="123456789012")["Statement"]:
         if statement["Sid"] in ("OwnLogGroup", "NotFoundIsNotForbidden"):
             continue  # CloudWatch Logs, and 404 rather than 403: no storage call of their own
         for resource in statement["Resource"]:
             for action in statement["Action"]:
-                def reduced(target: Target, handler: str, *, account: str, _s: str = statement["Sid"],
-                            _a: str = action, _r: str = resource) -> dict[str, Any]:
+
+                def reduced(
+                    target: Target, handler: str, *, account: str, _s: str = statement["Sid"], _a: str = action, _r: str = resource
+                ) -> dict[str, Any]:
                     policy = role_policy(target, handler, account=account)
                     if _s == "Metrics":  # each role's own metrics key
                         _r = next(s for s in policy["Statement"] if s["Sid"] == "Metrics")["Resource"][0]
                     return without(policy, _s, _a, _r)
+
                 if not refused_calls(recorded, target, reduced):
                     unneeded.append((statement["Sid"], action, resource))
     assert not unneeded
@@ -355,8 +396,11 @@ def test_no_role_may_write_another_functions_metrics(calls):
 
 # -- a shop's feeds (handlers/runtime/feeds.py) --------------------------------------------------------
 
-FEED_TARGET_ENV = {"STOCKPULSE_ORDERS_URL": "s3://shop-feeds/orders", "STOCKPULSE_RECEIPTS_URL": "s3://shop-feeds/in",
-                   "STOCKPULSE_COUNTS_URL": "s3://shop-counts"}
+FEED_TARGET_ENV = {
+    "STOCKPULSE_ORDERS_URL": "s3://shop-feeds/orders",
+    "STOCKPULSE_RECEIPTS_URL": "s3://shop-feeds/in",
+    "STOCKPULSE_COUNTS_URL": "s3://shop-counts",
+}
 
 
 @pytest.fixture(scope="module")
@@ -370,22 +414,29 @@ def feed_calls(tmp_path_factory) -> set[tuple[str, str, str]]:
     url = f"file://{root / 'store'}"
     handler = [""]
     store = RecordingStore(open_store(url), handler=handler)
-    feeds = {kind: RecordingStore(open_store(f"file://{root / kind}"), feed=kind, calls=store.calls, handler=handler)
-             for kind in ("orders", "receipts", "counts")}
+    feeds = {
+        kind: RecordingStore(open_store(f"file://{root / kind}"), feed=kind, calls=store.calls, handler=handler)
+        for kind in ("orders", "receipts", "counts")
+    }
     start = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
     catalog = BUSY_CATALOG  # purchase orders land within minutes: restock moves stock, and journals it
     for hour in range(6):
         at = start + timedelta(hours=hour)
-        put(feeds["orders"].inner, at, f"o{hour}.ndjson",
-            ndjson([line(f"o{hour}-{n}", at + timedelta(minutes=n), product="FAST", warehouse="W1", quantity=3)
-                    for n in range(0, 60, 7)]))
-    put(feeds["receipts"].inner, start, "r.ndjson", ndjson([line("r1", start + timedelta(minutes=30), product="FAST",
-                                                                 warehouse="W1", quantity=5)]))
-    count = {k: v for k, v in line("c1", start + timedelta(hours=2), product="SLOW", warehouse="W2").items()
-             if k != "quantity"}
+        put(
+            feeds["orders"].inner,
+            at,
+            f"o{hour}.ndjson",
+            ndjson([line(f"o{hour}-{n}", at + timedelta(minutes=n), product="FAST", warehouse="W1", quantity=3) for n in range(0, 60, 7)]),
+        )
+    put(
+        feeds["receipts"].inner,
+        start,
+        "r.ndjson",
+        ndjson([line("r1", start + timedelta(minutes=30), product="FAST", warehouse="W1", quantity=5)]),
+    )
+    count = {k: v for k, v in line("c1", start + timedelta(hours=2), product="SLOW", warehouse="W2").items() if k != "quantity"}
     put(feeds["counts"].inner, start + timedelta(hours=3), "c.ndjson", ndjson([{**count, "on_hand": 50}]))
-    runtime = Runtime(store=store, catalog=catalog, feeds=Feeds(feeds),
-                      publish=publisher(Settings(store_url=url), store=store))
+    runtime = Runtime(store=store, catalog=catalog, feeds=Feeds(feeds), publish=publisher(Settings(store_url=url), store=store))
     schedule = Schedule.parse(["order_tick=5m"])
     started: set[str] = set()
     for minute in range(1, 6 * 60 + 1):
@@ -449,4 +500,5 @@ def test_every_feed_grant_is_needed_by_some_call(feed_calls):
             def lacking(target: Target, name: str, *, account: str, _sid: str = statement["Sid"]) -> dict[str, Any]:
                 policy = role_policy(target, name, account=account)
                 return {**policy, "Statement": [s for s in policy["Statement"] if s["Sid"] != _sid]}
+
             assert refused_calls(feed_calls, target, lacking), statement["Sid"]

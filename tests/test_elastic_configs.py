@@ -39,17 +39,25 @@ BEATS_DEFAULT = re.compile(r"^\$\{(?P<name>\w+):(?P<default>.*)\}$")
 # ARCHITECTURE.md, "Kibana contract": data views and the original system's six titles.
 DATA_VIEWS = {"app-logs": "filebeat-*", "prom-metrics": "metricbeat-*"}
 ORIGINAL_PANELS = {
-    "Inventory Levels by Warehouse": "app-logs", "Order Rates by Product": "app-logs",
-    "Predicted Stockout Hours": "app-logs", "Reorder Alerts by Product": "app-logs",
-    "7-Day Demand Forecast": "prom-metrics", "Inventory Levels (Prometheus Metrics)": "prom-metrics",
+    "Inventory Levels by Warehouse": "app-logs",
+    "Order Rates by Product": "app-logs",
+    "Predicted Stockout Hours": "app-logs",
+    "Reorder Alerts by Product": "app-logs",
+    "7-Day Demand Forecast": "prom-metrics",
+    "Inventory Levels (Prometheus Metrics)": "prom-metrics",
 }
-ADDED_PANELS = {"Lost Sales by Product", "Fill Rate by Product", "Forecast Error vs Seasonal Naive",
-                "Backorders by Product", "Stock Adjustments by Warehouse", "Feed Lines Refused by Outcome"}
+ADDED_PANELS = {
+    "Lost Sales by Product",
+    "Fill Rate by Product",
+    "Forecast Error vs Seasonal Naive",
+    "Backorders by Product",
+    "Stock Adjustments by Warehouse",
+    "Feed Lines Refused by Outcome",
+}
 # Fields Filebeat itself puts on an event (not the handlers): the processors may name these.
 FILEBEAT_OWN = {"message", "@metadata._id"}
 # JSON types of the values seen -> the mapping types that hold them without coercion or loss.
-ALLOWED_MAPPING = {"string": {"keyword", "date"}, "integer": {"long"}, "number": {"double"},
-                   "boolean": {"boolean"}}
+ALLOWED_MAPPING = {"string": {"keyword", "date"}, "integer": {"long"}, "number": {"double"}, "boolean": {"boolean"}}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 READ_TIME = datetime(2030, 1, 1, tzinfo=timezone.utc)  # the wall clock when Filebeat reads (not business time)
 
@@ -73,9 +81,14 @@ def replayed(tmp_path_factory):
     events = emitted.log_events(store) + emitted.log_events(sharded) + emitted.log_events(fed)
     stores = {"replay": store, "sharded": sharded, "feed": fed}  # three deployments: ids are unique within each
     by_store = {name: [(key, s.get(key)) for key in s.list(LOG_PREFIX)] for name, s in stores.items()}
-    return {"applied": applied, "events": events, "types": emitted.field_types(events),
-            "metrics": {**emitted.pushed_metrics(store), **emitted.pushed_metrics(fed)}, "objects_by_store": by_store,
-            "objects": [o for objects in by_store.values() for o in objects]}
+    return {
+        "applied": applied,
+        "events": events,
+        "types": emitted.field_types(events),
+        "metrics": {**emitted.pushed_metrics(store), **emitted.pushed_metrics(fed)},
+        "objects_by_store": by_store,
+        "objects": [o for objects in by_store.values() for o in objects],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +117,7 @@ def by_type(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any
 
 # --- the replay itself ----------------------------------------------------------------------------
 
+
 def test_the_replay_emits_every_event_type_and_field(replayed):
     """GIVEN the short replay WHEN its log objects are read THEN every event type and every field
     of handlers/model/logs.py EVENT_FIELDS occurs, with a non-null value somewhere (else the type checks
@@ -117,6 +131,7 @@ def test_the_replay_emits_every_event_type_and_field(replayed):
 
 
 # --- the index template -----------------------------------------------------------------------------
+
 
 def test_the_template_maps_every_emitted_field_with_its_json_type(replayed, template):
     properties = template["template"]["mappings"]["properties"]
@@ -163,6 +178,7 @@ def test_the_template_owns_the_filebeat_data_stream(template, filebeat):
 
 # --- Filebeat -------------------------------------------------------------------------------------
 
+
 def test_filebeat_polls_the_bucket_and_prefix_the_handlers_write(filebeat):
     (source,) = filebeat["filebeat.inputs"]
     assert source["type"] == "aws-s3"
@@ -205,6 +221,7 @@ def test_every_field_the_filebeat_processors_name_is_emitted(filebeat, replayed)
 # processors, with their semantics as the elastic/beats sources state them (read 2026-12 through
 # the source index, main line: each function names its file). It refuses options it does not
 # model, so a config change that it cannot judge fails here instead of passing unjudged.
+
 
 class BeatEvent:
     """libbeat/beat/event.go: ``Timestamp``, ``Meta``, ``Fields``. Keys address ``@timestamp``, the
@@ -264,9 +281,12 @@ def aws_s3_events(body: bytes, *, bucket: str, key: str, content_type: str) -> l
             return events
         _, end = decoder.raw_decode(text, position)
         raw = text[position:end]
-        fields = {"message": raw, "log": {"offset": offset, "file": {"path": f"s3://{bucket}/{key}"}},
-                  "aws": {"s3": {"bucket": {"name": bucket, "arn": bucket}, "object": {"key": key}}},
-                  "cloud": {"provider": "aws", "region": "us-east-1"}}
+        fields = {
+            "message": raw,
+            "log": {"offset": offset, "file": {"path": f"s3://{bucket}/{key}"}},
+            "aws": {"s3": {"bucket": {"name": bucket, "arn": bucket}, "object": {"key": key}}},
+            "cloud": {"provider": "aws", "region": "us-east-1"},
+        }
         events.append(BeatEvent(fields, {"_id": f"{object_hash}-{offset:012d}"}, READ_TIME))
         position, offset = end, offset + len(raw.encode())
 
@@ -289,6 +309,7 @@ def _deep_update(target: dict[str, Any], update: dict[str, Any]) -> None:
 
 def _write_json_keys(event: BeatEvent, keys: dict[str, Any], *, overwrite: bool, add_error_key: bool) -> None:
     """libbeat/common/jsontransform/jsonhelper.go WriteJSONKeys (expand_keys off)."""
+
     def error(message: str) -> None:
         if add_error_key:
             event.fields["error"] = {"message": message, "type": "json"}
@@ -337,8 +358,7 @@ def decode_json_fields(event: BeatEvent, options: dict[str, Any]) -> str | None:
         except ValueError as parse_error:
             errors.append(str(parse_error))
             if options.get("add_error_key"):
-                event.fields["error"] = {"message": f"parsing input as JSON: {parse_error}", "data": text,
-                                         "field": field}
+                event.fields["error"] = {"message": f"parsing input as JSON: {parse_error}", "data": text, "field": field}
             continue
         document_id = None
         if options.get("document_id") and isinstance(output, dict):
@@ -348,8 +368,7 @@ def decode_json_fields(event: BeatEvent, options: dict[str, Any]) -> str | None:
         if target != "":
             event.put(target, output)
         elif isinstance(output, dict):
-            _write_json_keys(event, output, overwrite=bool(options.get("overwrite_keys")),
-                             add_error_key=bool(options.get("add_error_key")))
+            _write_json_keys(event, output, overwrite=bool(options.get("overwrite_keys")), add_error_key=bool(options.get("add_error_key")))
         else:
             errors.append("failed to add target to root")
             continue
@@ -401,8 +420,7 @@ def copy_fields(event: BeatEvent, options: dict[str, Any]) -> str | None:
     return None
 
 
-FILEBEAT_PROCESSORS = {"decode_json_fields": decode_json_fields, "drop_fields": drop_fields,
-                       "copy_fields": copy_fields}
+FILEBEAT_PROCESSORS = {"decode_json_fields": decode_json_fields, "drop_fields": drop_fields, "copy_fields": copy_fields}
 
 
 def run_processors(event: BeatEvent, chain: list[dict[str, Any]]) -> BeatEvent:
@@ -424,10 +442,12 @@ def run_processors(event: BeatEvent, chain: list[dict[str, Any]]) -> BeatEvent:
     return event
 
 
-def filebeat_documents(objects: list[tuple[str, bytes]], chain: list[dict[str, Any]],
-                       bucket: str = "stockpulse") -> list[BeatEvent]:
-    return [run_processors(event, chain) for key, body in objects
-            for event in aws_s3_events(body, bucket=bucket, key=key, content_type=CONTENT_TYPE)]
+def filebeat_documents(objects: list[tuple[str, bytes]], chain: list[dict[str, Any]], bucket: str = "stockpulse") -> list[BeatEvent]:
+    return [
+        run_processors(event, chain)
+        for key, body in objects
+        for event in aws_s3_events(body, bucket=bucket, key=key, content_type=CONTENT_TYPE)
+    ]
 
 
 INPUT_OWN = {"log", "aws", "cloud"}  # fields the aws-s3 input adds to every event
@@ -444,8 +464,7 @@ def test_filebeat_ids_every_document_by_its_event_id_and_keeps_the_event(filebea
     assert len(documents) == len(originals) == len(replayed["events"]) > 1000
     for document, original in zip(documents, originals, strict=True):
         assert document.meta["_id"] == original["event_id"]
-        assert {k: v for k, v in document.fields.items() if k not in INPUT_OWN} == \
-            {k: v for k, v in original.items() if k != "@timestamp"}
+        assert {k: v for k, v in document.fields.items() if k not in INPUT_OWN} == {k: v for k, v in original.items() if k != "@timestamp"}
         assert document.timestamp == datetime.fromisoformat(original["@timestamp"].replace("Z", "+00:00"))
     for objects in replayed["objects_by_store"].values():  # distinct: no event's 409 hides another
         ids = [d.meta["_id"] for d in filebeat_documents(objects, filebeat["processors"])]
@@ -456,11 +475,18 @@ def test_control_copying_onto_the_inputs_id_without_dropping_it_leaves_the_hash_
     """The chain this config had before: copy_fields onto the @metadata._id the input already set,
     with fail_on_error false. The model keeps the input's <hash>-<offset> id on every document (so
     the test above can fail), as Filebeat did."""
-    old_chain = [filebeat["processors"][0],
-                 {"copy_fields": {"when": {"has_fields": ["event_id"]},
-                                  "fields": [{"from": "event_id", "to": "@metadata._id"}],
-                                  "fail_on_error": False, "ignore_missing": True}},
-                 filebeat["processors"][-1]]
+    old_chain = [
+        filebeat["processors"][0],
+        {
+            "copy_fields": {
+                "when": {"has_fields": ["event_id"]},
+                "fields": [{"from": "event_id", "to": "@metadata._id"}],
+                "fail_on_error": False,
+                "ignore_missing": True,
+            }
+        },
+        filebeat["processors"][-1],
+    ]
     documents = filebeat_documents(replayed["objects"][:20], old_chain)
     assert documents
     assert all(HASH_ID.match(d.meta["_id"]) and d.meta["_id"] != d.fields["event_id"] for d in documents)
@@ -469,8 +495,7 @@ def test_control_copying_onto_the_inputs_id_without_dropping_it_leaves_the_hash_
 def test_decode_json_fields_document_id_would_set_the_id_but_delete_event_id(replayed):
     """Why the config does not use decode_json_fields' document_id: the id is right, but event_id
     (the log contract's field) leaves the document."""
-    chain = [{"decode_json_fields": {"fields": ["message"], "target": "", "overwrite_keys": True,
-                                     "document_id": "event_id"}}]
+    chain = [{"decode_json_fields": {"fields": ["message"], "target": "", "overwrite_keys": True, "document_id": "event_id"}}]
     (key, body) = replayed["objects"][0]
     (document, *_) = filebeat_documents([(key, body)], chain)
     assert document.meta["_id"] == next(decode_events(body))["event_id"]
@@ -483,6 +508,7 @@ def test_every_event_timestamp_is_rfc3339_for_decode_json_fields(replayed):
 
 
 # --- Metricbeat ----------------------------------------------------------------------------------
+
 
 def test_metricbeat_federates_the_handlers_groups_from_prometheus(metricbeat):
     (module,) = metricbeat["metricbeat.modules"]
@@ -585,8 +611,7 @@ def test_every_reference_resolves(objects):
         for ref in saved["references"]:
             assert (ref["type"], ref["id"]) in ids, f"{saved['id']}: dangling {ref}"
     for lens in by_type(objects, "lens").values():
-        assert {r["name"] for r in lens["references"]} == {
-            f"indexpattern-datasource-layer-{layer_id}" for layer_id in layers(lens)}
+        assert {r["name"] for r in lens["references"]} == {f"indexpattern-datasource-layer-{layer_id}" for layer_id in layers(lens)}
         assert {r["type"] for r in lens["references"]} == {"index-pattern"}
 
 
@@ -687,7 +712,7 @@ def test_fill_rate_is_a_lens_formula_whose_parts_and_math_say_what_its_text_says
 
     def located(node: Any) -> None:
         if isinstance(node, dict):
-            assert text[node["location"]["min"]:node["location"]["max"]] == node["text"]
+            assert text[node["location"]["min"] : node["location"]["max"]] == node["text"]
             for arg in node["args"]:
                 located(arg)
 
@@ -703,8 +728,9 @@ def test_control_a_formula_whose_math_disagrees_with_its_text_is_caught(objects)
     math["params"]["tinymathAst"]["args"][1]["name"] = "subtract"
     parts = math["references"]
     calls = [f"{layer['columns'][p]['operationType']}({layer['columns'][p]['sourceField']})" for p in parts]
-    assert tinymath_text(math["params"]["tinymathAst"], dict(zip(parts, calls, strict=True))) != \
-        layer["columns"]["fill"]["params"]["formula"]
+    assert (
+        tinymath_text(math["params"]["tinymathAst"], dict(zip(parts, calls, strict=True))) != layer["columns"]["fill"]["params"]["formula"]
+    )
 
 
 def test_forecast_error_compares_the_two_errors_of_forecast_score_events(objects):
@@ -717,14 +743,14 @@ def test_forecast_error_compares_the_two_errors_of_forecast_score_events(objects
 
 # --- one version for the four -----------------------------------------------------------------------
 
+
 def test_one_released_elastic_stack_version_for_all_four():
     version = (INFRA / "elastic-version.txt").read_text()
     assert re.fullmatch(r"(\d+)\.(\d+)\.(\d+)\n", version)
     major, minor, _ = (int(x) for x in version.split("."))
     assert (major, minor) >= (8, 17)
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    images = {name: compose["services"][name]["image"]
-              for name in ("elasticsearch", "kibana", "filebeat", "metricbeat")}
+    images = {name: compose["services"][name]["image"] for name in ("elasticsearch", "kibana", "filebeat", "metricbeat")}
     for name, image in images.items():
         match = re.fullmatch(r"docker\.elastic\.co/[\w/]+/(\w+):(?:\$\{ELASTIC_VERSION:-([^}]+)\}|([\w.]+))", image)
         assert match and match[1] == name, image
@@ -735,6 +761,7 @@ def test_one_released_elastic_stack_version_for_all_four():
 
 
 # --- the bucket Filebeat polls, on a real S3 API ------------------------------------------------------
+
 
 @pytest.mark.integration
 def test_the_prefix_filebeat_polls_lists_every_handlers_log_objects_on_s3(filebeat, monkeypatch):
@@ -749,8 +776,7 @@ def test_the_prefix_filebeat_polls_lists_every_handlers_log_objects_on_s3(filebe
     bucket, prefix = beats_default(source["non_aws_bucket_name"]), source["bucket_list_prefix"]
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "STOCKPULSE_PUSHGATEWAY_URL"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     with servers.moto_server() as s3:
@@ -778,6 +804,7 @@ def test_the_prefix_filebeat_polls_lists_every_handlers_log_objects_on_s3(filebe
 
 
 # --- kibana-setup (infra/kibana/setup.py) against a stdlib server that answers like ES and Kibana --
+
 
 def _load_setup():
     """infra/kibana/setup.py as a module (it runs in the kibana-setup container, not as a package)."""
@@ -843,13 +870,27 @@ class FakeStack:
         self.server.server_close()
 
 
-def _run_setup(stack: FakeStack, capsys, *, steps: tuple[str, ...] = ("elasticsearch", "kibana"),
-               es_url: str | None = None, kibana_url: str | None = None) -> tuple[int, str, str]:
+def _run_setup(
+    stack: FakeStack,
+    capsys,
+    *,
+    steps: tuple[str, ...] = ("elasticsearch", "kibana"),
+    es_url: str | None = None,
+    kibana_url: str | None = None,
+) -> tuple[int, str, str]:
     setup = _load_setup()
     lines: list[str] = []
-    code = setup.main({"ELASTICSEARCH_URL": es_url or stack.url, "KIBANA_URL": kibana_url or stack.url + "/",
-                       "ELASTICSEARCH_DIR": str(INFRA / "elasticsearch"), "KIBANA_DIR": str(INFRA / "kibana"),
-                       "SETUP_TIMEOUT_SECONDS": "10"}, steps=steps, progress=lines.append)
+    code = setup.main(
+        {
+            "ELASTICSEARCH_URL": es_url or stack.url,
+            "KIBANA_URL": kibana_url or stack.url + "/",
+            "ELASTICSEARCH_DIR": str(INFRA / "elasticsearch"),
+            "KIBANA_DIR": str(INFRA / "kibana"),
+            "SETUP_TIMEOUT_SECONDS": "10",
+        },
+        steps=steps,
+        progress=lines.append,
+    )
     return code, "\n".join(lines), capsys.readouterr().err
 
 
@@ -859,11 +900,12 @@ def test_setup_elasticsearch_step_installs_the_template_without_kibana(capsys):
     from tests.support.servers import free_port
 
     with FakeStack({"success": True, "errors": []}) as stack:
-        code, out, err = _run_setup(stack, capsys, steps=("elasticsearch",),
-                                    kibana_url=f"http://127.0.0.1:{free_port()}")
+        code, out, err = _run_setup(stack, capsys, steps=("elasticsearch",), kibana_url=f"http://127.0.0.1:{free_port()}")
     assert (code, err) == (0, "")
     assert [(r[0], r[1].split("?")[0]) for r in stack.requests] == [
-        ("GET", "/_cluster/health"), ("PUT", "/_index_template/stockpulse-logs")]
+        ("GET", "/_cluster/health"),
+        ("PUT", "/_index_template/stockpulse-logs"),
+    ]
     assert "es-setup: done (elasticsearch)" in out
 
 
@@ -873,8 +915,7 @@ def test_setup_kibana_step_imports_the_objects_without_elasticsearch(capsys):
     with FakeStack({"success": True, "successCount": 12, "errors": []}) as stack:
         code, _, err = _run_setup(stack, capsys, steps=("kibana",), es_url=f"http://127.0.0.1:{free_port()}")
     assert (code, err) == (0, "")
-    assert [(r[0], r[1]) for r in stack.requests] == [
-        ("GET", "/api/status"), ("POST", "/api/saved_objects/_import?overwrite=true")]
+    assert [(r[0], r[1]) for r in stack.requests] == [("GET", "/api/status"), ("POST", "/api/saved_objects/_import?overwrite=true")]
 
 
 def test_setup_refuses_an_unknown_step(capsys):
@@ -907,9 +948,18 @@ def test_setup_installs_the_template_and_imports_the_objects_as_multipart(capsys
 def test_setup_fails_when_kibana_answers_200_with_success_false(capsys):
     """GIVEN an import answered HTTP 200 but success: false WHEN kibana-setup runs THEN it exits 1
     with one line saying so, followed by the errors."""
-    answer = {"success": False, "successCount": 11, "errors": [
-        {"id": "stockpulse-fill-rate", "type": "lens", "title": "Fill Rate by Product",
-         "error": {"type": "missing_references", "references": [{"type": "index-pattern", "id": "app-logs"}]}}]}
+    answer = {
+        "success": False,
+        "successCount": 11,
+        "errors": [
+            {
+                "id": "stockpulse-fill-rate",
+                "type": "lens",
+                "title": "Fill Rate by Product",
+                "error": {"type": "missing_references", "references": [{"type": "index-pattern", "id": "app-logs"}]},
+            }
+        ],
+    }
     with FakeStack(answer) as stack:
         code, _, err = _run_setup(stack, capsys)
     assert code == 1
@@ -932,5 +982,11 @@ def test_setup_gives_up_at_the_deadline_with_one_line(capsys):
     setup = _load_setup()
     clock = iter(range(0, 1000, 5))
     with pytest.raises(setup.SetupError, match=r"Elasticsearch at .* not ready within 20 s \(last: URLError"):
-        setup.wait_until("Elasticsearch at x", lambda: setup.elasticsearch_ready(f"http://127.0.0.1:{free_port()}"),
-                         timeout=20, progress=lambda line: None, clock=lambda: next(clock), sleep=lambda s: None)
+        setup.wait_until(
+            "Elasticsearch at x",
+            lambda: setup.elasticsearch_ready(f"http://127.0.0.1:{free_port()}"),
+            timeout=20,
+            progress=lambda line: None,
+            clock=lambda: next(clock),
+            sleep=lambda s: None,
+        )

@@ -32,14 +32,17 @@ def test_built_event_round_trips():
     assert event["resources"] == ["arn:aws:events:us-east-1:000000000000:rule/order-tick"]
 
 
-@pytest.mark.parametrize(("event", "field"), [
-    ({k: v for k, v in load_event().items() if k != "time"}, "event.time: missing"),
-    (load_event(time="yesterday"), "event.time: not an ISO-8601 timestamp"),
-    (load_event(time=1700000000), "event.time: must be an ISO-8601 timestamp string"),
-    (load_event(detail={"colour": "red"}), "event.detail.colour: unknown key"),
-    (load_event(detail=[1]), "event.detail: must be an object"),
-    ([1, 2], "event: must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({k: v for k, v in load_event().items() if k != "time"}, "event.time: missing"),
+        (load_event(time="yesterday"), "event.time: not an ISO-8601 timestamp"),
+        (load_event(time=1700000000), "event.time: must be an ISO-8601 timestamp string"),
+        (load_event(detail={"colour": "red"}), "event.detail.colour: unknown key"),
+        (load_event(detail=[1]), "event.detail: must be an object"),
+        ([1, 2], "event: must be a JSON object"),
+    ],
+)
 def test_bad_event_names_the_field(event, field):
     """GIVEN a bad event WHEN parsed THEN InputError names the field in one line."""
     with pytest.raises(InputError) as info:
@@ -50,8 +53,11 @@ def test_bad_event_names_the_field(event, field):
 # -- numbers: only ASCII digits, and none longer than it can mean (handlers/model/numbers.py) -----------
 
 
-@pytest.mark.parametrize("shard", ["²", "٠", "३", " ¹ ", "1_0", 10**5000, [10**5000], 1.5],
-                         ids=["superscript", "arabic-indic", "devanagari", "spaced", "underscore", "long", "list", "float"])
+@pytest.mark.parametrize(
+    "shard",
+    ["²", "٠", "३", " ¹ ", "1_0", 10**5000, [10**5000], 1.5],
+    ids=["superscript", "arabic-indic", "devanagari", "spaced", "underscore", "long", "list", "float"],
+)
 def test_a_shard_that_is_not_ascii_digits_is_an_input_error_naming_it(shard):
     """GIVEN detail.shard as superscript or other-script digits, or an integer Python cannot print
     WHEN parsed THEN one InputError names event.detail.shard (it was a ValueError traceback, or 0)."""
@@ -65,22 +71,29 @@ def test_control_a_shard_of_ascii_digits_is_read(shard, number):
     assert parse_event(load_event(detail={"shard": shard})).shard == number
 
 
-@pytest.mark.parametrize(("event", "field"), [
-    (load_event(time=10**5000), "event.time: must be an ISO-8601 timestamp string, got <an integer of more than 40"),
-    (load_event(id=10**5000), "event.id: must be a string"),
-    (load_event(detail={10**5000: 1}), "event.detail.<an integer of more than 40 digits>: unknown key"),
-], ids=["time", "id", "detail-key"])
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (load_event(time=10**5000), "event.time: must be an ISO-8601 timestamp string, got <an integer of more than 40"),
+        (load_event(id=10**5000), "event.id: must be a string"),
+        (load_event(detail={10**5000: 1}), "event.detail.<an integer of more than 40 digits>: unknown key"),
+    ],
+    ids=["time", "id", "detail-key"],
+)
 def test_an_integer_too_long_to_print_is_named_not_a_traceback(event, field):
     with pytest.raises(InputError) as info:
         parse_event(event)
     assert str(info.value).startswith(field)
 
 
-@pytest.mark.parametrize(("text", "path"), [
-    ('{"time": "2026-01-05T00:01:00Z", "detail": {"shard": %s}}', "event.detail.shard"),
-    ('{"time": "2026-01-05T00:01:00Z", "version": -%s}', "event.version"),
-    ('{"time": "2026-01-05T00:01:00Z", "resources": [1, %s]}', "event.resources[1]"),
-])
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ('{"time": "2026-01-05T00:01:00Z", "detail": {"shard": %s}}', "event.detail.shard"),
+        ('{"time": "2026-01-05T00:01:00Z", "version": -%s}', "event.version"),
+        ('{"time": "2026-01-05T00:01:00Z", "resources": [1, %s]}', "event.resources[1]"),
+    ],
+)
 def test_an_event_file_with_a_5000_digit_integer_names_where_it_is(text, path):
     """GIVEN an event file holding a 5,000-digit integer WHEN read THEN one InputError names the
     file and the field (json.loads raised ValueError: Exceeds the limit)."""

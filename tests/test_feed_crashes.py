@@ -28,11 +28,25 @@ def shop_feed(root: Path) -> None:
     """Orders beyond on hand, a return, a duplicate object, a late line, a bad line and a receipt."""
     orders, receipts = FileStore(root / "orders"), FileStore(root / "receipts")
     minute = timedelta(minutes=1)
-    put(orders, T0, "a.ndjson", ndjson([line("a1", T0 + minute, quantity=40), line("a2", T0 + 2 * minute, quantity=30),
-                                        line("a3", T0 + 2 * minute, product="P-2", warehouse="W-B", quantity=5)]))
+    put(
+        orders,
+        T0,
+        "a.ndjson",
+        ndjson(
+            [
+                line("a1", T0 + minute, quantity=40),
+                line("a2", T0 + 2 * minute, quantity=30),
+                line("a3", T0 + 2 * minute, product="P-2", warehouse="W-B", quantity=5),
+            ]
+        ),
+    )
     put(orders, T0, "a-copy.ndjson", ndjson([line("a1", T0 + minute, quantity=40)]))
-    put(orders, T0, "b.ndjson", ndjson([line("b1", T0 + 6 * minute, quantity=2, type="return"),
-                                        line("b2", T0 + 3 * minute, quantity=1)]) + b"{bad\n")
+    put(
+        orders,
+        T0,
+        "b.ndjson",
+        ndjson([line("b1", T0 + 6 * minute, quantity=2, type="return"), line("b2", T0 + 3 * minute, quantity=1)]) + b"{bad\n",
+    )
     put(receipts, T0, "r.ndjson", ndjson([line("r1", T0 + 8 * minute, quantity=25)]))
 
 
@@ -46,11 +60,12 @@ def ticks() -> list[tuple[str, object]]:
 
 def run(root: Path, crashes: Crashes | None) -> None:
     """The schedule; when the process 'crashes', a new one (it forgets what it read) retries the tick."""
+
     def runtime() -> Runtime:
         wrap = (lambda store: store) if crashes is None else crashes.wrap
         stores = {kind: wrap(FileStore(root / kind)) for kind in ("orders", "receipts")}
-        return Runtime(store=wrap(FileStore(root / "store")), catalog=CATALOG, clock=zero_clock,
-                       feeds=Feeds(stores))
+        return Runtime(store=wrap(FileStore(root / "store")), catalog=CATALOG, clock=zero_clock, feeds=Feeds(stores))
+
     current = runtime()
     for name, moment in ticks():
         while True:
@@ -96,8 +111,7 @@ def test_the_clean_run_applies_the_lines_once(clean):
     assert len(logs) > MINUTES
 
 
-def test_a_crash_before_any_storage_call_of_a_feed_run_then_retry_equals_one_clean_run(crash_at, clean,
-                                                                                         tmp_path: Path):
+def test_a_crash_before_any_storage_call_of_a_feed_run_then_retry_equals_one_clean_run(crash_at, clean, tmp_path: Path):
     shop_feed(tmp_path)
     crashes = Crashes(crash_at)
     run(tmp_path, crashes)

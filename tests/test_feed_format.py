@@ -13,16 +13,30 @@ import pytest
 from handlers.model.feed import parse_object
 
 REPO = Path(__file__).resolve().parent.parent
-GOOD = {"line_id": "ord-1001-1", "time": "2026-01-05T09:30:00+01:00", "product_id": "LAPTOP-001",
-        "warehouse_id": "WH-NYC", "quantity": 2}
+GOOD = {"line_id": "ord-1001-1", "time": "2026-01-05T09:30:00+01:00", "product_id": "LAPTOP-001", "warehouse_id": "WH-NYC", "quantity": 2}
 #: one change each to a good line, and whether the feed takes the result
 CHANGES = [
-    ({}, True), ({"type": "return"}, True), ({"type": "order"}, True), ({"time": "2026-01-05T08:30:00Z"}, True),
-    ({"quantity": 1_000_000}, True), ({"line_id": "x" * 128}, True),
-    ({"quantity": 0}, False), ({"quantity": -1}, False), ({"quantity": 2.5}, False), ({"quantity": "2"}, False),
-    ({"quantity": 1_000_001}, False), ({"quantity": True}, False), ({"time": "2026-01-05T09:30:00"}, False),
-    ({"time": "yesterday"}, False), ({"line_id": ""}, False), ({"line_id": "a\nb"}, False), ({"line_id": "x" * 129}, False),
-    ({"type": "refund"}, False), ({"colour": "red"}, False), ({"product_id": ""}, False), ({"line_id": None}, False),
+    ({}, True),
+    ({"type": "return"}, True),
+    ({"type": "order"}, True),
+    ({"time": "2026-01-05T08:30:00Z"}, True),
+    ({"quantity": 1_000_000}, True),
+    ({"line_id": "x" * 128}, True),
+    ({"quantity": 0}, False),
+    ({"quantity": -1}, False),
+    ({"quantity": 2.5}, False),
+    ({"quantity": "2"}, False),
+    ({"quantity": 1_000_001}, False),
+    ({"quantity": True}, False),
+    ({"time": "2026-01-05T09:30:00"}, False),
+    ({"time": "yesterday"}, False),
+    ({"line_id": ""}, False),
+    ({"line_id": "a\nb"}, False),
+    ({"line_id": "x" * 129}, False),
+    ({"type": "refund"}, False),
+    ({"colour": "red"}, False),
+    ({"product_id": ""}, False),
+    ({"line_id": None}, False),
 ]
 
 
@@ -47,12 +61,16 @@ def test_the_schema_and_the_parser_agree_on_an_order_line(change, taken):
     assert schema_takes("orders", doc) is taken
 
 
-@pytest.mark.parametrize(("kind", "doc", "taken"), [
-    ("receipts", GOOD, True), ("receipts", {**GOOD, "type": "return"}, False),
-    ("counts", {**{k: v for k, v in GOOD.items() if k != "quantity"}, "on_hand": 0}, True),
-    ("counts", {**{k: v for k, v in GOOD.items() if k != "quantity"}, "on_hand": -3}, False),
-    ("counts", GOOD, False),
-])
+@pytest.mark.parametrize(
+    ("kind", "doc", "taken"),
+    [
+        ("receipts", GOOD, True),
+        ("receipts", {**GOOD, "type": "return"}, False),
+        ("counts", {**{k: v for k, v in GOOD.items() if k != "quantity"}, "on_hand": 0}, True),
+        ("counts", {**{k: v for k, v in GOOD.items() if k != "quantity"}, "on_hand": -3}, False),
+        ("counts", GOOD, False),
+    ],
+)
 def test_the_schemas_of_receipts_and_counts_agree_with_the_parser(kind, doc, taken):
     assert parser_takes(kind, doc) is taken and schema_takes(kind, doc) is taken
 

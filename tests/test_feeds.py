@@ -34,8 +34,7 @@ class Shop:
         self.store = FileStore(root / "store")
         self.feed = {kind: FileStore(root / kind) for kind in kinds}
         self.catalog = catalog
-        self.runtime = Runtime(store=self.store, catalog=catalog, clock=zero_clock,
-                               feeds=Feeds(self.feed, max_lateness=lateness))
+        self.runtime = Runtime(store=self.store, catalog=catalog, clock=zero_clock, feeds=Feeds(self.feed, max_lateness=lateness))
 
     def tick(self, moment, handler: str = "order_tick") -> dict:
         return invoke(handler, event_at(moment), self.runtime)
@@ -64,8 +63,7 @@ def test_each_line_applies_once_whatever_is_delivered_twice(tmp_path: Path, cata
     put(shop.feed["orders"], T0, "one.ndjson", ndjson(first))
     assert shop.tick(T0 + timedelta(minutes=2))["lines_applied"] == 2
     put(shop.feed["orders"], T0, "copy.ndjson", ndjson(first))  # the same lines under another key
-    put(shop.feed["orders"], T0, "three.ndjson.gz", ndjson([first[0], line("a3", T0 + timedelta(minutes=2, seconds=5))]),
-        zipped=True)
+    put(shop.feed["orders"], T0, "three.ndjson.gz", ndjson([first[0], line("a3", T0 + timedelta(minutes=2, seconds=5))]), zipped=True)
     result = shop.tick(T0 + timedelta(minutes=3))
     assert result["lines_applied"] == 1 and result["lines_refused"] == 3
     for minute in (4, 5):
@@ -85,15 +83,21 @@ def test_a_late_line_applies_in_the_next_tick_and_a_too_late_one_is_refused(tmp_
     shop = Shop(tmp_path, catalog, lateness=1800.0)
     shop.tick(T0)
     shop.tick(T0 + timedelta(hours=1))
-    put(shop.feed["orders"], T0 + timedelta(hours=1), "late.ndjson", ndjson([
-        line("late", T0 + timedelta(minutes=50), quantity=2),       # 10 min before the minutes applied
-        line("too-late", T0 + timedelta(minutes=10), quantity=4),   # 50 min before: beyond 30 min
-    ]))
+    put(
+        shop.feed["orders"],
+        T0 + timedelta(hours=1),
+        "late.ndjson",
+        ndjson(
+            [
+                line("late", T0 + timedelta(minutes=50), quantity=2),  # 10 min before the minutes applied
+                line("too-late", T0 + timedelta(minutes=10), quantity=4),  # 50 min before: beyond 30 min
+            ]
+        ),
+    )
     result = shop.tick(T0 + timedelta(hours=1, minutes=1))
     assert (result["lines_applied"], result["lines_late"], result["lines_refused"]) == (1, 1, 1)
     assert shop.state().on_hand[shop.series()] == 58
-    assert shop.counters() == {"applied": 1, "late": 1, "too_late": 1,
-                               "newest": (T0 + timedelta(minutes=50)).timestamp()}
+    assert shop.counters() == {"applied": 1, "late": 1, "too_late": 1, "newest": (T0 + timedelta(minutes=50)).timestamp()}
     (order,) = shop.events("order")
     assert order["line_id"] == "late" and order["late"] is True
     (refused,) = shop.events("feed_rejected")
@@ -105,8 +109,11 @@ def test_bad_lines_are_named_by_key_and_line_and_the_rest_applies(tmp_path: Path
     apply, and each bad one is counted and logged with the object's key and its line number."""
     shop = Shop(tmp_path, catalog)
     shop.tick(T0)
-    rows = [line("ok", T0 + timedelta(seconds=10)), line("zero", T0 + timedelta(seconds=10), quantity=0),
-            line("ghost", T0 + timedelta(seconds=10), product="NOPE")]
+    rows = [
+        line("ok", T0 + timedelta(seconds=10)),
+        line("zero", T0 + timedelta(seconds=10), quantity=0),
+        line("ghost", T0 + timedelta(seconds=10), product="NOPE"),
+    ]
     data = ndjson(rows[:1]) + b"{not json\n" + ndjson(rows[1:])
     key = put(shop.feed["orders"], T0, "mixed.ndjson", data)
     result = shop.tick(T0 + timedelta(minutes=1))
@@ -156,8 +163,12 @@ def test_an_order_beyond_on_hand_is_backordered_and_shipped_first_from_the_next_
 def test_a_return_adds_stock_and_is_not_demand(tmp_path: Path, catalog):
     shop = Shop(tmp_path, catalog)
     shop.tick(T0)
-    put(shop.feed["orders"], T0, "r.ndjson", ndjson([line("o1", T0 + timedelta(seconds=5), quantity=4),
-                                                     line("ret1", T0 + timedelta(seconds=6), quantity=1, type="return")]))
+    put(
+        shop.feed["orders"],
+        T0,
+        "r.ndjson",
+        ndjson([line("o1", T0 + timedelta(seconds=5), quantity=4), line("ret1", T0 + timedelta(seconds=6), quantity=1, type="return")]),
+    )
     shop.tick(T0 + timedelta(minutes=1))
     state = shop.state()
     i = shop.series()
@@ -169,8 +180,12 @@ def test_a_count_sets_on_hand_as_of_its_time_also_when_it_comes_late(tmp_path: P
     applied THEN on hand is 30 less those orders, and the difference is one adjustment event."""
     shop = Shop(tmp_path, catalog, kinds=("orders", "counts"))
     shop.tick(T0)
-    put(shop.feed["orders"], T0, "o.ndjson", ndjson([line("o1", T0 + timedelta(minutes=10), quantity=2),
-                                                     line("o2", T0 + timedelta(minutes=20), quantity=3)]))
+    put(
+        shop.feed["orders"],
+        T0,
+        "o.ndjson",
+        ndjson([line("o1", T0 + timedelta(minutes=10), quantity=2), line("o2", T0 + timedelta(minutes=20), quantity=3)]),
+    )
     shop.tick(T0 + timedelta(minutes=25))
     assert shop.state().on_hand[shop.series()] == 55
     count = line("c1", T0 + timedelta(minutes=5), quantity=None)
@@ -217,21 +232,27 @@ def test_a_sharded_feed_equals_an_unsharded_one_series_by_series(tmp_path: Path)
     catalog = make_catalog(24)
     feed = FileStore(tmp_path / "orders")
     ids = [p.id for p in catalog.products]
-    rows = [line(f"l{n}", T0 + timedelta(minutes=1 + n % 9, seconds=n % 60), product=ids[n % len(ids)],
-                 warehouse=catalog.warehouses[n % len(catalog.warehouses)].id, quantity=1 + n % 5)
-            for n in range(120)] + [line("ghost", T0 + timedelta(minutes=2), product="NO-SUCH",
-                                          warehouse=catalog.warehouses[0].id)]
+    rows = [
+        line(
+            f"l{n}",
+            T0 + timedelta(minutes=1 + n % 9, seconds=n % 60),
+            product=ids[n % len(ids)],
+            warehouse=catalog.warehouses[n % len(catalog.warehouses)].id,
+            quantity=1 + n % 5,
+        )
+        for n in range(120)
+    ] + [line("ghost", T0 + timedelta(minutes=2), product="NO-SUCH", warehouse=catalog.warehouses[0].id)]
     put(feed, T0, "all.ndjson", ndjson(rows))
     results = {}
     for shards in (1, 3):
         store = FileStore(tmp_path / f"store-{shards}")
-        runtime = Runtime(store=store, catalog=catalog, clock=zero_clock, num_shards=shards,
-                          feeds=Feeds({"orders": feed}))
+        runtime = Runtime(store=store, catalog=catalog, clock=zero_clock, num_shards=shards, feeds=Feeds({"orders": feed}))
         for minute in range(0, 11):
             invoke_all("order_tick", event_at(T0 + timedelta(minutes=minute)), runtime)
         state, _ = load_state(store, catalog)
-        events = sorted((e for key in store.list("logs/") for e in decode_events(store.get(key))
-                         if e["type"] != "job_run"), key=lambda e: e["event_id"])
+        events = sorted(
+            (e for key in store.list("logs/") for e in decode_events(store.get(key)) if e["type"] != "job_run"), key=lambda e: e["event_id"]
+        )
         results[shards] = state, events
     (whole, whole_events), (sharded, sharded_events) = results[1], results[3]
     for name in ("on_hand", "shipped", "backorder", "backordered", "today_hours", "today_oos"):
@@ -253,8 +274,7 @@ def test_a_journal_holding_another_journals_bytes_is_damage_named_in_one_line(tm
         shop = Shop(tmp_path / str(swapped), catalog)
         shop.tick(T0)
         for minute in (1, 2):
-            put(shop.feed["orders"], T0, f"m{minute}.ndjson",
-                ndjson([line(f"l{minute}", T0 + timedelta(seconds=60 * minute - 5))]))
+            put(shop.feed["orders"], T0, f"m{minute}.ndjson", ndjson([line(f"l{minute}", T0 + timedelta(seconds=60 * minute - 5))]))
             shop.tick(T0 + timedelta(minutes=minute))
         keys = sorted(key for key, _ in shop.state().feed_journals)
         assert len(keys) >= 2
@@ -307,8 +327,9 @@ def test_an_order_tick_whose_journals_newer_ticks_pruned_reads_the_state_again(t
 
     layout.forget()
     feeds._journals.clear()
-    slow = Runtime(store=_RacesBeforeJournal(shop.store, hours_later), catalog=catalog, clock=zero_clock,
-                   feeds=Feeds(shop.feed, max_lateness=600.0))
+    slow = Runtime(
+        store=_RacesBeforeJournal(shop.store, hours_later), catalog=catalog, clock=zero_clock, feeds=Feeds(shop.feed, max_lateness=600.0)
+    )
     moment = T0 + timedelta(minutes=1 + 10 * 29)
     put(shop.feed["orders"], moment, "last.ndjson", ndjson([line("last", moment - timedelta(seconds=5))]))
     result = invoke("order_tick", event_at(moment), slow)

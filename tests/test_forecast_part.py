@@ -49,6 +49,7 @@ class LogWriteFails(RecordingStore):
 
     def __getattr__(self, name: str) -> Any:
         if name == "put_once":
+
             def put_once(key: str, data: bytes, **kwargs: Any) -> bool:
                 if key.startswith(f"logs/{self.handler}/"):
                     raise RuntimeError(f"crash before writing {key}")
@@ -77,8 +78,9 @@ def test_order_tick_and_restock_never_touch_the_forecast_part(tmp_path):
     _with_forecast(store)
     for minute, handler in enumerate(("order_tick", "restock"), start=1):
         recorded = RecordingStore(store)
-        result = invoke(handler, event_at(NOON + timedelta(minutes=minute)),
-                        _runtime(recorded, publish=lambda *args, **kwargs: "pushgateway down"))
+        result = invoke(
+            handler, event_at(NOON + timedelta(minutes=minute)), _runtime(recorded, publish=lambda *args, **kwargs: "pushgateway down")
+        )
         assert result["status"] == "applied" and result["metrics_error"] == "pushgateway down"
         assert ("write", "state/state.bin") in recorded.calls
         assert layout.FORECAST_KEY not in recorded.keys(), handler
@@ -134,5 +136,4 @@ def test_days_of_cover_without_the_forecast_part_use_the_hot_copy_of_its_demand(
     np.testing.assert_array_equal(hot_only.state.cover_daily_demand, whole.forecast_mean[:, 0].astype(np.float32))
     np.testing.assert_allclose(cover_days(hot_only.state), cover_days(whole), rtol=1e-6)
     for cap in (1, 2, 3):
-        assert focus_series(hot_only.state, Focus(cap=cap), {}).tolist() == focus_series(whole, Focus(cap=cap),
-                                                                                          {}).tolist()
+        assert focus_series(hot_only.state, Focus(cap=cap), {}).tolist() == focus_series(whole, Focus(cap=cap), {}).tolist()

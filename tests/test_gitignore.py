@@ -58,7 +58,7 @@ def default_paths() -> dict[str, str]:
     store = next(f.default for f in dataclasses.fields(Settings) if f.name == "store_url")
     assert isinstance(store, str) and store.startswith("file://./"), store
     venv = re.search(r'^VENV="\$ROOT/(.+)"$', LOCALSTACK_SCRIPT.read_text(), flags=re.M)
-    assert venv is not None, f"{LOCALSTACK_SCRIPT} no longer names its virtualenv as VENV=\"$ROOT/...\""
+    assert venv is not None, f'{LOCALSTACK_SCRIPT} no longer names its virtualenv as VENV="$ROOT/..."'
     return {
         parser.parse_args(["report"]).out: "report --out (default)",
         parser.parse_args(["package"]).out + "/": "package --out (default)",
@@ -78,8 +78,12 @@ def not_ignored(paths: Iterable[str], tmp_path: Path) -> set[str]:
     subprocess.run([git, "init", "-q", str(repo)], check=True)
     shutil.copyfile(ROOT / ".gitignore", repo / ".gitignore")
     wanted = {path: path + "x" if path.endswith("/") else path for path in paths}
-    done = subprocess.run([git, "-C", str(repo), "check-ignore", "--no-index", "--stdin"],
-                          input="\n".join(wanted.values()) + "\n", capture_output=True, text=True)
+    done = subprocess.run(
+        [git, "-C", str(repo), "check-ignore", "--no-index", "--stdin"],
+        input="\n".join(wanted.values()) + "\n",
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode in (0, 1), done.stderr  # 1: none of them is ignored
     ignored = set(done.stdout.splitlines())
     return {path for path, probe in wanted.items() if probe not in ignored}

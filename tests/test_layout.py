@@ -138,6 +138,7 @@ def test_dying_while_deleting_old_history_loses_nothing_and_the_next_day_cleans_
 
 # -- the hot part's base and deltas -------------------------------------------------------------
 
+
 def _hot_objects(store: FileStore, kind: str) -> list[str]:
     return sorted(k for k in store.list(layout.HOT_PREFIX) if f"-{kind}-" in k)
 
@@ -174,8 +175,9 @@ def test_a_delta_is_proportional_to_the_series_that_changed(tmp_path):
     with k and stays far below the base (the hot part no longer rewrites every series)."""
     from handlers.model.catalog import parse_catalog
 
-    lines = ["seed: 1", "products:"] + [f"  - {{id: P{i:05d}, base_demand_per_day: 3, lead_time_hours: 24, pack_size: 1}}"
-                                         for i in range(10_000)]
+    lines = ["seed: 1", "products:"] + [
+        f"  - {{id: P{i:05d}, base_demand_per_day: 3, lead_time_hours: 24, pack_size: 1}}" for i in range(10_000)
+    ]
     lines += ["warehouses:", "  - {id: W1, timezone: UTC}", "  - {id: W2, timezone: UTC}"]
     catalog = parse_catalog("\n".join(lines) + "\n", source="big.yaml")
     store = FileStore(tmp_path)
@@ -340,8 +342,9 @@ def test_a_prune_never_deletes_what_the_new_or_the_replaced_hot_part_references(
     for name in (loaded_base, loaded_delta, new_base, garbage):
         store.put_once(name, b"x")
     fresh = layout.fresh(BUSY_CATALOG, NOON.timestamp())
-    loaded = layout.Loaded(fresh.state, fresh.etags, fresh.outboxes, None, fresh.history, base=loaded_base,
-                           chain=((loaded_delta, 1),), base_bytes=1)
+    loaded = layout.Loaded(
+        fresh.state, fresh.etags, fresh.outboxes, None, fresh.history, base=loaded_base, chain=((loaded_delta, 1),), base_bytes=1
+    )
     pruned = layout.prune_hot(store, loaded, layout.Committed(base=new_base))
     assert pruned == 1 and sorted(store.list(layout.HOT_PREFIX)) == sorted([new_base, loaded_delta, loaded_base])
 

@@ -34,8 +34,10 @@ def worked(tmp_path_factory) -> tuple[FileStore, dict[str, CollectorRegistry]]:
         pushed[handler] = registry
 
     settings = Settings(store_url=f"file://{store.root}", pushgateway_url="http://127.0.0.1:9")
-    run(Runtime(store=store, catalog=parse_catalog(SMALL_CATALOG), publish=publisher(settings, store=store, push=capture)),
-        schedule(START, 180))
+    run(
+        Runtime(store=store, catalog=parse_catalog(SMALL_CATALOG), publish=publisher(settings, store=store, push=capture)),
+        schedule(START, 180),
+    )
     return store, pushed
 
 
@@ -85,10 +87,8 @@ def test_latency_histogram_is_cumulative_with_count_equal_to_invocations(worked)
 def test_no_stockout_within_horizon_is_an_absent_series_not_a_sentinel(worked):
     """GIVEN the forecast group THEN predicted_stockout_hours exists only where stockout_within_horizon is 1."""
     found = families("forecast", worked)
-    within = {(s.labels["product_id"], s.labels["warehouse_id"]): s.value
-              for s in found["stockout_within_horizon"].samples}
-    hours = {(s.labels["product_id"], s.labels["warehouse_id"]): s.value
-             for s in found["predicted_stockout_hours"].samples}
+    within = {(s.labels["product_id"], s.labels["warehouse_id"]): s.value for s in found["stockout_within_horizon"].samples}
+    hours = {(s.labels["product_id"], s.labels["warehouse_id"]): s.value for s in found["predicted_stockout_hours"].samples}
     assert set(hours) == {k for k, v in within.items() if v == 1}
     assert all(0 <= v <= 168 for v in hours.values())
 
@@ -116,6 +116,7 @@ def test_without_a_pushgateway_metrics_are_written_next_to_the_state(tmp_path: P
 def test_a_failed_push_never_fails_the_handler_and_is_logged_and_counted(tmp_path: Path, small_catalog, caplog):
     """GIVEN a Pushgateway that refuses every push WHEN handlers run THEN they succeed, the failure
     is logged and counted in the state, and the next successful push carries the count."""
+
     def refuse(*args) -> None:
         raise ConnectionRefusedError(111, "Connection refused")
 
@@ -132,8 +133,9 @@ def test_a_failed_push_never_fails_the_handler_and_is_logged_and_counted(tmp_pat
     assert len(list(store.list("logs/"))) == 2
 
     pushed = []
-    runtime = Runtime(store=store, catalog=small_catalog,
-                      publish=publisher(settings, store=store, push=lambda url, t, job, reg: pushed.append(reg)))
+    runtime = Runtime(
+        store=store, catalog=small_catalog, publish=publisher(settings, store=store, push=lambda url, t, job, reg: pushed.append(reg))
+    )
     invoke("order_tick", event_at(START + timedelta(minutes=3)), runtime)
     text = generate_latest(pushed[0]).decode()
     assert 'metrics_push_failures_total{handler="order_tick"} 2.0' in text
@@ -184,8 +186,9 @@ def test_a_publish_without_the_cores_values_exposes_what_the_last_forecast_compu
     store = FileStore(tmp_path / "s")
     pushed: list[tuple[str, CollectorRegistry]] = []
     settings = Settings(store_url=f"file://{tmp_path}/s", pushgateway_url="http://127.0.0.1:9")
-    publish = publisher(settings, store=store, wall_clock=lambda: 0.0,
-                        push=lambda url, timeout, handler, registry: pushed.append((handler, registry)))
+    publish = publisher(
+        settings, store=store, wall_clock=lambda: 0.0, push=lambda url, timeout, handler, registry: pushed.append((handler, registry))
+    )
     run(Runtime(store=store, catalog=catalog, publish=publish), schedule(START, 60))
     live = generate_latest([registry for handler, registry in pushed if handler == "forecast"][-1]).decode()
     state, _ = load_state(store, catalog)

@@ -54,13 +54,12 @@ def test_the_forecast_group_exposes_the_values_its_core_computed():
     doubled = {name: values * 2 for name, values in outcome.exposed.items()}
     registry = build_registry("forecast", outcome.state, CATALOG, exposed=doubled, wall_time=0.0)
     for i in range(len(SERIES)):
-        assert registry.get_sample_value("reorder_point_units", labels(i)) == pytest.approx(
-            2 * outcome.exposed["reorder_point"][i])
-        assert registry.get_sample_value("stockout_probability", labels(i)) == pytest.approx(
-            2 * outcome.exposed["stockout_probability"][i])
+        assert registry.get_sample_value("reorder_point_units", labels(i)) == pytest.approx(2 * outcome.exposed["reorder_point"][i])
+        assert registry.get_sample_value("stockout_probability", labels(i)) == pytest.approx(2 * outcome.exposed["stockout_probability"][i])
     laptop = CATALOG.product_index == 0
     assert registry.get_sample_value("demand_forecast_units", {"product_id": CATALOG.products[0].id}) == pytest.approx(
-        2 * outcome.exposed["forecast_7d_units"][laptop].sum())
+        2 * outcome.exposed["forecast_7d_units"][laptop].sum()
+    )
 
 
 def test_the_reorder_point_exposed_is_the_one_in_the_inventory_events():
@@ -70,8 +69,7 @@ def test_the_reorder_point_exposed_is_the_one_in_the_inventory_events():
     events = [e for e in outcome.events if e["type"] == "inventory"]
     assert len(events) == len(SERIES)
     for e in events:
-        value = registry.get_sample_value("reorder_point_units", {"product_id": e["product_id"],
-                                                                  "warehouse_id": e["warehouse_id"]})
+        value = registry.get_sample_value("reorder_point_units", {"product_id": e["product_id"], "warehouse_id": e["warehouse_id"]})
         assert value == pytest.approx(e["reorder_point"], abs=0.005)
 
 
@@ -89,11 +87,12 @@ def test_over_the_cap_only_series_at_risk_get_per_series_gauges_and_aggregates_c
     for w, warehouse in enumerate(CATALOG.warehouses):
         mine = CATALOG.warehouse_index == w
         assert registry.get_sample_value("inventory_units_by_warehouse", {"warehouse_id": warehouse.id}) == float(
-            np.array(on_hand)[mine].sum())
+            np.array(on_hand)[mine].sum()
+        )
         assert registry.get_sample_value("series_out_of_stock", {"warehouse_id": warehouse.id}) == float(
-            (np.array(on_hand)[mine] == 0).sum())
-    assert registry.get_sample_value("inventory_units_by_product", {"product_id": CATALOG.products[1].id}) == float(
-        sum(on_hand[3:6]))
+            (np.array(on_hand)[mine] == 0).sum()
+        )
+    assert registry.get_sample_value("inventory_units_by_product", {"product_id": CATALOG.products[1].id}) == float(sum(on_hand[3:6]))
     assert registry.get_sample_value("catalog_series") == 15
 
 
@@ -113,12 +112,16 @@ def test_a_series_with_an_open_purchase_order_is_exposed_though_well_covered():
     """GIVEN ample stock everywhere and one open purchase order, a cap below the catalog's size
     THEN the alert group exposes that series only."""
     state = forecast_outcome(AMPLE).state
-    state = state.replace(po_series=np.array([7]), po_quantity=np.array([50]), po_due=np.array([START.timestamp() + 3600]),
-                          po_placed=np.array([START.timestamp()]), po_number=np.array([1]))
+    state = state.replace(
+        po_series=np.array([7]),
+        po_quantity=np.array([50]),
+        po_due=np.array([START.timestamp() + 3600]),
+        po_placed=np.array([START.timestamp()]),
+        po_number=np.array([1]),
+    )
     registry = build_registry("alert", state, CATALOG, focus=Focus(cap=5), wall_time=0.0)
     assert exposed_series(registry, "inbound_units") == {7}
-    assert registry.get_sample_value("purchase_orders_open_by_warehouse",
-                                     {"warehouse_id": SERIES[7][1]}) == 1.0
+    assert registry.get_sample_value("purchase_orders_open_by_warehouse", {"warehouse_id": SERIES[7][1]}) == 1.0
 
 
 def test_the_forecast_group_counts_series_at_risk_from_its_own_projection():
@@ -127,8 +130,7 @@ def test_the_forecast_group_counts_series_at_risk_from_its_own_projection():
     on_hand = list(AMPLE)
     on_hand[6] = 0
     outcome = forecast_outcome(on_hand)
-    registry = build_registry("forecast", outcome.state, CATALOG, exposed=outcome.exposed, focus=Focus(cap=3),
-                              wall_time=0.0)
+    registry = build_registry("forecast", outcome.state, CATALOG, exposed=outcome.exposed, focus=Focus(cap=3), wall_time=0.0)
     at_risk = {w.id: registry.get_sample_value("series_at_risk", {"warehouse_id": w.id}) for w in CATALOG.warehouses}
     assert at_risk == {w.id: float(w.id == SERIES[6][1]) for w in CATALOG.warehouses}
     assert exposed_series(registry, "stockout_probability") == {6}
@@ -138,12 +140,17 @@ def test_the_forecast_group_counts_series_at_risk_from_its_own_projection():
 def test_the_cap_comes_from_the_settings(tmp_path):
     """GIVEN STOCKPULSE_METRICS_SERIES_CAP=1 WHEN order_tick runs THEN its group exposes at most one series."""
     pushed = {}
-    settings = Settings.from_env({"STOCKPULSE_STORE_URL": f"file://{tmp_path}",
-                                  "STOCKPULSE_PUSHGATEWAY_URL": "http://127.0.0.1:9",
-                                  "STOCKPULSE_METRICS_SERIES_CAP": "1"})
+    settings = Settings.from_env(
+        {
+            "STOCKPULSE_STORE_URL": f"file://{tmp_path}",
+            "STOCKPULSE_PUSHGATEWAY_URL": "http://127.0.0.1:9",
+            "STOCKPULSE_METRICS_SERIES_CAP": "1",
+        }
+    )
     store = FileStore(tmp_path)
-    runtime = Runtime(store=store, catalog=CATALOG,
-                      publish=publisher(settings, store=store, push=lambda u, t, job, reg: pushed.update({job: reg})))
+    runtime = Runtime(
+        store=store, catalog=CATALOG, publish=publisher(settings, store=store, push=lambda u, t, job, reg: pushed.update({job: reg}))
+    )
     invoke("order_tick", event_at(START + timedelta(minutes=1)), runtime)
     assert pushed["order_tick"].get_sample_value("metrics_series_exposed", {"handler": "order_tick"}) <= 1
     assert len(exposed_series(pushed["order_tick"], "inventory_level_units")) <= 1

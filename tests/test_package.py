@@ -17,8 +17,9 @@ from jobs.wheels import RUNTIMES, PackageError, accepts, fetch_wheels, pip_downl
 BINARY = {python: f"cp{python.replace('.', '')}-cp{python.replace('.', '')}-manylinux_2_17_x86_64" for python in RUNTIMES}
 
 
-def make_wheel(directory: Path, name: str, version: str, tag: str = "py3-none-any", *, code: str = "VALUE = 1\n",
-               requires: tuple[str, ...] = ()) -> Path:
+def make_wheel(
+    directory: Path, name: str, version: str, tag: str = "py3-none-any", *, code: str = "VALUE = 1\n", requires: tuple[str, ...] = ()
+) -> Path:
     """A minimal wheel of ``name`` whose module holds ``code``."""
     module = name.replace("-", "_")
     dist = f"{module}-{version}"
@@ -26,8 +27,10 @@ def make_wheel(directory: Path, name: str, version: str, tag: str = "py3-none-an
     directory.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(f"{module}/__init__.py", code)
-        archive.writestr(f"{dist}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                         + "".join(f"Requires-Dist: {r}\n" for r in requires))
+        archive.writestr(
+            f"{dist}.dist-info/METADATA",
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        )
         archive.writestr(f"{dist}.dist-info/WHEEL", f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n")
         archive.writestr(f"{dist}.dist-info/RECORD", "")
     return path
@@ -56,7 +59,8 @@ def pins(tmp_path: Path, index: Path) -> Path:
     where.mkdir()
     fast = " ".join(f"--hash=sha256:{sha256(p)}" for p in sorted(index.glob("fastlib-*.whl")))
     (where / "handlers.txt").write_text(
-        f"# light\ntinylib==1.0 --hash=sha256:{sha256(next(index.glob('tinylib-*')))}\nfastlib==2.0 {fast}\n")
+        f"# light\ntinylib==1.0 --hash=sha256:{sha256(next(index.glob('tinylib-*')))}\nfastlib==2.0 {fast}\n"
+    )
     (where / "forecast.txt").write_text(f"-r handlers.txt\nfitlib==3.0 --hash=sha256:{sha256(next(index.glob('fitlib-*')))}\n")
     return where
 
@@ -87,9 +91,14 @@ def test_a_tampered_cached_wheel_is_refused_by_name_and_nothing_is_zipped(wheel,
     error names that file and its unpinned hash, and no zip is written — not even the artifact that
     does not need it."""
     cache = seeded_cache(tmp_path, index)
-    path, = cache.glob(f"{wheel}-*.whl")
-    make_wheel(tmp_path / "evil", wheel, path.name.split("-")[1], path.name.split("-", 2)[2].removesuffix(".whl"),
-               code="import os  # something else\n")
+    (path,) = cache.glob(f"{wheel}-*.whl")
+    make_wheel(
+        tmp_path / "evil",
+        wheel,
+        path.name.split("-")[1],
+        path.name.split("-", 2)[2].removesuffix(".whl"),
+        code="import os  # something else\n",
+    )
     path.write_bytes(next((tmp_path / "evil").glob("*.whl")).read_bytes())
     with pytest.raises(PackageError) as raised:
         package.build(tmp_path / "out", python="3.12", cache=cache, pins=pins)
@@ -103,7 +112,7 @@ def test_a_genuine_wheel_of_another_runtime_renamed_for_this_one_is_refused(tmp_
     """GIVEN the cp311 build of fastlib (its hash pinned) under the cp312 build's name in the cp312
     cache THEN the tags inside it (which the hash covers, unlike its name) refuse it."""
     cache = seeded_cache(tmp_path, index)
-    target, = cache.glob("fastlib-*.whl")
+    (target,) = cache.glob("fastlib-*.whl")
     target.write_bytes(next(index.glob(f"fastlib-2.0-{BINARY['3.11']}.whl")).read_bytes())
     with pytest.raises(PackageError, match=rf"{target.name}: built for cp311-cp311-manylinux_2_17_x86_64, not CPython 3.12"):
         package.build(tmp_path / "out", python="3.12", cache=cache, pins=pins)
@@ -150,21 +159,32 @@ def test_refresh_pins_writes_the_hash_of_each_runtimes_wheel_as_pip_expects(tmp_
     assert (where / "handlers.txt").read_text() == (
         "# the light functions\n# pure\n"
         f"tinylib==1.0 \\\n    --hash=sha256:{sha256(next(index.glob('tinylib-*')))}\n"
-        "fastlib==2.0 \\\n" + " \\\n".join(f"    --hash=sha256:{digest}" for digest in fast) + "\n")
+        "fastlib==2.0 \\\n" + " \\\n".join(f"    --hash=sha256:{digest}" for digest in fast) + "\n"
+    )
     assert (where / "forecast.txt").read_text() == (
-        f"-r handlers.txt\nfitlib==3.0 \\\n    --hash=sha256:{sha256(next(index.glob('fitlib-*')))}\n")
+        f"-r handlers.txt\nfitlib==3.0 \\\n    --hash=sha256:{sha256(next(index.glob('fitlib-*')))}\n"
+    )
     assert pip_download(where / "forecast.txt", tmp_path / "got", "3.12", require_hashes=True, find_links=index).returncode == 0
     cp312 = sha256(next(index.glob(f"*{BINARY['3.12']}*")))
     (where / "handlers.txt").write_text((where / "handlers.txt").read_text().replace(cp312, cp312[::-1]))
     assert pip_download(where / "forecast.txt", tmp_path / "no", "3.12", require_hashes=True, find_links=index).returncode != 0
 
 
-@pytest.mark.parametrize(("tag", "python", "ok"), [
-    ("cp312-cp312-manylinux_2_17_x86_64", "3.12", True), ("cp312-cp312-manylinux2014_x86_64", "3.12", True),
-    ("cp311-cp311-manylinux_2_17_x86_64", "3.12", False), ("cp312-cp312-musllinux_1_1_x86_64", "3.12", False),
-    ("cp312-cp312-manylinux_2_17_aarch64", "3.12", False), ("cp39-abi3-manylinux_2_17_x86_64", "3.12", True),
-    ("cp313-abi3-manylinux_2_17_x86_64", "3.12", False), ("py3-none-any", "3.11", True), ("py2-none-any", "3.13", False),
-    ("cp312-none-any", "3.12", True)])
+@pytest.mark.parametrize(
+    ("tag", "python", "ok"),
+    [
+        ("cp312-cp312-manylinux_2_17_x86_64", "3.12", True),
+        ("cp312-cp312-manylinux2014_x86_64", "3.12", True),
+        ("cp311-cp311-manylinux_2_17_x86_64", "3.12", False),
+        ("cp312-cp312-musllinux_1_1_x86_64", "3.12", False),
+        ("cp312-cp312-manylinux_2_17_aarch64", "3.12", False),
+        ("cp39-abi3-manylinux_2_17_x86_64", "3.12", True),
+        ("cp313-abi3-manylinux_2_17_x86_64", "3.12", False),
+        ("py3-none-any", "3.11", True),
+        ("py2-none-any", "3.13", False),
+        ("cp312-none-any", "3.12", True),
+    ],
+)
 def test_only_tags_of_the_runtime_on_x86_64_linux_are_accepted(tag, python, ok):
     assert accepts(tag, python) is ok
 

@@ -11,13 +11,21 @@ from tests.support.paths import flat_path
 
 def plan(on_hand, inbound=0, open_orders=0, lead=24.0, pack=10, stockout_in=np.nan, std=6.0, policy=Policy()):
     path = flat_path(2, std_per_day=std)  # 48 units a day
-    return plan_reorders(policy, path, on_hand=np.array([on_hand]), inbound=np.array([inbound]),
-                         open_orders=np.array([open_orders]), lead_time_hours=np.array([lead]),
-                         pack_size=np.array([pack]), stockout_in_hours=np.array([stockout_in]))
+    return plan_reorders(
+        policy,
+        path,
+        on_hand=np.array([on_hand]),
+        inbound=np.array([inbound]),
+        open_orders=np.array([open_orders]),
+        lead_time_hours=np.array([lead]),
+        pack_size=np.array([pack]),
+        stockout_in_hours=np.array([stockout_in]),
+    )
 
 
-@pytest.mark.parametrize(("units", "pack", "expected"), [(1, 10, 10), (10, 10, 10), (10.01, 10, 20),
-                                                         (0, 25, 25), (-5, 5, 5), (99, 50, 100)])
+@pytest.mark.parametrize(
+    ("units", "pack", "expected"), [(1, 10, 10), (10, 10, 10), (10.01, 10, 20), (0, 25, 25), (-5, 5, 5), (99, 50, 100)]
+)
 def test_order_quantity_is_whole_packs_and_at_least_one(units, pack, expected):
     assert round_up_to_pack(np.array([units]), np.array([pack]))[0] == expected
 

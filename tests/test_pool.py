@@ -40,8 +40,9 @@ def keys(n_series: int) -> np.ndarray:
     return mix(np.arange(n_series, dtype=np.uint64) + np.uint64(77))
 
 
-def split_sum(values: np.ndarray, params: forecasting.Params | None, parts: np.ndarray, first_day: int = 3,
-              series_keys: np.ndarray | None = None) -> Stats:
+def split_sum(
+    values: np.ndarray, params: forecasting.Params | None, parts: np.ndarray, first_day: int = 3, series_keys: np.ndarray | None = None
+) -> Stats:
     series_keys = keys(len(values)) if series_keys is None else series_keys
     total: Stats | None = None
     for part in np.unique(parts):
@@ -125,11 +126,17 @@ def test_without_a_stage_the_forecast_falls_back_and_grows_a_stage_a_day():
         stages.append(tuple(getattr(params, name) is not None for name in ("profile", "coef", "variance_coef", "tails")))
         result, stats, _ = pooled_forecast(values, 8, params)
         assert np.isfinite(result.mean).all() and (result.std >= 0).all()
-    assert stages == [(False, False, False, False), (True, True, False, False), (True, True, True, False),
-                      (True, True, True, True), (True, True, True, True)]
+    assert stages == [
+        (False, False, False, False),
+        (True, True, False, False),
+        (True, True, True, False),
+        (True, True, True, True),
+        (True, True, True, True),
+    ]
 
 
 # -- the objects --------------------------------------------------------------------------------
+
 
 def one_pool(day: int = 100) -> Pool:
     values = history(40)
@@ -141,8 +148,12 @@ def one_pool(day: int = 100) -> Pool:
 def test_a_pool_round_trips_and_refuses_damage():
     found = one_pool()
     assert Pool.from_bytes(found.to_bytes(), "k") == found
-    for damaged in (b"{", b"[]", found.to_bytes().replace(b'"version":1', b'"version":2'),
-                    found.to_bytes().replace(b'"hours":{', b'"hours":{"W-X":[1],')):
+    for damaged in (
+        b"{",
+        b"[]",
+        found.to_bytes().replace(b'"version":1', b'"version":2'),
+        found.to_bytes().replace(b'"hours":{', b'"hours":{"W-X":[1],'),
+    ):
         with pytest.raises(ValueError, match="k: damaged forecast statistics"):
             Pool.from_bytes(damaged, "k")
 
@@ -210,6 +221,7 @@ def test_statistics_of_another_day_or_another_model_are_refused(tmp_path: Path, 
 
 # -- statistics from another shard are bounded by what a real catalog can produce ------------------
 
+
 def _three_days(store: FileStore) -> str:
     """Order ticks and forecasts on three business days; returns the key of the statistics the
     fourth day's forecast reads (its history day's eve)."""
@@ -227,11 +239,14 @@ def _rewrite(store: FileStore, key: str, change) -> None:
     store.put_once(key, json.dumps(doc).encode())
 
 
-@pytest.mark.parametrize(("name", "value"), [("regression", 10**400), ("regression", 10**300), ("profile", -10**300),
-                                             ("series", 10**6), ("hours", 10**100)],
-                         ids=["regression-1e400", "regression-1e300", "profile-1e300", "series-1e6", "hours-1e100"])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("regression", 10**400), ("regression", 10**300), ("profile", -(10**300)), ("series", 10**6), ("hours", 10**100)],
+    ids=["regression-1e400", "regression-1e300", "profile-1e300", "series-1e6", "hours-1e100"],
+)
 def test_statistics_beyond_what_a_catalog_can_produce_are_damage_and_the_forecast_fits_its_own(
-        tmp_path: Path, caplog, name: str, value: int):
+    tmp_path: Path, caplog, name: str, value: int
+):
     """GIVEN the statistics a forecast pools WHEN one integer is beyond what 120,000 series can give
     THEN that forecast warns naming the key and fits on its own series (was: 10**400 raised
     OverflowError in every shard's forecast, 10**300 silently changed every forecast); control: as
@@ -254,8 +269,7 @@ def test_statistics_beyond_what_a_catalog_can_produce_are_damage_and_the_forecas
             doc["model"][name][0][0] = value
 
     _rewrite(store, key, change)
-    assert invoke("forecast", event_at(fourth), Runtime(store=control, catalog=BUSY_CATALOG,
-                                                         clock=zero_clock))["pool"] == "catalog"
+    assert invoke("forecast", event_at(fourth), Runtime(store=control, catalog=BUSY_CATALOG, clock=zero_clock))["pool"] == "catalog"
     with caplog.at_level(logging.WARNING, logger="stockpulse"):
         result = invoke("forecast", event_at(fourth), runtime)
     assert result["status"] == "applied" and result["pool"] == "own"
@@ -309,15 +323,22 @@ def test_the_bounds_hold_for_statistics_at_the_catalog_limits():
     rows = MAX_SERIES * ROWS_PER_SERIES
     row = [VALUE if i % 2 else -VALUE for i in range(21)] + [1 << 16]  # every feature at the clip, then the 1
     regression = [[rows * a * b for b in row] for a in row]  # what that row, repeated, sums to
-    stats = Stats(series=MAX_SERIES, profile=[[PHASE_DAYS * MAX_SERIES * VALUE] * 7, [PHASE_DAYS * MAX_SERIES] * 7],
-                  regression=regression, variance=None, tails=None)
+    stats = Stats(
+        series=MAX_SERIES,
+        profile=[[PHASE_DAYS * MAX_SERIES * VALUE] * 7, [PHASE_DAYS * MAX_SERIES] * 7],
+        regression=regression,
+        variance=None,
+        tails=None,
+    )
     edge = Pool(100, stats, {"W-A": [MAX_SERIES * VALUE] * 24, "W-B": [-MAX_SERIES * VALUE] * 24})
     check_bounds(edge)
     assert len(edge.to_bytes()) <= max_bytes(["W-A", "W-B"])
     assert Pool.from_bytes(edge.to_bytes(), "k", 100, warehouses=["W-A", "W-B"]) == edge
     assert all(abs(float(x * 256)) < 1e40 for row in regression for x in row)
-    for beyond in (dataclasses.replace(stats, series=MAX_SERIES + 1),
-                   dataclasses.replace(stats, profile=[[PHASE_DAYS * MAX_SERIES * VALUE + 1] * 7, stats.profile[1]])):
+    for beyond in (
+        dataclasses.replace(stats, series=MAX_SERIES + 1),
+        dataclasses.replace(stats, profile=[[PHASE_DAYS * MAX_SERIES * VALUE + 1] * 7, stats.profile[1]]),
+    ):
         with pytest.raises(ValueError):
             check_bounds(Pool(100, beyond, edge.hours))
     with pytest.raises(ValueError, match="hours"):

@@ -133,8 +133,7 @@ def test_the_lambda_deadline_caps_the_push_budget(tmp_path, small_catalog):
     dribbles THEN the push budget is the function's time left, not the push timeout."""
     with gateway("dribble") as (port, _):
         runtime, store = runtime_for(tmp_path, small_catalog, f"http://127.0.0.1:{port}", push_timeout_seconds=300)
-        result = invoke("order_tick", event_at(START + timedelta(minutes=1)), runtime,
-                        deadline=Deadline.from_context(LambdaContext(1600)))
+        result = invoke("order_tick", event_at(START + timedelta(minutes=1)), runtime, deadline=Deadline.from_context(LambdaContext(1600)))
     assert result["status"] == "applied"
     budget = float(result["metrics_error"].split("push budget of ")[1].split(" s")[0])
     assert 0 < budget <= 0.6
@@ -146,8 +145,9 @@ def test_a_spent_deadline_stops_before_the_next_storage_call_with_nothing_writte
     store = FileStore(tmp_path / "s")
     shards.forget_checks()  # a new process: its first storage call is the shard manifest's check
     with pytest.raises(StorageError, match=r"^state/shards.json: the invocation's time budget"):
-        invoke("order_tick", event_at(START), Runtime(store=store, catalog=small_catalog),
-               deadline=Deadline.from_context(LambdaContext(500)))
+        invoke(
+            "order_tick", event_at(START), Runtime(store=store, catalog=small_catalog), deadline=Deadline.from_context(LambdaContext(500))
+        )
     assert not (tmp_path / "s").exists()
 
 
@@ -174,8 +174,9 @@ def test_credentials_in_the_url_authenticate_and_are_never_shown(tmp_path, small
 
 def test_credentials_from_the_environment_authenticate(tmp_path, small_catalog):
     with gateway("auth") as (port, server):
-        runtime, _ = runtime_for(tmp_path, small_catalog, f"http://127.0.0.1:{port}",
-                                 pushgateway_username="user", pushgateway_password=SECRET)
+        runtime, _ = runtime_for(
+            tmp_path, small_catalog, f"http://127.0.0.1:{port}", pushgateway_username="user", pushgateway_password=SECRET
+        )
         assert "metrics_error" not in invoke("order_tick", event_at(START + timedelta(minutes=1)), runtime)
         assert server.requests[0]["auth"] == "Basic dXNlcjpzM2NyM3QtcHc="
 
@@ -190,8 +191,7 @@ def test_a_rejected_password_is_redacted_from_result_warning_and_cli_output(tmp_
             result = invoke("order_tick", event_at(START + timedelta(minutes=1)), runtime)
         assert "401" in result["metrics_error"] and f"http://***@127.0.0.1:{port}" in result["metrics_error"]
         assert SECRET not in json.dumps(result) and SECRET not in caplog.text
-        code = main(["invoke", "order_tick", "--time", "2026-01-05T00:02:00Z", "--store", f"file://{tmp_path}/c",
-                     "--pushgateway", url])
+        code = main(["invoke", "order_tick", "--time", "2026-01-05T00:02:00Z", "--store", f"file://{tmp_path}/c", "--pushgateway", url])
         out = capsys.readouterr()
         assert code == 0 and "401" in out.out
         assert SECRET not in out.out + out.err + caplog.text
@@ -207,9 +207,28 @@ def test_an_https_pushgateway_with_its_own_ca_is_trusted_through_the_setting(tmp
     """GIVEN a Pushgateway behind TLS with a self-signed certificate WHEN its CA file is configured
     THEN the push succeeds; without it the push fails certificate verification."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     with gateway("auth", tls=tls) as (port, server):
@@ -232,12 +251,20 @@ def test_an_s3_call_that_hangs_ends_at_the_invocation_deadline(tmp_path, small_c
 
     with gateway("hang") as (port, server):
         client = boto3.session.Session().client(
-            "s3", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test",
-            aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}, read_timeout=30))
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"max_attempts": 1}, read_timeout=30),
+        )
         runtime = Runtime(store=S3Store("bucket", client=client), catalog=small_catalog)
         shards.forget_checks()  # a new process: its first storage call is the shard manifest's check
-        with pytest.raises(StorageError, match=r"^state/shards.json: no answer from s3://bucket/ within the "
-                                               r"invocation's time budget \(1.0 s\)"):
+        with pytest.raises(
+            StorageError,
+            match=r"^state/shards.json: no answer from s3://bucket/ within the "
+            r"invocation's time budget \(1.0 s\)",
+        ):
             invoke("order_tick", event_at(START), runtime, deadline=Deadline(1.0))
         assert server.requests  # the request really reached the server
 
@@ -252,8 +279,7 @@ def test_outside_lambda_an_s3_store_gets_the_invocation_budget(monkeypatch, caps
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         shards.forget_checks()
-        code = main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", "s3://bucket",
-                     "--invocation-budget", "1"])
+        code = main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", "s3://bucket", "--invocation-budget", "1"])
         assert server.requests
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -268,8 +294,7 @@ def test_a_shards_group_is_pushed_under_its_shard(tmp_path, small_catalog):
     invoke("order_tick", event_at(START + timedelta(minutes=1)), replace(runtime, publish=None))
     state, _ = load_state(store)
     with gateway("ok") as (port, handler):
-        publish = publisher(Settings(store_url=f"file://{store.root}", pushgateway_url=f"http://127.0.0.1:{port}"),
-                            store=store)
+        publish = publisher(Settings(store_url=f"file://{store.root}", pushgateway_url=f"http://127.0.0.1:{port}"), store=store)
         assert publish("order_tick", state, small_catalog, shard=3) is None
         assert publish("order_tick", state, small_catalog) is None
     assert [r["path"] for r in handler.requests] == ["/metrics/job/order_tick/shard/3", "/metrics/job/order_tick"]

@@ -50,8 +50,11 @@ def test_shard_states_without_their_manifest_are_refused_whatever_the_count(tmp_
     (tmp_path / "s" / shards.MANIFEST_KEY).unlink()
     before = files(tmp_path / "s")
     for count in ("2", "4", "1"):
-        assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:30:00Z", "--num-shards", count,
-                                  "--store", url), "state/shards.json: missing from", "holds the states of a sharded store")
+        assert_one_line_error(
+            cli("invoke", "order_tick", "--time", "2026-01-05T00:30:00Z", "--num-shards", count, "--store", url),
+            "state/shards.json: missing from",
+            "holds the states of a sharded store",
+        )
         assert files(tmp_path / "s") == before, count
     (tmp_path / "s" / shards.MANIFEST_KEY).write_bytes(manifest)
     proc = cli("invoke", "order_tick", "--time", "2026-01-05T00:30:00Z", "--num-shards", "4", "--store", url)
@@ -61,8 +64,9 @@ def test_shard_states_without_their_manifest_are_refused_whatever_the_count(tmp_
 def test_another_split_is_refused_with_nothing_written(tmp_path: Path):
     url = _sharded_store(tmp_path / "s")
     before = files(tmp_path / "s")
-    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:30:00Z", "--num-shards", "2",
-                              "--store", url), "split into 4 shards, got 2")
+    assert_one_line_error(
+        cli("invoke", "order_tick", "--time", "2026-01-05T00:30:00Z", "--num-shards", "2", "--store", url), "split into 4 shards, got 2"
+    )
     assert files(tmp_path / "s") == before
 
 
@@ -72,8 +76,7 @@ def test_sharding_an_unsharded_state_is_refused_with_nothing_written(tmp_path: P
     before = files(tmp_path)
     shards.forget_checks()
     with pytest.raises(ConfigError, match="holds an unsharded state"):
-        invoke_all("order_tick", event_at(START + timedelta(minutes=2)),
-                   Runtime(store=store, catalog=BUSY_CATALOG, num_shards=2))
+        invoke_all("order_tick", event_at(START + timedelta(minutes=2)), Runtime(store=store, catalog=BUSY_CATALOG, num_shards=2))
     assert files(tmp_path) == before
 
 
@@ -87,8 +90,7 @@ def test_an_event_for_another_shard_is_refused_before_the_split_is_recorded(tmp_
     assert files(tmp_path) == {}
 
 
-def test_a_shard_over_the_size_limit_is_refused_before_the_split_is_recorded(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch):
+def test_a_shard_over_the_size_limit_is_refused_before_the_split_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """GIVEN an empty store and shards of more series than one invocation handles (the limit lowered
     to 1 series for the test) WHEN a first sharded invocation comes THEN it is refused naming
     --num-shards, and the store is still empty."""
@@ -109,8 +111,11 @@ def test_another_catalog_is_refused_before_its_compiled_form_is_written(tmp_path
     other = tmp_path / "other.yaml"
     other.write_text(SMALL_CATALOG)
     before = files(tmp_path / "s")
-    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:02:00Z", "--catalog", str(other),
-                              "--store", url), "--catalog:", "was started with another catalog")
+    assert_one_line_error(
+        cli("invoke", "order_tick", "--time", "2026-01-05T00:02:00Z", "--catalog", str(other), "--store", url),
+        "--catalog:",
+        "was started with another catalog",
+    )
     assert files(tmp_path / "s") == before
 
 
@@ -122,15 +127,15 @@ def test_a_tick_too_far_ahead_is_refused_before_the_compiled_catalog_or_an_outbo
     path.write_text(SMALL_CATALOG)
     catalog = parse_catalog(SMALL_CATALOG, source=str(path))
     store = FileStore(tmp_path / "s")
-    result = invoke("order_tick", event_at(START + timedelta(minutes=1)), Runtime(store=store, catalog=catalog,
-                                                                                  clock=zero_clock))
+    result = invoke("order_tick", event_at(START + timedelta(minutes=1)), Runtime(store=store, catalog=catalog, clock=zero_clock))
     store.delete(result["log_key"])  # as if the process had died right after its commit
     before = files(tmp_path / "s")
-    assert_one_line_error(cli("invoke", "order_tick", "--time", "2027-01-05T00:00:00Z", "--catalog", str(path),
-                              "--store", f"file://{tmp_path}/s"), "event.time: 2027-01-05T00:00:00Z is")
+    assert_one_line_error(
+        cli("invoke", "order_tick", "--time", "2027-01-05T00:00:00Z", "--catalog", str(path), "--store", f"file://{tmp_path}/s"),
+        "event.time: 2027-01-05T00:00:00Z is",
+    )
     assert files(tmp_path / "s") == before
-    proc = cli("invoke", "restock", "--time", "2026-01-05T00:05:00Z", "--catalog", str(path),
-               "--store", f"file://{tmp_path}/s")
+    proc = cli("invoke", "restock", "--time", "2026-01-05T00:05:00Z", "--catalog", str(path), "--store", f"file://{tmp_path}/s")
     assert proc.returncode == 0, proc.stderr
     assert store.exists(result["log_key"]) and list(store.list("catalogs/"))
 
@@ -143,8 +148,10 @@ def test_a_damaged_state_is_refused_before_anything_is_written(tmp_path: Path):
     store = FileStore(tmp_path / "s")
     store.write("state/state.bin", b"not a state", etag=None)
     before = files(tmp_path / "s")
-    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--catalog", str(path),
-                              "--store", f"file://{tmp_path}/s"), "state/state.bin: not a stockpulse state object")
+    assert_one_line_error(
+        cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--catalog", str(path), "--store", f"file://{tmp_path}/s"),
+        "state/state.bin: not a stockpulse state object",
+    )
     assert files(tmp_path / "s") == before
     with pytest.raises(StorageError, match="not a stockpulse state object"):
         invoke("order_tick", event_at(START), Runtime(store=store, catalog=BUSY_CATALOG))

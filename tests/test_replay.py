@@ -62,8 +62,7 @@ def test_with_nothing_on_hand_the_first_lead_time_is_backordered(tmp_path: Path)
     """GIVEN nothing on hand and a day of lead time THEN at least the first day's 24 units of each series
     are backordered (no purchase order can land before), and every backorder is shipped by the end."""
     path = history(tmp_path / "h.csv", {"A": [24] * 35, "B": [24] * 35})
-    result = replay(path, id_cols=["id"], date_col="date", value_col="units", lead_time_days=1, initial_days=0,
-                    out=tmp_path / "out")
+    result = replay(path, id_cols=["id"], date_col="date", value_col="units", lead_time_days=1, initial_days=0, out=tmp_path / "out")
     stockpulse = result["policies"][0]
     assert stockpulse["units_backordered"] >= 2 * 24 and stockpulse["backorder_at_end"] == 0
     assert stockpulse["fill_rate"] == pytest.approx(1 - stockpulse["units_backordered"] / 336)
@@ -71,24 +70,30 @@ def test_with_nothing_on_hand_the_first_lead_time_is_backordered(tmp_path: Path)
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path):
     path = history(tmp_path / "h.csv", {"A": [1] * 20})
-    assert_one_line_error(cli("replay", str(path), "--id-col", "id", "--date-col", "day", "--value-col", "units",
-                              "--out", str(tmp_path / "o")), "no column 'day'")
-    assert_one_line_error(cli("replay", str(path), "--id-col", "id", "--date-col", "date", "--value-col", "units",
-                              "--out", str(tmp_path / "o")), "20 days of history", "at least 35")
+    assert_one_line_error(
+        cli("replay", str(path), "--id-col", "id", "--date-col", "day", "--value-col", "units", "--out", str(tmp_path / "o")),
+        "no column 'day'",
+    )
+    assert_one_line_error(
+        cli("replay", str(path), "--id-col", "id", "--date-col", "date", "--value-col", "units", "--out", str(tmp_path / "o")),
+        "20 days of history",
+        "at least 35",
+    )
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow
 def test_the_json_result_names_both_policies(tmp_path: Path):
     path = history(tmp_path / "h.csv", {"A": [3] * 35})
-    proc = cli("replay", str(path), "--id-col", "id", "--date-col", "date", "--value-col", "units", "--json",
-               "--out", str(tmp_path / "o"))
+    proc = cli("replay", str(path), "--id-col", "id", "--date-col", "date", "--value-col", "units", "--json", "--out", str(tmp_path / "o"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert [p["policy"] for p in result["policies"]] == ["stockpulse", "original"]
     assert all((tmp_path / "o" / policy / "state").is_dir() for policy in ("stockpulse", "original"))
-    assert sum(1 for _ in FileStore(tmp_path / "o" / "feed" / "orders").list("")) == result["days"] * 24 - sum(
-        1 for h in range(24) if hour_units(np.array([[3]]))[0, 0, h] == 0) * result["days"]
+    assert (
+        sum(1 for _ in FileStore(tmp_path / "o" / "feed" / "orders").list(""))
+        == result["days"] * 24 - sum(1 for h in range(24) if hour_units(np.array([[3]]))[0, 0, h] == 0) * result["days"]
+    )
 
 
 @pytest.mark.slow
@@ -112,6 +117,7 @@ def test_out_is_replaced_only_where_replay_wrote_it(tmp_path: Path):
     (out / "notes.txt").write_text("mine")
     again = cli(*argv, "--out", str(out))
     assert again.returncode == 0, again.stderr
+
     def figures(result: dict) -> list[dict]:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in result["policies"]]
 

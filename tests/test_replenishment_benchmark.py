@@ -82,16 +82,17 @@ def test_score_pools_the_runs_and_breaks_them_down() -> None:
     3000 50 h. Precision and recall come out per run and pooled, counted by hand."""
     cumulative = cumulate(np.ones((60 * 24 * 10, 1)))
     none = _arrivals([], [], [])
-    close = RunStats("close", snapshots=[(0.0, np.array([600]), none), (3600.0, np.array([3000]), none)],
-                     predictions=[(0.0, 0, 9.0, 999.0, 0.9), (3600.0, 0, 20.0, 999.0, 0.6)])  # 1 TP, 1 FP
-    calm = RunStats("calm", snapshots=[(0.0, np.array([600]), none)],
-                    predictions=[(0.0, 0, float("nan"), 5.0, 0.1)])  # a miss
+    close = RunStats(
+        "close",
+        snapshots=[(0.0, np.array([600]), none), (3600.0, np.array([3000]), none)],
+        predictions=[(0.0, 0, 9.0, 999.0, 0.9), (3600.0, 0, 20.0, 999.0, 0.6)],
+    )  # 1 TP, 1 FP
+    calm = RunStats("calm", snapshots=[(0.0, np.array([600]), none)], predictions=[(0.0, 0, float("nan"), 5.0, 0.1)])  # a miss
     out = score([close, calm], cumulative, cumulative, 0.0)
     assert out["stockpulse"]["positives"] == 2
     assert (out["stockpulse"]["precision"], out["stockpulse"]["recall"]) == (0.5, 0.5)
     assert (out["original"]["precision"], out["original"]["recall"]) == (1.0, 0.5)  # only "5 h" said soon
-    assert out["by run"]["close"] == {"predictions": 2, "positives": 1, "said": 2, "precision": 0.5,
-                                      "recall": 1.0, "ceiling": 1.0}
+    assert out["by run"]["close"] == {"predictions": 2, "positives": 1, "said": 2, "precision": 0.5, "recall": 1.0, "ceiling": 1.0}
     by_calm = out["by run"]["calm"]
     assert (by_calm["predictions"], by_calm["positives"], by_calm["precision"], by_calm["recall"]) == (1, 1, 0.0, 0.0)
     assert by_calm["ceiling"] == 1.0  # the oracle is certain: 600 units, 1440 expected in 24 h
@@ -103,10 +104,8 @@ def test_alerts_are_runs_of_soon_predictions_scored_against_the_stockouts_of_the
     # series 0: "soon" at hour 1 (an alert), then calm, then "soon" again from hour 5 to the end
     # series 1: "soon" at hour 2 only; the heuristic (column 3) says "soon" at hour 0 for series 1
     predictions = [(h * hour, 0, hours, 999.0, 0.0) for h, hours in enumerate([nan, 3.0, nan, 100.0, 30.0, 1.0, 2.0])]
-    predictions += [(h * hour, 1, hours, 5.0 if h == 0 else 999.0, 0.0)
-                    for h, hours in enumerate([nan, 50.0, 24.0, nan])]
-    assert sorted(alert_episodes(predictions, 2)) == [(0, hour, 2 * hour), (0, 5 * hour, 7 * hour),
-                                                      (1, 2 * hour, 3 * hour)]
+    predictions += [(h * hour, 1, hours, 5.0 if h == 0 else 999.0, 0.0) for h, hours in enumerate([nan, 50.0, 24.0, nan])]
+    assert sorted(alert_episodes(predictions, 2)) == [(0, hour, 2 * hour), (0, 5 * hour, 7 * hour), (1, 2 * hour, 3 * hour)]
     assert alert_episodes(predictions, 3) == [(1, 0.0, hour)]
 
     # the shelf of series 0 empties at 1.5 h (warned 0.5 h ahead only: not in time) and at 6.5 h. Series 1
@@ -116,15 +115,30 @@ def test_alerts_are_runs_of_soon_predictions_scored_against_the_stockouts_of_the
     due = _arrivals([1], [50], [10.0])
     snapshots = [(h * hour, np.array([100, 2000]), due if h == 2 else _arrivals([], [], [])) for h in range(7)]
     # the first stockout lasts until the refill at 3.5 h (2 h), the second until the run ends (hour 6 + 1)
-    stats = RunStats("run", predictions=predictions, snapshots=snapshots, stockouts=[(1.5 * hour, 0), (6.5 * hour, 0)],
-                     refills=[(0.5 * hour, 0), (3.5 * hour, 0), (4 * hour, 0)])
+    stats = RunStats(
+        "run",
+        predictions=predictions,
+        snapshots=snapshots,
+        stockouts=[(1.5 * hour, 0), (6.5 * hour, 0)],
+        refills=[(0.5 * hour, 0), (3.5 * hour, 0), (4 * hour, 0)],
+    )
     assert alert_scores(stats, 2, cumulative, 0.0) == {
-        "alerts": 3, "precision": 2 / 3, "wrong, an order landed first": 1, "stockouts": 2, "warned": 0.5,
-        "median hours empty": 1.25}
+        "alerts": 3,
+        "precision": 2 / 3,
+        "wrong, an order landed first": 1,
+        "stockouts": 2,
+        "warned": 0.5,
+        "median hours empty": 1.25,
+    }
     assert alert_scores(stats, 2, cumulative, 0.0, lead_hours=0.25)["warned"] == 1.0
     assert alert_scores(stats, 3, cumulative, 0.0) == {
-        "alerts": 1, "precision": 0.0, "wrong, an order landed first": 0, "stockouts": 2, "warned": 0.0,
-        "median hours empty": 1.25}
+        "alerts": 1,
+        "precision": 0.0,
+        "wrong, an order landed first": 0,
+        "stockouts": 2,
+        "warned": 0.0,
+        "median hours empty": 1.25,
+    }
     # at hour 0 the shelf of 100 empties in 100 minutes with no order known: had the alert been wrong,
     # an order placed later would have been why
     stats.stockouts = []

@@ -87,14 +87,19 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         result = simulate(runtime, start=None, days=1 / 1440, schedule=Schedule.parse())
         on_hand.append(result.after.on_hand.copy())
     state_b, _ = load_state(runtime.store, runtime.catalog)
-    return {"root": root, "store": store, "catalog": str(catalog_file), "a": status_a,
-            "b": status_report(state_b, runtime.catalog, runtime.store), "on_hand": np.array(on_hand).T}
+    return {
+        "root": root,
+        "store": store,
+        "catalog": str(catalog_file),
+        "a": status_a,
+        "b": status_report(state_b, runtime.catalog, runtime.store),
+        "on_hand": np.array(on_hand).T,
+    }
 
 
 def _report(run: dict[str, Any], capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict[str, Any], Path]:
     out = run["root"] / f"r{abs(hash(args))}.html"
-    assert main(["report", "--store", run["store"], "--catalog", run["catalog"], "--out", str(out), "--json",
-                 *args]) == 0
+    assert main(["report", "--store", run["store"], "--catalog", run["catalog"], "--out", str(out), "--json", *args]) == 0
     return json.loads(capsys.readouterr().out), out
 
 
@@ -114,16 +119,30 @@ def test_whole_run_summary_equals_status_json(run, capsys):
     for s in status["series"]:
         key = (s["product_id"], s["warehouse_id"])
         r, cells = rows[key], table[key]
-        assert (r["units_sold"], r["lost_sales"], r["reorders"], r["received"], r["end_on_hand"]) == \
-            (s["shipped"], s["lost_sales"], s["reorders"], s["received"], s["on_hand"])
+        assert (r["units_sold"], r["lost_sales"], r["reorders"], r["received"], r["end_on_hand"]) == (
+            s["shipped"],
+            s["lost_sales"],
+            s["reorders"],
+            s["received"],
+            s["on_hand"],
+        )
         assert r["fill_rate"] == pytest.approx(s["shipped"] / (s["shipped"] + s["lost_sales"]))
-        assert [_count(cells[k]) for k in ("units_sold", "lost_sales", "reorders", "received", "end_on_hand")] == \
-            [s["shipped"], s["lost_sales"], s["reorders"], s["received"], s["on_hand"]]
+        assert [_count(cells[k]) for k in ("units_sold", "lost_sales", "reorders", "received", "end_on_hand")] == [
+            s["shipped"],
+            s["lost_sales"],
+            s["reorders"],
+            s["received"],
+            s["on_hand"],
+        ]
         assert cells["fill_rate"] == f"{s['shipped'] / (s['shipped'] + s['lost_sales']):.1%}"
     c = status["counters"]
     total = summary["rows"][-1]
-    assert (total["units_sold"], total["lost_sales"], total["reorders"], total["received"]) == \
-        (c["shipped_total"], c["lost_sales_total"], c["reorder_events_total"], c["received_total"])
+    assert (total["units_sold"], total["lost_sales"], total["reorders"], total["received"]) == (
+        c["shipped_total"],
+        c["lost_sales_total"],
+        c["reorder_events_total"],
+        c["received_total"],
+    )
     assert _count(table[("total", "")]["lost_sales"]) == c["lost_sales_total"] > 0  # the catalog runs out
 
 
@@ -166,9 +185,14 @@ def test_forecast_wape_is_the_scored_days_error_over_their_demand(run, capsys):
 def test_the_demand_band_is_the_forecast_plus_minus_z_sigma_of_the_warehouses_summed():
     """GIVEN two warehouses' scores of a day, sigma 3 and 4 WHEN the band is computed THEN it is the
     summed forecast +- 1.2816 x 5 (variances add), clipped at 0; a day with an unknown spread has none."""
-    scores = pd.DataFrame({"day": ["2026-01-06", "2026-01-06", "2026-01-07", "2026-01-07"],
-                           "forecast_units": [1.0, 2.0, 10.0, 10.0], "forecast_std_units": [3.0, 4.0, 1.0, None],
-                           "actual_units": [2.0, 2.0, 9.0, 11.0]})
+    scores = pd.DataFrame(
+        {
+            "day": ["2026-01-06", "2026-01-06", "2026-01-07", "2026-01-07"],
+            "forecast_units": [1.0, 2.0, 10.0, 10.0],
+            "forecast_std_units": [3.0, 4.0, 1.0, None],
+            "actual_units": [2.0, 2.0, 9.0, 11.0],
+        }
+    )
     band = daily_band(scores).set_index("day")
     assert band.loc["2026-01-06", "band_high"] == pytest.approx(3.0 + BAND_Z * 5.0)
     assert band.loc["2026-01-06", "band_low"] == 0.0  # 3 - 6.4 clipped
@@ -204,13 +228,16 @@ def test_the_page_is_self_contained(run, capsys):
     assert page.stat().st_size < 3_000_000
 
 
-@pytest.mark.parametrize("args, code, words", [
-    (["--product", "NOPE"], 2, ["--product", "unknown 'NOPE'", "P-1"]),
-    (["--from", "2027-01-01T00:00:00Z"], 1, ["--from/--to", "no data", "the store has data from"]),
-    (["--to", "2025-12-01T00:00:00Z"], 1, ["--from/--to", "no data"]),
-    (["--from", "2026-01-05T06:00:00Z", "--to", "2026-01-05T05:00:00Z"], 2, ["--from", "not before --to"]),
-    (["--from", "yesterday"], 2, ["--from", "ISO-8601"]),
-])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["--product", "NOPE"], 2, ["--product", "unknown 'NOPE'", "P-1"]),
+        (["--from", "2027-01-01T00:00:00Z"], 1, ["--from/--to", "no data", "the store has data from"]),
+        (["--to", "2025-12-01T00:00:00Z"], 1, ["--from/--to", "no data"]),
+        (["--from", "2026-01-05T06:00:00Z", "--to", "2026-01-05T05:00:00Z"], 2, ["--from", "not before --to"]),
+        (["--from", "yesterday"], 2, ["--from", "ISO-8601"]),
+    ],
+)
 def test_what_cannot_be_reported_is_one_line_and_a_non_zero_exit(run, capsys, args, code, words):
     """GIVEN a store WHEN the span or product holds nothing THEN one line says why, non-zero exit, no file."""
     out = run["root"] / "refused.html"
@@ -248,12 +275,17 @@ def test_simulate_says_how_to_get_the_report_and_writes_it_with_report(tmp_path,
 def _damaged(payload: bytes, how: str) -> bytes:
     import gzip
 
-    return {"truncated": payload[: len(payload) // 2], "not-gzip": b"not a gzip stream at all",
-            "crc": payload[:20] + bytes([payload[20] ^ 0xFF]) + payload[21:],
-            "not-json": gzip.compress(b'{"type": "order", nope\n'),
-            "not-an-event": gzip.compress(b'{"quantity": 3}\n'),
-            "bad-timestamp": gzip.compress(b'{"type": "order", "@timestamp": "yesterday", "product_id": "P-1", '
-                                           b'"warehouse_id": "W-A", "quantity": 1, "remaining_inventory": 5}\n')}[how]
+    return {
+        "truncated": payload[: len(payload) // 2],
+        "not-gzip": b"not a gzip stream at all",
+        "crc": payload[:20] + bytes([payload[20] ^ 0xFF]) + payload[21:],
+        "not-json": gzip.compress(b'{"type": "order", nope\n'),
+        "not-an-event": gzip.compress(b'{"quantity": 3}\n'),
+        "bad-timestamp": gzip.compress(
+            b'{"type": "order", "@timestamp": "yesterday", "product_id": "P-1", '
+            b'"warehouse_id": "W-A", "quantity": 1, "remaining_inventory": 5}\n'
+        ),
+    }[how]
 
 
 @pytest.fixture(scope="module")
@@ -340,17 +372,24 @@ def _stock_keys(store: Path, until: float) -> list[Path]:
     """The order_tick and restock log objects keyed at or before ``until``."""
     from handlers.model.logs import parse_log_key
 
-    return [p for handler in ("order_tick", "restock") for p in (store / "logs" / handler).rglob("*.ndjson.gz")
-            if parse_log_key(str(p))[1] <= until]
+    return [
+        p
+        for handler in ("order_tick", "restock")
+        for p in (store / "logs" / handler).rglob("*.ndjson.gz")
+        if parse_log_key(str(p))[1] <= until
+    ]
 
 
 def _slow_changes(store: Path) -> list[float]:
     from handlers.model.events import parse_time
     from handlers.model.logs import decode_events
 
-    return sorted(parse_time(e["@timestamp"]).timestamp() for p in (store / "logs").rglob("*.ndjson.gz")
-                  for e in decode_events(p.read_bytes())
-                  if e.get("product_id") == "SLOW" and e["type"] in ("order", "lost_sale", "restock"))
+    return sorted(
+        parse_time(e["@timestamp"]).timestamp()
+        for p in (store / "logs").rglob("*.ndjson.gz")
+        for e in decode_events(p.read_bytes())
+        if e.get("product_id") == "SLOW" and e["type"] in ("order", "lost_sale", "restock")
+    )
 
 
 def test_a_span_reads_the_objects_before_it_only_back_to_each_series_last_change(slow_run, capsys):
@@ -366,14 +405,14 @@ def test_a_span_reads_the_objects_before_it_only_back_to_each_series_last_change
     start, end = parse_time(a["orders_through"]).timestamp(), parse_time(b["orders_through"]).timestamp()
     changes = _slow_changes(store)
     before = [t for t in changes if t <= start]
-    assert before and start - before[-1] > 2 * BEFORE_BATCH * 60 and not [t for t in changes if start < t <= end], \
+    assert before and start - before[-1] > 2 * BEFORE_BATCH * 60 and not [t for t in changes if start < t <= end], (
         "precondition: SLOW changed hours before the span and not in it"
+    )
     slow_a = next(s["on_hand"] for s in a["series"] if s["product_id"] == "SLOW")
     assert slow_a != 400, "precondition: SLOW's on hand at A is not its initial stock"
     out = slow_run["root"] / "span.html"
     capsys.readouterr()
-    assert main(["report", *slow_run["args"], "--from", a["orders_through"], "--to", b["orders_through"],
-                 "--out", str(out), "--json"]) == 0
+    assert main(["report", *slow_run["args"], "--from", a["orders_through"], "--to", b["orders_through"], "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     objects = summary["log_objects"]
     assert objects["span"] == 30 + 6 + 2 and objects["after"] == 0  # order_tick, restock, alert in half an hour
@@ -384,10 +423,11 @@ def test_a_span_reads_the_objects_before_it_only_back_to_each_series_last_change
     assert slow["mean_on_hand"] == slow["end_on_hand"] == slow_a
     ends = {r["product_id"]: r["end_on_hand"] for r in summary["rows"] if r["level"] == "series"}
     assert ends == {s["product_id"]: s["on_hand"] for s in b["series"]}
-    assert main(["report", *slow_run["args"], "--from", a["orders_through"], "--to", b["orders_through"],
-                 "--out", str(out)]) == 0
-    assert f"{sum(objects.values()):,} log objects read: {objects['span']:,} in the span, " \
-           f"{objects['before']:,} before it (the on hand at its start)" in capsys.readouterr().out
+    assert main(["report", *slow_run["args"], "--from", a["orders_through"], "--to", b["orders_through"], "--out", str(out)]) == 0
+    assert (
+        f"{sum(objects.values()):,} log objects read: {objects['span']:,} in the span, "
+        f"{objects['before']:,} before it (the on hand at its start)" in capsys.readouterr().out
+    )
 
 
 def test_control_without_the_objects_before_the_span_the_on_hand_at_its_start_is_wrong(slow_run, tmp_path, capsys):
@@ -402,8 +442,25 @@ def test_control_without_the_objects_before_the_span_the_on_hand_at_its_start_is
     for path in _stock_keys(store, parse_time(a["orders_through"]).timestamp()):
         path.unlink()
     capsys.readouterr()
-    assert main(["report", "--store", f"file://{store}", "--catalog", slow_run["args"][3], "--from",
-                 a["orders_through"], "--to", b["orders_through"], "--out", str(tmp_path / "r.html"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--store",
+                f"file://{store}",
+                "--catalog",
+                slow_run["args"][3],
+                "--from",
+                a["orders_through"],
+                "--to",
+                b["orders_through"],
+                "--out",
+                str(tmp_path / "r.html"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["log_objects"]["before"] == 0
     slow = next(r for r in summary["rows"] if r["level"] == "series" and r["product_id"] == "SLOW")
@@ -430,8 +487,10 @@ def test_an_unknown_product_lists_ten_known_ids_and_the_count(tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", *args, "--product", "NOPE", "--out", str(tmp_path / "r.html")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.endswith("--product: unknown 'NOPE' (one of SKU-000, SKU-001, SKU-002, SKU-003, SKU-004, SKU-005, "
-                         "SKU-006, SKU-007, SKU-008, SKU-009, ... (24 products))")
+    assert line.endswith(
+        "--product: unknown 'NOPE' (one of SKU-000, SKU-001, SKU-002, SKU-003, SKU-004, SKU-005, "
+        "SKU-006, SKU-007, SKU-008, SKU-009, ... (24 products))"
+    )
 
 
 # -- a shop's feeds: backorders, returns, receipts and counts in the figures and the on hand -------------
@@ -470,20 +529,26 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         elif what < 0.96:
             receipts.append(line(f"r{n}", moment, p, w, int(rng.integers(10, 80))))
         else:
-            counts.append({**{k: v for k, v in line(f"c{n}", moment, p, w).items() if k != "quantity"},
-                           "on_hand": int(rng.integers(0, 60))})
+            counts.append(
+                {**{k: v for k, v in line(f"c{n}", moment, p, w).items() if k != "quantity"}, "on_hand": int(rng.integers(0, 60))}
+            )
     for kind, lines in (("orders", orders), ("receipts", receipts), ("counts", counts)):
         put(feeds[kind], at, f"{kind}.ndjson", ndjson(sorted(lines, key=lambda row: row["time"])))
     on_hand, first = [], None
-    for name, moment in ticks(start=at, minutes=120, every={"restock": 5, "order_tick": 1, "forecast": 60,
-                                                             "alert": 15}):
+    for name, moment in ticks(start=at, minutes=120, every={"restock": 5, "order_tick": 1, "forecast": 60, "alert": 15}):
         invoke(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"f-{name}-{moment:%s}"), runtime)
         if name == "order_tick":
             first = first or moment
             on_hand.append(load_state(store, CATALOG)[0].on_hand.copy())
     state, _ = load_state(store, CATALOG)
-    return {"root": root, "store": f"file://{store.root}", "catalog": str(root / "catalog.yaml"), "first": first,
-            "on_hand": np.array(on_hand).T, "status": status_report(state, CATALOG, store)}
+    return {
+        "root": root,
+        "store": f"file://{store.root}",
+        "catalog": str(root / "catalog.yaml"),
+        "first": first,
+        "on_hand": np.array(on_hand).T,
+        "status": status_report(state, CATALOG, store),
+    }
 
 
 def test_a_fed_stores_report_counts_backorders_returns_receipts_and_counts_as_status_does(fed, capsys):
@@ -495,8 +560,13 @@ def test_a_fed_stores_report_counts_backorders_returns_receipts_and_counts_as_st
     for s in fed["status"]["series"]:
         key = (s["product_id"], s["warehouse_id"])
         r = rows[key]
-        assert (r["backordered"], r["returned"], r["adjusted"], r["received"], r["end_on_hand"]) == \
-            (s["backordered"], s["returned"], s["adjusted"], s["received"], s["on_hand"]), key
+        assert (r["backordered"], r["returned"], r["adjusted"], r["received"], r["end_on_hand"]) == (
+            s["backordered"],
+            s["returned"],
+            s["adjusted"],
+            s["received"],
+            s["on_hand"],
+        ), key
         assert r["fill_rate"] == pytest.approx((r["units_sold"] - r["backordered"]) / r["units_sold"])
         assert _count(table[key]["backordered"]) == s["backordered"]
     total = fed["status"]["counters"]

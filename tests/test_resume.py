@@ -37,13 +37,25 @@ TIMING = {"latency_sum", "latency_buckets"}
 
 
 def command(store: Path, *, start: bool = True) -> list[str]:
-    return [sys.executable, "-m", "jobs", "simulate", "--days", DAYS, "-q", "--json", "--store", f"file://{store}",
-            *(["--start", DEFAULT_START] if start else [])]
+    return [
+        sys.executable,
+        "-m",
+        "jobs",
+        "simulate",
+        "--days",
+        DAYS,
+        "-q",
+        "--json",
+        "--store",
+        f"file://{store}",
+        *(["--start", DEFAULT_START] if start else []),
+    ]
 
 
 def run(store: Path, *, start: bool = True) -> None:
-    proc = subprocess.run(command(store, start=start), capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        command(store, start=start), capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -57,8 +69,13 @@ def newest_version(store: Path) -> int:
 
 def kill_after(store: Path, commits: int, *, start: bool) -> int:
     """Start the replay, SIGKILL it once ``commits`` state versions exist; its return code."""
-    proc = subprocess.Popen(command(store, start=start), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        command(store, start=start),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         while proc.poll() is None and newest_version(store) < commits:
             time.sleep(0.001)

@@ -39,9 +39,27 @@ def test_run_at_600x_for_10s_invokes_each_handler_as_scheduled(tmp_path: Path):
     """GIVEN `run --speed 600 --for 10s` WHEN it ends THEN it exits 0 and each handler ran once per
     business interval crossed (100 business minutes: 100 order ticks, 20 restocks, 6 alerts, 1 forecast)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs", "run", "--speed", "600", "--for", "10s", "--json",
-         "--start", "2026-01-05T00:00:00Z", "--store", f"file://{tmp_path}"],
-        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        [
+            sys.executable,
+            "-m",
+            "jobs",
+            "run",
+            "--speed",
+            "600",
+            "--for",
+            "10s",
+            "--json",
+            "--start",
+            "2026-01-05T00:00:00Z",
+            "--store",
+            f"file://{tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     start, end = epoch(report["business_start"]), epoch(report["business_end"])
@@ -58,8 +76,12 @@ def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path):
     """GIVEN a running scheduler WHEN it gets SIGTERM THEN it finishes the runs in flight and exits 0."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs", "run", "--speed", "600", "--store", f"file://{tmp_path}", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     time.sleep(4)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -69,15 +91,16 @@ def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path):
 
 def test_job_errors_are_reported_not_swallowed(tmp_path: Path, capsys):
     """GIVEN a store that fails every write WHEN the scheduler runs THEN each failure is printed and returned."""
+
     class BrokenStore(FileStore):
         def write(self, key, data, *, etag):
             from handlers.errors import StorageError
+
             raise StorageError(f"{key}: disk on fire")
 
     runtime = Runtime(store=BrokenStore(tmp_path), catalog=parse_catalog(SMALL_CATALOG))
     stop = threading.Event()
-    report = run_scheduler(runtime, Schedule.parse(), speed=600, duration=1.0, business_start=epoch("2026-01-05T00:00:00Z"),
-                           stop=stop)
+    report = run_scheduler(runtime, Schedule.parse(), speed=600, duration=1.0, business_start=epoch("2026-01-05T00:00:00Z"), stop=stop)
     assert report.errors and "disk on fire" in report.errors[0]
     assert "stockpulse run: error: order_tick failed: StorageError" in capsys.readouterr().err
 
@@ -89,9 +112,14 @@ def test_start_far_ahead_of_the_store_clock_is_refused(tmp_path: Path):
 
     store = f"file://{tmp_path}"
     assert main(["invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", store]) == 0
-    proc = subprocess.run([sys.executable, "-m", "jobs", "run", "--for", "1s", "--store", store,
-                           "--start", "2026-11-01T00:00:00Z"], capture_output=True, text=True, timeout=60,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs", "run", "--for", "1s", "--store", store, "--start", "2026-11-01T00:00:00Z"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 2
     assert "--start: 2026-11-01T00:00:00Z is 300.0 days ahead of the store's clock" in proc.stderr and "simulate --days 300" in proc.stderr
 
@@ -107,9 +135,31 @@ def test_run_goes_over_every_shard_on_each_tick(tmp_path: Path):
     path = tmp_path / "catalog.yaml"
     path.write_text(catalog_text(24))
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs", "run", "--speed", "600", "--for", "6s", "--json", "--num-shards", "3",
-         "--start", "2026-01-05T00:00:00Z", "--store", f"file://{tmp_path / 'store'}", "--catalog", str(path)],
-        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        [
+            sys.executable,
+            "-m",
+            "jobs",
+            "run",
+            "--speed",
+            "600",
+            "--for",
+            "6s",
+            "--json",
+            "--num-shards",
+            "3",
+            "--start",
+            "2026-01-05T00:00:00Z",
+            "--store",
+            f"file://{tmp_path / 'store'}",
+            "--catalog",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["errors"] == [] and report["invocations"]["order_tick"] >= 3 * 30
@@ -117,8 +167,9 @@ def test_run_goes_over_every_shard_on_each_tick(tmp_path: Path):
     assert all(count % 3 == 0 for count in report["invocations"].values()), report
     catalog = load_catalog(path)
     store = FileStore(tmp_path / "store")
-    clocks = {load_state(shards.ShardStore(store, part.number), part.catalog, num_shards=1)[0].orders_through
-              for part in shards.split(catalog, 3)}
+    clocks = {
+        load_state(shards.ShardStore(store, part.number), part.catalog, num_shards=1)[0].orders_through for part in shards.split(catalog, 3)
+    }
     assert len(clocks) == 1 and clocks.pop() >= epoch(report["business_start"]) + 30 * 60
 
 
@@ -147,4 +198,3 @@ def test_at_a_speed_the_machine_cannot_keep_every_tick_is_its_own_invocation(tmp
     assert "ticks delivered late (the scheduler fell behind business time: " in describe_run(report, MAX_SPEED)
     state, _ = load_state(FileStore(tmp_path))
     assert state.orders_through == math.floor(end / 60) * 60
-

@@ -93,8 +93,7 @@ def test_crash_after_commit_leaves_the_log_to_the_next_invocation(tmp_path: Path
     # matches (outbox), put_once (the hot part's delta), write (commit), put_once (log)
     crashing = CrashingStore(FileStore(tmp_path), crash_at=5)
     with pytest.raises(Crash):
-        invoke("order_tick", event_at(START.replace(hour=12, minute=1)),
-               Runtime(store=crashing, catalog=BUSY_CATALOG, clock=zero_clock))
+        invoke("order_tick", event_at(START.replace(hour=12, minute=1)), Runtime(store=crashing, catalog=BUSY_CATALOG, clock=zero_clock))
     assert len(list(store.list("logs/"))) == 1
     invoke("restock", event_at(START.replace(hour=12, minute=2)), runtime)
     keys = list(store.list("logs/"))
@@ -128,7 +127,8 @@ def test_handlers_racing_on_one_store_lose_nothing(tmp_path: Path):
     state, _ = load_state(store)
     applied = {name: int(state.invocations[i]) for i, name in enumerate(("order_tick", "restock", "forecast", "alert"))}
     assert applied == {name: len(moments) for name, moments in by_handler.items()} | {
-        name: 0 for name in ("order_tick", "restock", "forecast", "alert") if name not in by_handler}
+        name: 0 for name in ("order_tick", "restock", "forecast", "alert") if name not in by_handler
+    }
     np.testing.assert_array_equal(state.on_hand, state.initial + state.received - state.shipped)
     logged = [e for k in store.list("logs/") for e in decode_events(store.get(k))]
     assert sum(e["quantity"] for e in logged if e["type"] == "order") == state.shipped.sum()
@@ -160,10 +160,8 @@ def test_a_lost_compare_and_swap_is_counted_in_the_state_and_the_job_run_event(t
     runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
     noon = START.replace(hour=12)
     invoke("order_tick", event_at(noon), runtime)
-    racing = InterleavingStore(FileStore(tmp_path), lambda: invoke("order_tick", event_at(noon + timedelta(minutes=1)),
-                                                                   runtime))
-    result = invoke("alert", event_at(noon + timedelta(minutes=1)), Runtime(store=racing, catalog=BUSY_CATALOG,
-                                                                             clock=zero_clock))
+    racing = InterleavingStore(FileStore(tmp_path), lambda: invoke("order_tick", event_at(noon + timedelta(minutes=1)), runtime))
+    result = invoke("alert", event_at(noon + timedelta(minutes=1)), Runtime(store=racing, catalog=BUSY_CATALOG, clock=zero_clock))
     assert result["status"] == "applied" and result["conflicts"] == 1
     state, _ = load_state(store)
     assert state.conflicts == {"order_tick": 0, "restock": 0, "forecast": 0, "alert": 1}

@@ -51,8 +51,9 @@ def per_series(state: State) -> dict[str, Any]:
         value = getattr(state, f.name)
         if isinstance(value, np.ndarray) and value.shape[:1] == (state.num_series,):
             out[f.name] = value
-    out["purchase_orders"] = sorted(zip(state.po_series.tolist(), state.po_number.tolist(), state.po_quantity.tolist(),
-                                        state.po_due.tolist(), state.po_placed.tolist()))
+    out["purchase_orders"] = sorted(
+        zip(state.po_series.tolist(), state.po_number.tolist(), state.po_quantity.tolist(), state.po_due.tolist(), state.po_placed.tolist())
+    )
     return out
 
 
@@ -75,12 +76,11 @@ def sharded_and_whole(tmp_path: Path, catalog: Catalog, num_shards: int, minutes
 
 # -- the split ----------------------------------------------------------------------------------
 
+
 def test_a_products_shard_is_a_stable_hash_of_its_id():
     """Pinned: a different hash would move every product's state to another shard."""
-    assert [shards.shard_of(f"SKU-{i:03d}", 7) for i in range(8)] == [
-        shards.shard_of(f"SKU-{i:03d}", 7) for i in range(8)]
-    assert shards.shard_of("P-1", 16) == int.from_bytes(__import__("hashlib").blake2b(b"P-1", digest_size=8)
-                                                        .digest(), "big") % 16
+    assert [shards.shard_of(f"SKU-{i:03d}", 7) for i in range(8)] == [shards.shard_of(f"SKU-{i:03d}", 7) for i in range(8)]
+    assert shards.shard_of("P-1", 16) == int.from_bytes(__import__("hashlib").blake2b(b"P-1", digest_size=8).digest(), "big") % 16
     assert {shards.shard_of(f"P-{i}", 4) for i in range(200)} == {0, 1, 2, 3}
 
 
@@ -107,12 +107,15 @@ def test_a_product_keeps_its_shard_when_the_catalog_grows():
         assert all(owner[p.id] == part.number for p in part.catalog.products)
 
 
-@pytest.mark.parametrize(("shard", "count", "configured", "message"), [
-    (None, None, 3, "event.detail.shard: missing"),
-    (3, None, 3, "event.detail.shard: 3 is not a shard of 3"),
-    (1, None, 1, "not sharded"),
-    (0, 4, 3, "event.detail.num_shards: 4"),
-])
+@pytest.mark.parametrize(
+    ("shard", "count", "configured", "message"),
+    [
+        (None, None, 3, "event.detail.shard: missing"),
+        (3, None, 3, "event.detail.shard: 3 is not a shard of 3"),
+        (1, None, 1, "not sharded"),
+        (0, 4, 3, "event.detail.num_shards: 4"),
+    ],
+)
 def test_an_event_must_name_a_shard_of_the_deployment(shard, count, configured, message):
     with pytest.raises(InputError, match=message):
         shards.resolve(shard, count, configured)
@@ -124,6 +127,7 @@ def test_an_unsharded_deployment_accepts_shard_zero_and_no_shard():
 
 
 # -- keys ---------------------------------------------------------------------------------------
+
 
 def test_a_shard_keeps_its_state_under_its_prefix_and_its_logs_beside_the_others(tmp_path: Path):
     store = FileStore(tmp_path)
@@ -155,13 +159,15 @@ def test_an_empty_shard_is_skipped_and_writes_nothing(tmp_path: Path):
     catalog = make_catalog(2)
     empty = next(part.number for part in shards.split(catalog, 8) if part.empty)
     store = FileStore(tmp_path)
-    result = invoke("alert", event_at(START + timedelta(hours=1), detail={"shard": empty}),
-                    Runtime(store=store, catalog=catalog, num_shards=8))
+    result = invoke(
+        "alert", event_at(START + timedelta(hours=1), detail={"shard": empty}), Runtime(store=store, catalog=catalog, num_shards=8)
+    )
     assert result["status"] == "skipped" and "holds no product" in result["reason"]
     assert not list(store.list(f"shards/{empty}/")) and not list(store.list("logs/"))
 
 
 # -- the manifest -------------------------------------------------------------------------------
+
 
 def test_a_store_refuses_another_split(tmp_path: Path):
     catalog = make_catalog(24)
@@ -171,8 +177,7 @@ def test_a_store_refuses_another_split(tmp_path: Path):
     for count in (2, 1):
         with pytest.raises(ConfigError, match="split into 3 shards, got " + str(count)):
             shards.forget_checks()
-            invoke_all("order_tick", event_at(START + timedelta(hours=2)),
-                       Runtime(store=fresh, catalog=catalog, num_shards=count))
+            invoke_all("order_tick", event_at(START + timedelta(hours=2)), Runtime(store=fresh, catalog=catalog, num_shards=count))
 
 
 def test_a_sharded_invocation_refuses_an_unsharded_state(tmp_path: Path):
@@ -186,6 +191,7 @@ def test_a_sharded_invocation_refuses_an_unsharded_state(tmp_path: Path):
 
 
 # -- sharded == unsharded -----------------------------------------------------------------------
+
 
 def test_the_first_day_sharded_equals_unsharded_with_the_real_handlers(tmp_path: Path):
     """Until the first business day closes the forecast has no history to pool over (it is each
@@ -244,6 +250,7 @@ def test_a_shard_that_misses_the_statistics_fits_on_its_own_series(tmp_path: Pat
 
 # -- the command line ---------------------------------------------------------------------------
 
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jobs", *args], capture_output=True, text=True, timeout=300)
 
@@ -257,8 +264,19 @@ def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
     done = cli("simulate", "--days", "0.25", "--start", "2026-01-05T00:00:00Z", "-q", "--json", "--num-shards", "3", *common)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    whole = cli("simulate", "--days", "0.25", "--start", "2026-01-05T00:00:00Z", "-q", "--json",
-                "--store", f"file://{tmp_path / 'whole'}", "--catalog", str(path))
+    whole = cli(
+        "simulate",
+        "--days",
+        "0.25",
+        "--start",
+        "2026-01-05T00:00:00Z",
+        "-q",
+        "--json",
+        "--store",
+        f"file://{tmp_path / 'whole'}",
+        "--catalog",
+        str(path),
+    )
     assert whole.returncode == 0, whole.stderr
     assert summary["series"] == json.loads(whole.stdout)["series"]
     one = cli("invoke", "order_tick", "--time", "2026-01-05T06:01:00Z", "--num-shards", "3", *common)
@@ -273,15 +291,15 @@ def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
     assert merged is not None
     last = status_extras(merged, make_catalog(24), sharded_store)["last_success"]
     assert all(last[name] is not None for name in last), last  # from each shard's metrics file, the oldest
-    pages = [cli("report", "--store", url, "--catalog", str(path), "--out", str(tmp_path / f"{name}.html"),
-                 "--to", "2026-01-05T06:00:00Z")
-             for name, url in (("sharded", store), ("whole", f"file://{tmp_path / 'whole'}"))]
+    pages = [
+        cli("report", "--store", url, "--catalog", str(path), "--out", str(tmp_path / f"{name}.html"), "--to", "2026-01-05T06:00:00Z")
+        for name, url in (("sharded", store), ("whole", f"file://{tmp_path / 'whole'}"))
+    ]
     assert all(page.returncode == 0 for page in pages), [page.stderr for page in pages]
     assert pages[0].stdout.split("; ", 1)[1] == pages[1].stdout.split("; ", 1)[1]  # fill rate, lost sales, reorders
     wrong = cli("invoke", "order_tick", "--time", "2026-01-05T06:02:00Z", *common)
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
     assert "split into 3 shards, got 1" in wrong.stderr
-
 
 
 def test_the_lambda_adapter_serves_each_shard_from_its_own_sub_catalog(tmp_path: Path, monkeypatch):
@@ -290,8 +308,7 @@ def test_the_lambda_adapter_serves_each_shard_from_its_own_sub_catalog(tmp_path:
     monkeypatch.setattr(app, "_cached", {})
     path = tmp_path / "catalog.yaml"
     path.write_text(catalog_text(24))
-    environ = {"STOCKPULSE_STORE_URL": f"file://{tmp_path / 'store'}", "STOCKPULSE_CATALOG": str(path),
-               "STOCKPULSE_NUM_SHARDS": "3"}
+    environ = {"STOCKPULSE_STORE_URL": f"file://{tmp_path / 'store'}", "STOCKPULSE_CATALOG": str(path), "STOCKPULSE_NUM_SHARDS": "3"}
     moment = START + timedelta(hours=2)
     for k in (1, 2, 1):
         result = app.handle("order_tick", event_at(moment, detail={"shard": k}), environ=environ)

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.slow  # runs the benchmark script
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("shards-benchmark") / "quick.json"
-    done = subprocess.run([sys.executable, "benchmarks/shards.py", "--quick", "--json", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/shards.py", "--quick", "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert '## Accuracy of the "own" fallback' in done.stdout and "## The one-day lag" in done.stdout
     assert "| `forecast` |" in done.stdout

@@ -20,10 +20,33 @@ from jobs.console import status_view, watch_status
 from jobs.status import risk_of, status_extras, status_report, status_screen
 from tests.support.ticks import SMALL_CATALOG
 
-JSON_KEYS = ["store", "catalog", "created_at", "orders_through", "last_applied", "series", "purchase_orders_open",
-             "counters", "feeds", "pending_log_objects"]
-SERIES_KEYS = ["product_id", "warehouse_id", "on_hand", "initial", "received", "shipped", "lost_sales", "reorders",
-               "backorder", "backordered", "returned", "adjusted", "open_purchase_orders"]
+JSON_KEYS = [
+    "store",
+    "catalog",
+    "created_at",
+    "orders_through",
+    "last_applied",
+    "series",
+    "purchase_orders_open",
+    "counters",
+    "feeds",
+    "pending_log_objects",
+]
+SERIES_KEYS = [
+    "product_id",
+    "warehouse_id",
+    "on_hand",
+    "initial",
+    "received",
+    "shipped",
+    "lost_sales",
+    "reorders",
+    "backorder",
+    "backordered",
+    "returned",
+    "adjusted",
+    "open_purchase_orders",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +66,16 @@ def _render(renderable: Any, width: int = 200) -> Console:
     return console
 
 
-@pytest.mark.parametrize("on_hand, cover, restock_in, risk", [
-    (0, 0.0, 1.0, "out"), (5, 0.4, 0.5, "high"), (5, 1.2, 0.5, "watch"), (5, 1.6, 0.5, "ok"),
-    (5, float("inf"), 2.0, "ok"),
-])
+@pytest.mark.parametrize(
+    "on_hand, cover, restock_in, risk",
+    [
+        (0, 0.0, 1.0, "out"),
+        (5, 0.4, 0.5, "high"),
+        (5, 1.2, 0.5, "watch"),
+        (5, 1.6, 0.5, "ok"),
+        (5, float("inf"), 2.0, "ok"),
+    ],
+)
 def test_risk_compares_cover_with_when_stock_can_arrive(on_hand, cover, restock_in, risk):
     """GIVEN on hand, days of cover and days until stock can arrive THEN the risk class follows."""
     assert risk_of(on_hand, cover, restock_in) == risk
@@ -93,10 +122,9 @@ def test_last_success_comes_from_the_metrics_files(store):
     runtime = store["runtime"]
     extras = status_extras(store["state"], runtime.catalog, runtime.store)
     for name, seconds in extras["last_success"].items():
-        prefix = f"handler_last_success_timestamp_seconds{{handler=\"{name}\"}} "
-        lines = [line for line in runtime.store.get(f"metrics/{name}.prom").decode().splitlines()
-                 if line.startswith(prefix)]
-        assert len(lines) == 1 and seconds == float(lines[0][len(prefix):]) > 1.7e9
+        prefix = f'handler_last_success_timestamp_seconds{{handler="{name}"}} '
+        lines = [line for line in runtime.store.get(f"metrics/{name}.prom").decode().splitlines() if line.startswith(prefix)]
+        assert len(lines) == 1 and seconds == float(lines[0][len(prefix) :]) > 1.7e9
 
 
 def test_an_empty_store_says_it_waits(tmp_path):
@@ -151,8 +179,7 @@ def test_last_success_is_unknown_when_the_metrics_files_are_older_than_the_state
 
     (tmp_path / "catalog.yaml").write_text(SMALL_CATALOG)
     settings = Settings(store_url=f"file://{tmp_path}/s", catalog_path=str(tmp_path / "catalog.yaml"))
-    assert main(["simulate", "--days", "0.1", "-q", "--json", "--store", settings.store_url,
-                 "--catalog", settings.catalog_path]) == 0
+    assert main(["simulate", "--days", "0.1", "-q", "--json", "--store", settings.store_url, "--catalog", settings.catalog_path]) == 0
     runtime = build_runtime(settings)
     state, _ = load_state(runtime.store, runtime.catalog)
     before = status_extras(state, runtime.catalog, runtime.store)["last_success"]
@@ -164,8 +191,9 @@ def test_last_success_is_unknown_when_the_metrics_files_are_older_than_the_state
     state, _ = load_state(runtime.store, runtime.catalog)
     after = status_extras(state, runtime.catalog, runtime.store)["last_success"]
     assert after == {**before, "restock": None, "order_tick": None}
-    view = _render(status_view(status_report(state, runtime.catalog, runtime.store),
-                               status_extras(state, runtime.catalog, runtime.store), now=1.8e9)).export_text()
+    view = _render(
+        status_view(status_report(state, runtime.catalog, runtime.store), status_extras(state, runtime.catalog, runtime.store), now=1.8e9)
+    ).export_text()
     assert [line.split("│")[4].strip() for line in view.splitlines() if "│ order_tick" in line] == ["—"]
 
 
@@ -190,16 +218,25 @@ def test_a_stores_feeds_show_their_lines_lag_and_backorders_as_the_metrics_do(tm
     store = replay_feed(tmp_path)
     state, _ = load_state(store, CATALOG)
     report = status_report(state, CATALOG, store)
-    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-               for family in text_string_to_metric_families(store.get("metrics/order_tick.prom").decode())
-               for sample in family.samples}
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(store.get("metrics/order_tick.prom").decode())
+        for sample in family.samples
+    }
     for feed, shown in report["feeds"].items():
         for outcome, count in shown["lines"].items():
             assert samples[("feed_lines_total", (("feed", feed), ("outcome", outcome)))] == count, (feed, outcome)
         assert samples[("feed_lag_seconds", (("feed", feed),))] == shown["lag_seconds"]
     # a fresh store begins at its first tick (09:05): the lines of 09:02-09:04 come late, within the lateness
-    assert report["feeds"]["orders"]["lines"] == {"applied": 3, "late": 3, "too_late": 0, "duplicate": 1, "bad": 1,
-                                                  "not_in_catalog": 1, "objects_damaged": 1}
+    assert report["feeds"]["orders"]["lines"] == {
+        "applied": 3,
+        "late": 3,
+        "too_late": 0,
+        "duplicate": 1,
+        "bad": 1,
+        "not_in_catalog": 1,
+        "objects_damaged": 1,
+    }
     for row in report["series"]:
         labels = (("product_id", row["product_id"]), ("warehouse_id", row["warehouse_id"]))
         assert samples[("backorder_units", labels)] == row["backorder"]
@@ -210,8 +247,7 @@ def test_a_stores_feeds_show_their_lines_lag_and_backorders_as_the_metrics_do(tm
     view = _render(status_view(report, status_extras(state, CATALOG, store), now=1.8e9)).export_text()
     inventory, feeds_table = view.split("Open purchase orders")[0], view.split("Feeds")[1]
     assert "backorder" in inventory and "lost sales" not in inventory
-    assert [line.split("│")[1].strip() for line in feeds_table.splitlines() if line.startswith("│")] == \
-        sorted(report["feeds"])
+    assert [line.split("│")[1].strip() for line in feeds_table.splitlines() if line.startswith("│")] == sorted(report["feeds"])
 
 
 def test_a_simulated_store_has_no_feeds_and_keeps_the_lost_sales_column(store):

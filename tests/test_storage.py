@@ -48,8 +48,9 @@ def test_a_new_handle_finds_the_newest_version(tmp_path: Path):
     assert FileStore(tmp_path).read("state/s").data == b"69"
 
 
-@pytest.mark.parametrize(("url", "kind"), [("file://./data", FileStore), ("file:///tmp/x", FileStore),
-                                           ("s3://bucket/prefix", S3Store), ("s3://bucket", S3Store)])
+@pytest.mark.parametrize(
+    ("url", "kind"), [("file://./data", FileStore), ("file:///tmp/x", FileStore), ("s3://bucket/prefix", S3Store), ("s3://bucket", S3Store)]
+)
 def test_location_url_selects_the_backend(url, kind):
     """GIVEN a location URL WHEN opened THEN the scheme picks the backend (no I/O yet)."""
     assert isinstance(open_store(url), kind)

@@ -24,15 +24,18 @@ from tests.support.ticks import START, event_at, zero_clock
 VERSIONS = "state/state.bin.versions"
 
 
-@pytest.mark.parametrize(("url", "fragment"), [
-    ("file:///", "filesystem root"),
-    ("file:///../..", "filesystem root"),
-    ("file://host/p", "name no host ('host')"),
-    ("file://~/d", "name no host ('~')"),
-    ("file://data", "name no host ('data')"),
-    ("file://./x?mode=1", "no query"),
-    ("s3://bucket/prefix?versionId=3", "no query"),
-])
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("file:///", "filesystem root"),
+        ("file:///../..", "filesystem root"),
+        ("file://host/p", "name no host ('host')"),
+        ("file://~/d", "name no host ('~')"),
+        ("file://data", "name no host ('data')"),
+        ("file://./x?mode=1", "no query"),
+        ("s3://bucket/prefix?versionId=3", "no query"),
+    ],
+)
 def test_store_urls_are_validated(url: str, fragment: str):
     with pytest.raises(ConfigError, match="store URL") as refused:
         open_store(url)
@@ -46,17 +49,20 @@ def test_explicit_relative_and_absolute_file_urls_are_accepted(tmp_path: Path):
 
 
 def test_the_filesystem_root_is_refused_on_the_command_line_with_nothing_written():
-    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", "file:///"),
-                          "filesystem root")
+    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", "file:///"), "filesystem root")
     assert not Path("/state/state.bin.versions").exists()
 
 
 def test_a_store_path_that_is_a_file_or_under_a_file_is_one_line(tmp_path: Path):
     (tmp_path / "f").write_text("x")
-    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z",
-                              "--store", f"file://{tmp_path}/f"), "is a file, not a directory")
-    assert_one_line_error(cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z",
-                              "--store", f"file://{tmp_path}/f/store"), "cannot read", "Not a directory")
+    assert_one_line_error(
+        cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", f"file://{tmp_path}/f"), "is a file, not a directory"
+    )
+    assert_one_line_error(
+        cli("invoke", "order_tick", "--time", "2026-01-05T00:01:00Z", "--store", f"file://{tmp_path}/f/store"),
+        "cannot read",
+        "Not a directory",
+    )
     with pytest.raises(StorageError, match=r"state/state.bin: cannot write in .* \(Not a directory\)"):
         FileStore(tmp_path / "f" / "store").write("state/state.bin", b"x", etag=None)
 
@@ -142,6 +148,7 @@ def test_log_and_metric_files_are_readable_by_other_users(tmp_path: Path):
 
 # -- content-addressed objects are checked against the SHA-256 their names carry -------------------
 
+
 def _swap(store: FileStore, victim: str, donor: str) -> None:
     """Put ``donor``'s bytes under ``victim``'s name (a copy gone wrong, a bad restore)."""
     data = store.get(donor)
@@ -159,8 +166,7 @@ def test_one_deltas_bytes_under_another_deltas_name_is_damage_named_in_one_line(
     deltas = sorted(k for k in store.list("state/hot/") if "-delta-" in k)
     assert len(deltas) >= 3
     _swap(store, deltas[2], deltas[1])
-    assert_one_line_error(cli("status", "--store", url), f"{deltas[2]}: damaged — its content's SHA-256 begins",
-                          "restore it from a backup")
+    assert_one_line_error(cli("status", "--store", url), f"{deltas[2]}: damaged — its content's SHA-256 begins", "restore it from a backup")
     from handlers.runtime import layout
 
     layout.forget()
@@ -176,8 +182,7 @@ def test_a_history_object_with_another_objects_bytes_is_damage(tmp_path: Path):
 
     store = FileStore(tmp_path / "s")
     runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
-    for moment in (START + timedelta(minutes=1), START + timedelta(days=1, minutes=1),
-                   START + timedelta(days=2, minutes=1)):
+    for moment in (START + timedelta(minutes=1), START + timedelta(days=1, minutes=1), START + timedelta(days=2, minutes=1)):
         invoke("order_tick", event_at(moment), runtime)
     layout.forget()
     assert load_state(store)[0] is not None  # control: as written, it loads

@@ -96,15 +96,16 @@ def _minutes(name: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarra
 
 # ------------------------------------------------------------------ the day's mean: level x weekday
 
+
 def _window_sum(values: np.ndarray, half_width: int) -> np.ndarray:
     """Sum of ``values`` over ``[t - half_width, t + half_width]`` (clipped at the ends), per row: one
     cumulative sum and one subtraction of shifted views, O(S T). A window of zeros sums to exactly 0."""
     s, n = values.shape
     total = np.empty((s, n + 2 * half_width + 1))
-    total[:, :half_width + 1] = 0.0
-    np.cumsum(values, axis=1, out=total[:, half_width + 1:half_width + 1 + n])
-    total[:, half_width + 1 + n:] = total[:, half_width + n:half_width + n + 1]
-    return np.asarray(np.subtract(total[:, 2 * half_width + 1:], total[:, :n], out=np.empty((s, n))))
+    total[:, : half_width + 1] = 0.0
+    np.cumsum(values, axis=1, out=total[:, half_width + 1 : half_width + 1 + n])
+    total[:, half_width + 1 + n :] = total[:, half_width + n : half_width + n + 1]
+    return np.asarray(np.subtract(total[:, 2 * half_width + 1 :], total[:, :n], out=np.empty((s, n))))
 
 
 def _phase_sum(values: np.ndarray, season: int) -> np.ndarray:
@@ -138,8 +139,9 @@ def weekday_factors(sales: np.ndarray, exposure: np.ndarray, weight: np.ndarray,
     return np.asarray(factor / factor.mean(axis=1, keepdims=True))
 
 
-def expected_demand(sales: np.ndarray, exposure: np.ndarray, weight: np.ndarray, season: int = 7,
-                    factor: np.ndarray | None = None) -> np.ndarray:
+def expected_demand(
+    sales: np.ndarray, exposure: np.ndarray, weight: np.ndarray, season: int = 7, factor: np.ndarray | None = None
+) -> np.ndarray:
     """``mu [S, T]`` = local level x weekday factor, from ``sales`` seen over ``exposure`` (the share
     of each day's demand that was in stock), each day weighted by ``weight``.
 
@@ -198,6 +200,7 @@ def _hour_dispersion(y: np.ndarray, e: np.ndarray, profile: np.ndarray) -> np.nd
 
 # ------------------------------------------------------------------ batch: hourly sales + in-stock minutes
 
+
 @dataclass(frozen=True)
 class Recovered:
     """What :func:`recover_hourly` gives; every array is per series (rows as given)."""
@@ -211,8 +214,9 @@ class Recovered:
     phi: np.ndarray  # [S] within-day dispersion of the sales (1 for Poisson counts)
 
 
-def recover_hourly(sales: np.ndarray, minutes: np.ndarray, *, flags: bool = False,
-                   prior_profile: np.ndarray | None = None, rounds: int = ROUNDS) -> Recovered:
+def recover_hourly(
+    sales: np.ndarray, minutes: np.ndarray, *, flags: bool = False, prior_profile: np.ndarray | None = None, rounds: int = ROUNDS
+) -> Recovered:
     """Hourly and daily demand from hourly ``sales`` and in-stock ``minutes``, both ``[S, days * 24]``,
     whole days, hour 0 first. NaN sales: not observed (before a series started, or a padded hour):
     no exposure, NaN in ``hourly``, and their minutes are not read.
@@ -238,8 +242,7 @@ def recover_hourly(sales: np.ndarray, minutes: np.ndarray, *, flags: bool = Fals
     share = _minutes("minutes", np.where(np.isfinite(sales), minutes, 60.0), sales.shape)  # an hour not observed: not read
     s = sales.shape[0]
     prior = None if prior_profile is None else _shares(prior_profile, s, "prior_profile")
-    parts = [_recover_hourly(sales[b], share[b], flags, None if prior is None else prior[b], rounds)
-             for b in _blocks(s, BLOCK_ROWS // 8)]
+    parts = [_recover_hourly(sales[b], share[b], flags, None if prior is None else prior[b], rounds) for b in _blocks(s, BLOCK_ROWS // 8)]
     return Recovered(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Recovered)))
 
 
@@ -256,8 +259,7 @@ def _shares(profile: np.ndarray, rows: int, name: str, groups: np.ndarray | None
     return np.broadcast_to(np.where(total > 0, array / np.where(total > 0, total, 1.0), flat), (rows, 24))
 
 
-def _recover_hourly(sales: np.ndarray, share: np.ndarray, flags: bool, prior: np.ndarray | None,
-                    rounds: int) -> Recovered:
+def _recover_hourly(sales: np.ndarray, share: np.ndarray, flags: bool, prior: np.ndarray | None, rounds: int) -> Recovered:
     """One block of series of :func:`recover_hourly`."""
     s, n = sales.shape
     days = n // 24
@@ -294,6 +296,7 @@ def _recover_hourly(sales: np.ndarray, share: np.ndarray, flags: bool, prior: np
 
 
 # ------------------------------------------------------------------ batch: daily sales + a stockout flag
+
 
 def sales_unit(sales: np.ndarray) -> np.ndarray:
     """The step of each series' sales ``[S]``: the largest of 1, 1/2, 1/4, 1/5, 1/10, 1/20, 1/100,
@@ -343,8 +346,9 @@ def nb_tail_moments(y: np.ndarray, mu: np.ndarray, inv_k: np.ndarray) -> tuple[n
     return first, np.maximum(second, first**2)
 
 
-def recover_censored(sales: np.ndarray, stockout: np.ndarray, *, season: int = 7, rounds: int = 3,
-                     unit: float | None = None, shape: float = DAY_SHAPE) -> np.ndarray:
+def recover_censored(
+    sales: np.ndarray, stockout: np.ndarray, *, season: int = 7, rounds: int = 3, unit: float | None = None, shape: float = DAY_SHAPE
+) -> np.ndarray:
     """Daily demand ``[S, T]`` from daily ``sales`` and a ``stockout`` flag ``[S, T]`` (true: the shelf
     was empty at some moment of the period, so demand is only known to be >= the sales). NaN sales:
     not started (stays NaN). Unflagged periods come back exactly as they sold; flagged ones never
@@ -374,8 +378,7 @@ def recover_censored(sales: np.ndarray, stockout: np.ndarray, *, season: int = 7
     return out
 
 
-def _recover_censored(sales: np.ndarray, stockout: np.ndarray, season: int, rounds: int, step: np.ndarray,
-                      shape: float) -> np.ndarray:
+def _recover_censored(sales: np.ndarray, stockout: np.ndarray, season: int, rounds: int, step: np.ndarray, shape: float) -> np.ndarray:
     """One block of series of :func:`recover_censored` (``step`` ``[S]``: each series' unit)."""
     started = np.isfinite(sales)
     y = np.round(np.where(started, sales, 0.0) / step[:, None])
@@ -477,13 +480,15 @@ class LiveState:
         values = np.asarray(array, dtype=float)
         if values.ndim != 2 or values.shape[1] != LIVE_WIDTH:
             raise ValueError(f"live state: expected shape [series, {LIVE_WIDTH}], got {values.shape}")
-        return cls(values[:, 0:24], values[:, 24:48], values[:, 48:50], values[:, 50:52], values[:, 52:54],
-                   values[:, 54:68].reshape(-1, 7, 2))
+        return cls(
+            values[:, 0:24], values[:, 24:48], values[:, 48:50], values[:, 50:52], values[:, 52:54], values[:, 54:68].reshape(-1, 7, 2)
+        )
 
     def to_array(self) -> np.ndarray:
         """One ``[S, 68]`` float array (the layout in the class docstring)."""
-        return np.concatenate([self.hour_sales, self.hour_exposed, self.within, self.between, self.level,
-                               self.weekday.reshape(-1, 14)], axis=1)
+        return np.concatenate(
+            [self.hour_sales, self.hour_exposed, self.within, self.between, self.level, self.weekday.reshape(-1, 14)], axis=1
+        )
 
     def profile(self, prior: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
         """``[S, 24]`` hour-of-day shares of demand: sales by hour over the demand each hour was exposed
@@ -493,8 +498,7 @@ class LiveState:
         s = self.hour_sales.shape[0]
         shares = np.full((s, 24), 1 / 24) if prior is None else _shares(prior, s, "prior", groups)
         typical = self.hour_exposed.sum(axis=1, keepdims=True) / 24.0 * (1 - PROFILE_MEMORY)  # ~ a day's rate
-        ratio = (self.hour_sales + PROFILE_PSEUDO * typical * shares + 1e-12) / (
-            self.hour_exposed + PROFILE_PSEUDO * typical + 1e-12)
+        ratio = (self.hour_sales + PROFILE_PSEUDO * typical * shares + 1e-12) / (self.hour_exposed + PROFILE_PSEUDO * typical + 1e-12)
         return np.asarray(ratio / ratio.sum(axis=1, keepdims=True))
 
     def tau(self) -> np.ndarray:
@@ -502,8 +506,7 @@ class LiveState:
         phi = (self.within[:, 0] + 1.0) / (self.within[:, 1] + 1.0)
         den = self.between[:, 1]
         typical = den * (1 - SPREAD_MEMORY)
-        inv_k = (self.between[:, 0] + SHAPE_PSEUDO_DAYS * typical / DAY_SHAPE) / np.maximum(
-            den + SHAPE_PSEUDO_DAYS * typical, 1e-300)
+        inv_k = (self.between[:, 0] + SHAPE_PSEUDO_DAYS * typical / DAY_SHAPE) / np.maximum(den + SHAPE_PSEUDO_DAYS * typical, 1e-300)
         return np.asarray(phi / np.where(den > 0, np.clip(inv_k, 1e-3, 4.0), 1.0 / DAY_SHAPE))
 
     def factors(self) -> np.ndarray:
@@ -519,9 +522,16 @@ class LiveState:
         return np.asarray(level * self.factors()[:, weekday])
 
 
-def close_day(live: LiveState, sales: np.ndarray, minutes: np.ndarray, weekday: int,
-              prior_profile: np.ndarray | None = None, *, groups: np.ndarray | None = None,
-              observed: np.ndarray | bool = True) -> tuple[np.ndarray, LiveState]:
+def close_day(
+    live: LiveState,
+    sales: np.ndarray,
+    minutes: np.ndarray,
+    weekday: int,
+    prior_profile: np.ndarray | None = None,
+    *,
+    groups: np.ndarray | None = None,
+    observed: np.ndarray | bool = True,
+) -> tuple[np.ndarray, LiveState]:
     """Recover one closed day of every series and fold it into the state.
 
     ``sales`` ``[S, 24]`` sold per hour of the day, ``minutes`` ``[S, 24]`` in stock per hour (0..60);
@@ -569,8 +579,9 @@ def _where(keep: np.ndarray, new: LiveState, old: LiveState) -> LiveState:
     return LiveState(*parts)
 
 
-def _fold(live: LiveState, y: np.ndarray, e: np.ndarray, profile: np.ndarray, mu: np.ndarray, tau: np.ndarray,
-          rate: np.ndarray, weekday: int) -> LiveState:
+def _fold(
+    live: LiveState, y: np.ndarray, e: np.ndarray, profile: np.ndarray, mu: np.ndarray, tau: np.ndarray, rate: np.ndarray, weekday: int
+) -> LiveState:
     """The state after one day: every sum decayed and the day added."""
     y_day = y.sum(axis=1)
     share = e * profile
@@ -579,8 +590,8 @@ def _fold(live: LiveState, y: np.ndarray, e: np.ndarray, profile: np.ndarray, mu
     seen = e >= 1.0
     expected = y_day[:, None] * pi
     within = live.within * SPREAD_MEMORY + np.stack(
-        [np.where(seen, (y - expected) ** 2, 0.0).sum(axis=1), np.where(seen, expected * (1 - pi), 0.0).sum(axis=1)],
-        axis=1)
+        [np.where(seen, (y - expected) ** 2, 0.0).sum(axis=1), np.where(seen, expected * (1 - pi), 0.0).sum(axis=1)], axis=1
+    )
     phi = (within[:, 0] + 1.0) / (within[:, 1] + 1.0)
     m = mu * w
     between = live.between * SPREAD_MEMORY + np.stack([(y_day - m) ** 2 - phi * m, m**2], axis=1)
@@ -590,13 +601,19 @@ def _fold(live: LiveState, y: np.ndarray, e: np.ndarray, profile: np.ndarray, mu
     day_level = level[:, 0] / np.maximum(level[:, 1], 1e-12)
     weekday_sums = live.weekday * SPREAD_MEMORY
     weekday_sums[:, weekday] += np.stack([c * y_day, c * w * day_level], axis=1)
-    return LiveState(hour_sales=live.hour_sales * PROFILE_MEMORY + y,
-                     hour_exposed=live.hour_exposed * PROFILE_MEMORY + e * rate[:, None],
-                     within=within, between=between, level=level, weekday=weekday_sums)
+    return LiveState(
+        hour_sales=live.hour_sales * PROFILE_MEMORY + y,
+        hour_exposed=live.hour_exposed * PROFILE_MEMORY + e * rate[:, None],
+        within=within,
+        between=between,
+        level=level,
+        weekday=weekday_sums,
+    )
 
 
-def warm_state(sales: np.ndarray, minutes: np.ndarray, first_weekday: int = 0,
-               prior_profile: np.ndarray | None = None) -> tuple[np.ndarray, LiveState]:
+def warm_state(
+    sales: np.ndarray, minutes: np.ndarray, first_weekday: int = 0, prior_profile: np.ndarray | None = None
+) -> tuple[np.ndarray, LiveState]:
     """A migration: recover whole days of hourly history ``[S, days * 24]`` in one batch
     (:func:`recover_hourly`), then fold them into a state day by day (a loop over days, not series).
     ``first_weekday``: the phase of the first day. Returns (the recovered daily history ``[S, days]``,
@@ -633,8 +650,9 @@ def profile_from_sums(sums: np.ndarray) -> np.ndarray:
     return np.asarray(np.where(total > 0, ratio / np.where(total > 0, total, 1.0), 1 / 24))
 
 
-def close_day_arrays(live: np.ndarray, sales: np.ndarray, out_of_stock_minutes: np.ndarray,
-                     weekday: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def close_day_arrays(
+    live: np.ndarray, sales: np.ndarray, out_of_stock_minutes: np.ndarray, weekday: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`close_day` as the order tick's history calls it (handlers/model/history.py), on plain arrays:
     ``live`` ``[S, 68]`` (or ``[S, 0]``: nothing kept yet), the day's ``sales`` ``[S, 24]`` and minutes
     out of stock ``[S, 24]``. Returns the recovered demand of the day ``[S]``, the recovered demand by

@@ -25,8 +25,9 @@ __all__ = ["CensoredShop", "FRESH_DIURNAL", "WEEKLY", "fresh_shop", "sell_throug
 _WEEKLY_RAW = np.array([0.92, 0.95, 0.97, 1.00, 1.08, 1.12, 0.96])
 WEEKLY = _WEEKLY_RAW / _WEEKLY_RAW.mean()
 # Fresh retail, by hour of day: open 06-22, a small lunch peak and a large after-work peak; mean 1.
-_FRESH_RAW = np.array([0, 0, 0, 0, 0, 0, 0.3, 0.6, 0.9, 1.0, 1.0, 1.2, 1.3, 1.0, 0.8, 0.8, 1.1, 1.7,
-                       2.3, 2.4, 1.9, 1.2, 0.5, 0], dtype=float)
+_FRESH_RAW = np.array(
+    [0, 0, 0, 0, 0, 0, 0.3, 0.6, 0.9, 1.0, 1.0, 1.2, 1.3, 1.0, 0.8, 0.8, 1.1, 1.7, 2.3, 2.4, 1.9, 1.2, 0.5, 0], dtype=float
+)
 FRESH_DIURNAL = _FRESH_RAW / _FRESH_RAW.mean()
 
 
@@ -87,8 +88,7 @@ def sell_through(hourly_demand: np.ndarray, stock: np.ndarray, rng: np.random.Ge
     return sales.astype(float), minutes
 
 
-def fresh_shop(series: int = 2000, days: int = 63, seed: int = 1, cover_low: float = 0.75,
-               cover_high: float = 1.35) -> CensoredShop:
+def fresh_shop(series: int = 2000, days: int = 63, seed: int = 1, cover_low: float = 0.75, cover_high: float = 1.35) -> CensoredShop:
     """Fresh retail: each morning the shelf gets cover_i x (the day's planned demand) x noise units and
     sells out late on the days demand beats it; nothing carries over.
 

@@ -163,8 +163,9 @@ def _predict(features: np.ndarray, share: np.ndarray, coef: np.ndarray) -> np.nd
     return np.asarray(_dot(features, coef[:width]) * share[..., 0] + _dot(features, coef[width:]) * (1.0 - share[..., 0]))
 
 
-def _training_rows(keys: np.ndarray, length: int, horizon: int, season: int, per_series: float | None,
-                   starts: np.ndarray) -> tuple[np.ndarray, ...]:
+def _training_rows(
+    keys: np.ndarray, length: int, horizon: int, season: int, per_series: float | None, starts: np.ndarray
+) -> tuple[np.ndarray, ...]:
     """(series, origin, step) of the rolling-origin training rows.
 
     Every row when there are at most ``per_series`` per series (``None``: no limit); otherwise about
@@ -179,8 +180,7 @@ def _training_rows(keys: np.ndarray, length: int, horizon: int, season: int, per
     return series[keep], origin[keep], step[keep]
 
 
-def _candidate_rows(keys: np.ndarray, length: int, horizon: int, season: int,
-                    per_series: float | None) -> tuple[np.ndarray, ...]:
+def _candidate_rows(keys: np.ndarray, length: int, horizon: int, season: int, per_series: float | None) -> tuple[np.ndarray, ...]:
     first = int(min(2 * season, max(1, length // 2)))
     max_step = min(horizon, length - first)
     n_series = len(keys)
@@ -253,8 +253,8 @@ def exact_cross(left: np.ndarray, right: np.ndarray) -> list[list[int]]:
     total = np.zeros((left.shape[1], right.shape[1]), dtype=object)
     sums = {pair: np.zeros_like(total, dtype=np.int64) for pair in pairs}
     for number, begin in enumerate(range(0, len(fixed_left), _EXACT_ROWS)):
-        a = _limbs(fixed_left[begin:begin + _EXACT_ROWS])
-        b = a if symmetric else _limbs(fixed_right[begin:begin + _EXACT_ROWS])
+        a = _limbs(fixed_left[begin : begin + _EXACT_ROWS])
+        b = a if symmetric else _limbs(fixed_right[begin : begin + _EXACT_ROWS])
         for i, j in pairs:
             sums[i, j] += np.rint(a[i].T @ b[j]).astype(np.int64)
         if (number + 1) % _FLUSH_CHUNKS == 0:
@@ -278,7 +278,7 @@ def exact_sum(values: np.ndarray) -> list[int]:
     fixed = _fixed(values)
     total = np.zeros(fixed.shape[1], dtype=object)
     for begin in range(0, len(fixed), _SUM_ROWS):  # |value| < 2**39: 2**24 of them fit an int64
-        total += fixed[begin:begin + _SUM_ROWS].sum(axis=0).astype(object)
+        total += fixed[begin : begin + _SUM_ROWS].sum(axis=0).astype(object)
     return total.tolist()
 
 
@@ -309,9 +309,13 @@ class Stats:
     tails: list[list[int]] | None = None  # [bands, TAIL_BINS] counts of |residual| / std
 
     def __add__(self, other: Stats) -> Stats:
-        return Stats(series=self.series + other.series, profile=_add(self.profile, other.profile),
-                     regression=_add(self.regression, other.regression),
-                     variance=_add(self.variance, other.variance), tails=_add(self.tails, other.tails))
+        return Stats(
+            series=self.series + other.series,
+            profile=_add(self.profile, other.profile),
+            regression=_add(self.regression, other.regression),
+            variance=_add(self.variance, other.variance),
+            tails=_add(self.tails, other.tails),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -324,15 +328,27 @@ class Stats:
         if not isinstance(doc["series"], int) or doc["series"] < 0:
             raise ValueError("series: not a count")
         width = 2 * (len(LEVEL_SEASONS) + len(PHASE_SEASONS) + len(PROFILE_SEASONS))
-        shapes = {"profile": (2, None), "regression": (width + 2, width + 2), "variance": (5, 5),
-                  "tails": (len(SHARE_BANDS) + 1, TAIL_BINS)}  # what this version of the model fits
+        shapes = {
+            "profile": (2, None),
+            "regression": (width + 2, width + 2),
+            "variance": (5, 5),
+            "tails": (len(SHARE_BANDS) + 1, TAIL_BINS),
+        }  # what this version of the model fits
         for name, (rows, columns) in shapes.items():
             value = doc[name]
             if value is None:
                 continue
-            if not (isinstance(value, list) and len(value) == rows and all(
-                    isinstance(row, list) and row and len(row) == len(value[0]) and all(
-                        isinstance(x, int) and not isinstance(x, bool) for x in row) for row in value)):
+            if not (
+                isinstance(value, list)
+                and len(value) == rows
+                and all(
+                    isinstance(row, list)
+                    and row
+                    and len(row) == len(value[0])
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in row)
+                    for row in value
+                )
+            ):
                 raise ValueError(f"{name}: not a table of integers of {rows} rows")
             if columns is not None and len(value[0]) != columns:
                 raise ValueError(f"{name}: {len(value[0])} columns, this model has {columns}")
@@ -363,7 +379,7 @@ _SCALE2 = 2.0 ** (2 * FIXED_BITS)
 def _solve(cross: list[list[int]], width: int) -> np.ndarray:
     """Non-negative least squares of column ``width`` on the ``width`` columns before it, from the
     exact cross products of the columns."""
-    table = np.array([[float(x) for x in row[:width + 1]] for row in cross[:width]]) / _SCALE2
+    table = np.array([[float(x) for x in row[: width + 1]] for row in cross[:width]]) / _SCALE2
     return _nonnegative_least_squares(table[:, :width], table[:, width])
 
 
@@ -410,15 +426,16 @@ def _variance_features(mean: np.ndarray, step: np.ndarray, season: int) -> np.nd
 class _Model:
     """One history prepared for the model: scaled, its prefix sums, its training rows."""
 
-    def __init__(self, history: np.ndarray, horizon: int, season: int, keys: np.ndarray | None,
-                 first_day: int, per_series: float | None) -> None:
+    def __init__(
+        self, history: np.ndarray, horizon: int, season: int, keys: np.ndarray | None, first_day: int, per_series: float | None
+    ) -> None:
         values = np.asarray(history, dtype=float)
         if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 1:
             raise ValueError(f"history must be [series, periods] with both >= 1, got shape {values.shape}")
         if horizon < 1 or season < 1:
             raise ValueError(f"horizon and season must be >= 1, got horizon={horizon}, season={season}")
         kept = min(values.shape[1], LOOKBACK_SEASONS * season)
-        self.values = values[:, values.shape[1] - kept:]
+        self.values = values[:, values.shape[1] - kept :]
         self.first_day = first_day + values.shape[1] - kept  # absolute period of the first kept column
         self.horizon, self.season = horizon, season
         n_series, length = self.values.shape
@@ -428,8 +445,7 @@ class _Model:
             keys = mix(np.arange(n_series, dtype=np.uint64) + np.uint64(SEED))
         finite = np.isfinite(self.values)
         starts = np.where(finite.any(axis=1), np.argmax(finite, axis=1), length)
-        series, origin, step = _training_rows(np.asarray(keys, dtype=np.uint64), length, horizon, season, per_series,
-                                              starts)
+        series, origin, step = _training_rows(np.asarray(keys, dtype=np.uint64), length, horizon, season, per_series, starts)
         target = self.win.sum[series, origin + step] - self.win.sum[series, origin + step - 1]
         observed = self.win.count[series, origin + step] - self.win.count[series, origin + step - 1] > 0
         self.rows = series[observed], origin[observed], step[observed]
@@ -460,6 +476,7 @@ class _Model:
 
     def features(self, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The wide training features ``[rows, 2F]`` under ``profile``, and each row's non-zero share."""
+
         def compute() -> tuple[np.ndarray, np.ndarray]:
             series, origin, step = self.rows
             features, share = _design(self.win, series, origin, step[:, None], profile, self.first_day)
@@ -524,8 +541,7 @@ class _Model:
             mean = np.repeat(np.nan_to_num(self.win.mean(out_series, out_origin, length)), horizon)
             return _result(mean, np.ones_like(mean), self.scale, self.values)
         out_step = np.broadcast_to(np.arange(1, horizon + 1), (n_series, horizon))
-        out_features, out_share = _design(self.win, out_series, out_origin, out_step, self.profile(params),
-                                          self.first_day)
+        out_features, out_share = _design(self.win, out_series, out_origin, out_step, self.profile(params), self.first_day)
         mean = np.maximum(_predict(out_features, out_share, params.coef), 0.0).ravel()
         if params.variance_coef is None:
             return _result(mean, np.ones_like(mean), self.scale, self.values)
@@ -551,8 +567,9 @@ def forecast(history: np.ndarray, horizon: int, *, season: int = 7) -> Forecast:
     return pooled_forecast(history, horizon, None, season=season)[0]
 
 
-def pooled_forecast(history: np.ndarray, horizon: int, params: Params | None, *, season: int = 7,
-                    keys: np.ndarray | None = None, first_day: int = 0) -> tuple[Forecast, Stats, Params]:
+def pooled_forecast(
+    history: np.ndarray, horizon: int, params: Params | None, *, season: int = 7, keys: np.ndarray | None = None, first_day: int = 0
+) -> tuple[Forecast, Stats, Params]:
     """The forecast of ``history`` under pooled ``params``, and this history's statistics under them.
 
     ``params`` ``None``: fitted here, stage by stage, on this history alone (the profile, then the

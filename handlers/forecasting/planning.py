@@ -45,8 +45,9 @@ def hour_shares(state: State, catalog: Catalog, pooled: Pool | None = None) -> n
     return np.asarray((profile + _SHARE_PSEUDO_UNITS * shrink) / (own + _SHARE_PSEUDO_UNITS))
 
 
-def daily_forecast(state: State, catalog: Catalog, now: float,
-                   pooled: Pool | None = None) -> tuple[np.ndarray, np.ndarray, forecasting.Stats]:
+def daily_forecast(
+    state: State, catalog: Catalog, now: float, pooled: Pool | None = None
+) -> tuple[np.ndarray, np.ndarray, forecasting.Stats]:
     """Mean and std of demand for today and the next 7 UTC days [S, FORECAST_DAYS], and the
     statistics of these series for the next day's fit (handlers/runtime/pool.py).
 
@@ -58,7 +59,7 @@ def daily_forecast(state: State, catalog: Catalog, now: float,
     parameters are fitted from; ``None``: fitted on these series alone.
     """
     today = int(now // 86400)
-    history = state.daily_demand[:, -forecasting.HISTORY_DAYS:]
+    history = state.daily_demand[:, -forecasting.HISTORY_DAYS :]
     first_day = state.history_day - history.shape[1]
     history = history / promotion_calendar(catalog, first_day, history.shape[1])
     ahead = promotion_calendar(catalog, today, FORECAST_DAYS)
@@ -69,8 +70,9 @@ def daily_forecast(state: State, catalog: Catalog, now: float,
         return prior_mean * ahead, prior_std * ahead, forecasting.Stats(series=state.num_series)
     skip = max(today - state.history_day, 0)  # days between the last complete day and today
     params = None if pooled is None else forecasting.fit(pooled.model)
-    model, stats, _ = forecasting.pooled_forecast(history, FORECAST_DAYS + skip, params, season=7,
-                                                  keys=catalog.series_keys, first_day=first_day)
+    model, stats, _ = forecasting.pooled_forecast(
+        history, FORECAST_DAYS + skip, params, season=7, keys=catalog.series_keys, first_day=first_day
+    )
     weight = np.minimum(observed / PRIOR_DAYS, 1.0)[:, None]
     mean = weight * model.mean[:, skip:] + (1 - weight) * prior_mean
     var = weight * model.std[:, skip:] ** 2 + (1 - weight) * prior_std**2
@@ -111,23 +113,29 @@ class Outlook:
 
 
 def outlook(state: State, now: float, policy: Policy) -> Outlook:
-    path = demand_path(state.forecast_mean, state.forecast_std, state.hour_share,
-                       int(state.forecast_at // 86400), now, HORIZON_HOURS)
+    path = demand_path(state.forecast_mean, state.forecast_std, state.hour_share, int(state.forecast_at // 86400), now, HORIZON_HOURS)
     inbound = arrivals(state, now)
     hours = stockout_hours(path, state.on_hand, inbound)
     probability = stockout_probability(path, state.on_hand, inbound, policy.alert_threshold_hours)
-    return Outlook(path=path, inbound=inbound_units(state), open_orders=open_count(state), stockout_in=hours,
-                   probability=probability)
+    return Outlook(path=path, inbound=inbound_units(state), open_orders=open_count(state), stockout_in=hours, probability=probability)
 
 
 def reorder_plan(state: State, view: Outlook, catalog: Catalog, policy: Policy) -> ReorderPlan:
-    return plan_reorders(policy, view.path, on_hand=state.on_hand, inbound=view.inbound,
-                         open_orders=view.open_orders, lead_time_hours=catalog.lead_time_hours,
-                         pack_size=catalog.pack_size, stockout_in_hours=view.stockout_in)
+    return plan_reorders(
+        policy,
+        view.path,
+        on_hand=state.on_hand,
+        inbound=view.inbound,
+        open_orders=view.open_orders,
+        lead_time_hours=catalog.lead_time_hours,
+        pack_size=catalog.pack_size,
+        stockout_in_hours=view.stockout_in,
+    )
 
 
-def score_forecasts(state: State, tick: Tick, catalog: Catalog, today_forecast: np.ndarray,
-                    today_std: np.ndarray) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def score_forecasts(
+    state: State, tick: Tick, catalog: Catalog, today_forecast: np.ndarray, today_std: np.ndarray
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Score the pending day's forecast once that day is complete; start a new pending day.
 
     Returns the state changes and one ``forecast_score`` event per series scored.
@@ -143,18 +151,30 @@ def score_forecasts(state: State, tick: Tick, catalog: Catalog, today_forecast: 
         paired = ok & np.isfinite(naive)
         error = np.where(ok, np.abs(state.score_forecast - actual), 0.0)
         naive_error = np.where(paired, np.abs(naive - actual), 0.0)
-        changes.update(score_abs_error=state.score_abs_error + error,
-                       score_actual=state.score_actual + np.where(ok, actual, 0.0),
-                       score_days=state.score_days + ok,
-                       score_paired_abs_error=state.score_paired_abs_error + np.where(paired, error, 0.0),
-                       score_naive_abs_error=state.score_naive_abs_error + naive_error, score_day=-1)
+        changes.update(
+            score_abs_error=state.score_abs_error + error,
+            score_actual=state.score_actual + np.where(ok, actual, 0.0),
+            score_days=state.score_days + ok,
+            score_paired_abs_error=state.score_paired_abs_error + np.where(paired, error, 0.0),
+            score_naive_abs_error=state.score_naive_abs_error + naive_error,
+            score_day=-1,
+        )
         moment = datetime.fromtimestamp((day + 1) * 86400, timezone.utc)
-        events = series_events("forecast_score", "forecast", moment, catalog, np.flatnonzero(ok), {
-            "day": np.full(state.num_series, format_time(datetime.fromtimestamp(day * 86400, timezone.utc))[:10]),
-            "forecast_units": np.round(state.score_forecast, 2),
-            "forecast_std_units": np.round(state.score_forecast_std, 2), "actual_units": actual,
-            "abs_error": np.round(error, 2),
-            "seasonal_naive_abs_error": np.where(paired, naive_error, np.nan)})
+        events = series_events(
+            "forecast_score",
+            "forecast",
+            moment,
+            catalog,
+            np.flatnonzero(ok),
+            {
+                "day": np.full(state.num_series, format_time(datetime.fromtimestamp(day * 86400, timezone.utc))[:10]),
+                "forecast_units": np.round(state.score_forecast, 2),
+                "forecast_std_units": np.round(state.score_forecast_std, 2),
+                "actual_units": actual,
+                "abs_error": np.round(error, 2),
+                "seasonal_naive_abs_error": np.where(paired, naive_error, np.nan),
+            },
+        )
         day = -1
     if day < 0:  # nothing pending: today's forecast (from complete history) is scored next
         changes.update(score_day=today, score_forecast=today_forecast, score_forecast_std=today_std)
@@ -172,38 +192,59 @@ def forecast(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs
     mean, std, stats = daily_forecast(state, catalog, tick.epoch, pooled)
     scoring, score_events = score_forecasts(state, tick, catalog, mean[:, 0], std[:, 0])  # day-ahead, unadjusted
     shares = hour_shares(state, catalog, pooled)
-    published = pooled_stats.own(state.history_day, stats, state.hour_profile, [w.id for w in catalog.warehouses],
-                         catalog.warehouse_index)
-    new_state = state.replace(forecast_at=tick.epoch, forecast_mean=intraday_update(state, mean, shares, tick.epoch),
-                              forecast_std=std, hour_share=shares, **scoring)
+    published = pooled_stats.own(state.history_day, stats, state.hour_profile, [w.id for w in catalog.warehouses], catalog.warehouse_index)
+    new_state = state.replace(
+        forecast_at=tick.epoch,
+        forecast_mean=intraday_update(state, mean, shares, tick.epoch),
+        forecast_std=std,
+        hour_share=shares,
+        **scoring,
+    )
     view = outlook(new_state, tick.epoch, policy)
     plan = reorder_plan(new_state, view, catalog, policy)
     within = np.isfinite(view.stockout_in)
-    events = series_events("inventory", "forecast", tick.time, catalog, np.arange(state.num_series), {
-        "inventory_units": state.on_hand,
-        "orders_per_hour": np.round(state.order_rate_now() * 60.0, 3),
-        "predicted_stockout_hours": np.round(view.stockout_in, 2),
-        "low_stock_warning": plan.stockout_soon | plan.below_reorder_point,
-        "stockout_within_horizon": within,
-        "stockout_probability": np.round(view.probability, 4),
-        "inbound_units": view.inbound,
-        "forecast_7d_units": np.round(view.path.cum_mean[:, -1], 2),
-        "reorder_point": np.round(plan.reorder_point, 2),
-    })
-    summary = {"series": state.num_series, "low_stock": int((plan.stockout_soon | plan.below_reorder_point).sum()),
-               "stockout_within_threshold": int(plan.stockout_soon.sum()), "forecasts_scored": len(score_events)}
-    exposed = {"stockout_hours": view.stockout_in, "stockout_probability": view.probability,
-               "forecast_7d_units": view.path.cum_mean[:, -1], "reorder_point": plan.reorder_point}
-    return Outcome(new_state, events + score_events, {**summary, **pooled_stats.describe(pooled)}, exposed,
-                   statistics=published)
+    events = series_events(
+        "inventory",
+        "forecast",
+        tick.time,
+        catalog,
+        np.arange(state.num_series),
+        {
+            "inventory_units": state.on_hand,
+            "orders_per_hour": np.round(state.order_rate_now() * 60.0, 3),
+            "predicted_stockout_hours": np.round(view.stockout_in, 2),
+            "low_stock_warning": plan.stockout_soon | plan.below_reorder_point,
+            "stockout_within_horizon": within,
+            "stockout_probability": np.round(view.probability, 4),
+            "inbound_units": view.inbound,
+            "forecast_7d_units": np.round(view.path.cum_mean[:, -1], 2),
+            "reorder_point": np.round(plan.reorder_point, 2),
+        },
+    )
+    summary = {
+        "series": state.num_series,
+        "low_stock": int((plan.stockout_soon | plan.below_reorder_point).sum()),
+        "stockout_within_threshold": int(plan.stockout_soon.sum()),
+        "forecasts_scored": len(score_events),
+    }
+    exposed = {
+        "stockout_hours": view.stockout_in,
+        "stockout_probability": view.probability,
+        "forecast_7d_units": view.path.cum_mean[:, -1],
+        "reorder_point": plan.reorder_point,
+    }
+    return Outcome(new_state, events + score_events, {**summary, **pooled_stats.describe(pooled)}, exposed, statistics=published)
 
 
-def _reason(plan_below: bool, position: float, rop: float, lead: float, safety: float,
-            service: float, hours: float, threshold: float) -> str:
+def _reason(
+    plan_below: bool, position: float, rop: float, lead: float, safety: float, service: float, hours: float, threshold: float
+) -> str:
     parts = []
     if plan_below:
-        parts.append(f"inventory position {position:.0f} <= reorder point {rop:.1f} "
-                     f"(lead-time demand {lead:.1f} + safety stock {safety:.1f} at {service:.0%} service)")
+        parts.append(
+            f"inventory position {position:.0f} <= reorder point {rop:.1f} "
+            f"(lead-time demand {lead:.1f} + safety stock {safety:.1f} at {service:.0%} service)"
+        )
     if math.isfinite(hours) and hours <= threshold:
         parts.append(f"projected stockout in {hours:.1f} h <= {threshold:g} h threshold")
     return "; ".join(parts)
@@ -222,25 +263,38 @@ def alert(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs())
     reasons = np.full(state.num_series, "", dtype=object)
     arrival = np.full(state.num_series, "", dtype=object)
     for i in index.tolist():
-        reasons[i] = _reason(bool(plan.below_reorder_point[i]), float(plan.inventory_position[i]),
-                             float(plan.reorder_point[i]), float(plan.lead_time_demand[i]),
-                             float(plan.safety_stock[i]), policy.service_level, float(view.stockout_in[i]),
-                             policy.alert_threshold_hours)
+        reasons[i] = _reason(
+            bool(plan.below_reorder_point[i]),
+            float(plan.inventory_position[i]),
+            float(plan.reorder_point[i]),
+            float(plan.lead_time_demand[i]),
+            float(plan.safety_stock[i]),
+            policy.service_level,
+            float(view.stockout_in[i]),
+            policy.alert_threshold_hours,
+        )
         arrival[i] = format_time(datetime.fromtimestamp(float(due[i]), timezone.utc))
     ids = np.full(state.num_series, "", dtype=object)
     ids[index] = order_ids(catalog, index, numbers)
-    events = series_events("reorder_alert", "alert", tick.time, catalog, index, {
-        "current_inventory": state.on_hand,
-        "predicted_stockout_hours": np.round(view.stockout_in, 2),
-        "recommended_reorder_quantity": plan.quantity,
-        "reason": reasons,
-        "reorder_point": np.round(plan.reorder_point, 2),
-        "inventory_position": plan.inventory_position,
-        "service_level": np.full(state.num_series, policy.service_level),
-        "stockout_probability": np.round(view.probability, 4),
-        "purchase_order_id": ids,
-        "expected_arrival": arrival,
-    })
+    events = series_events(
+        "reorder_alert",
+        "alert",
+        tick.time,
+        catalog,
+        index,
+        {
+            "current_inventory": state.on_hand,
+            "predicted_stockout_hours": np.round(view.stockout_in, 2),
+            "recommended_reorder_quantity": plan.quantity,
+            "reason": reasons,
+            "reorder_point": np.round(plan.reorder_point, 2),
+            "inventory_position": plan.inventory_position,
+            "service_level": np.full(state.num_series, policy.service_level),
+            "stockout_probability": np.round(view.probability, 4),
+            "purchase_order_id": ids,
+            "expected_arrival": arrival,
+        },
+    )
     reorders = state.reorders.copy()
     reorders[index] += 1
     new_state = state.replace(reorders=reorders, **changes)

@@ -68,12 +68,14 @@ class Pool:
         return Pool(self.day, self.model + other.model, hours, self.shards + other.shards)
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"version": _VERSION, "day": self.day, "model": self.model.to_json(),
-                           "hours": self.hours}, sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(
+            {"version": _VERSION, "day": self.day, "model": self.model.to_json(), "hours": self.hours},
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str, day: int | None = None, *,
-                   warehouses: Sequence[str] | None = None) -> Pool:
+    def from_bytes(cls, data: bytes, where: str, day: int | None = None, *, warehouses: Sequence[str] | None = None) -> Pool:
         """Validated (of ``day`` and the catalog's ``warehouses``, when given) and within the bounds a
         real catalog can produce (:func:`check_bounds`); a damaged object is a ``ValueError`` naming
         ``where``."""
@@ -85,8 +87,8 @@ class Pool:
                 raise ValueError(f"of day {doc['day']}, not {day}")
             hours = doc.get("hours")
             if not isinstance(hours, dict) or not all(
-                    isinstance(row, list) and len(row) == 24 and all(isinstance(x, int) for x in row)
-                    for row in hours.values()):
+                isinstance(row, list) and len(row) == 24 and all(isinstance(x, int) for x in row) for row in hours.values()
+            ):
                 raise ValueError("hours: not 24 integers per warehouse")
             if warehouses is not None and set(hours) != set(warehouses):
                 raise ValueError("hours: not the catalog's warehouses")
@@ -128,14 +130,16 @@ def check_bounds(pooled: Pool) -> None:
         raise ValueError(f"series: {series}, more than the {MAX_SERIES} one shard holds")
     if stats.profile is not None:
         sums, counts = stats.profile
-        if len(counts) != len(sums) or any(not 0 <= n <= PHASE_DAYS * series for n in counts) or any(
-                abs(total) > n * VALUE for total, n in zip(sums, counts)):
+        if (
+            len(counts) != len(sums)
+            or any(not 0 <= n <= PHASE_DAYS * series for n in counts)
+            or any(abs(total) > n * VALUE for total, n in zip(sums, counts))
+        ):
             raise ValueError("profile: sums or counts beyond what the series can give")
     limit_rows = series * ROWS_PER_SERIES
     _gram("regression", stats.regression, limit_rows)
     rows = _gram("variance", stats.variance, limit_rows)  # the same training rows (its first input is 1)
-    if stats.tails is not None and (any(n < 0 for row in stats.tails for n in row)
-                                    or sum(n for row in stats.tails for n in row) > rows):
+    if stats.tails is not None and (any(n < 0 for row in stats.tails for n in row) or sum(n for row in stats.tails for n in row) > rows):
         raise ValueError("tails: counts beyond the training rows")
     if any(abs(x) > series * VALUE for row in pooled.hours.values() for x in row):
         raise ValueError("hours: sums beyond what the series can give")
@@ -148,9 +152,13 @@ def _max_bytes(warehouses: tuple[str, ...]) -> int:
     width = 2 * (len(LEVEL_SEASONS) + len(PHASE_SEASONS) + len(PROFILE_SEASONS)) + 2
     rows = MAX_SERIES * ROWS_PER_SERIES
     cross = -rows * VALUE * VALUE
-    model = Stats(series=MAX_SERIES, profile=[[-PHASE_DAYS * MAX_SERIES * VALUE] * 7, [PHASE_DAYS * MAX_SERIES] * 7],
-                  regression=[[cross] * width] * width, variance=[[cross] * 5] * 5,
-                  tails=[[rows] * TAIL_BINS] * (len(SHARE_BANDS) + 1))
+    model = Stats(
+        series=MAX_SERIES,
+        profile=[[-PHASE_DAYS * MAX_SERIES * VALUE] * 7, [PHASE_DAYS * MAX_SERIES] * 7],
+        regression=[[cross] * width] * width,
+        variance=[[cross] * 5] * 5,
+        tails=[[rows] * TAIL_BINS] * (len(SHARE_BANDS) + 1),
+    )
     return len(Pool(0, model, {w: [-MAX_SERIES * VALUE] * 24 for w in warehouses}).to_bytes()) + 64
 
 
@@ -160,8 +168,7 @@ def max_bytes(warehouses: Sequence[str]) -> int:
     return _max_bytes(tuple(warehouses))
 
 
-def own(day: int, model: Stats, hour_profile: np.ndarray, warehouse_ids: list[str],
-        warehouse_index: np.ndarray) -> Pool:
+def own(day: int, model: Stats, hour_profile: np.ndarray, warehouse_ids: list[str], warehouse_index: np.ndarray) -> Pool:
     """One shard's statistics: the model's, and its series' hour profiles summed per warehouse."""
     hours = {w: exact_sum(hour_profile[warehouse_index == i]) for i, w in enumerate(warehouse_ids)}
     return Pool(day, model, hours)

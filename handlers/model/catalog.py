@@ -29,8 +29,7 @@ from handlers.model.streams import mix, string_keys
 __all__ = ["Product", "Warehouse", "Catalog", "parse_catalog", "parse_catalog_bytes"]
 
 DEFAULT_INITIAL_STOCK_DAYS = 5.0
-_PRODUCT_KEYS = {"id", "base_demand_per_day", "lead_time_hours", "pack_size", "trend_per_year",
-                 "promo_probability_per_day", "promo_lift"}
+_PRODUCT_KEYS = {"id", "base_demand_per_day", "lead_time_hours", "pack_size", "trend_per_year", "promo_probability_per_day", "promo_lift"}
 _WAREHOUSE_KEYS = {"id", "timezone", "demand_factor"}
 _TOP_KEYS = {"seed", "products", "warehouses", "initial_stock"}
 
@@ -135,13 +134,18 @@ class Catalog:
     @cached_property
     def fingerprint(self) -> str:
         """A digest of everything that shapes a run; a store remembers the one it started with."""
-        doc = {"seed": self.seed, "products": [vars(p) for p in self.products],
-               "warehouses": [vars(w) for w in self.warehouses], "initial_stock": self.initial_stock_table}
+        doc = {
+            "seed": self.seed,
+            "products": [vars(p) for p in self.products],
+            "warehouses": [vars(w) for w in self.warehouses],
+            "initial_stock": self.initial_stock_table,
+        }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------
 # Loading and validation
+
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """libyaml's C SafeLoader when present (4x faster), whose integers longer than MAX_DIGITS are
@@ -166,7 +170,7 @@ def parse_catalog_bytes(data: bytes, *, source: str) -> Catalog:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CatalogError(f"{source}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from exc
+        raise CatalogError(f"{source}: not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r})") from exc
     return parse_catalog(text, source=source)
 
 
@@ -198,21 +202,31 @@ class _Parser:
             raise self.fail(where, f"must be a mapping, got {type(value).__name__}")
         unknown = sorted(set(map(_name, value)) - allowed)
         if unknown:
-            raise self.fail(f"{where}.{unknown[0]}" if where else unknown[0],
-                            f"unknown field (expected one of {', '.join(sorted(allowed))})")
+            raise self.fail(
+                f"{where}.{unknown[0]}" if where else unknown[0], f"unknown field (expected one of {', '.join(sorted(allowed))})"
+            )
         return value
 
-    def number(self, row: dict[str, Any], key: str, where: str, *, default: float | None = None,
-               minimum: float = 0.0, strict: bool = True, integer: bool = False) -> float:
+    def number(
+        self,
+        row: dict[str, Any],
+        key: str,
+        where: str,
+        *,
+        default: float | None = None,
+        minimum: float = 0.0,
+        strict: bool = True,
+        integer: bool = False,
+    ) -> float:
         if key not in row:
             if default is None:
                 raise self.fail(f"{where}.{key}", "missing")
             return default
-        return self.value(row[key], f"{where}.{key}", minimum=minimum, strict=strict, integer=integer,
-                          maximum=CATALOG_MAXIMA[key])
+        return self.value(row[key], f"{where}.{key}", minimum=minimum, strict=strict, integer=integer, maximum=CATALOG_MAXIMA[key])
 
-    def value(self, value: Any, field: str, *, minimum: float = 0.0, strict: bool = True,
-              integer: bool = False, maximum: float = math.inf) -> float:
+    def value(
+        self, value: Any, field: str, *, minimum: float = 0.0, strict: bool = True, integer: bool = False, maximum: float = math.inf
+    ) -> float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if ok and integer:
             ok = float(value).is_integer()
@@ -231,8 +245,11 @@ class _Parser:
             raise self.fail(f"{where}.id", f"must be a non-empty string, got {shown(value)}")
         unprintable = next((char for char in value if not char.isprintable()), None)
         if unprintable is not None:  # ids are printed: an escape sequence or a newline would act, not show
-            raise self.fail(f"{where}.id", f"contains the control character U+{ord(unprintable):04X} at position "
-                                           f"{value.index(unprintable)} (ids must be printable text), got {shown(value)}")
+            raise self.fail(
+                f"{where}.id",
+                f"contains the control character U+{ord(unprintable):04X} at position "
+                f"{value.index(unprintable)} (ids must be printable text), got {shown(value)}",
+            )
         if value in seen:
             raise self.fail(f"{where}.id", f"duplicate id {shown(value)}")
         seen.add(value)
@@ -245,8 +262,11 @@ class _Parser:
                 raise self.fail(key, "must be a non-empty list")
         series = len(doc["products"]) * len(doc["warehouses"])
         if series > MAX_CATALOG_SERIES:
-            raise self.fail("products", f"{len(doc['products'])} products x {len(doc['warehouses'])} warehouses "
-                                        f"= {series} series, more than the limit of {MAX_CATALOG_SERIES}")
+            raise self.fail(
+                "products",
+                f"{len(doc['products'])} products x {len(doc['warehouses'])} warehouses "
+                f"= {series} series, more than the limit of {MAX_CATALOG_SERIES}",
+            )
         seed = doc.get("seed", 42)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= CATALOG_MAXIMA["seed"]:
             raise self.fail("seed", f"must be a non-negative integer below 2**63, got {shown(seed)}")
@@ -265,8 +285,7 @@ class _Parser:
             lead_time_hours=self.number(row, "lead_time_hours", where),
             pack_size=int(self.number(row, "pack_size", where, integer=True)),
             trend_per_year=self.number(row, "trend_per_year", where, default=0.05, minimum=-0.9),
-            promo_probability_per_day=self.number(row, "promo_probability_per_day", where, default=0.03,
-                                                  strict=False),
+            promo_probability_per_day=self.number(row, "promo_probability_per_day", where, default=0.03, strict=False),
             promo_lift=self.number(row, "promo_lift", where, default=1.8),
         )
 
@@ -282,8 +301,7 @@ class _Parser:
             raise self.fail(f"{where}.timezone", f"must be an IANA time zone name, got {shown(zone)}") from exc
         return Warehouse(ident, zone, self.number(row, "demand_factor", where, default=1.0))
 
-    def initial_stock(self, spec: Any, products: tuple[Product, ...],
-                      warehouses: tuple[Warehouse, ...]) -> tuple[tuple[int, ...], ...]:
+    def initial_stock(self, spec: Any, products: tuple[Product, ...], warehouses: tuple[Warehouse, ...]) -> tuple[tuple[int, ...], ...]:
         def units(value: Any, field: str) -> int:
             return int(self.value(value, field, strict=False, integer=True, maximum=CATALOG_MAXIMA["initial_stock"]))
 
@@ -310,8 +328,7 @@ class _Parser:
                 for key in entry:
                     if key not in {w.id for w in warehouses}:
                         raise self.fail(f"{where}.{_name(key)}", "not a warehouse id of this catalog")
-                rows.append(tuple(units(entry[w.id], f"{where}.{w.id}") if w.id in entry
-                                  else days_of_demand(p, w) for w in warehouses))
+                rows.append(tuple(units(entry[w.id], f"{where}.{w.id}") if w.id in entry else days_of_demand(p, w) for w in warehouses))
             else:
                 n = units(entry, where)
                 rows.append(tuple(n for _ in warehouses))

@@ -85,8 +85,7 @@ def parse_event(event: Any) -> Tick:
     event_id = event.get("id", "")
     if not isinstance(event_id, str):
         raise InputError(f"event.id: must be a string, got {type(event_id).__name__}")
-    return Tick(time=moment, event_id=event_id, shard=_whole(detail, "shard", 0),
-                num_shards=_whole(detail, "num_shards", 1))
+    return Tick(time=moment, event_id=event_id, shard=_whole(detail, "shard", 0), num_shards=_whole(detail, "num_shards", 1))
 
 
 def _whole(detail: dict[str, Any], key: str, low: int) -> int | None:
@@ -101,14 +100,19 @@ def _whole(detail: dict[str, Any], key: str, low: int) -> int | None:
         except ValueError:
             pass  # refused below, naming the field
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_SHARD_NUMBER:
-        raise InputError(f"event.detail.{key}: must be a whole number >= {low} written with ASCII digits, "
-                         f"got {shown(value, 32)}")
+        raise InputError(f"event.detail.{key}: must be a whole number >= {low} written with ASCII digits, got {shown(value, 32)}")
     return value
 
 
-def scheduled_event(moment: datetime, rule: str, *, event_id: str | None = None,
-                    account: str = "000000000000", region: str = "us-east-1",
-                    shard: int | None = None) -> dict[str, Any]:
+def scheduled_event(
+    moment: datetime,
+    rule: str,
+    *,
+    event_id: str | None = None,
+    account: str = "000000000000",
+    region: str = "us-east-1",
+    shard: int | None = None,
+) -> dict[str, Any]:
     """Build the event EventBridge would deliver for ``rule`` firing at ``moment`` (for ``shard``:
     what the rule's target for that shard delivers, ``detail.shard`` set)."""
     return {

@@ -37,8 +37,24 @@ import numpy as np
 
 from handlers.model.bounds import EARLIEST, LATEST
 
-__all__ = ["KINDS", "ORDER", "RETURN", "RECEIPT", "COUNT", "Lines", "Parsed", "Batch", "parse_object", "id_keys",
-           "MAX_OBJECT_BYTES", "MAX_LINE_CHARS", "MAX_LINES", "MAX_QUANTITY", "MAX_ON_HAND", "MAX_ID_CHARS"]
+__all__ = [
+    "KINDS",
+    "ORDER",
+    "RETURN",
+    "RECEIPT",
+    "COUNT",
+    "Lines",
+    "Parsed",
+    "Batch",
+    "parse_object",
+    "id_keys",
+    "MAX_OBJECT_BYTES",
+    "MAX_LINE_CHARS",
+    "MAX_LINES",
+    "MAX_QUANTITY",
+    "MAX_ON_HAND",
+    "MAX_ID_CHARS",
+]
 
 KINDS = ("orders", "receipts", "counts")  # the three feeds
 ORDER, RETURN, RECEIPT, COUNT = 0, 1, 2, 3  # what a line does (Lines.kind)
@@ -50,9 +66,11 @@ MAX_ON_HAND = 1_000_000_000  # units one count may report (the catalog's initial
 MAX_ID_CHARS = 128
 _GZIP = b"\x1f\x8b"
 _DIGITS = re.compile(r"[0-9]{1,10}")
-_FIELDS = {"orders": ("line_id", "time", "product_id", "warehouse_id", "quantity"),
-           "receipts": ("line_id", "time", "product_id", "warehouse_id", "quantity"),
-           "counts": ("line_id", "time", "product_id", "warehouse_id", "on_hand")}
+_FIELDS = {
+    "orders": ("line_id", "time", "product_id", "warehouse_id", "quantity"),
+    "receipts": ("line_id", "time", "product_id", "warehouse_id", "quantity"),
+    "counts": ("line_id", "time", "product_id", "warehouse_id", "on_hand"),
+}
 _OPTIONAL = {"orders": ("type",), "receipts": (), "counts": ()}
 _EARLIEST, _LATEST = EARLIEST.timestamp(), LATEST.timestamp()
 
@@ -159,8 +177,7 @@ def _whole(value: Any, name: str, low: int, high: int, text: bool) -> int:
 def _row(kind: str, doc: dict[str, Any], text: bool) -> tuple[str, int, str, str, int, int]:
     unknown = sorted(set(doc) - set(_FIELDS[kind]) - set(_OPTIONAL[kind]))
     if unknown:
-        raise ValueError(f"{str(unknown[0])[:40]!r}: unknown field (a {kind} line has "
-                         f"{', '.join(_FIELDS[kind] + _OPTIONAL[kind])})")
+        raise ValueError(f"{str(unknown[0])[:40]!r}: unknown field (a {kind} line has {', '.join(_FIELDS[kind] + _OPTIONAL[kind])})")
     missing = [name for name in _FIELDS[kind] if doc.get(name) in (None, "")]
     if missing:
         raise ValueError(f"{missing[0]}: missing")
@@ -249,8 +266,18 @@ def parse_object(data: bytes, kind: str) -> Parsed:
     except ValueError as exc:
         return Parsed(_empty(), damaged=str(exc))
     number, line_id, moment, product, warehouse, quantity, what = columns
-    return Parsed(Lines(np.array(number, dtype=np.int64), line_id, np.array(moment, dtype=np.int64), product,
-                        warehouse, np.array(quantity, dtype=np.int64), np.array(what, dtype=np.int8)), bad)
+    return Parsed(
+        Lines(
+            np.array(number, dtype=np.int64),
+            line_id,
+            np.array(moment, dtype=np.int64),
+            product,
+            warehouse,
+            np.array(quantity, dtype=np.int64),
+            np.array(what, dtype=np.int8),
+        ),
+        bad,
+    )
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,9 @@ __all__ = ["feed_tick", "add_counters"]
 _KIND_NAMES = {ORDER: "order", RETURN: "return", RECEIPT: "receipt", COUNT: "adjustment"}
 
 
-def add_counters(counters: dict[str, dict[str, float]], more: dict[str, dict[str, int]],
-                 newest: dict[str, float]) -> dict[str, dict[str, float]]:
+def add_counters(
+    counters: dict[str, dict[str, float]], more: dict[str, dict[str, int]], newest: dict[str, float]
+) -> dict[str, dict[str, float]]:
     """``counters`` (the state's, per feed and outcome) plus a tick's; ``newest``: per feed, the
     business time of the newest line the tick applied."""
     out = {feed: dict(values) for feed, values in counters.items()}
@@ -65,9 +66,10 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
     at = np.maximum(-(-batch.time // 60) * 60, first)  # the minute (its end) each line applies in
     if len(batch) and at.max() > end:
         raise ValueError("a feed line is due after the tick's last minute (the runtime chooses the lines)")
-    arrays = {name: getattr(state, name).copy() for name in
-              ("on_hand", "shipped", "received", "returned", "adjusted", "backorder", "backordered",
-               "order_rate", "rate_minute")}
+    arrays = {
+        name: getattr(state, name).copy()
+        for name in ("on_hand", "shipped", "received", "returned", "adjusted", "backorder", "backordered", "order_rate", "rate_minute")
+    }
     on_hand, backorder = arrays["on_hand"], arrays["backorder"]
     history = DayHistory(state, inputs.recover_day)
     products, warehouses = catalog.series_product_ids, catalog.series_warehouse_ids
@@ -90,8 +92,13 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
         for j in range(begin, stop):
             i, q, kind = int(batch.series[j]), int(batch.quantity[j]), int(batch.kind[j])
             ident = f"{_KIND_NAMES[kind]}:{batch.line_id[j]}"
-            where = {"product_id": products[i], "warehouse_id": warehouses[i], "line_id": batch.line_id[j],
-                     "line_time": format_epoch(float(batch.time[j])), "late": bool(batch.late[j])}
+            where = {
+                "product_id": products[i],
+                "warehouse_id": warehouses[i],
+                "line_id": batch.line_id[j],
+                "line_time": format_epoch(float(batch.time[j])),
+                "late": bool(batch.late[j]),
+            }
             if kind == ORDER:
                 filled = min(q, int(on_hand[i]))
                 on_hand[i] -= filled
@@ -109,8 +116,9 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
                 rate, minute = arrays["order_rate"], int(minute_end // 60)
                 rate[i] = rate[i] * RATE_DECAY ** (minute - arrays["rate_minute"][i]) + q * (1 - RATE_DECAY)
                 arrays["rate_minute"][i] = minute
-                events.append(event("order", "order_tick", when, ident, **where, quantity=q,
-                                    remaining_inventory=int(on_hand[i]), backordered=short))
+                events.append(
+                    event("order", "order_tick", when, ident, **where, quantity=q, remaining_inventory=int(on_hand[i]), backordered=short)
+                )
                 newest["orders"] = max(newest.get("orders", -math.inf), float(batch.time[j]))
             elif kind in (RECEIPT, RETURN):
                 ship = min(q, int(backorder[i]))  # backorders ship first from what arrives
@@ -120,9 +128,19 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
                 arrays["received" if kind == RECEIPT else "returned"][i] += q
                 units["received" if kind == RECEIPT else "returned"] += q
                 units["shipped"] += ship
-                fields = ({"received_quantity": q} if kind == RECEIPT else {"quantity": q})
-                events.append(event(_KIND_NAMES[kind], "order_tick", when, ident, **where, **fields,
-                                    new_inventory=int(on_hand[i]), backorder_filled=ship))
+                fields = {"received_quantity": q} if kind == RECEIPT else {"quantity": q}
+                events.append(
+                    event(
+                        _KIND_NAMES[kind],
+                        "order_tick",
+                        when,
+                        ident,
+                        **where,
+                        **fields,
+                        new_inventory=int(on_hand[i]),
+                        backorder_filled=ship,
+                    )
+                )
                 feed = "receipts" if kind == RECEIPT else "orders"
                 newest[feed] = max(newest.get(feed, -math.inf), float(batch.time[j]))
             else:  # a count, as of its time: what was counted plus what moved since
@@ -133,8 +151,19 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
                 on_hand[i] = target
                 arrays["adjusted"][i] += change
                 units["adjusted"] += change
-                events.append(event("adjustment", "order_tick", when, ident, **where, counted=q, expected=expected,
-                                    difference=q - expected, new_inventory=target))
+                events.append(
+                    event(
+                        "adjustment",
+                        "order_tick",
+                        when,
+                        ident,
+                        **where,
+                        counted=q,
+                        expected=expected,
+                        difference=q - expected,
+                        new_inventory=target,
+                    )
+                )
                 newest["counts"] = max(newest.get("counts", -math.inf), float(batch.time[j]))
         if demand_series:
             hours = np.array(demand_hours)
@@ -143,18 +172,25 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
                 history.add_lines(hour_moment, np.array(demand_series)[pick], np.array(demand_units, dtype=float)[pick])
         begin = stop
     for record in batch.rejected:
-        events.append(event("feed_rejected", "order_tick", tick.time,
-                            f"{record['feed']}:{record['key']}:{record.get('line', 0)}", **record))
+        events.append(
+            event("feed_rejected", "order_tick", tick.time, f"{record['feed']}:{record['key']}:{record.get('line', 0)}", **record)
+        )
     counters = add_counters(state.feed_counters, batch.counters, newest)
-    new_state = state.replace(**arrays, orders_through=max(state.orders_through, float(end)),
-                              feed_counters=counters, **history.changes())
+    new_state = state.replace(**arrays, orders_through=max(state.orders_through, float(end)), feed_counters=counters, **history.changes())
     applied = sum(values.get("applied", 0) for values in batch.counters.values())
-    summary = {"minutes": len(minute_ends), "lines_applied": applied,
-               "lines_late": sum(values.get("late", 0) for values in batch.counters.values()),
-               "lines_refused": sum(count for values in batch.counters.values() for outcome, count in values.items()
-                                    if outcome not in ("applied", "late")),
-               "units_ordered": units["ordered"], "units_shipped": units["shipped"],
-               "units_backordered": units["backordered"], "units_received": units["received"],
-               "units_returned": units["returned"], "units_adjusted": units["adjusted"],
-               "behind_minutes": max(0, round((due - end) / 60))}
+    summary = {
+        "minutes": len(minute_ends),
+        "lines_applied": applied,
+        "lines_late": sum(values.get("late", 0) for values in batch.counters.values()),
+        "lines_refused": sum(
+            count for values in batch.counters.values() for outcome, count in values.items() if outcome not in ("applied", "late")
+        ),
+        "units_ordered": units["ordered"],
+        "units_shipped": units["shipped"],
+        "units_backordered": units["backordered"],
+        "units_received": units["received"],
+        "units_returned": units["returned"],
+        "units_adjusted": units["adjusted"],
+        "behind_minutes": max(0, round((due - end) / 60)),
+    }
     return Outcome(new_state, events, summary)

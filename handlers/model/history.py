@@ -74,14 +74,17 @@ class DayHistory:
         else:
             fresh[:, 0] = self.today.sum(axis=1) if complete else np.nan
         self.daily = np.concatenate([self.daily, fresh], axis=1)[:, -HISTORY_DAYS:]
-        self.hours = self.hours * PROFILE_DECAY ** gap + (hours if complete else 0.0)
+        self.hours = self.hours * PROFILE_DECAY**gap + (hours if complete else 0.0)
         self.today = np.zeros_like(self.today)
         self.oos = np.zeros_like(self.oos)
         self.day = day
 
     def changes(self) -> dict[str, Any]:
-        changes = {"history_day": self.day, "daily_demand": self.daily, "today_hours": self.today,
-                   "hour_profile": self.hours, "today_oos": self.oos}
+        changes = {
+            "history_day": self.day,
+            "daily_demand": self.daily,
+            "today_hours": self.today,
+            "hour_profile": self.hours,
+            "today_oos": self.oos,
+        }
         return changes if self.live is None else {**changes, "censor_live": self.live}
-
-

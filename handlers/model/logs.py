@@ -21,8 +21,18 @@ import numpy as np
 from handlers.model.catalog import Catalog
 from handlers.model.events import format_time
 
-__all__ = ["EVENT_FIELDS", "FEED_ONLY_FIELDS", "log_key", "encode_events", "decode_events", "series_events", "event",
-           "stamp", "LOG_PREFIX", "CONTENT_TYPE"]
+__all__ = [
+    "EVENT_FIELDS",
+    "FEED_ONLY_FIELDS",
+    "log_key",
+    "encode_events",
+    "decode_events",
+    "series_events",
+    "event",
+    "stamp",
+    "LOG_PREFIX",
+    "CONTENT_TYPE",
+]
 
 LOG_PREFIX = "logs/"
 CONTENT_TYPE = "application/x-ndjson"
@@ -31,27 +41,51 @@ CONTENT_TYPE = "application/x-ndjson"
 #: four types and their first fields are the original system's contract; Kibana, Filebeat and the
 #: tests read this table.
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    "order": ("product_id", "warehouse_id", "quantity", "remaining_inventory", "line_id", "line_time", "late",
-              "backordered"),
-    "inventory": ("product_id", "warehouse_id", "inventory_units", "orders_per_hour",
-                  "predicted_stockout_hours", "low_stock_warning", "stockout_within_horizon",
-                  "stockout_probability", "inbound_units", "forecast_7d_units", "reorder_point"),
-    "reorder_alert": ("product_id", "warehouse_id", "current_inventory", "predicted_stockout_hours",
-                      "recommended_reorder_quantity", "reason", "reorder_point", "inventory_position",
-                      "service_level", "stockout_probability", "purchase_order_id", "expected_arrival"),
-    "restock": ("product_id", "warehouse_id", "restocked_quantity", "new_inventory", "purchase_order_id",
-                "backorder_filled"),
+    "order": ("product_id", "warehouse_id", "quantity", "remaining_inventory", "line_id", "line_time", "late", "backordered"),
+    "inventory": (
+        "product_id",
+        "warehouse_id",
+        "inventory_units",
+        "orders_per_hour",
+        "predicted_stockout_hours",
+        "low_stock_warning",
+        "stockout_within_horizon",
+        "stockout_probability",
+        "inbound_units",
+        "forecast_7d_units",
+        "reorder_point",
+    ),
+    "reorder_alert": (
+        "product_id",
+        "warehouse_id",
+        "current_inventory",
+        "predicted_stockout_hours",
+        "recommended_reorder_quantity",
+        "reason",
+        "reorder_point",
+        "inventory_position",
+        "service_level",
+        "stockout_probability",
+        "purchase_order_id",
+        "expected_arrival",
+    ),
+    "restock": ("product_id", "warehouse_id", "restocked_quantity", "new_inventory", "purchase_order_id", "backorder_filled"),
     # a shop's feeds (handlers/model/feeding.py); an order from a feed carries its line_id and line_time
-    "return": ("product_id", "warehouse_id", "quantity", "new_inventory", "backorder_filled", "line_id", "line_time",
-               "late"),
-    "receipt": ("product_id", "warehouse_id", "received_quantity", "new_inventory", "backorder_filled", "line_id",
-                "line_time", "late"),
-    "adjustment": ("product_id", "warehouse_id", "counted", "expected", "difference", "new_inventory", "line_id",
-                   "line_time", "late"),
+    "return": ("product_id", "warehouse_id", "quantity", "new_inventory", "backorder_filled", "line_id", "line_time", "late"),
+    "receipt": ("product_id", "warehouse_id", "received_quantity", "new_inventory", "backorder_filled", "line_id", "line_time", "late"),
+    "adjustment": ("product_id", "warehouse_id", "counted", "expected", "difference", "new_inventory", "line_id", "line_time", "late"),
     "feed_rejected": ("feed", "key", "line", "reason", "line_id", "outcome"),
     "lost_sale": ("product_id", "warehouse_id", "lost_quantity", "remaining_inventory"),
-    "forecast_score": ("product_id", "warehouse_id", "day", "forecast_units", "forecast_std_units", "actual_units",
-                       "abs_error", "seasonal_naive_abs_error"),
+    "forecast_score": (
+        "product_id",
+        "warehouse_id",
+        "day",
+        "forecast_units",
+        "forecast_std_units",
+        "actual_units",
+        "abs_error",
+        "seasonal_naive_abs_error",
+    ),
     "job_run": ("tick_id", "status", "events", "duration_ms", "conflicts", "shard", "pool"),
 }
 
@@ -100,22 +134,30 @@ def _plain(value: Any) -> Any:
 
 
 def event(kind: str, handler: str, moment: datetime, ident: str, **fields: Any) -> dict[str, Any]:
-    doc = {"@timestamp": format_time(moment), "type": kind, "handler": handler,
-           "event_id": f"{handler}:{kind}:{ident}:{stamp(moment)}"}
+    doc = {"@timestamp": format_time(moment), "type": kind, "handler": handler, "event_id": f"{handler}:{kind}:{ident}:{stamp(moment)}"}
     doc.update({k: _plain(v) for k, v in fields.items()})
     return doc
 
 
-def series_events(kind: str, handler: str, moment: datetime, catalog: Catalog, index: np.ndarray,
-                  columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+def series_events(
+    kind: str, handler: str, moment: datetime, catalog: Catalog, index: np.ndarray, columns: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
     """One event per series in ``index``; ``columns`` are full-length arrays over the series."""
     picked = {name: np.asarray(values)[index].tolist() for name, values in columns.items()}
     products, warehouses = catalog.series_product_ids, catalog.series_warehouse_ids
     out = []
     for row, i in enumerate(index.tolist()):
-        out.append(event(kind, handler, moment, f"{products[i]}:{warehouses[i]}",
-                         product_id=products[i], warehouse_id=warehouses[i],
-                         **{name: values[row] for name, values in picked.items()}))
+        out.append(
+            event(
+                kind,
+                handler,
+                moment,
+                f"{products[i]}:{warehouses[i]}",
+                product_id=products[i],
+                warehouse_id=warehouses[i],
+                **{name: values[row] for name, values in picked.items()},
+            )
+        )
     return out
 
 

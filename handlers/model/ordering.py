@@ -48,7 +48,7 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inpu
     events: list[dict[str, Any]] = []
     units = {"shipped": 0, "lost": 0}
     for chunk in range(0, len(minute_ends), _CHUNK_MINUTES):
-        ends = minute_ends[chunk:chunk + _CHUNK_MINUTES]
+        ends = minute_ends[chunk : chunk + _CHUNK_MINUTES]
         drawn = demand_block(catalog, ends, minute_rates(catalog, ends))
         for j, minute_end in enumerate(ends):
             demand = drawn[j]
@@ -64,16 +64,34 @@ def order_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inpu
             rate_minute[sold] = minute
             history.add(float(minute_end) - 60, filled if inputs.censor_lost_sales else demand, out_of_stock)
             moment = datetime.fromtimestamp(float(minute_end), timezone.utc)
-            events += series_events("order", "order_tick", moment, catalog, np.flatnonzero(filled),
-                                    {"quantity": filled, "remaining_inventory": on_hand})
-            events += series_events("lost_sale", "order_tick", moment, catalog, np.flatnonzero(missed),
-                                    {"lost_quantity": missed, "remaining_inventory": on_hand})
+            events += series_events(
+                "order", "order_tick", moment, catalog, np.flatnonzero(filled), {"quantity": filled, "remaining_inventory": on_hand}
+            )
+            events += series_events(
+                "lost_sale",
+                "order_tick",
+                moment,
+                catalog,
+                np.flatnonzero(missed),
+                {"lost_quantity": missed, "remaining_inventory": on_hand},
+            )
             units["shipped"] += int(filled.sum())
             units["lost"] += int(missed.sum())
-    new_state = state.replace(on_hand=on_hand, shipped=shipped, lost_sales=lost, order_rate=rate, rate_minute=rate_minute,
-                              orders_through=max(state.orders_through, float(end)), **history.changes())
-    summary = {"minutes": len(minute_ends), "units_shipped": units["shipped"], "units_lost": units["lost"],
-               "behind_minutes": max(0, round((due - end) / 60))}
+    new_state = state.replace(
+        on_hand=on_hand,
+        shipped=shipped,
+        lost_sales=lost,
+        order_rate=rate,
+        rate_minute=rate_minute,
+        orders_through=max(state.orders_through, float(end)),
+        **history.changes(),
+    )
+    summary = {
+        "minutes": len(minute_ends),
+        "units_shipped": units["shipped"],
+        "units_lost": units["lost"],
+        "behind_minutes": max(0, round((due - end) / 60)),
+    }
     return Outcome(new_state, events, summary)
 
 
@@ -82,11 +100,28 @@ def restock(state: State, tick: Tick, catalog: Catalog, inputs: Inputs = Inputs(
     changes, got = receive_due(state, tick.epoch)
     products, warehouses = catalog.series_product_ids, catalog.series_warehouse_ids
     ids = order_ids(catalog, got["series"], got["number"])
-    events = [event("restock", "restock", tick.time, f"{products[i]}:{warehouses[i]}:{n}",
-                    product_id=products[i], warehouse_id=warehouses[i], restocked_quantity=q,
-                    new_inventory=after, purchase_order_id=po, backorder_filled=filled)
-              for i, n, q, after, po, filled in zip(got["series"].tolist(), got["number"].tolist(),
-                                                    got["quantity"].tolist(), got["new_inventory"].tolist(), ids,
-                                                    got["backorder_filled"].tolist())]
-    return Outcome(state.replace(**changes), events, {"purchase_orders_received": len(events),
-                                                      "units_received": int(got["quantity"].sum())})
+    events = [
+        event(
+            "restock",
+            "restock",
+            tick.time,
+            f"{products[i]}:{warehouses[i]}:{n}",
+            product_id=products[i],
+            warehouse_id=warehouses[i],
+            restocked_quantity=q,
+            new_inventory=after,
+            purchase_order_id=po,
+            backorder_filled=filled,
+        )
+        for i, n, q, after, po, filled in zip(
+            got["series"].tolist(),
+            got["number"].tolist(),
+            got["quantity"].tolist(),
+            got["new_inventory"].tolist(),
+            ids,
+            got["backorder_filled"].tolist(),
+        )
+    ]
+    return Outcome(
+        state.replace(**changes), events, {"purchase_orders_received": len(events), "units_received": int(got["quantity"].sum())}
+    )

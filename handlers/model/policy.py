@@ -53,9 +53,17 @@ def round_up_to_pack(units: np.ndarray, pack_size: np.ndarray) -> np.ndarray:
     return np.asarray(packs * pack_size, dtype=np.int64)
 
 
-def plan_reorders(policy: Policy, path: DemandPath, *, on_hand: np.ndarray, inbound: np.ndarray,
-                  open_orders: np.ndarray, lead_time_hours: np.ndarray, pack_size: np.ndarray,
-                  stockout_in_hours: np.ndarray) -> ReorderPlan:
+def plan_reorders(
+    policy: Policy,
+    path: DemandPath,
+    *,
+    on_hand: np.ndarray,
+    inbound: np.ndarray,
+    open_orders: np.ndarray,
+    lead_time_hours: np.ndarray,
+    pack_size: np.ndarray,
+    stockout_in_hours: np.ndarray,
+) -> ReorderPlan:
     lead_mean, lead_var = path.at(lead_time_hours)
     safety = policy.z * np.sqrt(lead_var)
     reorder_point = lead_mean + safety
@@ -66,6 +74,13 @@ def plan_reorders(policy: Policy, path: DemandPath, *, on_hand: np.ndarray, inbo
     cover_mean, _ = path.at(lead_time_hours + policy.cover_days * 24.0)
     cycle = np.maximum(cover_mean - lead_mean, lead_mean)
     quantity = np.where(order, round_up_to_pack(reorder_point + cycle - position, pack_size), 0)
-    return ReorderPlan(reorder_point=reorder_point, safety_stock=safety, lead_time_demand=lead_mean,
-                       inventory_position=position, below_reorder_point=below, stockout_soon=soon,
-                       order=order, quantity=quantity)
+    return ReorderPlan(
+        reorder_point=reorder_point,
+        safety_stock=safety,
+        lead_time_demand=lead_mean,
+        inventory_position=position,
+        below_reorder_point=below,
+        stockout_soon=soon,
+        order=order,
+        quantity=quantity,
+    )

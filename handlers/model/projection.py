@@ -57,8 +57,9 @@ class DemandPath:
         return mean, var
 
 
-def demand_path(daily_mean: np.ndarray, daily_std: np.ndarray, hour_share: np.ndarray,
-                forecast_day: int, now: float, hours: int = HORIZON_HOURS) -> DemandPath:
+def demand_path(
+    daily_mean: np.ndarray, daily_std: np.ndarray, hour_share: np.ndarray, forecast_day: int, now: float, hours: int = HORIZON_HOURS
+) -> DemandPath:
     """Hourly demand from ``now`` (epoch s) for ``hours`` hours.
 
     ``daily_mean``/``daily_std`` [S, F] are per UTC day starting at day number ``forecast_day``;
@@ -149,8 +150,7 @@ def _p_reaches(path: DemandPath, t: np.ndarray, level: np.ndarray) -> np.ndarray
     return np.where(level <= 0, 1.0, p)
 
 
-def stockout_probability(path: DemandPath, on_hand: np.ndarray, arrivals: Arrivals,
-                         within_hours: float) -> np.ndarray:
+def stockout_probability(path: DemandPath, on_hand: np.ndarray, arrivals: Arrivals, within_hours: float) -> np.ndarray:
     """Probability that stock runs out within ``within_hours``: the largest over the stretches
     between arrivals of P(demand by the stretch's end >= stock in it) — a tight lower bound of the
     probability of the union."""

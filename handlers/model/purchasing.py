@@ -47,8 +47,7 @@ def order_ids(catalog: Catalog, series: np.ndarray, numbers: np.ndarray) -> list
     return [f"PO-{products[i]}-{warehouses[i]}-{int(n):05d}" for i, n in zip(series.tolist(), numbers.tolist())]
 
 
-def place_orders(state: State, series: np.ndarray, quantity: np.ndarray, due: np.ndarray,
-                 now: float) -> tuple[dict[str, Any], np.ndarray]:
+def place_orders(state: State, series: np.ndarray, quantity: np.ndarray, due: np.ndarray, now: float) -> tuple[dict[str, Any], np.ndarray]:
     """Append one order per entry of ``series`` (unique); returns state changes and the order numbers."""
     po_count = state.po_count.copy()
     po_count[series] += 1
@@ -93,9 +92,11 @@ def receive_due(state: State, now: float) -> tuple[dict[str, Any], dict[str, np.
         "backorder": state.backorder - ship,
         "shipped": state.shipped + ship,
         "received": state.received + total,
-        "po_series": state.po_series[keep], "po_quantity": state.po_quantity[keep], "po_due": state.po_due[keep],
-        "po_placed": state.po_placed[keep], "po_number": state.po_number[keep],
+        "po_series": state.po_series[keep],
+        "po_quantity": state.po_quantity[keep],
+        "po_due": state.po_due[keep],
+        "po_placed": state.po_placed[keep],
+        "po_number": state.po_number[keep],
     }
-    received = {"series": series, "quantity": quantity, "number": state.po_number[rows], "new_inventory": after,
-                "backorder_filled": filled}
+    received = {"series": series, "quantity": quantity, "number": state.po_number[rows], "new_inventory": after, "backorder_filled": filled}
     return changes, received

@@ -27,8 +27,20 @@ import numpy as np
 from handlers.errors import StorageError
 from handlers.model.catalog import Catalog
 
-__all__ = ["FEED_OUTCOMES", "State", "initial_state", "pack", "unpack", "HANDLERS", "LATENCY_BUCKETS", "HISTORY_DAYS",
-           "FORECAST_DAYS", "STATE_KEY", "SCHEMA", "EXPOSED"]
+__all__ = [
+    "FEED_OUTCOMES",
+    "State",
+    "initial_state",
+    "pack",
+    "unpack",
+    "HANDLERS",
+    "LATENCY_BUCKETS",
+    "HISTORY_DAYS",
+    "FORECAST_DAYS",
+    "STATE_KEY",
+    "SCHEMA",
+    "EXPOSED",
+]
 
 #: The handlers, in the order of the state's per-handler counters (rows of ``latency_buckets`` ...):
 #: part of the stored format. handlers/runtime/declarations.py describes each one.
@@ -36,8 +48,21 @@ HANDLERS: tuple[str, ...] = ("order_tick", "restock", "forecast", "alert")
 SCHEMA = 1
 _MAGIC = b"STOCKPULSE-STATE\x00"
 STATE_KEY = "state/state.bin"
-LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                                      2.5, 5.0, 10.0)  # seconds; +Inf is implicit
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)  # seconds; +Inf is implicit
 RATE_DECAY = math.exp(-1 / 60)  # per-minute decay of the order-rate EWMA (time constant 1 h)
 HISTORY_DAYS = 112  # complete days of demand kept for the forecaster
 FORECAST_DAYS = 8  # today + the next 7 days
@@ -180,8 +205,7 @@ class State:
     def from_bytes(cls, data: bytes, *, key: str = STATE_KEY) -> State:
         header, values, outbox = unpack(data, key=key)
         if header.get("schema") != SCHEMA:
-            raise StorageError(f"{key}: state schema {header.get('schema')!r}, this stockpulse reads "
-                               f"{SCHEMA}; use a new --store")
+            raise StorageError(f"{key}: state schema {header.get('schema')!r}, this stockpulse reads {SCHEMA}; use a new --store")
         return cls.from_fields(header, values, outbox)
 
     @classmethod
@@ -192,8 +216,7 @@ class State:
         for name, fill in _ADDED_ARRAYS.items():  # arrays newer than the object: filled in
             values.setdefault(name, fill(int(values["on_hand"].shape[0])))
         if "rate_minute" not in values:  # before rates were stored lazily: every rate is as of orders_through
-            values["rate_minute"] = np.full(int(values["on_hand"].shape[0]), int(header["orders_through"] // 60),
-                                            dtype=np.int64)
+            values["rate_minute"] = np.full(int(values["on_hand"].shape[0]), int(header["orders_through"] // 60), dtype=np.int64)
         for f in dataclasses.fields(cls):
             if f.name in _ADDED_SCALARS and f.name not in header:  # newer than the object
                 values[f.name] = _ADDED_SCALARS[f.name]()
@@ -229,8 +252,7 @@ def _narrowed(array: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def pack(header: dict[str, Any], arrays: dict[str, np.ndarray], outbox: tuple[tuple[str, bytes], ...] = (), *,
-         level: int = 1) -> bytes:
+def pack(header: dict[str, Any], arrays: dict[str, np.ndarray], outbox: tuple[tuple[str, bytes], ...] = (), *, level: int = 1) -> bytes:
     """A JSON header, named raw arrays and the outbox's payloads in one blob, zlib at ``level``
     (0: stored, no compression work). An array whose values all fit a narrower integer type is
     stored as that type (its entry names both: ``[name, dtype, shape, offset, nbytes, stored dtype]``;
@@ -263,20 +285,20 @@ def unpack(data: bytes, *, key: str) -> tuple[dict[str, Any], dict[str, np.ndarr
     try:
         if not data.startswith(_MAGIC):
             raise ValueError("magic")
-        raw = zlib.decompress(memoryview(data)[len(_MAGIC):])
+        raw = zlib.decompress(memoryview(data)[len(_MAGIC) :])
         (size,) = struct.unpack_from("<I", raw)
-        header = json.loads(raw[4:4 + size])
-        body = memoryview(raw)[4 + size:]
+        header = json.loads(raw[4 : 4 + size])
+        body = memoryview(raw)[4 + size :]
     except (ValueError, zlib.error, struct.error) as exc:
         raise StorageError(f"{key}: not a stockpulse state object ({exc})") from exc
     arrays = {}
     for name, dtype, shape, start, length, *stored in header.pop("arrays"):
-        array = np.frombuffer(body[start:start + length], dtype=np.dtype(stored[0] if stored else dtype)).reshape(shape)
+        array = np.frombuffer(body[start : start + length], dtype=np.dtype(stored[0] if stored else dtype)).reshape(shape)
         if stored:
             array = array.astype(dtype)
             array.flags.writeable = False
         arrays[name] = array
-    outbox = tuple((k, bytes(body[start:start + length])) for k, start, length in header.pop("outbox"))
+    outbox = tuple((k, bytes(body[start : start + length])) for k, start, length in header.pop("outbox"))
     return header, arrays, outbox
 
 

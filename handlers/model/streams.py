@@ -33,7 +33,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
-_UNIT = 2.0 ** -53
+_UNIT = 2.0**-53
 _LONG_ID = 64  # longer ids are hashed to 32 bytes first, so one long id never widens everybody's key work
 #: Below this rate a draw inverts the CDF; at and above it PTRS (whose bound holds from 10 on).
 INVERSION_MAX_RATE = 10.0
@@ -138,9 +138,18 @@ def _log_factorial(k: np.ndarray) -> np.ndarray:
     return np.where(small, _LOG_FACTORIAL[np.minimum(k, 6.0).astype(np.int64)], big)
 
 
-_STIRLING = (8.333333333333333e-02, -2.777777777777778e-03, 7.936507936507937e-04, -5.952380952380952e-04,
-             8.417508417508418e-04, -1.917526917526918e-03, 6.410256410256410e-03, -2.955065359477124e-02,
-             1.796443723688307e-01, -1.39243221690590e+00)
+_STIRLING = (
+    8.333333333333333e-02,
+    -2.777777777777778e-03,
+    7.936507936507937e-04,
+    -5.952380952380952e-04,
+    8.417508417508418e-04,
+    -1.917526917526918e-03,
+    6.410256410256410e-03,
+    -2.955065359477124e-02,
+    1.796443723688307e-01,
+    -1.39243221690590e00,
+)
 _LOG_FACTORIAL = np.array([math.lgamma(n + 1.0) for n in range(7)])
 
 
@@ -168,8 +177,9 @@ def _ptrs(lam: np.ndarray, keys: np.ndarray, words: np.ndarray) -> np.ndarray:
             test = (k >= 0) & ~((us < 0.013) & (v > us)) & ~accept
             idx = np.flatnonzero(test)
             kk = k[idx]
-            accept[idx] = (log_v[idx] + log_invalpha[active[idx]] - np.log(aa[idx] / (us[idx] * us[idx]) + bb[idx])
-                           <= -ll[idx] + kk * loglam[active[idx]] - _log_factorial(kk))
+            accept[idx] = log_v[idx] + log_invalpha[active[idx]] - np.log(aa[idx] / (us[idx] * us[idx]) + bb[idx]) <= -ll[
+                idx
+            ] + kk * loglam[active[idx]] - _log_factorial(kk)
         out[active[accept]] = k[accept].astype(np.int64)
         active = active[~accept]
     return out

@@ -44,10 +44,22 @@ from handlers.model.catalog import Catalog, Product, Warehouse, parse_catalog, p
 from handlers.runtime.shards import split
 from handlers.storage.base import Store
 
-__all__ = ["load_catalog", "default_catalog", "compiled_objects", "load_compiled", "store_compiled", "compiled_key",
-           "compile_catalog",
-           "compiled_globs", "parse_reference", "source_key", "store_reference", "CATALOG_PREFIX", "SOURCE_PREFIX",
-           "STORE_SCHEME"]
+__all__ = [
+    "load_catalog",
+    "default_catalog",
+    "compiled_objects",
+    "load_compiled",
+    "store_compiled",
+    "compiled_key",
+    "compile_catalog",
+    "compiled_globs",
+    "parse_reference",
+    "source_key",
+    "store_reference",
+    "CATALOG_PREFIX",
+    "SOURCE_PREFIX",
+    "STORE_SCHEME",
+]
 
 log = logging.getLogger("stockpulse")
 CATALOG_PREFIX = "catalogs/"
@@ -105,20 +117,29 @@ def parse_reference(value: str) -> tuple[str, str] | None:
     Raises ``ValueError`` for a reference whose key is not ``catalogs/source/<32 hex digits>.yaml``."""
     if not value.startswith(STORE_SCHEME):
         return None
-    key = value[len(STORE_SCHEME):]
+    key = value[len(STORE_SCHEME) :]
     match = _SOURCE_KEY.fullmatch(key)
     if match is None:
-        raise ValueError(f"a {STORE_SCHEME} reference must name {SOURCE_PREFIX}<the first 32 hex digits of the "
-                         "file's SHA-256>.yaml (what deploy --catalog FILE uploads)")
+        raise ValueError(
+            f"a {STORE_SCHEME} reference must name {SOURCE_PREFIX}<the first 32 hex digits of the "
+            "file's SHA-256>.yaml (what deploy --catalog FILE uploads)"
+        )
     return key, match.group(1)
 
 
 def _encode(catalog: Catalog, digest: str, shard: tuple[int, int] | None = None) -> bytes:
-    body = json.dumps({"file_sha256": digest, "shard": None if shard is None else list(shard),
-                       "fingerprint": catalog.fingerprint, "seed": catalog.seed,
-                       "products": [list(vars(p).values()) for p in catalog.products],
-                       "warehouses": [list(vars(w).values()) for w in catalog.warehouses],
-                       "initial_stock": catalog.initial_stock_table}, separators=(",", ":")).encode()
+    body = json.dumps(
+        {
+            "file_sha256": digest,
+            "shard": None if shard is None else list(shard),
+            "fingerprint": catalog.fingerprint,
+            "seed": catalog.seed,
+            "products": [list(vars(p).values()) for p in catalog.products],
+            "warehouses": [list(vars(w).values()) for w in catalog.warehouses],
+            "initial_stock": catalog.initial_stock_table,
+        },
+        separators=(",", ":"),
+    ).encode()
     header = json.dumps({"format": _FORMAT, "sha256": hashlib.sha256(body).hexdigest()}).encode()
     return header + b"\n" + body
 
@@ -136,8 +157,13 @@ def _decode(data: bytes, digest: str, source: str, shard: tuple[int, int] | None
     if doc["shard"] != (None if shard is None else list(shard)):
         held = "the whole catalog" if doc["shard"] is None else f"shard {doc['shard']}"
         raise ValueError(f"holds {held}, not {'the whole catalog' if shard is None else f'shard {list(shard)}'}")
-    catalog = Catalog(tuple(Product(*row) for row in doc["products"]), tuple(Warehouse(*row) for row in doc["warehouses"]),
-                      tuple(tuple(row) for row in doc["initial_stock"]), seed=doc["seed"], source=source)
+    catalog = Catalog(
+        tuple(Product(*row) for row in doc["products"]),
+        tuple(Warehouse(*row) for row in doc["warehouses"]),
+        tuple(tuple(row) for row in doc["initial_stock"]),
+        seed=doc["seed"],
+        source=source,
+    )
     if not isinstance(doc["fingerprint"], str):
         raise ValueError("no fingerprint")
     catalog.__dict__["fingerprint"] = doc["fingerprint"]  # the checksum vouches for it (a cached_property)
@@ -198,8 +224,9 @@ def compiled_globs(num_shards: int = 1) -> list[str]:
 Keep = Callable[[Store, str, bytes], None]  # stores (or sets aside) one compiled object
 
 
-def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, int] | None = None,
-                  deferred: dict[str, bytes] | None = None) -> Catalog:
+def load_compiled(
+    path: str | Path | None, store: Store, *, shard: tuple[int, int] | None = None, deferred: dict[str, bytes] | None = None
+) -> Catalog:
     """The catalog at ``path`` (``None``: the built-in default; ``store:<key>``: a file kept in
     ``store``) — or with ``shard=(k, N)`` shard k's sub-catalog (handlers/runtime/shards.py) — from its
     compiled form in ``store`` when there is one for these file bytes; else parsed, validated, and
@@ -231,8 +258,7 @@ def load_compiled(path: str | Path | None, store: Store, *, shard: tuple[int, in
     return _finish(store, whole, digest, shard, keep)
 
 
-def _load_referenced(reference: str, key: str, digest: str, store: Store, shard: tuple[int, int] | None,
-                     keep: Keep) -> Catalog:
+def _load_referenced(reference: str, key: str, digest: str, store: Store, shard: tuple[int, int] | None, keep: Keep) -> Catalog:
     """A ``store:`` reference: the compiled form by the digest in its name; on a miss the source
     object, read, checked against that digest, validated and compiled."""
     found = _read(store, _key(digest, shard), digest, _label(reference, shard), shard)
@@ -241,12 +267,13 @@ def _load_referenced(reference: str, key: str, digest: str, store: Store, shard:
     whole = _read(store, _key(digest), digest, reference) if shard is not None else None
     if whole is None:
         if not store.exists(key):
-            raise ConfigError(f"{_SETTING}: {reference}: no such object in {store.url} (deploy --catalog FILE "
-                              "uploads it)")
+            raise ConfigError(f"{_SETTING}: {reference}: no such object in {store.url} (deploy --catalog FILE uploads it)")
         data = store.get(key)
         if _digest(data) != digest:
-            raise ConfigError(f"{_SETTING}: {reference}: the object's SHA-256 begins {_digest(data)}, not the "
-                              f"{digest} its name says (it was not uploaded by deploy --catalog)")
+            raise ConfigError(
+                f"{_SETTING}: {reference}: the object's SHA-256 begins {_digest(data)}, not the "
+                f"{digest} its name says (it was not uploaded by deploy --catalog)"
+            )
         whole = _parse(data, reference)
         keep(store, _key(digest), _encode(whole, digest))
     return _finish(store, whole, digest, shard, keep)

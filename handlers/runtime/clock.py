@@ -32,8 +32,16 @@ from handlers.model.outcome import DEFAULT_CATCH_UP_MINUTES
 from handlers.model.state import HANDLERS, State
 from handlers.runtime.declarations import DECLARATIONS
 
-__all__ = ["Limits", "DEFAULT_MAX_LEAD", "DEFAULT_CATCH_UP_MINUTES", "parse_max_lead", "format_max_lead",
-           "store_clock", "next_tick", "check_lead"]
+__all__ = [
+    "Limits",
+    "DEFAULT_MAX_LEAD",
+    "DEFAULT_CATCH_UP_MINUTES",
+    "parse_max_lead",
+    "format_max_lead",
+    "store_clock",
+    "next_tick",
+    "check_lead",
+]
 
 #: each handler's declared maximum lead (handlers/runtime/declarations.py), seconds
 DEFAULT_MAX_LEAD: dict[str, float] = {name: declared.max_lead_seconds for name, declared in DECLARATIONS.items()}
@@ -77,6 +85,7 @@ def format_max_lead(leads: Mapping[str, float]) -> str:
             if seconds % _UNITS[unit] == 0:
                 return f"{seconds / _UNITS[unit]:g}{unit}"
         return f"{seconds:g}s"
+
     return ",".join(f"{name}={human(leads[name])}" for name in HANDLERS)
 
 
@@ -102,12 +111,17 @@ def check_lead(handler: str, tick_epoch: float, state: State, limits: Limits, fi
     allowed = limits.max_lead[handler]
     if lead > allowed:
         upcoming = next_tick(handler, state)
-        hint = (f"the store's next {handler} is {format_epoch(upcoming)}" if upcoming - clock <= allowed
-                else f"{handler} waits for the order ticks: it accepts ticks up to {format_epoch(clock + allowed)}")
-        raise InputError(f"{field_name}: {format_epoch(tick_epoch)} is {_human(lead)} ahead of the store's clock "
-                         f"({format_epoch(clock)}, its order ticks' last minute); {handler} accepts at most "
-                         f"{_human(allowed)} (--max-tick-lead / STOCKPULSE_MAX_TICK_LEAD) — {hint}; replay the gap "
-                         f"with `simulate --days {math.ceil(lead / 86400)}`, or fix the event's time")
+        hint = (
+            f"the store's next {handler} is {format_epoch(upcoming)}"
+            if upcoming - clock <= allowed
+            else f"{handler} waits for the order ticks: it accepts ticks up to {format_epoch(clock + allowed)}"
+        )
+        raise InputError(
+            f"{field_name}: {format_epoch(tick_epoch)} is {_human(lead)} ahead of the store's clock "
+            f"({format_epoch(clock)}, its order ticks' last minute); {handler} accepts at most "
+            f"{_human(allowed)} (--max-tick-lead / STOCKPULSE_MAX_TICK_LEAD) — {hint}; replay the gap "
+            f"with `simulate --days {math.ceil(lead / 86400)}`, or fix the event's time"
+        )
 
 
 def _human(seconds: float) -> str:

@@ -60,8 +60,14 @@ class Declaration:
 
 
 ORDER_TICK = Declaration(
-    name="order_tick", core=ordering.order_tick, every_seconds=60, owns="hot", reads_forecast=False,
-    reads_history=when_a_day_closes, max_lead_seconds=7 * _DAY, reads_feeds=True,
+    name="order_tick",
+    core=ordering.order_tick,
+    every_seconds=60,
+    owns="hot",
+    reads_forecast=False,
+    reads_history=when_a_day_closes,
+    max_lead_seconds=7 * _DAY,
+    reads_feeds=True,
     metrics=(
         "inventory_level_units",
         "orders_per_minute",
@@ -84,8 +90,13 @@ ORDER_TICK = Declaration(
     summary="Simulate the orders of the business minutes since the last tick and fulfil them from stock.",
 )
 RESTOCK = Declaration(
-    name="restock", core=ordering.restock, every_seconds=300, owns="hot", reads_forecast=False,
-    reads_history=never, max_lead_seconds=6 * _HOUR,
+    name="restock",
+    core=ordering.restock,
+    every_seconds=300,
+    owns="hot",
+    reads_forecast=False,
+    reads_history=never,
+    max_lead_seconds=6 * _HOUR,
     metrics=(
         "received_units_total",
         "received_units_by_warehouse_total",
@@ -93,8 +104,15 @@ RESTOCK = Declaration(
     summary="Receive the purchase orders due by the tick time.",
 )
 FORECAST = Declaration(
-    name="forecast", core=planning.forecast, every_seconds=3600, owns="forecast", reads_forecast=True,
-    reads_history=always, max_lead_seconds=6 * _HOUR, pools=True, keeps_exposed=True,
+    name="forecast",
+    core=planning.forecast,
+    every_seconds=3600,
+    owns="forecast",
+    reads_forecast=True,
+    reads_history=always,
+    max_lead_seconds=6 * _HOUR,
+    pools=True,
+    keeps_exposed=True,
     metrics=(
         "predicted_stockout_hours",
         "stockout_within_horizon",
@@ -113,8 +131,13 @@ FORECAST = Declaration(
     summary="Forecast demand, project stock, emit one inventory event per product x warehouse.",
 )
 ALERT = Declaration(
-    name="alert", core=planning.alert, every_seconds=900, owns="hot", reads_forecast=True,
-    reads_history=never, max_lead_seconds=6 * _HOUR,
+    name="alert",
+    core=planning.alert,
+    every_seconds=900,
+    owns="hot",
+    reads_forecast=True,
+    reads_history=never,
+    max_lead_seconds=6 * _HOUR,
     metrics=(
         "reorder_events_total",
         "purchase_orders_open",

@@ -51,8 +51,18 @@ from handlers.runtime.layout import check_digest
 from handlers.runtime.shards import shard_of
 from handlers.storage.base import Listed, Store
 
-__all__ = ["Feeds", "JournalMissing", "Prepared", "prepare", "write_journal", "prune_journals", "JOURNAL_PREFIX", "partitions",
-           "DEFAULT_MAX_LATENESS", "MAX_LOGGED_PER_OBJECT"]
+__all__ = [
+    "Feeds",
+    "JournalMissing",
+    "Prepared",
+    "prepare",
+    "write_journal",
+    "prune_journals",
+    "JOURNAL_PREFIX",
+    "partitions",
+    "DEFAULT_MAX_LATENESS",
+    "MAX_LOGGED_PER_OBJECT",
+]
 
 log = logging.getLogger("stockpulse")
 
@@ -88,11 +98,11 @@ class Feeds:
 
 def partitions(first_hour: int, last_hour: int) -> list[str]:
     """The partitions ``YYYY/MM/DD/HH/`` of the hours ``first_hour`` .. ``last_hour`` (hour numbers since 1970)."""
-    return [datetime.fromtimestamp(h * 3600, timezone.utc).strftime("%Y/%m/%d/%H/")
-            for h in range(first_hour, last_hour + 1)]
+    return [datetime.fromtimestamp(h * 3600, timezone.utc).strftime("%Y/%m/%d/%H/") for h in range(first_hour, last_hour + 1)]
 
 
 # -- what the journals remember --------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Journal:
@@ -122,13 +132,14 @@ def _read_journal(store: Store, key: str, written: float) -> _Journal:
     except StorageError:
         if store.exists(key):
             raise
-        raise JournalMissing(f"{key}: a feed journal referenced by state/state.bin is missing from {store.url} — "
-                             "restore it from a backup, or start a new --store") from None
+        raise JournalMissing(
+            f"{key}: a feed journal referenced by state/state.bin is missing from {store.url} — "
+            "restore it from a backup, or start a new --store"
+        ) from None
     check_digest(key, data)  # content-addressed: another journal's bytes under this name are damage
     header, arrays, _ = unpack(data, key=key)
     objects = {(feed, name): (tag, float(through), status) for feed, name, tag, through, status in header["objects"]}
-    found = _Journal(key, written, arrays["hi"], arrays["lo"], objects,
-                     (arrays["move_series"], arrays["move_time"], arrays["move_delta"]))
+    found = _Journal(key, written, arrays["hi"], arrays["lo"], objects, (arrays["move_series"], arrays["move_time"], arrays["move_delta"]))
     if len(_journals) >= _MAX_CACHED:
         _journals.pop(next(iter(_journals)))
     _journals[(store.url, key)] = found
@@ -179,6 +190,7 @@ def _seen(journals: list[_Journal]) -> _Seen:
 
 # -- one tick's lines --------------------------------------------------------------------------------
 
+
 @dataclass
 class Prepared:
     """What a tick applies (``batch``, for the core) and what its journal will remember."""
@@ -211,8 +223,16 @@ def _read(store: Store, listed: Listed) -> tuple[Listed, bytes | None, str | Non
         raise exc
 
 
-def prepare(feeds: Feeds, store: Store, state: State, tick_epoch: float, catalog: Catalog, *,
-            catch_up_minutes: int, shard: tuple[int, int] | None = None) -> Prepared:
+def prepare(
+    feeds: Feeds,
+    store: Store,
+    state: State,
+    tick_epoch: float,
+    catalog: Catalog,
+    *,
+    catch_up_minutes: int,
+    shard: tuple[int, int] | None = None,
+) -> Prepared:
     """The feed lines an order tick at ``tick_epoch`` applies, in the order it applies them, and what
     its journal remembers. ``store``: the shard's (its journals); ``shard``: (k, N) when sharded."""
     seen = _seen(_journals_of(store, state))
@@ -222,8 +242,9 @@ def prepare(feeds: Feeds, store: Store, state: State, tick_epoch: float, catalog
     width = len(catalog.warehouses)
     counters: dict[str, dict[str, int]] = {}
     rejected: list[dict[str, Any]] = []
-    columns: dict[str, list[Any]] = {name: [] for name in ("series", "time", "kind", "quantity", "line_id", "late",
-                                                          "key_hi", "key_lo", "order")}
+    columns: dict[str, list[Any]] = {
+        name: [] for name in ("series", "time", "kind", "quantity", "line_id", "late", "key_hi", "key_lo", "order")
+    }
     remembered: list[np.ndarray] = []
     objects: dict[tuple[str, str], tuple[str, float, str]] = {}
 
@@ -235,8 +256,7 @@ def prepare(feeds: Feeds, store: Store, state: State, tick_epoch: float, catalog
     sequence = 0
     for kind, feed_store in sorted(feeds.stores.items()):
         last_hour = min(int(end // 3600) + 1, int(tick_epoch // 3600))
-        listed = [found for prefix in partitions(feeds.first_hour(start), last_hour)
-                  for found in feed_store.scan(prefix)]
+        listed = [found for prefix in partitions(feeds.first_hour(start), last_hour) for found in feed_store.scan(prefix)]
         wanted = []
         for found in listed:
             record = seen.objects.get((kind, found.key))
@@ -254,22 +274,27 @@ def prepare(feeds: Feeds, store: Store, state: State, tick_epoch: float, catalog
             if damaged is not None:
                 objects[(kind, found.key)] = (found.tag, -math.inf, _STATUS_DAMAGED)
                 count(kind, "objects_damaged")
-                rejected.append({"feed": kind, "key": found.key, "line": 0, "reason": f"damaged object: {damaged}",
-                                 "line_id": None, "outcome": "objects_damaged"})
-                log.warning("%s feed: %s: damaged object skipped (%s); it is read again when it changes", kind,
-                            found.key, damaged)
+                rejected.append(
+                    {
+                        "feed": kind,
+                        "key": found.key,
+                        "line": 0,
+                        "reason": f"damaged object: {damaged}",
+                        "line_id": None,
+                        "outcome": "objects_damaged",
+                    }
+                )
+                log.warning("%s feed: %s: damaged object skipped (%s); it is read again when it changes", kind, found.key, damaged)
                 continue
             assert parsed is not None
             through = record[1] if record is not None else -math.inf  # a pending object: lines up to here are done
             logged = 0
 
-            def refuse(outcome: str, line: int, reason: str, line_id: str | None = None,
-                       kind: str = kind, key: str = found.key) -> None:
+            def refuse(outcome: str, line: int, reason: str, line_id: str | None = None, kind: str = kind, key: str = found.key) -> None:
                 nonlocal logged
                 count(kind, outcome)
                 if logged < MAX_LOGGED_PER_OBJECT:
-                    rejected.append({"feed": kind, "key": key, "line": line, "reason": reason,
-                                     "line_id": line_id, "outcome": outcome})
+                    rejected.append({"feed": kind, "key": key, "line": line, "reason": reason, "line_id": line_id, "outcome": outcome})
                 logged += 1
 
             if record is None:  # bad lines are counted once per version of the object
@@ -301,9 +326,13 @@ def prepare(feeds: Feeds, store: Store, state: State, tick_epoch: float, catalog
                 batch_hi.add(pair)
                 remembered.append(keys[j])
                 if moment < too_old:
-                    refuse("too_late", int(lines.number[j]),
-                           f"time {datetime.fromtimestamp(moment, timezone.utc):%Y-%m-%dT%H:%M:%SZ} is more than "
-                           f"{feeds.max_lateness / 60:g} min before the minutes already applied", lines.line_id[j])
+                    refuse(
+                        "too_late",
+                        int(lines.number[j]),
+                        f"time {datetime.fromtimestamp(moment, timezone.utc):%Y-%m-%dT%H:%M:%SZ} is more than "
+                        f"{feeds.max_lateness / 60:g} min before the minutes already applied",
+                        lines.line_id[j],
+                    )
                     continue
                 late = moment <= start
                 count(kind, "applied")
@@ -318,8 +347,16 @@ def prepare(feeds: Feeds, store: Store, state: State, tick_epoch: float, catalog
                 columns["order"].append(sequence)
                 sequence += 1
             if logged > MAX_LOGGED_PER_OBJECT:
-                rejected.append({"feed": kind, "key": found.key, "line": -1, "outcome": "summary", "line_id": None,
-                                 "reason": f"{logged - MAX_LOGGED_PER_OBJECT} more refused lines not logged one by one"})
+                rejected.append(
+                    {
+                        "feed": kind,
+                        "key": found.key,
+                        "line": -1,
+                        "outcome": "summary",
+                        "line_id": None,
+                        "reason": f"{logged - MAX_LOGGED_PER_OBJECT} more refused lines not logged one by one",
+                    }
+                )
             objects[(kind, found.key)] = (found.tag, float(end), _STATUS_PENDING if pending else _STATUS_DONE)
     time = np.array(columns["time"], dtype=np.int64)
     order = np.lexsort((np.array(columns["order"], dtype=np.int64), time)) if len(time) else np.zeros(0, dtype=np.int64)
@@ -329,8 +366,17 @@ def prepare(feeds: Feeds, store: Store, state: State, tick_epoch: float, catalog
     late_lines = np.array(columns["late"], dtype=bool)[order]
     for j in np.flatnonzero((kinds == COUNT) & late_lines).tolist():  # a late count: what moved since its time
         moved[j] = int(seen.moves[2][(seen.moves[0] == series[j]) & (seen.moves[1] > time[order][j])].sum())
-    batch = Batch(series, time[order], kinds, np.array(columns["quantity"], dtype=np.int64)[order],
-                  [columns["line_id"][k] for k in order.tolist()], late_lines, moved, counters, rejected)
+    batch = Batch(
+        series,
+        time[order],
+        kinds,
+        np.array(columns["quantity"], dtype=np.int64)[order],
+        [columns["line_id"][k] for k in order.tolist()],
+        late_lines,
+        moved,
+        counters,
+        rejected,
+    )
     keys_array = np.array(remembered, dtype=np.uint64).reshape(-1, 2)
     return Prepared(batch, objects, keys_array)
 
@@ -351,17 +397,30 @@ def moves_of(before: State, after: State, batch: Batch | None, tick_epoch: float
     return moved.astype(np.int64), latest[moved], change[moved].astype(np.int64)
 
 
-def write_journal(store: Store, prepared: Prepared, moves: tuple[np.ndarray, np.ndarray, np.ndarray],
-                  window_end: float) -> str | None:
+def write_journal(store: Store, prepared: Prepared, moves: tuple[np.ndarray, np.ndarray, np.ndarray], window_end: float) -> str | None:
     """Write the tick's journal (write-once, before the commit that references it), named by the end of
     the minutes the tick applied; its key, or None when there is nothing to remember."""
     if prepared.empty and not len(moves[0]):
         return None
     order = np.argsort(prepared.keys[:, 0], kind="stable")
-    header = {"schema": 1, "objects": [[feed, key, tag, through if math.isfinite(through) else -1e300, status]
-                                       for (feed, key), (tag, through, status) in sorted(prepared.objects.items())]}
-    data = pack(header, {"hi": prepared.keys[order, 0].copy(), "lo": prepared.keys[order, 1].copy(),
-                         "move_series": moves[0], "move_time": moves[1], "move_delta": moves[2]}, level=1)
+    header = {
+        "schema": 1,
+        "objects": [
+            [feed, key, tag, through if math.isfinite(through) else -1e300, status]
+            for (feed, key), (tag, through, status) in sorted(prepared.objects.items())
+        ],
+    }
+    data = pack(
+        header,
+        {
+            "hi": prepared.keys[order, 0].copy(),
+            "lo": prepared.keys[order, 1].copy(),
+            "move_series": moves[0],
+            "move_time": moves[1],
+            "move_delta": moves[2],
+        },
+        level=1,
+    )
     key = f"{JOURNAL_PREFIX}{max(int(window_end), 0):011d}-journal-{hashlib.sha256(data).hexdigest()[:24]}.bin"
     store.put_once(key, data)
     return key
@@ -385,7 +444,7 @@ def prune_journals(store: Store, state: State) -> int:
     oldest = min((float(written) for _, written in state.feed_journals), default=math.inf)
     deleted = 0
     for key in list(store.list(JOURNAL_PREFIX)):
-        stamp = key[len(JOURNAL_PREFIX):].split("-", 1)[0]
+        stamp = key[len(JOURNAL_PREFIX) :].split("-", 1)[0]
         if key in kept or not stamp.isdigit() or int(stamp) >= oldest:
             continue
         store.delete(key)

@@ -79,8 +79,16 @@ log = logging.getLogger("stockpulse")
 class Publisher(Protocol):
     """Publishes a committed state's metrics; returns an error text on failure, None on success."""
 
-    def __call__(self, handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None,
-                 exposed: Mapping[str, np.ndarray] | None = None, shard: int | None = None) -> str | None: ...
+    def __call__(
+        self,
+        handler: str,
+        state: State,
+        catalog: Catalog,
+        *,
+        deadline: Deadline | None = None,
+        exposed: Mapping[str, np.ndarray] | None = None,
+        shard: int | None = None,
+    ) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -107,13 +115,13 @@ class Runtime:
         """Whether the history sees sales, not demand (a shop's orders, or the simulator told to hide its
         lost sales): each closed day's demand is then recovered (handlers/forecasting/censored.py)."""
         return self.censor_lost_sales or (self.feeds is not None and "orders" in self.feeds.stores)
+
     #: compiled catalog objects the catalog was loaded without writing (handlers/runtime/catalogs.py): the
     #: first invocation whose checks pass writes them, so that a refused one writes nothing
     compiled: Mapping[str, bytes] = field(default_factory=dict)
 
 
-def load_state(store: Store, catalog: Catalog | None = None, *,
-               num_shards: int | None = None) -> tuple[State | None, str | None]:
+def load_state(store: Store, catalog: Catalog | None = None, *, num_shards: int | None = None) -> tuple[State | None, str | None]:
     """The whole current state (every part, handlers/runtime/layout.py) and its hot part's ETag (``None, None``
     when the store is empty). A sharded store (``num_shards``; ``None``: the count the store
     records) gives every shard's state merged over the whole catalog (:func:`handlers.runtime.shards.merge`;
@@ -133,8 +141,11 @@ def load_state(store: Store, catalog: Catalog | None = None, *,
 def shard_states(store: Store, catalog: Catalog, num_shards: int) -> list[tuple[shards.Shard, State]]:
     """The state of every shard that holds products (a shard not run yet: fresh at the earliest
     creation time of the others); empty when no shard has a state yet."""
-    found = [(part, layout.load(shards.ShardStore(store, part.number), part.catalog, at=0.0))
-             for part in shards.split(catalog, num_shards) if not part.empty]
+    found = [
+        (part, layout.load(shards.ShardStore(store, part.number), part.catalog, at=0.0))
+        for part in shards.split(catalog, num_shards)
+        if not part.empty
+    ]
     states = [loaded.state for _, loaded in found if loaded is not None]
     if not states:
         return []
@@ -150,24 +161,27 @@ def flush_outbox(store: Store, state: State) -> int:
         if found is None and store.put_once(key, payload, content_type=CONTENT_TYPE):
             written += 1
         elif found is False:
-            log.warning("%s: the log object differs from what its commit promised (damaged or truncated); "
-                        "rewritten", key)
+            log.warning("%s: the log object differs from what its commit promised (damaged or truncated); rewritten", key)
             store.replace(key, payload, content_type=CONTENT_TYPE)
             written += 1
     return written
 
 
-def _record(state: State, handler: str, tick: Tick, seconds: float, key: str, payload: bytes,
-            conflicts: int) -> State:
+def _record(state: State, handler: str, tick: Tick, seconds: float, key: str, payload: bytes, conflicts: int) -> State:
     h = HANDLERS.index(handler)
     buckets = state.latency_buckets.copy()
-    buckets[h, np.searchsorted(np.array(LATENCY_BUCKETS), seconds, side="left"):] += 1
+    buckets[h, np.searchsorted(np.array(LATENCY_BUCKETS), seconds, side="left") :] += 1
     latency_sum, invocations = state.latency_sum.copy(), state.invocations.copy()
     latency_sum[h] += seconds
     invocations[h] += 1
-    return state.replace(applied={**state.applied, handler: tick.epoch}, latency_buckets=buckets,
-                         latency_sum=latency_sum, invocations=invocations, outbox=((key, payload),),
-                         conflicts={**state.conflicts, handler: state.conflicts[handler] + conflicts})
+    return state.replace(
+        applied={**state.applied, handler: tick.epoch},
+        latency_buckets=buckets,
+        latency_sum=latency_sum,
+        invocations=invocations,
+        outbox=((key, payload),),
+        conflicts={**state.conflicts, handler: state.conflicts[handler] + conflicts},
+    )
 
 
 def count_push_failure(store: Store, declared: Declaration, attempts: int = 10) -> None:
@@ -194,20 +208,17 @@ def invoke(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline
     if handler not in runtime.handlers:
         raise InputError(f"handler: unknown {handler!r} (one of {', '.join(runtime.handlers)})")
     tick = parse_event(event_doc)
-    return apply_tick(handler, tick, shards.resolve(tick.shard, tick.num_shards, runtime.num_shards), runtime,
-                      deadline=deadline)
+    return apply_tick(handler, tick, shards.resolve(tick.shard, tick.num_shards, runtime.num_shards), runtime, deadline=deadline)
 
 
-def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *,
-               deadline: Deadline | None = None) -> dict[str, Any]:
+def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *, deadline: Deadline | None = None) -> dict[str, Any]:
     """:func:`invoke` for an event already parsed and its shard resolved (``number``; ``None``:
     unsharded): the commit protocol of the module docstring, step by step."""
     declared = runtime.handlers[handler]
     result: dict[str, Any] = {"handler": handler, "time": format_time(tick.time)}
     if deadline is None and runtime.budget_seconds is not None:
         deadline = Deadline(runtime.budget_seconds)
-    timed: Callable[[Store], Store] = (lambda store: store) if deadline is None else (
-        lambda store: DeadlineStore(store, deadline))
+    timed: Callable[[Store], Store] = (lambda store: store) if deadline is None else (lambda store: DeadlineStore(store, deadline))
     manifest = shards.check_manifest(timed(runtime.store), runtime.num_shards)  # refusals only: nothing written
     whole = runtime.store
     if number is not None:  # one shard: its sub-catalog and its own state objects (handlers/runtime/shards.py)
@@ -231,9 +242,9 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
     conflicts = 0  # compare-and-swap writes lost to another writer in this invocation
     checked = False  # every refusal is made before the invocation's first write
     for attempt in range(runtime.max_attempts):
-        loaded = (layout.load(runtime.store, runtime.catalog, at=tick.epoch, history=False,
-                              forecast=declared.reads_forecast)
-                  or layout.fresh(runtime.catalog, tick.epoch))
+        loaded = layout.load(
+            runtime.store, runtime.catalog, at=tick.epoch, history=False, forecast=declared.reads_forecast
+        ) or layout.fresh(runtime.catalog, tick.epoch)
         state = loaded.state
         if tick.epoch > state.applied[handler]:
             check_lead(handler, tick.epoch, state, runtime.limits)
@@ -244,8 +255,7 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
             checked = True
         repaired = flush_outbox(runtime.store, state)
         if repaired:
-            log.info("wrote %d log object(s) promised by an earlier commit (interrupted, or still running "
-                     "concurrently)", repaired)
+            log.info("wrote %d log object(s) promised by an earlier commit (interrupted, or still running concurrently)", repaired)
         if tick.epoch <= state.applied[handler]:
             last = format_epoch(state.applied[handler])
             return {**result, "status": "skipped", "reason": f"already applied (last applied tick {last})"}
@@ -264,45 +274,69 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
             state = loaded.state
         pooled = None
         if declared.pools:  # the pooled fit: every shard's statistics of the day before
-            pooled = pool.gather(whole, runtime.num_shards, state.history_day - 1,
-                                 warehouses=[w.id for w in runtime.catalog.warehouses])
+            pooled = pool.gather(whole, runtime.num_shards, state.history_day - 1, warehouses=[w.id for w in runtime.catalog.warehouses])
             if pooled is None and number is not None and bool(np.isfinite(state.daily_demand).any()):
-                log.warning("shard %d: not every shard has published its forecast statistics of the day before; "
-                            "this forecast fits on the shard's own series (job_run pool: own)", number)
+                log.warning(
+                    "shard %d: not every shard has published its forecast statistics of the day before; "
+                    "this forecast fits on the shard's own series (job_run pool: own)",
+                    number,
+                )
         prepared = None
         if declared.reads_feeds and runtime.feeds is not None:  # the shop's lines due by this tick
             try:
-                prepared = feeds.prepare(runtime.feeds, runtime.store, state, tick.epoch, runtime.catalog,
-                                         catch_up_minutes=runtime.limits.catch_up_minutes,
-                                         shard=None if number is None else (number, runtime.num_shards))
+                prepared = feeds.prepare(
+                    runtime.feeds,
+                    runtime.store,
+                    state,
+                    tick.epoch,
+                    runtime.catalog,
+                    catch_up_minutes=runtime.limits.catch_up_minutes,
+                    shard=None if number is None else (number, runtime.num_shards),
+                )
             except feeds.JournalMissing:
                 if layout.replaced_since(runtime.store, loaded.etags["hot"]):
                     continue  # newer commits pruned a journal it referenced: from step 1 again
                 raise
-        inputs = Inputs(policy=runtime.policy, catch_up_minutes=runtime.limits.catch_up_minutes, pooled=pooled,
-                        feed=None if prepared is None else prepared.batch,
-                        censor_lost_sales=runtime.censor_lost_sales,
-                        recover_day=runtime.recover_day if runtime.censored else None)
+        inputs = Inputs(
+            policy=runtime.policy,
+            catch_up_minutes=runtime.limits.catch_up_minutes,
+            pooled=pooled,
+            feed=None if prepared is None else prepared.batch,
+            censor_lost_sales=runtime.censor_lost_sales,
+            recover_day=runtime.recover_day if runtime.censored else None,
+        )
         outcome = declared.core(state, tick, runtime.catalog, inputs)
         if runtime.feeds is not None and declared.owns == "hot":  # its journal: what a later tick must know
-            window = (order_window(state, tick.epoch, runtime.limits.catch_up_minutes) if declared.reads_feeds
-                      else (state.orders_through, state.orders_through))
+            window = (
+                order_window(state, tick.epoch, runtime.limits.catch_up_minutes)
+                if declared.reads_feeds
+                else (state.orders_through, state.orders_through)
+            )
             moves = feeds.moves_of(state, outcome.state, None if prepared is None else prepared.batch, tick.epoch)
             journal = feeds.write_journal(runtime.store, prepared or feeds.Prepared(Batch.empty()), moves, window[1])
-            outcome = replace(outcome, state=outcome.state.replace(
-                feed_journals=feeds.referenced(state, window, journal, runtime.feeds)))
+            outcome = replace(outcome, state=outcome.state.replace(feed_journals=feeds.referenced(state, window, journal, runtime.feeds)))
         seconds = runtime.clock() - started
-        run = event("job_run", handler, tick.time, "run" if number is None else f"run:shard-{number}",
-                    tick_id=tick.event_id, status="applied", events=len(outcome.events),
-                    duration_ms=round(seconds * 1000, 3), conflicts=conflicts, shard=number,
-                    pool=outcome.summary.get("pool"))
+        run = event(
+            "job_run",
+            handler,
+            tick.time,
+            "run" if number is None else f"run:shard-{number}",
+            tick_id=tick.event_id,
+            status="applied",
+            events=len(outcome.events),
+            duration_ms=round(seconds * 1000, 3),
+            conflicts=conflicts,
+            shard=number,
+            pool=outcome.summary.get("pool"),
+        )
         payload = encode_events([*outcome.events, run])
         key = log_key(handler, tick.time, number)
         new_state = _record(outcome.state, handler, tick, seconds, key, payload, conflicts)
         if declared.keeps_exposed:  # what its metrics expose, as the core computed it, committed with its part
             unknown = np.full(new_state.num_series, np.nan)  # a core that does not compute one (another policy's)
-            new_state = new_state.replace(forecast_exposed=np.stack(
-                [np.asarray(outcome.exposed.get(name, unknown), dtype=np.float64) for name in EXPOSED], axis=1))
+            new_state = new_state.replace(
+                forecast_exposed=np.stack([np.asarray(outcome.exposed.get(name, unknown), dtype=np.float64) for name in EXPOSED], axis=1)
+            )
         pool.publish(runtime.store, outcome.statistics)  # before the commit: what a commit used is out there
         try:
             committed = layout.commit(runtime.store, loaded, new_state, part, outbox=((key, payload),))  # the commit point
@@ -314,8 +348,7 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
         try:
             runtime.store.put_once(key, payload, content_type=CONTENT_TYPE)
         except StorageError as exc:  # committed: the outbox guarantees a later invocation writes it
-            log.warning("%s: committed, but the log object is not written yet (%s); the next invocation "
-                        "writes it", key, exc)
+            log.warning("%s: committed, but the log object is not written yet (%s); the next invocation writes it", key, exc)
             result["log_error"] = str(exc)
         referenced = committed.history
         if referenced is not None and loaded.history_ref not in (None, referenced):  # a day closed
@@ -334,8 +367,7 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
             except StorageError as exc:  # garbage only: the next new base's prune removes it
                 log.warning("old objects of the hot part not deleted yet: %s", exc)
         if runtime.publish is not None:
-            error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline, exposed=outcome.exposed,
-                                    shard=number)
+            error = runtime.publish(handler, new_state, runtime.catalog, deadline=deadline, exposed=outcome.exposed, shard=number)
             if error is not None:
                 log.warning("metrics for %s not published: %s", handler, error)
                 count_push_failure(untimed, declared)
@@ -350,12 +382,13 @@ def check_size(catalog: Catalog, num_shards: int, number: int | None) -> None:
         return
     what = "the catalog" if number is None else f"shard {number} of {num_shards}"
     needed = math.ceil(catalog.num_series * num_shards / MAX_SERIES)
-    raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: {what} holds {catalog.num_series} series, more than the "
-                      f"{MAX_SERIES} one invocation handles; split the catalog into more shards (at least {needed})")
+    raise ConfigError(
+        f"--num-shards / STOCKPULSE_NUM_SHARDS: {what} holds {catalog.num_series} series, more than the "
+        f"{MAX_SERIES} one invocation handles; split the catalog into more shards (at least {needed})"
+    )
 
 
-def invoke_all(handler: str, event_doc: Any, runtime: Runtime, *,
-               deadline: Deadline | None = None) -> list[dict[str, Any]]:
+def invoke_all(handler: str, event_doc: Any, runtime: Runtime, *, deadline: Deadline | None = None) -> list[dict[str, Any]]:
     """Apply one tick of ``handler`` to every shard in turn (what the deployment's fan-out does in
     parallel, handlers/runtime/shards.py), or once when the catalog is not sharded: ``simulate``, ``run``
     and ``invoke`` without ``--shard``. An event that names its shard is applied to that one."""
@@ -363,7 +396,8 @@ def invoke_all(handler: str, event_doc: Any, runtime: Runtime, *,
     if runtime.num_shards == 1 or (isinstance(detail, dict) and detail.get("shard") is not None):
         return [invoke(handler, event_doc, runtime, deadline=deadline)]
     if runtime.shard is not None:
-        return [invoke(handler, {**event_doc, "detail": {**(detail or {}), "shard": runtime.shard}}, runtime,
-                       deadline=deadline)]
-    return [invoke(handler, {**event_doc, "detail": {**(detail or {}), "shard": k}}, runtime, deadline=deadline)
-            for k in range(runtime.num_shards)]
+        return [invoke(handler, {**event_doc, "detail": {**(detail or {}), "shard": runtime.shard}}, runtime, deadline=deadline)]
+    return [
+        invoke(handler, {**event_doc, "detail": {**(detail or {}), "shard": k}}, runtime, deadline=deadline)
+        for k in range(runtime.num_shards)
+    ]

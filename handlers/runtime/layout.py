@@ -53,9 +53,25 @@ from handlers.storage.base import Store
 
 log = logging.getLogger("stockpulse")
 
-__all__ = ["Loaded", "Committed", "Moved", "check_digest", "load", "with_history", "fresh", "commit", "prune_history", "prune_hot",
-           "FORECAST_KEY", "HISTORY_PREFIX", "HOT_SCHEMA", "NOT_LOADED", "FORECAST_NOT_LOADED", "is_loaded",
-           "forecast_daily_demand"]
+__all__ = [
+    "Loaded",
+    "Committed",
+    "Moved",
+    "check_digest",
+    "load",
+    "with_history",
+    "fresh",
+    "commit",
+    "prune_history",
+    "prune_hot",
+    "FORECAST_KEY",
+    "HISTORY_PREFIX",
+    "HOT_SCHEMA",
+    "NOT_LOADED",
+    "FORECAST_NOT_LOADED",
+    "is_loaded",
+    "forecast_daily_demand",
+]
 
 FORECAST_KEY = "state/forecast.bin"
 HISTORY_PREFIX = "state/history/"
@@ -68,9 +84,21 @@ _SMALL_CHAIN_BYTES = 1 << 16  # a chain this small is never worth a new base bef
 #: the history object's arrays; ``censor_live``: what the censored-demand recovery keeps per series
 #: (handlers/forecasting/censored.py LiveState; zero columns for a store whose demand is never censored)
 HISTORY_FIELDS = ("daily_demand", "hour_profile", "censor_live")
-FORECAST_FIELDS = ("forecast_at", "forecast_mean", "forecast_std", "hour_share", "forecast_exposed", "score_day",
-                   "score_forecast", "score_forecast_std", "score_abs_error", "score_actual", "score_days",
-                   "score_paired_abs_error", "score_naive_abs_error")
+FORECAST_FIELDS = (
+    "forecast_at",
+    "forecast_mean",
+    "forecast_std",
+    "hour_share",
+    "forecast_exposed",
+    "score_day",
+    "score_forecast",
+    "score_forecast_std",
+    "score_abs_error",
+    "score_actual",
+    "score_days",
+    "score_paired_abs_error",
+    "score_naive_abs_error",
+)
 _FORECAST_SCALARS = ("forecast_at", "score_day")
 _FORECAST_ARRAYS = tuple(name for name in FORECAST_FIELDS if name not in _FORECAST_SCALARS)
 #: Counters kept per handler; each part stores those of the handlers that commit to it.
@@ -144,14 +172,19 @@ def _scalars(values: dict[str, Any]) -> dict[str, Any]:
 
 def _split_handlers(state: State, handlers: tuple[str, ...]) -> dict[str, Any]:
     rows = {name: getattr(state, name) for name in _ROWS}
-    return {"handlers": {h: {"applied": None if math.isinf(state.applied[h]) else state.applied[h],
-                             "conflicts": state.conflicts[h],
-                             **{name: rows[name][HANDLERS.index(h)].tolist() for name in _ROWS}}
-                         for h in handlers}}
+    return {
+        "handlers": {
+            h: {
+                "applied": None if math.isinf(state.applied[h]) else state.applied[h],
+                "conflicts": state.conflicts[h],
+                **{name: rows[name][HANDLERS.index(h)].tolist() for name in _ROWS},
+            }
+            for h in handlers
+        }
+    }
 
 
-def _merge_handlers(header: dict[str, Any], arrays: dict[str, Any], per: dict[str, dict[str, Any]],
-                    blank: State) -> None:
+def _merge_handlers(header: dict[str, Any], arrays: dict[str, Any], per: dict[str, dict[str, Any]], blank: State) -> None:
     """Put each handler's stored counters (``per``) into the merged scalars and arrays."""
     applied = dict(header.get("applied") or blank.applied)
     conflicts = {**blank.conflicts, **(header.get("conflicts") or {})}
@@ -186,13 +219,11 @@ def with_history(store: Store, loaded: Loaded) -> Loaded:
         arrays = _history(store, loaded.history_ref, str(loaded.etags["hot"]))
     except _Missing as exc:
         raise _vanished(store, exc) from exc
-    state = loaded.state.replace(**{name: arrays[name] if name in arrays else _absent(name, loaded.state)
-                                    for name in HISTORY_FIELDS})
+    state = loaded.state.replace(**{name: arrays[name] if name in arrays else _absent(name, loaded.state) for name in HISTORY_FIELDS})
     return dataclasses.replace(loaded, state=state, history=tuple(getattr(state, name) for name in HISTORY_FIELDS))
 
 
-def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
-         forecast: bool = True) -> Loaded | None:
+def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True, forecast: bool = True) -> Loaded | None:
     """Read the parts and merge them into one :class:`State` (:func:`_load`). An object the hot part
     references that is gone was pruned after newer commits: the hot part is read again. Only when
     the newest hot part references a missing object is that damage, an error naming the object."""
@@ -204,12 +235,10 @@ def load(store: Store, catalog: Catalog | None, *, at: float, history: bool = Tr
             if not isinstance(failure, Moved):
                 raise failure from exc
             log.info("%s was pruned meanwhile; reading the hot part again", exc.key)
-    raise StorageError(f"{STATE_KEY}: changed {_LOAD_ATTEMPTS} times while the objects it references were read "
-                       f"from {store.url}; try again")
+    raise StorageError(f"{STATE_KEY}: changed {_LOAD_ATTEMPTS} times while the objects it references were read from {store.url}; try again")
 
 
-def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True,
-          forecast: bool = True) -> Loaded | None:
+def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = True, forecast: bool = True) -> Loaded | None:
     """Read the parts (hot; the forecast unless ``forecast=False``; the history unless
     ``history=False``) and merge them into one :class:`State`; ``None`` when the store has no state.
     A missing forecast part is a fresh one. Without the forecast part its fields are
@@ -218,23 +247,30 @@ def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = T
     hot = store.read(STATE_KEY)
     if hot is None:
         if next(iter(store.list("logs/")), None) is not None:
-            raise StorageError(f"{STATE_KEY}: missing from {store.url}, but logs/ holds log objects — the state "
-                               "was deleted. Restore it from a backup, or start a new --store; refusing to start "
-                               "fresh over old logs")
+            raise StorageError(
+                f"{STATE_KEY}: missing from {store.url}, but logs/ holds log objects — the state "
+                "was deleted. Restore it from a backup, or start a new --store; refusing to start "
+                "fresh over old logs"
+            )
         return None
     header, values, hot_outbox = unpack(hot.data, key=STATE_KEY)
     fingerprint = header.get("catalog_fingerprint")
     if catalog is not None and fingerprint != catalog.fingerprint:
-        raise ConfigError(f"--catalog: {store.url} was started with another catalog "
-                          f"({fingerprint}); this one ({catalog.source}) is "
-                          f"{catalog.fingerprint} — use the same catalog or a new --store")
+        raise ConfigError(
+            f"--catalog: {store.url} was started with another catalog "
+            f"({fingerprint}); this one ({catalog.source}) is "
+            f"{catalog.fingerprint} — use the same catalog or a new --store"
+        )
     ref, base, base_bytes = None, None, 0
     chain: tuple[tuple[str, int], ...] = ()
     header_schema = header.get("schema")
     if header_schema == SCHEMA:  # the whole state in one object (before this layout)
         legacy = State.from_fields({k: v for k, v in header.items() if k != "schema"}, values, hot_outbox)
-        scalars = {f.name: getattr(legacy, f.name) for f in dataclasses.fields(State)
-                   if not isinstance(getattr(legacy, f.name), np.ndarray) and f.name != "outbox"}
+        scalars = {
+            f.name: getattr(legacy, f.name)
+            for f in dataclasses.fields(State)
+            if not isinstance(getattr(legacy, f.name), np.ndarray) and f.name != "outbox"
+        }
         values = {**{k: v for k, v in vars(legacy).items() if isinstance(v, np.ndarray)}}
         header = _scalars(scalars)
         per_hot: dict[str, Any] = {}
@@ -248,8 +284,9 @@ def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = T
         if history:
             values.update(_history(store, ref, hot.etag))
     else:
-        raise StorageError(f"{STATE_KEY}: state schema {header.get('schema')!r}, this stockpulse reads "
-                           f"{SCHEMA}, 2 and {HOT_SCHEMA}; use a new --store")
+        raise StorageError(
+            f"{STATE_KEY}: state schema {header.get('schema')!r}, this stockpulse reads {SCHEMA}, 2 and {HOT_SCHEMA}; use a new --store"
+        )
     header.pop("schema", None)
     forecast_read = forecast or header_schema == SCHEMA  # moving a schema-1 state needs to know whether it exists
     forecast_part = store.read(FORECAST_KEY) if forecast_read else None
@@ -276,10 +313,17 @@ def _load(store: Store, catalog: Catalog | None, *, at: float, history: bool = T
     arrays = {k: v for k, v in values.items()}
     scalars = {k: v for k, v in header.items() if k not in arrays}
     state = State.from_fields(scalars, arrays, hot_outbox + forecast_outbox)
-    return Loaded(state, {"hot": hot.etag, "forecast": None if forecast_part is None else forecast_part.etag},
-                  {"hot": hot_outbox, "forecast": forecast_outbox}, ref, loaded_history,
-                  legacy=header_schema == SCHEMA and forecast_part is None, base=base, chain=chain,
-                  base_bytes=base_bytes)
+    return Loaded(
+        state,
+        {"hot": hot.etag, "forecast": None if forecast_part is None else forecast_part.etag},
+        {"hot": hot_outbox, "forecast": forecast_outbox},
+        ref,
+        loaded_history,
+        legacy=header_schema == SCHEMA and forecast_part is None,
+        base=base,
+        chain=chain,
+        base_bytes=base_bytes,
+    )
 
 
 def _blank(series: int, at: float) -> State:
@@ -303,8 +347,9 @@ class _SeriesOnly:
 def fresh(catalog: Catalog, at: float) -> Loaded:
     """What :func:`load` gives for an empty store: a fresh state at business time ``at``."""
     state = initial_state(catalog, at)
-    return Loaded(state, {"hot": None, "forecast": None}, {"hot": (), "forecast": ()}, None,
-                  tuple(getattr(state, name) for name in HISTORY_FIELDS))
+    return Loaded(
+        state, {"hot": None, "forecast": None}, {"hot": (), "forecast": ()}, None, tuple(getattr(state, name) for name in HISTORY_FIELDS)
+    )
 
 
 def _encode(state: State, names: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -323,8 +368,7 @@ _EXCLUDED_FROM_HOT = set(HISTORY_FIELDS) | set(FORECAST_FIELDS) | set(PER_HANDLE
 HOT_FIELDS = tuple(f.name for f in dataclasses.fields(State) if f.name not in _EXCLUDED_FROM_HOT)
 
 
-def commit(store: Store, loaded: Loaded, state: State, part: Part,
-           outbox: tuple[tuple[str, bytes], ...] | None = None) -> Committed:
+def commit(store: Store, loaded: Loaded, state: State, part: Part, outbox: tuple[tuple[str, bytes], ...] | None = None) -> Committed:
     """Compare-and-swap ``part`` (``hot`` or ``forecast``) to ``state`` — the single commit point of
     an invocation. A hot commit whose history changed first writes the new history object (write-once).
     ``outbox``: the part's new outbox (default: the one it was loaded with). ``ConflictError`` when
@@ -338,8 +382,7 @@ def commit(store: Store, loaded: Loaded, state: State, part: Part,
         if not is_loaded(state.forecast_mean):
             raise ValueError("the forecast part is committed only by an invocation that read it")
         header, arrays = _encode(state, FORECAST_FIELDS)
-        header.update(schema=HOT_SCHEMA, catalog_fingerprint=state.catalog_fingerprint,
-                      **_split_handlers(state, handlers))
+        header.update(schema=HOT_SCHEMA, catalog_fingerprint=state.catalog_fingerprint, **_split_handlers(state, handlers))
         store.write(FORECAST_KEY, pack(header, arrays, outbox, level=LEVEL["forecast"]), etag=loaded.etags["forecast"])
         return Committed()
     if loaded.legacy:  # moving a schema-1 state: its forecast part first (a crash in between loads the same)
@@ -349,8 +392,7 @@ def commit(store: Store, loaded: Loaded, state: State, part: Part,
             pass  # a forecast committed its own part meanwhile: that one is newer
     ref = loaded.history_ref
     if ref is None or any(getattr(state, name) is not before for name, before in zip(HISTORY_FIELDS, loaded.history)):
-        data = pack({"schema": HOT_SCHEMA}, {name: getattr(state, name) for name in HISTORY_FIELDS},
-                    level=LEVEL["history"])
+        data = pack({"schema": HOT_SCHEMA}, {name: getattr(state, name) for name in HISTORY_FIELDS}, level=LEVEL["history"])
         ref = f"{HISTORY_PREFIX}{hashlib.sha256(data).hexdigest()[:32]}.bin"
         store.put_once(ref, data)
     if is_loaded(state.forecast_mean):  # the forecast part at hand: refresh the hot part's copy of what cover needs
@@ -358,8 +400,14 @@ def commit(store: Store, loaded: Loaded, state: State, part: Part,
     header, arrays = _encode(state, HOT_FIELDS)
     series = {name: arrays.pop(name) for name in SERIES_FIELDS}
     base, chain, base_bytes = _write_series(store, loaded, series, _stamp(state, loaded))
-    header.update(schema=HOT_SCHEMA, history=ref, base=base, chain=[list(link) for link in chain],
-                  base_bytes=base_bytes, **_split_handlers(state, handlers))
+    header.update(
+        schema=HOT_SCHEMA,
+        history=ref,
+        base=base,
+        chain=[list(link) for link in chain],
+        base_bytes=base_bytes,
+        **_split_handlers(state, handlers),
+    )
     store.write(STATE_KEY, pack(header, arrays, outbox, level=LEVEL["hot"]), etag=loaded.etags["hot"])
     _remember(store, base, tuple(key for key, _ in chain), series)  # the next invocation here reads no object
     return Committed(history=ref, base=base, chain=tuple(key for key, _ in chain))
@@ -382,9 +430,29 @@ def prune_history(store: Store, keep: set[str]) -> int:
 
 #: The hot part's arrays with one row per series (the open purchase orders are rows of their own,
 #: few, and stay inline in ``state/state.bin`` with the scalars and counters).
-SERIES_FIELDS = tuple(name for name in HOT_FIELDS if name in {
-    "initial", "on_hand", "received", "shipped", "lost_sales", "order_rate", "rate_minute", "today_hours",
-    "po_count", "reorders", "cover_daily_demand", "backorder", "backordered", "returned", "adjusted", "today_oos"})
+SERIES_FIELDS = tuple(
+    name
+    for name in HOT_FIELDS
+    if name
+    in {
+        "initial",
+        "on_hand",
+        "received",
+        "shipped",
+        "lost_sales",
+        "order_rate",
+        "rate_minute",
+        "today_hours",
+        "po_count",
+        "reorders",
+        "cover_daily_demand",
+        "backorder",
+        "backordered",
+        "returned",
+        "adjusted",
+        "today_oos",
+    }
+)
 _MAX_CACHED = 4  # materialised generations kept per process (a warm function, a long `run`)
 _materialised: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, np.ndarray]]] = {}
 
@@ -405,7 +473,7 @@ def _object_key(kind: str, stamp: int, data: bytes) -> str:
 
 
 def _key_stamp(key: str) -> int | None:
-    name = key[len(HOT_PREFIX):] if key.startswith(HOT_PREFIX) else ""
+    name = key[len(HOT_PREFIX) :] if key.startswith(HOT_PREFIX) else ""
     head = name.split("-", 1)[0]
     return int(head) if head.isdigit() else None
 
@@ -453,14 +521,16 @@ def _apply(arrays: dict[str, np.ndarray], delta: dict[str, np.ndarray]) -> dict[
     return out
 
 
-def _write_series(store: Store, loaded: Loaded, series: dict[str, np.ndarray],
-                  stamp: int) -> tuple[str, tuple[tuple[str, int], ...], int]:
+def _write_series(store: Store, loaded: Loaded, series: dict[str, np.ndarray], stamp: int) -> tuple[str, tuple[tuple[str, int], ...], int]:
     """Write the per-series arrays of a hot commit (write-once, before its compare-and-swap): a delta
     against the state the commit replaces, or a new base when there is none yet, the chain is
     ``MAX_CHAIN`` long, or its deltas add up to half the base (and 64 KiB). Returns (base, chain,
     base bytes)."""
-    chained = loaded.base is not None and len(loaded.chain) < MAX_CHAIN and \
-        sum(size for _, size in loaded.chain) < max(loaded.base_bytes // 2, _SMALL_CHAIN_BYTES)
+    chained = (
+        loaded.base is not None
+        and len(loaded.chain) < MAX_CHAIN
+        and sum(size for _, size in loaded.chain) < max(loaded.base_bytes // 2, _SMALL_CHAIN_BYTES)
+    )
     delta = _delta(loaded.state, series) if chained else None
     if delta is None or loaded.base is None:
         data = pack({"schema": HOT_SCHEMA}, series, level=LEVEL["hot"])
@@ -522,12 +592,16 @@ def check_digest(key: str, data: bytes) -> None:
     stem = key.rsplit("/", 1)[-1].removesuffix(".bin")
     named = stem.rsplit("-", 1)[-1]
     if len(named) < 16 or any(c not in "0123456789abcdef" for c in named):
-        raise StorageError(f"{key}: not the name of a content-addressed object (no SHA-256 in it) — the "
-                           f"reference in {STATE_KEY} is damaged; restore it from a backup, or start a new --store")
+        raise StorageError(
+            f"{key}: not the name of a content-addressed object (no SHA-256 in it) — the "
+            f"reference in {STATE_KEY} is damaged; restore it from a backup, or start a new --store"
+        )
     actual = hashlib.sha256(data).hexdigest()
     if not actual.startswith(named):
-        raise StorageError(f"{key}: damaged — its content's SHA-256 begins {actual[:len(named)]}, not the {named} its "
-                           "name says; restore it from a backup, or start a new --store")
+        raise StorageError(
+            f"{key}: damaged — its content's SHA-256 begins {actual[: len(named)]}, not the {named} its "
+            "name says; restore it from a backup, or start a new --store"
+        )
 
 
 def _read_object(store: Store, key: str, etag: str) -> dict[str, np.ndarray]:
@@ -558,8 +632,9 @@ def _vanished(store: Store, missing: _Missing) -> StorageError:
     one that referenced it; damage, named in one line, when the newest hot part references it."""
     if replaced_since(store, missing.etag):
         return Moved(f"{missing.key}: pruned after newer commits of {STATE_KEY}; read it again")
-    return StorageError(f"{missing.key}: referenced by {STATE_KEY} but missing from {store.url} — restore it from a "
-                        "backup, or start a new --store")
+    return StorageError(
+        f"{missing.key}: referenced by {STATE_KEY} but missing from {store.url} — restore it from a backup, or start a new --store"
+    )
 
 
 def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...], etag: str) -> dict[str, np.ndarray]:
@@ -567,8 +642,8 @@ def _series(store: Store, base: str, chain: tuple[tuple[str, int], ...], etag: s
     materialised of the same base is reused)."""
     keys = tuple(key for key, _ in chain)
     cached = _materialised.get((store.url, base))
-    if cached is not None and keys[:len(cached[0])] == cached[0]:
-        arrays, pending = cached[1], keys[len(cached[0]):]
+    if cached is not None and keys[: len(cached[0])] == cached[0]:
+        arrays, pending = cached[1], keys[len(cached[0]) :]
     else:
         arrays, pending = {}, (base, *keys)
     if len(pending) >= _PARALLEL_READS:  # a cold process on a network store: GET them at once

@@ -69,8 +69,9 @@ def gather(store: Store, num_shards: int, day: int, *, warehouses: Sequence[str]
             return None
         try:
             if len(data) > limit:
-                raise ValueError(f"{name}: damaged forecast statistics (more than the {limit} bytes the statistics of "
-                                 "this catalog can take)")
+                raise ValueError(
+                    f"{name}: damaged forecast statistics (more than the {limit} bytes the statistics of this catalog can take)"
+                )
             return Pool.from_bytes(data, name, day, warehouses=warehouses)
         except ValueError as exc:
             log.warning("%s; the forecast fits on its own series", exc)
@@ -99,12 +100,11 @@ def publish(store: Store, statistics: Pool | None) -> int:
     """Write a shard's statistics of their day once (``store``: the shard's; the first publication of
     a day stands); then delete its objects of the days before ``day - 2`` (best effort: a shard a
     day behind still finds the day before its own). Returns how many objects this call wrote."""
-    if statistics is None or not store.put_once(key(statistics.day), statistics.to_bytes(),
-                                                content_type="application/json"):
+    if statistics is None or not store.put_once(key(statistics.day), statistics.to_bytes(), content_type="application/json"):
         return 0
     try:
         for old in list(store.list(PREFIX)):
-            stem = old[len(PREFIX):].split(".")[0]
+            stem = old[len(PREFIX) :].split(".")[0]
             if stem.lstrip("-").isdigit() and int(stem) < statistics.day - 2:
                 store.delete(old)
     except StorageError as exc:

@@ -42,9 +42,9 @@ def _bounded(low: float, high: float, *, inclusive: bool = False) -> Callable[[s
         number = decimal(value)
         ok = math.isfinite(number) and (low <= number <= high if inclusive else low < number < high)
         if not ok:
-            raise ValueError(f"must be a number in {'[' if inclusive else '('}{low:g}, {high:g}"
-                             f"{']' if inclusive else ')'}")
+            raise ValueError(f"must be a number in {'[' if inclusive else '('}{low:g}, {high:g}{']' if inclusive else ')'}")
         return number
+
     return parse
 
 
@@ -120,18 +120,20 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "catalog_path": ("STOCKPULSE_CATALOG", "--catalog", _catalog, ""),
     "pushgateway_url": ("STOCKPULSE_PUSHGATEWAY_URL", "--pushgateway", _optional_url, ""),
     "push_timeout_seconds": ("STOCKPULSE_PUSH_TIMEOUT_SECONDS", "--push-timeout", _bounded(0, 300), "5"),
-    "invocation_budget_seconds": ("STOCKPULSE_INVOCATION_BUDGET_SECONDS", "--invocation-budget",
-                                  _bounded(0, 3600), "300"),
-    "alert_threshold_hours": ("STOCKPULSE_ALERT_THRESHOLD_HOURS", "--alert-threshold-hours",
-                              _bounded(0, 168, inclusive=True), f"{Policy.alert_threshold_hours:g}"),
+    "invocation_budget_seconds": ("STOCKPULSE_INVOCATION_BUDGET_SECONDS", "--invocation-budget", _bounded(0, 3600), "300"),
+    "alert_threshold_hours": (
+        "STOCKPULSE_ALERT_THRESHOLD_HOURS",
+        "--alert-threshold-hours",
+        _bounded(0, 168, inclusive=True),
+        f"{Policy.alert_threshold_hours:g}",
+    ),
     "service_level": ("STOCKPULSE_SERVICE_LEVEL", "--service-level", _bounded(0.5, 1.0), f"{Policy.service_level:g}"),
     "cover_days": ("STOCKPULSE_COVER_DAYS", "--cover-days", _bounded(0, 60), f"{Policy.cover_days:g}"),
     "pushgateway_username": ("STOCKPULSE_PUSHGATEWAY_USERNAME", "--pushgateway-username", _optional_path, ""),
     "pushgateway_password": ("STOCKPULSE_PUSHGATEWAY_PASSWORD", "--pushgateway-password", _optional_path, ""),
     "pushgateway_ca_file": ("STOCKPULSE_PUSHGATEWAY_CA_FILE", "--pushgateway-ca-file", _optional_path, ""),
     "max_tick_lead": ("STOCKPULSE_MAX_TICK_LEAD", "--max-tick-lead", parse_max_lead, format_max_lead(DEFAULT_MAX_LEAD)),
-    "max_catch_up_minutes": ("STOCKPULSE_MAX_CATCH_UP_MINUTES", "--max-catch-up-minutes", _minutes,
-                             str(DEFAULT_CATCH_UP_MINUTES)),
+    "max_catch_up_minutes": ("STOCKPULSE_MAX_CATCH_UP_MINUTES", "--max-catch-up-minutes", _minutes, str(DEFAULT_CATCH_UP_MINUTES)),
     # a shop's own feeds (handlers/runtime/feeds.py, docs/feeds.md): orders replace the simulated demand
     "orders_url": ("STOCKPULSE_ORDERS_URL", "--orders", _feed_url, ""),
     "receipts_url": ("STOCKPULSE_RECEIPTS_URL", "--receipts", _feed_url, ""),
@@ -143,10 +145,13 @@ ENV: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     "num_shards": ("STOCKPULSE_NUM_SHARDS", "--num-shards", _shards, "1"),
     # per-series gauges of a large catalog: every series up to the cap, else only those that matter
     "metrics_series_cap": ("STOCKPULSE_METRICS_SERIES_CAP", "--metrics-series-cap", _series_cap, "1000"),
-    "metrics_risk_probability": ("STOCKPULSE_METRICS_RISK_PROBABILITY", "--metrics-risk-probability",
-                                 _bounded(0, 1, inclusive=True), "0.5"),
-    "metrics_low_cover_days": ("STOCKPULSE_METRICS_LOW_COVER_DAYS", "--metrics-low-cover-days",
-                               _bounded(0, 60, inclusive=True), "2"),
+    "metrics_risk_probability": (
+        "STOCKPULSE_METRICS_RISK_PROBABILITY",
+        "--metrics-risk-probability",
+        _bounded(0, 1, inclusive=True),
+        "0.5",
+    ),
+    "metrics_low_cover_days": ("STOCKPULSE_METRICS_LOW_COVER_DAYS", "--metrics-low-cover-days", _bounded(0, 60, inclusive=True), "2"),
 }
 
 
@@ -154,9 +159,11 @@ def _text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-_FORMAT: dict[str, Callable[[Any], str]] = {"max_tick_lead": format_max_lead,
-                                            "feed_max_lateness": lambda seconds: f"{seconds / 60:g}m",
-                                            "censor_lost_sales": lambda flag: "true" if flag else "false"}
+_FORMAT: dict[str, Callable[[Any], str]] = {
+    "max_tick_lead": format_max_lead,
+    "feed_max_lateness": lambda seconds: f"{seconds / 60:g}m",
+    "censor_lost_sales": lambda flag: "true" if flag else "false",
+}
 
 
 @dataclass(frozen=True)
@@ -214,8 +221,7 @@ class Settings:
 
     @property
     def policy(self) -> Policy:
-        return Policy(alert_threshold_hours=self.alert_threshold_hours, service_level=self.service_level,
-                      cover_days=self.cover_days)
+        return Policy(alert_threshold_hours=self.alert_threshold_hours, service_level=self.service_level, cover_days=self.cover_days)
 
     @property
     def limits(self) -> Limits:

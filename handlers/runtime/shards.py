@@ -42,8 +42,21 @@ from handlers.model.catalog import Catalog
 from handlers.model.state import STATE_KEY, State
 from handlers.storage.base import Listed, Store, Versioned
 
-__all__ = ["recorded", "forget_checks", "MAX_SHARDS", "MANIFEST_KEY", "Shard", "shard_of", "split", "shard", "ShardStore", "check_manifest",
-           "record_manifest", "merge", "resolve"]
+__all__ = [
+    "recorded",
+    "forget_checks",
+    "MAX_SHARDS",
+    "MANIFEST_KEY",
+    "Shard",
+    "shard_of",
+    "split",
+    "shard",
+    "ShardStore",
+    "check_manifest",
+    "record_manifest",
+    "merge",
+    "resolve",
+]
 
 #: EventBridge allows 300 rules per event bus and 5 targets per rule: 4 handlers x 256 shards fit in
 #: 4 x 52 rules (jobs/deploy/plan.py).
@@ -87,9 +100,13 @@ def split(catalog: Catalog, num_shards: int) -> tuple[Shard, ...]:
     shards = []
     for k in range(num_shards):
         picked = np.flatnonzero(owners == k)
-        sub = Catalog(tuple(catalog.products[p] for p in picked), catalog.warehouses,
-                      tuple(catalog.initial_stock_table[p] for p in picked), seed=catalog.seed,
-                      source=f"{catalog.source} (shard {k} of {num_shards})")
+        sub = Catalog(
+            tuple(catalog.products[p] for p in picked),
+            catalog.warehouses,
+            tuple(catalog.initial_stock_table[p] for p in picked),
+            seed=catalog.seed,
+            source=f"{catalog.source} (shard {k} of {num_shards})",
+        )
         series = (picked[:, None] * width + np.arange(width)[None, :]).reshape(-1)
         shards.append(Shard(k, num_shards, sub, series))
     result = tuple(shards)
@@ -107,15 +124,18 @@ def shard(catalog: Catalog, number: int, num_shards: int) -> Shard:
 def resolve(detail_shard: int | None, detail_count: int | None, num_shards: int) -> int | None:
     """The shard an event asks for, checked against the configured count; ``None`` = unsharded."""
     if detail_count is not None and detail_count != num_shards:
-        raise InputError(f"event.detail.num_shards: {detail_count}, but this deployment has num_shards = "
-                         f"{num_shards} (STOCKPULSE_NUM_SHARDS)")
+        raise InputError(
+            f"event.detail.num_shards: {detail_count}, but this deployment has num_shards = {num_shards} (STOCKPULSE_NUM_SHARDS)"
+        )
     if num_shards == 1:
         if detail_shard not in (None, 0):
             raise InputError(f"event.detail.shard: {detail_shard}, but the catalog is not sharded (num_shards = 1)")
         return None
     if detail_shard is None:
-        raise InputError(f"event.detail.shard: missing; the catalog is split into {num_shards} shards and an "
-                         f"invocation handles one (0..{num_shards - 1})")
+        raise InputError(
+            f"event.detail.shard: missing; the catalog is split into {num_shards} shards and an "
+            f"invocation handles one (0..{num_shards - 1})"
+        )
     if not 0 <= detail_shard < num_shards:
         raise InputError(f"event.detail.shard: {detail_shard} is not a shard of {num_shards} (0..{num_shards - 1})")
     return detail_shard
@@ -195,7 +215,7 @@ def recorded(store: Store) -> int:
     try:
         return int(json.loads(store.get(MANIFEST_KEY))["num_shards"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{MANIFEST_KEY}: damaged in {store.url} (expected {{\"num_shards\": N}})") from exc
+        raise ConfigError(f'{MANIFEST_KEY}: damaged in {store.url} (expected {{"num_shards": N}})') from exc
 
 
 def check_manifest(store: Store, num_shards: int) -> bytes | None:
@@ -207,17 +227,23 @@ def check_manifest(store: Store, num_shards: int) -> bytes | None:
         return None
     count = recorded(store)  # 1 when the store records no split (unsharded, or empty)
     if count != num_shards and (count > 1 or num_shards == 1):
-        raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} is split into {count} "
-                          f"shards, got {num_shards}; resharding moves products between states — start a new "
-                          "--store")
+        raise ConfigError(
+            f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} is split into {count} "
+            f"shards, got {num_shards}; resharding moves products between states — start a new "
+            "--store"
+        )
     if count == 1:  # no manifest: an unsharded store, or an empty one
         if num_shards > 1 and store.read(STATE_KEY) is not None:
-            raise ConfigError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} holds an unsharded "
-                              f"state, got {num_shards} shards; start a new --store to shard")
+            raise ConfigError(
+                f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store.url} holds an unsharded "
+                f"state, got {num_shards} shards; start a new --store to shard"
+            )
         if next(iter(store.list(SHARDS_PREFIX)), None) is not None:
-            raise ConfigError(f"{MANIFEST_KEY}: missing from {store.url}, but {SHARDS_PREFIX} holds the states of a "
-                              "sharded store — the manifest (its shard count) was deleted. Restore it from a backup, or "
-                              "start a new --store; refusing to record another split over them")
+            raise ConfigError(
+                f"{MANIFEST_KEY}: missing from {store.url}, but {SHARDS_PREFIX} holds the states of a "
+                "sharded store — the manifest (its shard count) was deleted. Restore it from a backup, or "
+                "start a new --store; refusing to record another split over them"
+            )
         if num_shards > 1:
             return json.dumps({"num_shards": num_shards, "hash": HASH, "format": 1}).encode()
     _checked.add((store.url, num_shards))
@@ -285,7 +311,7 @@ def merge(catalog: Catalog, parts: list[tuple[Shard, State]]) -> State:
             width = max(array.shape[1] for array in own)
             whole = np.zeros((catalog.num_series, width))
             for (shard, _), array in zip(parts, own):
-                whole[shard.series, :array.shape[1]] = array
+                whole[shard.series, : array.shape[1]] = array
             values[name] = whole
         elif isinstance(own[0], np.ndarray):
             whole = np.empty((catalog.num_series, *own[0].shape[1:]), dtype=own[0].dtype)

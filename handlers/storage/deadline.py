@@ -45,8 +45,10 @@ class Deadline:
 
     def check(self, what: str) -> None:
         if self.remaining() <= 0:
-            raise StorageError(f"{what}: the invocation's time budget ({self.seconds:.1f} s) is spent; "
-                               "nothing more is written, the next invocation continues")
+            raise StorageError(
+                f"{what}: the invocation's time budget ({self.seconds:.1f} s) is spent; "
+                "nothing more is written, the next invocation continues"
+            )
 
 
 class DeadlineStore:
@@ -77,8 +79,10 @@ class DeadlineStore:
         if failures:
             raise failures[0]
         if not results:
-            raise StorageError(f"{what}: no answer from {self.url} within the invocation's time budget "
-                               f"({self.deadline.seconds:.1f} s); the next invocation continues")
+            raise StorageError(
+                f"{what}: no answer from {self.url} within the invocation's time budget "
+                f"({self.deadline.seconds:.1f} s); the next invocation continues"
+            )
         return results[0]
 
     def read(self, key: str) -> Versioned | None:

@@ -29,7 +29,6 @@ FILE_MODE = 0o644  # objects readable by other users (a Filebeat running as its 
 KEEP_VERSIONS = 3  # full versions kept behind the newest (for readers still loading one)
 
 
-
 class FileStore:
     def __init__(self, root: str | os.PathLike[str], *, url: str | None = None) -> None:
         self.root = Path(root)
@@ -71,12 +70,13 @@ class FileStore:
             return 0
         n = int(text) if text.strip().isdigit() else -1
         if n < 0:
-            log.warning("%s: damaged hint %r ignored (the next write rewrites it); probing for the newest "
-                        "version instead", head, text[:40])
+            log.warning("%s: damaged hint %r ignored (the next write rewrites it); probing for the newest version instead", head, text[:40])
             return 0
         if n and not (vdir / f"{n:012d}").exists():
-            raise StorageError(f"{head}: names version {n}, which is gone — versions were deleted. Restore "
-                               f"{vdir} from a backup, or start a new --store; refusing to roll back")
+            raise StorageError(
+                f"{head}: names version {n}, which is gone — versions were deleted. Restore "
+                f"{vdir} from a backup, or start a new --store; refusing to roll back"
+            )
         return n
 
     def _newest(self, vdir: Path) -> int:
@@ -113,8 +113,10 @@ class FileStore:
             if data:
                 return Versioned(data, str(n))
             if self._newest(vdir) == n:
-                raise StorageError(f"{key}: the newest version ({n}) is an emptied tombstone — newer versions "
-                                   f"were deleted. Restore {vdir} from a backup, or start a new --store")
+                raise StorageError(
+                    f"{key}: the newest version ({n}) is an emptied tombstone — newer versions "
+                    f"were deleted. Restore {vdir} from a backup, or start a new --store"
+                )
             # truncated by the collector after newer versions landed: read again
         raise StorageError(f"{key}: could not read a stable version (too many concurrent writers)")
 

@@ -28,8 +28,10 @@ def open_store(url: str, *, s3_client: Any = None) -> Store:
         elif parsed.netloc in ("", "localhost"):
             path = parsed.path
         else:
-            raise ConfigError(f"store URL {_shown(url)} (--store): file:// URLs name no host ({parsed.netloc!r}); use "
-                              f"file:///absolute/dir or file://./relative/dir")
+            raise ConfigError(
+                f"store URL {_shown(url)} (--store): file:// URLs name no host ({parsed.netloc!r}); use "
+                f"file:///absolute/dir or file://./relative/dir"
+            )
         if not path:
             raise ConfigError(f"store URL {_shown(url)} (--store): file:// needs a directory (file://./data or file:///abs/dir)")
         if Path(path).resolve() == Path("/"):
@@ -41,8 +43,10 @@ def open_store(url: str, *, s3_client: Any = None) -> Store:
         if not parsed.netloc:
             raise ConfigError(f"store URL {_shown(url)} (--store): s3:// needs a bucket (s3://BUCKET/PREFIX)")
         return S3Store(parsed.netloc, parsed.path.strip("/"), client=s3_client, url=url)
-    raise ConfigError(f"store URL {_shown(url)} (--store): unsupported scheme {parsed.scheme or '(none)'!r} "
-                      "(use file:///DIR, file://./DIR or s3://BUCKET/PREFIX)")
+    raise ConfigError(
+        f"store URL {_shown(url)} (--store): unsupported scheme {parsed.scheme or '(none)'!r} "
+        "(use file:///DIR, file://./DIR or s3://BUCKET/PREFIX)"
+    )
 
 
 def _shown(url: str) -> str:

@@ -52,8 +52,7 @@ class S3Store:
                     import boto3
                     from botocore.config import Config
 
-                    config = Config(retries={"mode": "standard", "max_attempts": 5},
-                                    connect_timeout=5, read_timeout=30)
+                    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
                     self._client = boto3.client("s3", config=config)
         return self._client
 
@@ -94,13 +93,14 @@ class S3Store:
             if _error_code(exc) in _NOT_FOUND:
                 return None
             raise self._fail(key, exc) from exc
-        return bool(head.get("ContentLength") == len(data)
-                and head.get("ETag", "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest())
+        return bool(
+            head.get("ContentLength") == len(data)
+            and head.get("ETag", "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
+        )
 
     def put_once(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> bool:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
-                                   ContentType=content_type, IfNoneMatch="*")
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, IfNoneMatch="*")
         except foreign_errors() as exc:
             failure = self._fail(key, exc)
             if isinstance(failure, ConflictError):
@@ -162,7 +162,7 @@ class S3Store:
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
                 for item in page.get("Contents", []):
-                    yield Listed(item["Key"][len(self.prefix):], int(item.get("Size", 0)), str(item.get("ETag", "")))
+                    yield Listed(item["Key"][len(self.prefix) :], int(item.get("Size", 0)), str(item.get("ETag", "")))
         except foreign_errors() as exc:
             raise self._fail(prefix, exc) from exc
 

@@ -32,8 +32,20 @@ from handlers.runtime.declarations import DECLARATIONS
 from handlers.runtime.layout import forecast_daily_demand, is_loaded
 from handlers.runtime.settings import Settings
 
-__all__ = ["StateCollector", "build_registry", "METRICS", "ONLY_WITH_FEEDS", "OPERATIONS", "Focus", "focus_series",
-           "metrics_key", "grouping_key", "cover_days", "at_risk", "stored_exposed"]
+__all__ = [
+    "StateCollector",
+    "build_registry",
+    "METRICS",
+    "ONLY_WITH_FEEDS",
+    "OPERATIONS",
+    "Focus",
+    "focus_series",
+    "metrics_key",
+    "grouping_key",
+    "cover_days",
+    "at_risk",
+    "stored_exposed",
+]
 
 _SERIES = ("product_id", "warehouse_id")
 
@@ -46,40 +58,54 @@ _DEFINED: dict[str, tuple[str, tuple[str, ...], str]] = {
     "inventory_units_by_product": ("gauge", ("product_id",), "On-hand units summed over warehouses"),
     "inventory_units_by_warehouse": ("gauge", ("warehouse_id",), "On-hand units summed over products"),
     "series_out_of_stock": ("gauge", ("warehouse_id",), "Product x warehouse series with nothing on hand"),
-    "lost_sales_units_by_warehouse_total": ("counter", ("warehouse_id",),
-                                            "Units demanded while out of stock, cumulative, summed over products"),
+    "lost_sales_units_by_warehouse_total": (
+        "counter",
+        ("warehouse_id",),
+        "Units demanded while out of stock, cumulative, summed over products",
+    ),
     "catalog_series": ("gauge", (), "Product x warehouse series in the catalog"),
     "received_units_total": ("counter", _SERIES, "Units received from purchase orders, cumulative"),
-    "received_units_by_warehouse_total": ("counter", ("warehouse_id",),
-                                          "Units received from purchase orders, cumulative, summed over products"),
-    "predicted_stockout_hours": ("gauge", _SERIES, "Hours until projected on-hand reaches zero; absent when not "
-                                                   "within the forecast horizon"),
+    "received_units_by_warehouse_total": (
+        "counter",
+        ("warehouse_id",),
+        "Units received from purchase orders, cumulative, summed over products",
+    ),
+    "predicted_stockout_hours": (
+        "gauge",
+        _SERIES,
+        "Hours until projected on-hand reaches zero; absent when not within the forecast horizon",
+    ),
     "stockout_within_horizon": ("gauge", _SERIES, "1 if a stockout is projected within the forecast horizon, else 0"),
     "stockout_probability": ("gauge", _SERIES, "Probability of a stockout within the alert threshold"),
     "demand_forecast_units": ("gauge", ("product_id",), "Forecast demand over the next 7 days"),
     "reorder_point_units": ("gauge", _SERIES, "Reorder point: lead-time demand + safety stock"),
-    "series_at_risk": ("gauge", ("warehouse_id",), "Series with a stockout projected within the alert threshold "
-                                                   "or a stockout probability at or above the risk level"),
-    "series_low_cover": ("gauge", ("warehouse_id",), "Series whose on-hand covers fewer days of forecast demand "
-                                                     "than the low-cover level"),
-    "forecast_abs_error_units_total": ("counter", ("product_id",),
-                                       "Sum of |forecast - actual| of scored days (day-ahead daily forecasts)"),
+    "series_at_risk": (
+        "gauge",
+        ("warehouse_id",),
+        "Series with a stockout projected within the alert threshold or a stockout probability at or above the risk level",
+    ),
+    "series_low_cover": ("gauge", ("warehouse_id",), "Series whose on-hand covers fewer days of forecast demand than the low-cover level"),
+    "forecast_abs_error_units_total": ("counter", ("product_id",), "Sum of |forecast - actual| of scored days (day-ahead daily forecasts)"),
     "forecast_actual_units_total": ("counter", ("product_id",), "Actual demand of the scored days"),
-    "forecast_paired_abs_error_units_total": ("counter", ("product_id",),
-                                              "Sum of |forecast - actual| on days seasonal naive could forecast"),
-    "forecast_seasonal_naive_abs_error_units_total": ("counter", ("product_id",),
-                                                      "Sum of |seasonal naive - actual| on those days"),
+    "forecast_paired_abs_error_units_total": (
+        "counter",
+        ("product_id",),
+        "Sum of |forecast - actual| on days seasonal naive could forecast",
+    ),
+    "forecast_seasonal_naive_abs_error_units_total": ("counter", ("product_id",), "Sum of |seasonal naive - actual| on those days"),
     "forecast_wape": ("gauge", ("product_id",), "Weighted absolute percentage error of the day-ahead forecasts so far"),
-    "forecast_skill_vs_seasonal_naive": ("gauge", ("product_id",),
-                                         "1 - model error / seasonal naive error so far (> 0: better)"),
+    "forecast_skill_vs_seasonal_naive": ("gauge", ("product_id",), "1 - model error / seasonal naive error so far (> 0: better)"),
     "reorder_events_total": ("counter", _SERIES, "Reorder alerts raised, cumulative"),
     "purchase_orders_open": ("gauge", _SERIES, "Open purchase orders"),
     "inbound_units": ("gauge", _SERIES, "Units on open purchase orders"),
     "purchase_orders_open_by_warehouse": ("gauge", ("warehouse_id",), "Open purchase orders, summed over products"),
     "inbound_units_by_warehouse": ("gauge", ("warehouse_id",), "Units on open purchase orders, summed over products"),
     # a shop's feeds (handlers/runtime/feeds.py): lines by outcome, how far behind, backorders, counts
-    "feed_lines_total": ("counter", ("feed", "outcome"), "Feed lines (objects, for objects_damaged) by outcome: applied, "
-                                                         "late, too_late, duplicate, bad, not_in_catalog, objects_damaged"),
+    "feed_lines_total": (
+        "counter",
+        ("feed", "outcome"),
+        "Feed lines (objects, for objects_damaged) by outcome: applied, late, too_late, duplicate, bad, not_in_catalog, objects_damaged",
+    ),
     "feed_lag_seconds": ("gauge", ("feed",), "Business seconds from the newest feed line applied to the order clock"),
     "feed_newest_line_timestamp_seconds": ("gauge", ("feed",), "Business time of the newest feed line applied"),
     "backorder_units": ("gauge", _SERIES, "Units sold but not shipped yet (a feed's orders beyond on hand)"),
@@ -87,25 +113,35 @@ _DEFINED: dict[str, tuple[str, tuple[str, ...], str]] = {
     # by warehouse, not product: a catalog of 10,000 products would add 20,000 samples to every order tick
     "backordered_units_total": ("counter", ("warehouse_id",), "Units that went to backorder, cumulative"),
     "returned_units_total": ("counter", ("warehouse_id",), "Units customers returned (a feed's returns), cumulative"),
-    "stock_adjustment_units_total": ("counter", ("warehouse_id",),
-                                     "Net units stock counts corrected on hand by, cumulative (negative: shrinkage)"),
+    "stock_adjustment_units_total": (
+        "counter",
+        ("warehouse_id",),
+        "Net units stock counts corrected on hand by, cumulative (negative: shrinkage)",
+    ),
     # every handler's group:
     "processing_latency_seconds": ("histogram", ("handler",), "Handler processing time"),
     "handler_invocations_total": ("counter", ("handler",), "Applied invocations, cumulative"),
     "handler_last_success_timestamp_seconds": ("gauge", ("handler",), "Wall-clock time of the last successful invocation"),
     "handler_business_time_seconds": ("gauge", ("handler",), "Business time of the last applied tick"),
     "metrics_push_failures_total": ("counter", ("handler",), "Failed metric pushes to the Pushgateway, cumulative"),
-    "state_write_conflicts_total": ("counter", ("handler",),
-                                    "Compare-and-swap state writes that lost to another writer and were retried, "
-                                    "cumulative (in invocations that then committed)"),
-    "metrics_series_exposed": ("gauge", ("handler",),
-                               "Product x warehouse series this group exposes per-series metrics for"),
+    "state_write_conflicts_total": (
+        "counter",
+        ("handler",),
+        "Compare-and-swap state writes that lost to another writer and were retried, cumulative (in invocations that then committed)",
+    ),
+    "metrics_series_exposed": ("gauge", ("handler",), "Product x warehouse series this group exposes per-series metrics for"),
 }
 #: The metrics with samples only in a store that reads a shop's feeds (the others are always exposed).
 ONLY_WITH_FEEDS = frozenset({"feed_lines_total", "feed_lag_seconds", "feed_newest_line_timestamp_seconds"})
-OPERATIONS = ("processing_latency_seconds", "handler_invocations_total", "handler_last_success_timestamp_seconds",
-              "handler_business_time_seconds", "metrics_push_failures_total", "state_write_conflicts_total",
-              "metrics_series_exposed")
+OPERATIONS = (
+    "processing_latency_seconds",
+    "handler_invocations_total",
+    "handler_last_success_timestamp_seconds",
+    "handler_business_time_seconds",
+    "metrics_push_failures_total",
+    "state_write_conflicts_total",
+    "metrics_series_exposed",
+)
 
 
 def _owners() -> dict[str, str]:
@@ -116,16 +152,15 @@ def _owners() -> dict[str, str]:
                 raise ValueError(f"{metric}: declared by {owners[metric]} and {name} (one group per metric)")
             owners[metric] = name
     if set(owners) != set(_DEFINED):
-        raise ValueError(f"metrics defined but owned by no handler, or declared but not defined: "
-                         f"{sorted(set(owners) ^ set(_DEFINED))}")
+        raise ValueError(f"metrics defined but owned by no handler, or declared but not defined: {sorted(set(owners) ^ set(_DEFINED))}")
     return owners
 
 
 #: name -> (type, labels, owning handler or "*" for every handler's group, help), ownership from the
 #: handler modules' declarations
 METRICS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
-    name: (kind, labels, owner, _DEFINED[name][2])
-    for name, owner in _owners().items() for kind, labels, _ in [_DEFINED[name]]}
+    name: (kind, labels, owner, _DEFINED[name][2]) for name, owner in _owners().items() for kind, labels, _ in [_DEFINED[name]]
+}
 
 
 def metrics_key(handler: str, shard: int | None = None) -> str:
@@ -153,8 +188,12 @@ class Focus:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Focus:
-        return cls(cap=settings.metrics_series_cap, risk_probability=settings.metrics_risk_probability,
-                   low_cover_days=settings.metrics_low_cover_days, alert_threshold_hours=settings.alert_threshold_hours)
+        return cls(
+            cap=settings.metrics_series_cap,
+            risk_probability=settings.metrics_risk_probability,
+            low_cover_days=settings.metrics_low_cover_days,
+            alert_threshold_hours=settings.alert_threshold_hours,
+        )
 
 
 def cover_days(state: State) -> np.ndarray:
@@ -182,7 +221,7 @@ def focus_series(state: State, focus: Focus, exposed: Mapping[str, np.ndarray]) 
     cover = cover_days(state)
     matter = at_risk(state, focus, exposed) | (cover < focus.low_cover_days) | (open_count(state) > 0)
     candidates = np.flatnonzero(matter)
-    urgent = candidates[np.argsort(cover[candidates], kind="stable")[:focus.cap]]
+    urgent = candidates[np.argsort(cover[candidates], kind="stable")[: focus.cap]]
     return np.sort(urgent)
 
 
@@ -202,8 +241,16 @@ class StateCollector:
     committed invocation exposed, kept in its part (:func:`stored_exposed`), so a publish never
     exposes less than that."""
 
-    def __init__(self, handler: str, state: State, catalog: Catalog, *, wall_time: float,
-                 exposed: Mapping[str, np.ndarray] | None = None, focus: Focus = Focus()) -> None:
+    def __init__(
+        self,
+        handler: str,
+        state: State,
+        catalog: Catalog,
+        *,
+        wall_time: float,
+        exposed: Mapping[str, np.ndarray] | None = None,
+        focus: Focus = Focus(),
+    ) -> None:
         self.handler, self.state, self.catalog = handler, state, catalog
         self.exposed = dict(exposed) if exposed is not None else stored_exposed(handler, state)
         self.wall_time, self.focus = wall_time, focus
@@ -236,8 +283,7 @@ class StateCollector:
 
     def _warehouses(self, name: str, values: np.ndarray) -> Metric:
         family = self._family(name)
-        totals = np.bincount(self.catalog.warehouse_index, weights=np.asarray(values, dtype=float),
-                             minlength=len(self.catalog.warehouses))
+        totals = np.bincount(self.catalog.warehouse_index, weights=np.asarray(values, dtype=float), minlength=len(self.catalog.warehouses))
         for warehouse, value in zip(self.catalog.warehouses, totals.tolist()):
             family.add_metric([warehouse.id], value)
         return family
@@ -268,18 +314,20 @@ class StateCollector:
     def _operations(self) -> Iterator[Metric]:
         h = HANDLERS.index(self.handler)
         s = self.state
-        latency = HistogramMetricFamily("processing_latency_seconds", METRICS["processing_latency_seconds"][3],
-                                        labels=["handler"])
+        latency = HistogramMetricFamily("processing_latency_seconds", METRICS["processing_latency_seconds"][3], labels=["handler"])
         bounds = [*(f"{b:g}" for b in LATENCY_BUCKETS), "+Inf"]
-        latency.add_metric([self.handler], list(zip(bounds, s.latency_buckets[h].astype(float).tolist())),
-                           sum_value=float(s.latency_sum[h]))
+        latency.add_metric(
+            [self.handler], list(zip(bounds, s.latency_buckets[h].astype(float).tolist())), sum_value=float(s.latency_sum[h])
+        )
         yield latency
-        for name, value in (("handler_invocations_total", s.invocations[h]),
-                            ("handler_last_success_timestamp_seconds", self.wall_time),
-                            ("handler_business_time_seconds", s.applied[self.handler]),
-                            ("metrics_push_failures_total", s.push_failures[h]),
-                            ("state_write_conflicts_total", s.conflicts.get(self.handler, 0)),
-                            ("metrics_series_exposed", len(self.selected))):
+        for name, value in (
+            ("handler_invocations_total", s.invocations[h]),
+            ("handler_last_success_timestamp_seconds", self.wall_time),
+            ("handler_business_time_seconds", s.applied[self.handler]),
+            ("metrics_push_failures_total", s.push_failures[h]),
+            ("state_write_conflicts_total", s.conflicts.get(self.handler, 0)),
+            ("metrics_series_exposed", len(self.selected)),
+        ):
             family = self._family(name)
             family.add_metric([self.handler], float(value))
             yield family
@@ -300,19 +348,22 @@ def _exposed(name: str) -> Callable[[StateCollector], np.ndarray | None]:
 
 def _feed_lines(c: StateCollector) -> list[tuple[list[str], float]] | None:
     counters = c.state.feed_counters
-    return [([feed, outcome], float(counters[feed].get(outcome, 0))) for feed in sorted(counters)
-            for outcome in FEED_OUTCOMES] or None
+    return [([feed, outcome], float(counters[feed].get(outcome, 0))) for feed in sorted(counters) for outcome in FEED_OUTCOMES] or None
 
 
 def _feed_newest(c: StateCollector, lag: bool) -> list[tuple[list[str], float]] | None:
     clock = c.state.orders_through
-    rows = [([feed], clock - values["newest"] if lag else values["newest"])
-            for feed, values in sorted(c.state.feed_counters.items()) if "newest" in values]
+    rows = [
+        ([feed], clock - values["newest"] if lag else values["newest"])
+        for feed, values in sorted(c.state.feed_counters.items())
+        if "newest" in values
+    ]
     return rows or None
 
 
-def _scores(c: StateCollector, numerator: str, denominator: str, sign: float = 1.0,
-            offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, float]:
+def _scores(
+    c: StateCollector, numerator: str, denominator: str, sign: float = 1.0, offset: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, float]:
     return sign * getattr(c.state, numerator), getattr(c.state, denominator), offset
 
 
@@ -332,21 +383,21 @@ VALUES: dict[str, tuple[str, Callable[[StateCollector], Any]]] = {
     "received_units_total": ("series", lambda c: c.state.received),
     "received_units_by_warehouse_total": ("warehouses", lambda c: c.state.received),
     "predicted_stockout_hours": ("series", _exposed("stockout_hours")),
-    "stockout_within_horizon": ("series", lambda c: None if "stockout_hours" not in c.exposed
-                                else np.isfinite(c.exposed["stockout_hours"]).astype(float)),
+    "stockout_within_horizon": (
+        "series",
+        lambda c: None if "stockout_hours" not in c.exposed else np.isfinite(c.exposed["stockout_hours"]).astype(float),
+    ),
     "stockout_probability": ("series", _exposed("stockout_probability")),
     "demand_forecast_units": ("products", _exposed("forecast_7d_units")),
     "reorder_point_units": ("series", _exposed("reorder_point")),
-    "series_at_risk": ("warehouses", lambda c: at_risk(c.state, c.focus, c.exposed) if "stockout_hours" in c.exposed
-                       else None),
+    "series_at_risk": ("warehouses", lambda c: at_risk(c.state, c.focus, c.exposed) if "stockout_hours" in c.exposed else None),
     "series_low_cover": ("warehouses", lambda c: cover_days(c.state) < c.focus.low_cover_days),
     "forecast_abs_error_units_total": ("products", lambda c: c.state.score_abs_error),
     "forecast_actual_units_total": ("products", lambda c: c.state.score_actual),
     "forecast_paired_abs_error_units_total": ("products", lambda c: c.state.score_paired_abs_error),
     "forecast_seasonal_naive_abs_error_units_total": ("products", lambda c: c.state.score_naive_abs_error),
     "forecast_wape": ("ratio", lambda c: _scores(c, "score_abs_error", "score_actual")),
-    "forecast_skill_vs_seasonal_naive": ("ratio", lambda c: _scores(c, "score_paired_abs_error",
-                                                                     "score_naive_abs_error", -1.0, 1.0)),
+    "forecast_skill_vs_seasonal_naive": ("ratio", lambda c: _scores(c, "score_paired_abs_error", "score_naive_abs_error", -1.0, 1.0)),
     "feed_lines_total": ("labelled", _feed_lines),
     "feed_lag_seconds": ("labelled", lambda c: _feed_newest(c, lag=True)),
     "feed_newest_line_timestamp_seconds": ("labelled", lambda c: _feed_newest(c, lag=False)),
@@ -363,11 +414,21 @@ VALUES: dict[str, tuple[str, Callable[[StateCollector], Any]]] = {
 }
 
 
-def build_registry(handler: str, state: State, catalog: Catalog, *, exposed: Mapping[str, np.ndarray] | None = None,
-                   focus: Focus = Focus(), wall_time: float | None = None) -> CollectorRegistry:
+def build_registry(
+    handler: str,
+    state: State,
+    catalog: Catalog,
+    *,
+    exposed: Mapping[str, np.ndarray] | None = None,
+    focus: Focus = Focus(),
+    wall_time: float | None = None,
+) -> CollectorRegistry:
     """A fresh registry holding one handler's group (never the global registry)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(handler, state, catalog, exposed=exposed, focus=focus,
-                                     wall_time=time.time() if wall_time is None else wall_time))
+    registry.register(
+        StateCollector(handler, state, catalog, exposed=exposed, focus=focus, wall_time=time.time() if wall_time is None else wall_time)
+    )
     return registry
+
+
 assert set(VALUES) == set(METRICS) - set(OPERATIONS), "every metric a handler owns has one definition of its value"

@@ -29,20 +29,38 @@ from handlers.telemetry.push import pushgateway_handler, split_credentials
 __all__ = ["publisher"]
 
 
-def _push(url: str, timeout: float, handler: str, registry: CollectorRegistry, *,
-          username: str | None = None, password: str | None = None, ca_file: str | None = None,
-          grouping_key: dict[str, str] | None = None) -> None:
+def _push(
+    url: str,
+    timeout: float,
+    handler: str,
+    registry: CollectorRegistry,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+    grouping_key: dict[str, str] | None = None,
+) -> None:
     """PUT the group within ``timeout`` seconds in total (handlers/telemetry/push.py)."""
     target, user, secret = split_credentials(url)
-    push_to_gateway(target, job=handler, registry=registry, timeout=timeout, grouping_key=grouping_key or None,
-                    handler=pushgateway_handler(timeout, username=user if user is not None else username,
-                                                password=secret if user is not None else password,
-                                                ca_file=ca_file))
+    push_to_gateway(
+        target,
+        job=handler,
+        registry=registry,
+        timeout=timeout,
+        grouping_key=grouping_key or None,
+        handler=pushgateway_handler(
+            timeout, username=user if user is not None else username, password=secret if user is not None else password, ca_file=ca_file
+        ),
+    )
 
 
-def publisher(settings: Settings, *, store: Store | None = None,
-              push: Callable[..., None] = _push,  # (url, seconds, handler, registry[, grouping_key=])
-              wall_clock: Callable[[], float] = time.time) -> Publisher:
+def publisher(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    push: Callable[..., None] = _push,  # (url, seconds, handler, registry[, grouping_key=])
+    wall_clock: Callable[[], float] = time.time,
+) -> Publisher:
     """The runtime's metrics publisher: push to the Pushgateway, or write ``metrics/<handler>.prom``.
 
     A shard's group is ``/metrics/job/<handler>/shard/<k>`` (``metrics/<handler>/shard/<k>.prom``);
@@ -51,11 +69,19 @@ def publisher(settings: Settings, *, store: Store | None = None,
     target = store
 
     if push is _push:
-        push = partial(_push, username=settings.pushgateway_username, password=settings.pushgateway_password,
-                       ca_file=settings.pushgateway_ca_file)
+        push = partial(
+            _push, username=settings.pushgateway_username, password=settings.pushgateway_password, ca_file=settings.pushgateway_ca_file
+        )
 
-    def publish(handler: str, state: State, catalog: Catalog, *, deadline: Deadline | None = None,
-                exposed: Mapping[str, np.ndarray] | None = None, shard: int | None = None) -> str | None:
+    def publish(
+        handler: str,
+        state: State,
+        catalog: Catalog,
+        *,
+        deadline: Deadline | None = None,
+        exposed: Mapping[str, np.ndarray] | None = None,
+        shard: int | None = None,
+    ) -> str | None:
         nonlocal target
         registry = build_registry(handler, state, catalog, exposed=exposed, focus=focus, wall_time=wall_clock())
         try:

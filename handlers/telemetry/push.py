@@ -85,7 +85,8 @@ def _connection(url: str, deadline: float, context: ssl.SSLContext | None) -> ht
     left = max(0.001, deadline - time.monotonic())
     if parts.scheme == "https":
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=left, context=context or ssl.create_default_context())
+            parts.hostname or "", parts.port, timeout=left, context=context or ssl.create_default_context()
+        )
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=left)
     conn.connect()
@@ -93,13 +94,13 @@ def _connection(url: str, deadline: float, context: ssl.SSLContext | None) -> ht
     return conn
 
 
-def pushgateway_handler(budget: float, *, username: str | None = None, password: str | None = None,
-                        ca_file: str | None = None) -> Callable[..., Callable[[], None]]:
+def pushgateway_handler(
+    budget: float, *, username: str | None = None, password: str | None = None, ca_file: str | None = None
+) -> Callable[..., Callable[[], None]]:
     """A ``push_to_gateway`` handler whose whole request ends within ``budget`` seconds."""
     context = ssl.create_default_context(cafile=ca_file) if ca_file else None
 
-    def handler(url: str, method: str, timeout: float | None, headers: Sequence[tuple[str, str]],
-                data: bytes) -> Callable[[], None]:
+    def handler(url: str, method: str, timeout: float | None, headers: Sequence[tuple[str, str]], data: bytes) -> Callable[[], None]:
         def handle() -> None:
             deadline = time.monotonic() + budget
             target, user, secret = split_credentials(url)

@@ -40,8 +40,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SetupError", "Response", "request", "wait_until", "elasticsearch_ready", "kibana_ready",
-           "put_index_templates", "multipart_body", "import_saved_objects", "check_import", "main", "STEPS"]
+__all__ = [
+    "SetupError",
+    "Response",
+    "request",
+    "wait_until",
+    "elasticsearch_ready",
+    "kibana_ready",
+    "put_index_templates",
+    "multipart_body",
+    "import_saved_objects",
+    "check_import",
+    "main",
+    "STEPS",
+]
 
 TEMPLATE_SUFFIX = ".index-template.json"
 SAVED_OBJECTS = "saved_objects.ndjson"
@@ -70,8 +82,7 @@ class Response:
             raise SetupError(f"HTTP {self.status} with a body that is not JSON: {self.body[:300]!r}") from None
 
 
-def request(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
-            timeout: float = 30.0) -> Response:
+def request(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30.0) -> Response:
     """One HTTP exchange; HTTP error statuses are returned, connection errors raise OSError."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
@@ -82,9 +93,16 @@ def request(method: str, url: str, *, body: bytes | None = None, headers: dict[s
             return Response(error.code, error.read())
 
 
-def wait_until(name: str, ready: Callable[[], bool], *, timeout: float, interval: float = 2.0,
-               progress: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep) -> None:
+def wait_until(
+    name: str,
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float = 2.0,
+    progress: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Poll ``ready()`` until it is true; SetupError after ``timeout`` seconds. Connection errors
     count as "not yet"."""
     start = clock()
@@ -129,8 +147,7 @@ def put_index_templates(es_url: str, directory: Path, *, progress: Callable[[str
         name = path.name[: -len(TEMPLATE_SUFFIX)]
         body = path.read_bytes()
         json.loads(body)  # a broken file fails here, naming nothing else
-        answer = request("PUT", f"{es_url}/_index_template/{name}", body=body,
-                         headers={"Content-Type": "application/json"})
+        answer = request("PUT", f"{es_url}/_index_template/{name}", body=body, headers={"Content-Type": "application/json"})
         if answer.status != 200 or answer.json().get("acknowledged") is not True:
             raise SetupError(f"PUT _index_template/{name} answered HTTP {answer.status}: {answer.body[:500]!r}")
         progress(f"index template {name} installed ({path.name})")
@@ -138,15 +155,16 @@ def put_index_templates(es_url: str, directory: Path, *, progress: Callable[[str
     return names
 
 
-def multipart_body(field: str, filename: str, content: bytes, *, content_type: str = "application/ndjson",
-                   boundary: str | None = None) -> tuple[bytes, str]:
+def multipart_body(
+    field: str, filename: str, content: bytes, *, content_type: str = "application/ndjson", boundary: str | None = None
+) -> tuple[bytes, str]:
     """A multipart/form-data body with one file part; returns (body, Content-Type header value)."""
     boundary = boundary or f"stockpulse-{uuid.uuid4().hex}"
     if boundary.encode() in content:
         raise ValueError("the boundary occurs in the content")
-    head = (f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\nContent-Type: {content_type}\r\n\r\n'
+    ).encode()
     return head + content + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -157,24 +175,32 @@ def check_import(answer: Response) -> dict[str, Any]:
         raise SetupError(f"saved objects import answered HTTP {answer.status}: {answer.body[:500]!r}")
     errors = result.get("errors") or []
     if result.get("success") is not True or errors:
-        details = [f"{e.get('type')}/{e.get('id')} ({e.get('title', '')}): {json.dumps(e.get('error'))}"
-                   for e in errors]
-        raise SetupError(f"saved objects import failed: success={result.get('success')!r}, "
-                         f"{len(errors)} error(s), {result.get('successCount', 0)} imported", details)
+        details = [f"{e.get('type')}/{e.get('id')} ({e.get('title', '')}): {json.dumps(e.get('error'))}" for e in errors]
+        raise SetupError(
+            f"saved objects import failed: success={result.get('success')!r}, "
+            f"{len(errors)} error(s), {result.get('successCount', 0)} imported",
+            details,
+        )
     return result
 
 
 def import_saved_objects(kibana_url: str, path: Path, *, progress: Callable[[str], None] = print) -> dict[str, Any]:
     body, content_type = multipart_body("file", path.name, path.read_bytes())
-    answer = request("POST", f"{kibana_url}/api/saved_objects/_import?overwrite=true", body=body,
-                     headers={"kbn-xsrf": "true", "Content-Type": content_type}, timeout=60)
+    answer = request(
+        "POST",
+        f"{kibana_url}/api/saved_objects/_import?overwrite=true",
+        body=body,
+        headers={"kbn-xsrf": "true", "Content-Type": content_type},
+        timeout=60,
+    )
     result = check_import(answer)
     progress(f"saved objects imported: {result.get('successCount', 0)} from {path}")
     return result
 
 
-def main(environ: dict[str, str] | None = None, *, steps: list[str] | tuple[str, ...] = STEPS,
-         progress: Callable[[str], None] = print) -> int:
+def main(
+    environ: dict[str, str] | None = None, *, steps: list[str] | tuple[str, ...] = STEPS, progress: Callable[[str], None] = print
+) -> int:
     env = os.environ if environ is None else environ
     name = "es-setup" if list(steps) == ["elasticsearch"] else "kibana-setup"
     unknown = sorted(set(steps) - set(STEPS))
@@ -188,12 +214,10 @@ def main(environ: dict[str, str] | None = None, *, steps: list[str] | tuple[str,
     try:
         timeout = float(env.get("SETUP_TIMEOUT_SECONDS", "300"))
         if "elasticsearch" in steps:
-            wait_until(f"Elasticsearch at {es_url}", lambda: elasticsearch_ready(es_url), timeout=timeout,
-                       progress=progress)
+            wait_until(f"Elasticsearch at {es_url}", lambda: elasticsearch_ready(es_url), timeout=timeout, progress=progress)
             put_index_templates(es_url, es_dir, progress=progress)
         if "kibana" in steps:
-            wait_until(f"Kibana at {kibana_url}", lambda: kibana_ready(kibana_url), timeout=timeout,
-                       progress=progress)
+            wait_until(f"Kibana at {kibana_url}", lambda: kibana_ready(kibana_url), timeout=timeout, progress=progress)
             import_saved_objects(kibana_url, kibana_dir / SAVED_OBJECTS, progress=progress)
     except SetupError as error:
         print(f"{name}: {error}", file=sys.stderr)

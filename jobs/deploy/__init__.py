@@ -25,6 +25,7 @@ nothing but its own code is in it: the store's data is never deleted). Every del
 to what this deployment made: tagged resources, and code objects in its own folder, tagged, that
 none of its functions runs (jobs/deploy/code.py).
 """
+
 from __future__ import annotations
 
 from .apply import deploy, destroy
@@ -55,8 +56,35 @@ from .plan import (
     shard_input,
 )
 
-__all__ = ["CODE_PREFIX", "DEFAULT_BUCKET", "DEFAULT_NAME", "FUNCTION_POLICY_BYTES", "FUNCTION_SIZING", "RULES_PER_BUS",
-           "TAG_KEY", "TARGETS_PER_RULE", "CatalogUpload", "Clients", "DeployError", "Row", "RuleSpec", "Target",
-           "artifact_of", "aws_errors", "check_names", "code_prefix", "deploy", "destroy", "function_names", "function_policy_bytes",
-           "function_settings", "prepare_catalog", "rate_expression", "register", "role_policy", "rule_targets",
-           "rules_of", "shard_input"]
+__all__ = [
+    "CODE_PREFIX",
+    "DEFAULT_BUCKET",
+    "DEFAULT_NAME",
+    "FUNCTION_POLICY_BYTES",
+    "FUNCTION_SIZING",
+    "RULES_PER_BUS",
+    "TAG_KEY",
+    "TARGETS_PER_RULE",
+    "CatalogUpload",
+    "Clients",
+    "DeployError",
+    "Row",
+    "RuleSpec",
+    "Target",
+    "artifact_of",
+    "aws_errors",
+    "check_names",
+    "code_prefix",
+    "deploy",
+    "destroy",
+    "function_names",
+    "function_policy_bytes",
+    "function_settings",
+    "prepare_catalog",
+    "rate_expression",
+    "register",
+    "role_policy",
+    "rule_targets",
+    "rules_of",
+    "shard_input",
+]

@@ -25,20 +25,36 @@ from .rules import apply_rules, check_quotas, check_store_split, existing_rules,
 
 def _function_config(target: Target, handler: str, role_arn: str, artifact: package.Artifact) -> dict[str, Any]:
     memory, timeout = FUNCTION_SIZING[handler]
-    return {"Runtime": artifact.runtime, "Handler": f"handlers.{handler}.handler", "Role": role_arn,
-            "MemorySize": memory, "Timeout": timeout,
-            "Environment": {"Variables": {"STOCKPULSE_STORE_URL": target.store_url, **target.environment}}}
+    return {
+        "Runtime": artifact.runtime,
+        "Handler": f"handlers.{handler}.handler",
+        "Role": role_arn,
+        "MemorySize": memory,
+        "Timeout": timeout,
+        "Environment": {"Variables": {"STOCKPULSE_STORE_URL": target.store_url, **target.environment}},
+    }
 
 
 def _differs(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    have = {"Runtime": current.get("Runtime"), "Handler": current.get("Handler"), "Role": current.get("Role"),
-            "MemorySize": current.get("MemorySize"), "Timeout": current.get("Timeout"),
-            "Environment": {"Variables": current.get("Environment", {}).get("Variables", {})}}
+    have = {
+        "Runtime": current.get("Runtime"),
+        "Handler": current.get("Handler"),
+        "Role": current.get("Role"),
+        "MemorySize": current.get("MemorySize"),
+        "Timeout": current.get("Timeout"),
+        "Environment": {"Variables": current.get("Environment", {}).get("Variables", {})},
+    }
     return have != dict(wanted)
 
 
-def deploy(target: Target, artifacts: Mapping[str, package.Artifact], *, dry_run: bool = False,
-           clients: Clients | None = None, say: Callable[[str], None] = _say_nothing) -> list[Row]:
+def deploy(
+    target: Target,
+    artifacts: Mapping[str, package.Artifact],
+    *,
+    dry_run: bool = False,
+    clients: Clients | None = None,
+    say: Callable[[str], None] = _say_nothing,
+) -> list[Row]:
     """Make or update everything; returns one row per resource. Reads the whole plan first and
     raises ``DeployError`` on any conflict before changing anything."""
     d = _Deployment(target, clients or Clients(target), say)
@@ -48,8 +64,7 @@ def deploy(target: Target, artifacts: Mapping[str, package.Artifact], *, dry_run
         changed = [row for row in d.rows if not row.action.startswith(("unchanged", "would", "kept"))]
         if not changed:
             raise
-        raise DeployError(f"{exc} (after {len(changed)} changes: run deploy again to finish, or deploy "
-                          "--destroy to remove them)") from exc
+        raise DeployError(f"{exc} (after {len(changed)} changes: run deploy again to finish, or deploy --destroy to remove them)") from exc
 
 
 def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_run: bool) -> list[Row]:
@@ -58,8 +73,7 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
     account = d.account()
     # 1. the plan: what exists and whether it is ours (raises on anything foreign)
     bucket = d.bucket_state()
-    existing = {h: (d.role(f), d.function(f), existing_rules(d, f), d.log_group(f"/aws/lambda/{f}"))
-                for h, f in d.functions.items()}
+    existing = {h: (d.role(f), d.function(f), existing_rules(d, f), d.log_group(f"/aws/lambda/{f}")) for h, f in d.functions.items()}
     check_store_split(d, bucket)  # a shard count the store would refuse
     check_quotas(d, account, {h: rules for h, (_, _, rules, _) in existing.items()})
     catalog_present = plan_catalog(d, bucket)  # a store: reference to nothing is refused
@@ -86,8 +100,7 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
         if group is None and not dry_run:
             with d.errors(f"log group /aws/lambda/{function}"):
                 d.c.logs.create_log_group(logGroupName=f"/aws/lambda/{function}", tags=target.tags)
-                d.c.logs.put_retention_policy(logGroupName=f"/aws/lambda/{function}",
-                                              retentionInDays=LOG_RETENTION_DAYS)
+                d.c.logs.put_retention_policy(logGroupName=f"/aws/lambda/{function}", retentionInDays=LOG_RETENTION_DAYS)
         d.row("log group", f"/aws/lambda/{function}", "unchanged" if group else will + "create")
         role_arn = _apply_role(d, handler, function, role, account, dry_run)
         # 6. function
@@ -101,8 +114,7 @@ def _deploy(d: _Deployment, artifacts: Mapping[str, package.Artifact], *, dry_ru
             if config.get("CodeSha256") != artifact.sha256:
                 changes.append("code")
             if changes and not dry_run:
-                config = _runs(d, function, artifact,
-                               _update_function(d, function, config, wanted, keys[artifact.name], changes))
+                config = _runs(d, function, artifact, _update_function(d, function, config, wanted, keys[artifact.name], changes))
             d.row("function", function, f"{will}update {' and '.join(changes)}" if changes else "unchanged")
         # 7. rules (one, or the shards' fan-out), their targets and permissions; stale rules removed
         apply_rules(d, handler, function, rules, config, account, dry_run)
@@ -119,9 +131,11 @@ def _runs(d: _Deployment, function: str, artifact: package.Artifact, config: dic
     if config.get("CodeSha256") == artifact.sha256:
         return config
     runs = running_code(artifact.name, config.get("CodeSha256")) or "no code"
-    raise DeployError(f"function {function}: runs {runs}, not {code_name(artifact.name, artifact.sha256_hex)} "
-                      f"(last update {config.get('LastUpdateStatus', 'unknown')}: "
-                      f"{config.get('LastUpdateStatusReason') or 'no reason given'})")
+    raise DeployError(
+        f"function {function}: runs {runs}, not {code_name(artifact.name, artifact.sha256_hex)} "
+        f"(last update {config.get('LastUpdateStatus', 'unknown')}: "
+        f"{config.get('LastUpdateStatusReason') or 'no reason given'})"
+    )
 
 
 def _make_bucket(d: _Deployment) -> None:
@@ -130,23 +144,34 @@ def _make_bucket(d: _Deployment) -> None:
         options = {} if t.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": t.region}}
         d.c.s3.create_bucket(Bucket=t.bucket, **options)
         d.c.s3.put_bucket_tagging(Bucket=t.bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in t.tags.items()]})
-        d.c.s3.put_public_access_block(Bucket=t.bucket, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-        d.c.s3.put_bucket_encryption(Bucket=t.bucket, ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        d.c.s3.put_public_access_block(
+            Bucket=t.bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        d.c.s3.put_bucket_encryption(
+            Bucket=t.bucket,
+            ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        )
 
 
-def _apply_role(d: _Deployment, handler: str, function: str, role: dict[str, Any] | None, account: str,
-                dry_run: bool) -> str:
+def _apply_role(d: _Deployment, handler: str, function: str, role: dict[str, Any] | None, account: str, dry_run: bool) -> str:
     policy = json.dumps(role_policy(d.t, handler, account=account), sort_keys=True)
     if role is None:
         if dry_run:
             d.row("role", function, "would create")
             return f"arn:aws:iam::{account}:role/{function}"
         with d.errors(f"role {function}"):
-            made = d.c.iam.create_role(RoleName=function, AssumeRolePolicyDocument=json.dumps(_LAMBDA_TRUST),
-                                       Description=f"stockpulse {handler} function",
-                                       Tags=[{"Key": k, "Value": v} for k, v in d.t.tags.items()])
+            made = d.c.iam.create_role(
+                RoleName=function,
+                AssumeRolePolicyDocument=json.dumps(_LAMBDA_TRUST),
+                Description=f"stockpulse {handler} function",
+                Tags=[{"Key": k, "Value": v} for k, v in d.t.tags.items()],
+            )
             d.c.iam.put_role_policy(RoleName=function, PolicyName="stockpulse", PolicyDocument=policy)
         d.row("role", function, "create")
         return str(made["Role"]["Arn"])
@@ -157,6 +182,7 @@ def _apply_role(d: _Deployment, handler: str, function: str, role: dict[str, Any
             current = None
         if isinstance(current, str):  # some servers return it URL-encoded text
             from urllib.parse import unquote
+
             current = json.loads(unquote(current))
         same = current is not None and json.dumps(current, sort_keys=True) == policy
         if not same and not dry_run:
@@ -171,9 +197,14 @@ def _create_function(d: _Deployment, function: str, wanted: dict[str, Any], code
     while True:
         try:
             with d.errors(f"function {function}"):
-                d.c.lambda_.create_function(FunctionName=function, Code={"S3Bucket": d.t.bucket, "S3Key": code_key},
-                                            Architectures=["x86_64"], Tags=d.t.tags,
-                                            Description="stockpulse handler (python -m jobs deploy)", **wanted)
+                d.c.lambda_.create_function(
+                    FunctionName=function,
+                    Code={"S3Bucket": d.t.bucket, "S3Key": code_key},
+                    Architectures=["x86_64"],
+                    Tags=d.t.tags,
+                    Description="stockpulse handler (python -m jobs deploy)",
+                    **wanted,
+                )
             break
         except DeployError as exc:
             if "cannot be assumed" not in str(exc) or time.monotonic() > deadline:
@@ -182,8 +213,9 @@ def _create_function(d: _Deployment, function: str, wanted: dict[str, Any], code
     return d.wait_settled(function)
 
 
-def _update_function(d: _Deployment, function: str, config: dict[str, Any], wanted: dict[str, Any],
-                     code_key: str, changes: list[str]) -> dict[str, Any]:
+def _update_function(
+    d: _Deployment, function: str, config: dict[str, Any], wanted: dict[str, Any], code_key: str, changes: list[str]
+) -> dict[str, Any]:
     if config.get("State") == "Failed":
         # Lambda cannot update a function that never started (LocalStack without Docker leaves every
         # function so); it is of no use as it is: make it again with what is wanted.
@@ -202,14 +234,14 @@ def _update_function(d: _Deployment, function: str, config: dict[str, Any], want
     return d.wait_settled(function)
 
 
-def destroy(target: Target, *, dry_run: bool = False, clients: Clients | None = None,
-            say: Callable[[str], None] = _say_nothing) -> list[Row]:
+def destroy(
+    target: Target, *, dry_run: bool = False, clients: Clients | None = None, say: Callable[[str], None] = _say_nothing
+) -> list[Row]:
     """Remove what ``deploy`` made for ``target.name`` (refusing anything it did not make)."""
     d = _Deployment(target, clients or Clients(target), say)
     will = "would " if dry_run else ""
     bucket = d.bucket_state()
-    existing = {h: (d.role(f), d.function(f), existing_rules(d, f), d.log_group(f"/aws/lambda/{f}"))
-                for h, f in d.functions.items()}
+    existing = {h: (d.role(f), d.function(f), existing_rules(d, f), d.log_group(f"/aws/lambda/{f}")) for h, f in d.functions.items()}
     for handler, function in d.functions.items():
         role, config, rules, group = existing[handler]
         for name in rules:  # every rule, whatever shard count it was made for
@@ -239,8 +271,12 @@ def destroy(target: Target, *, dry_run: bool = False, clients: Clients | None = 
             d.row("bucket", target.bucket, "kept (not made by deploy)")
         elif next(iter(list_keys(d, "")), None) is not None and not (dry_run and set(list_keys(d, "")) <= set(code)):
             count = sum(1 for key in list_keys(d, "") if key not in code)  # a dry run's code would be gone
-            d.row("bucket", target.bucket, f"kept: holds {count} objects this deployment did not make (the store's "
-                                           "data, other deployments' code): remove them, then --destroy again")
+            d.row(
+                "bucket",
+                target.bucket,
+                f"kept: holds {count} objects this deployment did not make (the store's "
+                "data, other deployments' code): remove them, then --destroy again",
+            )
         else:
             if not dry_run:
                 d.c.s3.delete_bucket(Bucket=target.bucket)

@@ -42,8 +42,9 @@ def aws_errors(what: str, endpoint: str | None) -> Iterator[None]:
     except StockpulseError:
         raise
     except (bx.NoCredentialsError, bx.PartialCredentialsError) as exc:
-        raise DeployError("no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE "
-                          "(LocalStack takes any, e.g. test/test)") from exc
+        raise DeployError(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (LocalStack takes any, e.g. test/test)"
+        ) from exc
     except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as exc:
         raise DeployError(f"{what}: cannot reach {endpoint or 'AWS'} ({type(exc).__name__})") from exc
     except bx.ClientError as exc:
@@ -118,13 +119,15 @@ class _Deployment:
                 if code in ("404", "NoSuchBucket", "NotFound"):
                     return "missing"
                 if code in ("403", "AccessDenied", "Forbidden"):  # AWS: another account's bucket
-                    raise DeployError(f"bucket {self.t.bucket}: exists and belongs to another account "
-                                      "(bucket names are global): choose another --bucket") from exc
+                    raise DeployError(
+                        f"bucket {self.t.bucket}: exists and belongs to another account (bucket names are global): choose another --bucket"
+                    ) from exc
                 raise
             owned = {bucket["Name"] for bucket in self.c.s3.list_buckets().get("Buckets", [])}
             if self.t.bucket not in owned:  # visible but not ours (LocalStack answers HEAD for any account)
-                raise DeployError(f"bucket {self.t.bucket}: exists and belongs to another account "
-                                  "(bucket names are global): choose another --bucket")
+                raise DeployError(
+                    f"bucket {self.t.bucket}: exists and belongs to another account (bucket names are global): choose another --bucket"
+                )
             try:
                 tags = self.c.s3.get_bucket_tagging(Bucket=self.t.bucket).get("TagSet", [])
             except client_error() as exc:
@@ -173,8 +176,10 @@ class _Deployment:
 
     def _own(self, resource: str, name: str, tags: Mapping[str, str]) -> None:
         if tags.get(TAG_KEY) != self.t.name:
-            raise DeployError(f"{resource} {name}: exists and was not made by `stockpulse deploy --name "
-                              f"{self.t.name}` (no tag {TAG_KEY}={self.t.name}): remove it or choose another --name")
+            raise DeployError(
+                f"{resource} {name}: exists and was not made by `stockpulse deploy --name "
+                f"{self.t.name}` (no tag {TAG_KEY}={self.t.name}): remove it or choose another --name"
+            )
 
     def wait_settled(self, function: str, deadline_seconds: float = 120.0) -> dict[str, Any]:
         """Wait while a function is Pending or an update is InProgress (Lambda refuses changes then)."""
@@ -183,12 +188,14 @@ class _Deployment:
             with self.errors(f"function {function}"):
                 config = self.c.lambda_.get_function_configuration(FunctionName=function)
             settled = config.get("State") == "Failed" or (
-                config.get("State") != "Pending" and config.get("LastUpdateStatus") != "InProgress")
+                config.get("State") != "Pending" and config.get("LastUpdateStatus") != "InProgress"
+            )
             if settled:
                 return dict(config)
             if time.monotonic() > deadline:
-                raise DeployError(f"function {function}: still {config.get('State')}/"
-                                  f"{config.get('LastUpdateStatus')} after {deadline_seconds:g} s")
+                raise DeployError(
+                    f"function {function}: still {config.get('State')}/{config.get('LastUpdateStatus')} after {deadline_seconds:g} s"
+                )
             time.sleep(1.0)
 
 

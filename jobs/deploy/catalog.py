@@ -62,8 +62,7 @@ def prepare_catalog(value: str | None, *, num_shards: int) -> CatalogUpload | No
         check_size(catalog, 1, None)
     for part in split(catalog, num_shards) if num_shards > 1 else ():
         check_size(part.catalog, num_shards, part.number)
-    summary = (f"{len(catalog.products)} products x {len(catalog.warehouses)} warehouses = "
-               f"{catalog.num_series} series")
+    summary = f"{len(catalog.products)} products x {len(catalog.warehouses)} warehouses = {catalog.num_series} series"
     return CatalogUpload(store_reference(data), objects, summary)
 
 
@@ -103,8 +102,9 @@ def plan_catalog(d: _Deployment, bucket: str) -> set[str]:
     if not wanted:
         key = f"{t.key_prefix}{parsed[0]}"
         if bucket == "missing" or not _exists(d, key):
-            raise DeployError(f"{_SETTING}: {reference}: no such object in {t.store_url} (deploy --catalog FILE "
-                              "uploads the file and its compiled forms)")
+            raise DeployError(
+                f"{_SETTING}: {reference}: no such object in {t.store_url} (deploy --catalog FILE uploads the file and its compiled forms)"
+            )
         return set()
     return set() if bucket == "missing" else {key for key in wanted if _exists(d, key)}
 
@@ -120,8 +120,13 @@ def upload_catalog(d: _Deployment, present: set[str], dry_run: bool) -> None:
         if not dry_run:
             with d.errors(f"s3://{d.t.bucket}/{key}"):
                 try:
-                    d.c.s3.put_object(Bucket=d.t.bucket, Key=key, Body=data, IfNoneMatch="*",
-                                      ContentType="application/yaml" if key.endswith(".yaml") else "application/json")
+                    d.c.s3.put_object(
+                        Bucket=d.t.bucket,
+                        Key=key,
+                        Body=data,
+                        IfNoneMatch="*",
+                        ContentType="application/yaml" if key.endswith(".yaml") else "application/json",
+                    )
                 except client_error() as exc:
                     if _error_code(exc) not in ("PreconditionFailed", "412"):
                         raise  # else written meanwhile: the same bytes, the key is their digest

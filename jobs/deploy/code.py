@@ -57,20 +57,22 @@ def plan_code(d: _Deployment, bucket: str, keys: Mapping[str, str]) -> dict[str,
     for name, key in keys.items():
         made = None if bucket == "missing" else _made_here(d, key)
         if made is False:
-            raise DeployError(f"s3://{d.t.bucket}/{key}: exists and was not made by `stockpulse deploy --name "
-                              f"{d.t.name}` (no tag {TAG_KEY}={d.t.name}): remove it or choose another --name")
+            raise DeployError(
+                f"s3://{d.t.bucket}/{key}: exists and was not made by `stockpulse deploy --name "
+                f"{d.t.name}` (no tag {TAG_KEY}={d.t.name}): remove it or choose another --name"
+            )
         present[name] = bool(made)
     return present
 
 
-def upload_code(d: _Deployment, artifacts: Mapping[str, package.Artifact], keys: Mapping[str, str],
-                present: Mapping[str, bool], dry_run: bool) -> None:
+def upload_code(
+    d: _Deployment, artifacts: Mapping[str, package.Artifact], keys: Mapping[str, str], present: Mapping[str, bool], dry_run: bool
+) -> None:
     will = "would " if dry_run else ""
     for name, artifact in artifacts.items():
         if not present[name] and not dry_run:
             with d.errors(f"s3://{d.t.bucket}/{keys[name]}"):
-                d.c.s3.upload_file(str(artifact.path), d.t.bucket, keys[name],
-                                   ExtraArgs={"Tagging": urlencode(d.t.tags)})
+                d.c.s3.upload_file(str(artifact.path), d.t.bucket, keys[name], ExtraArgs={"Tagging": urlencode(d.t.tags)})
         d.row("code", keys[name].rsplit("/", 1)[-1], "unchanged" if present[name] else will + "upload")
 
 
@@ -80,7 +82,7 @@ def _own_code(d: _Deployment) -> Iterator[tuple[str, bool]]:
     with d.errors(f"s3://{d.t.bucket}/{prefix}"):
         keys = list(list_keys(d, prefix))
     for key in keys:
-        yield key, is_code_name(key[len(prefix):]) and bool(_made_here(d, key))
+        yield key, is_code_name(key[len(prefix) :]) and bool(_made_here(d, key))
 
 
 def remove_superseded(d: _Deployment, keys: Mapping[str, str], functions: Mapping[str, str], dry_run: bool) -> None:

@@ -30,15 +30,16 @@ TAG_KEY = "stockpulse:deployment"
 CODE_PREFIX = "lambda-code/"
 LOG_RETENTION_DAYS = 14
 #: memory (MB) and timeout (s): inside each schedule's interval, so a slow run never overlaps the next
-FUNCTION_SIZING: dict[str, tuple[int, int]] = {"order_tick": (512, 50), "restock": (512, 120),
-                                               "forecast": (1536, 600), "alert": (512, 300)}
+FUNCTION_SIZING: dict[str, tuple[int, int]] = {"order_tick": (512, 50), "restock": (512, 120), "forecast": (1536, 600), "alert": (512, 300)}
 #: EventBridge: targets a rule may have (a hard limit), rules an event bus holds by default (a quota
 #: that can be raised); Lambda: the size of a function's resource-based policy (one statement per rule)
 TARGETS_PER_RULE = 5
 RULES_PER_BUS = 300
 FUNCTION_POLICY_BYTES = 20 * 1024
-_LAMBDA_TRUST = {"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+_LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 def function_names(name: str = DEFAULT_NAME) -> dict[str, str]:
@@ -65,9 +66,10 @@ def rate_expression(seconds: int) -> str:
 _NAME_RULES: dict[str, tuple[str, str]] = {
     "--name": (r"[a-z0-9][a-z0-9-]{0,40}", "lowercase letters, digits and '-', at most 41 characters"),
     "--bucket": (r"(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "a valid S3 bucket name (lowercase letters, digits, '.' and '-')"),
-    "--prefix": (r"(?:(?!\.\.?/)[A-Za-z0-9._=+-]+/)*(?!\.\.?$)[A-Za-z0-9._=+-]*",
-                 "key prefix: segments of letters, digits and . _ = + - separated by '/', no leading '/' and no '.' "
-                 "or '..' segment"),
+    "--prefix": (
+        r"(?:(?!\.\.?/)[A-Za-z0-9._=+-]+/)*(?!\.\.?$)[A-Za-z0-9._=+-]*",
+        "key prefix: segments of letters, digits and . _ = + - separated by '/', no leading '/' and no '.' or '..' segment",
+    ),
     "--region": (r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region name"),
 }
 _PATTERN_CHARACTERS = "*?[]{}$"
@@ -81,8 +83,11 @@ def check_names(*, name: str, bucket: str, prefix: str, region: str) -> None:
         pattern, what = _NAME_RULES[flag]
         if not re.fullmatch(pattern, value):
             wild = sorted({c for c in value if c in _PATTERN_CHARACTERS})
-            why = (f" ({' '.join(wild)} would be a pattern in the IAM policies' resource ARNs, granting more than "
-                   "this store)") if wild else ""
+            why = (
+                (f" ({' '.join(wild)} would be a pattern in the IAM policies' resource ARNs, granting more than this store)")
+                if wild
+                else ""
+            )
             raise ConfigError(f"{flag}: {what}, got {value!r}{why}")
 
 
@@ -142,8 +147,9 @@ class Target:
                 continue
             match = re.fullmatch(r"s3://([^/]+)/?(.*)", url)
             if match is None:
-                raise ConfigError(f"{flag} / {variable}: a deployed function reads its feed from S3 "
-                                  f"(s3://BUCKET/PREFIX), got {url[:200]!r}")
+                raise ConfigError(
+                    f"{flag} / {variable}: a deployed function reads its feed from S3 (s3://BUCKET/PREFIX), got {url[:200]!r}"
+                )
             bucket, prefix = match.group(1), match.group(2).strip("/")
             for rule, value in (("--bucket", bucket), ("--prefix", prefix)):
                 if not re.fullmatch(_NAME_RULES[rule][0], value):
@@ -158,6 +164,7 @@ class Target:
 
 
 # -- the code objects --------------------------------------------------------------------------
+
 
 def code_prefix(target: Target) -> str:
     """Where this deployment keeps its zips: ``PREFIX/lambda-code/<name>/``. Its own folder, so that
@@ -178,6 +185,7 @@ def is_code_name(name: str) -> bool:
 
 
 # -- the schedule as EventBridge rules ---------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RuleSpec:
@@ -206,9 +214,14 @@ def rules_of(target: Target, handler: str) -> list[RuleSpec]:
     count = target.num_shards
     if count == 1:
         return [RuleSpec(function, handler)]
-    return [RuleSpec(f"{function}-s{first}-{min(first + TARGETS_PER_RULE, count) - 1}", handler,
-                     tuple(range(first, min(first + TARGETS_PER_RULE, count))))
-            for first in range(0, count, TARGETS_PER_RULE)]
+    return [
+        RuleSpec(
+            f"{function}-s{first}-{min(first + TARGETS_PER_RULE, count) - 1}",
+            handler,
+            tuple(range(first, min(first + TARGETS_PER_RULE, count))),
+        )
+        for first in range(0, count, TARGETS_PER_RULE)
+    ]
 
 
 def is_shard_rule(function: str, rule: str) -> bool:
@@ -218,18 +231,27 @@ def is_shard_rule(function: str, rule: str) -> bool:
 
 #: the fields of EventBridge's Scheduled Event, kept by each shard's target (InputPathsMap keys may
 #: not hold '-')
-_EVENT_FIELDS = {"version": "version", "id": "id", "detailType": "detail-type", "source": "source",
-                 "account": "account", "time": "time", "region": "region", "resources": "resources"}
+_EVENT_FIELDS = {
+    "version": "version",
+    "id": "id",
+    "detailType": "detail-type",
+    "source": "source",
+    "account": "account",
+    "time": "time",
+    "region": "region",
+    "resources": "resources",
+}
 
 
 def shard_input(shard: int) -> dict[str, Any]:
     """The InputTransformer of shard ``shard``'s target: the scheduled event as EventBridge made it
     (its ``id`` and ``time`` above all: the tick's identity and business time) with
     ``detail: {"shard": k}``. String placeholders are quoted, as EventBridge requires."""
-    fields = ", ".join(f'"{name}": <{key}>' if key == "resources" else f'"{name}": "<{key}>"'
-                       for key, name in _EVENT_FIELDS.items())
-    return {"InputPathsMap": {key: f"$.{name}" for key, name in _EVENT_FIELDS.items()},
-            "InputTemplate": f'{{{fields}, "detail": {{"shard": {shard}}}}}'}
+    fields = ", ".join(f'"{name}": <{key}>' if key == "resources" else f'"{name}": "<{key}>"' for key, name in _EVENT_FIELDS.items())
+    return {
+        "InputPathsMap": {key: f"$.{name}" for key, name in _EVENT_FIELDS.items()},
+        "InputTemplate": f'{{{fields}, "detail": {{"shard": {shard}}}}}',
+    }
 
 
 def rule_targets(spec: RuleSpec, function_arn: str) -> list[dict[str, Any]]:
@@ -240,23 +262,32 @@ def rule_targets(spec: RuleSpec, function_arn: str) -> list[dict[str, Any]]:
 
 def permission_statement(spec: RuleSpec, function_arn: str, rule_arn: str) -> dict[str, Any]:
     """The statement ``lambda add-permission`` makes for one rule (as ``get-policy`` shows it)."""
-    return {"Sid": spec.statement, "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
-            "Action": "lambda:InvokeFunction", "Resource": function_arn,
-            "Condition": {"ArnLike": {"AWS:SourceArn": rule_arn}}}
+    return {
+        "Sid": spec.statement,
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "lambda:InvokeFunction",
+        "Resource": function_arn,
+        "Condition": {"ArnLike": {"AWS:SourceArn": rule_arn}},
+    }
 
 
 def function_policy_bytes(target: Target, handler: str, *, account: str) -> int:
     """The size of the function's resource-based policy with one statement per rule."""
     function = function_names(target.name)[handler]
     function_arn = f"arn:aws:lambda:{target.region}:{account}:function:{function}"
-    statements = [permission_statement(spec, function_arn, f"arn:aws:events:{target.region}:{account}:rule/{spec.name}")
-                  for spec in rules_of(target, handler)]
+    statements = [
+        permission_statement(spec, function_arn, f"arn:aws:events:{target.region}:{account}:rule/{spec.name}")
+        for spec in rules_of(target, handler)
+    ]
     return len(json.dumps({"Version": "2012-10-17", "Id": "default", "Statement": statements}, separators=(",", ":")))
 
 
 #: settings naming a file on the deploying machine, which a function would not have
-_LOCAL_FILES = {"catalog_path": "the catalog built into the package (handlers/catalogs/default.yaml)",
-                "pushgateway_ca_file": "the system's CA bundle"}
+_LOCAL_FILES = {
+    "catalog_path": "the catalog built into the package (handlers/catalogs/default.yaml)",
+    "pushgateway_ca_file": "the system's CA bundle",
+}
 
 
 def function_settings(settings: Settings, *, catalog: str | None = None) -> dict[str, str]:
@@ -270,10 +301,10 @@ def function_settings(settings: Settings, *, catalog: str | None = None) -> dict
         if value is None or (name == "catalog_path" and (catalog is not None or value.startswith(STORE_SCHEME))):
             continue
         variable, flag = ENV[name][:2]
-        hint = ("; `deploy --catalog FILE` keeps it in the store and names it there"
-                if name == "catalog_path" else "; unset it to deploy")
-        raise ConfigError(f"{flag} / {variable}: names a file on this machine, which deployed functions "
-                          f"do not have (they use {instead}){hint}")
+        hint = "; `deploy --catalog FILE` keeps it in the store and names it there" if name == "catalog_path" else "; unset it to deploy"
+        raise ConfigError(
+            f"{flag} / {variable}: names a file on this machine, which deployed functions do not have (they use {instead}){hint}"
+        )
     environment = settings.to_env()
     environment.pop(ENV["store_url"][0], None)
     if catalog is not None:
@@ -290,16 +321,33 @@ def feed_statements(target: Target, handler: str, *, state: str) -> list[dict[st
     declared = DECLARATIONS[handler]
     out: list[dict[str, Any]] = []
     if declared.owns == "hot":
-        out.append({"Sid": "FeedJournals", "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                    "Resource": [f"{state}{JOURNAL_PREFIX}*"]})
+        out.append(
+            {
+                "Sid": "FeedJournals",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": [f"{state}{JOURNAL_PREFIX}*"],
+            }
+        )
     if declared.reads_feeds:
         for kind, (feed_bucket, feed_prefix) in sorted(target.feeds.items()):
-            out.append({"Sid": f"ReadFeed{kind.capitalize()}", "Effect": "Allow", "Action": ["s3:GetObject"],
-                        "Resource": [f"arn:aws:s3:::{feed_bucket}/{feed_prefix}*"]})
-            out.append({"Sid": f"ListFeed{kind.capitalize()}", "Effect": "Allow", "Action": ["s3:ListBucket"],
-                        "Resource": [f"arn:aws:s3:::{feed_bucket}"],
-                        "Condition": {"StringLike": {"s3:prefix": [f"{feed_prefix}*"]}}})
+            out.append(
+                {
+                    "Sid": f"ReadFeed{kind.capitalize()}",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": [f"arn:aws:s3:::{feed_bucket}/{feed_prefix}*"],
+                }
+            )
+            out.append(
+                {
+                    "Sid": f"ListFeed{kind.capitalize()}",
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket"],
+                    "Resource": [f"arn:aws:s3:::{feed_bucket}"],
+                    "Condition": {"StringLike": {"s3:prefix": [f"{feed_prefix}*"]}},
+                }
+            )
     return out
 
 
@@ -326,36 +374,86 @@ def role_policy(target: Target, handler: str, *, account: str) -> dict[str, Any]
     state = f"{prefix}{SHARDS_PREFIX}*/" if sharded else prefix
     metrics = metrics_key(handler, 0).replace("/0.prom", "/*.prom") if sharded else metrics_key(handler)
     manifest: list[dict[str, Any]] = [
-        {"Sid": "ShardManifest", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"] if sharded else ["s3:GetObject"],
-         "Resource": [f"{bucket}/{prefix}{MANIFEST_KEY}"]}]
+        {
+            "Sid": "ShardManifest",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"] if sharded else ["s3:GetObject"],
+            "Resource": [f"{bucket}/{prefix}{MANIFEST_KEY}"],
+        }
+    ]
     if sharded:
-        manifest.append({"Sid": "NoUnshardedState", "Effect": "Allow", "Action": ["s3:GetObject"],
-                         "Resource": [f"{bucket}/{prefix}{STATE_KEY}"]})
-    catalog: list[dict[str, Any]] = [
-        {"Sid": "CatalogSource", "Effect": "Allow", "Action": ["s3:GetObject"],
-         "Resource": [f"{bucket}/{prefix}{SOURCE_PREFIX}*"]},
-        {"Sid": "CompiledCatalog", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-         "Resource": [f"{bucket}/{prefix}{glob}" for glob in compiled_globs(target.num_shards)]},
-    ] if target.catalog_in_store else []
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "State", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-         "Resource": [f"{bucket}/{state}{STATE_KEY}", f"{bucket}/{state}{FORECAST_KEY}",
-                      f"{bucket}/{state}{HISTORY_PREFIX}*", f"{bucket}/{state}{HOT_PREFIX}*"]},
-        *([{"Sid": "PruneHotObjects", "Effect": "Allow", "Action": ["s3:DeleteObject"],  # after a new base
-            "Resource": [f"{bucket}/{state}{HOT_PREFIX}*"]}] if DECLARATIONS[handler].owns == "hot" else []),
-        *([{"Sid": "PruneHistory", "Effect": "Allow", "Action": ["s3:DeleteObject"],  # the order tick that closes a day
-            "Resource": [f"{bucket}/{state}{HISTORY_PREFIX}*"]}] if handler == "order_tick" else []),
-        *([{"Sid": "PooledFit", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            "Resource": [f"{bucket}/{state}{POOL_PREFIX}*"]}] if DECLARATIONS[handler].pools else []),
-        {"Sid": "Logs", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-         "Resource": [f"{bucket}/{prefix}{LOG_PREFIX}*"]},
-        {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"],
-         "Resource": [f"{bucket}/{prefix}{metrics}"]},
-        *manifest,
-        *catalog,
-        *feed_statements(target, handler, state=f"{bucket}/{state}"),
-        {"Sid": "NotFoundIsNotForbidden", "Effect": "Allow", "Action": ["s3:ListBucket"],
-         "Resource": [bucket]},
-        {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": [f"{group}:*"]},
-    ]}
+        manifest.append(
+            {"Sid": "NoUnshardedState", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{bucket}/{prefix}{STATE_KEY}"]}
+        )
+    catalog: list[dict[str, Any]] = (
+        [
+            {"Sid": "CatalogSource", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{bucket}/{prefix}{SOURCE_PREFIX}*"]},
+            {
+                "Sid": "CompiledCatalog",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": [f"{bucket}/{prefix}{glob}" for glob in compiled_globs(target.num_shards)],
+            },
+        ]
+        if target.catalog_in_store
+        else []
+    )
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "State",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": [
+                    f"{bucket}/{state}{STATE_KEY}",
+                    f"{bucket}/{state}{FORECAST_KEY}",
+                    f"{bucket}/{state}{HISTORY_PREFIX}*",
+                    f"{bucket}/{state}{HOT_PREFIX}*",
+                ],
+            },
+            *(
+                [
+                    {
+                        "Sid": "PruneHotObjects",
+                        "Effect": "Allow",
+                        "Action": ["s3:DeleteObject"],  # after a new base
+                        "Resource": [f"{bucket}/{state}{HOT_PREFIX}*"],
+                    }
+                ]
+                if DECLARATIONS[handler].owns == "hot"
+                else []
+            ),
+            *(
+                [
+                    {
+                        "Sid": "PruneHistory",
+                        "Effect": "Allow",
+                        "Action": ["s3:DeleteObject"],  # the order tick that closes a day
+                        "Resource": [f"{bucket}/{state}{HISTORY_PREFIX}*"],
+                    }
+                ]
+                if handler == "order_tick"
+                else []
+            ),
+            *(
+                [
+                    {
+                        "Sid": "PooledFit",
+                        "Effect": "Allow",
+                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        "Resource": [f"{bucket}/{state}{POOL_PREFIX}*"],
+                    }
+                ]
+                if DECLARATIONS[handler].pools
+                else []
+            ),
+            {"Sid": "Logs", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": [f"{bucket}/{prefix}{LOG_PREFIX}*"]},
+            {"Sid": "Metrics", "Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{bucket}/{prefix}{metrics}"]},
+            *manifest,
+            *catalog,
+            *feed_statements(target, handler, state=f"{bucket}/{state}"),
+            {"Sid": "NotFoundIsNotForbidden", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]},
+            {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": [f"{group}:*"]},
+        ],
+    }

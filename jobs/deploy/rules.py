@@ -37,8 +37,12 @@ def existing_rules(d: _Deployment, function: str) -> dict[str, dict[str, Any]]:
     if plain is not None:
         found[function] = plain
     with d.errors(f"rules {function}-s*"):
-        names = [rule["Name"] for page in d.c.events.get_paginator("list_rules").paginate(NamePrefix=f"{function}-s")
-                 for rule in page.get("Rules", []) if is_shard_rule(function, rule["Name"])]
+        names = [
+            rule["Name"]
+            for page in d.c.events.get_paginator("list_rules").paginate(NamePrefix=f"{function}-s")
+            for rule in page.get("Rules", [])
+            if is_shard_rule(function, rule["Name"])
+        ]
     for name in sorted(names, key=_natural):
         rule = d.rule(name)
         if rule is not None:
@@ -62,15 +66,20 @@ def check_store_split(d: _Deployment, bucket: str) -> None:
         try:
             recorded = int(json.loads(recorded_doc)["num_shards"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise DeployError(f"{store}/{MANIFEST_KEY}: damaged (expected {{\"num_shards\": N}}); the functions "
-                              "would refuse every event") from exc
+            raise DeployError(
+                f'{store}/{MANIFEST_KEY}: damaged (expected {{"num_shards": N}}); the functions would refuse every event'
+            ) from exc
         if recorded != t.num_shards:
-            raise DeployError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store} is split into {recorded} "
-                              f"shard(s) ({MANIFEST_KEY}), got {t.num_shards}; resharding moves products between "
-                              "states: deploy with another --bucket or --prefix (a new store) to reshard")
+            raise DeployError(
+                f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store} is split into {recorded} "
+                f"shard(s) ({MANIFEST_KEY}), got {t.num_shards}; resharding moves products between "
+                "states: deploy with another --bucket or --prefix (a new store) to reshard"
+            )
     elif t.num_shards > 1 and _read_small(d, f"{t.key_prefix}{STATE_KEY}", head=True) is not None:
-        raise DeployError(f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store} holds an unsharded state, got "
-                          f"{t.num_shards} shards: deploy with another --bucket or --prefix (a new store) to shard")
+        raise DeployError(
+            f"--num-shards / STOCKPULSE_NUM_SHARDS: the store {store} holds an unsharded state, got "
+            f"{t.num_shards} shards: deploy with another --bucket or --prefix (a new store) to shard"
+        )
 
 
 def _read_small(d: _Deployment, key: str, *, head: bool = False) -> bytes | None:
@@ -95,20 +104,31 @@ def check_quotas(d: _Deployment, account: str, ours: Mapping[str, Mapping[str, A
     for handler in d.functions:
         size = function_policy_bytes(t, handler, account=account)
         if size > FUNCTION_POLICY_BYTES:
-            raise DeployError(f"--num-shards {t.num_shards}: {d.functions[handler]} would need a resource policy of "
-                              f"{size} bytes (one statement per rule), over Lambda's {FUNCTION_POLICY_BYTES}: use a "
-                              "shorter --name or fewer shards")
+            raise DeployError(
+                f"--num-shards {t.num_shards}: {d.functions[handler]} would need a resource policy of "
+                f"{size} bytes (one statement per rule), over Lambda's {FUNCTION_POLICY_BYTES}: use a "
+                "shorter --name or fewer shards"
+            )
     with d.errors("rules of the default event bus"):
         on_bus = sum(len(page.get("Rules", [])) for page in d.c.events.get_paginator("list_rules").paginate())
     wanted = sum(len(rules_of(t, handler)) for handler in d.functions)
     total = on_bus - sum(len(rules) for rules in ours.values()) + wanted
     if total > RULES_PER_BUS:
-        d.say(f"warning: the default event bus would hold {total} rules ({wanted} of this deployment); its default "
-              f"quota is {RULES_PER_BUS} (raise it in Service Quotas, or the rules past it are refused)")
+        d.say(
+            f"warning: the default event bus would hold {total} rules ({wanted} of this deployment); its default "
+            f"quota is {RULES_PER_BUS} (raise it in Service Quotas, or the rules past it are refused)"
+        )
 
 
-def apply_rules(d: _Deployment, handler: str, function: str, found: Mapping[str, Mapping[str, Any]],
-                config: Mapping[str, Any] | None, account: str, dry_run: bool) -> None:
+def apply_rules(
+    d: _Deployment,
+    handler: str,
+    function: str,
+    found: Mapping[str, Mapping[str, Any]],
+    config: Mapping[str, Any] | None,
+    account: str,
+    dry_run: bool,
+) -> None:
     """Remove the function's rules the plan no longer wants, then make or update the wanted ones,
     their targets and their permissions."""
     wanted = rules_of(d.t, handler)
@@ -133,8 +153,15 @@ def _statements(d: _Deployment, function: str, *, exists: bool) -> dict[str, dic
     return {s.get("Sid", ""): s for s in policy.get("Statement", [])}
 
 
-def _apply_rule(d: _Deployment, spec: RuleSpec, function: str, rule: Mapping[str, Any] | None, function_arn: str,
-                statements: Mapping[str, Mapping[str, Any]], dry_run: bool) -> None:
+def _apply_rule(
+    d: _Deployment,
+    spec: RuleSpec,
+    function: str,
+    rule: Mapping[str, Any] | None,
+    function_arn: str,
+    statements: Mapping[str, Mapping[str, Any]],
+    dry_run: bool,
+) -> None:
     expression = rate_expression(d.t.schedule.intervals[spec.handler])
     will = "would " if dry_run else ""
     if rule is not None and rule.get("ScheduleExpression") == expression and rule.get("State") == "ENABLED":
@@ -143,10 +170,13 @@ def _apply_rule(d: _Deployment, spec: RuleSpec, function: str, rule: Mapping[str
         action = will + ("create" if rule is None else "update schedule")
         if not dry_run:
             with d.errors(f"rule {spec.name}"):
-                made = d.c.events.put_rule(Name=spec.name, ScheduleExpression=expression, State="ENABLED",
-                                           Description=spec.description(expression),
-                                           **({"Tags": [{"Key": k, "Value": v} for k, v in d.t.tags.items()]}
-                                              if rule is None else {}))
+                made = d.c.events.put_rule(
+                    Name=spec.name,
+                    ScheduleExpression=expression,
+                    State="ENABLED",
+                    Description=spec.description(expression),
+                    **({"Tags": [{"Key": k, "Value": v} for k, v in d.t.tags.items()]} if rule is None else {}),
+                )
                 rule = {"Arn": made["RuleArn"]}
     d.row("rule", f"{spec.name} {expression}", action)
     if dry_run and rule is None:
@@ -169,9 +199,13 @@ def _apply_rule(d: _Deployment, spec: RuleSpec, function: str, rule: Mapping[str
         with d.errors(f"function {function} policy"):
             if spec.statement in statements:
                 d.c.lambda_.remove_permission(FunctionName=function, StatementId=spec.statement)
-            d.c.lambda_.add_permission(FunctionName=function, StatementId=spec.statement,
-                                       Action="lambda:InvokeFunction", Principal="events.amazonaws.com",
-                                       SourceArn=rule["Arn"])
+            d.c.lambda_.add_permission(
+                FunctionName=function,
+                StatementId=spec.statement,
+                Action="lambda:InvokeFunction",
+                Principal="events.amazonaws.com",
+                SourceArn=rule["Arn"],
+            )
     d.row("permission", f"{spec.name} <- events", "unchanged" if allowed else will + "create")
 
 
@@ -186,8 +220,7 @@ def _source_arn(statement: Mapping[str, Any]) -> str | None:
     return None if found is None else str(found)
 
 
-def remove_rule(d: _Deployment, function: str, name: str, dry_run: bool, *, why: str = "",
-                permission: bool = True) -> None:
+def remove_rule(d: _Deployment, function: str, name: str, dry_run: bool, *, why: str = "", permission: bool = True) -> None:
     """Delete a rule (its targets first) and, while the function lives, its permission."""
     will = "would " if dry_run else ""
     if not dry_run:
@@ -199,7 +232,6 @@ def remove_rule(d: _Deployment, function: str, name: str, dry_run: bool, *, why:
     d.row("rule", name, f"{will}delete{why}")
     if permission:
         if not dry_run:
-            with d.errors(f"function {function} policy"), contextlib.suppress(
-                    d.c.lambda_.exceptions.ResourceNotFoundException):
+            with d.errors(f"function {function} policy"), contextlib.suppress(d.c.lambda_.exceptions.ResourceNotFoundException):
                 d.c.lambda_.remove_permission(FunctionName=function, StatementId=f"{name}-events")
         d.row("permission", f"{name} <- events", f"{will}delete")

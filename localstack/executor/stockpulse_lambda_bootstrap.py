@@ -20,8 +20,9 @@ _lock = threading.Lock()
 
 
 def post(path, body):
-    request = urllib.request.Request(ENDPOINT + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        ENDPOINT + path, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
 
@@ -47,15 +48,15 @@ def run(invocation):
         try:
             module_name, _, function_name = os.environ["_HANDLER"].rpartition(".")
             handler = getattr(importlib.import_module(module_name), function_name)
-            result = handler(json.loads(invocation["payload"] or "null"),
-                             Context(request_id, invocation["invoked-function-arn"]))
+            result = handler(json.loads(invocation["payload"] or "null"), Context(request_id, invocation["invoked-function-arn"]))
             post(f"/invocations/{request_id}/logs", {"logs": ""})
             post(f"/invocations/{request_id}/response", result)
         except Exception as exc:  # reported to the caller as a function error, like Lambda
             post(f"/invocations/{request_id}/logs", {"logs": traceback.format_exc()})
-            post(f"/invocations/{request_id}/error", {
-                "errorMessage": str(exc), "errorType": type(exc).__name__,
-                "stackTrace": traceback.format_exception(exc)})
+            post(
+                f"/invocations/{request_id}/error",
+                {"errorMessage": str(exc), "errorType": type(exc).__name__, "stackTrace": traceback.format_exception(exc)},
+            )
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -78,8 +79,7 @@ def exit_with_localstack(lifeline):
 
 
 def main():
-    threading.Thread(target=exit_with_localstack, args=(int(os.environ["STOCKPULSE_EXECUTOR_LIFELINE"]),),
-                     daemon=True).start()
+    threading.Thread(target=exit_with_localstack, args=(int(os.environ["STOCKPULSE_EXECUTOR_LIFELINE"]),), daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["STOCKPULSE_EXECUTOR_PORT"])), Handler)
     post(f"/status/{RUNTIME_ID}/ready", {})
     server.serve_forever()

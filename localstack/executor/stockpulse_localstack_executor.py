@@ -63,14 +63,24 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         # Both ends are non-inheritable (PEP 446): only this process gets the read end (pass_fds), and
         # no other child of LocalStack ever holds the write end.
         lifeline_read, self.lifeline = os.pipe()
-        env.update(LAMBDA_TASK_ROOT=str(code), STOCKPULSE_EXECUTOR_PORT=str(self.executor_endpoint.container_port),
-                   STOCKPULSE_EXECUTOR_LIFELINE=str(lifeline_read), PATH=os.environ.get("PATH", "/usr/bin:/bin"))
+        env.update(
+            LAMBDA_TASK_ROOT=str(code),
+            STOCKPULSE_EXECUTOR_PORT=str(self.executor_endpoint.container_port),
+            STOCKPULSE_EXECUTOR_LIFELINE=str(lifeline_read),
+            PATH=os.environ.get("PATH", "/usr/bin:/bin"),
+        )
         try:
             with open(self.log_path, "ab") as log:
                 # No new session: the process stays in LocalStack's process group.
-                self.process = subprocess.Popen([python, "-I", str(BOOTSTRAP)], cwd=code, env=env,
-                                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                                pass_fds=(lifeline_read,))
+                self.process = subprocess.Popen(
+                    [python, "-I", str(BOOTSTRAP)],
+                    cwd=code,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(lifeline_read,),
+                )
         finally:
             os.close(lifeline_read)
         self.executor_endpoint.wait_for_startup()

@@ -73,18 +73,14 @@ class MotoS3:
 
 
 @pytest.fixture
-def moto_s3(
-    moto_server: servers.MotoServer, monkeypatch: pytest.MonkeyPatch
-) -> MotoS3:
+def moto_s3(moto_server: servers.MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
     """S3 on the session's moto server; the endpoint is never put in the environment."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", AWS_REGION)
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
-    client = boto3.session.Session().client(
-        "s3", region_name=AWS_REGION, endpoint_url=moto_server.endpoint_url
-    )
+    client = boto3.session.Session().client("s3", region_name=AWS_REGION, endpoint_url=moto_server.endpoint_url)
     return MotoS3(endpoint_url=moto_server.endpoint_url, region=AWS_REGION, client=client)
 
 

@@ -35,8 +35,19 @@ from jobs.deploy import function_names
 from tests.support import servers
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET_KEYS = {"auth_password", "auth_secret", "api_url", "api_key", "routing_key", "service_key",
-               "token", "bot_token", "client_secret", "password", "webhook_url"}
+SECRET_KEYS = {
+    "auth_password",
+    "auth_secret",
+    "api_url",
+    "api_key",
+    "routing_key",
+    "service_key",
+    "token",
+    "bot_token",
+    "client_secret",
+    "password",
+    "webhook_url",
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +56,14 @@ def compose_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env_file.write_text("")
     binary = servers.find_binary("docker-compose", debian_package="docker-compose")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "STOCKPULSE_"))}
-    proc = subprocess.run([binary, "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"), "config"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    proc = subprocess.run(
+        [binary, "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return yaml.safe_load(proc.stdout)
 
@@ -57,7 +74,7 @@ def mounted_config(service: dict[str, Any], flag: str = "--config.file=") -> Pat
     for volume in service["volumes"]:
         source, target = volume.split(":")[:2]
         if inside.startswith(target.rstrip("/") + "/"):
-            return Path(source) / inside[len(target.rstrip("/")) + 1:]
+            return Path(source) / inside[len(target.rstrip("/")) + 1 :]
     raise AssertionError(f"{inside} is not in a bind mount of {service['volumes']}")
 
 
@@ -93,8 +110,7 @@ def test_promtool_accepts_the_prometheus_config_compose_mounts(compose_config):
     path = mounted_config(compose_config["services"]["prometheus"])
     assert path == ROOT / "infra" / "prometheus" / "prometheus.yml"
     promtool = servers.find_binary("promtool", debian_package="prometheus")
-    proc = subprocess.run([promtool, "check", "config", path.name], capture_output=True, text=True,
-                          cwd=path.parent, timeout=60)
+    proc = subprocess.run([promtool, "check", "config", path.name], capture_output=True, text=True, cwd=path.parent, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -110,12 +126,16 @@ def test_guard_probe_sees_deploys_functions_on_a_real_lambda_api(compose_config,
     WHEN deploy's order_tick function exists THEN "deployed" (an unrelated function changes nothing)."""
     probe = compose_config["services"]["scheduler"]["environment"]["LAMBDAS_DEPLOYED"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ENDPOINT_URL=moto_server.endpoint_url, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-               AWS_DEFAULT_REGION="us-east-1", NO_PROXY="127.0.0.1,localhost")
+    env.update(
+        AWS_ENDPOINT_URL=moto_server.endpoint_url,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_DEFAULT_REGION="us-east-1",
+        NO_PROXY="127.0.0.1,localhost",
+    )
 
     def ask() -> str:
-        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
-                              cwd=ROOT, timeout=60)
+        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
@@ -127,8 +147,9 @@ def test_guard_probe_sees_deploys_functions_on_a_real_lambda_api(compose_config,
     role = iam.create_role(RoleName="compose-guard-probe", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
 
     def create(name: str) -> None:
-        lambda_.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="handlers.x.handler",
-                                Code={"ZipFile": _tiny_zip()})
+        lambda_.create_function(
+            FunctionName=name, Runtime="python3.12", Role=role, Handler="handlers.x.handler", Code={"ZipFile": _tiny_zip()}
+        )
 
     assert ask() == "absent"
     create("someone-else")
@@ -170,8 +191,9 @@ def _until(what: str, check: Callable[[], Any], *, proc: subprocess.Popen, deadl
         except OSError:
             pass
         if proc.poll() is not None:
-            raise AssertionError(f"observability.sh exited ({proc.returncode}) while waiting for {what}: "
-                                 f"{proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(
+                f"observability.sh exited ({proc.returncode}) while waiting for {what}: {proc.stdout.read() if proc.stdout else ''}"
+            )
         if time.monotonic() > end:
             raise AssertionError(f"{what}: not within {deadline:g} s")
         time.sleep(0.2)
@@ -186,7 +208,7 @@ def children(pid: int) -> dict[int, str]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
             if int(rest[1]) == pid:
                 found[int(entry.name)] = name
     return found
@@ -196,7 +218,7 @@ def _address(hex_address: str) -> str:
     raw = bytes.fromhex(hex_address)
     if len(raw) == 4:
         return socket.inet_ntop(socket.AF_INET, raw[::-1])
-    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
 
 
 def listeners(pids: Iterable[int]) -> list[tuple[int, str, str, int]]:
@@ -244,10 +266,16 @@ def test_observability_script_runs_the_metrics_stack_on_loopback_and_stops_it(tm
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.endswith("_PORT")}
     env["NO_PROXY"] = "127.0.0.1,localhost"
-    argv = ["bash", str(OBSERVABILITY), "--data-dir", str(data), "--scrape-interval", "1s",
-            *(a for name, port in ports.items() for a in (f"--{name}-port", str(port)))]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
+    argv = [
+        "bash",
+        str(OBSERVABILITY),
+        "--data-dir",
+        str(data),
+        "--scrape-interval",
+        "1s",
+        *(a for name, port in ports.items() for a in (f"--{name}-port", str(port))),
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     started: dict[int, str] = {}
     try:
         url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
@@ -271,9 +299,13 @@ def test_observability_script_runs_the_metrics_stack_on_loopback_and_stops_it(tm
         groups = _http_json(url["prometheus"] + "/api/v1/rules")["data"]["groups"]
         wanted = yaml.safe_load(RULES_FILE.read_text())["groups"]
         assert {(g["name"], r["name"]) for g in groups for r in g["rules"]} == {
-            (g["name"], r.get("alert") or r["record"]) for g in wanted for r in g["rules"]}
-        managers = _until("an active Alertmanager", lambda: _http_json(
-            url["prometheus"] + "/api/v1/alertmanagers")["data"]["activeAlertmanagers"], proc=proc)
+            (g["name"], r.get("alert") or r["record"]) for g in wanted for r in g["rules"]
+        }
+        managers = _until(
+            "an active Alertmanager",
+            lambda: _http_json(url["prometheus"] + "/api/v1/alertmanagers")["data"]["activeAlertmanagers"],
+            proc=proc,
+        )
         assert [m["url"] for m in managers] == [f"{url['alertmanager']}/api/v2/alerts"]
 
         bound = listeners(started)

@@ -42,8 +42,7 @@ from jobs.deploy import (
 from jobs.schedule import Schedule
 from tests.support import servers
 
-SCHEDULES = {"order_tick": "rate(1 minute)", "restock": "rate(5 minutes)", "forecast": "rate(1 hour)",
-             "alert": "rate(15 minutes)"}
+SCHEDULES = {"order_tick": "rate(1 minute)", "restock": "rate(5 minutes)", "forecast": "rate(1 hour)", "alert": "rate(15 minutes)"}
 
 
 @pytest.fixture
@@ -51,8 +50,14 @@ def aws_env(monkeypatch, localstack):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "STOCKPULSE_PUSHGATEWAY_URL",
-                 "STOCKPULSE_CATALOG", "STOCKPULSE_STORE_URL"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "STOCKPULSE_PUSHGATEWAY_URL",
+        "STOCKPULSE_CATALOG",
+        "STOCKPULSE_STORE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     return localstack
 
@@ -63,8 +68,12 @@ def client(localstack: servers.LocalStack, service: str) -> Any:
 
 def new_target(localstack: servers.LocalStack, **changes: Any) -> Target:
     name = f"sp{uuid.uuid4().hex[:8]}"
-    values: dict[str, Any] = {"name": name, "bucket": f"{name}-store", "endpoint": localstack.endpoint_url,
-                              "environment": {"STOCKPULSE_PUSHGATEWAY_URL": "http://pushgateway:9091"}}
+    values: dict[str, Any] = {
+        "name": name,
+        "bucket": f"{name}-store",
+        "endpoint": localstack.endpoint_url,
+        "environment": {"STOCKPULSE_PUSHGATEWAY_URL": "http://pushgateway:9091"},
+    }
     return Target(**{**values, **changes})
 
 
@@ -98,8 +107,7 @@ def test_the_bucket_blocks_public_access_encrypts_and_is_tagged(deployed, locals
     target, _ = deployed
     s3 = client(localstack, "s3")
     block = s3.get_public_access_block(Bucket=target.bucket)["PublicAccessBlockConfiguration"]
-    assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-                     "RestrictPublicBuckets": True}
+    assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
     rules = s3.get_bucket_encryption(Bucket=target.bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert {"Key": TAG_KEY, "Value": target.name} in s3.get_bucket_tagging(Bucket=target.bucket)["TagSet"]
@@ -111,8 +119,7 @@ def test_each_function_has_its_own_role_with_exactly_its_policy(deployed, locals
     for handler, function in function_names(target.name).items():
         role = iam.get_role(RoleName=function)["Role"]
         trust = role["AssumeRolePolicyDocument"]
-        assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                       "Action": "sts:AssumeRole"}]
+        assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
         assert iam.list_role_policies(RoleName=function)["PolicyNames"] == ["stockpulse"]
         document = iam.get_role_policy(RoleName=function, PolicyName="stockpulse")["PolicyDocument"]
         assert document == role_policy(target, handler, account="000000000000")
@@ -130,8 +137,10 @@ def test_functions_have_handler_runtime_sizing_and_settings_from_the_environment
         assert config["Runtime"] == "python3.12"
         assert config["Role"].endswith(f":role/{function}")
         assert (config["MemorySize"], config["Timeout"]) == FUNCTION_SIZING[handler]
-        assert config["Environment"]["Variables"] == {"STOCKPULSE_STORE_URL": f"s3://{target.bucket}",
-                                                      "STOCKPULSE_PUSHGATEWAY_URL": "http://pushgateway:9091"}
+        assert config["Environment"]["Variables"] == {
+            "STOCKPULSE_STORE_URL": f"s3://{target.bucket}",
+            "STOCKPULSE_PUSHGATEWAY_URL": "http://pushgateway:9091",
+        }
         assert found["Tags"][TAG_KEY] == target.name
         assert config["State"] == "Active"
 
@@ -152,7 +161,8 @@ def test_rules_fire_each_function_on_its_schedule_with_permission(deployed, loca
         assert statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"] == rule["Arn"]
     groups = client(localstack, "logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{target.name}-")
     assert sorted(g["logGroupName"] for g in groups["logGroups"]) == sorted(
-        f"/aws/lambda/{f}" for f in function_names(target.name).values())
+        f"/aws/lambda/{f}" for f in function_names(target.name).values()
+    )
     assert {g.get("retentionInDays") for g in groups["logGroups"]} == {14}
 
 
@@ -175,8 +185,9 @@ def test_a_dry_run_says_what_would_change_and_changes_nothing(deployed, lambda_a
     functions = {row.name: row.action for row in rows if row.resource == "function"}
     assert set(functions.values()) == {"would update configuration"}
     assert {row.action for row in rows if row.resource != "function"} == {"unchanged"}
-    variables = client(localstack, "lambda").get_function_configuration(
-        FunctionName=function_names(target.name)["alert"])["Environment"]["Variables"]
+    variables = client(localstack, "lambda").get_function_configuration(FunctionName=function_names(target.name)["alert"])["Environment"][
+        "Variables"
+    ]
     assert "STOCKPULSE_COVER_DAYS" not in variables
 
 
@@ -196,10 +207,18 @@ def test_a_deployed_function_runs_the_handler_from_its_artifact(deployed, locals
     target, _ = deployed
     lam, s3 = client(localstack, "lambda"), client(localstack, "s3")
     results = {}
-    for handler, time_ in (("order_tick", "2026-01-05T09:01:00Z"), ("forecast", "2026-01-05T10:00:00Z"),
-                           ("alert", "2026-01-05T10:15:00Z")):
-        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                 "account": "000000000000", "time": time_, "region": "us-east-1", "resources": [], "detail": {}}
+    for handler, time_ in (("order_tick", "2026-01-05T09:01:00Z"), ("forecast", "2026-01-05T10:00:00Z"), ("alert", "2026-01-05T10:15:00Z")):
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "000000000000",
+            "time": time_,
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {},
+        }
         response = lam.invoke(FunctionName=function_names(target.name)[handler], Payload=json.dumps(event))
         payload = json.loads(response["Payload"].read())
         assert "FunctionError" not in response, payload
@@ -257,8 +276,7 @@ def test_destroy_removes_what_deploy_made_and_keeps_a_bucket_holding_data(lambda
     assert not names & {f["FunctionName"] for f in client(localstack, "lambda").list_functions()["Functions"]}
     assert not names & {r["RoleName"] for r in client(localstack, "iam").list_roles()["Roles"]}
     assert client(localstack, "events").list_rules(NamePrefix=f"{target.name}-")["Rules"] == []
-    assert client(localstack, "logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{target.name}-")[
-        "logGroups"] == []
+    assert client(localstack, "logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{target.name}-")["logGroups"] == []
     assert "Contents" not in s3.list_objects_v2(Bucket=target.bucket, Prefix="lambda-code/")
     s3.delete_object(Bucket=target.bucket, Key="state/state.bin")
     assert actions(destroy(target))[("bucket", target.bucket)] == "delete"
@@ -267,8 +285,7 @@ def test_destroy_removes_what_deploy_made_and_keeps_a_bucket_holding_data(lambda
     assert destroy(target) == []  # nothing left: a second destroy finds nothing
 
 
-def test_a_name_taken_by_something_deploy_did_not_make_is_refused_before_anything_is_made(
-        lambda_artifacts, localstack, aws_env):
+def test_a_name_taken_by_something_deploy_did_not_make_is_refused_before_anything_is_made(lambda_artifacts, localstack, aws_env):
     target = new_target(localstack)
     iam = client(localstack, "iam")
     taken = function_names(target.name)["alert"]
@@ -279,7 +296,8 @@ def test_a_name_taken_by_something_deploy_did_not_make_is_refused_before_anythin
         destroy(target)
     assert target.bucket not in {b["Name"] for b in client(localstack, "s3").list_buckets()["Buckets"]}
     assert not {f["FunctionName"] for f in client(localstack, "lambda").list_functions()["Functions"]} & set(
-        function_names(target.name).values())
+        function_names(target.name).values()
+    )
     iam.delete_role(RoleName=taken)
 
 
@@ -305,8 +323,20 @@ def own_copy(artifacts: dict[str, Any], directory: Path) -> Path:
 
 def test_cli_deploy_dry_run_prints_the_plan_table(localstack, aws_env, lambda_artifacts, capsys, tmp_path):
     out = own_copy(lambda_artifacts, tmp_path)
-    code = cli.main(["deploy", "--endpoint", localstack.endpoint_url, "--name", "spcli", "--bucket", "spcli-store",
-                     "--artifacts", str(out), "--dry-run"])
+    code = cli.main(
+        [
+            "deploy",
+            "--endpoint",
+            localstack.endpoint_url,
+            "--name",
+            "spcli",
+            "--bucket",
+            "spcli-store",
+            "--artifacts",
+            str(out),
+            "--dry-run",
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0
     lines = printed.out.splitlines()
@@ -321,8 +351,7 @@ def test_cli_unreachable_endpoint_is_one_line(aws_env, lambda_artifacts, capsys,
     code = cli.main(["deploy", "--endpoint", f"http://127.0.0.1:{port}", "--artifacts", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err[-1] == f"stockpulse: error: sts get-caller-identity: cannot reach http://127.0.0.1:{port} " \
-                      "(EndpointConnectionError)"
+    assert err[-1] == f"stockpulse: error: sts get-caller-identity: cannot reach http://127.0.0.1:{port} (EndpointConnectionError)"
 
 
 def test_cli_missing_credentials_is_one_line(localstack, monkeypatch, tmp_path, lambda_artifacts, capsys):
@@ -345,7 +374,8 @@ def test_clients_use_the_endpoint_given(localstack, aws_env):
 def test_a_bucket_of_another_account_is_refused_before_anything_is_made(lambda_artifacts, localstack, aws_env):
     target = new_target(localstack)
     other = boto3.session.Session(aws_access_key_id="111111111111", aws_secret_access_key="test").client(
-        "s3", region_name="us-east-1", endpoint_url=localstack.endpoint_url)  # LocalStack: key = account
+        "s3", region_name="us-east-1", endpoint_url=localstack.endpoint_url
+    )  # LocalStack: key = account
     other.create_bucket(Bucket=target.bucket)
     with pytest.raises(DeployError, match=f"bucket {target.bucket}: exists and belongs to another account"):
         deploy(target, lambda_artifacts)
@@ -354,6 +384,7 @@ def test_a_bucket_of_another_account_is_refused_before_anything_is_made(lambda_a
 
 
 # -- deployments sharing a bucket: each deletes only the code it made -------------------------------
+
 
 def new_code(artifacts: dict[str, package.Artifact], directory: Path) -> dict[str, package.Artifact]:
     """The same artifacts with other bytes (one more file in each zip): a new version of the code."""
@@ -368,15 +399,25 @@ def new_code(artifacts: dict[str, package.Artifact], directory: Path) -> dict[st
 
 
 def invoke_applies(localstack: servers.LocalStack, function: str, moment: str) -> None:
-    event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-             "account": "000000000000", "time": moment, "region": "us-east-1", "resources": [], "detail": {}}
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": moment,
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {},
+    }
     response = client(localstack, "lambda").invoke(FunctionName=function, Payload=json.dumps(event))
     payload = json.loads(response["Payload"].read())
     assert "FunctionError" not in response and payload["status"] == "applied", payload
 
 
 def test_another_deployment_in_the_same_bucket_and_prefix_keeps_its_code_and_runs_through_a_redeploy_and_a_destroy(
-        lambda_artifacts, localstack, aws_env, tmp_path):
+    lambda_artifacts, localstack, aws_env, tmp_path
+):
     """GIVEN deployments A and B (another --name) in one bucket under one prefix, another team's
     objects under lambda-code/ WHEN A is redeployed with new code, then destroyed THEN A's old code,
     then its new code are deleted, and nothing else: B's code objects are as they were and its
@@ -397,15 +438,22 @@ def test_another_deployment_in_the_same_bucket_and_prefix_keeps_its_code_and_run
 
     def b_code_now() -> dict[str, str]:  # the code B's functions were made from, wherever deploy keeps it
         names = {row.name for row in b_rows if row.resource == "code"}
-        return {k: v for k, v in listed("shared/lambda-code/").items()
-                if k.rsplit("/", 1)[1] in names and k not in team and not k.startswith(f"shared/lambda-code/{a.name}/")}
+        return {
+            k: v
+            for k, v in listed("shared/lambda-code/").items()
+            if k.rsplit("/", 1)[1] in names and k not in team and not k.startswith(f"shared/lambda-code/{a.name}/")
+        }
 
     b_code = b_code_now()
     assert len(b_code) == 2
     v2 = new_code(lambda_artifacts, tmp_path)
     rows = actions(deploy(a, v2))
     assert sorted(action for (resource, _), action in rows.items() if resource == "code") == [
-        "delete (superseded)", "delete (superseded)", "upload", "upload"]
+        "delete (superseded)",
+        "delete (superseded)",
+        "upload",
+        "upload",
+    ]
     assert b_code_now() == b_code
     assert {key: s3.get_object(Bucket=a.bucket, Key=key)["Body"].read() for key in team} == team
     invoke_applies(localstack, function_names(b.name)["order_tick"], "2026-01-05T09:01:00Z")
@@ -449,12 +497,13 @@ def sharded(localstack, lambda_artifacts):
         destroy_all(target, localstack)
 
 
-def test_a_sharded_schedule_is_rules_of_five_shards_each_with_one_target_and_permission_per_shard_rule(
-        sharded, localstack):
+def test_a_sharded_schedule_is_rules_of_five_shards_each_with_one_target_and_permission_per_shard_rule(sharded, localstack):
     target, rows = sharded
     assert [row.name for row in rows if row.resource == "rule"] == [
-        f"{function}-s{first}-{last} {SCHEDULES[handler]}" for handler, function in function_names(target.name).items()
-        for first, last in ((0, 4), (5, 6))]
+        f"{function}-s{first}-{last} {SCHEDULES[handler]}"
+        for handler, function in function_names(target.name).items()
+        for first, last in ((0, 4), (5, 6))
+    ]
     assert {row.action for row in rows if row.resource in ("rule", "rule target", "permission")} == {"create", "set"}
     events, lam, iam = client(localstack, "events"), client(localstack, "lambda"), client(localstack, "iam")
     for handler, function in function_names(target.name).items():
@@ -469,8 +518,9 @@ def test_a_sharded_schedule_is_rules_of_five_shards_each_with_one_target_and_per
             first, last = (int(n) for n in rule["Name"].rsplit("-s", 1)[1].split("-"))
             targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
             assert [(t["Id"], t["Arn"], t["InputTransformer"]) for t in targets] == [
-                (f"shard-{k}", config["FunctionArn"], shard_input(k)) for k in range(first, last + 1)]
-            statement, = [s for s in statements if s["Sid"] == f"{rule['Name']}-events"]
+                (f"shard-{k}", config["FunctionArn"], shard_input(k)) for k in range(first, last + 1)
+            ]
+            (statement,) = [s for s in statements if s["Sid"] == f"{rule['Name']}-events"]
             assert statement["Principal"] == {"Service": "events.amazonaws.com"}
             assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == rule["Arn"]
             tags = events.list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"]
@@ -493,15 +543,16 @@ def test_the_rules_fire_every_shard_of_order_tick_by_themselves(sharded, localst
     records the split; empty shards wrote nothing."""
     target, _ = sharded
     s3 = client(localstack, "s3")
-    wanted = {f"shards/{k}/state/state.bin" for k in NON_EMPTY} | {f"metrics/order_tick/shard/{k}.prom"
-                                                                    for k in NON_EMPTY}
+    wanted = {f"shards/{k}/state/state.bin" for k in NON_EMPTY} | {f"metrics/order_tick/shard/{k}.prom" for k in NON_EMPTY}
     deadline = time.monotonic() + 200
     keys: set[str] = set()
     while time.monotonic() < deadline:
-        keys = {item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket)
-                for item in page.get("Contents", [])}
-        logs = {k for k in NON_EMPTY if [key for key in keys if key.startswith("logs/order_tick/")
-                                         and key.endswith(f"-shard-{k}.ndjson.gz")]}
+        keys = {
+            item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket) for item in page.get("Contents", [])
+        }
+        logs = {
+            k for k in NON_EMPTY if [key for key in keys if key.startswith("logs/order_tick/") and key.endswith(f"-shard-{k}.ndjson.gz")]
+        }
         if wanted <= keys and logs == set(NON_EMPTY):
             break
         time.sleep(3)
@@ -513,15 +564,13 @@ def test_the_rules_fire_every_shard_of_order_tick_by_themselves(sharded, localst
     assert manifest["num_shards"] == SHARDS
     for k in NON_EMPTY:
         key = sorted(key for key in keys if key.startswith("logs/order_tick/") and key.endswith(f"-shard-{k}.ndjson.gz"))[0]
-        run, = [e for e in decode_events(s3.get_object(Bucket=target.bucket, Key=key)["Body"].read())
-                if e["type"] == "job_run"]
+        (run,) = [e for e in decode_events(s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()) if e["type"] == "job_run"]
         assert run["shard"] == k and run["tick_id"]
         fired = datetime.fromisoformat(run["@timestamp"].replace("Z", "+00:00"))
         assert abs((datetime.now(timezone.utc) - fired).total_seconds()) < 600  # EventBridge's time, kept
 
 
-def test_a_store_split_into_another_count_refuses_the_deploy_before_anything_is_made(
-        sharded, lambda_artifacts, localstack):
+def test_a_store_split_into_another_count_refuses_the_deploy_before_anything_is_made(sharded, lambda_artifacts, localstack):
     target, _ = sharded
     s3 = client(localstack, "s3")
     s3.head_object(Bucket=target.bucket, Key="state/shards.json")  # written by the first sharded invocation
@@ -530,8 +579,12 @@ def test_a_store_split_into_another_count_refuses_the_deploy_before_anything_is_
         with pytest.raises(DeployError, match=f"the store s3://{target.bucket} is split into 7 shard"):
             deploy(other, lambda_artifacts, dry_run=True)
     lam = client(localstack, "lambda")
-    assert lam.get_function_configuration(
-        FunctionName=function_names(target.name)["alert"])["Environment"]["Variables"]["STOCKPULSE_NUM_SHARDS"] == "7"
+    assert (
+        lam.get_function_configuration(FunctionName=function_names(target.name)["alert"])["Environment"]["Variables"][
+            "STOCKPULSE_NUM_SHARDS"
+        ]
+        == "7"
+    )
 
 
 def test_an_unsharded_state_refuses_a_sharded_deploy_before_anything_is_made(lambda_artifacts, localstack, aws_env):
@@ -545,8 +598,7 @@ def test_an_unsharded_state_refuses_a_sharded_deploy_before_anything_is_made(lam
     assert not names & set(function_names(target.name).values())
 
 
-def test_a_function_policy_over_lambdas_limit_is_refused_before_anything_is_made(lambda_artifacts, localstack,
-                                                                                 aws_env):
+def test_a_function_policy_over_lambdas_limit_is_refused_before_anything_is_made(lambda_artifacts, localstack, aws_env):
     target = new_target(localstack, environment=shard_count(256))
     target = Target(**{**target.__dict__, "name": "n" * 41})
     with pytest.raises(DeployError, match="resource policy of .* bytes .* over Lambda's 20480"):
@@ -554,8 +606,7 @@ def test_a_function_policy_over_lambdas_limit_is_refused_before_anything_is_made
     assert target.bucket not in {b["Name"] for b in client(localstack, "s3").list_buckets()["Buckets"]}
 
 
-def test_a_new_shard_count_on_a_new_store_replaces_the_rules_and_destroy_removes_them_all(
-        lambda_artifacts, localstack, aws_env):
+def test_a_new_shard_count_on_a_new_store_replaces_the_rules_and_destroy_removes_them_all(lambda_artifacts, localstack, aws_env):
     """GIVEN a deployment of 7 shards WHEN it is deployed again with 2 shards on a new store (another
     --prefix) THEN the rules of 7 shards and their permissions are gone and those of 2 made; a dry
     run back to 1 shard says so and changes nothing; destroy removes every rule."""
@@ -571,7 +622,8 @@ def test_a_new_shard_count_on_a_new_store_replaces_the_rules_and_destroy_removes
     assert rows[("permission", f"{function}-s5-6 <- events")] == "delete"
     assert rows[("rule", f"{function}-s0-1 rate(1 minute)")] == "create"
     assert sorted(r["Name"] for r in events.list_rules(NamePrefix=f"{target.name}-")["Rules"]) == sorted(
-        spec.name for handler in function_names() for spec in rules_of(two, handler))
+        spec.name for handler in function_names() for spec in rules_of(two, handler)
+    )
     sids = [s["Sid"] for s in json.loads(lam.get_policy(FunctionName=function)["Policy"])["Statement"]]
     assert sids == [f"{function}-s0-1-events"]
     assert [t["Id"] for t in events.list_targets_by_rule(Rule=f"{function}-s0-1")["Targets"]] == ["shard-0", "shard-1"]
@@ -608,9 +660,23 @@ def shop(localstack, lambda_artifacts, tmp_path_factory):
     out = own_copy(lambda_artifacts, tmp_path_factory.mktemp("shop-artifacts"))
     name = f"sp{uuid.uuid4().hex[:8]}"
     target = Target(name=name, bucket=f"{name}-store", prefix="shop", endpoint=localstack.endpoint_url)
-    argv = ["deploy", "--endpoint", localstack.endpoint_url, "--name", name, "--bucket", target.bucket,
-            "--prefix", "shop", "--artifacts", str(out), "--num-shards", str(SHOP_SHARDS), "--json",
-            *(f"--every={handler}=1d" for handler in SCHEDULES)]
+    argv = [
+        "deploy",
+        "--endpoint",
+        localstack.endpoint_url,
+        "--name",
+        name,
+        "--bucket",
+        target.bucket,
+        "--prefix",
+        "shop",
+        "--artifacts",
+        str(out),
+        "--num-shards",
+        str(SHOP_SHARDS),
+        "--json",
+        *(f"--every={handler}=1d" for handler in SCHEDULES),
+    ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ACCESS_KEY_ID", "test")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -646,8 +712,11 @@ def test_deploy_keeps_the_catalog_and_its_compiled_forms_in_the_store(shop, loca
     lam = client(localstack, "lambda")
     for function in function_names(target.name).values():
         variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
-        assert variables == {"STOCKPULSE_STORE_URL": f"s3://{target.bucket}/shop", "STOCKPULSE_NUM_SHARDS": "3",
-                             "STOCKPULSE_CATALOG": store_reference(data)}
+        assert variables == {
+            "STOCKPULSE_STORE_URL": f"s3://{target.bucket}/shop",
+            "STOCKPULSE_NUM_SHARDS": "3",
+            "STOCKPULSE_CATALOG": store_reference(data),
+        }
 
 
 def test_each_shard_of_the_deployed_functions_runs_the_uploaded_catalogs_series(shop, localstack):
@@ -660,9 +729,17 @@ def test_each_shard_of_the_deployed_functions_runs_the_uploaded_catalogs_series(
     start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)  # ahead of all
 
     def call(handler: str, moment: datetime, shard: int) -> dict[str, Any]:
-        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                 "account": "000000000000", "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
-                 "resources": [], "detail": {"shard": shard}}
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "000000000000",
+            "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {"shard": shard},
+        }
         response = lam.invoke(FunctionName=function_names(target.name)[handler], Payload=json.dumps(event))
         payload = json.loads(response["Payload"].read())
         assert "FunctionError" not in response, payload
@@ -689,8 +766,7 @@ def test_a_second_deploy_of_the_catalog_uploads_nothing_new(shop):
 # -- a shop's order feed: the deployed order_tick applies it from another bucket ----------------------
 
 
-def test_a_deployed_order_tick_applies_the_shops_order_feed_and_destroy_keeps_the_feed(
-        lambda_artifacts, localstack, aws_env, tmp_path):
+def test_a_deployed_order_tick_applies_the_shops_order_feed_and_destroy_keeps_the_feed(lambda_artifacts, localstack, aws_env, tmp_path):
     """GIVEN a deployment with STOCKPULSE_ORDERS_URL on a bucket of the shop's (not deploy's), holding
     an hour's partition of NDJSON order lines (one repeated in a second object, one bad) WHEN LocalStack
     invokes order_tick minute by minute THEN each good line is applied exactly once as an order event
@@ -706,10 +782,15 @@ def test_a_deployed_order_tick_applies_the_shops_order_feed_and_destroy_keeps_th
     t0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
     minute = timedelta(minutes=1)
     laptop, phone = {"product": "LAPTOP-001", "warehouse": "WH-NYC"}, {"product": "PHONE-002", "warehouse": "WH-LDN"}
-    lines = [line("o-1", t0 + minute, quantity=3, **laptop), line("o-2", t0 + minute + timedelta(seconds=20),
-             quantity=1, **phone), line("o-3", t0 + 2 * minute, quantity=2, **laptop)]
-    keys = {f"orders/{partition(t0)}a.ndjson": ndjson(lines),
-            f"orders/{partition(t0)}b.ndjson": ndjson(lines[:1]) + b'{"line_id": "o-bad", "quantity": 1}\n'}
+    lines = [
+        line("o-1", t0 + minute, quantity=3, **laptop),
+        line("o-2", t0 + minute + timedelta(seconds=20), quantity=1, **phone),
+        line("o-3", t0 + 2 * minute, quantity=2, **laptop),
+    ]
+    keys = {
+        f"orders/{partition(t0)}a.ndjson": ndjson(lines),
+        f"orders/{partition(t0)}b.ndjson": ndjson(lines[:1]) + b'{"line_id": "o-bad", "quantity": 1}\n',
+    }
     deploy(target, lambda_artifacts)
     try:
         function = function_names(target.name)["order_tick"]
@@ -719,13 +800,14 @@ def test_a_deployed_order_tick_applies_the_shops_order_feed_and_destroy_keeps_th
         for step in (1, 2, 3):
             invoke_applies(localstack, function, (t0 + step * minute).strftime("%Y-%m-%dT%H:%M:%SZ"))
         listed = s3.list_objects_v2(Bucket=target.bucket, Prefix="logs/order_tick/")["Contents"]
-        events = [e for item in sorted(listed, key=lambda item: item["Key"])
-                  for e in decode_events(s3.get_object(Bucket=target.bucket, Key=item["Key"])["Body"].read())]
-        applied = sorted((e["line_id"], e["product_id"], e["quantity"]) for e in events
-                         if e["type"] == "order" and e.get("line_id"))
+        events = [
+            e
+            for item in sorted(listed, key=lambda item: item["Key"])
+            for e in decode_events(s3.get_object(Bucket=target.bucket, Key=item["Key"])["Body"].read())
+        ]
+        applied = sorted((e["line_id"], e["product_id"], e["quantity"]) for e in events if e["type"] == "order" and e.get("line_id"))
         assert applied == [("o-1", "LAPTOP-001", 3), ("o-2", "PHONE-002", 1), ("o-3", "LAPTOP-001", 2)]
-        rejected = sorted((e["outcome"], e["key"].rsplit("/", 1)[-1], e["line"]) for e in events
-                          if e["type"] == "feed_rejected")
+        rejected = sorted((e["outcome"], e["key"].rsplit("/", 1)[-1], e["line"]) for e in events if e["type"] == "feed_rejected")
         assert rejected == [("bad", "b.ndjson", 2), ("duplicate", "b.ndjson", 1)]
         assert s3.list_objects_v2(Bucket=target.bucket, Prefix="state/feed/")["KeyCount"] >= 1
     finally:

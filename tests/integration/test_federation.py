@@ -20,13 +20,26 @@ from handlers.storage.file import FileStore
 from handlers.telemetry.publisher import publisher
 from tests.support import emitted, servers
 
-SEED_METRICS = ("inventory_level_units", "orders_per_minute", "predicted_stockout_hours", "demand_forecast_units",
-                "orders_total", "reorder_events_total", "processing_latency_seconds")
+SEED_METRICS = (
+    "inventory_level_units",
+    "orders_per_minute",
+    "predicted_stockout_hours",
+    "demand_forecast_units",
+    "orders_total",
+    "reorder_events_total",
+    "processing_latency_seconds",
+)
 WARM_UP_MINUTES = 2 * 24 * 60  # low stock by then: stockouts are projected, so predicted_stockout_hours exists
 # Metricbeat (use_types: true): the field under prometheus.<name> by the family's `# TYPE` in the
 # answer (x-pack/metricbeat/module/prometheus/collector/data.go; textparse.go maps the TYPE line).
-METRICBEAT_KIND = {"gauge": "value", "unknown": "value", "untyped": "value", "counter": "counter",
-                   "histogram": "histogram", "summary": "value"}
+METRICBEAT_KIND = {
+    "gauge": "value",
+    "unknown": "value",
+    "untyped": "value",
+    "counter": "counter",
+    "histogram": "histogram",
+    "summary": "value",
+}
 
 
 def metricbeat_module() -> dict:
@@ -78,8 +91,7 @@ def test_federation_returns_every_seed_metric(federated):
     found = samples_by_name(federated["text"])
     for name in SEED_METRICS:
         assert name in found or f"{name}_bucket" in found, f"{name} not federated"
-    assert {"processing_latency_seconds_bucket", "processing_latency_seconds_sum",
-            "processing_latency_seconds_count"} <= set(found)
+    assert {"processing_latency_seconds_bucket", "processing_latency_seconds_sum", "processing_latency_seconds_count"} <= set(found)
 
 
 def test_federation_returns_everything_the_handlers_pushed_and_nothing_else(federated):
@@ -124,18 +136,25 @@ def test_every_metric_a_kibana_panel_uses_is_federated_as_metricbeat_names_it(fe
     found = samples_by_name(federated["text"])
     problems, checked = panel_problems(emitted.saved_objects(), found)
     assert problems == []
-    assert checked == {"prometheus.demand_forecast_units.value", "prometheus.inventory_level_units.value",
-                       "prometheus.labels.product_id", "prometheus.labels.warehouse_id"}
+    assert checked == {
+        "prometheus.demand_forecast_units.value",
+        "prometheus.inventory_level_units.value",
+        "prometheus.labels.product_id",
+        "prometheus.labels.warehouse_id",
+    }
     for name in ("demand_forecast_units", "inventory_level_units"):
         assert {"product_id"} <= found[name][1]
 
 
-@pytest.mark.parametrize(("where", "field"), [
-    ("secondaryFields", "prometheus.labels.aisle_id"),
-    ("sourceField", "prometheus.labels.shop_id"),
-    ("formula", "prometheus.reorder_lead_units.value"),
-    ("query", "prometheus.inventory_level_units"),
-])
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        ("secondaryFields", "prometheus.labels.aisle_id"),
+        ("sourceField", "prometheus.labels.shop_id"),
+        ("formula", "prometheus.reorder_lead_units.value"),
+        ("query", "prometheus.inventory_level_units"),
+    ],
+)
 def test_control_a_panel_field_the_federation_cannot_resolve_is_reported(federated, where, field):
     """The check above can fail: a label no metric of the panel carries (in a multi-terms split or a
     column), a metric not federated (in a formula), a field of no Metricbeat shape (in the KQL)."""

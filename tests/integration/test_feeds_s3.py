@@ -30,10 +30,19 @@ M = timedelta(minutes=1)
 def scenario(store: Store, feeds: dict[str, Store]) -> tuple[Any, list[dict[str, Any]]]:
     runtime = Runtime(store=store, catalog=CATALOG, clock=zero_clock, feeds=Feeds(feeds))
     invoke("order_tick", event_at(T0), runtime)
-    put(feeds["orders"], T0, "a.ndjson.gz", ndjson([line("a1", T0 + M, quantity=70), line("a2", T0 + 2 * M, quantity=3,
-                                                    product="P-2", warehouse="W-B")]), zipped=True)
-    put(feeds["orders"], T0, "a-again.csv", b"line_id,time,product_id,warehouse_id,quantity\n"
-        + f"a1,{(T0 + M).isoformat()},P-1,W-A,70\n".encode() + b"bad,line\n")
+    put(
+        feeds["orders"],
+        T0,
+        "a.ndjson.gz",
+        ndjson([line("a1", T0 + M, quantity=70), line("a2", T0 + 2 * M, quantity=3, product="P-2", warehouse="W-B")]),
+        zipped=True,
+    )
+    put(
+        feeds["orders"],
+        T0,
+        "a-again.csv",
+        b"line_id,time,product_id,warehouse_id,quantity\n" + f"a1,{(T0 + M).isoformat()},P-1,W-A,70\n".encode() + b"bad,line\n",
+    )
     put(feeds["orders"], T0, "cut.ndjson.gz", gzip.compress(ndjson([line("z", T0 + M)]))[:-3])
     put(feeds["receipts"], T0, "r.ndjson", ndjson([line("r1", T0 + 4 * M, quantity=20)]))
     for minute in range(1, 6):
@@ -63,9 +72,16 @@ def test_feeds_on_s3_give_what_they_give_on_file(moto_s3, tmp_path: Path):
     for name in ("on_hand", "shipped", "received", "backorder", "backordered", "adjusted", "today_hours", "today_oos"):
         np.testing.assert_array_equal(getattr(on_s3, name), getattr(on_file, name), err_msg=name)
     assert on_s3.feed_counters == on_file.feed_counters
-    assert on_s3.feed_counters["orders"] == {"applied": 3, "late": 1, "duplicate": 1, "bad": 1, "objects_damaged": 1,
-                                             "newest": (T0 + 3 * M).timestamp()}
+    assert on_s3.feed_counters["orders"] == {
+        "applied": 3,
+        "late": 1,
+        "duplicate": 1,
+        "bad": 1,
+        "objects_damaged": 1,
+        "newest": (T0 + 3 * M).timestamp(),
+    }
     strip = ("key",)  # S3 keys carry the bucket's prefix the same way: compare what the lines did
-    assert [{k: v for k, v in e.items() if k not in strip} for e in s3_events] == \
-        [{k: v for k, v in e.items() if k not in strip} for e in file_events]
+    assert [{k: v for k, v in e.items() if k not in strip} for e in s3_events] == [
+        {k: v for k, v in e.items() if k not in strip} for e in file_events
+    ]
     assert [e["type"] for e in s3_events if e["type"] in ("adjustment", "receipt")] == ["receipt", "adjustment"]

@@ -17,8 +17,12 @@ from handlers.storage.location import open_store
 from jobs import package
 from tests.support import servers
 
-TIMES = {"restock": "2026-01-05T09:05:00Z", "order_tick": "2026-01-05T09:06:00Z",
-         "forecast": "2026-01-05T10:00:00Z", "alert": "2026-01-05T10:15:00Z"}
+TIMES = {
+    "restock": "2026-01-05T09:05:00Z",
+    "order_tick": "2026-01-05T09:06:00Z",
+    "forecast": "2026-01-05T10:00:00Z",
+    "alert": "2026-01-05T10:15:00Z",
+}
 RUN = """
 import json, sys
 sys.path[:0] = [sys.argv[1]]
@@ -94,16 +98,29 @@ def test_each_handler_runs_from_its_unzipped_artifact_in_a_clean_python312(unzip
     and state and log objects land in the bucket."""
     python = servers.lambda_python("3.12")
     store_url = moto_s3.bucket_url("shop")
-    environment = {"STOCKPULSE_STORE_URL": store_url, "AWS_ENDPOINT_URL": moto_s3.endpoint_url,
-                   "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-                   "NO_PROXY": "127.0.0.1,localhost", "HOME": str(tmp_path)}
+    environment = {
+        "STOCKPULSE_STORE_URL": store_url,
+        "AWS_ENDPOINT_URL": moto_s3.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "HOME": str(tmp_path),
+    }
     script = tmp_path / "run.py"
     script.write_text(RUN)
     results = {}
     for handler, time in TIMES.items():
         task = unzipped[package_of(handler)]
-        done = subprocess.run([python, "-I", "-S", str(script), str(task), handler, time], env=environment,
-                              capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
+        done = subprocess.run(
+            [python, "-I", "-S", str(script), str(task), handler, time],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         output = json.loads(done.stdout.splitlines()[-1])
         assert not [p for p in output["path"] if "site-packages" in p]

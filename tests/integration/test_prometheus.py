@@ -33,14 +33,17 @@ FAST = {"order_tick": 15, "restock": 15, "forecast": 60, "alert": 15}
 
 REPO = Path(__file__).resolve().parents[2]
 # Low initial stock and long lead times: stockouts are projected inside 24 h, so every query has data.
-CATALOG = parse_catalog("""
+CATALOG = parse_catalog(
+    """
 seed: 5
 products:
   - {id: LAPTOP-001, base_demand_per_day: 48, lead_time_hours: 72, pack_size: 5}
   - {id: MOUSE-004, base_demand_per_day: 120, lead_time_hours: 48, pack_size: 50}
 warehouses: [{id: WH-NYC, timezone: America/New_York}, {id: WH-TYO, timezone: Asia/Tokyo}]
 initial_stock: 40
-""", source="integration.yaml")
+""",
+    source="integration.yaml",
+)
 
 
 def leave_low(store: FileStore, series: list[int]) -> None:
@@ -53,8 +56,7 @@ def leave_low(store: FileStore, series: list[int]) -> None:
         initial[i] -= on_hand[i] - low
         on_hand[i] = low
     keep = ~np.isin(state.po_series, series)
-    trimmed = {name: getattr(state, name)[keep] for name in
-               ("po_series", "po_quantity", "po_due", "po_placed", "po_number")}
+    trimmed = {name: getattr(state, name)[keep] for name in ("po_series", "po_quantity", "po_due", "po_placed", "po_number")}
     store.write("state/state.bin", state.replace(on_hand=on_hand, initial=initial, **trimmed).to_bytes(), etag=etag)
 
 
@@ -71,8 +73,10 @@ def stack(tmp_path_factory):
     pushing (so day-ahead forecasts have been scored), then 4 business hours push, in 12 bursts
     over ~12 s of wall time so Prometheus sees the counters grow."""
     rules = {"stockpulse.rules.yml": (REPO / "infra/prometheus/rules/stockpulse.rules.yml").read_text()}
-    with servers.pushgateway() as gateway, servers.prometheus(
-            servers.prometheus_config(gateway.address, rule_files=list(rules)), rule_files=rules) as prom:
+    with (
+        servers.pushgateway() as gateway,
+        servers.prometheus(servers.prometheus_config(gateway.address, rule_files=list(rules)), rule_files=rules) as prom,
+    ):
         store = FileStore(tmp_path_factory.mktemp("pushed"))
         settings = Settings(store_url=f"file://{store.root}", pushgateway_url=gateway.url)
         run(Runtime(store=store, catalog=CATALOG), schedule(START, WARM_UP_MINUTES, FAST))
@@ -81,7 +85,7 @@ def stack(tmp_path_factory):
         ticks = schedule(START + timedelta(minutes=WARM_UP_MINUTES), 240)
         burst = len(ticks) // 12 + 1
         for i in range(0, len(ticks), burst):
-            for name, moment in ticks[i:i + burst]:
+            for name, moment in ticks[i : i + burst]:
                 result = invoke(name, event_at(moment), runtime)
                 assert "metrics_error" not in result, result
             time.sleep(1.0)
@@ -135,8 +139,7 @@ def test_rate_of_orders_is_positive_and_counters_never_reset(stack):
     _, prom, _, _ = stack
     rates = prom.query("sum by (product_id) (rate(orders_total[1m]))")
     assert len(rates) == 2 and all(float(r["value"][1]) > 0 for r in rates)
-    for counter in ("orders_total", "reorder_events_total", "handler_invocations_total",
-                    "processing_latency_seconds_count"):
+    for counter in ("orders_total", "reorder_events_total", "handler_invocations_total", "processing_latency_seconds_count"):
         resets = prom.query(f"max(resets({counter}[1m]))")
         assert resets and float(resets[0]["value"][1]) == 0, counter
 
@@ -167,10 +170,15 @@ def test_every_readme_query_returns_data(stack, query):
 
 def test_readme_has_the_original_queries():
     queries = readme_queries()
-    for original in ("inventory_level_units", "orders_per_minute", "predicted_stockout_hours < 24",
-                     "demand_forecast_units", "sum(rate(orders_total[5m])) by (product_id)",
-                     "avg(inventory_level_units) by (product_id)",
-                     "predicted_stockout_hours < 24 and predicted_stockout_hours > 0"):
+    for original in (
+        "inventory_level_units",
+        "orders_per_minute",
+        "predicted_stockout_hours < 24",
+        "demand_forecast_units",
+        "sum(rate(orders_total[5m])) by (product_id)",
+        "avg(inventory_level_units) by (product_id)",
+        "predicted_stockout_hours < 24 and predicted_stockout_hours > 0",
+    ):
         assert original in queries
 
 

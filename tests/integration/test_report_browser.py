@@ -24,23 +24,42 @@ from tests.support.ticks import SMALL_CATALOG
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-OFFLINE = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0",
-           "--virtual-time-budget=20000"]
+OFFLINE = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=20000",
+]
 
 
 def chromium(page: Path, work: Path, *action: str) -> dict[str, Any]:
     """Open ``page``; returns stdout, stderr and the URLs the page itself requested."""
     profile, netlog = work / f"profile-{len(list(work.iterdir()))}", work / f"netlog-{len(list(work.iterdir()))}.json"
-    proc = subprocess.run([CHROMIUM, *OFFLINE, f"--user-data-dir={profile}", f"--log-net-log={netlog}", *action,
-                           page.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [CHROMIUM, *OFFLINE, f"--user-data-dir={profile}", f"--log-net-log={netlog}", *action, page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = json.loads(netlog.read_text())
     kinds = {number: name for name, number in log["constants"]["logEventTypes"].items()}
-    requested = sorted({e["params"]["url"] for e in log["events"]
-                        if kinds[e["type"]] == "URL_REQUEST_START_JOB"
-                        and str(e["params"].get("network_isolation_key", "")).startswith("file://")})
+    requested = sorted(
+        {
+            e["params"]["url"]
+            for e in log["events"]
+            if kinds[e["type"]] == "URL_REQUEST_START_JOB" and str(e["params"].get("network_isolation_key", "")).startswith("file://")
+        }
+    )
     return {"stdout": proc.stdout, "stderr": proc.stderr, "requested": requested}
 
 
@@ -49,8 +68,12 @@ def rendered(dom: str) -> dict[str, Any]:
     check = re.search(r'<ul id="render-check" data-status="([^"]*)"(?: data-charts="(\d+)")?>(.*?)</ul>', dom, re.DOTALL)
     assert check, dom[:500]
     errors = re.search(r'<pre id="page-errors"[^>]*>(.*?)</pre>', dom, re.DOTALL)
-    return {"status": check.group(1), "charts": int(check.group(2) or 0),
-            "lines": re.findall(r"<li>(.*?)</li>", check.group(3)), "errors": errors.group(1) if errors else None}
+    return {
+        "status": check.group(1),
+        "charts": int(check.group(2) or 0),
+        "lines": re.findall(r"<li>(.*?)</li>", check.group(3)),
+        "errors": errors.group(1) if errors else None,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +95,26 @@ def test_the_charts_render_with_their_titles_and_series(page, tmp_path):
     result = rendered(got["stdout"])
     assert result["status"] == "rendered"
     assert result["charts"] == 2 + 3 + 2 + 3  # inventory x2, demand x2 + skill, stockout x2, bars x3
-    for line in ["chart: Inventory on hand — P-1", "chart: Inventory on hand — P-2",
-                 "chart: Daily demand vs day-ahead forecast — P-1",
-                 "chart: Forecast error (WAPE) per product: model vs seasonal naive",
-                 "chart: Predicted hours to stockout — P-2", "chart: Reorder alerts per product",
-                 "chart: Lost sales per product (units)", "chart: Fill rate per product",
-                 "series: W-A on hand", "series: stockout (on hand 0)", "series: purchase order placed",
-                 "series: purchase order arrived", "series: actual demand", "series: day-ahead forecast", "series: 80% band",
-                 "series: W-B predicted", "series: W-B actually emptied in", "series: lost sales"]:
+    for line in [
+        "chart: Inventory on hand — P-1",
+        "chart: Inventory on hand — P-2",
+        "chart: Daily demand vs day-ahead forecast — P-1",
+        "chart: Forecast error (WAPE) per product: model vs seasonal naive",
+        "chart: Predicted hours to stockout — P-2",
+        "chart: Reorder alerts per product",
+        "chart: Lost sales per product (units)",
+        "chart: Fill rate per product",
+        "series: W-A on hand",
+        "series: stockout (on hand 0)",
+        "series: purchase order placed",
+        "series: purchase order arrived",
+        "series: actual demand",
+        "series: day-ahead forecast",
+        "series: 80% band",
+        "series: W-B predicted",
+        "series: W-B actually emptied in",
+        "series: lost sales",
+    ]:
         assert line in result["lines"], line
     assert not result["errors"]
     assert "Uncaught" not in got["stderr"]
@@ -150,8 +185,11 @@ def test_ids_that_look_like_html_or_markup_and_a_damaged_object_render_as_text(t
     got = chromium(page, tmp_path, "--dump-dom")
     result = rendered(got["stdout"])
     assert result["status"] == "rendered" and not result["errors"] and got["requested"] == []
-    for line in ("chart: Inventory on hand — &lt;img src=x onerror=console.error(1)&gt;",
-                 "chart: Inventory on hand — [/]&amp;amp;", 'series: W "A" on hand'):
+    for line in (
+        "chart: Inventory on hand — &lt;img src=x onerror=console.error(1)&gt;",
+        "chart: Inventory on hand — [/]&amp;amp;",
+        'series: W "A" on hand',
+    ):
         assert line in result["lines"], result["lines"]
     shown = re.search(r'<p class="damaged" id="damaged-objects">(.*?)</p>', got["stdout"])
     assert shown and str(key.relative_to(tmp_path / "store")) in shown.group(1)

@@ -24,8 +24,11 @@ TICKS = busy_ticks(8)  # every handler: 13 ticks, 2 restocks, a forecast and an 
 def s3_store(moto_s3, url: str | None = None, endpoint: str | None = None) -> S3Store:
     bucket = (url or moto_s3.bucket_url()).removeprefix("s3://").strip("/")
     client = boto3.session.Session().client(
-        "s3", region_name=moto_s3.region, endpoint_url=endpoint or moto_s3.endpoint_url,
-        config=Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=10))
+        "s3",
+        region_name=moto_s3.region,
+        endpoint_url=endpoint or moto_s3.endpoint_url,
+        config=Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=10),
+    )
     return S3Store(bucket, client=client)
 
 
@@ -183,8 +186,7 @@ def test_a_huge_statistics_object_is_refused_after_a_ranged_get_of_at_most_the_b
     store = s3_store(moto_s3)
     store.put_once(pool.key(100), b"{" + b" " * (3 * 2**20) + b"}")
     sent: list[int] = []
-    store.client.meta.events.register("after-call.s3.GetObject",
-                                      lambda parsed, **_: sent.append(int(parsed["ContentLength"])))
+    store.client.meta.events.register("after-call.s3.GetObject", lambda parsed, **_: sent.append(int(parsed["ContentLength"])))
     warehouses = [w.id for w in BUSY_CATALOG.warehouses]
     with caplog.at_level(logging.WARNING, logger="stockpulse"):
         assert pool.gather(store, 1, 100, warehouses=warehouses) is None

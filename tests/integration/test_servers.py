@@ -29,13 +29,9 @@ def _error_code(error: ClientError) -> str:
 
 def _push_probe(address: str, value: float, *, job: str = "harness") -> None:
     registry = CollectorRegistry()
-    gauge = Gauge(
-        "stockpulse_harness_probe", "Set by the harness tests.", ["sku"], registry=registry
-    )
+    gauge = Gauge("stockpulse_harness_probe", "Set by the harness tests.", ["sku"], registry=registry)
     gauge.labels(sku="A-1").set(value)
-    push_to_gateway(
-        address, job=job, registry=registry, grouping_key={"instance": "run-1"}, timeout=5
-    )
+    push_to_gateway(address, job=job, registry=registry, grouping_key={"instance": "run-1"}, timeout=5)
 
 
 # --- moto: S3 conditional writes ----------------------------------------------------------
@@ -59,9 +55,7 @@ def test_put_if_match_with_wrong_etag_is_412(moto_s3):
     moto_s3.client.put_object(Bucket=bucket, Key="state.json", Body=b"v1")
 
     with pytest.raises(ClientError) as caught:
-        moto_s3.client.put_object(
-            Bucket=bucket, Key="state.json", Body=b"v2", IfMatch='"0123456789abcdef0123456789abcdef"'
-        )
+        moto_s3.client.put_object(Bucket=bucket, Key="state.json", Body=b"v2", IfMatch='"0123456789abcdef0123456789abcdef"')
 
     assert _error_code(caught.value) == "PreconditionFailed"
     assert moto_s3.client.get_object(Bucket=bucket, Key="state.json")["Body"].read() == b"v1"
@@ -88,9 +82,7 @@ def test_bucket_url_makes_a_fresh_bucket_at_each_call(moto_s3):
 # --- Pushgateway and Prometheus -----------------------------------------------------------
 
 
-def test_pushed_gauge_is_queryable_in_prometheus_with_pushed_labels(
-    pushgateway, prometheus_factory
-):
+def test_pushed_gauge_is_queryable_in_prometheus_with_pushed_labels(pushgateway, prometheus_factory):
     # GIVEN Prometheus scraping the Pushgateway every second with honor_labels
     prom = prometheus_factory(servers.prometheus_config(pushgateway.address))
     # WHEN a gauge is pushed from a fresh registry
@@ -114,9 +106,7 @@ def test_push_raises_oserror_while_pushgateway_is_stopped_and_works_after_restar
     pushgateway.start()
     _push_probe(pushgateway.address, 2)
     assert pushgateway.port == port
-    assert 'stockpulse_harness_probe{instance="run-1",job="harness",sku="A-1"} 2' in (
-        pushgateway.metrics_text()
-    )
+    assert 'stockpulse_harness_probe{instance="run-1",job="harness",sku="A-1"} 2' in (pushgateway.metrics_text())
 
 
 def test_pushgateway_with_persistence_file_keeps_metrics_across_restart(tmp_path):
@@ -125,9 +115,7 @@ def test_pushgateway_with_persistence_file_keeps_metrics_across_restart(tmp_path
         gateway.stop()
         gateway.start()
 
-        assert 'stockpulse_harness_probe{instance="run-1",job="harness",sku="A-1"} 7' in (
-            gateway.metrics_text()
-        )
+        assert 'stockpulse_harness_probe{instance="run-1",job="harness",sku="A-1"} 7' in (gateway.metrics_text())
 
 
 def test_query_error_carries_prometheus_error_text(pushgateway, prometheus_factory):
@@ -138,13 +126,7 @@ def test_query_error_carries_prometheus_error_text(pushgateway, prometheus_facto
 
 
 def test_rule_files_are_loaded_beside_the_config(pushgateway, prometheus_factory):
-    rules = (
-        "groups:\n"
-        "  - name: harness\n"
-        "    rules:\n"
-        "      - alert: HarnessProbeHigh\n"
-        "        expr: stockpulse_harness_probe > 10\n"
-    )
+    rules = "groups:\n  - name: harness\n    rules:\n      - alert: HarnessProbeHigh\n        expr: stockpulse_harness_probe > 10\n"
     prom = prometheus_factory(
         servers.prometheus_config(pushgateway.address, rule_files=["harness.rules.yml"]),
         rule_files={"harness.rules.yml": rules},
@@ -190,13 +172,16 @@ def test_every_server_listens_on_127_0_0_1_only(kind, request):
 
 def test_control_listeners_see_every_interface_below_a_process_even_in_another_session():
     # GIVEN a grandchild in a session of its own, listening on every IPv4 and every IPv6 interface
-    code = ("import os, socket, sys\n"
-            "os.setsid()\n"
-            "v4, v6 = socket.create_server(('0.0.0.0', 0)), socket.create_server(('::', 0), family=socket.AF_INET6)\n"
-            "print(v4.getsockname()[1], v6.getsockname()[1], flush=True)\n"
-            "sys.stdin.read()\n")
-    with subprocess.Popen(["sh", "-c", '"$0" -c "$1"; :', sys.executable, code],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as shell:
+    code = (
+        "import os, socket, sys\n"
+        "os.setsid()\n"
+        "v4, v6 = socket.create_server(('0.0.0.0', 0)), socket.create_server(('::', 0), family=socket.AF_INET6)\n"
+        "print(v4.getsockname()[1], v6.getsockname()[1], flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        ["sh", "-c", '"$0" -c "$1"; :', sys.executable, code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as shell:
         assert shell.stdout is not None and shell.stdin is not None
         v4, v6 = map(int, shell.stdout.readline().split())
         # WHEN we read what the shell and every process below it listen on
@@ -213,13 +198,19 @@ PROBE = "import os\n\n\ndef handler(event, context):\n    return {'pid': os.getp
 
 def _invoke_probe(endpoint: str) -> int:
     """Create a python3.12 function answering with its process id, invoke it, return that id."""
-    lam = boto3.session.Session().client("lambda", region_name="us-east-1", endpoint_url=endpoint,
-                                         aws_access_key_id="test", aws_secret_access_key="test")
+    lam = boto3.session.Session().client(
+        "lambda", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test"
+    )
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("probe.py", PROBE)
-    lam.create_function(FunctionName="probe", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/probe",
-                        Handler="probe.handler", Code={"ZipFile": code.getvalue()})
+    lam.create_function(
+        FunctionName="probe",
+        Runtime="python3.12",
+        Role="arn:aws:iam::000000000000:role/probe",
+        Handler="probe.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
     lam.get_waiter("function_active_v2").wait(FunctionName="probe")
     answer = lam.invoke(FunctionName="probe", Payload=b"{}")
     assert "FunctionError" not in answer, answer["Payload"].read()
@@ -228,6 +219,7 @@ def _invoke_probe(endpoint: str) -> int:
 
 def _gone(pids: set[int], *, within: float = 30.0) -> set[int]:
     """Those of ``pids`` still alive (not zombies) after waiting up to ``within`` seconds for them to end."""
+
     def alive() -> set[int]:
         left = set()
         for pid in pids:
@@ -263,11 +255,21 @@ def test_localstack_script_runs_functions_on_loopback_and_leaves_no_process_howe
     --data-dir given is kept."""
     port = servers.free_port()
     stop_timeout = "0" if ending == "sigterm, no grace" else "20"
-    argv = ["bash", str(servers.LOCALSTACK_SCRIPT), "run", "--port", str(port), "--data-dir", str(tmp_path / "data"),
-            "--stop-timeout", stop_timeout]
+    argv = [
+        "bash",
+        str(servers.LOCALSTACK_SCRIPT),
+        "run",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--stop-timeout",
+        stop_timeout,
+    ]
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
-    script = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env=env, start_new_session=True)
+    script = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
     assert script.stdout is not None
     output: list[str] = []
     started: set[int] = set()
@@ -280,8 +282,7 @@ def test_localstack_script_runs_functions_on_loopback_and_leaves_no_process_howe
 
         function = _invoke_probe(f"http://127.0.0.1:{port}")
         started = servers.descendants(script.pid)
-        (localstack,) = [pid for pid in started if Path(f"/proc/{pid}/cmdline").read_bytes().endswith(
-            b"-m\0localstack.runtime.main\0")]
+        (localstack,) = [pid for pid in started if Path(f"/proc/{pid}/cmdline").read_bytes().endswith(b"-m\0localstack.runtime.main\0")]
         assert function in started
         bound = servers.listeners(started)
         assert {b.pid for b in bound} >= {localstack, function}  # the gateway; the function's invoke port
@@ -304,18 +305,22 @@ def test_localstack_script_runs_functions_on_loopback_and_leaves_no_process_howe
 def test_localstack_script_refuses_a_taken_port_in_one_line(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        done = subprocess.run(["bash", str(servers.LOCALSTACK_SCRIPT), "run", "--port", str(port)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            ["bash", str(servers.LOCALSTACK_SCRIPT), "run", "--port", str(port)], capture_output=True, text=True, timeout=60
+        )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [f"localstack: --port: 127.0.0.1:{port}: address already in use"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "--port", "70000"], "localstack: --port: not a port: 70000"),
-    (["run", "--stop-timeout", "soon"], "localstack: --stop-timeout: not a whole number of seconds: soon"),
-    (["run", "--verbose"], "localstack: unknown argument --verbose (see --help)"),
-    (["start"], "localstack: unknown command start (install or run; see --help)"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--port", "70000"], "localstack: --port: not a port: 70000"),
+        (["run", "--stop-timeout", "soon"], "localstack: --stop-timeout: not a whole number of seconds: soon"),
+        (["run", "--verbose"], "localstack: unknown argument --verbose (see --help)"),
+        (["start"], "localstack: unknown command start (install or run; see --help)"),
+    ],
+)
 def test_localstack_script_refuses_bad_arguments_in_one_line(argv, message):
     done = subprocess.run(["bash", str(servers.LOCALSTACK_SCRIPT), *argv], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr.splitlines()) == (2, [message])

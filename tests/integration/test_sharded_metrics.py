@@ -30,7 +30,7 @@ def replay(store: FileStore, runtime: Runtime, minutes: int, bursts: int = 1) ->
     ticks = schedule(START, minutes, EVERY)
     size = len(ticks) // bursts + 1
     for i in range(0, len(ticks), size):
-        for name, moment in ticks[i:i + size]:
+        for name, moment in ticks[i : i + size]:
             for result in invoke_all(name, event_at(moment, id=f"m-{name}-{moment:%s}"), runtime):
                 assert result["status"] == "applied" and "metrics_error" not in result, result
         if bursts > 1:
@@ -40,16 +40,23 @@ def replay(store: FileStore, runtime: Runtime, minutes: int, bursts: int = 1) ->
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     rules = {"stockpulse.rules.yml": (REPO / "infra/prometheus/rules/stockpulse.rules.yml").read_text()}
-    with servers.pushgateway() as gateway, servers.prometheus(
-            servers.prometheus_config(gateway.address, rule_files=list(rules)), rule_files=rules) as prom:
+    with (
+        servers.pushgateway() as gateway,
+        servers.prometheus(servers.prometheus_config(gateway.address, rule_files=list(rules)), rule_files=rules) as prom,
+    ):
         sharded = FileStore(tmp_path_factory.mktemp("sharded"))
         settings = Settings(store_url=f"file://{sharded.root}", pushgateway_url=gateway.url, num_shards=NUM_SHARDS)
-        replay(sharded, Runtime(store=sharded, catalog=CATALOG, num_shards=NUM_SHARDS,
-                                publish=publisher(settings, store=sharded)), 6 * 60, bursts=6)
+        replay(
+            sharded,
+            Runtime(store=sharded, catalog=CATALOG, num_shards=NUM_SHARDS, publish=publisher(settings, store=sharded)),
+            6 * 60,
+            bursts=6,
+        )
         whole = FileStore(tmp_path_factory.mktemp("whole"))
         replay(whole, Runtime(store=whole, catalog=CATALOG), 6 * 60)
-        prom.wait_for("count by (job, shard) (handler_invocations_total)",
-                      lambda result: len(result) == len(HANDLERS) * NUM_SHARDS, timeout=30)
+        prom.wait_for(
+            "count by (job, shard) (handler_invocations_total)", lambda result: len(result) == len(HANDLERS) * NUM_SHARDS, timeout=30
+        )
         yield gateway, prom, sharded, whole
 
 

@@ -24,8 +24,9 @@ _last = [""]  # the last screen seen, for the failure message
 
 
 def _pane(socket: str, session: str) -> str:
-    _last[0] = subprocess.run([TMUX, "-L", socket, "capture-pane", "-p", "-J", "-t", session], capture_output=True,
-                              text=True, check=True).stdout
+    _last[0] = subprocess.run(
+        [TMUX, "-L", socket, "capture-pane", "-p", "-J", "-t", session], capture_output=True, text=True, check=True
+    ).stdout
     return _last[0]
 
 
@@ -43,16 +44,19 @@ def test_status_watch_follows_a_running_scheduler(tmp_path):
     store = f"file://{tmp_path}/store"
     socket, session = f"sp-{tmp_path.name}"[:60], "watch"
     # the pane's size, not COLUMNS/LINES a test runner may have exported (80x24)
-    watch = (f"cd {shlex.quote(str(REPO))} && env -u COLUMNS -u LINES {shlex.quote(sys.executable)} -m jobs status "
-             f"--store {store} --watch 0.3")
-    subprocess.run([TMUX, "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", session, "-x", "200", "-y", "70",
-                    watch], check=True)
+    watch = (
+        f"cd {shlex.quote(str(REPO))} && env -u COLUMNS -u LINES {shlex.quote(sys.executable)} -m jobs status --store {store} --watch 0.3"
+    )
+    subprocess.run([TMUX, "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", session, "-x", "200", "-y", "70", watch], check=True)
     run = None
     try:
         _wait_for(lambda: "waiting for the first tick" in _pane(socket, session), "the waiting line")
-        run = subprocess.Popen([sys.executable, "-m", "jobs", "run", "--store", store, "--speed", "600",
-                                "--for", "60s", "--start", "2026-01-05T00:00:00Z"], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "jobs", "run", "--store", store, "--speed", "600", "--for", "60s", "--start", "2026-01-05T00:00:00Z"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         seen: list[str] = []
 
         def clock_moved() -> bool:
@@ -86,15 +90,40 @@ def test_last_success_is_not_taken_from_metrics_files_once_the_metrics_go_to_a_p
     assert main(["simulate", "--days", "0.25", "-q", "--json", "--store", store]) == 0
     with servers.pushgateway() as gateway:
         for name in ("restock", "order_tick"):
-            proc = subprocess.run([sys.executable, "-m", "jobs", "invoke", name, "--time", "2026-01-05T06:05:00Z",
-                                   "--store", store, "--pushgateway", gateway.url], cwd=REPO, capture_output=True,
-                                  text=True, timeout=120)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "jobs",
+                    "invoke",
+                    name,
+                    "--time",
+                    "2026-01-05T06:05:00Z",
+                    "--store",
+                    store,
+                    "--pushgateway",
+                    gateway.url,
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert proc.returncode == 0, proc.stderr
         assert 'handler_last_success_timestamp_seconds{handler="order_tick"' in gateway.metrics_text()
-    proc = subprocess.run([sys.executable, "-m", "jobs", "status", "--store", store], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs", "status", "--store", store],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 0, proc.stderr
-    success = {line.split("│")[1].strip(): line.split("│")[4].strip() for line in proc.stdout.splitlines()
-               if line.count("│") > 5 and line.split("│")[1].strip() in ("restock", "order_tick", "forecast", "alert")}
+    success = {
+        line.split("│")[1].strip(): line.split("│")[4].strip()
+        for line in proc.stdout.splitlines()
+        if line.count("│") > 5 and line.split("│")[1].strip() in ("restock", "order_tick", "forecast", "alert")
+    }
     assert success["restock"] == success["order_tick"] == "—", proc.stdout
     assert re.fullmatch(r"\d\d:\d\d:\d\d \(.* ago\)", success["forecast"]), proc.stdout

@@ -13,14 +13,17 @@ from tests.support.ticks import START
 
 # Fast dynamics so a short window holds every kind of event: stock runs low within minutes,
 # purchase orders arrive 6 minutes after they are placed.
-BUSY_CATALOG = parse_catalog("""
+BUSY_CATALOG = parse_catalog(
+    """
 seed: 11
 products:
   - {id: FAST, base_demand_per_day: 2000, lead_time_hours: 0.1, pack_size: 5}
   - {id: SLOW, base_demand_per_day: 300, lead_time_hours: 0.1, pack_size: 5}
 warehouses: [{id: W1, timezone: Europe/Berlin}, {id: W2, timezone: America/Chicago}]
 initial_stock: 8
-""", source="busy.yaml")
+""",
+    source="busy.yaml",
+)
 
 
 def busy_ticks(minutes: int = 24) -> list[tuple[str, object]]:
@@ -65,11 +68,8 @@ def snapshot(store: FileStore) -> tuple[list[bytes | None], dict[str, bytes], di
     """The state's parts (hot and forecast by their newest version, history objects, the hot part's
     base and deltas, the forecast's statistics, the feed journals) and every log object."""
     parts = [store.read(key) for key in ("state/state.bin", "state/forecast.bin")]
-    history = {k: store.get(k) for prefix in ("state/history/", "state/pool/", "state/hot/", "state/feed/")
-               for k in store.list(prefix)}
+    history = {k: store.get(k) for prefix in ("state/history/", "state/pool/", "state/hot/", "state/feed/") for k in store.list(prefix)}
     return [p.data if p else None for p in parts], history, {k: store.get(k) for k in store.list("logs/")}
-
-
 
 
 class Crashes:

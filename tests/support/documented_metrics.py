@@ -24,7 +24,7 @@ def documented(feeds: bool = False) -> dict[str, set[str]]:
         if len(cells) != 5 or not cells[0].startswith("`"):
             continue
         names = set(re.findall(r"`([a-z_]+)`", cells[0]))
-        for handler in (HANDLERS if cells[3] == "every handler" else [cells[3]]):
+        for handler in HANDLERS if cells[3] == "every handler" else [cells[3]]:
             owned[handler] |= names if feeds else names - ONLY_WITH_FEEDS
     return owned
 
@@ -62,9 +62,11 @@ def simulate_run_skip(root: Path, *options: str) -> Iterator[str]:
     catalog = root / "busy.yaml"
     catalog.write_text(BUSY)
     common = ("--catalog", str(catalog), *options)
-    steps = {"simulate": ("simulate", "--days", "10", "--quiet", *EVERY),
-             "run": ("run", "--speed", "10800", "--for", "3s", *EVERY),
-             "skipped invoke": ("invoke", "forecast", "--time", "2026-01-15T00:00:00Z")}
+    steps = {
+        "simulate": ("simulate", "--days", "10", "--quiet", *EVERY),
+        "run": ("run", "--speed", "10800", "--for", "3s", *EVERY),
+        "skipped invoke": ("invoke", "forecast", "--time", "2026-01-15T00:00:00Z"),
+    }
     for name, args in steps.items():
         proc = cli(*args, *common)
         assert proc.returncode == 0, (name, proc.stderr[-2000:])

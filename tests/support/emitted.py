@@ -32,9 +32,29 @@ from handlers.storage.file import FileStore
 from handlers.telemetry.metrics import metrics_key
 from handlers.telemetry.publisher import publisher
 
-__all__ = ["CATALOG", "CATALOG_TEXT", "START", "FAST", "replay", "replay_sharded", "replay_feed", "ticks", "log_events", "field_types",
-           "pushed_metrics", "saved_objects", "referenced_fields", "kql_fields", "lens_fields", "layers", "data_view_of",
-           "RECORDS", "FORMULA_CALL", "METRICBEAT_FIELD", "REPO"]
+__all__ = [
+    "CATALOG",
+    "CATALOG_TEXT",
+    "START",
+    "FAST",
+    "replay",
+    "replay_sharded",
+    "replay_feed",
+    "ticks",
+    "log_events",
+    "field_types",
+    "pushed_metrics",
+    "saved_objects",
+    "referenced_fields",
+    "kql_fields",
+    "lens_fields",
+    "layers",
+    "data_view_of",
+    "RECORDS",
+    "FORMULA_CALL",
+    "METRICBEAT_FIELD",
+    "REPO",
+]
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
 FAST = {"restock": 60, "order_tick": 60, "forecast": 60, "alert": 60}  # minutes; run order as in simulate
@@ -50,8 +70,7 @@ initial_stock: 40
 CATALOG: Catalog = parse_catalog(CATALOG_TEXT, source="emitted.yaml")
 
 
-def ticks(start: datetime = START, minutes: int = DAYS * 24 * 60,
-          every: dict[str, int] = FAST) -> Iterator[tuple[str, datetime]]:
+def ticks(start: datetime = START, minutes: int = DAYS * 24 * 60, every: dict[str, int] = FAST) -> Iterator[tuple[str, datetime]]:
     """(handler, business time) in run order for the minutes (start, start + minutes]."""
     for m in range(1, minutes + 1):
         moment = start + timedelta(minutes=m)
@@ -70,8 +89,7 @@ def replay(store: Store, *, publish: Publisher | None = None, minutes: int = DAY
     runtime = Runtime(store=store, catalog=CATALOG, publish=publish)
     applied: dict[str, int] = collections.Counter()
     for name, moment in ticks(minutes=minutes):
-        result = invoke(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"t-{name}-{moment:%s}"),
-                        runtime)
+        result = invoke(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"t-{name}-{moment:%s}"), runtime)
         applied[name] += result["status"] == "applied"
     return dict(applied)
 
@@ -95,26 +113,34 @@ def replay_feed(root: Path, hours: int = 3) -> FileStore:
 
     store = FileStore(root / "store")
     stores = {kind: FileStore(root / kind) for kind in ("orders", "receipts", "counts")}
-    runtime = Runtime(store=store, catalog=CATALOG, publish=publisher(Settings(store_url=f"file://{store.root}"),
-                                                                      store=store),
-                      feeds=Feeds(stores))
+    runtime = Runtime(
+        store=store, catalog=CATALOG, publish=publisher(Settings(store_url=f"file://{store.root}"), store=store), feeds=Feeds(stores)
+    )
     at = START.replace(hour=9)
     minute = timedelta(minutes=1)
     laptop = {"product": "LAPTOP-001", "warehouse": "WH-NYC"}
-    put(stores["orders"], at, "o1.ndjson", ndjson([
-        line("o1", at + 2 * minute, quantity=25, **laptop), line("o2", at + 3 * minute, quantity=30, **laptop),
-        line("o3", at + 4 * minute, quantity=2, type="return", **laptop),
-        line("o4", at + 5 * minute, product="NO-SUCH", warehouse="WH-NYC")]) + b"{broken\n")
+    put(
+        stores["orders"],
+        at,
+        "o1.ndjson",
+        ndjson(
+            [
+                line("o1", at + 2 * minute, quantity=25, **laptop),
+                line("o2", at + 3 * minute, quantity=30, **laptop),
+                line("o3", at + 4 * minute, quantity=2, type="return", **laptop),
+                line("o4", at + 5 * minute, product="NO-SUCH", warehouse="WH-NYC"),
+            ]
+        )
+        + b"{broken\n",
+    )
     put(stores["orders"], at, "o1-again.ndjson", ndjson([line("o1", at + 2 * minute, quantity=25, **laptop)]))
     put(stores["orders"], at, "cut.ndjson.gz", gzip.compress(ndjson([line("o9", at + minute, **laptop)]))[:-4])
     put(stores["receipts"], at, "r.ndjson", ndjson([line("r1", at + 6 * minute, quantity=40, **laptop)]))
     count = {k: v for k, v in line("c1", at + 8 * minute, **laptop).items() if k != "quantity"}
     put(stores["counts"], at, "c.ndjson", ndjson([{**count, "on_hand": 20}]))
-    late = {k: v for k, v in line("c2", at + 20 * minute, product="MOUSE-004", warehouse="WH-TYO").items()
-            if k != "quantity"}
+    late = {k: v for k, v in line("c2", at + 20 * minute, product="MOUSE-004", warehouse="WH-TYO").items() if k != "quantity"}
     put(stores["counts"], at + 40 * minute, "late.ndjson", ndjson([{**late, "on_hand": 33}]))
-    for name, moment in ticks(start=at, minutes=hours * 60, every={"restock": 5, "order_tick": 5, "forecast": 60,
-                                                                    "alert": 15}):
+    for name, moment in ticks(start=at, minutes=hours * 60, every={"restock": 5, "order_tick": 5, "forecast": 60, "alert": 15}):
         invoke(name, scheduled_event(moment, name.replace("_", "-"), event_id=f"f-{name}-{moment:%s}"), runtime)
     return store
 

@@ -16,11 +16,11 @@ from handlers.storage.base import Store
 from handlers.storage.file import FileStore
 
 
-def line(line_id: str, moment: datetime | float, product: str = "P-1", warehouse: str = "W-A", quantity: int = 1,
-         **more: Any) -> dict[str, Any]:
+def line(
+    line_id: str, moment: datetime | float, product: str = "P-1", warehouse: str = "W-A", quantity: int = 1, **more: Any
+) -> dict[str, Any]:
     when = moment if isinstance(moment, datetime) else datetime.fromtimestamp(moment, timezone.utc)
-    return {"line_id": line_id, "time": when.isoformat(), "product_id": product, "warehouse_id": warehouse,
-            "quantity": quantity, **more}
+    return {"line_id": line_id, "time": when.isoformat(), "product_id": product, "warehouse_id": warehouse, "quantity": quantity, **more}
 
 
 def ndjson(lines: list[dict[str, Any]]) -> bytes:

@@ -96,8 +96,14 @@ def _moment(rng: random.Random, handler: str, clock: float, last: float) -> date
     return datetime.fromtimestamp(at // 60 * 60, timezone.utc)
 
 
-def walk(store: Callable[[], Store], catalog: Catalog, *, seed: int, steps: int,
-         on_step: Callable[[int, str, datetime, dict[str, object] | None], None] | None = None) -> Walked:
+def walk(
+    store: Callable[[], Store],
+    catalog: Catalog,
+    *,
+    seed: int,
+    steps: int,
+    on_step: Callable[[int, str, datetime, dict[str, object] | None], None] | None = None,
+) -> Walked:
     """``steps`` invocations of random handlers at random times within their leads on the store
     that ``store()`` opens (a new handle for each cold process). After every step the current hot
     part's references must all exist; a cold process (a quarter of the steps, and at the end)
@@ -116,8 +122,7 @@ def walk(store: Callable[[], Store], catalog: Catalog, *, seed: int, steps: int,
         last = applied.get(handler, clock)
         moment = _moment(rng, handler, clock, last if last > clock - 86400 else clock)
         try:
-            result: dict[str, object] | None = invoke(handler, event_at(moment),
-                                                      Runtime(store=handle, catalog=catalog, clock=zero_clock))
+            result: dict[str, object] | None = invoke(handler, event_at(moment), Runtime(store=handle, catalog=catalog, clock=zero_clock))
         except InputError:
             result = None  # refused (beyond the lead): nothing written, the walk goes on
         walked.steps += 1

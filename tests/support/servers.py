@@ -290,7 +290,7 @@ def descendants(pid: int) -> set[int]:
                 stat = (entry / "stat").read_text()
             except OSError:  # ended meanwhile
                 continue
-            parent = int(stat[stat.rindex(")") + 2:].split()[1])  # the name, in (), may hold spaces
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])  # the name, in (), may hold spaces
             children.setdefault(parent, []).append(int(entry.name))
     found: set[int] = set()
     todo = [pid]
@@ -305,7 +305,7 @@ def descendants(pid: int) -> set[int]:
 class Listener(NamedTuple):
     pid: int
     protocol: str  # tcp, tcp6, udp, udp6
-    address: str   # as socket.inet_ntop writes it: 127.0.0.1, 0.0.0.0, ::
+    address: str  # as socket.inet_ntop writes it: 127.0.0.1, 0.0.0.0, ::
     port: int
 
 
@@ -313,7 +313,7 @@ def _address(hex_address: str) -> str:
     raw = bytes.fromhex(hex_address)  # /proc/net/*: 32-bit words in host (little-endian) order
     if len(raw) == 4:
         return socket.inet_ntop(socket.AF_INET, raw[::-1])
-    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
 
 
 def listeners(pids: Iterable[int]) -> list[Listener]:
@@ -331,7 +331,7 @@ def listeners(pids: Iterable[int]) -> list[Listener]:
             except OSError:
                 continue
             if link.startswith("socket:["):
-                owner[link[len("socket:["):-1]] = pid
+                owner[link[len("socket:[") : -1]] = pid
     found = []
     for protocol, state in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
         for line in Path(f"/proc/net/{protocol}").read_text().splitlines()[1:]:
@@ -346,9 +346,7 @@ _Server = TypeVar("_Server", bound=ServerProcess)
 
 
 @contextlib.contextmanager
-def _running(
-    make: Callable[[int], _Server], *, port: int | None, attempts: int = 3
-) -> Iterator[_Server]:
+def _running(make: Callable[[int], _Server], *, port: int | None, attempts: int = 3) -> Iterator[_Server]:
     """Start ``make(port)``; with no port given, retry on a fresh port when another process
     took the chosen one between ``free_port()`` and the server's bind."""
     for attempt in range(1, attempts + 1):
@@ -395,17 +393,16 @@ class MotoServer(ServerProcess):
 
 
 @contextlib.contextmanager
-def moto_server(
-    *, port: int | None = None, start_timeout: float = DEFAULT_START_TIMEOUT
-) -> Iterator[MotoServer]:
+def moto_server(*, port: int | None = None, start_timeout: float = DEFAULT_START_TIMEOUT) -> Iterator[MotoServer]:
     """A moto server (all AWS services, S3 conditional writes included)."""
     executable = _moto_server_executable()
-    with _workdir("moto") as workdir, _running(
-        lambda p: MotoServer(
-            executable=executable, workdir=workdir, port=p, start_timeout=start_timeout
-        ),
-        port=port,
-    ) as server:
+    with (
+        _workdir("moto") as workdir,
+        _running(
+            lambda p: MotoServer(executable=executable, workdir=workdir, port=p, start_timeout=start_timeout),
+            port=port,
+        ) as server,
+    ):
         yield server
 
 
@@ -431,8 +428,9 @@ def lambda_python(version: str = "3.12") -> str:
                 return str(candidate / "bin" / "python")
     found = shutil.which(f"python{version}")
     if found is None:
-        raise BinaryNotFoundError(f"no CPython {version} for the Lambda runtime: set "
-                                  f"STOCKPULSE_LAMBDA_PYTHON_{version.replace('.', '')} or install it with pyenv")
+        raise BinaryNotFoundError(
+            f"no CPython {version} for the Lambda runtime: set STOCKPULSE_LAMBDA_PYTHON_{version.replace('.', '')} or install it with pyenv"
+        )
     return found
 
 
@@ -456,8 +454,17 @@ class LocalStack(ServerProcess):
         return self.url
 
     def _argv(self) -> list[str]:
-        return ["bash", str(LOCALSTACK_SCRIPT), "run", "--port", str(self.port), "--data-dir", str(self.workdir / "data"),
-                "--stop-timeout", str(self.script_stop_timeout)]
+        return [
+            "bash",
+            str(LOCALSTACK_SCRIPT),
+            "run",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.workdir / "data"),
+            "--stop-timeout",
+            str(self.script_stop_timeout),
+        ]
 
     def stop(self, timeout: float = script_stop_timeout + DEFAULT_STOP_TIMEOUT) -> None:
         super().stop(timeout)
@@ -469,11 +476,13 @@ class LocalStack(ServerProcess):
 
 def install_localstack() -> None:
     """``scripts/localstack.sh install``: nothing to do when it is installed, as scripts/test.sh left it."""
-    done = subprocess.run(["bash", str(LOCALSTACK_SCRIPT), "install"], stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(
+        ["bash", str(LOCALSTACK_SCRIPT), "install"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     if done.returncode != 0:
-        raise BinaryNotFoundError(f"{LOCALSTACK_SCRIPT} install failed (exit {done.returncode}):\n"
-                                  + "\n".join(done.stdout.splitlines()[-LOG_TAIL_LINES:]))
+        raise BinaryNotFoundError(
+            f"{LOCALSTACK_SCRIPT} install failed (exit {done.returncode}):\n" + "\n".join(done.stdout.splitlines()[-LOG_TAIL_LINES:])
+        )
 
 
 @contextlib.contextmanager
@@ -492,9 +501,7 @@ class Pushgateway(ServerProcess):
     name = "pushgateway"
     ready_path = "/-/ready"
 
-    def __init__(
-        self, *, executable: str, persistence_file: Path | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, executable: str, persistence_file: Path | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.executable = executable
         self.persistence_file = persistence_file
@@ -514,8 +521,7 @@ class Pushgateway(ServerProcess):
     def _argv(self) -> list[str]:
         # Debian's build defaults --persistence.file to /var/lib/prometheus/pushgateway.data, shared
         # by every instance: without an explicit empty value, one test's pushes leak into the next.
-        return [self.executable, f"--web.listen-address={self.address}",
-                f"--persistence.file={self.persistence_file or ''}"]
+        return [self.executable, f"--web.listen-address={self.address}", f"--persistence.file={self.persistence_file or ''}"]
 
 
 @contextlib.contextmanager
@@ -528,16 +534,19 @@ def pushgateway(
     """A Pushgateway; with ``persistence_file`` its metrics survive ``stop()``/``start()``."""
     executable = find_binary("prometheus-pushgateway", debian_package="prometheus-pushgateway")
     persistence = Path(persistence_file).absolute() if persistence_file is not None else None
-    with _workdir("pushgateway") as workdir, _running(
-        lambda p: Pushgateway(
-            executable=executable,
-            persistence_file=persistence,
-            workdir=workdir,
-            port=p,
-            start_timeout=start_timeout,
-        ),
-        port=port,
-    ) as server:
+    with (
+        _workdir("pushgateway") as workdir,
+        _running(
+            lambda p: Pushgateway(
+                executable=executable,
+                persistence_file=persistence,
+                workdir=workdir,
+                port=p,
+                start_timeout=start_timeout,
+            ),
+            port=port,
+        ) as server,
+    ):
         yield server
 
 
@@ -570,14 +579,9 @@ class Prometheus(ServerProcess):
         try:
             answer = json.loads(body)
         except ValueError:
-            raise PromQLError(
-                f"GET {url} answered HTTP {status} with no JSON: {body[:500]!r}"
-            ) from None
+            raise PromQLError(f"GET {url} answered HTTP {status} with no JSON: {body[:500]!r}") from None
         if answer.get("status") != "success":
-            raise PromQLError(
-                f"GET {url} answered HTTP {status}: "
-                f"{answer.get('errorType', '?')}: {answer.get('error', body[:500])}"
-            )
+            raise PromQLError(f"GET {url} answered HTTP {status}: {answer.get('errorType', '?')}: {answer.get('error', body[:500])}")
         return answer["data"]
 
     def query(self, promql: str) -> list[Any]:
