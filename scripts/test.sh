@@ -7,7 +7,7 @@
 #   2. creates or updates the virtualenv .venv and installs the project with its test extra;
 #   3. installs LocalStack (host mode) into .servers/localstack for the deploy tests
 #      (scripts/localstack.sh install);
-#   4. runs ruff, mypy --strict and the import contract (lint-imports), then pytest on two workers
+#   4. runs ruff (lint and format check), mypy --strict and the import contract (lint-imports), then pytest on two workers
 #      (pytest-xdist; tests sharing a LocalStack stay on one), passing this script's arguments through.
 # --quick: the same checks, then the unit tests only (-m "not integration and not slow": no servers, and
 # not the few that replay days of the whole system end to end), the loop to run while working; CI runs
@@ -125,8 +125,9 @@ fi
 
 # Lint, type-check and check the import contract first (seconds), then the tests. All three read
 # their settings from pyproject.toml.
-log "ruff check; mypy --strict; lint-imports"
+log "ruff check and format --check; mypy --strict; lint-imports"
 .venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
 .venv/bin/mypy --no-error-summary
 .venv/bin/lint-imports --no-cache --no-logo >/dev/null || .venv/bin/lint-imports --no-cache --no-logo
 
