@@ -12,7 +12,7 @@ from handlers.model.events import parse_event
 from handlers.runtime.catalogs import load_compiled
 from handlers.runtime.feeds import Feeds
 from handlers.runtime.invoke import Runtime, apply_tick
-from handlers.runtime.settings import Settings
+from handlers.runtime.settings import ENV, Settings
 from handlers.runtime.shards import resolve
 from handlers.storage.deadline import Deadline
 from handlers.storage.location import open_store
@@ -50,8 +50,8 @@ def build_runtime(settings: Settings, *, shard: int | None = None) -> Runtime:
 
 def feeds_of(settings: Settings) -> Feeds | None:
     """The shop's feeds the settings name (read-only stores), or None: demand is simulated."""
-    urls = {"orders": settings.orders_url, "receipts": settings.receipts_url, "counts": settings.counts_url}
-    stores = {kind: open_store(url) for kind, url in urls.items() if url}
+    urls = {kind: getattr(settings, f"{kind}_url") for kind in ("orders", "receipts", "counts")}
+    stores = {kind: open_store(url, setting=ENV[f"{kind}_url"][1], must_exist=True) for kind, url in urls.items() if url}
     return Feeds(stores, max_lateness=settings.feed_max_lateness) if stores else None
 
 

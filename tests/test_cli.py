@@ -307,3 +307,27 @@ def test_an_id_that_is_not_printable_is_shown_escaped_not_sent_to_the_terminal()
     console.print(table)
     text = console.file.getvalue()
     assert "\\x1b[31mRED\\nX" in text and "\x1b" not in text
+
+
+@pytest.mark.parametrize(
+    ("option", "url", "fragments"),
+    [
+        ("--orders", "file://{tmp}/no-such-feed", ["(--orders)", "no directory", "no-such-feed"]),
+        ("--receipts", "file://{tmp}/a-file", ["(--receipts)", "is a file, not a directory"]),
+        ("--counts", "file://host/counts", ["(--counts)", "file:// URLs name no host"]),
+        ("--orders", "ftp://x/orders", ["--orders / STOCKPULSE_ORDERS_URL", "file:// or s3://"]),
+    ],
+)
+def test_a_feed_that_cannot_be_read_is_a_one_line_error_naming_its_option(tmp_path: Path, option, url, fragments):
+    """GIVEN a feed URL that names no readable directory (a mistyped path used to read as an empty feed:
+    every tick applied, no order ever seen) WHEN a handler is invoked THEN one line names the feed's
+    option, exit 2, nothing written. Control: the same invocation with the directory made succeeds."""
+    (tmp_path / "a-file").write_text("")
+    args = ("invoke", "order_tick", "--time", "2026-01-05T09:01:00Z", "--store", f"file://{tmp_path}/s")
+    proc = cli(*args, option, url.format(tmp=tmp_path))
+    assert_one_line_error(proc, *fragments)
+    assert not (tmp_path / "s").exists()
+    if "no-such-feed" in url:
+        (tmp_path / "no-such-feed").mkdir()
+        assert cli(*args, option, url.format(tmp=tmp_path)).returncode == 0
+        assert (tmp_path / "s" / "state").is_dir()
