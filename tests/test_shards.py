@@ -26,11 +26,15 @@ from tests.support.catalogs import catalog_text, make_catalog
 from tests.support.ticks import START, event_at, schedule, zero_clock
 
 EVERY = {"order_tick": 5, "restock": 10, "forecast": 60, "alert": 15}
+# The replays of several days: every forecast (hourly, the pooled fit's input), a sixth of the order ticks.
+DAYS_EVERY = {"order_tick": 30, "restock": 30, "forecast": 60, "alert": 30}
+# The command line's simulate: the scheduler's own --every, a tenth of the default order ticks.
+CLI_EVERY = ("--every", "order_tick=10m", "--every", "restock=10m", "--every", "alert=30m")
 
 
-def replay(store: FileStore, catalog: Catalog, num_shards: int, minutes: int) -> Runtime:
+def replay(store: FileStore, catalog: Catalog, num_shards: int, minutes: int, every: dict[str, int] = EVERY) -> Runtime:
     runtime = Runtime(store=store, catalog=catalog, clock=zero_clock, num_shards=num_shards)
-    for name, moment in schedule(START, minutes, EVERY):
+    for name, moment in schedule(START, minutes, every):
         for result in invoke_all(name, event_at(moment, id=f"t-{name}-{moment:%s}"), runtime):
             assert result["status"] in ("applied", "skipped"), result
     return runtime
@@ -67,10 +71,10 @@ def assert_same_series(sharded: State, whole: State) -> None:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def sharded_and_whole(tmp_path: Path, catalog: Catalog, num_shards: int, minutes: int):
+def sharded_and_whole(tmp_path: Path, catalog: Catalog, num_shards: int, minutes: int, every: dict[str, int] = EVERY):
     sharded, whole = FileStore(tmp_path / "sharded"), FileStore(tmp_path / "whole")
-    replay(sharded, catalog, num_shards, minutes)
-    replay(whole, catalog, 1, minutes)
+    replay(sharded, catalog, num_shards, minutes, every)
+    replay(whole, catalog, 1, minutes, every)
     return sharded, whole
 
 
@@ -218,7 +222,7 @@ def test_days_of_a_sharded_run_equal_unsharded_with_the_real_handlers(tmp_path: 
     every shard's statistics, a sharded run equals the unsharded run series by series — stock,
     purchase orders, restocks, alerts, forecasts, scores — and event by event."""
     catalog = make_catalog(24)
-    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=6 * 24 * 60 + 90)
+    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=6 * 24 * 60 + 90, every=DAYS_EVERY)
     state, _ = load_state(sharded, catalog)
     expected, _ = load_state(whole, catalog)
     assert state is not None and expected is not None
@@ -241,7 +245,7 @@ def test_a_shard_that_misses_the_statistics_fits_on_its_own_series(tmp_path: Pat
     there, each shard fits on its own series — and the same comparison catches the difference."""
     monkeypatch.setattr(pool, "gather", lambda store, num_shards, day, warehouses: None)
     catalog = make_catalog(24)
-    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=2 * 24 * 60 + 90)
+    sharded, whole = sharded_and_whole(tmp_path, catalog, 4, minutes=2 * 24 * 60 + 90, every=DAYS_EVERY)
     state, _ = load_state(sharded, catalog)
     expected, _ = load_state(whole, catalog)
     assert state is not None and expected is not None
@@ -261,7 +265,7 @@ def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
     path.write_text(catalog_text(24))
     store = f"file://{tmp_path / 'store'}"
     common = ["--store", store, "--catalog", str(path)]
-    done = cli("simulate", "--days", "0.25", "--start", "2026-01-05T00:00:00Z", "-q", "--json", "--num-shards", "3", *common)
+    done = cli("simulate", "--days", "0.25", "--start", "2026-01-05T00:00:00Z", "-q", "--json", *CLI_EVERY, "--num-shards", "3", *common)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     whole = cli(
@@ -272,6 +276,7 @@ def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
         "2026-01-05T00:00:00Z",
         "-q",
         "--json",
+        *CLI_EVERY,
         "--store",
         f"file://{tmp_path / 'whole'}",
         "--catalog",
@@ -291,8 +296,22 @@ def test_the_command_line_runs_and_reads_a_sharded_store(tmp_path: Path):
     assert merged is not None
     last = status_extras(merged, make_catalog(24), sharded_store)["last_success"]
     assert all(last[name] is not None for name in last), last  # from each shard's metrics file, the oldest
+    # the report of two products of each shard (its charts take most of its time: 3 figures a product)
+    chosen = [["--product", p] for k in range(3) for p in [p.id for p in make_catalog(24).products if shards.shard_of(p.id, 3) == k][:2]]
+    assert len(chosen) == 6
     pages = [
-        cli("report", "--store", url, "--catalog", str(path), "--out", str(tmp_path / f"{name}.html"), "--to", "2026-01-05T06:00:00Z")
+        cli(
+            "report",
+            "--store",
+            url,
+            "--catalog",
+            str(path),
+            "--out",
+            str(tmp_path / f"{name}.html"),
+            "--to",
+            "2026-01-05T06:00:00Z",
+            *[arg for pair in chosen for arg in pair],
+        )
         for name, url in (("sharded", store), ("whole", f"file://{tmp_path / 'whole'}"))
     ]
     assert all(page.returncode == 0 for page in pages), [page.stderr for page in pages]
