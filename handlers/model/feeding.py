@@ -32,7 +32,7 @@ from handlers.model.catalog import Catalog
 from handlers.model.events import Tick, format_epoch
 from handlers.model.feed import COUNT, ORDER, RECEIPT, RETURN, Batch
 from handlers.model.history import DayHistory, order_window
-from handlers.model.logs import event
+from handlers.model.logs import event, event_maker
 from handlers.model.outcome import Inputs, Outcome
 from handlers.model.state import RATE_DECAY, State
 
@@ -80,24 +80,31 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
     bounds = np.searchsorted(at, minutes, side="right")  # lines are in time order: `at` is sorted
     begin = 0
     zeros = np.zeros(state.num_series)
+    # the lines as Python values, read once (the loop below is the per-line part of a tick)
+    series_of, quantity_of, kind_of = batch.series.tolist(), batch.quantity.tolist(), batch.kind.tolist()
+    time_of, late_of, moved_of = batch.time.tolist(), batch.late.tolist(), batch.moved_since.tolist()
+    line_times: dict[int, str] = {}
     for minute_end, stop in zip(minutes, bounds.tolist()):
         moment_start = minute_end - 60
         # a minute this tick simulates counts out of stock when it begins with nothing on hand; with
         # no new minute (late lines only) the lines apply in the last minute, already counted
         history.add(float(moment_start), zeros, on_hand <= 0 if len(minute_ends) else None)
         when = datetime.fromtimestamp(minute_end, timezone.utc)
+        make = event_maker("order_tick", when)
         demand_series: list[int] = []
         demand_units: list[int] = []
         demand_hours: list[float] = []
         for j in range(begin, stop):
-            i, q, kind = int(batch.series[j]), int(batch.quantity[j]), int(batch.kind[j])
+            i, q, kind, line_time = series_of[j], quantity_of[j], kind_of[j], time_of[j]
             ident = f"{_KIND_NAMES[kind]}:{batch.line_id[j]}"
+            if line_time not in line_times:
+                line_times[line_time] = format_epoch(float(line_time))
             where = {
                 "product_id": products[i],
                 "warehouse_id": warehouses[i],
                 "line_id": batch.line_id[j],
-                "line_time": format_epoch(float(batch.time[j])),
-                "late": bool(batch.late[j]),
+                "line_time": line_times[line_time],
+                "late": bool(late_of[j]),
             }
             if kind == ORDER:
                 filled = min(q, int(on_hand[i]))
@@ -111,15 +118,13 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
                 units["backordered"] += short
                 demand_series.append(i)
                 demand_units.append(q)
-                own_day = int(batch.time[j] // 86400) == history.day
-                demand_hours.append(float(batch.time[j]) if own_day else float(moment_start))
+                own_day = line_time // 86400 == history.day
+                demand_hours.append(float(line_time) if own_day else float(moment_start))
                 rate, minute = arrays["order_rate"], int(minute_end // 60)
                 rate[i] = rate[i] * RATE_DECAY ** (minute - arrays["rate_minute"][i]) + q * (1 - RATE_DECAY)
                 arrays["rate_minute"][i] = minute
-                events.append(
-                    event("order", "order_tick", when, ident, **where, quantity=q, remaining_inventory=int(on_hand[i]), backordered=short)
-                )
-                newest["orders"] = max(newest.get("orders", -math.inf), float(batch.time[j]))
+                events.append(make("order", ident, **where, quantity=q, remaining_inventory=int(on_hand[i]), backordered=short))
+                newest["orders"] = max(newest.get("orders", -math.inf), float(line_time))
             elif kind in (RECEIPT, RETURN):
                 ship = min(q, int(backorder[i]))  # backorders ship first from what arrives
                 backorder[i] -= ship
@@ -129,22 +134,11 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
                 units["received" if kind == RECEIPT else "returned"] += q
                 units["shipped"] += ship
                 fields = {"received_quantity": q} if kind == RECEIPT else {"quantity": q}
-                events.append(
-                    event(
-                        _KIND_NAMES[kind],
-                        "order_tick",
-                        when,
-                        ident,
-                        **where,
-                        **fields,
-                        new_inventory=int(on_hand[i]),
-                        backorder_filled=ship,
-                    )
-                )
+                events.append(make(_KIND_NAMES[kind], ident, **where, **fields, new_inventory=int(on_hand[i]), backorder_filled=ship))
                 feed = "receipts" if kind == RECEIPT else "orders"
-                newest[feed] = max(newest.get(feed, -math.inf), float(batch.time[j]))
+                newest[feed] = max(newest.get(feed, -math.inf), float(line_time))
             else:  # a count, as of its time: what was counted plus what moved since
-                moved = int(batch.moved_since[j])
+                moved = moved_of[j]
                 expected = int(on_hand[i]) - moved
                 target = max(q + moved, 0)
                 change = target - int(on_hand[i])
@@ -152,19 +146,9 @@ def feed_tick(state: State, tick: Tick, catalog: Catalog, inputs: Inputs) -> Out
                 arrays["adjusted"][i] += change
                 units["adjusted"] += change
                 events.append(
-                    event(
-                        "adjustment",
-                        "order_tick",
-                        when,
-                        ident,
-                        **where,
-                        counted=q,
-                        expected=expected,
-                        difference=q - expected,
-                        new_inventory=target,
-                    )
+                    make("adjustment", ident, **where, counted=q, expected=expected, difference=q - expected, new_inventory=target)
                 )
-                newest["counts"] = max(newest.get("counts", -math.inf), float(batch.time[j]))
+                newest["counts"] = max(newest.get("counts", -math.inf), float(line_time))
         if demand_series:
             hours = np.array(demand_hours)
             for hour_moment in np.unique(hours).tolist():

@@ -12,7 +12,7 @@ import gzip
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "decode_events",
     "series_events",
     "event",
+    "event_maker",
     "stamp",
     "LOG_PREFIX",
     "CONTENT_TYPE",
@@ -134,9 +135,20 @@ def _plain(value: Any) -> Any:
 
 
 def event(kind: str, handler: str, moment: datetime, ident: str, **fields: Any) -> dict[str, Any]:
-    doc = {"@timestamp": format_time(moment), "type": kind, "handler": handler, "event_id": f"{handler}:{kind}:{ident}:{stamp(moment)}"}
-    doc.update({k: _plain(v) for k, v in fields.items()})
-    return doc
+    return event_maker(handler, moment)(kind, ident, **fields)
+
+
+def event_maker(handler: str, moment: datetime) -> Callable[..., dict[str, Any]]:
+    """``event`` for the many events of one handler at one moment (a feed's lines of one minute): the
+    moment's texts are formatted once. ``make(kind, ident, **fields)``."""
+    at, mark = format_time(moment), stamp(moment)
+
+    def make(kind: str, ident: str, **fields: Any) -> dict[str, Any]:
+        doc = {"@timestamp": at, "type": kind, "handler": handler, "event_id": f"{handler}:{kind}:{ident}:{mark}"}
+        doc.update({k: _plain(v) for k, v in fields.items()})
+        return doc
+
+    return make
 
 
 def series_events(
