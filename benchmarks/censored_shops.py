@@ -25,37 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from handlers.forecasting.censored_shop import FRESH_DIURNAL, WEEKLY, CensoredShop, sell_through
+from handlers.model.demand import DIURNAL
 
-# Relative demand by hour of day, mean 1 (the simulator's: handlers/model/demand.py).
-_SHOP_RAW = np.array(
-    [
-        0.25,
-        0.15,
-        0.10,
-        0.08,
-        0.08,
-        0.12,
-        0.30,
-        0.60,
-        0.90,
-        1.10,
-        1.25,
-        1.40,
-        1.55,
-        1.50,
-        1.35,
-        1.30,
-        1.35,
-        1.50,
-        1.75,
-        1.95,
-        1.90,
-        1.60,
-        1.05,
-        0.55,
-    ]
-)
-SHOP_DIURNAL = _SHOP_RAW / _SHOP_RAW.mean()
+# Relative demand by hour of day, mean 1: the simulator's (handlers/model/demand.py).
+SHOP_DIURNAL = DIURNAL
 TINY_M5 = ROOT.parent / "shared" / "data" / "m5_tiny_m5_280series.csv.gz"
 HEAVY = {"cover_low": 0.4, "cover_high": 1.0, "stock_noise": 0.3, "shape_low": 5.0, "shape_high": 20.0}
 

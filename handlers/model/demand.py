@@ -26,34 +26,10 @@ from handlers.model.streams import poisson, uniforms, word
 __all__ = ["DIURNAL", "WEEKLY", "minute_rates", "minute_demand", "demand_block", "promotion_lift", "promotion_calendar"]
 
 # Relative demand by local hour of day (mean 1): quiet nights, a lunch peak, an evening peak.
-_DIURNAL_RAW = np.array(
-    [
-        0.25,
-        0.15,
-        0.10,
-        0.08,
-        0.08,
-        0.12,
-        0.30,
-        0.60,
-        0.90,
-        1.10,
-        1.25,
-        1.40,
-        1.55,
-        1.50,
-        1.35,
-        1.30,
-        1.35,
-        1.50,
-        1.75,
-        1.95,
-        1.90,
-        1.60,
-        1.05,
-        0.55,
-    ]
-)
+# fmt: off
+_DIURNAL_RAW = np.array([0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.30, 0.60, 0.90, 1.10, 1.25, 1.40,
+                         1.55, 1.50, 1.35, 1.30, 1.35, 1.50, 1.75, 1.95, 1.90, 1.60, 1.05, 0.55])
+# fmt: on
 DIURNAL = _DIURNAL_RAW / _DIURNAL_RAW.mean()
 # Relative demand by local weekday, Monday first (mean 1).
 _WEEKLY_RAW = np.array([0.92, 0.95, 0.97, 1.00, 1.08, 1.12, 0.96])

@@ -62,7 +62,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     2.5,
     5.0,
     10.0,
-)  # seconds; +Inf is implicit
+)  # seconds; +Inf implicit
 RATE_DECAY = math.exp(-1 / 60)  # per-minute decay of the order-rate EWMA (time constant 1 h)
 HISTORY_DAYS = 112  # complete days of demand kept for the forecaster
 FORECAST_DAYS = 8  # today + the next 7 days
