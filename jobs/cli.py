@@ -1,4 +1,4 @@
-"""``python -m jobs`` / ``stockpulse``: invoke, simulate, status, run, backtest, package, deploy.
+"""``python -m jobs`` / ``stockpulse``: invoke, simulate, status, run, backtest, replay, report, package, deploy.
 
 Every command exits 0 on success, 2 with one line ``stockpulse: error: <reason>`` on bad input
 or configuration, 1 when the thing asked for is not there (e.g. ``status`` on an empty store) or
