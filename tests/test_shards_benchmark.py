@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.slow  # runs the benchmark script
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("shards_benchmark")]  # runs the benchmark script once, on one worker
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,9 @@ def samples_by_name(text: str) -> dict[str, tuple[str, set[str], set[str]]]:
     return found
 
 
+pytestmark = pytest.mark.xdist_group("federation")  # its module fixture (servers and a replay) made once, on one worker
+
+
 @pytest.fixture(scope="module")
 def federated(tmp_path_factory):
     module = metricbeat_module()

@@ -67,6 +67,9 @@ def readme_queries() -> list[str]:
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
+pytestmark = pytest.mark.xdist_group("prometheus")  # its module fixture (servers and a replay) made once, on one worker
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """Pushgateway + Prometheus (1 s scrapes, the project's rules). 9 business days run without

@@ -21,7 +21,7 @@ from PIL import Image, ImageStat
 from jobs.cli import main
 from tests.support.ticks import SMALL_CATALOG
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("report_browser")]  # its module fixture made once, on one worker
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OFFLINE = [

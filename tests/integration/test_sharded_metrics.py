@@ -37,6 +37,9 @@ def replay(store: FileStore, runtime: Runtime, minutes: int, bursts: int = 1) ->
             time.sleep(1.0)
 
 
+pytestmark = pytest.mark.xdist_group("sharded_metrics")  # its module fixture (servers and a replay) made once, on one worker
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     rules = {"stockpulse.rules.yml": (REPO / "infra/prometheus/rules/stockpulse.rules.yml").read_text()}
