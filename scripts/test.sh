@@ -5,7 +5,8 @@
 # as on a prepared one:
 #   1. apt-installs the servers the integration tests run (only when a binary is missing);
 #   2. creates or updates the virtualenv .venv and installs the project with its test extra (uv, or pip);
-#   3. meanwhile installs LocalStack (host mode) into .servers/localstack for the deploy tests
+#   3. finds CPython 3.12 and 3.13 (pyenv's or on PATH; uv installs them where the machine has none) and
+#      meanwhile installs LocalStack (host mode) into .servers/localstack for the deploy tests
 #      (scripts/localstack.sh install);
 #   4. runs ruff (lint and format check), mypy --strict and the import contract (lint-imports), then pytest on two workers
 #      (pytest-xdist; tests sharing a LocalStack stay on one), passing this script's arguments through.
@@ -18,10 +19,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(prometheus prometheus-pushgateway prometheus-alertmanager docker-compose chromium tmux)
-# What the tests call: prometheus, promtool (package prometheus), the Pushgateway, Alertmanager,
+# What the tests call: prometheus, promtool (package prometheus), the Pushgateway, Alertmanager and amtool,
 # docker-compose (validates compose files offline; no Docker engine needed), Chromium (opens the
 # HTML report headless) and tmux (drives `status --watch`).
-REQUIRED_BINARIES=(prometheus promtool prometheus-pushgateway prometheus-alertmanager docker-compose chromium tmux)
+REQUIRED_BINARIES=(prometheus promtool prometheus-pushgateway prometheus-alertmanager amtool docker-compose chromium tmux)
 # Services the packages above ship; tests start their own servers on free loopback ports.
 PACKAGE_SERVICES=(prometheus prometheus-pushgateway prometheus-alertmanager prometheus-node-exporter)
 
@@ -106,14 +107,42 @@ if ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
     log "creating .venv with $("$PYTHON" --version 2>&1)"
     "$PYTHON" -m venv --clear .venv
 fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+# uv (installs the project and, where the machine has none, the CPythons below); pip does without it.
+[ -x .venv/bin/uv ] || .venv/bin/python -m pip install --quiet 'uv>=0.9,<1' || log "no uv (above): pip installs the project"
+
+QUICK=false
+for arg in "$@"; do [ "$arg" = "--quick" ] && QUICK=true; done
+
+# CPython 3.12 and 3.13 for the deploy tests: the Lambda runtime LocalStack runs the functions on
+# (STOCKPULSE_LAMBDA_PYTHON_312, _313), and LocalStack 4.14 itself (LOCALSTACK_PYTHON: it needs >= 3.12).
+# pyenv's or pythonX.Y on PATH when the machine has them, else uv installs them (python-build-standalone,
+# under ~/.local/share/uv). A variable already set is kept.
+python_of() {  # MAJOR.MINOR -> the path of a CPython of that version, or nothing
+    local found
+    found=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$found" ] || found=$(command -v "python$1" || true)
+    if [ -z "$found" ] && [ -x .venv/bin/uv ]; then
+        log "no CPython $1 on this machine: uv python install $1"
+        .venv/bin/uv python install --quiet "$1" >&2 && found=$(.venv/bin/uv python find --managed-python "$1" || true)
+    fi
+    printf '%s' "$found"
+}
+if [ "$QUICK" != true ]; then
+    for version in 3.12 3.13; do
+        variable="STOCKPULSE_LAMBDA_PYTHON_${version/./}"
+        [ -n "${!variable:-}" ] || export "$variable=$(python_of "$version")"
+        [ -n "${!variable}" ] || log "no CPython $version (above): the deploy tests will fail; pyenv install $version, or set $variable"
+    done
+    export LOCALSTACK_PYTHON="${LOCALSTACK_PYTHON:-$STOCKPULSE_LAMBDA_PYTHON_313}"
+fi
+
 # LocalStack in host mode (no Docker) with the executor that runs its Lambda functions as local
 # processes, in a virtualenv of its own (.servers/localstack): the same install as a user's
 # `bash scripts/localstack.sh` (docs/deploy.md); nothing to do when it is up to date. --quick runs
 # the unit tests only, which start no server.
 # It installs in the background while the project installs (both take most of a minute on a fresh
 # clone); its exit status is waited for below.
-QUICK=false
-for arg in "$@"; do [ "$arg" = "--quick" ] && QUICK=true; done
 localstack_install=""
 if [ "$QUICK" != true ]; then
     bash scripts/localstack.sh install &
@@ -122,14 +151,12 @@ fi
 
 # The project into .venv, again only when pyproject.toml changed since the last install: with uv's pip
 # interface (the same resolution as pip, in about a tenth of pip's 90 s on a fresh clone here); with pip
-# when uv cannot be installed or fails.
+# when uv is missing or fails.
 project_stamp=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat .venv/.stockpulse-stamp 2>/dev/null)" != "$project_stamp" ]; then
-    export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     log "uv pip install -e '.[test]'"
-    if ! { .venv/bin/python -m pip install --quiet 'uv>=0.9,<1' &&
-           .venv/bin/uv pip install --quiet --python .venv/bin/python --editable '.[test]'; }; then
-        log "uv failed (above): pip install -e '.[test]'"
+    if ! { [ -x .venv/bin/uv ] && .venv/bin/uv pip install --quiet --python .venv/bin/python --editable '.[test]'; }; then
+        log "pip install -e '.[test]' (no uv, or it failed above)"
         .venv/bin/python -m pip install --quiet --editable '.[test]'
     fi
     printf '%s\n' "$project_stamp" > .venv/.stockpulse-stamp
