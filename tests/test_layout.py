@@ -411,3 +411,56 @@ def test_a_history_object_missing_from_the_newest_hot_part_is_damage_named_in_on
     assert "\n" not in str(refused.value)
     with pytest.raises(StorageError, match=pattern):
         load_state(store)
+
+
+class _RacesAtHistoryPrune:
+    """A store that runs ``race`` once, when the invocation lists the history objects to prune them
+    (after its commit): another process's commit lands between that commit and the prune."""
+
+    def __init__(self, inner: FileStore, race) -> None:
+        self.inner, self.url, self.race = inner, inner.url, race
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def list(self, prefix: str):
+        if prefix == layout.HISTORY_PREFIX and self.race is not None:
+            race, self.race = self.race, None
+            race()
+        return self.inner.list(prefix)
+
+
+def test_a_history_prune_never_deletes_the_history_a_concurrent_commit_of_a_later_day_references(tmp_path):
+    """GIVEN an order tick that closes a day WHEN, between its commit and its prune, another process's
+    order tick (catching up) closes the next day and commits THEN the prune leaves that commit's
+    history object: a fresh process loads the newest state, and every history object it references
+    exists (was: the prune kept only its own two objects and deleted the newer one the live state
+    references — every cold start then failed with 'missing — restore it from a backup')."""
+    store = FileStore(tmp_path)
+    _two_days(store)
+    later = []
+
+    def next_day_commits() -> None:
+        layout.forget()  # another process
+        later.append(invoke("order_tick", event_at(START + timedelta(days=3, minutes=1)), _runtime(store)))
+
+    racing = _RacesAtHistoryPrune(store, next_day_commits)
+    result = invoke("order_tick", event_at(START + timedelta(days=2, minutes=1)), _runtime(racing))
+    assert result["status"] == "applied" and later and later[0]["status"] == "applied"  # the race ran
+    referenced = unpack(store.read(STATE_KEY).data, key=STATE_KEY)[0]["history"]
+    assert store.exists(referenced), referenced
+    state = _fresh_process_state(store)
+    assert state.history_day * 86400 == (START + timedelta(days=3)).timestamp()
+
+
+def test_a_history_prune_deletes_only_unkept_objects_of_days_before_the_loaded_one(tmp_path):
+    """Unit: objects of earlier days (and those named without a day) go; the kept ones and any of the
+    loaded day or later stay, whatever the keep set says."""
+    store = FileStore(tmp_path)
+    names = {day: f"{layout.HISTORY_PREFIX}{day:08d}-{day:032x}.bin" for day in (20455, 20456, 20457, 20458)}
+    legacy = f"{layout.HISTORY_PREFIX}{'ab' * 16}.bin"
+    for name in (*names.values(), legacy):
+        store.put_once(name, b"x")
+    deleted = layout.prune_history(store, keep={names[20456], names[20457]}, older_than=20456)
+    assert deleted == 2
+    assert sorted(store.list(layout.HISTORY_PREFIX)) == sorted([names[20456], names[20457], names[20458]])

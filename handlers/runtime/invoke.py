@@ -353,7 +353,7 @@ def apply_tick(handler: str, tick: Tick, number: int | None, runtime: Runtime, *
         referenced = committed.history
         if referenced is not None and loaded.history_ref not in (None, referenced):  # a day closed
             try:
-                result["history_pruned"] = layout.prune_history(runtime.store, {referenced, loaded.history_ref})
+                result["history_pruned"] = layout.prune_history(runtime.store, {referenced, loaded.history_ref}, state.history_day)
             except StorageError as exc:  # garbage only: the next day's prune removes it
                 log.warning("old history objects not deleted yet: %s", exc)
         if runtime.feeds is not None and declared.owns == "hot" and state.feed_journals != new_state.feed_journals:

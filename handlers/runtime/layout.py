@@ -6,7 +6,7 @@
 ``state/hot/<stamp>-{base,delta}-<sha>.bin`` (write-once, content-addressed) — the stock ledger,
   the order rate, today's demand by hour and the other per-series arrays of the hot part: a base,
   then one delta per commit with the elements that changed (a new base every ``MAX_CHAIN`` deltas).
-``state/history/<sha256>.bin`` (write-once, content-addressed) — the **history**: complete days
+``state/history/<day>-<sha256>.bin`` (write-once, content-addressed) — the **history**: complete days
   of demand and the hour-of-day profile ([S, 112] and [S, 24]); a new object only when a day
   closes (once a business day), referenced by the hot part's commit that closed it.
 ``state/forecast.bin`` (compare-and-swap) — the **forecast** part: the last forecast, the forecast
@@ -393,8 +393,10 @@ def commit(store: Store, loaded: Loaded, state: State, part: Part, outbox: tuple
     ref = loaded.history_ref
     if ref is None or any(getattr(state, name) is not before for name, before in zip(HISTORY_FIELDS, loaded.history)):
         data = pack({"schema": HOT_SCHEMA}, {name: getattr(state, name) for name in HISTORY_FIELDS}, level=LEVEL["history"])
-        ref = f"{HISTORY_PREFIX}{hashlib.sha256(data).hexdigest()[:32]}.bin"
-        store.put_once(ref, data)
+        digest = hashlib.sha256(data).hexdigest()[:32]
+        if ref is None or ref.rsplit("/", 1)[-1].removesuffix(".bin").rsplit("-", 1)[-1] != digest:  # else: the same bytes
+            ref = f"{HISTORY_PREFIX}{max(state.history_day, 0):08d}-{digest}.bin"
+            store.put_once(ref, data)
     if is_loaded(state.forecast_mean):  # the forecast part at hand: refresh the hot part's copy of what cover needs
         state = state.replace(cover_daily_demand=np.asarray(forecast_daily_demand(state), dtype=np.float32))
     header, arrays = _encode(state, HOT_FIELDS)
@@ -413,17 +415,27 @@ def commit(store: Store, loaded: Loaded, state: State, part: Part, outbox: tuple
     return Committed(history=ref, base=base, chain=tuple(key for key, _ in chain))
 
 
-def prune_history(store: Store, keep: set[str]) -> int:
+def prune_history(store: Store, keep: set[str], older_than: int) -> int:
     """Delete the history objects other than ``keep`` (the one the hot part now references and the
-    one it referenced before: a reader that loaded the previous hot part still finds its history).
-    Called after a hot commit that wrote a new history object, once a business day; a crash or a
-    failed delete leaves garbage the next day's prune removes. Returns how many were deleted."""
+    one it referenced before: a reader that loaded the previous hot part still finds its history)
+    whose day is before ``older_than`` (the day of the history the committing invocation had loaded):
+    an object of a later day is a concurrent commit's, written before its compare-and-swap, and is
+    never deleted, whatever ``keep`` says. Objects named before names carried their day (no day) are
+    older than any. Called after a hot commit that wrote a new history object, once a business day; a
+    crash or a failed delete leaves garbage the next day's prune removes. Returns how many were deleted."""
     deleted = 0
     for key in list(store.list(HISTORY_PREFIX)):
-        if key not in keep and key.endswith(".bin"):
+        day = _history_day(key)
+        if key not in keep and key.endswith(".bin") and (day is None or day < older_than):
             store.delete(key)
             deleted += 1
     return deleted
+
+
+def _history_day(key: str) -> int | None:
+    """The day a history object's name carries (``state/history/<day>-<sha>.bin``), or None."""
+    head = key[len(HISTORY_PREFIX) :].split("-", 1)[0] if key.startswith(HISTORY_PREFIX) else ""
+    return int(head) if head.isdigit() and "-" in key[len(HISTORY_PREFIX) :] else None
 
 
 # -- the hot part's per-series arrays: a base object and a chain of deltas ------------------------
@@ -587,7 +599,7 @@ def _read_referenced(store: Store, key: str, etag: str) -> bytes:
 
 def check_digest(key: str, data: bytes) -> None:
     """Refuse content-addressed ``data`` whose SHA-256 does not begin with the hex digits that
-    ``key``'s name ends with (``state/history/<sha>.bin``, ``state/hot/<stamp>-<kind>-<sha>.bin``):
+    ``key``'s name ends with (``state/history/<day>-<sha>.bin``, ``state/hot/<stamp>-<kind>-<sha>.bin``):
     damage — another object's bytes under this name, or bytes changed in place."""
     stem = key.rsplit("/", 1)[-1].removesuffix(".bin")
     named = stem.rsplit("-", 1)[-1]

@@ -10,7 +10,7 @@ core cannot tell it from a small shop, and since demand is drawn per series
 Where a shard keeps what (``k`` = the shard number; with ``num_shards = 1`` nothing changes):
 
 - its state: ``shards/<k>/state/state.bin``, ``shards/<k>/state/forecast.bin``,
-  ``shards/<k>/state/history/<sha>.bin`` — its own compare-and-swap objects, so shards never
+  ``shards/<k>/state/history/<day>-<sha>.bin`` — its own compare-and-swap objects, so shards never
   race each other; the idempotency key of an invocation is (handler, shard, time);
 - its logs: under the same ``logs/<handler>/YYYY/MM/DD/HH/`` prefixes as an unsharded store (one
   Filebeat prefix reads them all), named ``<handler>-<stamp>-shard-<k>.ndjson.gz``;
