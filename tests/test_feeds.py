@@ -336,3 +336,60 @@ def test_an_order_tick_whose_journals_newer_ticks_pruned_reads_the_state_again(t
     assert not any(shop.store.exists(key) for key in referenced)  # the race really pruned what it had read
     assert result["status"] == "applied"
     assert shop.counters()["applied"] == 30 and int(np.asarray(shop.state().shipped).sum()) == 30
+
+
+class _RacesAtJournalPrune:
+    """A store that runs ``race`` once, when the invocation lists the journals to prune them (after its
+    commit): another process's order tick commits between that commit and the prune."""
+
+    def __init__(self, inner: FileStore, race) -> None:
+        self.inner, self.url, self.race = inner, inner.url, race
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def list(self, prefix: str):
+        if prefix == feeds.JOURNAL_PREFIX and self.race is not None:
+            race, self.race = self.race, None
+            race()
+        return self.inner.list(prefix)
+
+
+def test_a_journal_prune_never_deletes_the_journal_a_concurrent_tick_commits(tmp_path: Path, catalog):
+    """GIVEN a quiet feed, so that an order tick's state references no journal any more WHEN, between
+    that tick's commit and its prune, another process's order tick applies a new line and commits its
+    journal THEN the prune leaves that journal: the newest state's journals all exist and a fresh process
+    applies the next tick (was: with no journal referenced the prune deleted every journal, the new one
+    too, and every later tick failed on a journal 'missing — restore it from a backup')."""
+    from handlers.runtime import layout
+
+    shop = Shop(tmp_path, catalog, lateness=600.0)
+    shop.tick(T0)
+    put(shop.feed["orders"], T0, "first.ndjson", ndjson([line("first", T0 + timedelta(seconds=30))]))
+    shop.tick(T0 + timedelta(minutes=1))
+    for step in range(1, 24):  # quiet: the first line's journal leaves the lateness horizon
+        shop.tick(T0 + timedelta(minutes=1 + 10 * step))
+    assert shop.state().feed_journals  # still referenced: the next quiet tick drops it
+    later = []
+
+    def another_process_applies_a_line() -> None:
+        moment = T0 + timedelta(minutes=1 + 10 * 25)
+        put(shop.feed["orders"], moment, "late-comer.ndjson", ndjson([line("next", moment - timedelta(seconds=5))]))
+        layout.forget()
+        feeds._journals.clear()
+        later.append(invoke("order_tick", event_at(moment), shop.runtime))
+
+    racing = Runtime(
+        store=_RacesAtJournalPrune(shop.store, another_process_applies_a_line),
+        catalog=catalog,
+        clock=zero_clock,
+        feeds=Feeds(shop.feed, max_lateness=600.0),
+    )
+    result = invoke("order_tick", event_at(T0 + timedelta(minutes=1 + 10 * 24)), racing)
+    assert result["status"] == "applied" and later and later[0]["status"] == "applied"  # the race ran
+    referenced = [key for key, _ in shop.state().feed_journals]
+    assert referenced and all(shop.store.exists(key) for key in referenced), referenced
+    layout.forget()
+    feeds._journals.clear()
+    assert shop.tick(T0 + timedelta(minutes=1 + 10 * 26))["status"] == "applied"
+    assert shop.counters()["applied"] == 2

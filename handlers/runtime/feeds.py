@@ -438,10 +438,12 @@ def referenced(state: State, window: tuple[float, float], new_key: str | None, f
 
 def prune_journals(store: Store, state: State) -> int:
     """Delete the journals the committed ``state`` no longer references and that are older than every
-    journal it does (best effort, after the commit: a journal being written by a concurrent tick is newer
-    than those). Never a referenced one."""
+    journal it does and than its order clock (best effort, after the commit): a journal a concurrent tick
+    that loaded this state writes before its compare-and-swap is stamped with that tick's window end, at
+    or after this order clock, so it is never deleted — also when the state references no journal at
+    all (a quiet hour). Never a referenced one."""
     kept = {str(key) for key, _ in state.feed_journals}
-    oldest = min((float(written) for _, written in state.feed_journals), default=math.inf)
+    oldest = min([float(written) for _, written in state.feed_journals] + [float(state.orders_through)])
     deleted = 0
     for key in list(store.list(JOURNAL_PREFIX)):
         stamp = key[len(JOURNAL_PREFIX) :].split("-", 1)[0]
