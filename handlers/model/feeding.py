@@ -36,7 +36,7 @@ from handlers.model.logs import event, event_maker
 from handlers.model.outcome import Inputs, Outcome
 from handlers.model.state import RATE_DECAY, State
 
-__all__ = ["feed_tick", "add_counters"]
+__all__ = ["feed_tick", "add_counters", "merge_counters"]
 
 _KIND_NAMES = {ORDER: "order", RETURN: "return", RECEIPT: "receipt", COUNT: "adjustment"}
 
@@ -46,14 +46,18 @@ def add_counters(
 ) -> dict[str, dict[str, float]]:
     """``counters`` (the state's, per feed and outcome) plus a tick's; ``newest``: per feed, the
     business time of the newest line the tick applied."""
-    out = {feed: dict(values) for feed, values in counters.items()}
-    for feed, values in more.items():
-        target = out.setdefault(feed, {})
-        for outcome, count in values.items():
-            target[outcome] = target.get(outcome, 0) + count
-    for feed, moment in newest.items():
-        target = out.setdefault(feed, {})
-        target["newest"] = max(target.get("newest", -math.inf), moment)
+    return merge_counters([counters, more, {feed: {"newest": moment} for feed, moment in newest.items()}])
+
+
+def merge_counters(parts: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Feed counters added up: each outcome summed, ``newest`` the latest (a tick's to the state's; the
+    shards' into the whole catalog's, handlers/runtime/shards.py)."""
+    out: dict[str, dict[str, float]] = {}
+    for counters in parts:
+        for feed, values in counters.items():
+            target = out.setdefault(feed, {})
+            for name, value in values.items():
+                target[name] = max(target.get(name, value), value) if name == "newest" else target.get(name, 0) + value
     return out
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from handlers.errors import ConfigError, InputError
 from handlers.model.catalog import Catalog
+from handlers.model.feeding import merge_counters
 from handlers.model.state import STATE_KEY, State
 from handlers.storage.base import Listed, Store, Versioned
 
@@ -266,16 +267,6 @@ _OPERATIONS = ("latency_buckets", "latency_sum", "invocations", "push_failures")
 _EARLIEST = ("created_at", "orders_through", "history_day", "score_day")  # the shard furthest behind
 
 
-def _merge_counters(own: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for counters in own:
-        for feed, values in counters.items():
-            target = out.setdefault(feed, {})
-            for name, value in values.items():
-                target[name] = max(target.get(name, value), value) if name == "newest" else target.get(name, 0) + value
-    return out
-
-
 def merge(catalog: Catalog, parts: list[tuple[Shard, State]]) -> State:
     """One state over the whole catalog from the states of its shards: per-series arrays in catalog
     order, purchase orders renumbered to catalog series, operations counters summed, and clocks
@@ -294,7 +285,7 @@ def merge(catalog: Catalog, parts: list[tuple[Shard, State]]) -> State:
         elif name == "conflicts":
             values[name] = {h: sum(s[h] for s in own) for h in first.conflicts}
         elif name == "feed_counters":  # summed over shards; the newest line is the newest of any shard
-            values[name] = _merge_counters(own)
+            values[name] = merge_counters(own)
         elif name == "feed_journals":  # each shard's own objects: no merged state is committed
             values[name] = []
         elif name in _EARLIEST:
