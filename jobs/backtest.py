@@ -43,7 +43,9 @@ from handlers.errors import InputError
 from handlers.forecasting.baselines import baselines_for
 from handlers.forecasting.scores import mean_rmsse, naive_scale, wape
 from handlers.model.bounds import MAX_BACKTEST_BYTES, MAX_BACKTEST_LINE
-from handlers.model.numbers import shown, whole
+from handlers.model.numbers import shown
+
+from .options import WHOLE
 
 if TYPE_CHECKING:  # pandas and the model (scikit-learn) load when a backtest runs, not with the CLI
     import pandas as pd
@@ -562,14 +564,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _periods(text: str) -> int:
-    """``--horizon``: a whole number written with ASCII digits (``int("٢٨")`` would be 28)."""
-    try:
-        return whole(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"must be a whole number written with ASCII digits, got {shown(text)}") from exc
-
-
 def register(subparsers: Any) -> None:
     """Add the ``backtest`` subcommand to an argparse ``subparsers`` object."""
     parser = subparsers.add_parser(
@@ -596,7 +590,7 @@ def register(subparsers: Any) -> None:
         metavar="FORMAT",
         help="strptime format of the dates when they are not ISO 8601, e.g. %%d/%%m/%%Y (default: inferred)",
     )
-    parser.add_argument("--horizon", type=_periods, default=28, help="periods held out (default: 28)")
+    parser.add_argument("--horizon", type=WHOLE, default=28, help="periods held out (default: 28)")
     parser.add_argument(
         "--freq",
         default="D",

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NoReturn
@@ -23,13 +23,12 @@ from handlers.app import build_runtime
 from handlers.errors import InputError, StockpulseError
 from handlers.model.bounds import MAX_EVENT_BYTES
 from handlers.model.events import load_event_json, parse_event, parse_time, scheduled_event
-from handlers.model.numbers import decimal, shown, whole
 from handlers.model.state import HANDLERS
 from handlers.runtime.invoke import invoke, invoke_all, load_state, shard_states
 from handlers.runtime.shards import resolve
 
 from . import backtest, console, deploy, package, replay, report
-from .options import add_settings, settings_from
+from .options import NUMBER, WHOLE, add_settings, settings_from
 from .schedule import Schedule
 from .simulate import DEFAULT_START, series_table, simulate
 from .status import check_watch, show_status, status_report
@@ -39,24 +38,6 @@ __all__ = ["main", "build_parser"]
 
 MAX_SIMULATE_DAYS = 3660  # ten years of business time in one replay
 MAX_SPEED = 1e5  # business seconds per wall second: a business minute every 0.6 ms
-
-
-def _flag_type(parse: Callable[[str], Any], what: str) -> Callable[[str], Any]:
-    """An argparse ``type`` whose error says what the flag takes (argparse adds the flag's name)."""
-
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {shown(text)}") from exc
-
-    convert.__name__ = parse.__name__
-    return convert
-
-
-#: only ASCII digits are numbers (``float("٥")`` is 5.0): handlers/model/numbers.py
-NUMBER = _flag_type(decimal, "a number written with ASCII digits")
-WHOLE = _flag_type(whole, "a whole number written with ASCII digits")
 
 
 class _Parser(argparse.ArgumentParser):

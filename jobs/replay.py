@@ -46,6 +46,7 @@ from handlers.runtime.invoke import Runtime, invoke, load_state
 from handlers.storage.file import FileStore
 
 from . import backtest, console
+from .options import NUMBER, WHOLE
 from .original import original_cores
 
 __all__ = ["HOUR_PROFILE", "ReplayResult", "register", "replay", "hour_units", "write_feed", "build_catalog"]
@@ -386,10 +387,10 @@ def register(subparsers: Any) -> None:
         help="a per-day flag (0/1) or share out of stock: those days' demand is recovered before it "
         "is replayed (handlers/forecasting/censored.py)",
     )
-    parser.add_argument("--days", type=int, metavar="N", help="replay only the last N days (default: all after the first 28)")
-    parser.add_argument("--lead-time-days", type=float, default=2.0, help="lead time of every product (default: 2)")
-    parser.add_argument("--pack-size", type=int, default=1, help="pack size of every product (default: 1)")
-    parser.add_argument("--initial-days", type=float, default=7.0, help="days of declared demand on hand at the start (default: 7)")
+    parser.add_argument("--days", type=WHOLE, metavar="N", help="replay only the last N days (default: all after the first 28)")
+    parser.add_argument("--lead-time-days", type=NUMBER, default=2.0, help="lead time of every product (default: 2)")
+    parser.add_argument("--pack-size", type=WHOLE, default=1, help="pack size of every product (default: 1)")
+    parser.add_argument("--initial-days", type=NUMBER, default=7.0, help="days of declared demand on hand at the start (default: 7)")
     parser.add_argument(
         "--out",
         default="./data/replay",

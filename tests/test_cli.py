@@ -111,13 +111,29 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, args, fragments):
         (["run", "--speed", "600", "--for", "٣s"], ["--for: not a positive duration"]),
         (["status", "--watch", "١"], ["argument --watch: must be a number written with ASCII digits"]),
         (["backtest", "sales.csv", "--horizon", "٢٨"], ["argument --horizon: must be a whole number written with ASCII"]),
+        (["replay", "sales.csv", "--days", "٣٠"], ["argument --days: must be a whole number written with ASCII digits"]),
+        (["replay", "sales.csv", "--pack-size", "٥"], ["argument --pack-size: must be a whole number written with ASCII digits"]),
     ],
-    ids=["days", "days-5000-digits", "every", "service-level", "num-shards", "max-tick-lead", "shard", "speed", "for", "watch", "horizon"],
+    ids=[
+        "days",
+        "days-5000-digits",
+        "every",
+        "service-level",
+        "num-shards",
+        "max-tick-lead",
+        "shard",
+        "speed",
+        "for",
+        "watch",
+        "horizon",
+        "replay-days",
+        "replay-pack-size",
+    ],
 )
 def test_only_ascii_digits_are_numbers_on_the_command_line(tmp_path: Path, args, fragments):
     """GIVEN a number written with other digits (``float("٠.٥")`` is 0.5, ``int("٣")`` is 3) or
     5,000 of them WHEN a command reads it THEN one short line names the flag, exit 2, nothing written."""
-    proc = cli(*args, "--store", f"file://{tmp_path}/s") if args[0] != "backtest" else cli(*args, cwd=tmp_path)
+    proc = cli(*args, "--store", f"file://{tmp_path}/s") if args[0] not in ("backtest", "replay") else cli(*args, cwd=tmp_path)
     assert_one_line_error(proc, *fragments)
     assert len(proc.stderr) < 300 and not (tmp_path / "s").exists()
 
