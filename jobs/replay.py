@@ -334,7 +334,6 @@ def _table(result: dict[str, Any]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
 
     if args.lead_time_days <= 0 or args.lead_time_days > 365:
         raise InputError(f"--lead-time-days: must be a number of days in (0, 365], got {args.lead_time_days:g}")
@@ -344,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--initial-days: must be a number of days in [0, 365], got {args.initial_days:g}")
     if args.days is not None and not 7 <= args.days <= 36_500:
         raise InputError(f"--days: must be a whole number of days in [7, 36500], got {args.days}")
-    err = Console(stderr=True)
+    err = console.err
     with console.progress_bar("replaying", enabled=not args.json) as advance:
         result = replay(
             args.file,
@@ -364,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        Console().print(_table(result))
+        console.out.print(_table(result))
     return 0
 
 
