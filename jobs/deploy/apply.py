@@ -269,8 +269,8 @@ def destroy(
     with d.errors(f"bucket {target.bucket}"):
         if bucket != "ours":
             d.row("bucket", target.bucket, "kept (not made by deploy)")
-        elif next(iter(list_keys(d, "")), None) is not None and not (dry_run and set(list_keys(d, "")) <= set(code)):
-            count = sum(1 for key in list_keys(d, "") if key not in code)  # a dry run's code would be gone
+        elif (keys := list(list_keys(d, ""))) and not (dry_run and set(keys) <= set(code)):  # one listing of the bucket
+            count = sum(1 for key in keys if key not in code)  # a dry run's code would be gone
             d.row(
                 "bucket",
                 target.bucket,
