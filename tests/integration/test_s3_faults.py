@@ -15,7 +15,7 @@ from handlers.errors import StorageError
 from handlers.runtime import layout
 from handlers.runtime.invoke import Runtime, invoke
 from handlers.storage.s3 import S3Store
-from tests.support.crash import BUSY_CATALOG, Crash, CrashingStore, busy_ticks
+from tests.support.crash import BUSY_CATALOG, Crash, CrashingStore, busy_ticks, snapshot
 from tests.support.ticks import event_at, zero_clock
 
 TICKS = busy_ticks(8)  # every handler: 13 ticks, 2 restocks, a forecast and an alert
@@ -30,14 +30,6 @@ def s3_store(moto_s3, url: str | None = None, endpoint: str | None = None) -> S3
         config=Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=10),
     )
     return S3Store(bucket, client=client)
-
-
-def snapshot(store: S3Store) -> tuple[list[bytes | None], dict[str, bytes], dict[str, bytes]]:
-    """The state's parts (hot and forecast by their newest version, history objects, the hot part's
-    base and deltas, the forecast's statistics) and every log object."""
-    parts = [store.read(key) for key in ("state/state.bin", "state/forecast.bin")]
-    history = {k: store.get(k) for prefix in ("state/history/", "state/hot/", "state/pool/") for k in store.list(prefix)}
-    return [p.data if p else None for p in parts], history, {k: store.get(k) for k in store.list("logs/")}
 
 
 def listing(store: S3Store) -> dict[str, tuple[int, str]]:
