@@ -21,10 +21,9 @@ from tests.support.ticks import START, event_at, zero_clock
 def run_with_retries(store, ticks) -> None:
     """Invoke each tick; when the process 'crashes', retry the same tick (as Lambda would)."""
     for name, moment in ticks:
-        runtime = Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock)
         while True:
             try:
-                invoke(name, event_at(moment), runtime)
+                invoke(name, event_at(moment), Runtime(store=store, catalog=BUSY_CATALOG, clock=zero_clock))
                 break
             except Crash:  # a new process: it knows nothing of the old one's
                 layout.forget()

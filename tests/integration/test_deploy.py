@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from handlers.model.catalog import parse_catalog
+from handlers.model.events import scheduled_event
 from handlers.model.logs import decode_events
 from handlers.runtime.catalogs import compiled_key, source_key, store_reference
 from handlers.runtime.shards import split
@@ -205,23 +206,10 @@ def test_a_deployed_function_runs_the_handler_from_its_artifact(deployed, locals
     """GIVEN the deployed functions WHEN LocalStack invokes them THEN the handlers run from the
     uploaded zips (CPython 3.12) on the bucket: applied, state and log objects written."""
     target, _ = deployed
-    lam, s3 = client(localstack, "lambda"), client(localstack, "s3")
+    s3 = client(localstack, "s3")
     results = {}
     for handler, time_ in (("order_tick", "2026-01-05T09:01:00Z"), ("forecast", "2026-01-05T10:00:00Z"), ("alert", "2026-01-05T10:15:00Z")):
-        event = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": "000000000000",
-            "time": time_,
-            "region": "us-east-1",
-            "resources": [],
-            "detail": {},
-        }
-        response = lam.invoke(FunctionName=function_names(target.name)[handler], Payload=json.dumps(event))
-        payload = json.loads(response["Payload"].read())
-        assert "FunctionError" not in response, payload
+        payload = invoke_function(localstack, function_names(target.name)[handler], time_)
         results[handler] = payload
     assert {result["status"] for result in results.values()} == {"applied"}
     body = s3.get_object(Bucket=target.bucket, Key=results["forecast"]["log_key"])["Body"].read()
@@ -399,21 +387,18 @@ def new_code(artifacts: dict[str, package.Artifact], directory: Path) -> dict[st
     return changed
 
 
-def invoke_applies(localstack: servers.LocalStack, function: str, moment: str) -> None:
-    event = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "000000000000",
-        "time": moment,
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {},
-    }
-    response = client(localstack, "lambda").invoke(FunctionName=function, Payload=json.dumps(event))
+def invoke_function(localstack: servers.LocalStack, function: str, moment: str | datetime, shard: int | None = None) -> dict[str, Any]:
+    """Invoke a deployed function with the Scheduled Event its rule delivers at ``moment``; its payload."""
+    when = moment if isinstance(moment, datetime) else datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    response = client(localstack, "lambda").invoke(FunctionName=function, Payload=json.dumps(scheduled_event(when, function, shard=shard)))
     payload = json.loads(response["Payload"].read())
-    assert "FunctionError" not in response and payload["status"] == "applied", payload
+    assert "FunctionError" not in response, payload
+    return dict(payload)
+
+
+def invoke_applies(localstack: servers.LocalStack, function: str, moment: str) -> None:
+    payload = invoke_function(localstack, function, moment)
+    assert payload["status"] == "applied", payload
 
 
 def test_another_deployment_in_the_same_bucket_and_prefix_keeps_its_code_and_runs_through_a_redeploy_and_a_destroy(
@@ -726,24 +711,11 @@ def test_each_shard_of_the_deployed_functions_runs_the_uploaded_catalogs_series(
     forecast's inventory events name each of the shard's series once, and the store's catalog
     objects are still the five deploy uploaded (no function had to compile the file)."""
     target, path, parts, _, _ = shop
-    lam, s3 = client(localstack, "lambda"), client(localstack, "s3")
+    s3 = client(localstack, "s3")
     start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)  # ahead of all
 
     def call(handler: str, moment: datetime, shard: int) -> dict[str, Any]:
-        event = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": "000000000000",
-            "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": "us-east-1",
-            "resources": [],
-            "detail": {"shard": shard},
-        }
-        response = lam.invoke(FunctionName=function_names(target.name)[handler], Payload=json.dumps(event))
-        payload = json.loads(response["Payload"].read())
-        assert "FunctionError" not in response, payload
+        payload = invoke_function(localstack, function_names(target.name)[handler], moment, shard)
         assert (payload["status"], payload["shard"]) == ("applied", shard), payload
         return payload
 
