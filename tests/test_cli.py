@@ -349,13 +349,13 @@ def test_a_feed_that_cannot_be_read_is_a_one_line_error_naming_its_option(tmp_pa
         assert (tmp_path / "s" / "state").is_dir()
 
 
-@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["table", "json"])
-def test_replay_into_a_reader_that_went_away_ends_quietly_with_epipe(tmp_path: Path, json_flag: list[str]):
-    """As above for `replay` (its table was printed by a console of its own: exit 1 from rich)."""
-    rows = [f"S{s},{day:%Y-%m-%d},{(s + day.day) % 7}" for s in range(2) for day in _days(45)]
+def test_replay_into_a_reader_that_went_away_ends_quietly_with_epipe(tmp_path: Path):
+    """As above for `replay`'s table (it was printed by a console of its own: exit 1 from rich). 35 days:
+    the first 28 set up the catalog, 7 are replayed."""
+    rows = [f"S{s},{day:%Y-%m-%d},{(s + day.day) % 7}" for s in range(2) for day in _days(35)]
     (tmp_path / "sales.csv").write_text("unique_id,ds,y\n" + "\n".join(rows) + "\n")
     proc = piped_into_a_closed_reader(
-        "replay", "sales.csv", "--date-col", "ds", "--value-col", "y", "--out", str(tmp_path / "out"), *json_flag, cwd=tmp_path
+        "replay", "sales.csv", "--date-col", "ds", "--value-col", "y", "--out", str(tmp_path / "out"), cwd=tmp_path
     )
     assert proc.returncode == 32, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr
