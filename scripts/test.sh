@@ -161,17 +161,19 @@ if [ "$(cat .venv/.stockpulse-stamp 2>/dev/null)" != "$project_stamp" ]; then
     fi
     printf '%s\n' "$project_stamp" > .venv/.stockpulse-stamp
 fi
+# Lint, type-check and check the import contract first (seconds, while LocalStack may still be
+# installing), then the tests. All three read their settings from pyproject.toml.
+log "ruff check and format --check; mypy --strict; lint-imports"
+if ! { .venv/bin/ruff check --quiet . &&
+       .venv/bin/ruff format --check --quiet . &&
+       .venv/bin/mypy --no-error-summary &&
+       { .venv/bin/lint-imports --no-cache --no-logo >/dev/null || .venv/bin/lint-imports --no-cache --no-logo; }; }; then
+    [ -z "$localstack_install" ] || kill "$localstack_install" 2>/dev/null || true
+    exit 1
+fi
 if [ -n "$localstack_install" ]; then
     wait "$localstack_install" || { log "LocalStack's install failed (above)"; exit 1; }
 fi
-
-# Lint, type-check and check the import contract first (seconds), then the tests. All three read
-# their settings from pyproject.toml.
-log "ruff check and format --check; mypy --strict; lint-imports"
-.venv/bin/ruff check --quiet .
-.venv/bin/ruff format --check --quiet .
-.venv/bin/mypy --no-error-summary
-.venv/bin/lint-imports --no-cache --no-logo >/dev/null || .venv/bin/lint-imports --no-cache --no-logo
 
 pytest_args=()
 for arg in "$@"; do
